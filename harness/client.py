@@ -1,0 +1,160 @@
+"""An asyncio client for the daemon's socket, shared by the CLI, the TUI and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from harness import __version__, protocol
+from harness.protocol import Ack, Error, Event, Lagged, Response, Welcome
+
+
+class ClientError(Exception):
+    """The daemon answered a request with an error frame."""
+
+    def __init__(self, error: Error) -> None:
+        super().__init__(error.message)
+        self.code = error.code
+        self.message = error.message
+        self.details = error.details or {}
+
+
+class DaemonUnavailable(Exception):
+    """No daemon to talk to (no socket, nobody listening, or the connection dropped)."""
+
+
+class Client:
+    """One connection: ``await Client.connect(path)``, then requests and at most one
+    subscription. Events are read with :meth:`events`."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, welcome: Welcome
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.welcome = welcome
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._events: asyncio.Queue[Event | BaseException] = asyncio.Queue()
+        self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
+        self.closed = asyncio.Event()
+
+    @classmethod
+    async def connect(
+        cls, path: Path | str, *, client: str = f"harness-cli/{__version__}", timeout: float = 5.0
+    ) -> Client:
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_unix_connection(str(path), limit=2 * protocol.MAX_FRAME_BYTES),
+                timeout,
+            )
+        except (OSError, TimeoutError) as exc:
+            raise DaemonUnavailable(f"no daemon at {path}: {_why(exc)}") from exc
+        try:
+            writer.write(protocol.encode(protocol.Hello(protocol=protocol.PROTOCOL_VERSION,
+                                                         client=client)))
+            line = await asyncio.wait_for(reader.readline(), timeout)
+            if not line:
+                raise DaemonUnavailable(f"the daemon at {path} closed the connection")
+            frame = protocol.decode_server(line)
+        except (OSError, TimeoutError, msgspec.DecodeError) as exc:
+            writer.close()
+            raise DaemonUnavailable(f"handshake with {path} failed: {_why(exc)}") from exc
+        if isinstance(frame, Error):
+            writer.close()
+            raise ClientError(frame)
+        if not isinstance(frame, Welcome):
+            writer.close()
+            raise DaemonUnavailable(f"unexpected first frame from {path}: {frame!r}")
+        return cls(reader, writer, frame)
+
+    async def close(self) -> None:
+        self._reader_task.cancel()
+        self._writer.close()
+        with contextlib.suppress(Exception):
+            await self._writer.wait_closed()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader_task
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _read_loop(self) -> None:
+        failure: BaseException = DaemonUnavailable("the daemon closed the connection")
+        try:
+            while line := await self._reader.readline():
+                frame = protocol.decode_server(line)
+                if isinstance(frame, Event):
+                    self._events.put_nowait(frame)
+                elif isinstance(frame, (Response, Ack)):
+                    fut = self._pending.pop(frame.id, None)
+                    if fut and not fut.done():
+                        fut.set_result(frame)
+                elif isinstance(frame, Error):
+                    fut = self._pending.pop(frame.id, None) if frame.id is not None else None
+                    if fut and not fut.done():
+                        fut.set_exception(ClientError(frame))
+                elif isinstance(frame, Lagged):
+                    failure = DaemonUnavailable(f"cut off by the daemon: {frame.message}")
+        except (OSError, ValueError, msgspec.DecodeError) as exc:
+            failure = DaemonUnavailable(f"connection to the daemon lost: {_why(exc)}")
+        finally:
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(failure)
+            self._pending.clear()
+            self._events.put_nowait(failure)
+            self.closed.set()
+
+    async def _call(self, frame_for_id: Any) -> Any:
+        if self.closed.is_set():
+            raise DaemonUnavailable("the connection to the daemon is closed")
+        frame_id = next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[frame_id] = fut
+        self._writer.write(protocol.encode(frame_for_id(frame_id)))
+        return await fut
+
+    async def request(self, method: str, **params: Any) -> Any:
+        response = await self._call(
+            lambda i: protocol.Request(id=i, method=method, params=params)
+        )
+        return response.result
+
+    async def subscribe(self, events: Iterable[str] = ("*",), since: int | None = None) -> int:
+        """Subscribe; returns the head seq (events after it are live). Replayed events with
+        ``seq > since`` come first through :meth:`events`."""
+        ack: Ack = await self._call(
+            lambda i: protocol.Subscribe(id=i, events=list(events), since=since)
+        )
+        return ack.seq
+
+    async def next_event(self) -> Event:
+        item = await self._events.get()
+        if isinstance(item, BaseException):
+            self._events.put_nowait(item)  # every later call fails the same way
+            raise item
+        return item
+
+    async def events(self) -> AsyncIterator[Event]:
+        while True:
+            yield await self.next_event()
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "the socket does not exist (is `harness run` running?)"
+    if isinstance(exc, ConnectionRefusedError):
+        return "nothing is listening (the daemon is not running)"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__

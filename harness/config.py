@@ -1,0 +1,104 @@
+"""Configuration: a TOML file decoded into typed structs, with embedded defaults for every key."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+ENV_CONFIG = "HARNESS_CONFIG"
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for the operator (file, key, what was expected)."""
+
+
+class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    socket: str = ""  # empty: $XDG_RUNTIME_DIR/harness/harness.sock
+    database: str = ""  # empty: $XDG_STATE_HOME/harness/state.db
+    log_level: LogLevel = "info"
+    stop_timeout: float = 10.0  # seconds each plugin gets to stop
+    event_retention_days: float = 30.0  # 0 keeps events forever (still bounded by the count)
+    event_retention_max: int = 100_000  # newest events kept
+    client_queue_frames: int = 10_000  # a client further behind than this is cut off
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    daemon: DaemonConfig = msgspec.field(default_factory=DaemonConfig)
+    # [plugins.<name>] tables: default settings, checked against each plugin's schema at boot.
+    plugins: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    source: str = ""  # the file it came from; not a TOML key
+
+    @property
+    def socket_path(self) -> Path:
+        return Path(self.daemon.socket).expanduser() if self.daemon.socket else default_socket()
+
+    @property
+    def database_path(self) -> Path:
+        if self.daemon.database:
+            return Path(self.daemon.database).expanduser()
+        return default_database()
+
+
+def runtime_dir() -> Path:
+    """Where the socket lives: ``$XDG_RUNTIME_DIR/harness``, else a private dir in the temp dir."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and Path(base).is_dir():
+        return Path(base) / "harness"
+    return Path(tempfile.gettempdir()) / f"harness-{os.getuid()}"
+
+
+def default_socket() -> Path:
+    return runtime_dir() / "harness.sock"
+
+
+def default_database() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "harness" / "state.db"
+
+
+def _where(exc: msgspec.ValidationError) -> tuple[str, str]:
+    """Split msgspec's "Expected `int`, got `str` - at `$.daemon.x`" into (key, problem)."""
+    text = str(exc)
+    problem, sep, at = text.rpartition(" - at `")
+    if not sep:
+        return "", text
+    key = at.rstrip("`").removeprefix("$").lstrip(".")
+    if problem.startswith("Object contains unknown field"):
+        field = problem.split("`")[1]
+        return f"{key}.{field}" if key else field, "unknown key"
+    return key, problem
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load ``path``, else ``$HARNESS_CONFIG``, else the embedded defaults."""
+    if path is None:
+        path = os.environ.get(ENV_CONFIG) or None
+    if path is None:
+        return Config()
+    file = Path(path).expanduser()
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the config file: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    data.pop("source", None)  # internal field, never read from the file
+    try:
+        config = msgspec.convert(data, Config)
+    except msgspec.ValidationError as exc:
+        key, problem = _where(exc)
+        raise ConfigError(f"{file}: {key or 'top level'}: {problem}") from exc
+    for name, table in config.plugins.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{file}: plugins.{name}: expected a table of settings")
+    config.source = str(file)
+    return config

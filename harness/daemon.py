@@ -1,0 +1,224 @@
+"""``harness run``: wires store, bus, plugin host and socket server, and runs until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import msgspec
+
+from harness import __version__, protocol, settings
+from harness.bus import Bus
+from harness.config import Config
+from harness.orchestrator import Orchestrator, PluginNotFound
+from harness.plugin import Plugin
+from harness.recorder import Recorder
+from harness.server import RequestError, Server, acquire_lock, ensure_private_dir
+from harness.store import Store
+
+log = logging.getLogger(__name__)
+
+RETENTION_INTERVAL = 300.0  # seconds between retention passes
+
+
+class Daemon:
+    """The running daemon. ``async with Daemon(config).running():`` in tests and tools;
+    :func:`run` for the command line."""
+
+    def __init__(self, config: Config, plugins: Mapping[str, type[Plugin]] | None = None) -> None:
+        self.config = config
+        self._plugins = plugins
+        self.store: Store | None = None
+        self.bus: Bus | None = None
+        self.recorder: Recorder | None = None
+        self.orchestrator: Orchestrator | None = None
+        self.server: Server | None = None
+        self.started = time.time()
+        self._lock_fds: list[int] = []
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Daemon]:
+        await self.start()
+        try:
+            yield self
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        cfg = self.config
+        socket_path, db_path = cfg.socket_path, cfg.database_path
+        ensure_private_dir(socket_path.parent)
+        # One daemon per socket and one writer per database; both locks are released by the
+        # kernel however the process ends, so they can never go stale.
+        self._lock_fds.append(acquire_lock(socket_path.with_name(socket_path.name + ".lock")))
+        db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if db_path.parent != socket_path.parent:
+            self._lock_fds.append(acquire_lock(db_path.with_name(db_path.name + ".lock")))
+        try:
+            if self._plugins is None:
+                from harness.plugins import discover
+
+                self._plugins = discover()
+            self.store = await Store.open(db_path)
+            self.bus = Bus(await self.store.last_seq())
+            self.recorder = Recorder(self.store, self.bus)
+            self.orchestrator = Orchestrator(self.store, self.recorder, cfg, self._plugins)
+            await self._prune()
+            await self.orchestrator.boot()
+            self.server = Server(
+                socket_path,
+                self.bus,
+                self.store,
+                self._handlers(),
+                max_queued_frames=cfg.daemon.client_queue_frames,
+            )
+            await self.server.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self._retention = asyncio.get_running_loop().create_task(self._retention_loop())
+        log.info(
+            "harness %s running: socket %s, database %s, plugins %s",
+            __version__,
+            socket_path,
+            db_path,
+            ", ".join(self.orchestrator.names()) or "none",
+        )
+
+    async def stop(self) -> None:
+        """Stop plugins (recording ``stopped``), close the socket, close the database."""
+        if getattr(self, "_retention", None):
+            self._retention.cancel()
+        if self.orchestrator is not None:
+            await self.orchestrator.shutdown()
+        if self.server is not None:
+            await self.server.close()
+        if self.store is not None:
+            await self.store.close()
+        for fd in self._lock_fds:
+            os.close(fd)
+        self._lock_fds.clear()
+        self.orchestrator = self.server = self.store = None
+
+    async def _prune(self) -> None:
+        assert self.store is not None
+        d = self.config.daemon
+        removed = await self.store.prune_events(
+            keep=d.event_retention_max, max_age_days=d.event_retention_days
+        )
+        if removed:
+            log.info("retention removed %d old events", removed)
+
+    async def _retention_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RETENTION_INTERVAL)
+            try:
+                await self._prune()
+            except Exception:
+                log.exception("event retention failed; will try again")
+
+    # -- request handlers --------------------------------------------------------------------
+
+    def _handlers(self) -> dict[str, Any]:
+        return {
+            "status": self._status,
+            "plugins.list": self._plugins_list,
+            "plugins.get": self._plugins_get,
+            "plugins.update_settings": self._update_settings,
+            "plugins.set_enabled": self._set_enabled,
+        }
+
+    async def _status(self, _: protocol.NoParams) -> dict[str, Any]:
+        assert self.orchestrator and self.bus and self.server
+        plugins = await self.orchestrator.list()
+        return {
+            "server": f"harness/{__version__}",
+            "pid": os.getpid(),
+            "started": self.started,
+            "uptime": time.time() - self.started,
+            "seq": self.bus.published_seq,
+            "socket": str(self.config.socket_path),
+            "database": str(self.config.database_path),
+            "clients": len(self.server.clients),
+            "plugins": [
+                {
+                    "name": p.name,
+                    "enabled": p.enabled,
+                    "status": p.status,
+                    "reason": p.reason,
+                    "connection": p.metadata.get("connection"),
+                }
+                for p in plugins
+            ],
+        }
+
+    async def _plugins_list(self, _: protocol.NoParams) -> list[Any]:
+        assert self.orchestrator
+        return [msgspec.to_builtins(p) for p in await self.orchestrator.list()]
+
+    async def _plugins_get(self, params: protocol.PluginName) -> Any:
+        assert self.orchestrator
+        with _not_found(params.name):
+            return msgspec.to_builtins(await self.orchestrator.info(params.name))
+
+    async def _update_settings(self, params: protocol.UpdateSettings) -> Any:
+        assert self.orchestrator
+        with _not_found(params.name):
+            try:
+                info = await self.orchestrator.update_settings(params.name, params.settings)
+            except settings.SettingsError as exc:
+                raise RequestError(
+                    protocol.E_INVALID_SETTINGS,
+                    f"settings of {params.name} not saved: {exc}",
+                    {"fields": exc.errors},
+                ) from None
+        return msgspec.to_builtins(info)
+
+    async def _set_enabled(self, params: protocol.SetEnabled) -> Any:
+        assert self.orchestrator
+        with _not_found(params.name):
+            return msgspec.to_builtins(
+                await self.orchestrator.set_enabled(params.name, params.enabled)
+            )
+
+
+@contextlib.contextmanager
+def _not_found(name: str) -> Any:
+    try:
+        yield
+    except PluginNotFound:
+        raise RequestError(protocol.E_NOT_FOUND, f"no plugin named {name!r}") from None
+
+
+async def serve(config: Config) -> int:
+    """Run until SIGTERM or SIGINT; a second signal during shutdown exits at once."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals_seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen == 1:
+            log.info("%s received; stopping", signal.Signals(signum).name)
+            stop.set()
+        else:
+            log.warning("second signal: exiting without a clean stop")
+            os._exit(130)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    daemon = Daemon(config)
+    await daemon.start()
+    try:
+        await stop.wait()
+    finally:
+        await daemon.stop()
+    log.info("stopped")
+    return 0

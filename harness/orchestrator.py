@@ -1,0 +1,277 @@
+"""The plugin host: syncs registry and rows, starts and stops plugins, applies live changes,
+and keeps a failing plugin from taking anything else down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from harness import logs, settings
+from harness.config import Config, ConfigError
+from harness.plugin import Plugin, PluginContext
+from harness.protocol import PluginInfo
+from harness.recorder import Recorder
+from harness.store import Store
+
+log = logging.getLogger(__name__)
+
+# A connection in one of these states is live; anything that ends the plugin must replace it.
+_LIVE = frozenset({"connecting", "connected", "disconnected"})
+
+
+class PluginNotFound(LookupError):
+    pass
+
+
+class _Slot:
+    """One plugin's runtime: instance, context, lifecycle status and a lock ordering changes."""
+
+    def __init__(self, plugin: Plugin) -> None:
+        self.plugin = plugin
+        self.ctx: PluginContext | None = None
+        self.status = "stopped"  # running | stopped | error | disabled
+        self.reason: str | None = None
+        self.stopping = False
+        self.lock = asyncio.Lock()
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        store: Store,
+        recorder: Recorder,
+        config: Config,
+        plugins: Mapping[str, type[Plugin]],
+    ) -> None:
+        self.store = store
+        self.recorder = recorder
+        self.config = config
+        self.stop_timeout = config.daemon.stop_timeout
+        self._slots = {name: _Slot(cls()) for name, cls in sorted(plugins.items())}
+
+    # -- boot and shutdown -------------------------------------------------------------------
+
+    def check_config(self) -> None:
+        """Plugin tables of the config must name installed plugins and fit their schemas."""
+        where = self.config.source or "config"
+        for name, table in self.config.plugins.items():
+            slot = self._slots.get(name)
+            if slot is None:
+                known = ", ".join(self._slots) or "none"
+                raise ConfigError(f"{where}: plugins.{name}: no such plugin (installed: {known})")
+            try:
+                settings.validate(slot.plugin.settings_schema, table)
+            except settings.SettingsError as exc:
+                key, problem = next(iter(exc.errors.items()))
+                raise ConfigError(f"{where}: plugins.{name}.{key}: {problem}") from exc
+
+    async def boot(self) -> None:
+        self.check_config()
+        await self.store.ensure_plugins(self._slots)
+        rows = {row.name: row for row in await self.store.list_plugins()}
+        for name, slot in self._slots.items():
+            row = rows[name]
+            conn = row.metadata.get("connection")
+            layers = self._layers(slot, row.settings)
+            logs.add_secrets(settings.secret_values(slot.plugin.settings_schema, *layers))
+            slot.ctx = PluginContext(
+                name,
+                self.recorder,
+                self.store,
+                settings.effective(slot.plugin.settings_schema, *layers),
+                conn if isinstance(conn, dict) else None,
+                lambda exc, name=name: self._task_failed(name, exc),
+            )
+            # A connection the previous run left live is history, not the present.
+            if slot.ctx.connection and slot.ctx.connection.get("state") != "stopped":
+                await slot.ctx.set_connection("stopped", reason="daemon restarted")
+        for name, row in rows.items():
+            if name not in self._slots:
+                continue  # a row whose plugin is not installed now: kept, left alone
+            if row.enabled:
+                await self._start(self._slots[name])
+            else:
+                await self._set_status(self._slots[name], "disabled")
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(
+            *(self._locked_stop(s, "daemon shut down") for s in self._slots.values())
+        )
+
+    async def _locked_stop(self, slot: _Slot, why: str) -> None:
+        async with slot.lock:
+            await self._stop(slot, why)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _layers(self, slot: _Slot, stored: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+        return (self.config.plugins.get(slot.plugin.name, {}), stored)
+
+    async def _set_status(self, slot: _Slot, status: str, reason: str | None = None) -> None:
+        slot.status, slot.reason = status, reason
+        await self.recorder.record(
+            "plugin:status",
+            {"plugin": slot.plugin.name, "status": status, "reason": reason},
+        )
+
+    async def _start(self, slot: _Slot) -> None:
+        ctx = slot.ctx
+        assert ctx is not None
+        slot.stopping = False
+        try:
+            await slot.plugin.start(ctx)
+        except Exception as exc:
+            log.exception("plugin %s failed to start", slot.plugin.name)
+            await self._fail(slot, f"start failed: {_describe(exc)}")
+            return
+        await self._set_status(slot, "running")
+
+    async def _stop(self, slot: _Slot, why: str, status: str = "stopped") -> None:
+        ctx = slot.ctx
+        assert ctx is not None
+        if slot.status != "running":
+            await self._ensure_stopped_connection(ctx, why)
+            if status == "disabled" and slot.status != "disabled":
+                await self._set_status(slot, "disabled")
+            return
+        slot.stopping = True
+        reason: str | None = None
+        try:
+            await asyncio.wait_for(slot.plugin.stop(ctx), self.stop_timeout)
+        except TimeoutError:
+            reason = f"did not stop within {self.stop_timeout:g} s; its tasks were cancelled"
+        except Exception as exc:
+            log.exception("plugin %s failed to stop", slot.plugin.name)
+            reason = f"stop failed: {_describe(exc)}"
+        await ctx._cancel_tasks()
+        await self._ensure_stopped_connection(ctx, why)
+        if reason:
+            log.error("plugin %s: %s", slot.plugin.name, reason)
+            await self._set_status(slot, "error", reason)
+        else:
+            await self._set_status(slot, status)
+
+    async def _ensure_stopped_connection(self, ctx: PluginContext, why: str) -> None:
+        # The seed's dashboard kept showing "connected" after a stop; whatever the plugin did or
+        # failed to do, a stopped plugin's connection reads "stopped".
+        if ctx.connection and ctx.connection.get("state") != "stopped":
+            await ctx.set_connection("stopped", reason=why)
+
+    async def _fail(self, slot: _Slot, reason: str) -> None:
+        ctx = slot.ctx
+        assert ctx is not None
+        slot.stopping = True
+        await ctx._cancel_tasks()
+        if ctx.connection and ctx.connection.get("state") in _LIVE:
+            await ctx.set_connection("error", reason=reason)
+        await self._set_status(slot, "error", reason)
+
+    def _task_failed(self, name: str, exc: BaseException) -> None:
+        slot = self._slots[name]
+        if slot.stopping:
+            return
+        log.error("plugin %s: a task failed: %s", name, _describe(exc))
+        slot.stopping = True
+
+        async def fail() -> None:
+            async with slot.lock:
+                if slot.status == "running":
+                    try:
+                        await asyncio.wait_for(slot.plugin.stop(slot.ctx), self.stop_timeout)  # type: ignore[arg-type]
+                    except Exception:
+                        log.exception("plugin %s failed to stop after a task failure", name)
+                    await self._fail(slot, f"task failed: {_describe(exc)}")
+
+        asyncio.get_running_loop().create_task(fail())
+
+    # -- live changes (socket API) -------------------------------------------------------------
+
+    def _slot(self, name: str) -> _Slot:
+        try:
+            return self._slots[name]
+        except KeyError:
+            raise PluginNotFound(name) from None
+
+    async def set_enabled(self, name: str, enabled: bool) -> PluginInfo:
+        slot = self._slot(name)
+        async with slot.lock:
+            await self.store.set_enabled(name, enabled)
+            if enabled and slot.status != "running":
+                await self._start(slot)
+            elif not enabled:
+                await self._stop(slot, "plugin disabled", status="disabled")
+        return await self.info(name)
+
+    async def update_settings(self, name: str, patch: Mapping[str, Any]) -> PluginInfo:
+        """Merge ``patch`` into the stored settings (``None`` unsets a key), validated per
+        field first: on any error nothing changes."""
+        slot = self._slot(name)
+        schema = slot.plugin.settings_schema
+        settings.validate(schema, patch)
+        async with slot.lock:
+            row = await self.store.get_plugin(name)
+            assert row is not None
+            stored = {k: v for k, v in {**row.settings, **patch}.items() if v is not None}
+            ctx = slot.ctx
+            assert ctx is not None
+            old = dict(ctx.settings)
+            new = settings.effective(schema, *self._layers(slot, stored))
+            await self.store.set_settings(name, stored)
+            logs.add_secrets(settings.secret_values(schema, stored))
+            ctx._replace_settings(new)
+            changed = frozenset(k for k in new if new[k] != old.get(k))
+            await self.recorder.record(
+                "plugin:settings", {"plugin": name, "changed": sorted(changed)}
+            )
+            if changed and slot.status in ("running", "error") and row.enabled:
+                applied = slot.status == "running" and await self._apply(slot, changed)
+                if not applied:
+                    await self._stop(slot, "restarting with new settings")
+                    await self._start(slot)
+        return await self.info(name)
+
+    async def _apply(self, slot: _Slot, changed: frozenset[str]) -> bool:
+        try:
+            return await slot.plugin.apply_settings(slot.ctx, changed)  # type: ignore[arg-type]
+        except Exception as exc:
+            log.exception("plugin %s failed to apply settings", slot.plugin.name)
+            await self._fail(slot, f"applying settings failed: {_describe(exc)}")
+            return True
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return list(self._slots)
+
+    async def info(self, name: str) -> PluginInfo:
+        slot = self._slot(name)
+        row = await self.store.get_plugin(name)
+        assert row is not None
+        return self._info(slot, row)
+
+    async def list(self) -> list[PluginInfo]:
+        rows = await self.store.list_plugins()
+        return [self._info(self._slots[r.name], r) for r in rows if r.name in self._slots]
+
+    def _info(self, slot: _Slot, row: Any) -> PluginInfo:
+        p = slot.plugin
+        values = slot.ctx.settings if slot.ctx else {}
+        return PluginInfo(
+            name=p.name,
+            version=p.version,
+            description=p.description,
+            enabled=row.enabled,
+            status=slot.status,
+            reason=slot.reason,
+            settings=settings.public(p.settings_schema, values),
+            metadata=row.metadata,
+            schema=list(p.settings_schema),
+            updated_at=row.updated_at,
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,128 @@
+"""The plugin contract and the PluginContext through which a plugin talks to the daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from harness.protocol import CONNECTION_STATES, SettingField, connection_event
+
+if TYPE_CHECKING:
+    from harness.recorder import Recorder
+    from harness.store import Store
+
+# Fields that describe the current state only; everything else (``username``) is identity and
+# survives a partial update such as a resume that does not repeat it.
+_TRANSIENT = frozenset({"state", "seq", "since", "reason", "attempt"})
+
+
+class Plugin:
+    """Subclass and register (built-in registry or the ``harness.plugins`` entry-point group).
+
+    ``start`` should return once the plugin is up; long-running work goes in
+    ``ctx.create_task`` so the host can cancel it and notice when it fails."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "0.0.0"
+    description: ClassVar[str] = ""
+    settings_schema: ClassVar[tuple[SettingField, ...]] = ()
+
+    async def start(self, ctx: PluginContext) -> None:
+        raise NotImplementedError
+
+    async def stop(self, ctx: PluginContext) -> None:
+        return None
+
+    async def apply_settings(self, ctx: PluginContext, changed: frozenset[str]) -> bool:
+        """React to changed settings while running. Return True if applied in place; the
+        default returns False, which makes the host restart the plugin with the new settings."""
+        return False
+
+
+class PluginContext:
+    """What a running plugin may use. One per plugin for the daemon's lifetime."""
+
+    def __init__(
+        self,
+        name: str,
+        recorder: Recorder,
+        store: Store,
+        settings: Mapping[str, Any],
+        connection: dict[str, Any] | None,
+        on_task_failed: Callable[[BaseException], None],
+    ) -> None:
+        self.name = name
+        self.logger = logging.getLogger(f"harness.plugin.{name}")
+        self._recorder = recorder
+        self._store = store
+        self._settings: Mapping[str, Any] = MappingProxyType(dict(settings))
+        self._connection = connection
+        self._on_task_failed = on_task_failed
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        """Typed, validated settings with defaults applied (read-only)."""
+        return self._settings
+
+    def _replace_settings(self, settings: Mapping[str, Any]) -> None:
+        self._settings = MappingProxyType(dict(settings))
+
+    @property
+    def connection(self) -> dict[str, Any] | None:
+        """The last connection object recorded (equal to the stored one)."""
+        return self._connection
+
+    async def set_connection(self, state: str, **fields: Any) -> dict[str, Any]:
+        """Report the connection state: next seq, one transaction merging
+        ``metadata.connection`` and appending the event, then ``{name}:connection`` is published.
+        A field passed as None is removed; identity fields not passed are kept."""
+        if state not in CONNECTION_STATES:
+            raise ValueError(f"unknown connection state {state!r}")
+        previous = self._connection or {}
+
+        def build(seq: int, ts: float) -> dict[str, Any]:
+            obj = {k: v for k, v in previous.items() if k not in _TRANSIENT}
+            obj.update(fields)
+            same = previous.get("state") == state
+            obj.update(state=state, seq=seq, since=previous["since"] if same else ts)
+            return {k: v for k, v in obj.items() if v is not None}
+
+        event = await self._recorder.record(
+            connection_event(self.name), build, plugin=self.name, metadata_key="connection"
+        )
+        self._connection = event.data
+        return event.data
+
+    async def broadcast(self, event: str, data: dict[str, Any]) -> None:
+        """Record and publish ``{plugin}:{event}``."""
+        await self._recorder.record(f"{self.name}:{event}", data)
+
+    async def update_metadata(self, **values: Any) -> None:
+        """Merge keys into this plugin's metadata (``None`` deletes); other keys survive."""
+        if "connection" in values:
+            raise ValueError("metadata.connection is written by set_connection only")
+        await self._store.merge_metadata(self.name, values)
+
+    def create_task(self, coro: Coroutine[Any, Any, Any], *, name: str = "") -> asyncio.Task[Any]:
+        """A task owned by the plugin: cancelled when it stops; if it fails, the plugin is
+        marked ``error`` and stopped."""
+        task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}:{name or 'task'}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._on_task_failed(exc)
+
+    async def _cancel_tasks(self) -> None:
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,224 @@
+"""The socket protocol (version 1): every frame and shared record type, used by daemon, CLI and TUI.
+
+Frames are newline-delimited JSON objects tagged by ``type``. The msgspec structs here are the
+only definition of the wire format, so the two ends cannot drift apart; see ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 1024 * 1024  # one frame, newline excluded
+
+# -- records that travel inside frames -------------------------------------------------------
+
+ConnectionStateName = Literal[
+    "connecting", "connected", "disconnected", "error", "stopped", "not_configured"
+]
+CONNECTION_STATES: tuple[str, ...] = (
+    "connecting",
+    "connected",
+    "disconnected",
+    "error",
+    "stopped",
+    "not_configured",
+)
+
+FieldType = Literal["string", "integer", "boolean", "select", "secret"]
+
+
+class SettingField(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One typed entry of a plugin's settings schema."""
+
+    name: str
+    type: FieldType
+    label: str = ""
+    description: str = ""
+    required: bool = False
+    default: Any = None
+    options: tuple[str, ...] = ()  # for ``select``
+    minimum: int | None = None  # for ``integer``
+    maximum: int | None = None
+    advanced: bool = False  # shown folded away in the TUI
+
+
+class PluginInfo(msgspec.Struct, omit_defaults=True):
+    """A plugin as the daemon reports it. Secret settings are reported as ``{"set": bool}``."""
+
+    name: str
+    version: str
+    description: str
+    enabled: bool
+    status: str  # running | stopped | error | disabled
+    settings: dict[str, Any]
+    metadata: dict[str, Any]
+    schema: list[SettingField]
+    reason: str | None = None
+    updated_at: float = 0.0
+
+
+# -- client → server -------------------------------------------------------------------------
+
+
+class Hello(msgspec.Struct, tag="hello", tag_field="type"):
+    protocol: int
+    client: str = "unknown"
+
+
+class Subscribe(msgspec.Struct, tag="subscribe", tag_field="type"):
+    id: int
+    events: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    since: int | None = None
+
+
+class Unsubscribe(msgspec.Struct, tag="unsubscribe", tag_field="type"):
+    id: int
+
+
+class Request(msgspec.Struct, tag="request", tag_field="type"):
+    id: int
+    method: str
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+ClientFrame = Hello | Subscribe | Unsubscribe | Request
+
+# -- server → client -------------------------------------------------------------------------
+
+
+class Welcome(msgspec.Struct, tag="welcome", tag_field="type"):
+    protocol: int
+    server: str
+    seq: int
+    pid: int
+
+
+class Ack(msgspec.Struct, tag="ack", tag_field="type"):
+    """Confirms a subscription. ``seq`` is the head when it took effect: replayed events have
+    ``seq <= head``, live ones ``seq > head``."""
+
+    id: int
+    seq: int
+
+
+class Event(msgspec.Struct, tag="event", tag_field="type"):
+    seq: int
+    ts: float
+    event: str
+    data: dict[str, Any]
+
+
+class Response(msgspec.Struct, tag="response", tag_field="type"):
+    id: int
+    result: Any
+
+
+class Error(msgspec.Struct, tag="error", tag_field="type", omit_defaults=True):
+    code: str
+    message: str
+    id: int | None = None
+    details: dict[str, Any] | None = None
+
+
+class Lagged(msgspec.Struct, tag="lagged", tag_field="type"):
+    dropped: int
+    message: str = "client could not keep up; disconnecting"
+
+
+ServerFrame = Welcome | Ack | Event | Response | Error | Lagged
+
+# -- request methods and their params ---------------------------------------------------------
+
+
+class NoParams(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+class PluginName(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+
+
+class UpdateSettings(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    settings: dict[str, Any]  # a value of null unsets the key (back to config or default)
+
+
+class SetEnabled(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    enabled: bool
+
+
+METHODS: dict[str, type[msgspec.Struct]] = {
+    "status": NoParams,
+    "plugins.list": NoParams,
+    "plugins.get": PluginName,
+    "plugins.update_settings": UpdateSettings,
+    "plugins.set_enabled": SetEnabled,
+}
+
+# -- error codes -----------------------------------------------------------------------------
+
+E_BAD_JSON = "bad_json"  # not JSON at all
+E_BAD_FRAME = "bad_frame"  # JSON, but not a valid frame (unknown type, wrong field type...)
+E_TOO_LARGE = "frame_too_large"
+E_PROTOCOL = "protocol_error"  # frame out of order (no hello yet, hello twice...)
+E_UNKNOWN_METHOD = "unknown_method"
+E_BAD_PARAMS = "invalid_params"
+E_NOT_FOUND = "not_found"
+E_INVALID_SETTINGS = "invalid_settings"
+E_PERMISSION = "permission_denied"
+E_INTERNAL = "internal_error"
+
+# -- encoding --------------------------------------------------------------------------------
+
+_encoder = msgspec.json.Encoder()
+_client_decoder = msgspec.json.Decoder(ClientFrame)
+_server_decoder = msgspec.json.Decoder(ServerFrame)
+
+
+def encode(frame: msgspec.Struct) -> bytes:
+    """One frame as a line, newline included."""
+    buf = _encoder.encode(frame)
+    return buf + b"\n"
+
+
+def encode_value(value: Any) -> bytes:
+    """Plain JSON for stored data (event payloads, metadata)."""
+    return _encoder.encode(value)
+
+
+def decode_client(line: bytes) -> ClientFrame:
+    return _client_decoder.decode(line)
+
+
+def decode_server(line: bytes) -> ServerFrame:
+    return _server_decoder.decode(line)
+
+
+def describe_decode_error(line: bytes, exc: msgspec.DecodeError) -> tuple[str, str]:
+    """Turn a msgspec error into ``(code, message)``: not-JSON and not-a-frame are told apart,
+    and the message names the field path msgspec reports."""
+    if isinstance(exc, msgspec.ValidationError):
+        return E_BAD_FRAME, f"invalid frame: {exc}"
+    try:
+        msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        return E_BAD_JSON, f"frame is not valid JSON: {exc}"
+    return E_BAD_FRAME, f"invalid frame: {exc}"
+
+
+# -- connection convention ----------------------------------------------------------------
+
+
+def connection_event(plugin: str) -> str:
+    """The event a plugin's connection changes are published under."""
+    return f"{plugin}:connection"
+
+
+def plugin_of_connection_event(event: str) -> str | None:
+    if event.endswith(":connection"):
+        return event[: -len(":connection")]
+    return None

@@ -1,0 +1,437 @@
+"""The Unix-socket server: framing, the handshake, subscriptions with replay, requests, and
+one bounded, batching writer per client."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import fcntl
+import logging
+import os
+import socket
+import stat
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from harness import __version__, protocol
+from harness.bus import Bus, Patterns
+from harness.protocol import Ack, Error, Event, Lagged, Response, Welcome
+from harness.store import Store
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any], Awaitable[Any]]
+
+# How far a client may fall behind before it is cut off. Bytes bound memory whatever the frame
+# sizes; frames bound it for the common small frames.
+DEFAULT_MAX_QUEUED_FRAMES = 10_000
+MAX_QUEUED_BYTES = 16 * 1024 * 1024
+REPLAY_PAGE = 500
+_LAGGED_GRACE = 1.0  # seconds a lagged client gets to read its "lagged" frame before the abort
+
+
+class RequestError(Exception):
+    """Raised by a handler: becomes an ``error`` frame with this code, message and details."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.details = code, message, details
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+def _peer_uid(sock: socket.socket) -> int | None:
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (OSError, AttributeError):  # not Linux: rely on the 0700 directory alone
+        return None
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.patterns = Patterns(())
+        self.peer = "?"
+        self._inbuf = bytearray()
+        self._discarding = False  # inside an oversized frame: skip to its newline
+        self._hello = False
+        self._subscribed = False
+        self._replaying = False
+        self._held: list[bytes] = []  # live events that arrive during a replay
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._drained = asyncio.Event()
+        self._closed = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._writer: asyncio.Task[None] | None = None
+
+    # -- transport callbacks ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        uid = _peer_uid(sock) if sock is not None else None
+        self.peer = f"uid={uid}" if uid is not None else "peer"
+        # Large enough that the writer batches, small enough that memory stays bounded.
+        transport.set_write_buffer_limits(high=1024 * 1024)
+        if uid is not None and uid not in (os.getuid(), 0):
+            log.warning("refused a client with uid %s (only uid %s may connect)", uid, os.getuid())
+            transport.write(
+                protocol.encode(Error(code=protocol.E_PERMISSION, message="wrong user"))
+            )
+            transport.close()
+            self._closed = True
+            return
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        self.server.clients.add(self)
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.server.clients.discard(self)
+        self.server.bus.unsubscribe(self)
+        self._wakeup.set()
+        self._can_write.set()
+        self._drained.set()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._writer:
+            self._writer.cancel()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._inbuf
+        buf += data
+        while not self._closed:
+            end = buf.find(b"\n")
+            if end < 0:
+                if len(buf) > protocol.MAX_FRAME_BYTES:
+                    if not self._discarding:
+                        self._too_large()
+                    self._discarding = True
+                    buf.clear()
+                return
+            line = bytes(buf[:end])
+            del buf[: end + 1]
+            if self._discarding:
+                self._discarding = False  # this was the tail of the oversized frame
+                continue
+            if len(line) > protocol.MAX_FRAME_BYTES:
+                self._too_large()
+                continue
+            if line.strip():
+                self._handle(line)
+
+    def _too_large(self) -> None:
+        self.send_error(
+            protocol.E_TOO_LARGE,
+            f"frame larger than {protocol.MAX_FRAME_BYTES} bytes; it was discarded",
+        )
+
+    # -- outbound --------------------------------------------------------------------------
+
+    def send(self, frame: bytes) -> None:
+        if self._closed:
+            return
+        self._queue.append(frame)
+        self._queued_bytes += len(frame)
+        if (
+            len(self._queue) > self.server.max_queued_frames
+            or self._queued_bytes > MAX_QUEUED_BYTES
+        ):
+            self._lagged()
+            return
+        self._wakeup.set()
+
+    def send_frame(self, frame: msgspec.Struct) -> None:
+        self.send(protocol.encode(frame))
+
+    def send_error(
+        self, code: str, message: str, id: int | None = None, details: dict[str, Any] | None = None
+    ) -> None:
+        self.send_frame(Error(code=code, message=message, id=id, details=details))
+
+    def deliver(self, frame: bytes, event: Event) -> None:
+        """Bus callback: must never block or await."""
+        if self._replaying:
+            self._held.append(frame)
+            if len(self._held) > self.server.max_queued_frames:
+                self._lagged()
+        else:
+            self.send(frame)
+
+    def _lagged(self) -> None:
+        """Cut off a client that cannot keep up, so it never slows the bus or grows memory."""
+        if self._closed or self.transport is None:
+            return
+        dropped = len(self._queue) + len(self._held)
+        log.warning("client %s fell %d frames behind; disconnecting it", self.peer, dropped)
+        self._closed = True
+        self._queue.clear()
+        self._held.clear()
+        self.server.bus.unsubscribe(self)
+        transport = self.transport
+        transport.pause_reading()
+        transport.write(protocol.encode(Lagged(dropped=dropped)))
+        transport.close()  # flushes what the socket takes; the abort below ends a stuck one
+        asyncio.get_running_loop().call_later(_LAGGED_GRACE, transport.abort)
+
+    async def _write_loop(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if self._closed:
+                return
+            if self._queue:
+                # One write per wake-up, however many frames queued meanwhile.
+                batch = b"".join(self._queue)
+                self._queue.clear()
+                self._queued_bytes = 0
+                transport.write(batch)
+            self._drained.set()
+            await self._can_write.wait()
+
+    # -- inbound ---------------------------------------------------------------------------
+
+    def _handle(self, line: bytes) -> None:
+        try:
+            frame = protocol.decode_client(line)
+        except msgspec.DecodeError as exc:
+            code, message = protocol.describe_decode_error(line, exc)
+            self.send_error(code, message, id=_guess_id(line))
+            return
+        if isinstance(frame, protocol.Hello):
+            self._on_hello(frame)
+        elif not self._hello:
+            self.send_error(
+                protocol.E_PROTOCOL, "send a hello frame first", id=getattr(frame, "id", None)
+            )
+        elif isinstance(frame, protocol.Subscribe):
+            self._spawn(self._on_subscribe(frame))
+        elif isinstance(frame, protocol.Unsubscribe):
+            self.server.bus.unsubscribe(self)
+            self._subscribed = False
+            self.send_frame(Ack(id=frame.id, seq=self.server.bus.published_seq))
+        else:
+            self._spawn(self._on_request(frame))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_hello(self, frame: protocol.Hello) -> None:
+        if self._hello:
+            self.send_error(protocol.E_PROTOCOL, "hello was already received")
+            return
+        if frame.protocol != protocol.PROTOCOL_VERSION:
+            self.send_error(
+                protocol.E_PROTOCOL,
+                f"unsupported protocol version {frame.protocol}; this daemon speaks "
+                f"{protocol.PROTOCOL_VERSION}",
+            )
+            return
+        self._hello = True
+        self.peer = f"{frame.client} ({self.peer})"
+        self.send_frame(
+            Welcome(
+                protocol=protocol.PROTOCOL_VERSION,
+                server=f"harness/{__version__}",
+                seq=self.server.bus.published_seq,
+                pid=os.getpid(),
+            )
+        )
+
+    async def _on_subscribe(self, frame: protocol.Subscribe) -> None:
+        bus = self.server.bus
+        if self._subscribed or self._replaying:
+            bus.unsubscribe(self)
+        if not all(isinstance(p, str) and p for p in frame.events):
+            self.send_error(protocol.E_BAD_PARAMS, "events must be non-empty patterns", frame.id)
+            return
+        self.patterns = Patterns(frame.events)
+        # Registering and reading the head happen in the same loop step: every event with a
+        # seq above the head reaches us live, every one at or below it is already committed.
+        head = bus.published_seq
+        self._replaying = frame.since is not None
+        bus.subscribe(self)
+        self._subscribed = True
+        self.send_frame(Ack(id=frame.id, seq=head))
+        if frame.since is None:
+            return
+        try:
+            since = frame.since
+            while since < head and not self._closed:
+                page = await self.server.store.events_after(since, head, limit=REPLAY_PAGE)
+                if not page:
+                    break
+                for event in page:
+                    if self.patterns(event.event):
+                        self.send(protocol.encode(event))
+                since = page[-1].seq
+                while len(self._queue) > self.server.max_queued_frames // 2 and not self._closed:
+                    self._drained.clear()
+                    await self._drained.wait()
+        finally:
+            held, self._held = self._held, []
+            self._replaying = False
+            for f in held:
+                self.send(f)
+
+    async def _on_request(self, frame: protocol.Request) -> None:
+        params_type = protocol.METHODS.get(frame.method)
+        handler = self.server.handlers.get(frame.method)
+        if params_type is None or handler is None:
+            known = ", ".join(sorted(self.server.handlers))
+            self.send_error(
+                protocol.E_UNKNOWN_METHOD,
+                f"unknown method {frame.method!r}; known: {known}",
+                frame.id,
+            )
+            return
+        try:
+            params = msgspec.convert(frame.params, params_type)
+        except msgspec.ValidationError as exc:
+            self.send_error(
+                protocol.E_BAD_PARAMS, f"invalid params for {frame.method}: {exc}", frame.id
+            )
+            return
+        try:
+            result = await handler(params)
+        except RequestError as exc:
+            self.send_error(exc.code, exc.message, frame.id, exc.details)
+        except Exception:
+            log.exception("request %s failed", frame.method)
+            self.send_error(
+                protocol.E_INTERNAL, f"{frame.method} failed inside the daemon; see its log",
+                frame.id,
+            )
+        else:
+            self.send_frame(Response(id=frame.id, result=result))
+
+
+def _guess_id(line: bytes) -> int | None:
+    """The ``id`` of a frame that failed validation, so the client can match the error."""
+    try:
+        value = msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        return None
+    frame_id = value.get("id") if isinstance(value, dict) else None
+    return frame_id if isinstance(frame_id, int) and not isinstance(frame_id, bool) else None
+
+
+class Server:
+    def __init__(
+        self,
+        path: Path,
+        bus: Bus,
+        store: Store,
+        handlers: dict[str, Handler],
+        *,
+        max_queued_frames: int = DEFAULT_MAX_QUEUED_FRAMES,
+    ) -> None:
+        self.path = path
+        self.bus = bus
+        self.store = store
+        self.handlers = handlers
+        self.max_queued_frames = max_queued_frames
+        self.clients: set[ClientConnection] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self.started = time.time()
+
+    async def start(self) -> None:
+        prepare_socket_path(self.path)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(
+            lambda: ClientConnection(self), path=str(self.path)
+        )
+        os.chmod(self.path, 0o600)
+        log.info("listening on %s", self.path)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for client in list(self.clients):
+            if client.transport is not None:
+                client.transport.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def ensure_private_dir(directory: Path) -> None:
+    """Create ``directory`` 0700, or check that an existing one is ours and private."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = directory.stat()
+    if st.st_uid != os.getuid():
+        raise PermissionError(f"{directory} belongs to uid {st.st_uid}, not to you")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(directory, 0o700)
+
+
+def acquire_lock(path: Path) -> int:
+    """Hold an exclusive lock on ``path`` for the life of the process; returns the fd."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            pid = os.read(fd, 32).decode().strip()
+        finally:
+            os.close(fd)
+        raise AlreadyRunning(
+            f"a harness daemon is already running (pid {pid or '?'}; lock {path})"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def prepare_socket_path(path: Path) -> None:
+    """Make room for our socket: a live daemon there is an error; a dead socket file is
+    replaced, but only after a connection to it has failed."""
+    ensure_private_dir(path.parent)
+    if not path.exists() and not path.is_symlink():
+        return
+    if not stat.S_ISSOCK(path.lstat().st_mode):
+        raise FileExistsError(f"{path} exists and is not a socket; not touching it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except OSError as exc:
+        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+            raise
+        log.info("replacing the stale socket %s left by a daemon that did not stop", path)
+        path.unlink(missing_ok=True)
+    else:
+        raise AlreadyRunning(f"a harness daemon is already listening on {path}")
+    finally:
+        probe.close()

@@ -1,0 +1,91 @@
+"""Plugin settings: validation against a schema, layering of defaults, and redaction of secrets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from harness.protocol import SettingField
+
+
+class SettingsError(Exception):
+    """Per-field problems, ``{field: message}``; nothing was applied."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+def check_value(field: SettingField, value: Any) -> str | None:
+    """Why ``value`` does not fit ``field``, or None when it does."""
+    t = field.type
+    if t in ("string", "secret", "select"):
+        if not isinstance(value, str):
+            return f"expected text, got {type(value).__name__}"
+        if field.required and not value.strip():
+            return "required; must not be empty"
+        if t == "select" and value not in field.options:
+            return f"must be one of: {', '.join(field.options)}"
+        return None
+    if t == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"expected a whole number, got {type(value).__name__}"
+        if field.minimum is not None and value < field.minimum:
+            return f"must be at least {field.minimum}"
+        if field.maximum is not None and value > field.maximum:
+            return f"must be at most {field.maximum}"
+        return None
+    if t == "boolean":
+        if not isinstance(value, bool):
+            return f"expected true or false, got {type(value).__name__}"
+        return None
+    return f"unknown field type {t!r}"
+
+
+def validate(schema: Iterable[SettingField], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a set of values (``None`` means "unset"); raise SettingsError naming each field."""
+    fields = {f.name: f for f in schema}
+    errors: dict[str, str] = {}
+    for key, value in values.items():
+        field = fields.get(key)
+        if field is None:
+            errors[key] = "unknown setting" + (
+                f"; known: {', '.join(fields)}" if fields else "; this plugin has no settings"
+            )
+        elif value is not None and (problem := check_value(field, value)) is not None:
+            errors[key] = problem
+    if errors:
+        raise SettingsError(errors)
+    return dict(values)
+
+
+def effective(
+    schema: Iterable[SettingField], *layers: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Schema defaults, overlaid by each layer in turn (config table, then stored settings)."""
+    result = {f.name: f.default for f in schema}
+    for layer in layers:
+        result.update({k: v for k, v in layer.items() if k in result and v is not None})
+    return result
+
+
+def missing_required(schema: Iterable[SettingField], values: Mapping[str, Any]) -> list[str]:
+    return [
+        f.name
+        for f in schema
+        if f.required and (values.get(f.name) is None or values.get(f.name) == "")
+    ]
+
+
+def public(schema: Iterable[SettingField], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Values safe to send anywhere: a secret becomes ``{"set": bool}``."""
+    out: dict[str, Any] = {}
+    for f in schema:
+        v = values.get(f.name)
+        out[f.name] = {"set": bool(v)} if f.type == "secret" else v
+    return out
+
+
+def secret_values(schema: Iterable[SettingField], *layers: Mapping[str, Any]) -> set[str]:
+    names = {f.name for f in schema if f.type == "secret"}
+    return {str(v) for layer in layers for k, v in layer.items() if k in names and v}
