@@ -1,0 +1,26 @@
+"""Entry point: ``python -m harness.bench {stream,connection,tui} [--quick]``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+BENCHES = {
+    "stream": "bus and socket fan-out vs a minimal asyncio baseline",
+    "connection": "local gateway action -> subscriber receives discord:connection",
+    "tui": "daemon change -> widget; key delay under a flood; first paint",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__)
+    parser.add_argument("bench", choices=sorted(BENCHES), help="which benchmark to run")
+    parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
+    args = parser.parse_args(argv)
+    module = importlib.import_module(f"harness.bench.{args.bench}")
+    return int(module.main(quick=args.quick) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
