@@ -1,0 +1,1 @@
+"""Test helpers shipped with harness: a local Discord gateway."""

@@ -1,0 +1,696 @@
+"""A local Discord REST API and gateway (v10, JSON) that the real discord.py client can use."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import secrets
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import WSMsgType, web
+
+__all__ = ["LocalDiscordGateway", "main"]
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v10"
+BOT_USER_ID = "1100000000000000001"
+OWNER_USER_ID = "1100000000000000002"
+
+# Intents Discord only grants to bots that enabled them in the developer portal.
+PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)  # members, presences, message_content
+
+# Gateway opcodes (https://discord.com/developers/docs/topics/opcodes-and-status-codes).
+OP_DISPATCH = 0
+OP_HEARTBEAT = 1
+OP_IDENTIFY = 2
+OP_RESUME = 6
+OP_RECONNECT = 7
+OP_INVALID_SESSION = 9
+OP_HELLO = 10
+OP_HEARTBEAT_ACK = 11
+# Client opcodes a real gateway accepts after authentication; this one accepts and ignores them.
+IGNORED_CLIENT_OPS = frozenset({3, 4, 8, 31})  # presence, voice state, request members, soundboard
+
+CLOSE_REASONS = {
+    1000: "Normal closure",
+    1001: "Going away",
+    4000: "Unknown error",
+    4001: "Unknown opcode",
+    4002: "Decode error",
+    4003: "Not authenticated",
+    4004: "Authentication failed",
+    4005: "Already authenticated",
+    4012: "Invalid API version",
+    4014: "Disallowed intent(s)",
+}
+
+
+@dataclass
+class _Session:
+    session_id: str
+    token: str
+    seq: int = 0
+
+
+@dataclass(eq=False)
+class _Connection:
+    number: int
+    ws: web.WebSocketResponse
+    request: web.Request
+    session: _Session | None = None
+    # How this side ended the connection, for the log: the close code a client echoes back
+    # (ws.close_code afterwards) need not be the one we sent.
+    ended_by: str | None = None
+
+
+def _json_response(status: int, payload: Any) -> web.Response:
+    # discord.py parses a body as JSON only when Content-Type is exactly "application/json";
+    # web.json_response would append "; charset=utf-8" and login() would then get a str.
+    return web.Response(
+        status=status, body=json.dumps(payload).encode(), content_type="application/json"
+    )
+
+
+def _error(status: int, text: str) -> web.Response:
+    return _json_response(status, {"message": f"{status}: {text}", "code": 0})
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+class LocalDiscordGateway:
+    """Enough of Discord's REST API and gateway for discord.py to log in and stay connected.
+
+    Every control method acts on the live gateway websockets and returns once the action was
+    taken. Counters (``identify_count``, ``resume_count``, ``heartbeat_count``,
+    ``connection_count``) count payloads and connections received, accepted or not;
+    ``wait_for`` blocks until a condition on them holds.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tokens: Iterable[str] = (),
+        *,
+        bot_name: str = "HarnessBot",
+        discriminator: str = "1234",
+        heartbeat_interval: int = 41250,
+        require_privileged_intents: bool = False,
+        control_api: bool = False,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.bot_name = bot_name
+        self.discriminator = discriminator
+        # Milliseconds, sent in HELLO; changing it affects connections opened afterwards.
+        self.heartbeat_interval = heartbeat_interval
+        self.require_privileged_intents = require_privileged_intents
+        self.heartbeat_acks_paused = False
+        self.identify_count = 0
+        self.resume_count = 0
+        self.heartbeat_count = 0
+        self.connection_count = 0
+        self._tokens = frozenset(tokens)
+        self._control_api = control_api
+        self._sessions: dict[str, _Session] = {}
+        self._connections: set[_Connection] = set()
+        self._connection_numbers = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._reopen_task: asyncio.Task[None] | None = None
+        self._state_changed = asyncio.Event()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @property
+    def api_base_url(self) -> str:
+        """The value for ``discord.http.Route.BASE``."""
+        return f"http://{self.host}:{self.port}{API_PREFIX}"
+
+    @property
+    def gateway_url(self) -> str:
+        """The value for ``discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY`` (as a yarl.URL)."""
+        return f"ws://{self.host}:{self.port}/"
+
+    @property
+    def active_sessions(self) -> int:
+        """Number of gateway websockets currently open."""
+        return len(self._connections)
+
+    @property
+    def refusing(self) -> bool:
+        """True while ``refuse_connections`` keeps the port closed."""
+        return self._runner is not None and self._site is None
+
+    async def start(self) -> None:
+        """Bind the port (``self.port`` becomes the real one when 0 was asked for)."""
+        app = web.Application(middlewares=[self._close_after_response])
+        app.router.add_get("/", self._gateway)
+        app.router.add_get(f"{API_PREFIX}/users/@me", self._users_me)
+        app.router.add_get(f"{API_PREFIX}/oauth2/applications/@me", self._application_me)
+        app.router.add_get(f"{API_PREFIX}/gateway", self._get_gateway)
+        app.router.add_get(f"{API_PREFIX}/gateway/bot", self._get_gateway_bot)
+        if self._control_api:
+            self._add_control_routes(app)
+        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await self._bind()
+        log.info("listening on http://%s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        """Close every gateway websocket (1001) and release the port."""
+        if self._reopen_task is not None:
+            self._reopen_task.cancel()
+            self._reopen_task = None
+        await self._close_all(1001, "server stopping")
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self._site = None
+        self._changed()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def run_forever(self) -> None:
+        """Serve (starting first if needed) until SIGINT/SIGTERM or cancellation, then stop."""
+        if self._runner is None:
+            await self.start()
+        stop_requested = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop_requested.set)
+        try:
+            await stop_requested.wait()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+            await self.stop()
+
+    async def _bind(self) -> None:
+        assert self._runner is not None
+        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1.0)
+        await site.start()
+        self._site = site
+        if self.port == 0:
+            # Re-binds after refuse_connections reuse this port, so clients' URLs stay valid.
+            self.port = self._runner.addresses[0][1]
+
+    # ------------------------------------------------------------------ controls
+
+    def set_tokens(self, tokens: Iterable[str]) -> None:
+        """Replace the accepted tokens; live sessions stay up until they IDENTIFY/RESUME again."""
+        self._tokens = frozenset(tokens)
+        log.info("control: accepted tokens replaced (%d token(s))", len(self._tokens))
+
+    def reject_all_tokens(self) -> None:
+        """Make every token invalid, as if the bot's token was reset."""
+        self.set_tokens(())
+
+    async def drop(self, code: int = 4000) -> None:
+        """Close every gateway websocket with ``code``.
+
+        discord.py resumes after 4000, 1000 and 1001; 4004 (token) and 4014 (intents) are fatal.
+        """
+        log.info("control: drop code=%d (%d session(s))", code, self.active_sessions)
+        await self._close_all(code, CLOSE_REASONS.get(code, "Closed by harness"))
+
+    async def abort(self) -> None:
+        """Abort every gateway TCP connection without a close frame, like a network failure."""
+        log.info("control: abort (%d session(s))", self.active_sessions)
+        for conn in list(self._connections):
+            conn.ended_by = "aborted by server"
+            if conn.request.transport is not None:
+                conn.request.transport.abort()
+
+    async def send_reconnect(self) -> None:
+        """Send op 7 RECONNECT; the client closes and resumes."""
+        log.info("control: reconnect (%d session(s))", self.active_sessions)
+        await self._broadcast(OP_RECONNECT, None)
+
+    async def send_invalid_session(self, resumable: bool) -> None:
+        """Send op 9 INVALID_SESSION; a non-resumable one also forgets the sessions server-side."""
+        log.info(
+            "control: invalid_session resumable=%s (%d session(s))", resumable, self.active_sessions
+        )
+        if not resumable:
+            for conn in self._connections:
+                if conn.session is not None:
+                    self._sessions.pop(conn.session.session_id, None)
+        await self._broadcast(OP_INVALID_SESSION, resumable)
+
+    def expire_sessions(self) -> None:
+        """Forget every session so the next RESUME gets op 9 d=false (like a long outage)."""
+        log.info("control: expire %d session(s)", len(self._sessions))
+        self._sessions.clear()
+
+    async def pause_heartbeat_acks(self, paused: bool = True) -> None:
+        """Stop (or resume) answering HEARTBEAT with HEARTBEAT_ACK."""
+        log.info("control: heartbeat acks %s", "paused" if paused else "resumed")
+        self.heartbeat_acks_paused = paused
+        self._changed()
+
+    async def refuse_connections(self, seconds: float) -> None:
+        """Close the listening socket for ``seconds``: new REST and gateway connections fail.
+
+        Open gateway websockets stay up (drop them to force a reconnect). ``seconds <= 0`` ends a
+        refusal early. With the control API, the port is closed for it too until the refusal ends.
+        """
+        if seconds <= 0:
+            await self.accept_connections()
+            return
+        if self._reopen_task is not None:
+            self._reopen_task.cancel()
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        log.info("control: refusing connections for %.2fs", seconds)
+        self._reopen_task = asyncio.create_task(self._reopen_after(seconds))
+        self._changed()
+
+    async def accept_connections(self) -> None:
+        """End a refusal now: re-open the listening socket on the same port."""
+        if self._reopen_task is not None:
+            self._reopen_task.cancel()
+            self._reopen_task = None
+        if self.refusing:
+            await self._bind()
+            log.info("control: accepting connections again")
+            self._changed()
+
+    async def _reopen_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        # Clear first: accept_connections would otherwise cancel this very task.
+        self._reopen_task = None
+        await self.accept_connections()
+
+    # ------------------------------------------------------------- observability
+
+    def state(self) -> dict[str, Any]:
+        """Counters and switches as a JSON-ready dict."""
+        return {
+            "identify_count": self.identify_count,
+            "resume_count": self.resume_count,
+            "heartbeat_count": self.heartbeat_count,
+            "connection_count": self.connection_count,
+            "active_sessions": self.active_sessions,
+            "refusing": self.refusing,
+            "heartbeat_acks_paused": self.heartbeat_acks_paused,
+            "require_privileged_intents": self.require_privileged_intents,
+        }
+
+    # A timeout argument (not a caller-side asyncio.timeout) keeps test waits one short line.
+    async def wait_for(
+        self,
+        predicate: Callable[[LocalDiscordGateway], bool],
+        timeout: float = 5.0,
+    ) -> None:
+        """Return once ``predicate(self)`` holds; raise ``TimeoutError`` after ``timeout`` s."""
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                await self._state_changed.wait()
+
+    def _changed(self) -> None:
+        # Wake every waiter and hand later ones a fresh event: no lock needed, no missed wake-ups.
+        self._state_changed.set()
+        self._state_changed = asyncio.Event()
+
+    # ----------------------------------------------------------------------- REST
+
+    @web.middleware
+    async def _close_after_response(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        if not isinstance(response, web.WebSocketResponse):
+            # No idle keep-alive connections: a pooled one would slip past refuse_connections.
+            response.force_close()
+        return response
+
+    def _rest_authorized(self, request: web.Request) -> bool:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        ok = scheme == "Bot" and token in self._tokens
+        log.info(
+            "REST %s %s: %s", request.method, request.path, "token ok" if ok else "token rejected"
+        )
+        return ok
+
+    def _bot_user(self) -> dict[str, Any]:
+        return {
+            "id": BOT_USER_ID,
+            "username": self.bot_name,
+            "discriminator": self.discriminator,
+            "global_name": None,
+            "avatar": None,
+            "bot": True,
+        }
+
+    async def _users_me(self, request: web.Request) -> web.Response:
+        if not self._rest_authorized(request):
+            return _error(401, "Unauthorized")
+        return _json_response(200, self._bot_user())
+
+    async def _application_me(self, request: web.Request) -> web.Response:
+        if not self._rest_authorized(request):
+            return _error(401, "Unauthorized")
+        owner = {
+            "id": OWNER_USER_ID,
+            "username": "HarnessOwner",
+            "discriminator": "0",
+            "global_name": None,
+            "avatar": None,
+        }
+        # A bot's application id equals its user id on Discord.
+        return _json_response(
+            200,
+            {
+                "id": BOT_USER_ID,
+                "name": self.bot_name,
+                "description": "",
+                "icon": None,
+                "bot_public": False,
+                "bot_require_code_grant": False,
+                "owner": owner,
+                "verify_key": "0" * 64,
+                "flags": 0,
+            },
+        )
+
+    async def _get_gateway(self, request: web.Request) -> web.Response:
+        return _json_response(200, {"url": self.gateway_url.rstrip("/")})
+
+    async def _get_gateway_bot(self, request: web.Request) -> web.Response:
+        if not self._rest_authorized(request):
+            return _error(401, "Unauthorized")
+        limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+        return _json_response(
+            200, {"url": self.gateway_url.rstrip("/"), "shards": 1, "session_start_limit": limit}
+        )
+
+    async def _not_found(self, request: web.Request) -> web.Response:
+        return _error(404, "Not Found")
+
+    # -------------------------------------------------------------------- gateway
+
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        # timeout bounds how long a close waits for the client's closing frame.
+        ws = web.WebSocketResponse(timeout=5.0)
+        if not ws.can_prepare(request).ok:
+            return _error(400, "Bad Request")
+        await ws.prepare(request)
+        conn = _Connection(number=next(self._connection_numbers), ws=ws, request=request)
+        self._connections.add(conn)
+        self.connection_count += 1
+        self._changed()
+        log.info("gateway #%d: connected from %s", conn.number, request.remote)
+        try:
+            await self._serve(conn)
+        finally:
+            self._connections.discard(conn)
+            self._changed()
+            log.info(
+                "gateway #%d: closed (%s)",
+                conn.number,
+                conn.ended_by or f"by client, code {ws.close_code}",
+            )
+        return ws
+
+    async def _serve(self, conn: _Connection) -> None:
+        query = conn.request.query
+        if query.get("v", "10") != "10":
+            await self._close(conn, 4012)
+            return
+        # Only JSON is spoken. A compress=zlib-stream query is ignored: frames go out as plain
+        # text, which discord.py accepts alongside compressed binary ones.
+        if query.get("encoding", "json") != "json":
+            await self._close(conn, 4002)
+            return
+        await self._send(conn, OP_HELLO, {"heartbeat_interval": self.heartbeat_interval})
+        async for msg in conn.ws:
+            if msg.type is not WSMsgType.TEXT:
+                await self._close(conn, 4002)
+                return
+            try:
+                payload = json.loads(msg.data)
+                op = payload["op"]
+                data = payload.get("d")
+            except (ValueError, KeyError, TypeError):
+                await self._close(conn, 4002)
+                return
+            await self._handle(conn, op, data)
+
+    async def _handle(self, conn: _Connection, op: Any, data: Any) -> None:
+        if op == OP_HEARTBEAT:
+            self.heartbeat_count += 1
+            self._changed()
+            if not self.heartbeat_acks_paused:
+                await self._send(conn, OP_HEARTBEAT_ACK, None)
+        elif op == OP_IDENTIFY:
+            await self._identify(conn, data)
+        elif op == OP_RESUME:
+            await self._resume(conn, data)
+        elif op in IGNORED_CLIENT_OPS:
+            if conn.session is None:
+                await self._close(conn, 4003)
+        else:
+            await self._close(conn, 4001)
+
+    async def _identify(self, conn: _Connection, data: Any) -> None:
+        self.identify_count += 1
+        self._changed()
+        if conn.session is not None:
+            await self._close(conn, 4005)
+            return
+        if not isinstance(data, dict) or not isinstance(data.get("intents", 0), int):
+            await self._close(conn, 4002)
+            return
+        token = data.get("token")
+        if token not in self._tokens:
+            log.info("gateway #%d: IDENTIFY token rejected", conn.number)
+            await self._close(conn, 4004)
+            return
+        intents = data.get("intents", 0)
+        if self.require_privileged_intents and intents & PRIVILEGED_INTENTS:
+            log.info(
+                "gateway #%d: IDENTIFY token ok, privileged intents %#x refused",
+                conn.number,
+                intents,
+            )
+            await self._close(conn, 4014)
+            return
+        session = _Session(session_id=secrets.token_hex(16), token=token)
+        self._sessions[session.session_id] = session
+        conn.session = session
+        log.info("gateway #%d: IDENTIFY token ok, new session %s", conn.number, session.session_id)
+        ready: dict[str, Any] = {
+            "v": 10,
+            "user": self._bot_user(),
+            "guilds": [],
+            "session_id": session.session_id,
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": BOT_USER_ID, "flags": 0},
+        }
+        # A sharded client's READY parser reads [shard_id, shard_count] back from here.
+        if "shard" in data:
+            ready["shard"] = data["shard"]
+        await self._dispatch(conn, "READY", ready)
+
+    async def _resume(self, conn: _Connection, data: Any) -> None:
+        self.resume_count += 1
+        self._changed()
+        if not isinstance(data, dict):
+            await self._close(conn, 4002)
+            return
+        if data.get("token") not in self._tokens:
+            log.info("gateway #%d: RESUME token rejected", conn.number)
+            await self._close(conn, 4004)
+            return
+        session = self._sessions.get(str(data.get("session_id")))
+        if session is None or session.token != data["token"]:
+            log.info("gateway #%d: RESUME token ok, unknown session: invalid session", conn.number)
+            await self._send(conn, OP_INVALID_SESSION, False)
+            return
+        conn.session = session
+        log.info(
+            "gateway #%d: RESUME token ok, session %s resumed", conn.number, session.session_id
+        )
+        # Nothing is replayed: this gateway produces no events between READY and a disconnect.
+        await self._dispatch(conn, "RESUMED", {})
+
+    async def _dispatch(self, conn: _Connection, event: str, data: Any) -> None:
+        assert conn.session is not None
+        conn.session.seq += 1
+        await conn.ws.send_str(
+            json.dumps({"op": OP_DISPATCH, "t": event, "s": conn.session.seq, "d": data})
+        )
+
+    async def _send(self, conn: _Connection, op: int, data: Any) -> None:
+        await conn.ws.send_str(json.dumps({"op": op, "t": None, "s": None, "d": data}))
+
+    async def _broadcast(self, op: int, data: Any) -> None:
+        # A websocket closing while we send is not an error: the client is already reconnecting.
+        for conn in list(self._connections):
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self._send(conn, op, data)
+
+    async def _close(self, conn: _Connection, code: int, reason: str | None = None) -> None:
+        conn.ended_by = conn.ended_by or f"closed by server, code {code}"
+        await conn.ws.close(code=code, message=(reason or CLOSE_REASONS.get(code, "")).encode())
+
+    async def _close_all(self, code: int, reason: str) -> None:
+        await asyncio.gather(*(self._close(conn, code, reason) for conn in list(self._connections)))
+
+    # -------------------------------------------------------------- control API
+
+    def _add_control_routes(self, app: web.Application) -> None:
+        app.router.add_post("/_control/drop", self._control_drop)
+        app.router.add_post("/_control/abort", self._control_simple(self.abort))
+        app.router.add_post("/_control/reconnect", self._control_simple(self.send_reconnect))
+        app.router.add_post("/_control/invalid_session", self._control_invalid_session)
+        app.router.add_post("/_control/heartbeat_acks", self._control_heartbeat_acks)
+        app.router.add_post("/_control/refuse", self._control_refuse)
+        app.router.add_get("/_control/state", self._control_state)
+
+    def _control_simple(
+        self, action: Callable[[], Awaitable[None]]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            await action()
+            return _json_response(200, self.state())
+
+        return handler
+
+    async def _control_drop(self, request: web.Request) -> web.Response:
+        try:
+            code = int(request.query.get("code", "4000"))
+        except ValueError:
+            return _error(400, "code must be an integer")
+        await self.drop(code)
+        return _json_response(200, self.state())
+
+    async def _control_invalid_session(self, request: web.Request) -> web.Response:
+        try:
+            resumable = _parse_bool(request.query.get("resumable", "false"))
+        except ValueError:
+            return _error(400, "resumable must be true or false")
+        await self.send_invalid_session(resumable)
+        return _json_response(200, self.state())
+
+    async def _control_heartbeat_acks(self, request: web.Request) -> web.Response:
+        try:
+            paused = _parse_bool(request.query.get("paused", "true"))
+        except ValueError:
+            return _error(400, "paused must be true or false")
+        await self.pause_heartbeat_acks(paused)
+        return _json_response(200, self.state())
+
+    async def _control_refuse(self, request: web.Request) -> web.Response:
+        try:
+            seconds = float(request.query.get("seconds", "5"))
+        except ValueError:
+            return _error(400, "seconds must be a number")
+        # Only the listening socket closes, so this response still goes out on its connection.
+        await self.refuse_connections(seconds)
+        return _json_response(200, self.state())
+
+    async def _control_state(self, request: web.Request) -> web.Response:
+        return _json_response(200, self.state())
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.testing.discord_gateway",
+        description=(
+            "Run a local Discord REST + gateway stand-in with a control API under /_control/. "
+            'Prints "listening on http://HOST:PORT" to stdout once bound.'
+        ),
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8765,
+        help="port to bind, 0 for any free one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--token", action="append", required=True, help="a bot token to accept; repeat for several"
+    )
+    parser.add_argument(
+        "--bot-name", default="HarnessBot", help="the bot user's name (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--discriminator",
+        default="1234",
+        help="the bot user's discriminator (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=int,
+        default=41250,
+        help="HELLO heartbeat interval in ms (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--require-privileged-intents",
+        action="store_true",
+        help="close with 4014 when IDENTIFY asks for members, presences or message_content",
+    )
+    return parser.parse_args(argv)
+
+
+async def _run_process(args: argparse.Namespace) -> None:
+    gateway = LocalDiscordGateway(
+        args.host,
+        args.port,
+        args.token,
+        bot_name=args.bot_name,
+        discriminator=args.discriminator,
+        heartbeat_interval=args.heartbeat_interval,
+        require_privileged_intents=args.require_privileged_intents,
+        control_api=True,
+    )
+    await gateway.start()
+    # The one line on stdout: callers that asked for port 0 read the real port from it.
+    print(f"listening on http://{gateway.host}:{gateway.port}", flush=True)
+    await gateway.run_forever()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Process entry point: serve until SIGINT/SIGTERM."""
+    args = _parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    asyncio.run(_run_process(args))
+
+
+if __name__ == "__main__":
+    main()
