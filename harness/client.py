@@ -12,7 +12,9 @@ from typing import Any
 import msgspec
 
 from harness import __version__, protocol
-from harness.protocol import Ack, Error, Event, Lagged, Response, Welcome
+from harness.protocol import Ack, Error, Event, Lagged, Replayed, Response, Welcome
+
+EVENT_BUFFER = 10_000
 
 
 class ClientError(Exception):
@@ -41,7 +43,10 @@ class Client:
         self.welcome = welcome
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._events: asyncio.Queue[Event | BaseException] = asyncio.Queue()
+        # Bounded: a consumer that falls behind stops our reads, and the daemon's own lag policy
+        # then decides, instead of this process buffering without limit.
+        self._events: asyncio.Queue[Event | Replayed | None] = asyncio.Queue(EVENT_BUFFER)
+        self._failure: BaseException | None = None
         self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
         self.closed = asyncio.Event()
 
@@ -93,8 +98,8 @@ class Client:
         try:
             while line := await self._reader.readline():
                 frame = protocol.decode_server(line)
-                if isinstance(frame, Event):
-                    self._events.put_nowait(frame)
+                if isinstance(frame, (Event, Replayed)):
+                    await self._events.put(frame)
                 elif isinstance(frame, (Response, Ack)):
                     fut = self._pending.pop(frame.id, None)
                     if fut and not fut.done():
@@ -112,7 +117,9 @@ class Client:
                 if not fut.done():
                     fut.set_exception(failure)
             self._pending.clear()
-            self._events.put_nowait(failure)
+            self._failure = failure
+            with contextlib.suppress(asyncio.QueueFull):
+                self._events.put_nowait(None)  # wakes a waiting reader; a full queue wakes none
             self.closed.set()
 
     async def _call(self, frame_for_id: Any) -> Any:
@@ -138,12 +145,20 @@ class Client:
         )
         return ack.seq
 
-    async def next_event(self) -> Event:
+    async def next_frame(self) -> Event | Replayed:
+        """The next event, or the ``replayed`` marker that ends a replay."""
+        if self._failure is not None and self._events.empty():
+            raise self._failure
         item = await self._events.get()
-        if isinstance(item, BaseException):
-            self._events.put_nowait(item)  # every later call fails the same way
-            raise item
+        if item is None:
+            assert self._failure is not None
+            raise self._failure
         return item
+
+    async def next_event(self) -> Event:
+        while not isinstance(frame := await self.next_frame(), Event):
+            pass
+        return frame
 
     async def events(self) -> AsyncIterator[Event]:
         while True:

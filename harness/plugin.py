@@ -82,9 +82,11 @@ class PluginContext:
         A field passed as None is removed; identity fields not passed are kept."""
         if state not in CONNECTION_STATES:
             raise ValueError(f"unknown connection state {state!r}")
-        previous = self._connection or {}
 
         def build(seq: int, ts: float) -> dict[str, Any]:
+            # Read here, under the recorder's lock: a queued update merges onto the one just
+            # committed before it, never onto a value read before it waited.
+            previous = self._connection or {}
             obj = {k: v for k, v in previous.items() if k not in _TRANSIENT}
             obj.update(fields)
             same = previous.get("state") == state

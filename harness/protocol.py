@@ -104,6 +104,13 @@ class Ack(msgspec.Struct, tag="ack", tag_field="type"):
     seq: int
 
 
+class Replayed(msgspec.Struct, tag="replayed", tag_field="type"):
+    """Ends the replay of a subscription that asked for ``since``: live events follow."""
+
+    id: int
+    count: int
+
+
 class Event(msgspec.Struct, tag="event", tag_field="type"):
     seq: int
     ts: float
@@ -128,7 +135,7 @@ class Lagged(msgspec.Struct, tag="lagged", tag_field="type"):
     message: str = "client could not keep up; disconnecting"
 
 
-ServerFrame = Welcome | Ack | Event | Response | Error | Lagged
+ServerFrame = Welcome | Ack | Replayed | Event | Response | Error | Lagged
 
 # -- request methods and their params ---------------------------------------------------------
 

@@ -21,7 +21,7 @@ import msgspec
 
 from harness import __version__, protocol
 from harness.bus import Bus, Patterns
-from harness.protocol import Ack, Error, Event, Lagged, Response, Welcome
+from harness.protocol import Ack, Error, Event, Lagged, Replayed, Response, Welcome
 from harness.store import Store
 
 log = logging.getLogger(__name__)
@@ -283,6 +283,7 @@ class ClientConnection(asyncio.Protocol):
         self.send_frame(Ack(id=frame.id, seq=head))
         if frame.since is None:
             return
+        replayed = 0
         try:
             since = frame.since
             while since < head and not self._closed:
@@ -292,11 +293,13 @@ class ClientConnection(asyncio.Protocol):
                 for event in page:
                     if self.patterns(event.event):
                         self.send(protocol.encode(event))
+                        replayed += 1
                 since = page[-1].seq
                 while len(self._queue) > self.server.max_queued_frames // 2 and not self._closed:
                     self._drained.clear()
                     await self._drained.wait()
         finally:
+            self.send_frame(Replayed(id=frame.id, count=replayed))
             held, self._held = self._held, []
             self._replaying = False
             for f in held:
