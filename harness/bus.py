@@ -14,7 +14,7 @@ from harness.protocol import Event, encode
 class Patterns:
     """Glob patterns over event names (``*:connection``, ``plugin:*``), memoised per name."""
 
-    __slots__ = ("patterns", "_regex", "_memo")
+    __slots__ = ("_memo", "_regex", "patterns")
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self.patterns = tuple(patterns) or ("*",)
