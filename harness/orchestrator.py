@@ -96,8 +96,13 @@ class Orchestrator:
                 await self._set_status(self._slots[name], "disabled")
 
     async def shutdown(self) -> None:
+        # Slots without a context never booted (boot failed early): nothing to stop.
         await asyncio.gather(
-            *(self._locked_stop(s, "daemon shut down") for s in self._slots.values())
+            *(
+                self._locked_stop(s, "daemon shut down")
+                for s in self._slots.values()
+                if s.ctx is not None
+            )
         )
 
     async def _locked_stop(self, slot: _Slot, why: str) -> None:

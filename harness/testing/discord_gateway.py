@@ -123,6 +123,7 @@ class LocalDiscordGateway:
         self.heartbeat_interval = heartbeat_interval
         self.require_privileged_intents = require_privileged_intents
         self.heartbeat_acks_paused = False
+        self.login_count = 0  # GET /users/@me: one per client login, accepted or not
         self.identify_count = 0
         self.resume_count = 0
         self.heartbeat_count = 0
@@ -170,7 +171,7 @@ class LocalDiscordGateway:
         if self._control_api:
             self._add_control_routes(app)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         await self._bind()
         log.info("listening on http://%s:%d", self.host, self.port)
@@ -216,7 +217,7 @@ class LocalDiscordGateway:
 
     async def _bind(self) -> None:
         assert self._runner is not None
-        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self._site = site
         if self.port == 0:
@@ -316,6 +317,7 @@ class LocalDiscordGateway:
     def state(self) -> dict[str, Any]:
         """Counters and switches as a JSON-ready dict."""
         return {
+            "login_count": self.login_count,
             "identify_count": self.identify_count,
             "resume_count": self.resume_count,
             "heartbeat_count": self.heartbeat_count,
@@ -373,6 +375,8 @@ class LocalDiscordGateway:
         }
 
     async def _users_me(self, request: web.Request) -> web.Response:
+        self.login_count += 1
+        self._changed()
         if not self._rest_authorized(request):
             return _error(401, "Unauthorized")
         return _json_response(200, self._bot_user())
