@@ -1,0 +1,1 @@
+"""harness-tui: the Textual monitor for the harness daemon (seeds from SQLite, streams live)."""

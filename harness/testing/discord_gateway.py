@@ -171,7 +171,9 @@ class LocalDiscordGateway:
         if self._control_api:
             self._add_control_routes(app)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         await self._bind()
         log.info("listening on http://%s:%d", self.host, self.port)

@@ -1,0 +1,1 @@
+"""The app's screens: plugins overview, plugin settings, live events."""
