@@ -11,6 +11,7 @@ import logging
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -124,6 +125,7 @@ class LocalDiscordGateway:
         self.require_privileged_intents = require_privileged_intents
         self.heartbeat_acks_paused = False
         self.login_count = 0  # GET /users/@me: one per client login, accepted or not
+        self.resumed_at = 0.0
         self.identify_count = 0
         self.resume_count = 0
         self.heartbeat_count = 0
@@ -549,6 +551,7 @@ class LocalDiscordGateway:
         )
         # Nothing is replayed: this gateway produces no events between READY and a disconnect.
         await self._dispatch(conn, "RESUMED", {})
+        self.resumed_at = time.monotonic()  # for latency benchmarks: when RESUMED was sent
 
     async def _dispatch(self, conn: _Connection, event: str, data: Any) -> None:
         assert conn.session is not None
