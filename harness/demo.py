@@ -1,0 +1,122 @@
+"""``harness demo``: a throwaway daemon with the Discord plugin on the local gateway, a timer that
+flaps the connection, and the TUI on top, so a newcomer can watch the indicator live."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from harness.client import Client, DaemonUnavailable
+
+DEMO_TOKEN = "demo-token-not-a-real-secret-0000000000"
+
+
+def _say(text: str) -> None:
+    print(f"harness demo: {text}", file=sys.stderr, flush=True)
+
+
+def _start_gateway(log: Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.testing.discord_gateway", "--port", "0",
+         "--token", DEMO_TOKEN, "--bot-name", "HarnessBot"],
+        stdout=subprocess.PIPE, stderr=log.open("w"), text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()  # "listening on http://127.0.0.1:PORT"
+    if not line.startswith("listening on "):
+        proc.kill()
+        raise RuntimeError(f"the local gateway did not start (see {log})")
+    return proc, line.removeprefix("listening on ")
+
+
+def _wait_for_daemon(socket_path: Path, daemon: subprocess.Popen[bytes], log: Path) -> None:
+    import asyncio
+
+    async def probe() -> None:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client = await Client.connect(socket_path, client="harness-demo")
+            except DaemonUnavailable:
+                if daemon.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the daemon did not start; its log: {log}") from None
+                await asyncio.sleep(0.05)
+            else:
+                await client.close()
+                return
+
+    asyncio.run(probe())
+
+
+def _flapper(url: str, every: float, stop: threading.Event) -> None:
+    """Alternate a short drop (discord.py resumes at once) with a 5 s outage (retries with
+    attempts), so every state of the indicator shows up within a minute or two."""
+    outage = False
+    while not stop.wait(every):
+        actions = ["refuse?seconds=5", "drop?code=4000"] if outage else ["drop?code=4000"]
+        for action in actions:
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(
+                    urllib.request.Request(f"{url}/_control/{action}", method="POST"), timeout=5
+                ).close()
+        outage = not outage
+
+
+def run_demo(*, keep: bool = False, flap_every: float = 20.0) -> int:
+    state = Path(tempfile.mkdtemp(prefix="harness-demo-"))
+    procs: list[subprocess.Popen[bytes] | subprocess.Popen[str]] = []
+    stop = threading.Event()
+    try:
+        gateway, url = _start_gateway(state / "gateway.log")
+        procs.append(gateway)
+        config = state / "harness.toml"
+        config.write_text(
+            "# Written by `harness demo`: everything lives in this directory.\n"
+            f'[daemon]\nsocket = "{state}/harness.sock"\ndatabase = "{state}/state.db"\n\n'
+            f'[plugins.discord]\nbot_token = "{DEMO_TOKEN}"\n'
+            f'api_base_url = "{url}/api/v10"\ngateway_url = "{url.replace("http", "ws", 1)}/"\n'
+            'status_text = "the harness demo"\n'
+        )
+        log = state / "daemon.log"
+        # The daemon logs to a file: the TUI owns the terminal.
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "harness", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL, stderr=log.open("w"),
+        )
+        procs.append(daemon)
+        _say(f"state in {state}; starting the daemon and the local Discord gateway at {url}")
+        _wait_for_daemon(state / "harness.sock", daemon, log)
+        if flap_every > 0:
+            threading.Thread(target=_flapper, args=(url, flap_every, stop), daemon=True).start()
+        from tui.app import main as tui_main
+
+        code = tui_main(["--config", str(config), "--plugin", "discord", "--demo-control", url])
+    except RuntimeError as exc:
+        _say(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        stop.set()
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if keep:
+            _say(f"kept {state} (config, database, logs)")
+        else:
+            shutil.rmtree(state, ignore_errors=True)
+    return int(code or 0)
+
