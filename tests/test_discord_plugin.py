@@ -169,6 +169,34 @@ async def test_drop_and_resume_keeps_the_name(
     assert stored_connection(cfg) == up
 
 
+async def test_tcp_abort_is_resumed(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    cfg = discord_config(config, gateway)
+    _, w = await connected(start_daemon, watcher, cfg)
+    await gateway.abort()
+    up = await w.state("connected")
+    assert w.states() == ["disconnected", "connected"] and up["username"] == BOT
+    assert gateway.resume_count == 1
+    assert stored_connection(cfg) == up
+
+
+async def test_silent_gateway_is_noticed_after_heartbeat_timeout(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    # A half-open connection: the gateway stops answering. discord.py notices only when
+    # nothing has arrived for heartbeat_timeout (missing ACKs alone do not trigger it).
+    gateway.heartbeat_interval = 200
+    cfg = discord_config(config, gateway, heartbeat_timeout=1)
+    _, w = await connected(start_daemon, watcher, cfg)
+    await gateway.pause_heartbeat_acks(True)
+    down = await w.state("disconnected", timeout=10)
+    await gateway.pause_heartbeat_acks(False)
+    up = await w.state("connected", timeout=10)
+    assert down["attempt"] == 1 and up["username"] == BOT
+    assert stored_connection(cfg) == up
+
+
 async def test_non_resumable_session_identifies_again(
     config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
 ) -> None:

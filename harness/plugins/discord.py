@@ -121,7 +121,8 @@ class DiscordPlugin(Plugin):
         SettingField(
             "heartbeat_timeout", "integer", label="Heartbeat timeout (s)", default=60,
             minimum=1, maximum=600, advanced=True,
-            description="How long a silent gateway is trusted before reconnecting.",
+            description="How long a silent gateway is trusted before reconnecting; keep it "
+            "above the gateway's heartbeat interval (about 41 s on Discord).",
         ),
     )
 
