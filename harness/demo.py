@@ -61,12 +61,11 @@ def _flapper(url: str, every: float, stop: threading.Event) -> None:
     attempts), so every state of the indicator shows up within a minute or two."""
     outage = False
     while not stop.wait(every):
-        actions = ["refuse?seconds=5", "drop?code=4000"] if outage else ["drop?code=4000"]
-        for action in actions:
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(
-                    urllib.request.Request(f"{url}/_control/{action}", method="POST"), timeout=5
-                ).close()
+        action = "outage?seconds=5" if outage else "drop?code=4000"
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(
+                urllib.request.Request(f"{url}/_control/{action}", method="POST"), timeout=5
+            ).close()
         outage = not outage
 
 

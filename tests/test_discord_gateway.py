@@ -405,6 +405,15 @@ async def test_process_mode(
                 f"{base}/_control/heartbeat_acks", params={"paused": "maybe"}
             ) as response:
                 assert response.status == 400
+            # An outage in one request: the control API shares the port it closes.
+            started = time.monotonic()
+            async with session.post(
+                f"{base}/_control/outage", params={"seconds": "0.5"}
+            ) as response:
+                assert response.status == 200
+                assert (await response.json())["refusing"] is True
+            await client.wait_until(lambda c: c.resumed_count == 2, within=15)
+            assert time.monotonic() - started >= 0.5
         await client.shutdown()
     finally:
         if process.returncode is None:

@@ -300,6 +300,13 @@ class LocalDiscordGateway:
         self._reopen_task = asyncio.create_task(self._reopen_after(seconds))
         self._changed()
 
+    async def outage(self, seconds: float, code: int = 4000) -> None:
+        """Refuse connections for ``seconds`` and drop the live ones: the client retries into a
+        closed port until the outage ends. One call, because in process mode the control API
+        shares the port and cannot be reached once the refusal has begun."""
+        await self.refuse_connections(seconds)
+        await self.drop(code)
+
     async def accept_connections(self) -> None:
         """End a refusal now: re-open the listening socket on the same port."""
         if self._reopen_task is not None:
@@ -585,6 +592,7 @@ class LocalDiscordGateway:
         app.router.add_post("/_control/invalid_session", self._control_invalid_session)
         app.router.add_post("/_control/heartbeat_acks", self._control_heartbeat_acks)
         app.router.add_post("/_control/refuse", self._control_refuse)
+        app.router.add_post("/_control/outage", self._control_outage)
         app.router.add_get("/_control/state", self._control_state)
 
     def _control_simple(
@@ -627,6 +635,15 @@ class LocalDiscordGateway:
             return _error(400, "seconds must be a number")
         # Only the listening socket closes, so this response still goes out on its connection.
         await self.refuse_connections(seconds)
+        return _json_response(200, self.state())
+
+    async def _control_outage(self, request: web.Request) -> web.Response:
+        try:
+            seconds = float(request.query.get("seconds", "5"))
+            code = int(request.query.get("code", "4000"))
+        except ValueError:
+            return _error(400, "seconds must be a number and code a whole number")
+        await self.outage(seconds, code)
         return _json_response(200, self.state())
 
     async def _control_state(self, request: web.Request) -> web.Response:
