@@ -4,6 +4,7 @@ flaps the connection, and the TUI on top, so a newcomer can watch the indicator 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import shutil
 import signal
 import subprocess
@@ -17,17 +18,25 @@ from pathlib import Path
 from harness.client import Client, DaemonUnavailable
 
 DEMO_TOKEN = "demo-token-not-a-real-secret-0000000000"
+_PR_SET_PDEATHSIG = 1
 
 
 def _say(text: str) -> None:
     print(f"harness demo: {text}", file=sys.stderr, flush=True)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: if the demo dies (a dropped SSH session), so does the child,
+    instead of living on as an orphan holding a port or a socket. Linux only; harmless elsewhere."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _start_gateway(log: Path) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness.testing.discord_gateway", "--port", "0",
          "--token", DEMO_TOKEN, "--bot-name", "HarnessBot"],
-        stdout=subprocess.PIPE, stderr=log.open("w"), text=True,
+        stdout=subprocess.PIPE, stderr=log.open("w"), text=True, preexec_fn=_die_with_parent,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()  # "listening on http://127.0.0.1:PORT"
@@ -88,7 +97,7 @@ def run_demo(*, keep: bool = False, flap_every: float = 20.0) -> int:
         # The daemon logs to a file: the TUI owns the terminal.
         daemon = subprocess.Popen(
             [sys.executable, "-m", "harness", "run", "--config", str(config)],
-            stdout=subprocess.DEVNULL, stderr=log.open("w"),
+            stdout=subprocess.DEVNULL, stderr=log.open("w"), preexec_fn=_die_with_parent,
         )
         procs.append(daemon)
         _say(f"state in {state}; starting the daemon and the local Discord gateway at {url}")
