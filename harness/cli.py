@@ -224,17 +224,27 @@ def parse_assignments(items: list[str], schema: list[dict[str, Any]]) -> dict[st
         field = fields.get(key)
         kind = field["type"] if field else "string"  # unknown keys: the daemon names them
         if kind == "secret":
+            source = ""
             if raw == "-":
+                source = "stdin"
                 raw = sys.stdin.readline().rstrip("\r\n")
             elif raw.startswith("@"):
+                source = raw[1:]
                 try:
-                    raw = Path(raw[1:]).expanduser().read_text().strip()
+                    raw = Path(source).expanduser().read_text().strip()
                 except OSError as exc:
-                    raise ValueError(f"{key}: cannot read {raw[1:]}: {exc.strerror}") from exc
+                    raise ValueError(f"{key}: cannot read {source}: {exc.strerror}") from exc
             elif raw:
                 raise ValueError(
                     f"{key} is a secret: pass {key}=- to read it from stdin or {key}=@FILE, "
                     "so it never lands in shell history"
+                )
+            if source and not raw:
+                # Empty input (a script run without stdin, an empty file) would otherwise
+                # unset the stored secret, which only ``KEY=`` should do.
+                raise ValueError(
+                    f"{key}: the secret read from {source} is empty; nothing was changed "
+                    f"(to unset it, pass {key}=)"
                 )
         if raw == "":
             values[key] = None

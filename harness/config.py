@@ -67,9 +67,10 @@ def _where(exc: msgspec.ValidationError) -> tuple[str, str]:
     """Split msgspec's "Expected `int`, got `str` - at `$.daemon.x`" into (key, problem)."""
     text = str(exc)
     problem, sep, at = text.rpartition(" - at `")
-    if not sep:
-        return "", text
-    key = at.rstrip("`").removeprefix("$").lstrip(".")
+    if not sep:  # msgspec gives no location for the top level
+        problem, key = text, ""
+    else:
+        key = at.rstrip("`").removeprefix("$").lstrip(".")
     if problem.startswith("Object contains unknown field"):
         field = problem.split("`")[1]
         return f"{key}.{field}" if key else field, "unknown key"
@@ -92,13 +93,20 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
     data.pop("source", None)  # internal field, never read from the file
+    # Checked before msgspec, which names a bad value in a table of tables only as
+    # `plugins[...]`, not by the plugin's name.
+    plugins = data.get("plugins")
+    if isinstance(plugins, dict):
+        for name, table in plugins.items():
+            if not isinstance(table, dict):
+                raise ConfigError(
+                    f"{file}: plugins.{name}: expected a table of settings "
+                    f"([plugins.{name}]), got {type(table).__name__}"
+                )
     try:
         config = msgspec.convert(data, Config)
     except msgspec.ValidationError as exc:
         key, problem = _where(exc)
         raise ConfigError(f"{file}: {key or 'top level'}: {problem}") from exc
-    for name, table in config.plugins.items():
-        if not isinstance(table, dict):
-            raise ConfigError(f"{file}: plugins.{name}: expected a table of settings")
     config.source = str(file)
     return config

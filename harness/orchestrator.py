@@ -90,10 +90,14 @@ class Orchestrator:
         for name, row in rows.items():
             if name not in self._slots:
                 continue  # a row whose plugin is not installed now: kept, left alone
-            if row.enabled:
-                await self._start(self._slots[name])
-            else:
-                await self._set_status(self._slots[name], "disabled")
+            # Under the slot's lock like every other lifecycle change: a task that fails while
+            # start is still running queues its failure handling behind the start, instead of
+            # finding the plugin not yet "running", doing nothing, and leaving it "running".
+            async with self._slots[name].lock:
+                if row.enabled:
+                    await self._start(self._slots[name])
+                else:
+                    await self._set_status(self._slots[name], "disabled")
 
     async def shutdown(self) -> None:
         # Slots without a context never booted (boot failed early): nothing to stop.
@@ -114,7 +118,17 @@ class Orchestrator:
     def _layers(self, slot: _Slot, stored: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
         return (self.config.plugins.get(slot.plugin.name, {}), stored)
 
+    def _mask(self, slot: _Slot, text: str) -> str:
+        # A reason often quotes an exception, and a plugin's exception may quote its own
+        # secret; reasons are stored, broadcast and shown, so the secret is masked here.
+        values = slot.ctx.settings if slot.ctx else {}
+        for secret in settings.secret_values(slot.plugin.settings_schema, values):
+            text = text.replace(secret, "***")
+        return text
+
     async def _set_status(self, slot: _Slot, status: str, reason: str | None = None) -> None:
+        if reason is not None:
+            reason = self._mask(slot, reason)
         slot.status, slot.reason = status, reason
         await self.recorder.record(
             "plugin:status",
@@ -167,6 +181,7 @@ class Orchestrator:
     async def _fail(self, slot: _Slot, reason: str) -> None:
         ctx = slot.ctx
         assert ctx is not None
+        reason = self._mask(slot, reason)
         slot.stopping = True
         await ctx._cancel_tasks()
         if ctx.connection and ctx.connection.get("state") in _LIVE:
@@ -223,8 +238,10 @@ class Orchestrator:
             assert ctx is not None
             old = dict(ctx.settings)
             new = settings.effective(schema, *self._layers(slot, stored))
-            await self.store.set_settings(name, stored)
+            # Before the write: at debug level aiosqlite logs each statement with its
+            # parameters, and the new secret must already be masked there.
             logs.add_secrets(settings.secret_values(schema, stored))
+            await self.store.set_settings(name, stored)
             ctx._replace_settings(new)
             changed = frozenset(k for k in new if new[k] != old.get(k))
             await self.recorder.record(

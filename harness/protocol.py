@@ -197,12 +197,33 @@ def encode_value(value: Any) -> bytes:
     return _encoder.encode(value)
 
 
+def _not_utf8(exc: UnicodeDecodeError) -> msgspec.DecodeError:
+    return msgspec.DecodeError(f"frame is not valid JSON: not UTF-8 text ({exc.reason} at byte "
+                               f"{exc.start})")
+
+
 def decode_client(line: bytes) -> ClientFrame:
-    return _client_decoder.decode(line)
+    try:
+        return _client_decoder.decode(line)
+    except UnicodeDecodeError as exc:
+        # msgspec raises this, not a DecodeError, for invalid UTF-8 inside a JSON string; let
+        # alone it escaped the server's frame handling and dropped the connection.
+        raise _not_utf8(exc) from None
 
 
 def decode_server(line: bytes) -> ServerFrame:
-    return _server_decoder.decode(line)
+    try:
+        return _server_decoder.decode(line)
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(exc) from None
+
+
+def decode_json(line: bytes) -> Any:
+    """Plain JSON; invalid UTF-8 raises a DecodeError like any other malformed input."""
+    try:
+        return msgspec.json.decode(line)
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(exc) from None
 
 
 def describe_decode_error(line: bytes, exc: msgspec.DecodeError) -> tuple[str, str]:
@@ -211,9 +232,12 @@ def describe_decode_error(line: bytes, exc: msgspec.DecodeError) -> tuple[str, s
     if isinstance(exc, msgspec.ValidationError):
         return E_BAD_FRAME, f"invalid frame: {exc}"
     try:
-        msgspec.json.decode(line)
+        decode_json(line)
     except msgspec.DecodeError:
-        return E_BAD_JSON, f"frame is not valid JSON: {exc}"
+        text = str(exc)
+        return E_BAD_JSON, text if text.startswith("frame is not") else (
+            f"frame is not valid JSON: {text}"
+        )
     return E_BAD_FRAME, f"invalid frame: {exc}"
 
 

@@ -340,7 +340,7 @@ class ClientConnection(asyncio.Protocol):
 def _guess_id(line: bytes) -> int | None:
     """The ``id`` of a frame that failed validation, so the client can match the error."""
     try:
-        value = msgspec.json.decode(line)
+        value = protocol.decode_json(line)
     except msgspec.DecodeError:
         return None
     frame_id = value.get("id") if isinstance(value, dict) else None
@@ -364,6 +364,9 @@ class Server:
         self.max_queued_frames = max_queued_frames
         self.clients: set[ClientConnection] = set()
         self._server: asyncio.AbstractServer | None = None
+        # Whether the file at ``path`` is our socket. A start refused by prepare_socket_path
+        # (a regular file, another listener) must leave that path alone on the way out.
+        self._bound = False
         self.started = time.time()
 
     async def start(self) -> None:
@@ -372,6 +375,7 @@ class Server:
         self._server = await loop.create_unix_server(
             lambda: ClientConnection(self), path=str(self.path)
         )
+        self._bound = True
         os.chmod(self.path, 0o600)
         log.info("listening on %s", self.path)
 
@@ -383,6 +387,9 @@ class Server:
                 client.transport.abort()
         if self._server is not None:
             await self._server.wait_closed()
+        if not self._bound:
+            return
+        self._bound = False
         try:
             self.path.unlink()
         except FileNotFoundError:

@@ -58,7 +58,13 @@ class PluginRow(msgspec.Struct):
 
 
 _json_decode = msgspec.json.decode
-_json_encode = msgspec.json.encode
+
+
+def _json_encode(value: Any) -> str:
+    # Bound as TEXT, not bytes: SQLite >= 3.45 reads a BLOB argument of its JSON functions as
+    # binary JSONB when the bytes happen to fit a JSONB header, and a BLOB column is opaque in
+    # the sqlite3 shell.
+    return msgspec.json.encode(value).decode()
 
 
 def _row(r: sqlite3.Row | tuple[Any, ...]) -> PluginRow:
