@@ -78,3 +78,46 @@ class Stuck(Plugin):
 
     async def apply_settings(self, ctx: PluginContext, changed: frozenset[str]) -> bool:
         return False
+
+
+class EarlyFail(Plugin):
+    """Its background task fails while ``start`` is still running (start awaits after
+    creating it): the host must still end up marking the plugin ``error``."""
+
+    name = "earlyfail"
+    version = "0.1"
+
+    async def start(self, ctx: PluginContext) -> None:
+        async def work() -> None:
+            raise ValueError("task died young")
+
+        ctx.create_task(work(), name="work")
+        await ctx.set_connection("connecting")
+        await asyncio.sleep(0)  # let the task run (and fail) before start returns
+        await ctx.set_connection("connected", username="Early#1")
+
+
+class Leaky(Plugin):
+    """Careless with its secret: logs it, and fails to start with it in the message. The
+    daemon's log output must mask it all the same."""
+
+    name = "leaky"
+    version = "0.1"
+    settings_schema = (SettingField("api_key", "secret"),)
+
+    async def start(self, ctx: PluginContext) -> None:
+        key = ctx.settings["api_key"]
+        ctx.logger.warning("starting with api_key=%s", key)
+        if key:
+            raise RuntimeError(f"the service rejected key {key}")
+
+
+class Manual(Plugin):
+    """Does nothing by itself: a test drives its context (``Manual.ctx``) directly."""
+
+    name = "manual"
+    version = "0.1"
+    ctx: PluginContext | None = None
+
+    async def start(self, ctx: PluginContext) -> None:
+        type(self).ctx = ctx
