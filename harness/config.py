@@ -92,7 +92,8 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
-    data.pop("source", None)  # internal field, never read from the file
+    if "source" in data:  # an internal field, not a key the file may set
+        raise ConfigError(f"{file}: source: unknown key")
     # Checked before msgspec, which names a bad value in a table of tables only as
     # `plugins[...]`, not by the plugin's name.
     plugins = data.get("plugins")

@@ -53,7 +53,9 @@ class Daemon:
     async def start(self) -> None:
         cfg = self.config
         socket_path, db_path = cfg.socket_path, cfg.database_path
-        ensure_private_dir(socket_path.parent)
+        # The default location is harness's own directory; a configured one is the operator's.
+        own_dir = not cfg.daemon.socket
+        ensure_private_dir(socket_path.parent, own=own_dir)
         # One daemon per socket and one writer per database; both locks are released by the
         # kernel however the process ends, so they can never go stale.
         self._lock_fds.append(acquire_lock(socket_path.with_name(socket_path.name + ".lock")))
@@ -77,6 +79,7 @@ class Daemon:
                 self.store,
                 self._handlers(),
                 max_queued_frames=cfg.daemon.client_queue_frames,
+                own_dir=own_dir,
             )
             await self.server.start()
         except BaseException:
@@ -95,16 +98,27 @@ class Daemon:
         """Stop plugins (recording ``stopped``), close the socket, close the database."""
         if getattr(self, "_retention", None):
             self._retention.cancel()
-        if self.orchestrator is not None:
-            await self.orchestrator.shutdown()
-        if self.server is not None:
-            await self.server.close()
-        if self.store is not None:
-            await self.store.close()
+        # Every step runs whatever failed before it: an open aiosqlite connection keeps a
+        # non-daemon thread, and with it the process, alive; locks must always be released.
+        failure: BaseException | None = None
+        for step in (
+            self.orchestrator.shutdown if self.orchestrator else None,
+            self.server.close if self.server else None,
+            self.store.close if self.store else None,
+        ):
+            if step is None:
+                continue
+            try:
+                await step()
+            except Exception as exc:
+                log.exception("stopping: %s failed", step.__qualname__)
+                failure = failure or exc
         for fd in self._lock_fds:
             os.close(fd)
         self._lock_fds.clear()
         self.orchestrator = self.server = self.store = None
+        if failure is not None:
+            raise failure
 
     async def _prune(self) -> None:
         assert self.store is not None

@@ -21,8 +21,9 @@ class RedactSecrets(logging.Filter):
                 for s in _secrets:
                     message = message.replace(s, "***")
                 record.msg, record.args = message, None
-            if record.exc_info and not record.exc_text:
-                text = logging.Formatter().formatException(record.exc_info)
+            # The traceback too; another handler may already have formatted it into exc_text.
+            if record.exc_info or record.exc_text:
+                text = record.exc_text or logging.Formatter().formatException(record.exc_info)
                 for s in _secrets:
                     text = text.replace(s, "***")
                 record.exc_text = text

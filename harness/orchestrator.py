@@ -11,7 +11,7 @@ from typing import Any
 from harness import logs, settings
 from harness.config import Config, ConfigError
 from harness.plugin import Plugin, PluginContext
-from harness.protocol import PluginInfo
+from harness.protocol import PluginInfo, connection_event
 from harness.recorder import Recorder
 from harness.store import Store
 
@@ -89,7 +89,8 @@ class Orchestrator:
                 await slot.ctx.set_connection("stopped", reason="daemon restarted")
         for name, row in rows.items():
             if name not in self._slots:
-                continue  # a row whose plugin is not installed now: kept, left alone
+                await self._retire_uninstalled(name, row.metadata.get("connection"))
+                continue
             # Under the slot's lock like every other lifecycle change: a task that fails while
             # start is still running queues its failure handling behind the start, instead of
             # finding the plugin not yet "running", doing nothing, and leaving it "running".
@@ -98,6 +99,22 @@ class Orchestrator:
                     await self._start(self._slots[name])
                 else:
                     await self._set_status(self._slots[name], "disabled")
+
+    async def _retire_uninstalled(self, name: str, conn: Any) -> None:
+        """A row whose plugin is not installed now keeps its settings (it may come back), but
+        its connection cannot be live: record ``stopped`` so nothing shows it as current."""
+        if not isinstance(conn, dict) or conn.get("state") == "stopped":
+            return
+        sticky = {k: v for k, v in conn.items() if k == "username"}
+        await self.recorder.record(
+            connection_event(name),
+            lambda seq, ts: {
+                **sticky, "state": "stopped", "seq": seq, "since": ts,
+                "reason": "plugin not installed",
+            },
+            plugin=name,
+            metadata_key="connection",
+        )
 
     async def shutdown(self) -> None:
         # Slots without a context never booted (boot failed early): nothing to stop.

@@ -356,8 +356,10 @@ class Server:
         handlers: dict[str, Handler],
         *,
         max_queued_frames: int = DEFAULT_MAX_QUEUED_FRAMES,
+        own_dir: bool = True,
     ) -> None:
         self.path = path
+        self.own_dir = own_dir
         self.bus = bus
         self.store = store
         self.handlers = handlers
@@ -370,7 +372,7 @@ class Server:
         self.started = time.time()
 
     async def start(self) -> None:
-        prepare_socket_path(self.path)
+        prepare_socket_path(self.path, own_dir=self.own_dir)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(
             lambda: ClientConnection(self), path=str(self.path)
@@ -396,10 +398,17 @@ class Server:
             pass
 
 
-def ensure_private_dir(directory: Path) -> None:
-    """Create ``directory`` 0700, or check that an existing one is ours and private."""
+def ensure_private_dir(directory: Path, *, own: bool = True) -> None:
+    """Create ``directory`` 0700 if missing. ``own``: it is harness's own directory (the
+    default socket location), so it must be ours and is made private. A directory the operator
+    chose (the parent of a configured socket, say their home) is never chmod-ed: a lax one only
+    gets a warning, the socket itself being 0600 and peer-checked."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     st = directory.stat()
+    if not own:
+        if stat.S_IMODE(st.st_mode) & 0o022:
+            log.warning("%s is writable by other users; a private directory is safer", directory)
+        return
     if st.st_uid != os.getuid():
         raise PermissionError(f"{directory} belongs to uid {st.st_uid}, not to you")
     if stat.S_IMODE(st.st_mode) & 0o077:
@@ -424,10 +433,10 @@ def acquire_lock(path: Path) -> int:
     return fd
 
 
-def prepare_socket_path(path: Path) -> None:
+def prepare_socket_path(path: Path, *, own_dir: bool = True) -> None:
     """Make room for our socket: a live daemon there is an error; a dead socket file is
     replaced, but only after a connection to it has failed."""
-    ensure_private_dir(path.parent)
+    ensure_private_dir(path.parent, own=own_dir)
     if not path.exists() and not path.is_symlink():
         return
     if not stat.S_ISSOCK(path.lstat().st_mode):

@@ -97,6 +97,7 @@ BAD_FILES: list[tuple[str, str | bytes, list[str]]] = [
     ("plugin table value of the wrong type", "[plugins]\ndiscord = 5\n",
      ["plugins.discord: expected a table of settings", "got int"]),
     ("plugins not a table", "plugins = [1]\n", ["plugins: Expected `object`, got `array`"]),
+    ("internal field as a key", "source = \"/etc/x\"\n", ["source: unknown key"]),
 ]
 
 

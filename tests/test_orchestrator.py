@@ -488,3 +488,28 @@ async def test_stored_connection_equals_the_last_published_one_after_a_stop(
     last = [d for _, n, d in db_events(configured) if n == "echo:connection"][-1]
     assert last["state"] == "stopped"
     assert db_row(configured, "echo")[2]["connection"] == last
+
+
+async def test_a_row_of_an_uninstalled_plugin_never_shows_a_live_connection(
+    start_daemon: StartDaemon, config: Config
+) -> None:
+    # A run with a plugin that is later uninstalled, and a crash that left it "connected".
+    daemon = await start_daemon(plugins={"echo": Echo, "forgetful": Forgetful})
+    await daemon.stop()
+    with sqlite3.connect(config.database_path) as db:
+        db.execute(
+            "UPDATE plugin_config SET metadata = json_set(metadata, '$.connection', "
+            "json('{\"state\": \"connected\", \"username\": \"Forgetful#1\", \"seq\": 1}')) "
+            "WHERE name = 'forgetful'"
+        )
+    await start_daemon(plugins={"echo": Echo})
+    with sqlite3.connect(config.database_path) as db:
+        (meta,) = db.execute(
+            "SELECT metadata FROM plugin_config WHERE name = 'forgetful'").fetchone()
+        (last,) = db.execute(
+            "SELECT data FROM events WHERE name = 'forgetful:connection' ORDER BY seq DESC"
+        ).fetchone()
+    conn = msgspec.json.decode(meta)["connection"]
+    assert conn["state"] == "stopped" and conn["reason"] == "plugin not installed"
+    assert conn["username"] == "Forgetful#1"
+    assert conn == msgspec.json.decode(last)

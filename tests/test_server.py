@@ -16,7 +16,7 @@ import pytest
 
 from harness import __version__, server
 from harness.client import Client, ClientError
-from harness.config import Config
+from harness.config import Config, DaemonConfig
 from harness.daemon import Daemon
 from harness.protocol import MAX_FRAME_BYTES, PROTOCOL_VERSION, Event, Replayed
 from harness.server import AlreadyRunning, _peer_uid
@@ -596,15 +596,30 @@ async def test_a_lagged_client_that_reads_again_finds_the_lagged_frame_then_the_
 # -- socket security -------------------------------------------------------------------------------
 
 
-async def test_socket_is_0600_in_a_0700_directory(
+async def test_socket_is_0600_and_a_configured_directory_is_left_alone(
     start_daemon: StartDaemon, config: Config
 ) -> None:
     config.socket_path.parent.mkdir(parents=True, mode=0o755)
-    os.chmod(config.socket_path.parent, 0o755)  # a lax directory from before is tightened
+    os.chmod(config.socket_path.parent, 0o755)  # the operator's own choice of directory
     await start_daemon()
-    assert stat.S_IMODE(config.socket_path.parent.stat().st_mode) == 0o700
+    # Never chmod-ed: it may be a home directory. The socket itself is private.
+    assert stat.S_IMODE(config.socket_path.parent.stat().st_mode) == 0o755
     st = config.socket_path.stat()
     assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+
+
+async def test_the_default_directory_is_made_private(
+    start_daemon: StartDaemon, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(state_dir))
+    own = state_dir / "harness"
+    own.mkdir(mode=0o755)
+    os.chmod(own, 0o755)  # left lax by someone before: it is harness's own, so tightened
+    cfg = Config(daemon=DaemonConfig(database=str(state_dir / "state.db")))
+    await start_daemon(cfg=cfg)
+    assert cfg.socket_path.parent == own
+    assert stat.S_IMODE(own.stat().st_mode) == 0o700
+    assert stat.S_IMODE(cfg.socket_path.stat().st_mode) == 0o600
 
 
 async def test_peer_uid_is_read_from_a_real_connection(
