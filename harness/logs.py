@@ -22,8 +22,10 @@ class RedactSecrets(logging.Filter):
                     message = message.replace(s, "***")
                 record.msg, record.args = message, None
             # The traceback too; another handler may already have formatted it into exc_text.
-            if record.exc_info or record.exc_text:
-                text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            text = record.exc_text
+            if not text and record.exc_info:
+                text = logging.Formatter().formatException(record.exc_info)
+            if text:
                 for s in _secrets:
                     text = text.replace(s, "***")
                 record.exc_text = text

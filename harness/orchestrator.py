@@ -4,6 +4,7 @@ and keeps a failing plugin from taking anything else down."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -82,7 +83,7 @@ class Orchestrator:
                 self.store,
                 settings.effective(slot.plugin.settings_schema, *layers),
                 conn if isinstance(conn, dict) else None,
-                lambda exc, name=name: self._task_failed(name, exc),
+                functools.partial(self._task_failed, name),
             )
             # A connection the previous run left live is history, not the present.
             if slot.ctx.connection and slot.ctx.connection.get("state") != "stopped":

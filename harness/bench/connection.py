@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,10 @@ async def _wait_state(next_state: Any, state: str) -> float:
             return at
 
 
+def _resumed(times: int) -> Callable[[LocalDiscordGateway], bool]:
+    return lambda gw: gw.resume_count >= times
+
+
 async def _flaps(gw: LocalDiscordGateway, next_state: Any, flaps: int) -> tuple[list[float],
                                                                                   list[float]]:
     """Drop ``flaps`` times; per flap, ms from the drop to "disconnected" and from RESUMED to
@@ -61,7 +66,7 @@ async def _flaps(gw: LocalDiscordGateway, next_state: Any, flaps: int) -> tuple[
         await gw.drop(4000)
         drops.append((await _wait_state(next_state, "disconnected") - t0) * 1000)
         seen = await _wait_state(next_state, "connected")
-        await gw.wait_for(lambda g, n=n: g.resume_count >= n)
+        await gw.wait_for(_resumed(n))
         resumes.append((seen - gw.resumed_at) * 1000)
     return drops, resumes
 
