@@ -1,0 +1,97 @@
+"""The events screen: live tail, glob filter, pause/resume, and a flood it survives."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from textual.widgets import Input, Log
+
+from harness.client import Client
+from harness.config import Config
+from harness.protocol import Event
+from tests.conftest import StartDaemon
+from tests.tui.conftest import make_app, screen_text, until
+from tui.app import HarnessApp
+from tui.screens.events import KEPT, EventsScreen
+
+
+def log_lines(app: HarnessApp) -> list[str]:
+    return list(app.screen.query_one(Log).lines)
+
+
+async def open_events(app: HarnessApp, pilot: object) -> EventsScreen:
+    await pilot.press("e")  # type: ignore[attr-defined]
+    await until(pilot, lambda: isinstance(app.screen, EventsScreen))  # type: ignore[arg-type]
+    assert isinstance(app.screen, EventsScreen)
+    return app.screen
+
+
+async def test_live_tail_filter_and_pause(
+    start_daemon: StartDaemon, configured: Config
+) -> None:
+    await start_daemon(cfg=configured)
+    app = make_app(configured)
+    async with app.run_test(size=(100, 30)) as pilot, \
+            await Client.connect(configured.socket_path) as other:
+        await until(pilot, lambda: app.link.online)
+        screen = await open_events(app, pilot)
+
+        await other.request("plugins.update_settings", name="echo", settings={"prefix": "A"})
+        await until(pilot, lambda: "username=ABot#0001" in "\n".join(log_lines(app)))
+        assert any("plugin:settings" in line for line in log_lines(app))
+        assert any("echo:connection" in line for line in log_lines(app))
+
+        # Filter: only plugin:* rows remain, old and new.
+        screen.query_one("#filter", Input).value = "plugin:*"
+        await until(pilot, lambda: all(" plugin:" in line for line in log_lines(app)))
+        assert log_lines(app)
+
+        # Pause: new events are counted, not drawn; resume draws them.
+        screen.query_one(Log).focus()
+        await pilot.press("space")
+        assert screen.paused
+        drawn = len(log_lines(app))
+        await other.request("plugins.update_settings", name="echo", settings={"prefix": "B"})
+        await until(pilot, lambda: screen.held_while_paused > 0)
+        assert "⏸ paused" in screen_text(app)
+        assert len(log_lines(app)) == drawn
+        await pilot.press("space")
+        await until(pilot, lambda: len(log_lines(app)) > drawn)
+        assert "▶ live" in screen_text(app)
+
+
+async def test_flood_is_bounded_and_keys_stay_responsive(
+    start_daemon: StartDaemon, configured: Config
+) -> None:
+    """30k events published as fast as the bus takes them: the tail keeps at most KEPT rows
+    and a key press is still handled promptly while the flood is on."""
+    daemon = await start_daemon(cfg=configured)
+    app = make_app(configured)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.link.online)
+        screen = await open_events(app, pilot)
+        assert daemon.bus is not None
+        bus = daemon.bus
+        total = 30_000
+
+        async def flood() -> None:
+            for i in range(total):
+                bus.publish(Event(seq=bus.next_seq(), ts=time.time(), event="flood:tick",
+                                  data={"i": i}))
+                if i % 500 == 0:
+                    await asyncio.sleep(0)  # paced like a busy daemon, not one blocking burst
+
+        task = asyncio.create_task(flood())
+        await until(pilot, lambda: screen.received > 1000)
+        started = time.monotonic()
+        await pilot.press("space")
+        await until(pilot, lambda: "⏸ paused" in screen_text(app), timeout=2.0)
+        assert time.monotonic() - started < 1.0
+        await pilot.press("space")
+        await task
+        await until(pilot, lambda: app.stream.events_received >= total, timeout=20.0)
+        await until(pilot, lambda: "▶ live" in screen_text(app))
+        assert len(screen.kept) <= KEPT
+        assert len(log_lines(app)) <= KEPT
+        assert app.link.online  # the daemon did not have to cut us off

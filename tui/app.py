@@ -1,0 +1,199 @@
+"""harness-tui: the Textual app, its app-level stream worker, and the command-line entry point."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding
+from textual.reactive import var
+from textual.signal import Signal
+from textual.worker import Worker, WorkerState
+
+from harness.config import Config, ConfigError, load
+from harness.protocol import Event
+from tui import demo
+from tui.commands import HarnessCommands
+from tui.screens.events import KEPT, EventsScreen
+from tui.screens.plugins import PluginsScreen
+from tui.screens.settings import SettingsScreen
+from tui.state import Clock, EventBatch, LinkState, PluginState
+from tui.stream import BeforeSeed, Stream
+
+STREAM_RESTART_DELAY = 1.0  # seconds before restarting a stream worker that crashed (a bug)
+
+
+class HarnessApp(App[None]):
+    """The monitor. ``clock`` and ``tz`` are injectable so snapshots can freeze time."""
+
+    # Absolute, so subclasses defined elsewhere (tests, benchmarks) find it too.
+    CSS_PATH = Path(__file__).with_name("app.tcss")
+    TITLE = "harness"
+    MODES: ClassVar = {"plugins": PluginsScreen, "events": EventsScreen}
+    DEFAULT_MODE = "plugins"
+    COMMANDS = App.COMMANDS | {HarnessCommands}
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("p", "show_plugins", "Plugins", id="plugins"),
+        Binding("e", "show_events", "Events", id="events"),
+        Binding("f", "demo_flap", "Flap connection", id="demo.flap"),
+        Binding("o", "demo_outage", "Gateway outage 5 s", id="demo.outage"),
+    ]
+
+    # The only writer of these two is the Stream; widgets watch them.
+    plugins: var[dict[str, PluginState]] = var(dict)
+    link: var[LinkState] = var(LinkState)
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        plugin: str | None = None,
+        demo_control: str | None = None,
+        clock: Clock = time.time,
+        tz: dt.tzinfo | None = None,
+        stream: bool = True,
+        before_seed: BeforeSeed | None = None,
+        cursor_blink: bool = True,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.start_plugin = plugin
+        self.demo_control = demo_control
+        self.clock = clock
+        self.tz = tz
+        self.cursor_blink = cursor_blink
+        self.start_stream = stream
+        self.animation_level = "none"
+        self.theme = "textual-dark"
+        self.stream = Stream(
+            self, config.socket_path, config.database_path, before_seed=before_seed
+        )
+        # Raw events in batches, for the events screen and the history widgets.
+        self.events_signal: Signal[EventBatch] = Signal(self, "events")
+        # The newest events, so an events screen opened late still shows recent history.
+        self.recent_events: deque[Event] = deque(maxlen=KEPT)
+
+    def on_mount(self) -> None:
+        self.events_signal.subscribe(self, self._remember_events)
+        if self.start_stream:
+            self.run_stream()
+        if self.start_plugin:
+            self.open_settings(self.start_plugin)
+
+    def _remember_events(self, batch: EventBatch) -> None:
+        self.recent_events.extend(batch.events)
+
+    @work(exclusive=True, group="stream", exit_on_error=False)
+    async def run_stream(self) -> None:
+        await self.stream.run()
+
+    @on(Worker.StateChanged)
+    def _worker_changed(self, event: Worker.StateChanged) -> None:
+        # Worker failures are handled here, in one place. The stream loop handles every
+        # connection problem itself, so an error here is a bug: say so and start over.
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        self.log.error(f"worker {event.worker.name} failed: {error!r}")
+        if event.worker.group == "stream":
+            self.notify(f"Stream failed ({error}); restarting.", severity="error")
+            self.set_timer(STREAM_RESTART_DELAY, self.run_stream)
+        else:
+            self.notify(f"{event.worker.name} failed: {error}", severity="error")
+
+    # -- navigation ------------------------------------------------------------------------
+
+    def open_settings(self, name: str) -> SettingsScreen:
+        """Show the settings screen of ``name`` (on the plugins stack)."""
+        if self.current_mode != "plugins":
+            self.switch_mode("plugins")
+        if isinstance(self.screen, SettingsScreen) and self.screen.plugin == name:
+            return self.screen
+        while isinstance(self.screen, SettingsScreen):
+            self.pop_screen()
+        screen = SettingsScreen(name)
+        self.push_screen(screen)
+        return screen
+
+    def toggle_plugin(self, name: str) -> None:
+        screen = self.open_settings(name)
+        self.call_after_refresh(screen.action_toggle_enabled)
+
+    def action_show_plugins(self) -> None:
+        self.switch_mode("plugins")
+
+    def action_show_events(self) -> None:
+        self.switch_mode("events")
+
+    # -- demo controls ---------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action.startswith("demo_") and not self.demo_control:
+            return False  # hidden from the footer and inert without --demo-control
+        # The key for the screen already shown only takes footer room (80 columns are few).
+        if action == "show_plugins" and isinstance(self.screen, PluginsScreen):
+            return False
+        if action == "show_events" and isinstance(self.screen, EventsScreen):
+            return False
+        return True
+
+    @work(group="demo", exit_on_error=False)
+    async def action_demo_flap(self) -> None:
+        await self._demo(demo.flap)
+
+    @work(group="demo", exit_on_error=False)
+    async def action_demo_outage(self) -> None:
+        await self._demo(demo.outage)
+
+    async def _demo(self, call: demo.ControlCall) -> None:
+        assert self.demo_control is not None
+        try:
+            result = await call(self.demo_control)
+        except demo.ControlError as exc:
+            self.notify(str(exc), title="Demo control", severity="error")
+            return
+        self.notify(result, title="Demo control")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="harness-tui",
+        description="Monitor and configure the harness daemon: plugins, connections, events.",
+    )
+    parser.add_argument(
+        "--config", metavar="FILE",
+        help="the daemon's config file (default: $HARNESS_CONFIG, else built-in defaults)",
+    )
+    parser.add_argument("--plugin", metavar="NAME", help="open straight on this plugin's settings")
+    parser.add_argument(
+        "--demo-control", metavar="URL",
+        help="local Discord gateway control URL (e.g. http://127.0.0.1:8765): adds the "
+        "'f' flap and 'o' outage keys",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``harness-tui``; returns the exit status."""
+    args = parse_args(argv)
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        # Before Textual starts, so the message lands on a normal terminal.
+        print(f"harness-tui: {exc}", file=sys.stderr)
+        return 2
+    HarnessApp(config, plugin=args.plugin, demo_control=args.demo_control).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The plugins overview: one live row per plugin; Enter opens its settings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, cast
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from tui.state import LinkState, PluginState, connection_summary
+from tui.widgets.link_status import LinkStatus
+
+if TYPE_CHECKING:
+    from tui.app import HarnessApp
+
+COLUMNS = (("name", "Plugin"), ("version", "Version"), ("enabled", "Enabled"),
+           ("status", "Status"), ("connection", "Connection"))
+
+
+def enabled_cell(enabled: bool) -> str:
+    return "✔ yes" if enabled else "✘ no"
+
+
+class PluginsScreen(Screen[None]):
+    """A DataTable of plugins, kept live from the App's plugin state."""
+
+    BINDINGS = [
+        # priority: the DataTable's own (hidden) enter binding would hide this from the footer.
+        Binding("enter", "open_selected", "Settings", id="plugins.open", priority=True),
+    ]
+
+    @property
+    def harness(self) -> HarnessApp:
+        return cast("HarnessApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield LinkStatus("Plugins")
+        yield DataTable(id="plugins-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="plugins-note", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        self.watch(self.app, "plugins", self._on_plugins)
+        self.watch(self.app, "link", self._on_link)
+        table.focus()
+
+    def _row(self, state: PluginState) -> tuple[str, ...]:
+        return (
+            state.name,
+            state.version or "—",
+            enabled_cell(state.enabled),
+            state.status or "—",
+            connection_summary(state.connection, self.harness.tz),
+        )
+
+    def _on_plugins(self, plugins: Mapping[str, PluginState]) -> None:
+        table = self.query_one(DataTable)
+        present = {str(key.value) for key in table.rows}
+        for name in sorted(plugins):
+            cells = self._row(plugins[name])
+            if name in present:
+                for (key, _), value in zip(COLUMNS, cells, strict=True):
+                    table.update_cell(name, key, value, update_width=True)
+            else:
+                table.add_row(*cells, key=name)
+        for gone in present - set(plugins):
+            table.remove_row(gone)
+        self._update_note()
+
+    def _on_link(self, link: LinkState) -> None:
+        self.set_class(not link.online and link.changed_at > 0, "-offline")
+        self._update_note()
+
+    def _update_note(self) -> None:
+        link: LinkState = self.harness.link
+        note = ""
+        if not link.database:
+            note = (
+                f"No database yet at {self.harness.config.database_path}: "
+                "start the daemon (harness run) to create it."
+            )
+        elif not link.online and link.changed_at > 0:
+            note = "Daemon offline: showing the last known state from the database."
+        elif not self.harness.plugins and link.online:
+            note = "The daemon has no plugins installed."
+        note_widget = self.query_one("#plugins-note", Static)
+        note_widget.update(note)
+        note_widget.display = bool(note)
+
+    def action_open_selected(self) -> None:
+        table = self.query_one(DataTable)
+        if table.row_count:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+            self.harness.open_settings(str(key.value))
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.harness.open_settings(str(event.row_key.value))

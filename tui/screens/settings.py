@@ -1,0 +1,238 @@
+"""One plugin's screen: connection indicator, settings form, enable/disable, history.
+
+Everything here is generic: the form comes from the plugin's schema, the indicator from the
+``{name}:connection`` convention. Offline, the form is read-only (from the copy of the schema
+cached while the daemon was reachable, or a note when this session never saw it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, cast
+
+import msgspec
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Static
+
+from harness.client import ClientError, DaemonUnavailable
+from harness.protocol import E_INVALID_SETTINGS, PluginInfo
+from tui.screens.confirm import ConfirmScreen
+from tui.state import LinkState, PluginState
+from tui.widgets.connection_status import ConnectionStatus
+from tui.widgets.history import ConnectionHistory
+from tui.widgets.link_status import LinkStatus
+from tui.widgets.settings_form import SettingsForm
+
+if TYPE_CHECKING:
+    from tui.app import HarnessApp
+
+
+class SettingsScreen(Screen[None]):
+    """Settings and live status of the plugin called ``plugin``."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="settings.back"),
+        Binding("ctrl+s", "save", "Save", id="settings.save"),
+        Binding("ctrl+t", "toggle_enabled", "Enable/Disable", id="settings.toggle"),
+    ]
+
+    def __init__(self, plugin: str) -> None:
+        super().__init__()
+        self.plugin = plugin
+        self.form: SettingsForm | None = None
+        self._schema_key: tuple[object, ...] | None = None
+
+    @property
+    def harness(self) -> HarnessApp:
+        return cast("HarnessApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield LinkStatus(f"Plugins > {self.plugin}")
+        with VerticalScroll(id="settings-body"):
+            yield Static("", id="plugin-title", markup=False)
+            yield ConnectionStatus(self.plugin, id="connection")
+            with Vertical(id="form-box") as box:
+                box.border_title = "settings"
+                yield Static("", id="form-note", markup=False)
+                with Horizontal(id="actions"):
+                    yield Button("Save (ctrl+s)", id="save", variant="primary", compact=True)
+                    yield Button("Disable (ctrl+t)", id="toggle", compact=True)
+            yield ConnectionHistory(self.plugin, id="history")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "plugins", self._on_plugins)
+        self.watch(self.app, "link", self._on_link)
+
+    # -- state -> view ------------------------------------------------------------------------
+
+    @property
+    def state(self) -> PluginState | None:
+        return self.harness.plugins.get(self.plugin)
+
+    def _composed(self) -> bool:
+        # A watcher can fire before nested children have mounted; then retry after a refresh.
+        return bool(self.query("#actions"))
+
+    def _on_plugins(self, plugins: Mapping[str, PluginState]) -> None:
+        if not self._composed():
+            self.call_after_refresh(lambda: self._on_plugins(self.harness.plugins))
+            return
+        state = plugins.get(self.plugin)
+        title = self.query_one("#plugin-title", Static)
+        if state is None:
+            title.update(f"{self.plugin}: no such plugin in the database")
+            self._update_form(None)
+            return
+        words = [state.name]
+        if state.version:
+            words.append(state.version)
+        words.append("✔ enabled" if state.enabled else "✘ disabled")
+        if state.status:
+            words.append(f"status {state.status}" + (f" ({state.reason})" if state.reason else ""))
+        head = " · ".join(words)
+        title.update(f"{head}\n{state.description}" if state.description else head)
+        toggle = self.query_one("#toggle", Button)
+        toggle.label = "Disable (ctrl+t)" if state.enabled else "Enable (ctrl+t)"
+        self._update_form(state.info)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("save", "toggle_enabled") and not self.harness.link.online:
+            return None  # shown greyed out in the footer: nothing to send them to
+        return True
+
+    def _on_link(self, link: LinkState) -> None:
+        self.refresh_bindings()
+        if not self._composed():
+            self.call_after_refresh(lambda: self._on_link(self.harness.link))
+            return
+        if link.online:
+            self._refresh_info()
+        self._update_form(self.state.info if self.state else None)
+
+    def _update_form(self, info: PluginInfo | None) -> None:
+        link = self.harness.link
+        read_only = not link.online
+        note = self.query_one("#form-note", Static)
+        for button in self.query("#actions Button"):
+            button.disabled = read_only or info is None
+        self.query_one("#actions").display = info is not None
+        if info is None:
+            if read_only:
+                note.update(
+                    "The daemon is offline and this session has not seen this plugin's "
+                    "settings schema yet; the form appears once the daemon is reachable."
+                )
+            else:
+                note.update("Loading settings…")
+            return
+        key = (tuple(info.schema),)
+        if self.form is None or key != self._schema_key:
+            if self.form is not None:
+                self.form.remove()
+            self._schema_key = key
+            self.form = SettingsForm(info.schema, info.settings, read_only=read_only,
+                                     id="settings-form")
+            self.query_one("#form-box").mount(self.form, before="#actions")
+        else:
+            self.form.set_read_only(read_only)
+            if not self.form.dirty and info.settings != self.form.values:
+                self.form.load(info.settings)  # changed elsewhere; no edit here to lose
+        if read_only:
+            note.update("Read-only: the daemon is offline. Values are the last ones seen.")
+        elif not info.schema:
+            note.update("This plugin has no settings.")
+        else:
+            note.update("* required · secrets are write-only: type to replace, Clear to unset")
+
+    @work(exclusive=True, group="settings-refresh", exit_on_error=False)
+    async def _refresh_info(self) -> None:
+        try:
+            result = await self.harness.stream.request("plugins.get", name=self.plugin)
+        except (DaemonUnavailable, ClientError):
+            return  # the cached copy (if any) stays; the link state says why
+        self.harness.stream.apply_infos([msgspec.convert(result, PluginInfo)])
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    @on(Button.Pressed, "#save")
+    def _save_pressed(self) -> None:
+        self.action_save()
+
+    @on(Button.Pressed, "#toggle")
+    def _toggle_pressed(self) -> None:
+        self.action_toggle_enabled()
+
+    @work(exclusive=True, group="settings-save", exit_on_error=False)
+    async def action_save(self) -> None:
+        form = self.form
+        if form is None or not self.harness.link.online:
+            self.notify("The daemon is offline: nothing was saved.", severity="warning")
+            return
+        changes, errors = form.collect()
+        form.show_errors(errors)
+        if errors:
+            self.notify(f"Not saved: {len(errors)} field(s) need fixing.", severity="error")
+            return
+        if not changes:
+            self.notify("Nothing to save: no field was changed.")
+            return
+        try:
+            result = await self.harness.stream.request(
+                "plugins.update_settings", name=self.plugin, settings=changes
+            )
+        except ClientError as exc:
+            if exc.code == E_INVALID_SETTINGS:
+                fields = exc.details.get("fields") or {}
+                other = form.show_errors(fields)
+                extra = "; ".join(f"{k}: {v}" for k, v in other.items())
+                self.notify(
+                    f"Not saved: the daemon rejected {len(fields)} field(s)."
+                    + (f" {extra}" if extra else ""),
+                    severity="error",
+                )
+            else:
+                self.notify(f"Not saved: {exc.message}", severity="error")
+            return
+        except DaemonUnavailable as exc:
+            self.notify(f"Not saved: {exc}", severity="error")
+            return
+        info = msgspec.convert(result, PluginInfo)
+        form.load(info.settings)
+        self.harness.stream.apply_infos([info])
+        # Names only: a secret's value never goes into a notification.
+        self.notify(f"Saved {self.plugin}: {', '.join(sorted(changes))}.")
+
+    @work(exclusive=True, group="settings-toggle", exit_on_error=False)
+    async def action_toggle_enabled(self) -> None:
+        state = self.state
+        if state is None or not self.harness.link.online:
+            self.notify("The daemon is offline: cannot enable or disable.", severity="warning")
+            return
+        enable = not state.enabled
+        verb = "Enable" if enable else "Disable"
+        detail = (
+            f"{self.plugin} will start now and on every daemon start."
+            if enable
+            else f"{self.plugin} will stop now and stay stopped until enabled again."
+        )
+        if not await self.app.push_screen_wait(
+            ConfirmScreen(f"{verb} {self.plugin}?", detail, confirm=verb)
+        ):
+            return
+        try:
+            result = await self.harness.stream.request(
+                "plugins.set_enabled", name=self.plugin, enabled=enable
+            )
+        except (ClientError, DaemonUnavailable) as exc:
+            self.notify(f"{verb} failed: {exc}", severity="error")
+            return
+        self.harness.stream.apply_infos([msgspec.convert(result, PluginInfo)])
+        self.notify(f"{self.plugin} {'enabled' if enable else 'disabled'}.")

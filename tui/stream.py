@@ -1,0 +1,312 @@
+"""The app-level stream: one connection to the daemon, subscribe-then-seed, coalesced fan-out.
+
+The order matters (list-then-watch): subscribe to ``*`` first, then read the seed from SQLite,
+then apply streamed events only when their ``seq`` is newer than what is held. An event that
+raced the seed read is therefore either already in the seed or newer than it, never lost and
+never applied twice.
+
+Events are not applied one by one: the latest value per key (a plugin's connection, a plugin's
+status) and a bounded buffer of raw events are kept, and flushed to the App at most every
+``FLUSH_INTERVAL``. The first change after a quiet spell is flushed at once, so a lone
+connection change is shown without waiting for a tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from harness import __version__
+from harness.client import Client, ClientError, DaemonUnavailable
+from harness.protocol import Event, PluginInfo, plugin_of_connection_event
+from harness.store import Store, StoreError
+from tui.state import EventBatch, LinkState, PluginState, connection_seq
+
+if TYPE_CHECKING:
+    from tui.app import HarnessApp
+
+FLUSH_INTERVAL = 1 / 30  # seconds: at most 30 state updates a second reach the widgets
+EVENT_BUFFER = 1000  # raw events held between flushes; older ones are dropped and counted
+BACKOFF_BASE = 0.1  # seconds; doubles per failed attempt...
+BACKOFF_CAP = 2.0  # ...up to this, with jitter so many TUIs do not reconnect in step
+YIELD_EVERY = 256  # events handled before the worker lets the UI run, even if more are queued
+
+CLIENT_NAME = f"harness-tui/{__version__}"
+
+BeforeSeed = Callable[[], Awaitable[None]]
+
+
+def backoff(attempt: int) -> float:
+    """Delay before reconnect attempt ``attempt`` (0-based): exponential, capped, jittered."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
+    return random.uniform(ceiling / 2, ceiling)
+
+
+class Stream:
+    """Owns the daemon connection and is the only writer of ``app.plugins`` and ``app.link``."""
+
+    def __init__(
+        self,
+        app: HarnessApp,
+        socket_path: Path,
+        database_path: Path,
+        *,
+        before_seed: BeforeSeed | None = None,
+    ) -> None:
+        self.app = app
+        self.socket_path = socket_path
+        self.database_path = database_path
+        self.before_seed = before_seed  # a test hook: runs between subscribe and seed read
+        self.client: Client | None = None
+        # Counters, read by tests and the benchmark.
+        self.events_received = 0
+        self.stale_ignored = 0
+        self.seeds = 0
+        self._epoch = 0
+        self._pending_conn: dict[str, tuple[Mapping[str, Any], float]] = {}
+        self._pending_status: dict[str, tuple[Mapping[str, Any], float]] = {}
+        self._pending_events: deque[Event] = deque(maxlen=EVENT_BUFFER)
+        self._dropped = 0
+        self._refresh: set[str] = set()
+        self._flush_scheduled = False
+        self._last_flush = 0.0
+
+    # -- the worker body ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, subscribe, seed, stream; on any loss mark offline and try again. Forever."""
+        attempt = 0
+        offline_seeded = False
+        while True:
+            try:
+                client = await Client.connect(self.socket_path, client=CLIENT_NAME)
+            except (DaemonUnavailable, ClientError) as exc:
+                if not offline_seeded:
+                    # The daemon is down: show the stored state as last-known, once per outage.
+                    await self.seed()
+                    offline_seeded = True
+                self.set_offline(str(exc))
+                await asyncio.sleep(backoff(attempt))
+                attempt += 1
+                continue
+            try:
+                await self._serve(client)
+            except (DaemonUnavailable, ClientError) as exc:
+                reason = str(exc)
+            else:  # pragma: no cover - _serve only returns by raising
+                reason = "stream ended"
+            finally:
+                self.client = None
+                await client.close()
+            self.flush()  # what arrived before the loss is real: show it
+            self.set_offline(reason)
+            offline_seeded = False
+            attempt = 0  # the first retry after a loss is quick: a restart is the usual cause
+            await asyncio.sleep(backoff(attempt))
+            attempt = 1
+
+    async def _serve(self, client: Client) -> None:
+        head = await client.subscribe(["*"])
+        if self.before_seed is not None:
+            await self.before_seed()
+        await self.seed()
+        self.client = client
+        infos = await client.request("plugins.list")
+        self.apply_infos(msgspec.convert(infos, list[PluginInfo]))
+        self.set_online(head)
+        handled = 0
+        while True:
+            self.on_event(await client.next_event())
+            handled += 1
+            if handled % YIELD_EVERY == 0:
+                # next_event() does not suspend while events are queued; let the UI breathe.
+                await asyncio.sleep(0)
+
+    # -- seed --------------------------------------------------------------------------------
+
+    async def seed(self) -> None:
+        """Replace every plugin's state with the stored one (read-only SQLite)."""
+        try:
+            store = await Store.open_readonly(self.database_path)
+        except StoreError as exc:
+            missing = not self.database_path.exists()
+            self._set_link(database=not missing, detail=str(exc) if not missing else None)
+            return
+        try:
+            rows = await store.list_plugins()
+        except Exception as exc:  # a corrupt or half-migrated file: say so, keep going
+            self._set_link(detail=f"cannot read the database: {exc}")
+            return
+        finally:
+            await store.close()
+        # The seed is newer than anything pending from an older connection: drop those.
+        self._pending_conn.clear()
+        self._pending_status.clear()
+        self._epoch += 1
+        self.seeds += 1
+        online = self.client is not None
+        old = self.app.plugins
+        new: dict[str, PluginState] = {}
+        for row in rows:
+            prev = old.get(row.name) or PluginState(name=row.name)
+            conn = row.metadata.get("connection")
+            new[row.name] = dataclasses.replace(
+                prev,
+                enabled=row.enabled,
+                # Offline, nothing is running; plugins.list fills this in once online.
+                status=prev.status if online else "",
+                reason=prev.reason if online else None,
+                connection=conn if isinstance(conn, dict) else None,
+                updated_at=row.updated_at,
+                epoch=self._epoch,
+            )
+        self.app.plugins = new
+        if not self.app.link.database:
+            self._set_link(database=True)
+
+    def apply_infos(self, infos: Iterable[PluginInfo]) -> None:
+        """Merge the daemon's view (version, status, schema, redacted settings)."""
+        plugins = dict(self.app.plugins)
+        for info in infos:
+            prev = plugins.get(info.name) or PluginState(name=info.name, epoch=self._epoch)
+            state = dataclasses.replace(
+                prev,
+                version=info.version,
+                description=info.description,
+                enabled=info.enabled,
+                status=info.status,
+                reason=info.reason,
+                info=info,
+            )
+            conn = info.metadata.get("connection")
+            if isinstance(conn, dict):
+                state = state.with_connection(conn, info.updated_at)
+            plugins[info.name] = state
+        self.app.plugins = plugins
+
+    # -- events ------------------------------------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        """Take one streamed event: keep the latest value per key, schedule a flush."""
+        self.events_received += 1
+        if len(self._pending_events) == EVENT_BUFFER:
+            self._dropped += 1
+        self._pending_events.append(event)
+        name = event.event
+        plugin = plugin_of_connection_event(name)
+        if plugin is not None:
+            conn = event.data if "seq" in event.data else {**event.data, "seq": event.seq}
+            pending = self._pending_conn.get(plugin)
+            held = max(
+                connection_seq(pending[0]) if pending else 0,
+                self.app.plugins[plugin].seq if plugin in self.app.plugins else 0,
+            )
+            if connection_seq(conn) <= held:
+                self.stale_ignored += 1  # older than the seed or a newer event: keep ours
+            else:
+                self._pending_conn[plugin] = (conn, event.ts)
+        elif name == "plugin:status" and isinstance(event.data.get("plugin"), str):
+            self._pending_status[event.data["plugin"]] = (event.data, event.ts)
+        elif name == "plugin:settings" and isinstance(event.data.get("plugin"), str):
+            self._refresh.add(event.data["plugin"])
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._flush_scheduled:
+            return
+        self._flush_scheduled = True
+        delay = self._last_flush + FLUSH_INTERVAL - time.monotonic()
+        if delay <= 0.001:
+            self.app.call_later(self.flush)  # quiet until now: show it at once
+        else:
+            self.app.set_timer(delay, self.flush, name="stream-flush")
+
+    def flush(self) -> None:
+        """Apply what is pending to the App: one reactive update, one signal per batch."""
+        self._flush_scheduled = False
+        self._last_flush = time.monotonic()
+        if self._pending_conn or self._pending_status:
+            plugins = dict(self.app.plugins)
+            for name, (conn, ts) in self._pending_conn.items():
+                prev = plugins.get(name) or PluginState(name=name, epoch=self._epoch)
+                plugins[name] = prev.with_connection(conn, ts)
+            for name, (data, ts) in self._pending_status.items():
+                prev = plugins.get(name) or PluginState(name=name, epoch=self._epoch)
+                status = str(data.get("status", ""))
+                enabled = {"running": True, "disabled": False}.get(status, prev.enabled)
+                plugins[name] = dataclasses.replace(
+                    prev, status=status, reason=data.get("reason"), enabled=enabled,
+                    updated_at=max(prev.updated_at, ts),
+                )
+            self._pending_conn.clear()
+            self._pending_status.clear()
+            self.app.plugins = plugins
+        if self._pending_events:
+            batch = EventBatch(tuple(self._pending_events), self._dropped)
+            self._pending_events.clear()
+            self._dropped = 0
+            self.app.events_signal.publish(batch)
+        if self._refresh and self.client is not None:
+            names, self._refresh = sorted(self._refresh), set()
+            self.app.run_worker(
+                self._refresh_infos(names), group="refresh", exit_on_error=False
+            )
+
+    async def _refresh_infos(self, names: list[str]) -> None:
+        # Settings changed (here or by another client): fetch the new schema/values view.
+        infos = []
+        for name in names:
+            try:
+                infos.append(msgspec.convert(
+                    await self.request("plugins.get", name=name), PluginInfo
+                ))
+            except (DaemonUnavailable, ClientError):
+                return
+        self.apply_infos(infos)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def request(self, method: str, **params: Any) -> Any:
+        """A request over the stream's connection; DaemonUnavailable while offline."""
+        client = self.client
+        if client is None:
+            raise DaemonUnavailable("the daemon is offline")
+        return await client.request(method, **params)
+
+    # -- link state --------------------------------------------------------------------------
+
+    def set_online(self, head: int) -> None:
+        """Mark the stream live (``head``: the daemon's seq when the subscription began)."""
+        self.app.link = LinkState(
+            online=True,
+            changed_at=self.app.clock(),
+            ever_online=True,
+            head_seq=head,
+            detail="live",
+            database=self.app.link.database,
+        )
+
+    def set_offline(self, why: str) -> None:
+        """Mark the stream down; widgets keep their values and show them as last known."""
+        link = self.app.link
+        if link.online or link.changed_at == 0.0:
+            changed_at = self.app.clock()
+        else:
+            changed_at = link.changed_at  # still the same outage: keep when it began
+        self.app.link = dataclasses.replace(link, online=False, changed_at=changed_at, detail=why)
+
+    def _set_link(self, *, database: bool | None = None, detail: str | None = None) -> None:
+        link = self.app.link
+        self.app.link = dataclasses.replace(
+            link,
+            database=link.database if database is None else database,
+            detail=link.detail if detail is None else detail,
+        )

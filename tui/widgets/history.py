@@ -1,0 +1,166 @@
+"""ConnectionHistory: a plugin's recent connection transitions and its uptime over 24 h.
+
+Seeded from the ``events`` table (read-only) and appended live from the app's raw event batches,
+so no transition is lost to the latest-value coalescing the indicator uses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, cast
+
+from rich.text import Text
+from textual.widget import Widget
+
+from harness.protocol import Event, connection_event
+from harness.store import Store, StoreError
+from tui.state import GLYPHS, UNKNOWN_GLYPH, EventBatch, LinkState, state_word
+
+if TYPE_CHECKING:
+    from tui.app import HarnessApp
+
+WINDOW = 24 * 3600.0  # seconds the uptime figure covers
+SHOWN = 8  # transitions listed
+LOADED = 500  # stored transitions read to compute the uptime
+
+
+def uptime(
+    transitions: Sequence[tuple[float, str]], now: float, window: float = WINDOW
+) -> tuple[float, float] | None:
+    """``(fraction connected, seconds covered)`` over ``[now - window, now]``.
+
+    ``transitions`` are ``(ts, state)`` oldest first. Time before the first known transition is
+    not counted either way: the figure covers only what the history knows about."""
+    start = now - window
+    if not transitions:
+        return None
+    covered = connected = 0.0
+    for i, (ts, state) in enumerate(transitions):
+        end = transitions[i + 1][0] if i + 1 < len(transitions) else now
+        lo, hi = max(ts, start), min(end, now)
+        if hi <= lo:
+            continue
+        covered += hi - lo
+        if state == "connected":
+            connected += hi - lo
+    if covered <= 0:
+        return None
+    return connected / covered, covered
+
+
+def duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+class ConnectionHistory(Widget):
+    """The last transitions, newest first, with the uptime over the last 24 h."""
+
+    DEFAULT_CSS = """
+    ConnectionHistory {
+        height: auto;
+        padding: 0 1;
+        border: round $panel-lighten-2;
+        border-title-color: $text-muted;
+    }
+    """
+
+    def __init__(self, plugin: str, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.plugin = plugin
+        self.event_name = connection_event(plugin)
+        # Bounded: a flapping plugin cannot grow this without limit.
+        self.transitions: deque[tuple[int, float, str, str]] = deque(maxlen=LOADED)
+        self.loaded = False
+        self._note = ""
+        self.border_title = "history"
+
+    @property
+    def harness(self) -> HarnessApp:
+        return cast("HarnessApp", self.app)
+
+    def on_mount(self) -> None:
+        self.harness.events_signal.subscribe(self, self._on_batch)
+        self.watch(self.app, "link", self._on_link, init=False)
+        self.set_interval(10.0, self.refresh)  # the uptime ages with the clock
+        self.reload()
+
+    def _on_link(self, link: LinkState) -> None:
+        if link.online:
+            self.reload()  # transitions that happened while we were away are in the store
+
+    def reload(self) -> None:
+        self.run_worker(self._load(), exclusive=True, group="history", exit_on_error=False)
+
+    async def _load(self) -> None:
+        try:
+            store = await Store.open_readonly(self.harness.config.database_path)
+        except StoreError:
+            self._note = "no stored history"
+            self.loaded = True
+            self.refresh(layout=True)
+            return
+        try:
+            events = await store.recent_events(self.event_name, limit=LOADED)
+        finally:
+            await store.close()
+        self.transitions.clear()
+        self._note = ""
+        self.add(reversed(events))
+        self.loaded = True
+
+    def _on_batch(self, batch: EventBatch) -> None:
+        self.add(e for e in batch.events if e.event == self.event_name)
+
+    def add(self, events: Iterable[Event]) -> None:
+        """Append transitions (oldest first); repeats and older seqs are skipped."""
+        last = self.transitions[-1][0] if self.transitions else 0
+        changed = False
+        for e in events:
+            if e.seq <= last:
+                continue
+            state = str(e.data.get("state", ""))
+            if self.transitions and self.transitions[-1][2] == state:
+                continue  # a partial update (same state): not a transition
+            # The username survives every state (identity); it only says something when
+            # connected. Otherwise the reason is the news.
+            if state == "connected":
+                detail = str(e.data.get("username") or "")
+            elif state == "disconnected" and e.data.get("attempt"):
+                detail = f"attempt {e.data['attempt']}: {e.data.get('reason') or ''}".rstrip(": ")
+            else:
+                detail = str(e.data.get("reason") or "")
+            self.transitions.append((e.seq, e.ts, state, detail))
+            last = e.seq
+            changed = True
+        if changed:
+            self.refresh(layout=True)
+
+    def render(self) -> Text:
+        app = self.harness
+        now = app.clock()
+        text = Text()
+        figure = uptime([(ts, state) for _, ts, state, _ in self.transitions], now)
+        if figure is None:
+            text.append("uptime: no transitions recorded in the last 24 h")
+        else:
+            fraction, covered = figure
+            text.append(f"uptime {fraction * 100:.1f} %", style="bold")
+            over = "the last 24 h" if covered >= WINDOW - 60 else duration(covered) + " recorded"
+            text.append(f" connected over {over}")
+        if self._note:
+            text.append(f"\n{self._note}")
+        shown = list(self.transitions)[-SHOWN:]
+        today = dt.datetime.fromtimestamp(now, app.tz).date()
+        for _, ts, state, detail in reversed(shown):
+            when = dt.datetime.fromtimestamp(ts, app.tz)
+            stamp = when.strftime("%H:%M:%S" if when.date() == today else "%m-%d %H:%M")
+            glyph = GLYPHS.get(state, UNKNOWN_GLYPH)
+            text.append(f"\n{stamp}  {glyph} {state_word(state):<14} {detail}".rstrip())
+        return text

@@ -1,0 +1,72 @@
+"""LinkStatus: the top bar of every screen, saying where we are and whether the daemon is online.
+
+Online/offline is a glyph and a word, never colour alone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from rich.text import Text
+from textual.widget import Widget
+
+from tui.state import LinkState, ago
+
+if TYPE_CHECKING:
+    from tui.app import HarnessApp
+
+
+class LinkStatus(Widget):
+    """``harness > Plugins                       ▲ daemon online``"""
+
+    DEFAULT_CSS = """
+    LinkStatus {
+        dock: top;
+        height: 1;
+        background: $panel;
+        color: $text;
+        padding: 0 1;
+        &.-offline { background: $error-muted; }
+    }
+    """
+
+    def __init__(self, where: str) -> None:
+        super().__init__()
+        self.where = where
+        self._link = LinkState()
+
+    @property
+    def harness(self) -> HarnessApp:
+        return cast("HarnessApp", self.app)
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "link", self._on_link)
+        self.set_interval(1.0, self.refresh)  # "offline for …" ages
+
+    def _on_link(self, link: LinkState) -> None:
+        self._link = link
+        self.set_class(not link.online and link.changed_at > 0, "-offline")
+        self.refresh()
+
+    def status_text(self) -> str:
+        link = self._link
+        if link.online:
+            return "▲ daemon online"
+        if link.changed_at == 0.0:
+            return "◌ connecting to the daemon…"
+        text = "▼ daemon offline"
+        if link.ever_online:
+            text += f" ({ago(self.harness.clock() - link.changed_at).removesuffix(' ago')})"
+        text += " · retrying"
+        if not link.database:
+            text += " · no database yet"
+        return text
+
+    def render(self) -> Text:
+        left = Text.assemble(("harness", "bold"), " > ", self.where)
+        if self.harness.demo_control:
+            # The footer cannot fit the demo keys beside a screen's own at 80 columns.
+            left.append("  · demo keys: f flap, o outage", style="italic")
+        right = Text(self.status_text(), style="bold")
+        gap = max(1, self.size.width - left.cell_len - right.cell_len)
+        return Text.assemble(left, " " * gap, right)
