@@ -1,0 +1,352 @@
+"""``python -m harness.bench tui``: change -> indicator; key delay under a flood; first paint.
+
+Each figure is printed beside a baseline measured in the same run: a minimal Textual app with one
+Static fed by the same socket (for 1 and 2), and a minimal Textual app's first paint (for 3).
+The daemon runs in-process, on the same event loop as the app under test (run_test), so the
+CPU figure of part 2 covers daemon, publisher and TUI together; the baseline shares that setup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from harness.bench import heading, median, percentile, row
+from harness.client import Client, DaemonUnavailable
+from harness.config import Config, DaemonConfig
+from harness.daemon import Daemon
+from harness.plugin import Plugin, PluginContext
+from harness.protocol import Event
+
+FLOOD_RATE = 10_000  # events a second in part 2
+
+
+class BenchPlugin(Plugin):
+    """Connects at once and hands its context to the benchmark, which drives its connection."""
+
+    name = "bench"
+    version = "1.0"
+    description = "benchmark plugin"
+    contexts: ClassVar[list[PluginContext]] = []
+
+    async def start(self, ctx: PluginContext) -> None:
+        await ctx.set_connection("connected", username="Bench#0")
+        BenchPlugin.contexts.append(ctx)
+
+    async def stop(self, ctx: PluginContext) -> None:
+        await ctx.set_connection("stopped")
+
+
+@contextlib.asynccontextmanager
+async def bench_daemon() -> AsyncIterator[tuple[Daemon, Config, PluginContext]]:
+    base = Path(tempfile.mkdtemp(prefix="harness-bench-tui-"))
+    config = Config(daemon=DaemonConfig(
+        socket=str(base / "run" / "harness.sock"),
+        database=str(base / "state" / "state.db"),
+        client_queue_frames=100_000,
+    ))
+    BenchPlugin.contexts.clear()
+    daemon = Daemon(config, {"bench": BenchPlugin})
+    try:
+        async with daemon.running():
+            yield daemon, config, BenchPlugin.contexts[-1]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+class RenderStamp:
+    """Wraps a widget's ``render`` to note when it first draws text containing ``expect``."""
+
+    def __init__(self, widget: Any) -> None:
+        self.expect: str | None = None
+        self.seen_at = 0.0
+        original = widget.render
+
+        def render() -> Any:
+            result = original()
+            if self.expect is not None:
+                text = getattr(result, "plain", None)
+                text = str(result) if text is None else text
+                if self.expect in text:
+                    self.seen_at = time.perf_counter()
+                    self.expect = None
+            return result
+
+        widget.render = render
+
+    def arm(self, expect: str) -> None:
+        self.seen_at = 0.0
+        self.expect = expect
+
+    async def wait(self, pause: Callable[[], Any], timeout: float = 5.0) -> float:
+        deadline = time.perf_counter() + timeout
+        while self.expect is not None:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"never rendered {self.expect!r}")
+            await pause()
+        return self.seen_at
+
+
+# -- the baseline app ------------------------------------------------------------------------
+
+
+def make_baseline_app(socket: Path) -> Any:
+    """A minimal Textual app: one Static updated per connection event, one for a key."""
+    from textual import work
+    from textual.app import App, ComposeResult
+    from textual.binding import Binding
+    from textual.widgets import Static
+
+    class Baseline(App[None]):
+        BINDINGS: ClassVar = [Binding("space", "toggle_key", "toggle")]
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.received = 0
+            self.online = False
+            self.paused = False
+
+        def compose(self) -> ComposeResult:
+            yield Static("waiting", id="conn")
+            yield Static("live", id="key")
+
+        def on_mount(self) -> None:
+            self.listen()
+
+        @work(exclusive=True)
+        async def listen(self) -> None:
+            client = await Client.connect(socket, client="bench-baseline")
+            await client.subscribe(["*"])
+            self.online = True
+            conn = self.query_one("#conn", Static)
+            try:
+                while True:
+                    event = await client.next_event()
+                    self.received += 1
+                    if event.event.endswith(":connection"):
+                        data = event.data
+                        conn.update(f"{data['state']} {data.get('username', '')} "
+                                    f"{data.get('reason', '')}")
+                    else:
+                        conn.update(f"{event.event} {event.seq}")
+            except DaemonUnavailable:
+                self.online = False
+            finally:
+                await client.close()
+
+        def action_toggle_key(self) -> None:
+            self.paused = not self.paused
+            self.query_one("#key", Static).update("paused" if self.paused else "live")
+
+    return Baseline()
+
+
+# -- part 1: connection change -> widget -----------------------------------------------------
+
+
+async def change_latency(changes: int, *, baseline: bool) -> list[float]:
+    from tui.app import HarnessApp
+    from tui.widgets.connection_status import ConnectionStatus
+
+    samples: list[float] = []
+    async with bench_daemon() as (_, config, ctx):
+        if baseline:
+            app: Any = make_baseline_app(config.socket_path)
+        else:
+            app = HarnessApp(config, plugin="bench")
+        async with app.run_test(size=(100, 30)) as pilot:
+            if baseline:
+                while not app.online:
+                    await pilot.pause(0.01)
+                widget: Any = app.query_one("#conn")
+            else:
+                while not (app.link.online and app.screen.query(ConnectionStatus)):
+                    await pilot.pause(0.01)
+                widget = app.screen.query_one(ConnectionStatus)
+            stamp = RenderStamp(widget)
+            for i in range(changes):
+                name = f"Bench#{i + 1}"
+                state = "connected" if i % 2 == 0 else "disconnected"
+                stamp.arm(name)
+                started = time.perf_counter()
+                if state == "connected":
+                    await ctx.set_connection(state, username=name)
+                else:  # the indicator shows a retrying connection's reason, not its name
+                    await ctx.set_connection(state, attempt=i, reason=name)
+                seen = await stamp.wait(lambda: pilot.pause(0.001))
+                samples.append((seen - started) * 1000)
+                # Spaced beyond the 30 Hz flush interval, as real connection changes are.
+                await asyncio.sleep(0.04)
+    return samples
+
+
+# -- part 2: key delay under a flood ---------------------------------------------------------
+
+
+async def flood_keys(seconds: float, presses: int, *, baseline: bool) -> dict[str, float]:
+    from tui.app import HarnessApp
+    from tui.screens.events import EventsScreen
+
+    delays: list[float] = []
+    async with bench_daemon() as (daemon, config, _):
+        bus = daemon.bus
+        assert bus is not None
+        app: Any = make_baseline_app(config.socket_path) if baseline else HarnessApp(config)
+        async with app.run_test(size=(100, 30)) as pilot:
+            if baseline:
+                while not app.online:
+                    await pilot.pause(0.01)
+                target: Any = app.query_one("#key")
+            else:
+                while not app.link.online:
+                    await pilot.pause(0.01)
+                await pilot.press("e")
+                while not isinstance(app.screen, EventsScreen):
+                    await pilot.pause(0.01)
+                target = app.screen.query_one("#events-state")
+            stamp = RenderStamp(target)
+            sent = 0
+            stop = asyncio.Event()
+
+            async def flood() -> None:
+                nonlocal sent
+                start = time.perf_counter()
+                while not stop.is_set():
+                    due = int((time.perf_counter() - start) * FLOOD_RATE) - sent
+                    for _ in range(max(0, due)):
+                        bus.publish(Event(seq=bus.next_seq(), ts=time.time(),
+                                          event="bench:tick", data={"n": sent}))
+                        sent += 1
+                    await asyncio.sleep(0.002)
+
+            received_before = app.received if baseline else app.stream.events_received
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            task = asyncio.create_task(flood())
+            gap = seconds / (presses + 1)
+            paused = False
+            for _ in range(presses):
+                await asyncio.sleep(gap)
+                paused = not paused
+                stamp.arm("paused" if paused else "live")
+                started = time.perf_counter()
+                await pilot.press("space")
+                seen = await stamp.wait(lambda: pilot.pause(0.001))
+                delays.append((seen - started) * 1000)
+            await asyncio.sleep(max(0.0, seconds - (time.perf_counter() - wall0)))
+            stop.set()
+            await task
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            received = (app.received if baseline else app.stream.events_received)
+            received -= received_before
+            online = app.online if baseline else app.link.online
+    return {
+        "p50": median(delays),
+        "p99": percentile(delays, 99),
+        "cpu": cpu / wall * 100,
+        "sent_rate": sent / wall,
+        "received_rate": received / wall,
+        "online": float(online),
+    }
+
+
+# -- part 3: first paint ---------------------------------------------------------------------
+
+_CHILD_TUI = """
+import time
+from harness.config import Config, DaemonConfig
+from tui.app import HarnessApp
+
+class Timed(HarnessApp):
+    def on_ready(self) -> None:
+        print(time.time(), flush=True)
+        self.exit()
+
+base = {base!r}
+Timed(Config(daemon=DaemonConfig(socket=base + "/none.sock",
+                                  database=base + "/none.db"))).run(headless=True)
+"""
+
+_CHILD_BASELINE = """
+import time
+from textual.app import App
+from textual.widgets import Static
+
+class Timed(App):
+    def compose(self):
+        yield Static("hello")
+
+    def on_ready(self) -> None:
+        print(time.time(), flush=True)
+        self.exit()
+
+Timed().run(headless=True)
+"""
+
+
+def first_paint(code: str, runs: int) -> list[float]:
+    samples = []
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    for _ in range(runs):
+        started = time.time()
+        out = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            capture_output=True, text=True, env=env, timeout=60, check=True,
+        )
+        painted = float(out.stdout.strip().splitlines()[-1])
+        samples.append((painted - started) * 1000)
+    return samples
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def main(quick: bool = False) -> int:
+    """Run the three measurements and print them with their baselines and targets."""
+    changes = 20 if quick else 200
+    seconds, presses = (2.0, 5) if quick else (10.0, 20)
+    runs = 2 if quick else 5
+
+    heading(f"tui: daemon set_connection -> ConnectionStatus rendered ({changes} changes)")
+    base = asyncio.run(change_latency(changes, baseline=True))
+    tui = asyncio.run(change_latency(changes, baseline=False))
+    row("p50 latency", median(tui), "ms", baseline=median(base))
+    row("p99 latency", percentile(tui, 99), "ms", baseline=percentile(base, 99),
+        target="target p99 <= 50 ms")
+    row("baseline p50 (one Static per event)", median(base), "ms")
+    row("baseline p99", percentile(base, 99), "ms")
+
+    heading(f"tui: key press -> screen changed, under {FLOOD_RATE:,} events/s for "
+            f"{seconds:g} s ({presses} presses; daemon in the same process)")
+    fb = asyncio.run(flood_keys(seconds, presses, baseline=True))
+    ft = asyncio.run(flood_keys(seconds, presses, baseline=False))
+    row("key delay p50", ft["p50"], "ms", baseline=fb["p50"])
+    row("key delay p99", ft["p99"], "ms", baseline=fb["p99"], target="target <= 100 ms")
+    row("process CPU (daemon + publisher + app)", ft["cpu"], "%", baseline=fb["cpu"])
+    row("events published", ft["sent_rate"], "ev/s")
+    row("events received by the app", ft["received_rate"], "ev/s",
+        baseline=fb["received_rate"])
+    row("baseline key delay p50", fb["p50"], "ms")
+    row("baseline key delay p99", fb["p99"], "ms")
+    row("baseline CPU", fb["cpu"], "%")
+    for label, figures in (("tui", ft), ("baseline", fb)):
+        if not figures["online"]:
+            print(f"  note: the {label} app was cut off by the daemon (lagged) during the flood")
+
+    heading(f"tui: process start -> first paint (headless, median of {runs})")
+    base_paint = first_paint(_CHILD_BASELINE, runs)
+    with tempfile.TemporaryDirectory(prefix="harness-bench-paint-") as tmp:
+        tui_paint = first_paint(_CHILD_TUI.format(base=tmp), runs)
+    row("first paint", median(tui_paint), "ms", baseline=median(base_paint),
+        target="target <= 1000 ms")
+    row("baseline first paint (minimal app)", median(base_paint), "ms")
+    return 0
