@@ -9,6 +9,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from harness import logs, settings
 from harness.config import Config, ConfigError
 from harness.plugin import Plugin, PluginContext
@@ -34,6 +36,7 @@ class _Slot:
         self.ctx: PluginContext | None = None
         self.status = "stopped"  # running | stopped | error | disabled
         self.reason: str | None = None
+        self.enabled = True
         self.stopping = False
         self.lock = asyncio.Lock()
 
@@ -85,6 +88,8 @@ class Orchestrator:
                 conn if isinstance(conn, dict) else None,
                 functools.partial(self._task_failed, name),
             )
+            slot.enabled = row.enabled
+            await self._describe(slot)
             # A connection the previous run left live is history, not the present.
             if slot.ctx.connection and slot.ctx.connection.get("state") != "stopped":
                 await slot.ctx.set_connection("stopped", reason="daemon restarted")
@@ -150,7 +155,25 @@ class Orchestrator:
         slot.status, slot.reason = status, reason
         await self.recorder.record(
             "plugin:status",
-            {"plugin": slot.plugin.name, "status": status, "reason": reason},
+            {"plugin": slot.plugin.name, "status": status, "enabled": slot.enabled,
+             "reason": reason},
+        )
+
+    async def _describe(self, slot: _Slot) -> None:
+        """Keep ``metadata.plugin`` (version, description, schema, settings as the API shows
+        them: secrets only as set / not set) so a reader of the database alone, such as the
+        TUI while the daemon is down, can show the plugin as it last was."""
+        p = slot.plugin
+        values = slot.ctx.settings if slot.ctx else {}
+        await self.store.set_metadata_key(
+            p.name,
+            "plugin",
+            {
+                "version": p.version,
+                "description": p.description,
+                "schema": msgspec.to_builtins(list(p.settings_schema)),
+                "settings": settings.public(p.settings_schema, values),
+            },
         )
 
     async def _start(self, slot: _Slot) -> None:
@@ -236,6 +259,7 @@ class Orchestrator:
         slot = self._slot(name)
         async with slot.lock:
             await self.store.set_enabled(name, enabled)
+            slot.enabled = enabled
             if enabled and slot.status != "running":
                 await self._start(slot)
             elif not enabled:
@@ -261,6 +285,7 @@ class Orchestrator:
             logs.add_secrets(settings.secret_values(schema, stored))
             await self.store.set_settings(name, stored)
             ctx._replace_settings(new)
+            await self._describe(slot)
             changed = frozenset(k for k in new if new[k] != old.get(k))
             await self.recorder.record(
                 "plugin:settings", {"plugin": name, "changed": sorted(changed)}

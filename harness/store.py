@@ -257,6 +257,13 @@ class Store:
             (_json_encode(settings), time.time(), name),
         )
 
+    async def set_metadata_key(self, name: str, key: str, value: Any) -> None:
+        """Replace one top-level metadata key, in SQL on the stored value: the others survive."""
+        await self._conn.execute(
+            "UPDATE plugin_config SET metadata = json_set(metadata, ?, json(?)) WHERE name = ?",
+            (_key_path(key), _json_encode(value), name),
+        )
+
     async def merge_metadata(self, name: str, patch: dict[str, Any]) -> None:
         """RFC 7396 merge in SQL: keys not in ``patch`` survive, ``None`` deletes a key."""
         await self._conn.execute(

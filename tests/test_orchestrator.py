@@ -341,6 +341,7 @@ async def test_a_daemon_stop_is_bounded_by_a_hanging_plugin(
     assert time.monotonic() - started < 2.0
     statuses = [d for _, n, d in db_events(cfg) if n == "plugin:status"]
     assert {"plugin": "stuck", "status": "error",
+            "enabled": True,
             "reason": "did not stop within 0.2 s; its tasks were cancelled"} in statuses
     assert db_row(cfg, "echo")[2]["connection"]["state"] == "stopped"
 
@@ -445,7 +446,12 @@ async def test_plugin_metadata_and_broadcasts(
     got = await collect(client, 2)
     assert [(g.event, g.data) for g in got][1] == ("manual:message", {"text": "hello"})
     _, _, metadata = db_row(config, "manual")
-    assert metadata == {"connection": got[0].data, "guilds": 3}
+    assert metadata == {
+        "connection": got[0].data,
+        "guilds": 3,
+        # The daemon's own description of the plugin, for readers of the database alone.
+        "plugin": {"version": "0.1", "description": "", "schema": [], "settings": {}},
+    }
     info = await client.request("plugins.get", name="manual")
     assert info["metadata"] == metadata
 
@@ -513,3 +519,28 @@ async def test_a_row_of_an_uninstalled_plugin_never_shows_a_live_connection(
     assert conn["state"] == "stopped" and conn["reason"] == "plugin not installed"
     assert conn["username"] == "Forgetful#1"
     assert conn == msgspec.json.decode(last)
+
+
+async def test_metadata_describes_the_plugin_without_its_secrets(
+    start_daemon: StartDaemon, config: Config, connect: Callable[[], Awaitable[Client]]
+) -> None:
+    await start_daemon()
+    client = await connect()
+    secret = "plain-text-secret-value-42"
+    await client.request("plugins.update_settings", name="echo",
+                         settings={"token": secret, "retries": 7})
+    _, stored, metadata = db_row(config, "echo")
+    assert stored["token"] == secret  # the settings column holds it; nothing else may
+    described = metadata["plugin"]
+    assert secret not in msgspec.json.encode(metadata).decode()
+    assert described["version"] == Echo.version
+    assert [f["name"] for f in described["schema"]] == [f.name for f in Echo.settings_schema]
+    assert described["settings"]["token"] == {"set": True}
+    assert described["settings"]["retries"] == 7
+    info = await client.request("plugins.get", name="echo")
+    assert described["settings"] == info["settings"]
+
+    await client.request("plugins.set_enabled", name="echo", enabled=False)
+    statuses = [d for _, n, d in db_events(config) if n == "plugin:status"]
+    assert statuses[-1] == {"plugin": "echo", "status": "disabled", "enabled": False,
+                            "reason": None}
