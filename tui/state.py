@@ -23,7 +23,7 @@ class PluginState:
     object (``{state, seq, since, username?, reason?, attempt?}``) and is never mutated."""
 
     name: str
-    version: str = ""  # "" until the daemon has told us (SQLite does not store it)
+    version: str = ""  # "" until the daemon or its stored description (metadata.plugin) says
     description: str = ""
     enabled: bool = True
     status: str = ""  # running | stopped | error | disabled; "" when unknown (offline seed)

@@ -50,6 +50,21 @@ def backoff(attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+def described_info(name: str, enabled: bool, metadata: Mapping[str, Any]) -> PluginInfo | None:
+    """The plugin as the daemon last described it in ``metadata.plugin``, or None."""
+    described = metadata.get("plugin")
+    if not isinstance(described, dict):
+        return None
+    try:
+        return msgspec.convert(
+            {**described, "name": name, "enabled": enabled, "status": "",
+             "metadata": dict(metadata)},
+            PluginInfo,
+        )
+    except msgspec.ValidationError:
+        return None  # written by another version: the daemon's own answer will do
+
+
 class Stream:
     """Owns the daemon connection and is the only writer of ``app.plugins`` and ``app.link``."""
 
@@ -158,6 +173,14 @@ class Stream:
         for row in rows:
             prev = old.get(row.name) or PluginState(name=row.name)
             conn = row.metadata.get("connection")
+            described = described_info(row.name, row.enabled, row.metadata)
+            if prev.info is None and described is not None:
+                # Never seen the daemon this session: its stored description of the plugin
+                # (secrets only as set / not set) stands in until plugins.list answers.
+                prev = dataclasses.replace(
+                    prev, info=described, version=described.version,
+                    description=described.description,
+                )
             new[row.name] = dataclasses.replace(
                 prev,
                 enabled=row.enabled,
@@ -241,7 +264,9 @@ class Stream:
             for name, (data, ts) in self._pending_status.items():
                 prev = plugins.get(name) or PluginState(name=name, epoch=self._epoch)
                 status = str(data.get("status", ""))
-                enabled = {"running": True, "disabled": False}.get(status, prev.enabled)
+                enabled = data.get("enabled")
+                if not isinstance(enabled, bool):  # a daemon from before "enabled" was sent
+                    enabled = {"running": True, "disabled": False}.get(status, prev.enabled)
                 plugins[name] = dataclasses.replace(
                     prev, status=status, reason=data.get("reason"), enabled=enabled,
                     updated_at=max(prev.updated_at, ts),

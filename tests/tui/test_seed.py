@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from harness.config import Config
 from tests.conftest import StartDaemon
-from tests.tui.conftest import make_app, open_settings, screen_text, until
+from tests.tui.conftest import TOKEN, make_app, open_settings, screen_text, until
 from tui.widgets.connection_status import ConnectionStatus
 
 
@@ -44,8 +46,31 @@ async def test_offline_with_database_shows_last_known_state(
         await until(pilot, lambda: "Stopped" in status.text)
         assert "daemon offline — last known" in status.text
         assert status.has_class("-stale")
-        # No schema was ever seen in this session: the form is replaced by a note.
-        assert "has not seen this plugin's settings schema" in screen_text(app)
+        # The daemon described the plugin in its metadata: a read-only form of the last-known
+        # values, the secret only as "set", and the version, all without the daemon.
+        await until(pilot, lambda: "Read-only" in screen_text(app)
+                    and "● set" in screen_text(app))
+        text = screen_text(app)
+        assert TOKEN not in text
+        assert "1.2.3" in text and "EchoBot" not in text.split("connection")[0]
+        assert app.plugins["echo"].info is not None
+
+
+async def test_offline_without_a_stored_description_explains_the_missing_form(
+    start_daemon: StartDaemon, configured: Config
+) -> None:
+    """A database written by a daemon that did not describe its plugins: no schema, so no
+    form, and a note that says why."""
+    daemon = await start_daemon(cfg=configured)
+    await daemon.stop()
+    with sqlite3.connect(configured.database_path) as db:
+        db.execute("UPDATE plugin_config SET metadata = json_remove(metadata, '$.plugin')")
+    app = make_app(configured)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: "echo" in app.plugins and app.link.changed_at > 0)
+        await open_settings(pilot, "echo")
+        await until(pilot, lambda: "has not seen this plugin's settings schema"
+                    in screen_text(app))
 
 
 async def test_no_database_yet(config: Config) -> None:
