@@ -78,7 +78,13 @@ def _flapper(url: str, every: float, stop: threading.Event) -> None:
         outage = not outage
 
 
+def _hang_up(signum: int, frame: object) -> None:
+    # A dropped SSH session: leave through the normal path, so the clean-up below runs.
+    raise SystemExit(128 + signum)
+
+
 def run_demo(*, keep: bool = False, flap_every: float = 20.0) -> int:
+    signal.signal(signal.SIGHUP, _hang_up)
     state = Path(tempfile.mkdtemp(prefix="harness-demo-"))
     procs: list[subprocess.Popen[bytes] | subprocess.Popen[str]] = []
     stop = threading.Event()
