@@ -83,7 +83,8 @@ async def test_a_signal_stops_the_daemon_cleanly(
     assert connection["state"] == "stopped"
     published = [d for _, n, d in db_events(db) if n == "discord:connection"]
     assert published[-1] == connection
-    assert ("plugin:status", {"plugin": "discord", "status": "stopped", "reason": None}) in [
+    assert ("plugin:status", {"plugin": "discord", "status": "stopped", "enabled": True,
+                             "reason": None}) in [
         (n, d) for _, n, d in db_events(db)
     ]
 
