@@ -95,7 +95,7 @@ def state_word(state: str) -> str:
 
 
 def clock_time(ts: float, tz: dt.tzinfo | None) -> str:
-    """HH:MM for today, else the date too; ``tz`` None means the local zone."""
+    """HH:MM in ``tz`` (None: the local zone)."""
     when = dt.datetime.fromtimestamp(ts, tz)
     return when.strftime("%H:%M")
 
@@ -117,18 +117,19 @@ def ago(seconds: float) -> str:
 def connection_summary(
     connection: Mapping[str, Any] | None, tz: dt.tzinfo | None
 ) -> str:
-    """One line for a table cell: "● connected  EchoBot#0001  since 12:03"."""
+    """One line for a table cell: "● connected  since 12:03  EchoBot#0001". The time comes
+    before the detail so that, in a narrow terminal, a long reason is what gets cut."""
     if not connection:
         return f"{UNKNOWN_GLYPH} no connection reported"
     state = str(connection.get("state", "unknown"))
     parts = [f"{GLYPHS.get(state, UNKNOWN_GLYPH)} {state_word(state)}"]
+    since = connection.get("since")
+    if isinstance(since, (int, float)):
+        parts.append(f"since {clock_time(since, tz)}")
     if state == "connected" and connection.get("username"):
         parts.append(str(connection["username"]))
     elif state == "disconnected" and connection.get("attempt"):
         parts.append(f"attempt {connection['attempt']}")
     elif connection.get("reason"):
         parts.append(str(connection["reason"]))
-    since = connection.get("since")
-    if isinstance(since, (int, float)):
-        parts.append(f"since {clock_time(since, tz)}")
     return "  ".join(parts)

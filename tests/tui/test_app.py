@@ -68,7 +68,8 @@ async def test_navigation_and_palette(start_daemon: StartDaemon, configured: Con
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.link.online and "echo" in app.plugins)
         assert isinstance(app.screen, PluginsScreen)
-        await until(pilot, lambda: "● connected  EchoBot#0001  since" in screen_text(app))
+        await until(pilot, lambda: "● connected  since " in screen_text(app)
+                    and "EchoBot#0001" in screen_text(app))
         footer = screen_text(app).splitlines()[-1]
         for key in ("⏎ Settings", "q Quit", "e Events"):
             assert key in footer
