@@ -61,9 +61,7 @@ def _json(value: Any) -> None:
 # -- talking to the daemon ------------------------------------------------------------------
 
 
-def _with_client(
-    args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]
-) -> int:
+def _with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> int:
     from harness.client import Client, ClientError, DaemonUnavailable
 
     try:
@@ -101,8 +99,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             _json(st)
             return EXIT_OK
         up = int(st["uptime"])
-        print(f"{st['server']} running: pid {st['pid']}, up {up // 3600}h {up % 3600 // 60}m "
-              f"{up % 60}s, seq {st['seq']}, {st['clients']} client(s)")
+        print(
+            f"{st['server']} running: pid {st['pid']}, up {up // 3600}h {up % 3600 // 60}m "
+            f"{up % 60}s, seq {st['seq']}, {st['clients']} client(s)"
+        )
         print(f"  socket    {st['socket']}\n  database  {st['database']}")
         _plugin_table(st["plugins"])
         return EXIT_OK
@@ -119,8 +119,10 @@ def _plugin_table(plugins: list[dict[str, Any]]) -> None:
     for p in plugins:
         status = p["status"] + (f" ({p['reason']})" if p.get("reason") else "")
         conn = p.get("connection") or p.get("metadata", {}).get("connection")
-        print(f"{p['name']:<{width}}  {'yes' if p['enabled'] else 'no':<7}  {status:<8}  "
-              f"{describe_connection(conn)}")
+        print(
+            f"{p['name']:<{width}}  {'yes' if p['enabled'] else 'no':<7}  {status:<8}  "
+            f"{describe_connection(conn)}"
+        )
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -207,8 +209,10 @@ def _show_plugin(info: dict[str, Any]) -> None:
         else:
             shown = msgspec.json.encode(value).decode()
         mark = " *" if field.get("required") else ""
-        print(f"    {field['name']}{mark} = {shown}    [{field['type']}] "
-              f"{field.get('description', '')}")
+        print(
+            f"    {field['name']}{mark} = {shown}    [{field['type']}] "
+            f"{field.get('description', '')}"
+        )
 
 
 def parse_assignments(items: list[str], schema: list[dict[str, Any]]) -> dict[str, Any]:
@@ -301,8 +305,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--config", metavar="FILE", help=f"config file (default: ${config_mod.ENV_CONFIG}, "
-        "else built-in defaults)"
+        "--config",
+        metavar="FILE",
+        help=f"config file (default: ${config_mod.ENV_CONFIG}, else built-in defaults)",
     )
     client = argparse.ArgumentParser(add_help=False, parents=[common])
     client.add_argument("--socket", metavar="PATH", help="daemon socket (overrides the config)")
@@ -324,7 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--keep", action="store_true", help="keep the temporary state directory")
     demo.add_argument(
-        "--flap-every", type=float, default=20.0, metavar="SECONDS",
+        "--flap-every",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
         help="drop the gateway connection this often (0: never; keys f/o still work)",
     )
     demo.set_defaults(func=cmd_demo)
@@ -334,13 +342,24 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
 
     events = sub.add_parser("events", parents=[client], help="show (and follow) events")
-    events.add_argument("patterns", nargs="*", metavar="PATTERN",
-                        help="glob on event names, e.g. '*:connection' (default: all)")
+    events.add_argument(
+        "patterns",
+        nargs="*",
+        metavar="PATTERN",
+        help="glob on event names, e.g. '*:connection' (default: all)",
+    )
     events.add_argument("-f", "--follow", action="store_true", help="keep printing live events")
-    events.add_argument("--since", type=int, metavar="SEQ",
-                        help="replay every stored event after SEQ")
-    events.add_argument("-n", "--lines", type=int, default=20, metavar="N",
-                        help="without --since: how many of the newest to show (default 20)")
+    events.add_argument(
+        "--since", type=int, metavar="SEQ", help="replay every stored event after SEQ"
+    )
+    events.add_argument(
+        "-n",
+        "--lines",
+        type=int,
+        default=20,
+        metavar="N",
+        help="without --since: how many of the newest to show (default 20)",
+    )
     events.add_argument("--scan", type=int, default=5000, help=argparse.SUPPRESS)
     events.add_argument("--json", action="store_true", help="one JSON event per line")
     events.set_defaults(func=cmd_events)
@@ -356,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = psub.add_parser(action, parents=[client], help=f"{action} a plugin (applies live)")
         p.add_argument("name")
     pset = psub.add_parser(
-        "set", parents=[client], help="change settings (applies live)",
+        "set",
+        parents=[client],
+        help="change settings (applies live)",
         description="KEY=VALUE sets, KEY= unsets. Secrets: KEY=- reads stdin, KEY=@FILE a file.",
     )
     pset.add_argument("name")

@@ -62,8 +62,9 @@ class Client:
         except (OSError, TimeoutError) as exc:
             raise DaemonUnavailable(f"no daemon at {path}: {_why(exc)}") from exc
         try:
-            writer.write(protocol.encode(protocol.Hello(protocol=protocol.PROTOCOL_VERSION,
-                                                         client=client)))
+            writer.write(
+                protocol.encode(protocol.Hello(protocol=protocol.PROTOCOL_VERSION, client=client))
+            )
             line = await asyncio.wait_for(reader.readline(), timeout)
             if not line:
                 raise DaemonUnavailable(f"the daemon at {path} closed the connection")
@@ -132,9 +133,7 @@ class Client:
         return await fut
 
     async def request(self, method: str, **params: Any) -> Any:
-        response = await self._call(
-            lambda i: protocol.Request(id=i, method=method, params=params)
-        )
+        response = await self._call(lambda i: protocol.Request(id=i, method=method, params=params))
         return response.result
 
     async def subscribe(self, events: Iterable[str] = ("*",), since: int | None = None) -> int:

@@ -34,9 +34,21 @@ def _die_with_parent() -> None:
 
 def _start_gateway(log: Path) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.testing.discord_gateway", "--port", "0",
-         "--token", DEMO_TOKEN, "--bot-name", "HarnessBot"],
-        stdout=subprocess.PIPE, stderr=log.open("w"), text=True, preexec_fn=_die_with_parent,
+        [
+            sys.executable,
+            "-m",
+            "harness.testing.discord_gateway",
+            "--port",
+            "0",
+            "--token",
+            DEMO_TOKEN,
+            "--bot-name",
+            "HarnessBot",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log.open("w"),
+        text=True,
+        preexec_fn=_die_with_parent,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()  # "listening on http://127.0.0.1:PORT"
@@ -103,7 +115,9 @@ def run_demo(*, keep: bool = False, flap_every: float = 20.0) -> int:
         # The daemon logs to a file: the TUI owns the terminal.
         daemon = subprocess.Popen(
             [sys.executable, "-m", "harness", "run", "--config", str(config)],
-            stdout=subprocess.DEVNULL, stderr=log.open("w"), preexec_fn=_die_with_parent,
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("w"),
+            preexec_fn=_die_with_parent,
         )
         procs.append(daemon)
         _say(f"state in {state}; starting the daemon and the local Discord gateway at {url}")
@@ -133,4 +147,3 @@ def run_demo(*, keep: bool = False, flap_every: float = 20.0) -> int:
         else:
             shutil.rmtree(state, ignore_errors=True)
     return int(code or 0)
-

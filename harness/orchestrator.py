@@ -115,7 +115,10 @@ class Orchestrator:
         await self.recorder.record(
             connection_event(name),
             lambda seq, ts: {
-                **sticky, "state": "stopped", "seq": seq, "since": ts,
+                **sticky,
+                "state": "stopped",
+                "seq": seq,
+                "since": ts,
                 "reason": "plugin not installed",
             },
             plugin=name,
@@ -155,8 +158,12 @@ class Orchestrator:
         slot.status, slot.reason = status, reason
         await self.recorder.record(
             "plugin:status",
-            {"plugin": slot.plugin.name, "status": status, "enabled": slot.enabled,
-             "reason": reason},
+            {
+                "plugin": slot.plugin.name,
+                "status": status,
+                "enabled": slot.enabled,
+                "reason": reason,
+            },
         )
 
     async def _describe(self, slot: _Slot) -> None:

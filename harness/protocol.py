@@ -198,8 +198,9 @@ def encode_value(value: Any) -> bytes:
 
 
 def _not_utf8(exc: UnicodeDecodeError) -> msgspec.DecodeError:
-    return msgspec.DecodeError(f"frame is not valid JSON: not UTF-8 text ({exc.reason} at byte "
-                               f"{exc.start})")
+    return msgspec.DecodeError(
+        f"frame is not valid JSON: not UTF-8 text ({exc.reason} at byte {exc.start})"
+    )
 
 
 def decode_client(line: bytes) -> ClientFrame:

@@ -330,7 +330,8 @@ class ClientConnection(asyncio.Protocol):
         except Exception:
             log.exception("request %s failed", frame.method)
             self.send_error(
-                protocol.E_INTERNAL, f"{frame.method} failed inside the daemon; see its log",
+                protocol.E_INTERNAL,
+                f"{frame.method} failed inside the daemon; see its log",
                 frame.id,
             )
         else:

@@ -59,9 +59,7 @@ def validate(schema: Iterable[SettingField], values: Mapping[str, Any]) -> dict[
     return dict(values)
 
 
-def effective(
-    schema: Iterable[SettingField], *layers: Mapping[str, Any]
-) -> dict[str, Any]:
+def effective(schema: Iterable[SettingField], *layers: Mapping[str, Any]) -> dict[str, Any]:
     """Schema defaults, overlaid by each layer in turn (config table, then stored settings)."""
     result = {f.name: f.default for f in schema}
     for layer in layers:

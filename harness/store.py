@@ -134,9 +134,7 @@ class Store:
             raise StoreError(f"{path}: no database yet (the daemon creates it on first start)")
         _check_header(path)
         try:
-            conn = await aiosqlite.connect(
-                f"file:{path}?mode=ro", uri=True, isolation_level=None
-            )
+            conn = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open the database: {exc}") from exc
         store = cls(conn, path, readonly=True)
@@ -156,9 +154,7 @@ class Store:
         try:
             app_id = await self._scalar("PRAGMA application_id")
             version = await self._scalar("PRAGMA user_version")
-            tables = await self._scalar(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-            )
+            tables = await self._scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
         except sqlite3.DatabaseError as exc:
             raise StoreError(self._corrupt(exc)) from exc
         if app_id != APPLICATION_ID and not (app_id == 0 and tables == 0):

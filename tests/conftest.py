@@ -332,13 +332,18 @@ class CliResult(msgspec.Struct):
 
 
 async def run_cli(
-    *args: str, input: str | None = None, env: dict[str, str] | None = None,
+    *args: str,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
     timeout: float = 15.0,
 ) -> CliResult:
     """Run ``python -m harness ARGS`` to completion without blocking the event loop (an
     in-process daemon keeps serving meanwhile)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "harness", *args,
+        sys.executable,
+        "-m",
+        "harness",
+        *args,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -85,8 +85,7 @@ def test_publish_fans_out_to_matching_subscribers_with_one_encoding() -> None:
     assert len(everything.frames) == 3
     assert conn.frames[0] is everything.frames[0]  # encoded once, shared
     frame = msgspec.json.decode(everything.frames[2])
-    assert frame == {"type": "event", "seq": 3, "ts": 1.0, "event": "a:other",
-                     "data": {"seq": 3}}
+    assert frame == {"type": "event", "seq": 3, "ts": 1.0, "event": "a:other", "data": {"seq": 3}}
     assert everything.frames[2].endswith(b"\n")
 
 
@@ -144,8 +143,10 @@ async def test_recorder_commits_before_it_publishes(store: Store, state_dir: Pat
     bus.subscribe(Checks("*"))
     recorder = Recorder(store, bus)
     event = await recorder.record(
-        "p:connection", lambda seq, ts: {"state": "connected", "seq": seq},
-        plugin="p", metadata_key="connection",
+        "p:connection",
+        lambda seq, ts: {"state": "connected", "seq": seq},
+        plugin="p",
+        metadata_key="connection",
     )
     assert event.seq == 1 and event.data == {"state": "connected", "seq": 1}
     assert seen_in_db == [(('{"state":"connected","seq":1}',), {"connection": event.data})]

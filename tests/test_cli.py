@@ -45,9 +45,7 @@ async def daemon(start_daemon: StartDaemon, configured: Config) -> Daemon:
 
 
 @pytest.fixture
-def harness(
-    state_dir: Path, config: Config
-) -> Callable[..., Awaitable[CliResult]]:
+def harness(state_dir: Path, config: Config) -> Callable[..., Awaitable[CliResult]]:
     """``await harness("status", "--json")``: the CLI pointed at the test daemon's socket."""
     env = subprocess_env(state_dir)
 
@@ -72,8 +70,17 @@ def stored_settings(config: Config, name: str) -> dict[str, Any]:
 # -- help and usage ----------------------------------------------------------------------------
 
 SUBCOMMANDS = [
-    (), ("run",), ("demo",), ("status",), ("events",), ("plugins",), ("plugins", "list"),
-    ("plugins", "show"), ("plugins", "enable"), ("plugins", "disable"), ("plugins", "set"),
+    (),
+    ("run",),
+    ("demo",),
+    ("status",),
+    ("events",),
+    ("plugins",),
+    ("plugins", "list"),
+    ("plugins", "show"),
+    ("plugins", "enable"),
+    ("plugins", "disable"),
+    ("plugins", "set"),
 ]
 
 
@@ -88,7 +95,8 @@ async def test_help_works_for_every_subcommand(state_dir: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [(), ("plugins",), ("frobnicate",), ("events", "--since", "soon")],
+    "args",
+    [(), ("plugins",), ("frobnicate",), ("events", "--since", "soon")],
     ids=["nothing", "plugins without action", "unknown command", "bad option value"],
 )
 async def test_usage_errors_exit_2(state_dir: Path, args: tuple[str, ...]) -> None:
@@ -104,8 +112,14 @@ async def test_version(state_dir: Path) -> None:
 # -- no daemon: exit 3 -------------------------------------------------------------------------
 
 CLIENT_COMMANDS = [
-    ("status",), ("status", "--json"), ("events",), ("events", "--follow"), ("plugins", "list"),
-    ("plugins", "show", "echo"), ("plugins", "enable", "echo"), ("plugins", "disable", "echo"),
+    ("status",),
+    ("status", "--json"),
+    ("events",),
+    ("events", "--follow"),
+    ("plugins", "list"),
+    ("plugins", "show", "echo"),
+    ("plugins", "enable", "echo"),
+    ("plugins", "disable", "echo"),
     ("plugins", "set", "echo", "prefix=x"),
 ]
 
@@ -161,19 +175,19 @@ async def test_status_json_parses(daemon: Daemon, harness: Harness) -> None:
     assert result.rc == 0
     st = msgspec.json.decode(result.out)
     assert st["pid"] == os.getpid() and st["clients"] == 1
-    assert {p["name"]: p["status"] for p in st["plugins"]} == {
-        "crashy": "error", "echo": "running"
-    }
+    assert {p["name"]: p["status"] for p in st["plugins"]} == {"crashy": "error", "echo": "running"}
 
 
 async def test_client_commands_find_the_socket_through_the_config(
     daemon: Daemon, state_dir: Path, config: Config
 ) -> None:
     cfg = write_config(state_dir, socket=str(config.socket_path))
-    by_option = await run_cli("status", "--json", "--config", str(cfg),
-                              env=subprocess_env(state_dir))
-    by_env = await run_cli("status", "--json",
-                           env=subprocess_env(state_dir, HARNESS_CONFIG=str(cfg)))
+    by_option = await run_cli(
+        "status", "--json", "--config", str(cfg), env=subprocess_env(state_dir)
+    )
+    by_env = await run_cli(
+        "status", "--json", env=subprocess_env(state_dir, HARNESS_CONFIG=str(cfg))
+    )
     for result in (by_option, by_env):
         assert result.rc == 0, result
         assert msgspec.json.decode(result.out)["pid"] == os.getpid()
@@ -187,8 +201,9 @@ async def test_client_commands_find_the_socket_through_the_config(
 
 
 async def test_plugins_list(daemon: Daemon, harness: Harness) -> None:
-    human, machine = await asyncio.gather(harness("plugins", "list"),
-                                          harness("plugins", "list", "--json"))
+    human, machine = await asyncio.gather(
+        harness("plugins", "list"), harness("plugins", "list", "--json")
+    )
     assert human.rc == machine.rc == 0
     assert "PLUGIN" in human.out and "crashy" in human.out and "echo" in human.out
     plugins = msgspec.json.decode(machine.out)
@@ -236,12 +251,16 @@ async def test_plugins_disable_and_enable(
 async def test_plugins_set_typed_values_and_unset(
     daemon: Daemon, harness: Harness, connect: Connect, configured: Config
 ) -> None:
-    result = await harness("plugins", "set", "echo", "prefix=New", "retries=5", "verbose=yes",
-                           "mode=safe")
+    result = await harness(
+        "plugins", "set", "echo", "prefix=New", "retries=5", "verbose=yes", "mode=safe"
+    )
     assert result.rc == 0, result
     assert result.out.strip() == "echo: saved mode, prefix, retries, verbose; status running"
     assert stored_settings(configured, "echo") == {
-        "prefix": "New", "retries": 5, "verbose": True, "mode": "safe"
+        "prefix": "New",
+        "retries": 5,
+        "verbose": True,
+        "mode": "safe",
     }
     client = await connect()
     info = await client.request("plugins.get", name="echo")
@@ -255,14 +274,19 @@ async def test_plugins_set_typed_values_and_unset(
     ("assignments", "lines"),
     [
         (["retries=abc"], ["  retries: expected a whole number, got str"]),
-        (["retries=11", "mode=slow"], ["  retries: must be at most 10",
-                                       "  mode: must be one of: fast, safe"]),
+        (
+            ["retries=11", "mode=slow"],
+            ["  retries: must be at most 10", "  mode: must be one of: fast, safe"],
+        ),
         (["colour=red"], ["  colour: unknown setting"]),
         (["verbose=perhaps"], ["  verbose: expected true or false, got str"]),
     ],
 )
 async def test_plugins_set_invalid_values_exit_1_naming_each_field(
-    daemon: Daemon, harness: Harness, configured: Config, assignments: list[str],
+    daemon: Daemon,
+    harness: Harness,
+    configured: Config,
+    assignments: list[str],
     lines: list[str],
 ) -> None:
     result = await harness("plugins", "set", "echo", *assignments)
@@ -320,9 +344,7 @@ def _seqs(out: str) -> list[int]:
     return [int(line.split()[0]) for line in out.splitlines()]
 
 
-async def test_events_since_replays_everything_after_it(
-    daemon: Daemon, harness: Harness
-) -> None:
+async def test_events_since_replays_everything_after_it(daemon: Daemon, harness: Harness) -> None:
     head = daemon.bus.published_seq  # type: ignore[union-attr]
     result = await harness("events", "--since", "0")
     assert result.rc == 0, result
@@ -365,10 +387,19 @@ async def test_events_follow_prints_live_events_until_interrupted(
     assert daemon.bus is not None and daemon.recorder is not None
     head = daemon.bus.published_seq
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "harness", "events", "--follow", "--since", str(head - 1),
-        "--socket", str(config.socket_path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        cwd=REPO_ROOT, env=subprocess_env(state_dir),
+        sys.executable,
+        "-m",
+        "harness",
+        "events",
+        "--follow",
+        "--since",
+        str(head - 1),
+        "--socket",
+        str(config.socket_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=REPO_ROOT,
+        env=subprocess_env(state_dir),
     )
     try:
         assert proc.stdout is not None and proc.stderr is not None
@@ -392,10 +423,19 @@ async def test_events_follow_exits_3_when_the_daemon_goes_away(
     daemon: Daemon, config: Config, state_dir: Path
 ) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "harness", "events", "--follow", "-n", "0",
-        "--socket", str(config.socket_path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        cwd=REPO_ROOT, env=subprocess_env(state_dir),
+        sys.executable,
+        "-m",
+        "harness",
+        "events",
+        "--follow",
+        "-n",
+        "0",
+        "--socket",
+        str(config.socket_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=REPO_ROOT,
+        env=subprocess_env(state_dir),
     )
     try:
         bus = daemon.bus

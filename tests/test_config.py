@@ -35,7 +35,9 @@ def test_no_file_and_no_env_means_the_embedded_defaults(
 
 
 def test_a_full_file_is_decoded_into_typed_values(state_dir: Path) -> None:
-    path = write(state_dir / "c.toml", """
+    path = write(
+        state_dir / "c.toml",
+        """
 [daemon]
 socket = "~/h.sock"
 database = "/var/tmp/h.db"
@@ -48,7 +50,8 @@ client_queue_frames = 64
 [plugins.discord]
 status_text = "hi"
 members_intent = true
-""")
+""",
+    )
     cfg = load(path)
     assert cfg.source == str(path)
     assert cfg.socket_path == Path.home() / "h.sock"
@@ -61,7 +64,7 @@ members_intent = true
 def test_harness_config_env_is_read_when_no_path_is_given(
     state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = write(state_dir / "env.toml", "[daemon]\nlog_level = \"error\"\n")
+    path = write(state_dir / "env.toml", '[daemon]\nlog_level = "error"\n')
     monkeypatch.setenv("HARNESS_CONFIG", str(path))
     assert load().daemon.log_level == "error"
     assert load(None).source == str(path)
@@ -84,25 +87,34 @@ def test_default_paths_follow_xdg(state_dir: Path, monkeypatch: pytest.MonkeyPat
 
 BAD_FILES: list[tuple[str, str | bytes, list[str]]] = [
     ("invalid toml", "[daemon\nsocket = 1\n", ["not valid TOML", "line 1"]),
-    ("not utf-8", b"[daemon]\nsocket = \"\xff\xfe\"\n", ["not valid TOML"]),
-    ("unknown top-level key", "colour = \"red\"\n", ["colour: unknown key"]),
-    ("unknown daemon key", "[daemon]\nsockt = \"/x\"\n", ["daemon.sockt: unknown key"]),
-    ("wrong type", "[daemon]\nstop_timeout = \"soon\"\n",
-     ["daemon.stop_timeout", "Expected `float`, got `str`"]),
-    ("wrong integer type", "[daemon]\nclient_queue_frames = 1.5\n",
-     ["daemon.client_queue_frames", "Expected `int`, got `float`"]),
-    ("bad log level", "[daemon]\nlog_level = \"loud\"\n",
-     ["daemon.log_level", "'loud'"]),
+    ("not utf-8", b'[daemon]\nsocket = "\xff\xfe"\n', ["not valid TOML"]),
+    ("unknown top-level key", 'colour = "red"\n', ["colour: unknown key"]),
+    ("unknown daemon key", '[daemon]\nsockt = "/x"\n', ["daemon.sockt: unknown key"]),
+    (
+        "wrong type",
+        '[daemon]\nstop_timeout = "soon"\n',
+        ["daemon.stop_timeout", "Expected `float`, got `str`"],
+    ),
+    (
+        "wrong integer type",
+        "[daemon]\nclient_queue_frames = 1.5\n",
+        ["daemon.client_queue_frames", "Expected `int`, got `float`"],
+    ),
+    ("bad log level", '[daemon]\nlog_level = "loud"\n', ["daemon.log_level", "'loud'"]),
     ("daemon not a table", "daemon = 5\n", ["daemon", "Expected `object`, got `int`"]),
-    ("plugin table value of the wrong type", "[plugins]\ndiscord = 5\n",
-     ["plugins.discord: expected a table of settings", "got int"]),
+    (
+        "plugin table value of the wrong type",
+        "[plugins]\ndiscord = 5\n",
+        ["plugins.discord: expected a table of settings", "got int"],
+    ),
     ("plugins not a table", "plugins = [1]\n", ["plugins: Expected `object`, got `array`"]),
-    ("internal field as a key", "source = \"/etc/x\"\n", ["source: unknown key"]),
+    ("internal field as a key", 'source = "/etc/x"\n', ["source: unknown key"]),
 ]
 
 
-@pytest.mark.parametrize(("text", "words"), [(t, w) for _, t, w in BAD_FILES],
-                         ids=[b[0] for b in BAD_FILES])
+@pytest.mark.parametrize(
+    ("text", "words"), [(t, w) for _, t, w in BAD_FILES], ids=[b[0] for b in BAD_FILES]
+)
 def test_a_bad_file_names_the_file_and_the_problem(
     state_dir: Path, text: str | bytes, words: list[str]
 ) -> None:
@@ -135,30 +147,48 @@ def test_a_file_without_read_permission_is_named(state_dir: Path) -> None:
 RUN_ERRORS: list[tuple[str, str | None, list[str]]] = [
     ("missing file", None, ["cannot read the config file"]),
     ("invalid toml", "[daemon\n", ["not valid TOML"]),
-    ("unknown key", "[daemon]\nsockt = \"/x\"\n", ["daemon.sockt: unknown key"]),
-    ("wrong type", "[daemon]\nstop_timeout = \"soon\"\n",
-     ["daemon.stop_timeout: Expected `float`, got `str`"]),
-    ("unknown plugin table", "[plugins.nope]\nx = 1\n",
-     ["plugins.nope: no such plugin (installed: discord)"]),
-    ("plugin table of the wrong type", "[plugins]\ndiscord = \"on\"\n",
-     ["plugins.discord: expected a table of settings ([plugins.discord]), got str"]),
-    ("plugin setting of the wrong type", "[plugins.discord]\nmax_backoff = \"long\"\n",
-     ["plugins.discord.max_backoff: expected a whole number, got str"]),
-    ("plugin setting out of range", "[plugins.discord]\nmax_backoff = 0\n",
-     ["plugins.discord.max_backoff: must be at least 1"]),
-    ("unknown plugin setting", "[plugins.discord]\ntokn = \"x\"\n",
-     ["plugins.discord.tokn: unknown setting"]),
+    ("unknown key", '[daemon]\nsockt = "/x"\n', ["daemon.sockt: unknown key"]),
+    (
+        "wrong type",
+        '[daemon]\nstop_timeout = "soon"\n',
+        ["daemon.stop_timeout: Expected `float`, got `str`"],
+    ),
+    (
+        "unknown plugin table",
+        "[plugins.nope]\nx = 1\n",
+        ["plugins.nope: no such plugin (installed: discord)"],
+    ),
+    (
+        "plugin table of the wrong type",
+        '[plugins]\ndiscord = "on"\n',
+        ["plugins.discord: expected a table of settings ([plugins.discord]), got str"],
+    ),
+    (
+        "plugin setting of the wrong type",
+        '[plugins.discord]\nmax_backoff = "long"\n',
+        ["plugins.discord.max_backoff: expected a whole number, got str"],
+    ),
+    (
+        "plugin setting out of range",
+        "[plugins.discord]\nmax_backoff = 0\n",
+        ["plugins.discord.max_backoff: must be at least 1"],
+    ),
+    (
+        "unknown plugin setting",
+        '[plugins.discord]\ntokn = "x"\n',
+        ["plugins.discord.tokn: unknown setting"],
+    ),
 ]
 
 
 def _paths(state_dir: Path) -> str:
-    return (f'[daemon]\nsocket = "{state_dir}/run/h.sock"\n'
-            f'database = "{state_dir}/state/state.db"\n')
+    return f'[daemon]\nsocket = "{state_dir}/run/h.sock"\ndatabase = "{state_dir}/state/state.db"\n'
 
 
 @pytest.mark.parametrize("via", ["option", "env"])
-@pytest.mark.parametrize(("text", "words"), [(t, w) for _, t, w in RUN_ERRORS],
-                         ids=[r[0] for r in RUN_ERRORS])
+@pytest.mark.parametrize(
+    ("text", "words"), [(t, w) for _, t, w in RUN_ERRORS], ids=[r[0] for r in RUN_ERRORS]
+)
 async def test_run_with_a_bad_config_exits_2_with_the_message(
     state_dir: Path, text: str | None, words: list[str], via: str
 ) -> None:
@@ -170,9 +200,7 @@ async def test_run_with_a_bad_config_exits_2_with_the_message(
     if via == "option":
         result = await run_cli("run", "--config", str(path), env=subprocess_env(state_dir))
     else:
-        result = await run_cli(
-            "run", env=subprocess_env(state_dir, HARNESS_CONFIG=str(path))
-        )
+        result = await run_cli("run", env=subprocess_env(state_dir, HARNESS_CONFIG=str(path)))
     assert result.rc == 2, result
     assert result.err.startswith(f"harness: {path}: "), result.err
     for word in words:

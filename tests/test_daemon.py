@@ -53,7 +53,8 @@ def set_stored_connection(db: Path, plugin: str, connection: dict[str, Any]) -> 
     with sqlite3.connect(db) as conn:
         conn.execute(
             "UPDATE plugin_config SET metadata = json_set(metadata, '$.connection', json(?)) "
-            "WHERE name = ?", (msgspec.json.encode(connection).decode(), plugin)
+            "WHERE name = ?",
+            (msgspec.json.encode(connection).decode(), plugin),
         )
     conn.close()
 
@@ -83,10 +84,10 @@ async def test_a_signal_stops_the_daemon_cleanly(
     assert connection["state"] == "stopped"
     published = [d for _, n, d in db_events(db) if n == "discord:connection"]
     assert published[-1] == connection
-    assert ("plugin:status", {"plugin": "discord", "status": "stopped", "enabled": True,
-                             "reason": None}) in [
-        (n, d) for _, n, d in db_events(db)
-    ]
+    assert (
+        "plugin:status",
+        {"plugin": "discord", "status": "stopped", "enabled": True, "reason": None},
+    ) in [(n, d) for _, n, d in db_events(db)]
 
 
 async def test_the_secret_never_reaches_the_daemons_log_output(
@@ -94,13 +95,17 @@ async def test_the_secret_never_reaches_the_daemons_log_output(
 ) -> None:
     # A closed local port instead of Discord: the plugin tries, fails and retries, offline.
     closed = "http://127.0.0.1:9"
-    cfg = write_config(state_dir, log_level="debug",
-                       plugins={"discord": {"api_base_url": closed, "gateway_url": closed}})
+    cfg = write_config(
+        state_dir,
+        log_level="debug",
+        plugins={"discord": {"api_base_url": closed, "gateway_url": closed}},
+    )
     daemon = await spawn_daemon(cfg)
     client = await Client.connect(state_dir / "run" / "harness.sock")
     await client.subscribe(["discord:connection"])
-    info = await client.request("plugins.update_settings", name="discord",
-                                settings={"bot_token": TOKEN})
+    info = await client.request(
+        "plugins.update_settings", name="discord", settings={"bot_token": TOKEN}
+    )
     assert info["settings"]["bot_token"] == {"set": True}
     async with asyncio.timeout(10):  # the attempt was made, and failed
         while (await client.next_event()).data["state"] != "disconnected":
@@ -150,7 +155,8 @@ async def test_a_killed_daemon_is_replaced_and_its_connected_state_is_not_shown(
     assert sock.exists()  # left behind: nobody removed it
     old_max = db_events(db)[-1][0]
     set_stored_connection(
-        db, "discord",
+        db,
+        "discord",
         {"state": "connected", "seq": old_max, "since": 1.0, "username": "Bot#1"},
     )
 
@@ -160,8 +166,13 @@ async def test_a_killed_daemon_is_replaced_and_its_connected_state_is_not_shown(
     assert after[0][0] == old_max + 1
     assert after[0][1:] == (
         "discord:connection",
-        {"state": "stopped", "username": "Bot#1", "reason": "daemon restarted",
-         "seq": old_max + 1, "since": after[0][2]["since"]},
+        {
+            "state": "stopped",
+            "username": "Bot#1",
+            "reason": "daemon restarted",
+            "seq": old_max + 1,
+            "since": after[0][2]["since"],
+        },
     )
 
 
@@ -227,7 +238,8 @@ async def test_harness_config_env_is_used_when_no_option_is_given(
 ) -> None:
     cfg = write_config(state_dir, socket=str(state_dir / "env" / "e.sock"))
     daemon = await spawn_daemon(
-        None, env=subprocess_env(state_dir, HARNESS_CONFIG=str(cfg)),
+        None,
+        env=subprocess_env(state_dir, HARNESS_CONFIG=str(cfg)),
         socket_path=state_dir / "env" / "e.sock",
     )
     client = await Client.connect(state_dir / "env" / "e.sock")
@@ -292,8 +304,9 @@ async def test_boot_never_shows_the_previous_runs_connected(
     await first.stop()
     db = config.database_path
     old_max = db_events(db)[-1][0]
-    set_stored_connection(db, "echo", {"state": "connected", "seq": old_max, "since": 5.0,
-                                       "username": "Ghost#9"})
+    set_stored_connection(
+        db, "echo", {"state": "connected", "seq": old_max, "since": 5.0, "username": "Ghost#9"}
+    )
 
     await start_daemon(cfg=cfg)
     client = await connect()

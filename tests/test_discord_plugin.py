@@ -71,8 +71,9 @@ class Watcher:
     def reset(self) -> None:
         self.events.clear()
 
-    async def until(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0
-                    ) -> dict[str, Any]:
+    async def until(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+    ) -> dict[str, Any]:
         """Read events until one whose data satisfies ``predicate``; return its data."""
         async with asyncio.timeout(timeout):
             while True:
@@ -94,8 +95,7 @@ def stored_connection(config: Config) -> dict[str, Any]:
         return {}
     with sqlite3.connect(f"file:{config.database_path}?mode=ro", uri=True) as db:
         try:
-            row = db.execute(
-                "SELECT metadata FROM plugin_config WHERE name = 'discord'").fetchone()
+            row = db.execute("SELECT metadata FROM plugin_config WHERE name = 'discord'").fetchone()
         except sqlite3.OperationalError:  # the daemon is still creating the schema
             return {}
     return json.loads(row[0]).get("connection") or {} if row else {}
@@ -247,7 +247,10 @@ async def test_first_connection_failing_is_retried_by_the_supervisor(
 
 
 async def test_bad_token_is_an_error_without_a_retry_storm(
-    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any,
+    config: Config,
+    gateway: LocalDiscordGateway,
+    start_daemon: Any,
+    watcher: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -315,8 +318,7 @@ async def test_not_configured_then_a_token_connects(
     w = await watcher(cfg)
     idle = await w.state("not_configured")
     assert idle["reason"] == "no bot token set"
-    await w.client.request("plugins.update_settings", name="discord",
-                           settings={"bot_token": TOKEN})
+    await w.client.request("plugins.update_settings", name="discord", settings={"bot_token": TOKEN})
     up = await w.state("connected")
     assert w.states() == ["not_configured", "stopped", "connecting", "connected"]
     assert up["username"] == BOT
@@ -329,14 +331,16 @@ async def test_new_token_reconnects_and_disable_stops(
     _, w = await connected(start_daemon, watcher, cfg)
     second = "second-token-abcdefghijklmnop"
     gateway.set_tokens({TOKEN, second})
-    await w.client.request("plugins.update_settings", name="discord",
-                           settings={"bot_token": second})
+    await w.client.request(
+        "plugins.update_settings", name="discord", settings={"bot_token": second}
+    )
     await w.state("connected")
     assert w.states() == ["stopped", "connecting", "connected"]
     assert gateway.identify_count == 2
     # status_text applies live: no new connection.
-    info = await w.client.request("plugins.update_settings", name="discord",
-                                  settings={"status_text": "watching the harness"})
+    info = await w.client.request(
+        "plugins.update_settings", name="discord", settings={"status_text": "watching the harness"}
+    )
     assert info["status"] == "running" and gateway.identify_count == 2
     await w.client.request("plugins.set_enabled", name="discord", enabled=False)
     stopped = await w.state("stopped")
@@ -352,8 +356,10 @@ async def test_two_hundred_flaps_leave_stored_equal_to_published(
     _, w = await connected(start_daemon, watcher, cfg)
     # Another writer's key, through its own connection while the daemon runs.
     with sqlite3.connect(cfg.database_path) as db:
-        db.execute("UPDATE plugin_config SET metadata = json_set(metadata, '$.owner', 'ops') "
-                   "WHERE name = 'discord'")
+        db.execute(
+            "UPDATE plugin_config SET metadata = json_set(metadata, '$.owner', 'ops') "
+            "WHERE name = 'discord'"
+        )
     for n in range(1, 201):
         await gateway.drop(4000)
         await gateway.wait_for(lambda g, n=n: g.resume_count >= n and g.active_sessions == 1)
@@ -361,8 +367,7 @@ async def test_two_hundred_flaps_leave_stored_equal_to_published(
     assert w.states() == ["disconnected", "connected"] * 200
     assert_seqs_increase(w.events)
     with sqlite3.connect(cfg.database_path) as db:
-        (meta,) = db.execute(
-            "SELECT metadata FROM plugin_config WHERE name = 'discord'").fetchone()
+        (meta,) = db.execute("SELECT metadata FROM plugin_config WHERE name = 'discord'").fetchone()
     meta = json.loads(meta)
     assert meta["connection"] == w.events[-1].data
     assert meta["owner"] == "ops"
@@ -388,7 +393,9 @@ def write_config(state_dir: Path, gw: LocalDiscordGateway) -> Path:
 def spawn(path: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "--config", str(path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ},
     )
 
 
@@ -396,8 +403,11 @@ async def test_sigterm_records_stopped_and_restart_never_shows_old_connected(
     state_dir: Path, gateway: LocalDiscordGateway
 ) -> None:
     path = write_config(state_dir, gateway)
-    cfg = Config(daemon=DaemonConfig(socket=str(state_dir / "run/harness.sock"),
-                                     database=str(state_dir / "state/state.db")))
+    cfg = Config(
+        daemon=DaemonConfig(
+            socket=str(state_dir / "run/harness.sock"), database=str(state_dir / "state/state.db")
+        )
+    )
     proc = spawn(path)
     try:
         await wait_until(lambda: stored_connection(cfg).get("state") == "connected", timeout=20)
@@ -410,19 +420,32 @@ async def test_sigterm_records_stopped_and_restart_never_shows_old_connected(
 
         # Now a crash: SIGKILL leaves "connected" stored; the next daemon must not show it.
         proc = spawn(path)
-        await wait_until(lambda: gateway.identify_count == 2
-                         and stored_connection(cfg).get("state") == "connected", timeout=20)
+        await wait_until(
+            lambda: (
+                gateway.identify_count == 2 and stored_connection(cfg).get("state") == "connected"
+            ),
+            timeout=20,
+        )
         before_crash = stored_connection(cfg)["seq"]
         proc.kill()
         proc.wait(timeout=10)
         assert stored_connection(cfg)["state"] == "connected"  # what a crash leaves behind
         proc = spawn(path)
-        await wait_until(lambda: gateway.identify_count == 3
-                         and stored_connection(cfg).get("state") == "connected", timeout=20)
+        await wait_until(
+            lambda: (
+                gateway.identify_count == 3 and stored_connection(cfg).get("state") == "connected"
+            ),
+            timeout=20,
+        )
         with sqlite3.connect(cfg.database_path) as db:
-            after = [json.loads(d) for (d,) in db.execute(
-                "SELECT data FROM events WHERE name = 'discord:connection' AND seq > ? "
-                "ORDER BY seq", (before_crash,))]
+            after = [
+                json.loads(d)
+                for (d,) in db.execute(
+                    "SELECT data FROM events WHERE name = 'discord:connection' AND seq > ? "
+                    "ORDER BY seq",
+                    (before_crash,),
+                )
+            ]
         assert [a["state"] for a in after] == ["stopped", "connecting", "connected"]
         assert after[0]["reason"] == "daemon restarted"
         assert after[0]["seq"] > before_crash

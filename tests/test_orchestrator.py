@@ -143,11 +143,16 @@ BAD_SETTINGS: list[tuple[str, Any, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("key", "value", "problem"), BAD_SETTINGS,
-                         ids=[f"{k}={v!r}" for k, v, _ in BAD_SETTINGS])
+@pytest.mark.parametrize(
+    ("key", "value", "problem"), BAD_SETTINGS, ids=[f"{k}={v!r}" for k, v, _ in BAD_SETTINGS]
+)
 async def test_an_invalid_setting_is_named_and_nothing_is_saved(
-    start_daemon: StartDaemon, connect: Connect, configured: Config,
-    key: str, value: Any, problem: str,
+    start_daemon: StartDaemon,
+    connect: Connect,
+    configured: Config,
+    key: str,
+    value: Any,
+    problem: str,
 ) -> None:
     daemon = await start_daemon(cfg=configured)
     client = await connect()
@@ -155,8 +160,9 @@ async def test_an_invalid_setting_is_named_and_nothing_is_saved(
     seq = daemon.bus.published_seq  # type: ignore[union-attr]
     with pytest.raises(ClientError) as info:
         # A valid change rides along: it must not be saved either.
-        await client.request("plugins.update_settings", name="echo",
-                             settings={"greeting": "hello", key: value})
+        await client.request(
+            "plugins.update_settings", name="echo", settings={"greeting": "hello", key: value}
+        )
     assert info.value.code == "invalid_settings"
     assert info.value.details == {"fields": {key: problem}}
     assert key in info.value.message and "not saved" in info.value.message
@@ -171,8 +177,11 @@ async def test_every_invalid_field_is_reported_at_once(
     await start_daemon(cfg=configured)
     client = await connect()
     with pytest.raises(ClientError) as info:
-        await client.request("plugins.update_settings", name="echo",
-                             settings={"retries": 99, "mode": "x", "nope": 1, "prefix": "ok"})
+        await client.request(
+            "plugins.update_settings",
+            name="echo",
+            settings={"retries": 99, "mode": "x", "nope": 1, "prefix": "ok"},
+        )
     assert sorted(info.value.details["fields"]) == ["mode", "nope", "retries"]
 
 
@@ -183,14 +192,12 @@ async def test_a_live_setting_applies_in_place_and_another_restarts_the_plugin(
     client = await connect()
     await client.subscribe(["echo:*", "plugin:*"])
 
-    info = await client.request("plugins.update_settings", name="echo",
-                                settings={"greeting": "yo"})
+    info = await client.request("plugins.update_settings", name="echo", settings={"greeting": "yo"})
     assert info["settings"]["greeting"] == "yo" and info["status"] == "running"
     got = await events_until(client, "plugin:settings", plugin="echo")
     assert got[-1].data["changed"] == ["greeting"] and conn_states(got) == []
 
-    info = await client.request("plugins.update_settings", name="echo",
-                                settings={"prefix": "New"})
+    info = await client.request("plugins.update_settings", name="echo", settings={"prefix": "New"})
     got = await events_until(client, "plugin:status", plugin="echo", status="running")
     assert conn_states(got) == ["stopped", "connecting", "connected"]
     assert got[-2].data["username"] == "NewBot#0001"
@@ -205,11 +212,13 @@ async def test_unsetting_falls_back_to_the_config_table_then_the_default(
     await start_daemon(cfg=cfg)
     client = await connect()
     assert (await client.request("plugins.get", name="echo"))["settings"]["prefix"] == "Cfg"
-    info = await client.request("plugins.update_settings", name="echo",
-                                settings={"prefix": "Mine", "retries": 7})
+    info = await client.request(
+        "plugins.update_settings", name="echo", settings={"prefix": "Mine", "retries": 7}
+    )
     assert (info["settings"]["prefix"], info["settings"]["retries"]) == ("Mine", 7)
-    info = await client.request("plugins.update_settings", name="echo",
-                                settings={"prefix": None, "retries": None})
+    info = await client.request(
+        "plugins.update_settings", name="echo", settings={"prefix": None, "retries": None}
+    )
     assert (info["settings"]["prefix"], info["settings"]["retries"]) == ("Cfg", 3)
     assert db_row(cfg, "echo")[1] == {}
 
@@ -220,8 +229,9 @@ async def test_settings_of_a_disabled_plugin_are_saved_without_starting_it(
     await start_daemon(cfg=configured)
     client = await connect()
     await client.request("plugins.set_enabled", name="echo", enabled=False)
-    info = await client.request("plugins.update_settings", name="echo",
-                                settings={"prefix": "Later"})
+    info = await client.request(
+        "plugins.update_settings", name="echo", settings={"prefix": "Later"}
+    )
     assert info["status"] == "disabled" and info["metadata"]["connection"]["state"] == "stopped"
     info = await client.request("plugins.set_enabled", name="echo", enabled=True)
     assert info["metadata"]["connection"]["username"] == "LaterBot#0001"
@@ -241,15 +251,13 @@ async def test_a_secret_is_write_only_and_never_travels(
     assert info["settings"]["token"] == {"set": False}
     assert info["metadata"]["connection"]["state"] == "not_configured"
 
-    info = await client.request("plugins.update_settings", name="echo",
-                                settings={"token": SECRET})
+    info = await client.request("plugins.update_settings", name="echo", settings={"token": SECRET})
     assert info["settings"]["token"] == {"set": True}
     assert info["metadata"]["connection"]["state"] == "connected"
     for method in ("status", "plugins.list"):
         wire.append(msgspec.json.encode(await client.request(method)))
     wire.append(msgspec.json.encode(info))
-    info = await client.request("plugins.update_settings", name="echo",
-                                settings={"token": None})
+    info = await client.request("plugins.update_settings", name="echo", settings={"token": None})
     assert info["settings"]["token"] == {"set": False}
     assert info["metadata"]["connection"]["state"] == "not_configured"
     last = daemon.bus.published_seq  # type: ignore[union-attr]
@@ -283,8 +291,9 @@ async def test_a_careless_plugin_cannot_leak_its_secret_into_logs_reasons_or_eve
 
     # A new key set over the socket is masked from then on, too.
     other = "sk-live-Another-9876543210"
-    info = await client.request("plugins.update_settings", name="leaky",
-                                settings={"api_key": other})
+    info = await client.request(
+        "plugins.update_settings", name="leaky", settings={"api_key": other}
+    )
     assert info["status"] == "error"
     assert other not in daemon_log.getvalue() and other not in str(info)
     assert all(other not in str(data) for _, _, data in db_events(config))
@@ -309,8 +318,9 @@ async def test_a_plugin_raising_in_start_is_an_error_and_the_rest_carries_on(
     # The failed one can be retried live and the healthy one keeps working.
     info = await client.request("plugins.set_enabled", name="crashy", enabled=True)
     assert info["status"] == "error"
-    info = await client.request("plugins.update_settings", name="echo",
-                                settings={"prefix": "Still"})
+    info = await client.request(
+        "plugins.update_settings", name="echo", settings={"prefix": "Still"}
+    )
     assert info["metadata"]["connection"]["username"] == "StillBot#0001"
 
 
@@ -340,9 +350,12 @@ async def test_a_daemon_stop_is_bounded_by_a_hanging_plugin(
     await daemon.stop()
     assert time.monotonic() - started < 2.0
     statuses = [d for _, n, d in db_events(cfg) if n == "plugin:status"]
-    assert {"plugin": "stuck", "status": "error",
-            "enabled": True,
-            "reason": "did not stop within 0.2 s; its tasks were cancelled"} in statuses
+    assert {
+        "plugin": "stuck",
+        "status": "error",
+        "enabled": True,
+        "reason": "did not stop within 0.2 s; its tasks were cancelled",
+    } in statuses
     assert db_row(cfg, "echo")[2]["connection"]["state"] == "stopped"
 
 
@@ -379,7 +392,9 @@ async def test_the_host_records_stopped_for_a_plugin_that_forgets(
     client = await connect()
     info = await client.request("plugins.set_enabled", name="forgetful", enabled=False)
     assert info["metadata"]["connection"] == {
-        "state": "stopped", "username": "Forgetful#1", "reason": "plugin disabled",
+        "state": "stopped",
+        "username": "Forgetful#1",
+        "reason": "plugin disabled",
         "seq": info["metadata"]["connection"]["seq"],
         "since": info["metadata"]["connection"]["since"],
     }
@@ -415,11 +430,16 @@ async def test_set_connection_merges_partial_updates_and_persists_before_publish
 
     assert [p.data for p in published] == [a, b, c, d, e]
     assert [p.seq for p in published] == [x["seq"] for x in (a, b, c, d, e)]
-    assert b == {"state": "disconnected", "username": "Bot#1", "reason": "network down",
-                 "attempt": 1, "seq": b["seq"], "since": b["since"]}
+    assert b == {
+        "state": "disconnected",
+        "username": "Bot#1",
+        "reason": "network down",
+        "attempt": 1,
+        "seq": b["seq"],
+        "since": b["since"],
+    }
     assert c["since"] == b["since"] and c["attempt"] == 2  # same state: since is kept
-    assert d == {"state": "connected", "username": "Bot#1", "seq": d["seq"],
-                 "since": d["since"]}
+    assert d == {"state": "connected", "username": "Bot#1", "seq": d["seq"], "since": d["since"]}
     assert d["since"] >= c["since"] and e["since"] == d["since"]
     assert "username" not in e
     assert ctx.connection == e == db_row(config, "manual")[2]["connection"]
@@ -468,7 +488,8 @@ async def test_a_second_writer_keeps_its_metadata_key_through_connection_changes
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         other.execute(
             "UPDATE plugin_config SET metadata = json_set(metadata, '$.operator_note', ?) "
-            "WHERE name = 'echo'", ("keep me",)
+            "WHERE name = 'echo'",
+            ("keep me",),
         )
     other.close()
     for enabled in (False, True, False, True):
@@ -505,13 +526,14 @@ async def test_a_row_of_an_uninstalled_plugin_never_shows_a_live_connection(
     with sqlite3.connect(config.database_path) as db:
         db.execute(
             "UPDATE plugin_config SET metadata = json_set(metadata, '$.connection', "
-            "json('{\"state\": \"connected\", \"username\": \"Forgetful#1\", \"seq\": 1}')) "
+            'json(\'{"state": "connected", "username": "Forgetful#1", "seq": 1}\')) '
             "WHERE name = 'forgetful'"
         )
     await start_daemon(plugins={"echo": Echo})
     with sqlite3.connect(config.database_path) as db:
         (meta,) = db.execute(
-            "SELECT metadata FROM plugin_config WHERE name = 'forgetful'").fetchone()
+            "SELECT metadata FROM plugin_config WHERE name = 'forgetful'"
+        ).fetchone()
         (last,) = db.execute(
             "SELECT data FROM events WHERE name = 'forgetful:connection' ORDER BY seq DESC"
         ).fetchone()
@@ -527,8 +549,9 @@ async def test_metadata_describes_the_plugin_without_its_secrets(
     await start_daemon()
     client = await connect()
     secret = "plain-text-secret-value-42"
-    await client.request("plugins.update_settings", name="echo",
-                         settings={"token": secret, "retries": 7})
+    await client.request(
+        "plugins.update_settings", name="echo", settings={"token": secret, "retries": 7}
+    )
     _, stored, metadata = db_row(config, "echo")
     assert stored["token"] == secret  # the settings column holds it; nothing else may
     described = metadata["plugin"]
@@ -542,5 +565,9 @@ async def test_metadata_describes_the_plugin_without_its_secrets(
 
     await client.request("plugins.set_enabled", name="echo", enabled=False)
     statuses = [d for _, n, d in db_events(config) if n == "plugin:status"]
-    assert statuses[-1] == {"plugin": "echo", "status": "disabled", "enabled": False,
-                            "reason": None}
+    assert statuses[-1] == {
+        "plugin": "echo",
+        "status": "disabled",
+        "enabled": False,
+        "reason": None,
+    }

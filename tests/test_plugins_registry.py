@@ -15,7 +15,7 @@ from harness.plugins import ENTRY_POINT_GROUP, discover
 from harness.plugins.discord import DiscordPlugin
 from tests.conftest import StartDaemon
 
-PLUGIN_MODULE = '''
+PLUGIN_MODULE = """
 from harness.plugin import Plugin
 
 
@@ -33,7 +33,7 @@ class Impostor(Plugin):
 
 class NotAPlugin:
     name = "nope"
-'''
+"""
 
 
 @pytest.fixture

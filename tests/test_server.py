@@ -135,7 +135,9 @@ async def test_plugins_list_and_get_describe_plugins_without_their_secrets(
     got = await client.request("plugins.get", name="echo")
     assert listed == got
     assert (got["name"], got["version"], got["description"]) == (
-        "echo", Echo.version, Echo.description
+        "echo",
+        Echo.version,
+        Echo.description,
     )
     assert got["enabled"] is True and got["status"] == "running"
     assert got["settings"] == {
@@ -148,7 +150,10 @@ async def test_plugins_list_and_get_describe_plugins_without_their_secrets(
     }
     assert [f["name"] for f in got["schema"]] == [f.name for f in Echo.settings_schema]
     assert got["schema"][0] == {
-        "name": "token", "type": "secret", "required": True, "description": "API token"
+        "name": "token",
+        "type": "secret",
+        "required": True,
+        "description": "API token",
     }
     assert got["metadata"]["connection"]["state"] == "connected"
     assert SECRET not in msgspec.json.encode(got).decode()
@@ -159,8 +164,7 @@ async def test_update_settings_and_set_enabled_answer_with_the_plugin(
 ) -> None:
     await start_daemon(cfg=configured)
     client = await connect()
-    info = await client.request("plugins.update_settings", name="echo",
-                                settings={"retries": 5})
+    info = await client.request("plugins.update_settings", name="echo", settings={"retries": 5})
     assert info["settings"]["retries"] == 5 and info["status"] == "running"
     info = await client.request("plugins.set_enabled", name="echo", enabled=False)
     assert info["enabled"] is False and info["status"] == "disabled"
@@ -189,7 +193,10 @@ async def test_an_unknown_method_is_named_in_the_error(
     ],
 )
 async def test_bad_params_are_invalid_params_naming_the_field(
-    start_daemon: StartDaemon, connect: Connect, method: str, params: dict[str, Any],
+    start_daemon: StartDaemon,
+    connect: Connect,
+    method: str,
+    params: dict[str, Any],
     names: list[str],
 ) -> None:
     await start_daemon()
@@ -274,9 +281,12 @@ async def test_replay_since_then_replayed_marker_then_live(
     live = await publish(daemon, "r:live")
     frames = [await asyncio.wait_for(client.next_frame(), 5) for _ in range(6)]
     replayed = frames[:4]
-    assert [(e.seq, e.event, e.data) for e in replayed] == [  # type: ignore[union-attr]
-        (e.seq, e.event, e.data) for e in events[2:]
-    ]
+    assert (
+        [(e.seq, e.event, e.data) for e in replayed]
+        == [  # type: ignore[union-attr]
+            (e.seq, e.event, e.data) for e in events[2:]
+        ]
+    )
     assert frames[4] == Replayed(id=1, count=4)
     assert isinstance(frames[5], Event) and frames[5].seq == live.seq > head
 
@@ -414,8 +424,10 @@ BAD_FRAMES: list[tuple[str, list[bytes], str, list[str]]] = [
     ),
     (
         "oversized, newline in pieces",
-        [_oversized(MAX_FRAME_BYTES - 100)[:-1000], _oversized(MAX_FRAME_BYTES - 100)[-1000:]
-         + b"x" * 5000 + b"\n"],
+        [
+            _oversized(MAX_FRAME_BYTES - 100)[:-1000],
+            _oversized(MAX_FRAME_BYTES - 100)[-1000:] + b"x" * 5000 + b"\n",
+        ],
         "frame_too_large",
         [str(MAX_FRAME_BYTES)],
     ),
@@ -434,8 +446,12 @@ BAD_FRAMES: list[tuple[str, list[bytes], str, list[str]]] = [
     ids=[b[0] for b in BAD_FRAMES],
 )
 async def test_a_bad_frame_gets_an_error_and_everything_carries_on(
-    start_daemon: StartDaemon, connect: Connect, raw: Raw,
-    chunks: list[bytes], code: str, words: list[str],
+    start_daemon: StartDaemon,
+    connect: Connect,
+    raw: Raw,
+    chunks: list[bytes],
+    code: str,
+    words: list[str],
 ) -> None:
     daemon = await start_daemon()
     watcher = await connect()
@@ -474,8 +490,10 @@ async def test_the_error_for_a_bad_frame_carries_its_id_when_it_has_one(
     assert "$.method" in error["message"]
 
 
-@pytest.mark.parametrize(("size", "code"), [(MAX_FRAME_BYTES, "invalid_params"),
-                                            (MAX_FRAME_BYTES + 1, "frame_too_large")])
+@pytest.mark.parametrize(
+    ("size", "code"),
+    [(MAX_FRAME_BYTES, "invalid_params"), (MAX_FRAME_BYTES + 1, "frame_too_large")],
+)
 async def test_the_frame_size_limit_is_exactly_one_mebibyte(
     start_daemon: StartDaemon, raw: Raw, size: int, code: str
 ) -> None:
@@ -548,8 +566,11 @@ async def _assert_got_everything(client: Client, first: int, last: int) -> None:
 
 
 async def test_a_stuck_client_is_cut_off_while_others_get_everything(
-    start_daemon: StartDaemon, connect: Connect, small_queue: Config,
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    start_daemon: StartDaemon,
+    connect: Connect,
+    small_queue: Config,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr(server, "_LAGGED_GRACE", 0.2)
     daemon = await start_daemon(cfg=small_queue)
@@ -571,7 +592,9 @@ async def test_a_stuck_client_is_cut_off_while_others_get_everything(
 
 
 async def test_a_lagged_client_that_reads_again_finds_the_lagged_frame_then_the_end(
-    start_daemon: StartDaemon, connect: Connect, small_queue: Config,
+    start_daemon: StartDaemon,
+    connect: Connect,
+    small_queue: Config,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(server, "_LAGGED_GRACE", 30.0)  # the flush, not the abort, ends it
@@ -634,9 +657,7 @@ async def test_peer_uid_is_read_from_a_real_connection(
         sock.close()
 
 
-async def test_the_stop_removes_the_socket_file(
-    start_daemon: StartDaemon, config: Config
-) -> None:
+async def test_the_stop_removes_the_socket_file(start_daemon: StartDaemon, config: Config) -> None:
     daemon = await start_daemon()
     assert config.socket_path.exists()
     await daemon.stop()

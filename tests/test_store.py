@@ -233,9 +233,7 @@ async def test_append_event_and_metadata_commit_together_or_not_at_all(
 ) -> None:
     await store.append_event(ev(1, state="connected"), plugin="alpha", metadata_key="connection")
     with pytest.raises(sqlite3.IntegrityError):  # seq 1 is taken: the insert fails
-        await store.append_event(
-            ev(1, state="stopped"), plugin="alpha", metadata_key="connection"
-        )
+        await store.append_event(ev(1, state="stopped"), plugin="alpha", metadata_key="connection")
     assert read_metadata(db_path, "alpha") == {"connection": {"state": "connected"}}
     assert [e.data for e in await store.events_after(0)] == [{"state": "connected"}]
 
@@ -309,8 +307,9 @@ async def test_json_columns_are_stored_as_text(store: Store, db_path: Path) -> N
     bytes happen to look like a JSONB header, and shows as a blob in the sqlite3 shell."""
     await store.set_settings("alpha", {"a": 1})
     await store.merge_metadata("alpha", {"k": "v"})
-    await store.append_event(ev(1, "x:connection", state="connected"), plugin="alpha",
-                             metadata_key="connection")
+    await store.append_event(
+        ev(1, "x:connection", state="connected"), plugin="alpha", metadata_key="connection"
+    )
     with sqlite3.connect(db_path) as conn:
         types = conn.execute(
             "SELECT typeof(settings), typeof(metadata) FROM plugin_config WHERE name = 'alpha'"

@@ -170,12 +170,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Monitor and configure the harness daemon: plugins, connections, events.",
     )
     parser.add_argument(
-        "--config", metavar="FILE",
+        "--config",
+        metavar="FILE",
         help="the daemon's config file (default: $HARNESS_CONFIG, else built-in defaults)",
     )
     parser.add_argument("--plugin", metavar="NAME", help="open straight on this plugin's settings")
     parser.add_argument(
-        "--demo-control", metavar="URL",
+        "--demo-control",
+        metavar="URL",
         help="local Discord gateway control URL (e.g. http://127.0.0.1:8765): adds the "
         "'f' flap and 'o' outage keys",
     )

@@ -27,13 +27,19 @@ class HarnessCommands(Provider):
         ]
         for name, state in sorted(app.plugins.items()):
             commands.append(
-                (f"Open plugin {name}", partial(app.open_settings, name),
-                 f"Settings, connection and history of {name}")
+                (
+                    f"Open plugin {name}",
+                    partial(app.open_settings, name),
+                    f"Settings, connection and history of {name}",
+                )
             )
             verb = "Disable" if state.enabled else "Enable"
             commands.append(
-                (f"{verb} plugin {name}", partial(app.toggle_plugin, name),
-                 f"{verb} {name} (asks first)")
+                (
+                    f"{verb} plugin {name}",
+                    partial(app.toggle_plugin, name),
+                    f"{verb} {name} (asks first)",
+                )
             )
         return commands
 

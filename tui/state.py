@@ -114,9 +114,7 @@ def ago(seconds: float) -> str:
     return f"{int(s // 86400)} d ago"
 
 
-def connection_summary(
-    connection: Mapping[str, Any] | None, tz: dt.tzinfo | None
-) -> str:
+def connection_summary(connection: Mapping[str, Any] | None, tz: dt.tzinfo | None) -> str:
     """One line for a table cell: "● connected  since 12:03  EchoBot#0001". The time comes
     before the detail so that, in a narrow terminal, a long reason is what gets cut."""
     if not connection:

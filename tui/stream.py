@@ -57,8 +57,13 @@ def described_info(name: str, enabled: bool, metadata: Mapping[str, Any]) -> Plu
         return None
     try:
         return msgspec.convert(
-            {**described, "name": name, "enabled": enabled, "status": "",
-             "metadata": dict(metadata)},
+            {
+                **described,
+                "name": name,
+                "enabled": enabled,
+                "status": "",
+                "metadata": dict(metadata),
+            },
             PluginInfo,
         )
     except msgspec.ValidationError:
@@ -178,7 +183,9 @@ class Stream:
                 # Never seen the daemon this session: its stored description of the plugin
                 # (secrets only as set / not set) stands in until plugins.list answers.
                 prev = dataclasses.replace(
-                    prev, info=described, version=described.version,
+                    prev,
+                    info=described,
+                    version=described.version,
                     description=described.description,
                 )
             new[row.name] = dataclasses.replace(
@@ -268,7 +275,10 @@ class Stream:
                 if not isinstance(enabled, bool):  # a daemon from before "enabled" was sent
                     enabled = {"running": True, "disabled": False}.get(status, prev.enabled)
                 plugins[name] = dataclasses.replace(
-                    prev, status=status, reason=data.get("reason"), enabled=enabled,
+                    prev,
+                    status=status,
+                    reason=data.get("reason"),
+                    enabled=enabled,
                     updated_at=max(prev.updated_at, ts),
                 )
             self._pending_conn.clear()
@@ -281,18 +291,16 @@ class Stream:
             self.app.events_signal.publish(batch)
         if self._refresh and self.client is not None:
             names, self._refresh = sorted(self._refresh), set()
-            self.app.run_worker(
-                self._refresh_infos(names), group="refresh", exit_on_error=False
-            )
+            self.app.run_worker(self._refresh_infos(names), group="refresh", exit_on_error=False)
 
     async def _refresh_infos(self, names: list[str]) -> None:
         # Settings changed (here or by another client): fetch the new schema/values view.
         infos = []
         for name in names:
             try:
-                infos.append(msgspec.convert(
-                    await self.request("plugins.get", name=name), PluginInfo
-                ))
+                infos.append(
+                    msgspec.convert(await self.request("plugins.get", name=name), PluginInfo)
+                )
             except (DaemonUnavailable, ClientError):
                 return
         self.apply_infos(infos)

@@ -20,8 +20,9 @@ def median(samples: Sequence[float]) -> float:
     return statistics.median(samples) if samples else float("nan")
 
 
-def row(label: str, value: float, unit: str, *, baseline: float | None = None,
-        target: str = "") -> None:
+def row(
+    label: str, value: float, unit: str, *, baseline: float | None = None, target: str = ""
+) -> None:
     """One figure: value, unit, the ratio to the same-run baseline, and the target if any."""
     ratio = f"{value / baseline:6.2f}x baseline" if baseline else " " * 17
     print(f"  {label:<48} {value:>12,.3f} {unit:<6} {ratio}  {target}", flush=True)

@@ -56,8 +56,9 @@ def _resumed(times: int) -> Callable[[LocalDiscordGateway], bool]:
     return lambda gw: gw.resume_count >= times
 
 
-async def _flaps(gw: LocalDiscordGateway, next_state: Any, flaps: int) -> tuple[list[float],
-                                                                                  list[float]]:
+async def _flaps(
+    gw: LocalDiscordGateway, next_state: Any, flaps: int
+) -> tuple[list[float], list[float]]:
     """Drop ``flaps`` times; per flap, ms from the drop to "disconnected" and from RESUMED to
     "connected"."""
     drops, resumes = [], []
@@ -131,22 +132,33 @@ def main(quick: bool = False) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("discord").setLevel(logging.CRITICAL)
     flaps = 20 if quick else 200
-    print(f"harness connection benchmark: {flaps} flaps (drop 4000 -> resume); "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"harness connection benchmark: {flaps} flaps (drop 4000 -> resume); {os.cpu_count()} CPUs"
+    )
     base_drop, base_resume = asyncio.run(_baseline(flaps))
     drop, resume = asyncio.run(_daemon(flaps))
     heading("gateway drop -> subscriber sees 'disconnected'")
     for q in (50, 99):
         b = percentile(base_drop, q)
         row(f"baseline (bare discord.py) p{q}", b, "ms")
-        row(f"daemon -> socket subscriber p{q}", percentile(drop, q), "ms", baseline=b,
-            target="<= 20 ms" if q == 99 else "")
+        row(
+            f"daemon -> socket subscriber p{q}",
+            percentile(drop, q),
+            "ms",
+            baseline=b,
+            target="<= 20 ms" if q == 99 else "",
+        )
     heading("gateway RESUMED -> subscriber sees 'connected'")
     for q in (50, 99):
         b = percentile(base_resume, q)
         row(f"baseline (bare discord.py) p{q}", b, "ms")
-        row(f"daemon -> socket subscriber p{q}", percentile(resume, q), "ms", baseline=b,
-            target="<= 20 ms" if q == 99 else "")
+        row(
+            f"daemon -> socket subscriber p{q}",
+            percentile(resume, q),
+            "ms",
+            baseline=b,
+            target="<= 20 ms" if q == 99 else "",
+        )
     return 0
 
 

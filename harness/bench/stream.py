@@ -33,8 +33,12 @@ PAYLOAD = {"state": "connected", "username": "HarnessBot#1234", "since": 1764100
 
 
 def _event(seq: int) -> Event:
-    return Event(seq=seq, ts=time.time(), event="discord:connection",
-                 data={**PAYLOAD, "seq": seq, "t": time.monotonic()})
+    return Event(
+        seq=seq,
+        ts=time.time(),
+        event="discord:connection",
+        data={**PAYLOAD, "seq": seq, "t": time.monotonic()},
+    )
 
 
 # -- the subscriber process ------------------------------------------------------------------
@@ -78,9 +82,17 @@ def _subscribers_main(path: str, count: int, expect: int) -> None:
 
 def _spawn_subscribers(path: str, count: int, expect: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "harness.bench.stream", "--subscribers", path, str(count),
-         str(expect)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "harness.bench.stream",
+            "--subscribers",
+            path,
+            str(count),
+            str(expect),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -149,8 +161,9 @@ class DaemonServer:
                     outer.ready.set()
 
         self.bus = bus = CountingBus(await self.store.last_seq())
-        self.server = Server(Path(self.path), bus, self.store, {},
-                             max_queued_frames=self.max_queued_frames)
+        self.server = Server(
+            Path(self.path), bus, self.store, {}, max_queued_frames=self.max_queued_frames
+        )
         await self.server.start()
 
     def publish(self, event: Event) -> None:
@@ -165,8 +178,11 @@ class DaemonServer:
 
 
 async def _run(
-    make: Callable[[str], Any], subscribers: int, events: int,
-    rate: float | None, work: Callable[[Any], Awaitable[None]] | None = None,
+    make: Callable[[str], Any],
+    subscribers: int,
+    events: int,
+    rate: float | None,
+    work: Callable[[Any], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """Start a server, N subscribers in a child process, publish ``events`` (as fast as the
     subscribers take them, or at ``rate`` per second), and collect what they measured."""
@@ -216,8 +232,10 @@ async def _stuck_rss(make: Callable[[str], Any], rate: float, seconds: float) ->
     stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     await asyncio.get_running_loop().sock_connect(stuck, path)
-    stuck.sendall(protocol.encode(protocol.Hello(protocol=1, client="stuck"))
-                  + protocol.encode(protocol.Subscribe(id=1, events=["*"])))
+    stuck.sendall(
+        protocol.encode(protocol.Hello(protocol=1, client="stuck"))
+        + protocol.encode(protocol.Subscribe(id=1, events=["*"]))
+    )
     await asyncio.wait_for(server.ready.wait(), 10)
     before = _rss_kib()
     start = time.monotonic()
@@ -250,8 +268,10 @@ async def _main(quick: bool) -> int:
     def daemon(path: str, frames: int = big) -> DaemonServer:
         return DaemonServer(path, db_dir / f"{os.path.basename(os.path.dirname(path))}.db", frames)
 
-    print(f"harness stream benchmark ({'quick' if quick else 'full'}); "
-          f"{os.cpu_count()} CPUs; subscribers in a separate process")
+    print(
+        f"harness stream benchmark ({'quick' if quick else 'full'}); "
+        f"{os.cpu_count()} CPUs; subscribers in a separate process"
+    )
     heading("Delivered events/s (publish -> decoded by every subscriber)")
     for subs, per_sub in ((1, 200_000), (10, 50_000), (100, 5_000)):
         n = per_sub // scale
@@ -261,8 +281,13 @@ async def _main(quick: bool) -> int:
             assert all(c == n for c in out["counts"]), "a subscriber missed events"
             figures.append(subs * n / (out["end"] - out["start"]))
         row(f"baseline, {subs} subscriber(s)", figures[0], "ev/s")
-        row(f"daemon,   {subs} subscriber(s)", figures[1], "ev/s", baseline=figures[0],
-            target=">= 0.50x baseline")
+        row(
+            f"daemon,   {subs} subscriber(s)",
+            figures[1],
+            "ev/s",
+            baseline=figures[0],
+            target=">= 0.50x baseline",
+        )
 
     heading("Publish -> decoded latency, 10 subscribers")
     for rate in (1_000, 10_000):
@@ -277,16 +302,26 @@ async def _main(quick: bool) -> int:
         row(f"baseline p50 @ {rate:,} ev/s", b50, "ms")
         row(f"daemon   p50 @ {rate:,} ev/s", d50, "ms", baseline=b50)
         row(f"baseline p99 @ {rate:,} ev/s", b99, "ms")
-        row(f"daemon   p99 @ {rate:,} ev/s", d99, "ms", baseline=b99,
-            target="<= 1 ms" if rate == 10_000 else "")
+        row(
+            f"daemon   p99 @ {rate:,} ev/s",
+            d99,
+            "ms",
+            baseline=b99,
+            target="<= 1 ms" if rate == 10_000 else "",
+        )
 
     heading("RSS growth with one subscriber that never reads, 10k ev/s")
     seconds = 2.0 if quick else 10.0
     naive = await _stuck_rss(baseline, 10_000, seconds)
     ours = await _stuck_rss(lambda p: daemon(p, 10_000), 10_000, seconds)
     row(f"baseline (unbounded buffer), {seconds:g} s", naive, "MiB")
-    row(f"daemon (bounded queue, cut off), {seconds:g} s", ours, "MiB",
-        baseline=naive if naive > 0 else None, target="<= 10 MB")
+    row(
+        f"daemon (bounded queue, cut off), {seconds:g} s",
+        ours,
+        "MiB",
+        baseline=naive if naive > 0 else None,
+        target="<= 10 MB",
+    )
     return 0
 
 

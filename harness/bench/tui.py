@@ -50,11 +50,13 @@ class BenchPlugin(Plugin):
 @contextlib.asynccontextmanager
 async def bench_daemon() -> AsyncIterator[tuple[Daemon, Config, PluginContext]]:
     base = Path(tempfile.mkdtemp(prefix="harness-bench-tui-"))
-    config = Config(daemon=DaemonConfig(
-        socket=str(base / "run" / "harness.sock"),
-        database=str(base / "state" / "state.db"),
-        client_queue_frames=100_000,
-    ))
+    config = Config(
+        daemon=DaemonConfig(
+            socket=str(base / "run" / "harness.sock"),
+            database=str(base / "state" / "state.db"),
+            client_queue_frames=100_000,
+        )
+    )
     BenchPlugin.contexts.clear()
     daemon = Daemon(config, {"bench": BenchPlugin})
     try:
@@ -135,8 +137,9 @@ def make_baseline_app(socket: Path) -> Any:
                     self.received += 1
                     if event.event.endswith(":connection"):
                         data = event.data
-                        conn.update(f"{data['state']} {data.get('username', '')} "
-                                    f"{data.get('reason', '')}")
+                        conn.update(
+                            f"{data['state']} {data.get('username', '')} {data.get('reason', '')}"
+                        )
                     else:
                         conn.update(f"{event.event} {event.seq}")
             except DaemonUnavailable:
@@ -224,8 +227,14 @@ async def flood_keys(seconds: float, presses: int, *, baseline: bool) -> dict[st
                 while not stop.is_set():
                     due = int((time.perf_counter() - start) * FLOOD_RATE) - sent
                     for _ in range(max(0, due)):
-                        bus.publish(Event(seq=bus.next_seq(), ts=time.time(),
-                                          event="bench:tick", data={"n": sent}))
+                        bus.publish(
+                            Event(
+                                seq=bus.next_seq(),
+                                ts=time.time(),
+                                event="bench:tick",
+                                data={"n": sent},
+                            )
+                        )
                         sent += 1
                     await asyncio.sleep(0.002)
 
@@ -246,7 +255,7 @@ async def flood_keys(seconds: float, presses: int, *, baseline: bool) -> dict[st
             stop.set()
             await task
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-            received = (app.received if baseline else app.stream.events_received)
+            received = app.received if baseline else app.stream.events_received
             received -= received_before
             online = app.online if baseline else app.link.online
     return {
@@ -300,7 +309,11 @@ def first_paint(code: str, runs: int) -> list[float]:
         started = time.time()
         out = subprocess.run(
             [sys.executable, "-c", textwrap.dedent(code)],
-            capture_output=True, text=True, env=env, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=True,
         )
         painted = float(out.stdout.strip().splitlines()[-1])
         samples.append((painted - started) * 1000)
@@ -320,21 +333,27 @@ def main(quick: bool = False) -> int:
     base = asyncio.run(change_latency(changes, baseline=True))
     tui = asyncio.run(change_latency(changes, baseline=False))
     row("p50 latency", median(tui), "ms", baseline=median(base))
-    row("p99 latency", percentile(tui, 99), "ms", baseline=percentile(base, 99),
-        target="target p99 <= 50 ms")
+    row(
+        "p99 latency",
+        percentile(tui, 99),
+        "ms",
+        baseline=percentile(base, 99),
+        target="target p99 <= 50 ms",
+    )
     row("baseline p50 (one Static per event)", median(base), "ms")
     row("baseline p99", percentile(base, 99), "ms")
 
-    heading(f"tui: key press -> screen changed, under {FLOOD_RATE:,} events/s for "
-            f"{seconds:g} s ({presses} presses; daemon in the same process)")
+    heading(
+        f"tui: key press -> screen changed, under {FLOOD_RATE:,} events/s for "
+        f"{seconds:g} s ({presses} presses; daemon in the same process)"
+    )
     fb = asyncio.run(flood_keys(seconds, presses, baseline=True))
     ft = asyncio.run(flood_keys(seconds, presses, baseline=False))
     row("key delay p50", ft["p50"], "ms", baseline=fb["p50"])
     row("key delay p99", ft["p99"], "ms", baseline=fb["p99"], target="target <= 100 ms")
     row("process CPU (daemon + publisher + app)", ft["cpu"], "%", baseline=fb["cpu"])
     row("events published", ft["sent_rate"], "ev/s")
-    row("events received by the app", ft["received_rate"], "ev/s",
-        baseline=fb["received_rate"])
+    row("events received by the app", ft["received_rate"], "ev/s", baseline=fb["received_rate"])
     row("baseline key delay p50", fb["p50"], "ms")
     row("baseline key delay p99", fb["p99"], "ms")
     row("baseline CPU", fb["cpu"], "%")
@@ -346,7 +365,12 @@ def main(quick: bool = False) -> int:
     base_paint = first_paint(_CHILD_BASELINE, runs)
     with tempfile.TemporaryDirectory(prefix="harness-bench-paint-") as tmp:
         tui_paint = first_paint(_CHILD_TUI.format(base=tmp), runs)
-    row("first paint", median(tui_paint), "ms", baseline=median(base_paint),
-        target="target <= 1000 ms")
+    row(
+        "first paint",
+        median(tui_paint),
+        "ms",
+        baseline=median(base_paint),
+        target="target <= 1000 ms",
+    )
     row("baseline first paint (minimal app)", median(base_paint), "ms")
     return 0

@@ -90,37 +90,67 @@ class DiscordPlugin(Plugin):
     description = "A Discord bot (discord.py); reports its gateway connection live."
     settings_schema = (
         SettingField(
-            "bot_token", "secret", label="Bot token", required=True,
+            "bot_token",
+            "secret",
+            label="Bot token",
+            required=True,
             description="From the Discord developer portal: Applications → Bot → Reset Token.",
         ),
         SettingField(
-            "status_text", "string", label="Status text", default="",
+            "status_text",
+            "string",
+            label="Status text",
+            default="",
             description="Shown under the bot's name as 'Playing …'; empty for none. Live.",
         ),
         SettingField(
-            "members_intent", "boolean", label="Server members intent", default=False,
+            "members_intent",
+            "boolean",
+            label="Server members intent",
+            default=False,
             description="Privileged: must also be enabled in the developer portal.",
         ),
         SettingField(
-            "message_content_intent", "boolean", label="Message content intent", default=False,
+            "message_content_intent",
+            "boolean",
+            label="Message content intent",
+            default=False,
             description="Privileged: must also be enabled in the developer portal.",
         ),
         SettingField(
-            "api_base_url", "string", label="API base URL", default=DISCORD_API, advanced=True,
+            "api_base_url",
+            "string",
+            label="API base URL",
+            default=DISCORD_API,
+            advanced=True,
             description="Discord's REST API. Change only to use a local or proxy gateway.",
         ),
         SettingField(
-            "gateway_url", "string", label="Gateway URL", default=DISCORD_GATEWAY,
-            advanced=True, description="Discord's gateway websocket. As above.",
+            "gateway_url",
+            "string",
+            label="Gateway URL",
+            default=DISCORD_GATEWAY,
+            advanced=True,
+            description="Discord's gateway websocket. As above.",
         ),
         SettingField(
-            "max_backoff", "integer", label="Max retry delay (s)", default=60, minimum=1,
-            maximum=3600, advanced=True,
+            "max_backoff",
+            "integer",
+            label="Max retry delay (s)",
+            default=60,
+            minimum=1,
+            maximum=3600,
+            advanced=True,
             description="Cap on the wait between attempts when login or connect fails.",
         ),
         SettingField(
-            "heartbeat_timeout", "integer", label="Heartbeat timeout (s)", default=60,
-            minimum=1, maximum=600, advanced=True,
+            "heartbeat_timeout",
+            "integer",
+            label="Heartbeat timeout (s)",
+            default=60,
+            minimum=1,
+            maximum=600,
+            advanced=True,
             description="How long a silent gateway is trusted before reconnecting; keep it "
             "above the gateway's heartbeat interval (about 41 s on Discord).",
         ),
@@ -240,8 +270,10 @@ class DiscordPlugin(Plugin):
         fields: dict[str, Any] = {"reason": None, "attempt": None}
         if username is not None:
             fields["username"] = username
-        ctx.logger.info("discord: connected as %s", username or (ctx.connection and
-                        ctx.connection.get("username")))
+        ctx.logger.info(
+            "discord: connected as %s",
+            username or (ctx.connection and ctx.connection.get("username")),
+        )
         await ctx.set_connection("connected", **fields)
 
     async def _disconnected(self, ctx: PluginContext, reason: str) -> None:

@@ -33,9 +33,7 @@ def make_app(config: Config, **kwargs: Any) -> HarnessApp:
     return HarnessApp(config, **kwargs)
 
 
-async def until(
-    pilot: Pilot[Any], predicate: Callable[[], object], timeout: float = 5.0
-) -> None:
+async def until(pilot: Pilot[Any], predicate: Callable[[], object], timeout: float = 5.0) -> None:
     """Let the app run until ``predicate()`` holds; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():

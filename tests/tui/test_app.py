@@ -18,8 +18,9 @@ from tui.screens.plugins import PluginsScreen
 from tui.screens.settings import SettingsScreen
 
 
-def test_bad_config_exits_2_before_textual(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_config_exits_2_before_textual(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[daemon]\nsocket = 3\n")
     ran: list[object] = []
@@ -34,8 +35,9 @@ def test_bad_config_exits_2_before_textual(tmp_path: Path, capsys: pytest.Captur
     assert "cannot read the config file" in capsys.readouterr().err
 
 
-def test_help_and_options(capsys: pytest.CaptureFixture[str],
-                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_help_and_options(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
         app_module.main(["--help"])
     assert exit_info.value.code == 0
@@ -55,10 +57,16 @@ def test_no_heavy_imports() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, tui.app; "
-            "print(sorted(m for m in ('discord', 'aiohttp') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    code = (
+        "import sys, tui.app; print(sorted(m for m in ('discord', 'aiohttp') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -68,8 +76,12 @@ async def test_navigation_and_palette(start_daemon: StartDaemon, configured: Con
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.link.online and "echo" in app.plugins)
         assert isinstance(app.screen, PluginsScreen)
-        await until(pilot, lambda: "● connected  since " in screen_text(app)
-                    and "EchoBot#0001" in screen_text(app))
+        await until(
+            pilot,
+            lambda: (
+                "● connected  since " in screen_text(app) and "EchoBot#0001" in screen_text(app)
+            ),
+        )
         footer = screen_text(app).splitlines()[-1]
         for key in ("⏎ Settings", "q Quit", "e Events"):
             assert key in footer
@@ -89,8 +101,9 @@ async def test_navigation_and_palette(start_daemon: StartDaemon, configured: Con
         await pilot.press(*"open plugin echo")
         await until(pilot, lambda: "Open plugin echo" in screen_text(app))
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, SettingsScreen)
-                    and app.screen.plugin == "echo")
+        await until(
+            pilot, lambda: isinstance(app.screen, SettingsScreen) and app.screen.plugin == "echo"
+        )
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, PluginsScreen))
         # The mouse works: clicking the (highlighted) row opens the plugin too.

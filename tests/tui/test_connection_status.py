@@ -16,9 +16,7 @@ from tests.tui.conftest import make_app, open_settings, screen_text, until
 from tui.widgets.connection_status import ConnectionStatus
 
 
-async def test_live_change_reaches_indicator(
-    start_daemon: StartDaemon, configured: Config
-) -> None:
+async def test_live_change_reaches_indicator(start_daemon: StartDaemon, configured: Config) -> None:
     """A settings change restarts echo under a new name; the indicator follows live."""
     await start_daemon(cfg=configured)
     app = make_app(configured, plugin="echo")
@@ -26,8 +24,7 @@ async def test_live_change_reaches_indicator(
         status = app.screen.query_one(ConnectionStatus)
         await until(pilot, lambda: "Connected as EchoBot#0001" in status.text)
         async with await Client.connect(configured.socket_path) as other:
-            await other.request("plugins.update_settings", name="echo",
-                                settings={"prefix": "Live"})
+            await other.request("plugins.update_settings", name="echo", settings={"prefix": "Live"})
         await until(pilot, lambda: "Connected as LiveBot#0001" in status.text)
         assert app.stream.events_received > 0  # it came over the stream, not a re-seed
         assert app.stream.seeds == 1
@@ -51,8 +48,7 @@ async def test_event_older_than_seed_is_ignored(
         async with await Client.connect(configured.socket_path) as other:
             # Returns once echo has restarted: stopped, connecting, connected are all stored
             # and published to our (already subscribed) stream by now.
-            await other.request("plugins.update_settings", name="echo",
-                                settings={"prefix": "Race"})
+            await other.request("plugins.update_settings", name="echo", settings={"prefix": "Race"})
 
     messages: list[Message] = []
     app = make_app(configured, plugin="echo", before_seed=race)
@@ -73,8 +69,9 @@ async def test_event_older_than_seed_is_ignored(
         # The real path: an old event arriving now is counted as stale and changes nothing.
         old = {"state": "connecting", "seq": seeded["seq"] - 1, "since": time.time()}
         before = app.stream.stale_ignored
-        app.stream.on_event(Event(seq=old["seq"], ts=time.time(),
-                                  event="echo:connection", data=old))
+        app.stream.on_event(
+            Event(seq=old["seq"], ts=time.time(), event="echo:connection", data=old)
+        )
         await pilot.pause(0.1)
         assert app.stream.stale_ignored == before + 1
         assert app.plugins["echo"].connection == seeded

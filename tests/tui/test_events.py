@@ -27,13 +27,13 @@ async def open_events(app: HarnessApp, pilot: object) -> EventsScreen:
     return app.screen
 
 
-async def test_live_tail_filter_and_pause(
-    start_daemon: StartDaemon, configured: Config
-) -> None:
+async def test_live_tail_filter_and_pause(start_daemon: StartDaemon, configured: Config) -> None:
     await start_daemon(cfg=configured)
     app = make_app(configured)
-    async with app.run_test(size=(100, 30)) as pilot, \
-            await Client.connect(configured.socket_path) as other:
+    async with (
+        app.run_test(size=(100, 30)) as pilot,
+        await Client.connect(configured.socket_path) as other,
+    ):
         await until(pilot, lambda: app.link.online)
         screen = await open_events(app, pilot)
 
@@ -77,8 +77,9 @@ async def test_flood_is_bounded_and_keys_stay_responsive(
 
         async def flood() -> None:
             for i in range(total):
-                bus.publish(Event(seq=bus.next_seq(), ts=time.time(), event="flood:tick",
-                                  data={"i": i}))
+                bus.publish(
+                    Event(seq=bus.next_seq(), ts=time.time(), event="flood:tick", data={"i": i})
+                )
                 if i % 500 == 0:
                     await asyncio.sleep(0)  # paced like a busy daemon, not one blocking burst
 

@@ -13,8 +13,7 @@ def test_uptime_counts_only_the_window_and_what_is_known() -> None:
     now = 1_000_000.0
     assert uptime([], now) is None
     # Connected for an hour, then down for an hour: half, over the two known hours.
-    assert uptime([(now - 7200, "connected"), (now - 3600, "disconnected")], now) == (
-        0.5, 7200.0)
+    assert uptime([(now - 7200, "connected"), (now - 3600, "disconnected")], now) == (0.5, 7200.0)
     # Connected since before the window began: all of the window, and no more.
     assert uptime([(now - 3 * WINDOW, "connected")], now) == (1.0, WINDOW)
     # A repeat of the same state does not change the figure.
@@ -37,12 +36,23 @@ async def test_history_loads_stored_transitions_then_appends_live_ones(
 
         client = await Client.connect(configured.socket_path, client="test")
         try:
-            await client.request("plugins.update_settings", name="echo",
-                                 settings={"prefix": "Live"})
+            await client.request(
+                "plugins.update_settings", name="echo", settings={"prefix": "Live"}
+            )
         finally:
             await client.close()
-        await until(pilot, lambda: [t[2] for t in history.transitions][-1:] == ["connected"]
-                    and len(history.transitions) == 5)
+        await until(
+            pilot,
+            lambda: (
+                [t[2] for t in history.transitions][-1:] == ["connected"]
+                and len(history.transitions) == 5
+            ),
+        )
         assert [t[2] for t in history.transitions] == [
-            "connecting", "connected", "stopped", "connecting", "connected"]
+            "connecting",
+            "connected",
+            "stopped",
+            "connecting",
+            "connected",
+        ]
         assert "LiveBot#0001" in str(history.render())

@@ -48,8 +48,7 @@ async def test_offline_with_database_shows_last_known_state(
         assert status.has_class("-stale")
         # The daemon described the plugin in its metadata: a read-only form of the last-known
         # values, the secret only as "set", and the version, all without the daemon.
-        await until(pilot, lambda: "Read-only" in screen_text(app)
-                    and "● set" in screen_text(app))
+        await until(pilot, lambda: "Read-only" in screen_text(app) and "● set" in screen_text(app))
         text = screen_text(app)
         assert TOKEN not in text
         assert "1.2.3" in text and "EchoBot" not in text.split("connection")[0]
@@ -69,8 +68,7 @@ async def test_offline_without_a_stored_description_explains_the_missing_form(
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: "echo" in app.plugins and app.link.changed_at > 0)
         await open_settings(pilot, "echo")
-        await until(pilot, lambda: "has not seen this plugin's settings schema"
-                    in screen_text(app))
+        await until(pilot, lambda: "has not seen this plugin's settings schema" in screen_text(app))
 
 
 async def test_no_database_yet(config: Config) -> None:

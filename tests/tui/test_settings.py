@@ -37,8 +37,10 @@ async def test_save_reaches_the_daemon_and_sends_only_changes(
 ) -> None:
     await start_daemon(cfg=configured)
     app = make_app(configured, plugin="echo")
-    async with app.run_test(size=(100, 30)) as pilot, \
-            await Client.connect(configured.socket_path) as other:
+    async with (
+        app.run_test(size=(100, 30)) as pilot,
+        await Client.connect(configured.socket_path) as other,
+    ):
         await until(pilot, lambda: app.link.online)
         await ready_form(app, pilot)
         assert app.screen.form is not None  # type: ignore[attr-defined]
@@ -47,8 +49,13 @@ async def test_save_reaches_the_daemon_and_sends_only_changes(
         prefix.value = "Saved"
         assert app.screen.form.collect() == ({"prefix": "Saved"}, {})  # type: ignore[attr-defined]
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: app.plugins["echo"].info is not None
-                    and app.plugins["echo"].info.settings["prefix"] == "Saved")
+        await until(
+            pilot,
+            lambda: (
+                app.plugins["echo"].info is not None
+                and app.plugins["echo"].info.settings["prefix"] == "Saved"
+            ),
+        )
         info = await other.request("plugins.get", name="echo")
         assert info["settings"]["prefix"] == "Saved"
         assert info["settings"]["retries"] == 3
@@ -64,8 +71,10 @@ async def test_daemon_validation_error_shows_inline(
     its per-field message is shown under the field. Nothing is stored."""
     await start_daemon(cfg=configured)
     app = make_app(configured, plugin="echo")
-    async with app.run_test(size=(100, 30)) as pilot, \
-            await Client.connect(configured.socket_path) as other:
+    async with (
+        app.run_test(size=(100, 30)) as pilot,
+        await Client.connect(configured.socket_path) as other,
+    ):
         await until(pilot, lambda: app.link.online)
         await ready_form(app, pilot)
         row(app, "retries").query_one(Input).value = "99"
@@ -104,8 +113,10 @@ async def test_secret_is_write_only_and_never_drawn(
     token is never on screen, neither while typed nor after saving."""
     await start_daemon(cfg=config)
     app = make_app(config, plugin="echo")
-    async with app.run_test(size=(100, 30)) as pilot, \
-            await Client.connect(config.socket_path) as other:
+    async with (
+        app.run_test(size=(100, 30)) as pilot,
+        await Client.connect(config.socket_path) as other,
+    ):
         await until(pilot, lambda: app.link.online)
         await ready_form(app, pilot)
         status = app.screen.query_one(ConnectionStatus)
@@ -139,9 +150,7 @@ async def test_secret_is_write_only_and_never_drawn(
         assert info["settings"]["token"] == {"set": False}
 
 
-async def test_enable_disable_asks_first(
-    start_daemon: StartDaemon, configured: Config
-) -> None:
+async def test_enable_disable_asks_first(start_daemon: StartDaemon, configured: Config) -> None:
     await start_daemon(cfg=configured)
     app = make_app(configured, plugin="echo")
     async with app.run_test(size=(100, 30)) as pilot:
@@ -184,8 +193,7 @@ async def test_form_is_read_only_while_offline(
         await daemon.stop()
         await until(pilot, lambda: not app.link.online)
         assert screen.form is not None and screen.form.read_only
-        assert all(r.control is not None and r.control.disabled
-                   for r in screen.query(SettingRow))
+        assert all(r.control is not None and r.control.disabled for r in screen.query(SettingRow))
         assert "Read-only: the daemon is offline" in screen_text(app)
         # The cached schema keeps the form (values last seen), the secret still only "set".
         assert "● set" in screen_text(app)

@@ -49,9 +49,11 @@ def prepare_database(config: Config) -> None:
             await store.ensure_plugins(["echo"])
             for seq, (ts, data) in enumerate(HISTORY, start=1):
                 conn = {**data, "seq": seq, "since": ts}
-                await store.append_event(Event(seq=seq, ts=ts, event="echo:connection",
-                                               data=conn), plugin="echo",
-                                         metadata_key="connection")
+                await store.append_event(
+                    Event(seq=seq, ts=ts, event="echo:connection", data=conn),
+                    plugin="echo",
+                    metadata_key="connection",
+                )
         finally:
             await store.close()
 
@@ -64,14 +66,22 @@ def prepared(config: Config) -> Config:
     return config
 
 
-def echo_info(*, token: bool = True, status: str = "running",
-              reason: str | None = None) -> PluginInfo:
+def echo_info(
+    *, token: bool = True, status: str = "running", reason: str | None = None
+) -> PluginInfo:
     schema = Echo.settings_schema
     values = harness_settings.effective(schema, {"token": TOKEN if token else None})
     return PluginInfo(
-        name="echo", version=Echo.version, description=Echo.description, enabled=True,
-        status=status, reason=reason, settings=harness_settings.public(schema, values),
-        metadata={}, schema=list(schema), updated_at=NOW,
+        name="echo",
+        version=Echo.version,
+        description=Echo.description,
+        enabled=True,
+        status=status,
+        reason=reason,
+        settings=harness_settings.public(schema, values),
+        metadata={},
+        schema=list(schema),
+        updated_at=NOW,
     )
 
 
@@ -114,44 +124,54 @@ async def settled(pilot: Pilot[Any]) -> None:
 @pytest.mark.parametrize("size", SIZES)
 def test_plugins_screen(snap_compare: Any, prepared: Config, size: tuple[int, int]) -> None:
     app = snapshot_app(prepared)
-    assert snap_compare(app, terminal_size=size,
-                        run_before=live(echo_info(), state="connected",
-                                        username="EchoBot#0001"))
+    assert snap_compare(
+        app,
+        terminal_size=size,
+        run_before=live(echo_info(), state="connected", username="EchoBot#0001"),
+    )
 
 
 @pytest.mark.parametrize("size", SIZES)
 def test_settings_connected(snap_compare: Any, prepared: Config, size: tuple[int, int]) -> None:
     app = snapshot_app(prepared, plugin="echo")
-    assert snap_compare(app, terminal_size=size,
-                        run_before=live(echo_info(), state="connected",
-                                        username="EchoBot#0001"))
+    assert snap_compare(
+        app,
+        terminal_size=size,
+        run_before=live(echo_info(), state="connected", username="EchoBot#0001"),
+    )
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_settings_disconnected(snap_compare: Any, prepared: Config,
-                               size: tuple[int, int]) -> None:
+def test_settings_disconnected(snap_compare: Any, prepared: Config, size: tuple[int, int]) -> None:
     app = snapshot_app(prepared, plugin="echo")
-    assert snap_compare(app, terminal_size=size,
-                        run_before=live(echo_info(), state="disconnected", attempt=3,
-                                        username="EchoBot#0001"))
+    assert snap_compare(
+        app,
+        terminal_size=size,
+        run_before=live(echo_info(), state="disconnected", attempt=3, username="EchoBot#0001"),
+    )
 
 
 @pytest.mark.parametrize("size", SIZES)
 def test_settings_error(snap_compare: Any, prepared: Config, size: tuple[int, int]) -> None:
     app = snapshot_app(prepared, plugin="echo")
     reason = "authentication failed (4004): check the token"
-    assert snap_compare(app, terminal_size=size,
-                        run_before=live(echo_info(status="running"), state="error",
-                                        reason=reason))
+    assert snap_compare(
+        app,
+        terminal_size=size,
+        run_before=live(echo_info(status="running"), state="error", reason=reason),
+    )
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_settings_not_configured(snap_compare: Any, prepared: Config,
-                                 size: tuple[int, int]) -> None:
+def test_settings_not_configured(
+    snap_compare: Any, prepared: Config, size: tuple[int, int]
+) -> None:
     app = snapshot_app(prepared, plugin="echo")
-    assert snap_compare(app, terminal_size=size,
-                        run_before=live(echo_info(token=False), state="not_configured",
-                                        reason="no token"))
+    assert snap_compare(
+        app,
+        terminal_size=size,
+        run_before=live(echo_info(token=False), state="not_configured", reason="no token"),
+    )
 
 
 @pytest.mark.parametrize("size", SIZES)

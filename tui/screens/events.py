@@ -88,8 +88,9 @@ class EventsScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield LinkStatus("Events")
         with Horizontal(id="events-bar"):
-            search = Input(placeholder="filter: glob, e.g. *:connection plugin:*", id="filter",
-                           compact=True)
+            search = Input(
+                placeholder="filter: glob, e.g. *:connection plugin:*", id="filter", compact=True
+            )
             search.cursor_blink = self.harness.cursor_blink
             yield search
             yield Static("", id="events-state", markup=False)

@@ -17,8 +17,13 @@ from tui.widgets.link_status import LinkStatus
 if TYPE_CHECKING:
     from tui.app import HarnessApp
 
-COLUMNS = (("name", "Plugin"), ("version", "Version"), ("enabled", "Enabled"),
-           ("status", "Status"), ("connection", "Connection"))
+COLUMNS = (
+    ("name", "Plugin"),
+    ("version", "Version"),
+    ("enabled", "Enabled"),
+    ("status", "Status"),
+    ("connection", "Connection"),
+)
 
 
 def enabled_cell(enabled: bool) -> str:

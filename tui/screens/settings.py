@@ -135,8 +135,9 @@ class SettingsScreen(Screen[None]):
             if self.form is not None:
                 self.form.remove()
             self._schema_key = key
-            self.form = SettingsForm(info.schema, info.settings, read_only=read_only,
-                                     id="settings-form")
+            self.form = SettingsForm(
+                info.schema, info.settings, read_only=read_only, id="settings-form"
+            )
             self.query_one("#form-box").mount(self.form, before="#actions")
         else:
             self.form.set_read_only(read_only)

@@ -52,8 +52,9 @@ class SettingsForm(Vertical):
         basic = [f for f in self.schema if not f.advanced]
         advanced = [f for f in self.schema if f.advanced]
         # One label column for the whole form, as wide as its longest label within limits.
-        longest = max((len(f.label or f.name) + (2 if f.required else 0) for f in self.schema),
-                      default=0)
+        longest = max(
+            (len(f.label or f.name) + (2 if f.required else 0) for f in self.schema), default=0
+        )
         width = max(MIN_LABEL, min(MAX_LABEL, longest + 2))
         for field in basic:
             yield SettingRow(field, self.values.get(field.name), label_width=width)
