@@ -19,17 +19,9 @@ import msgspec
 
 from harness import __version__
 from harness import config as config_mod
+from harness.protocol import STATE_GLYPHS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_DAEMON = 0, 1, 2, 3
-
-GLYPHS = {
-    "connected": "●",
-    "connecting": "◌",
-    "disconnected": "○",
-    "error": "✖",
-    "stopped": "■",
-    "not_configured": "…",
-}
 
 
 def err(message: str) -> None:
@@ -41,7 +33,7 @@ def describe_connection(conn: dict[str, Any] | None) -> str:
     if not conn:
         return "-"
     state = conn.get("state", "?")
-    text = f"{GLYPHS.get(state, '?')} {state.replace('_', ' ')}"
+    text = f"{STATE_GLYPHS.get(state, '?')} {state.replace('_', ' ')}"
     if state == "connected" and conn.get("username"):
         text += f" as {conn['username']}"
     if conn.get("attempt"):

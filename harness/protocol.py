@@ -27,6 +27,17 @@ CONNECTION_STATES: tuple[str, ...] = (
     "not_configured",
 )
 
+# How every client draws a state: a glyph beside the word, never colour alone. One table, so
+# the CLI and the TUI cannot drift apart.
+STATE_GLYPHS: dict[str, str] = {
+    "connected": "●",
+    "connecting": "◌",
+    "disconnected": "○",
+    "error": "✖",
+    "stopped": "■",
+    "not_configured": "…",
+}
+
 FieldType = Literal["string", "integer", "boolean", "select", "secret"]
 
 

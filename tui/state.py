@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harness.protocol import Event, PluginInfo
+from harness.protocol import STATE_GLYPHS, Event, PluginInfo
 
 Clock = Callable[[], float]
 
@@ -78,15 +78,8 @@ def connection_seq(connection: Mapping[str, Any] | None) -> int:
 
 # -- presentation shared by the plugins table and the indicator --------------------------------
 
-# A glyph and a word for every state, so nothing depends on colour alone.
-GLYPHS: Mapping[str, str] = {
-    "connected": "●",
-    "connecting": "◌",
-    "disconnected": "○",
-    "error": "✖",
-    "stopped": "■",
-    "not_configured": "…",
-}
+# A glyph and a word for every state, so nothing depends on colour alone (shared with the CLI).
+GLYPHS: Mapping[str, str] = STATE_GLYPHS
 UNKNOWN_GLYPH = "?"
 
 
