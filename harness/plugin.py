@@ -8,7 +8,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.protocol import CONNECTION_STATES, SettingField, connection_event
+from harness.protocol import CONNECTION_STATES, Event, SettingField, connection_event
 
 if TYPE_CHECKING:
     from harness.recorder import Recorder
@@ -53,6 +53,7 @@ class PluginContext:
         settings: Mapping[str, Any],
         connection: dict[str, Any] | None,
         on_task_failed: Callable[[BaseException], None],
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.name = name
         self.logger = logging.getLogger(f"harness.plugin.{name}")
@@ -61,6 +62,7 @@ class PluginContext:
         self._settings: Mapping[str, Any] = MappingProxyType(dict(settings))
         self._connection = connection
         self._on_task_failed = on_task_failed
+        self._redact = redact  # masks this plugin's secrets in text it publishes
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
@@ -89,14 +91,22 @@ class PluginContext:
             previous = self._connection or {}
             obj = {k: v for k, v in previous.items() if k not in _TRANSIENT}
             obj.update(fields)
+            if isinstance(obj.get("reason"), str):
+                obj["reason"] = self._redact(obj["reason"])
             same = previous.get("state") == state
             obj.update(state=state, seq=seq, since=previous["since"] if same else ts)
             return {k: v for k, v in obj.items() if v is not None}
 
+        def published(event: Event) -> None:
+            self._connection = event.data
+
         event = await self._recorder.record(
-            connection_event(self.name), build, plugin=self.name, metadata_key="connection"
+            connection_event(self.name),
+            build,
+            plugin=self.name,
+            metadata_key="connection",
+            on_published=published,
         )
-        self._connection = event.data
         return event.data
 
     async def broadcast(self, event: str, data: dict[str, Any]) -> None:

@@ -28,11 +28,30 @@ class Recorder:
         plugin: str | None = None,
         metadata_key: str | None = None,
         ts: float | None = None,
+        on_published: Callable[[Event], None] | None = None,
     ) -> Event:
         """Assign the next seq, commit the event (and ``metadata[metadata_key]`` of ``plugin``,
         set to the event's data) in one transaction, then publish it. ``data`` may be a function
         of ``(seq, ts)`` for payloads that carry their own seq. If the commit fails nothing is
-        published and the seq is not reused."""
+        published and the seq is not reused.
+
+        Shielded: a caller cancelled mid-way (a plugin task being stopped) must not leave an
+        event committed but unpublished, or a transaction open. The step completes; only the
+        caller stops waiting for it; ``on_published`` runs as part of the step, so state kept
+        beside the stream (a plugin context's current connection) is updated either way."""
+        return await asyncio.shield(
+            self._record(name, data, plugin, metadata_key, ts, on_published)
+        )
+
+    async def _record(
+        self,
+        name: str,
+        data: dict[str, Any] | Callable[[int, float], dict[str, Any]],
+        plugin: str | None,
+        metadata_key: str | None,
+        ts: float | None,
+        on_published: Callable[[Event], None] | None,
+    ) -> Event:
         async with self._lock:
             seq = self.bus.next_seq()
             now = time.time() if ts is None else ts
@@ -40,4 +59,6 @@ class Recorder:
             event = Event(seq=seq, ts=now, event=name, data=payload)
             await self.store.append_event(event, plugin=plugin, metadata_key=metadata_key)
             self.bus.publish(event)
+            if on_published is not None:
+                on_published(event)
             return event

@@ -5,6 +5,7 @@ The daemon is the only writer. The TUI opens the same file read-only for its see
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
@@ -207,13 +208,17 @@ class Store:
     async def transaction(self) -> AsyncIterator[None]:
         # IMMEDIATE takes the write lock up front, so a concurrent writer (an operator's sqlite3
         # shell) makes us wait on busy_timeout instead of failing half-way.
-        await self._conn.execute("BEGIN IMMEDIATE")
         try:
+            await self._conn.execute("BEGIN IMMEDIATE")
             yield
+            await self._conn.execute("COMMIT")
         except BaseException:
-            await self._conn.execute("ROLLBACK")
+            # Even when cancelled while awaiting BEGIN or COMMIT: aiosqlite still runs that
+            # statement in its thread, and a transaction left open would refuse every later one.
+            # This ROLLBACK is queued behind it, so it always sees the real state.
+            with contextlib.suppress(sqlite3.OperationalError):  # nothing was open
+                await asyncio.shield(self._conn.execute("ROLLBACK"))
             raise
-        await self._conn.execute("COMMIT")
 
     # -- plugin_config ---------------------------------------------------------------------
 

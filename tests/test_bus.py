@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -163,3 +164,39 @@ async def test_a_failed_commit_publishes_nothing_and_burns_its_seq(store: Store)
     event = await recorder.record("x", {"ok": True})
     assert event.seq == 2  # seq 1 is never reused
     assert [e.seq for e in await store.events_after(0)] == [2]
+
+
+async def test_a_cancelled_record_still_commits_publishes_and_frees_the_connection(
+    store: Store,
+) -> None:
+    """A plugin task cancelled while reporting its connection (the host stopping it): the
+    event is committed and published all the same, and the database is not left inside a
+    transaction that would refuse every later event."""
+    await store.ensure_plugins(["p"])
+    bus = Bus()
+    sub = QueueSubscriber()
+    bus.subscribe(sub)
+    recorder = Recorder(store, bus)
+    seen: list[Event] = []
+    task = asyncio.create_task(
+        recorder.record(
+            "p:connection",
+            {"state": "connecting"},
+            plugin="p",
+            metadata_key="connection",
+            on_published=seen.append,
+        )
+    )
+    await asyncio.sleep(0)  # now inside the write
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    later = await recorder.record(
+        "p:connection", {"state": "stopped"}, plugin="p", metadata_key="connection"
+    )
+    assert later.seq == 2
+    assert [e.seq for e in await store.events_after(0)] == [1, 2]
+    assert [sub.queue.get_nowait().seq for _ in range(2)] == [1, 2]
+    assert [e.seq for e in seen] == [1]  # the caller's bookkeeping ran with the step
+    row = await store.get_plugin("p")
+    assert row is not None and row.metadata["connection"] == {"state": "stopped"}
