@@ -13,7 +13,7 @@ import socket
 import stat
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ class ClientConnection(asyncio.Protocol):
         self._can_write.set()
         self._drained = asyncio.Event()
         self._closed = False
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._subscription: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
 
     # -- transport callbacks ---------------------------------------------------------------
@@ -113,8 +113,10 @@ class ClientConnection(asyncio.Protocol):
         self._wakeup.set()
         self._can_write.set()
         self._drained.set()
-        for task in list(self._tasks):
-            task.cancel()
+        # Requests are left to finish: one that changes a plugin must not stop half-way
+        # because its client went away (their answers are simply dropped). A replay is moot.
+        if self._subscription is not None:
+            self._subscription.cancel()
         if self._writer:
             self._writer.cancel()
 
@@ -231,18 +233,21 @@ class ClientConnection(asyncio.Protocol):
                 protocol.E_PROTOCOL, "send a hello frame first", id=getattr(frame, "id", None)
             )
         elif isinstance(frame, protocol.Subscribe):
-            self._spawn(self._on_subscribe(frame))
+            # One subscription per connection: a new one replaces the old, replay included.
+            previous = self._subscription
+            if previous is not None:
+                previous.cancel()
+            self._subscription = asyncio.get_running_loop().create_task(
+                self._on_subscribe(frame, previous)
+            )
         elif isinstance(frame, protocol.Unsubscribe):
+            if self._subscription is not None:
+                self._subscription.cancel()
             self.server.bus.unsubscribe(self)
             self._subscribed = False
             self.send_frame(Ack(id=frame.id, seq=self.server.bus.published_seq))
         else:
-            self._spawn(self._on_request(frame))
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            self.server.track(self._on_request(frame))
 
     def _on_hello(self, frame: protocol.Hello) -> None:
         if self._hello:
@@ -266,10 +271,13 @@ class ClientConnection(asyncio.Protocol):
             )
         )
 
-    async def _on_subscribe(self, frame: protocol.Subscribe) -> None:
+    async def _on_subscribe(
+        self, frame: protocol.Subscribe, previous: asyncio.Task[None] | None
+    ) -> None:
         bus = self.server.bus
-        if self._subscribed or self._replaying:
-            bus.unsubscribe(self)
+        if previous is not None:
+            await asyncio.wait([previous])  # its clean-up first; it must not touch ours
+        bus.unsubscribe(self)
         if not all(isinstance(p, str) and p for p in frame.events):
             self.send_error(protocol.E_BAD_PARAMS, "events must be non-empty patterns", frame.id)
             return
@@ -298,12 +306,26 @@ class ClientConnection(asyncio.Protocol):
                 while len(self._queue) > self.server.max_queued_frames // 2 and not self._closed:
                     self._drained.clear()
                     await self._drained.wait()
-        finally:
-            self.send_frame(Replayed(id=frame.id, count=replayed))
-            held, self._held = self._held, []
+        except asyncio.CancelledError:
+            # Replaced, unsubscribed or disconnected: what was held belongs to no one now.
+            self._held.clear()
             self._replaying = False
-            for f in held:
-                self.send(f)
+            raise
+        except Exception:
+            log.exception("replay for %s failed", self.peer)
+            self._held.clear()
+            self._replaying = False
+            bus.unsubscribe(self)
+            self._subscribed = False
+            self.send_error(
+                protocol.E_INTERNAL, "replay failed inside the daemon; subscribe again", frame.id
+            )
+            return
+        self.send_frame(Replayed(id=frame.id, count=replayed))
+        held, self._held = self._held, []
+        self._replaying = False
+        for f in held:
+            self.send(f)
 
     async def _on_request(self, frame: protocol.Request) -> None:
         params_type = protocol.METHODS.get(frame.method)
@@ -366,6 +388,7 @@ class Server:
         self.handlers = handlers
         self.max_queued_frames = max_queued_frames
         self.clients: set[ClientConnection] = set()
+        self._requests: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
         # Whether the file at ``path`` is our socket. A start refused by prepare_socket_path
         # (a regular file, another listener) must leave that path alone on the way out.
@@ -382,12 +405,24 @@ class Server:
         os.chmod(self.path, 0o600)
         log.info("listening on %s", self.path)
 
+    def track(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a request. Owned by the server, not the connection, so that a client going
+        away never cuts a change to a plugin short."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._requests.add(task)
+        task.add_done_callback(self._requests.discard)
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
         for client in list(self.clients):
             if client.transport is not None:
                 client.transport.abort()
+        # By now the plugin host has stopped and refuses changes: what is left only reads.
+        for task in list(self._requests):
+            task.cancel()
+        if self._requests:
+            await asyncio.gather(*self._requests, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
         if not self._bound:

@@ -18,6 +18,7 @@ from harness import __version__, server
 from harness.client import Client, ClientError
 from harness.config import Config, DaemonConfig
 from harness.daemon import Daemon
+from harness.plugin import Plugin, PluginContext
 from harness.protocol import MAX_FRAME_BYTES, PROTOCOL_VERSION, Event, Replayed
 from harness.server import AlreadyRunning, _peer_uid
 from tests.conftest import RawConnection, StartDaemon, collect, next_matching, wait_until
@@ -729,3 +730,80 @@ async def test_events_reach_a_client_until_it_closes(
     await client.close()
     await wait_until(lambda: daemon.bus.subscriber_count == 0)  # type: ignore[union-attr]
     await publish(daemon, "x:2")  # nobody to deliver to, and no error
+
+
+# -- a client's requests and subscriptions outlive nothing they should not --------------------
+
+
+class SlowStop(Plugin):
+    """Connected; its stop takes a moment, long enough for a client to hang up meanwhile."""
+
+    name = "slowstop"
+    version = "1"
+
+    async def start(self, ctx: PluginContext) -> None:
+        await ctx.set_connection("connected", username="Slow#1")
+
+    async def stop(self, ctx: PluginContext) -> None:
+        await asyncio.sleep(0.3)
+        await ctx.set_connection("stopped")
+
+
+async def test_a_client_hanging_up_mid_request_does_not_leave_a_plugin_half_stopped(
+    start_daemon: StartDaemon, raw: Raw, connect: Connect
+) -> None:
+    daemon = await start_daemon(plugins={"slowstop": SlowStop})
+    conn = await raw()
+    await conn.hello()
+    await conn.send(
+        {
+            "type": "request",
+            "id": 1,
+            "method": "plugins.set_enabled",
+            "params": {"name": "slowstop", "enabled": False},
+        }
+    )
+    assert daemon.orchestrator is not None
+    slot = daemon.orchestrator._slots["slowstop"]
+    await wait_until(lambda: slot.lock.locked())  # the disable is under way
+    await conn.close()  # Ctrl-C in the CLI, or the TUI quitting
+    await wait_until(lambda: not slot.lock.locked())
+    client = await connect()
+    info = await client.request("plugins.get", name="slowstop")
+    assert (info["enabled"], info["status"]) == (False, "disabled")
+    assert info["metadata"]["connection"]["state"] == "stopped"
+    info = await client.request("plugins.set_enabled", name="slowstop", enabled=True)
+    assert info["status"] == "running"
+    assert info["metadata"]["connection"]["state"] == "connected"
+
+
+async def test_a_new_subscribe_replaces_one_still_replaying(
+    start_daemon: StartDaemon, raw: Raw, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two subscribes in one write: the first is still paging through history when the second
+    arrives. After the second ack, history comes once, in order, then its marker, then live
+    events: nothing from the abandoned replay is mixed in or repeated."""
+    monkeypatch.setattr(server, "REPLAY_PAGE", 10)
+    daemon = await start_daemon()
+    for i in range(200):
+        await publish(daemon, "history:tick", i=i)
+    conn = await raw()
+    await conn.hello()
+    await conn.send(
+        msgspec.json.encode({"type": "subscribe", "id": 1, "events": ["*"], "since": 0})
+        + b"\n"
+        + msgspec.json.encode({"type": "subscribe", "id": 2, "events": ["*"], "since": 0})
+        + b"\n"
+    )
+    while (frame := await conn.recv())["type"] != "ack" or frame["id"] != 2:
+        assert frame["type"] in ("ack", "event"), frame
+    head = frame["seq"]
+    live = await publish(daemon, "live:tick")
+    seqs: list[int] = []
+    while (frame := await conn.recv())["type"] != "replayed":
+        assert frame["type"] == "event", frame
+        seqs.append(frame["seq"])
+    assert frame == {"type": "replayed", "id": 2, "count": head}
+    assert seqs == list(range(1, head + 1))
+    after = await conn.recv()
+    assert (after["type"], after["seq"]) == ("event", live.seq)
