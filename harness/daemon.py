@@ -16,7 +16,7 @@ import msgspec
 from harness import __version__, protocol, settings
 from harness.bus import Bus
 from harness.config import Config
-from harness.orchestrator import Orchestrator, PluginNotFound
+from harness.orchestrator import Orchestrator, PluginNotFound, ShuttingDown
 from harness.plugin import Plugin
 from harness.recorder import Recorder
 from harness.server import RequestError, Server, acquire_lock, ensure_private_dir
@@ -204,10 +204,13 @@ class Daemon:
 
 @contextlib.contextmanager
 def _not_found(name: str) -> Any:
+    """Map the plugin host's refusals to error frames."""
     try:
         yield
     except PluginNotFound:
         raise RequestError(protocol.E_NOT_FOUND, f"no plugin named {name!r}") from None
+    except ShuttingDown as exc:
+        raise RequestError(protocol.E_SHUTTING_DOWN, str(exc)) from None
 
 
 async def serve(config: Config) -> int:

@@ -28,6 +28,10 @@ class PluginNotFound(LookupError):
     pass
 
 
+class ShuttingDown(RuntimeError):
+    """The daemon is stopping: no plugin may be started or reconfigured any more."""
+
+
 class _Slot:
     """One plugin's runtime: instance, context, lifecycle status and a lock ordering changes."""
 
@@ -38,6 +42,8 @@ class _Slot:
         self.reason: str | None = None
         self.enabled = True
         self.stopping = False
+        # Bumped on every start: a failure reported by an earlier run is not this run's.
+        self.generation = 0
         self.lock = asyncio.Lock()
 
 
@@ -54,6 +60,8 @@ class Orchestrator:
         self.config = config
         self.stop_timeout = config.daemon.stop_timeout
         self._slots = {name: _Slot(cls()) for name, cls in sorted(plugins.items())}
+        self.closing = False
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- boot and shutdown -------------------------------------------------------------------
 
@@ -87,6 +95,7 @@ class Orchestrator:
                 settings.effective(slot.plugin.settings_schema, *layers),
                 conn if isinstance(conn, dict) else None,
                 functools.partial(self._task_failed, name),
+                redact=functools.partial(self._mask, slot),
             )
             slot.enabled = row.enabled
             await self._describe(slot)
@@ -126,14 +135,26 @@ class Orchestrator:
         )
 
     async def shutdown(self) -> None:
+        """Stop every plugin, each recording ``stopped``. From here on, requests that would
+        start or reconfigure a plugin are refused. Every stop runs to its end even if another
+        fails; the first failure is raised afterwards."""
+        self.closing = True
         # Slots without a context never booted (boot failed early): nothing to stop.
-        await asyncio.gather(
+        results = await asyncio.gather(
             *(
                 self._locked_stop(s, "daemon shut down")
                 for s in self._slots.values()
                 if s.ctx is not None
-            )
+            ),
+            return_exceptions=True,
         )
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for failure in failures:
+            log.error("stopping a plugin failed: %s", _describe(failure))
+        if failures:
+            raise failures[0]
 
     async def _locked_stop(self, slot: _Slot, why: str) -> None:
         async with slot.lock:
@@ -187,6 +208,7 @@ class Orchestrator:
         ctx = slot.ctx
         assert ctx is not None
         slot.stopping = False
+        slot.generation += 1
         try:
             await slot.plugin.start(ctx)
         except Exception as exc:
@@ -242,19 +264,29 @@ class Orchestrator:
             return
         log.error("plugin %s: a task failed: %s", name, _describe(exc))
         slot.stopping = True
+        generation = slot.generation
 
         async def fail() -> None:
             async with slot.lock:
-                if slot.status == "running":
+                # A restart may have happened while we waited for the lock: that run is new.
+                if slot.status == "running" and slot.generation == generation:
                     try:
                         await asyncio.wait_for(slot.plugin.stop(slot.ctx), self.stop_timeout)  # type: ignore[arg-type]
                     except Exception:
                         log.exception("plugin %s failed to stop after a task failure", name)
                     await self._fail(slot, f"task failed: {_describe(exc)}")
 
-        asyncio.get_running_loop().create_task(fail())
+        task = asyncio.get_running_loop().create_task(fail())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- live changes (socket API) -------------------------------------------------------------
+
+    def _refuse_if_closing(self) -> None:
+        # Checked under the slot's lock: shutdown's stop of this plugin takes the same lock, so
+        # nothing can start it again after that stop.
+        if self.closing:
+            raise ShuttingDown("the daemon is shutting down; try again once it is back")
 
     def _slot(self, name: str) -> _Slot:
         try:
@@ -265,6 +297,7 @@ class Orchestrator:
     async def set_enabled(self, name: str, enabled: bool) -> PluginInfo:
         slot = self._slot(name)
         async with slot.lock:
+            self._refuse_if_closing()
             await self.store.set_enabled(name, enabled)
             slot.enabled = enabled
             if enabled and slot.status != "running":
@@ -280,6 +313,7 @@ class Orchestrator:
         schema = slot.plugin.settings_schema
         settings.validate(schema, patch)
         async with slot.lock:
+            self._refuse_if_closing()
             row = await self.store.get_plugin(name)
             assert row is not None
             stored = {k: v for k, v in {**row.settings, **patch}.items() if v is not None}

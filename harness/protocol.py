@@ -188,6 +188,7 @@ E_BAD_PARAMS = "invalid_params"
 E_NOT_FOUND = "not_found"
 E_INVALID_SETTINGS = "invalid_settings"
 E_PERMISSION = "permission_denied"
+E_SHUTTING_DOWN = "shutting_down"  # the daemon is stopping; retry once it is back
 E_INTERNAL = "internal_error"
 
 # -- encoding --------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 from harness.client import Client, ClientError
 from harness.config import Config
 from harness.protocol import Event
-from tests.conftest import StartDaemon, collect, conn_states, next_matching
+from tests.conftest import StartDaemon, collect, conn_states, next_matching, wait_until
 from tests.sample_plugins import Crashy, EarlyFail, Echo, Forgetful, Leaky, Manual, Stuck
 
 Connect = Callable[..., Awaitable[Client]]
@@ -571,3 +571,36 @@ async def test_metadata_describes_the_plugin_without_its_secrets(
         "enabled": False,
         "reason": None,
     }
+
+
+async def test_requests_during_shutdown_cannot_restart_a_plugin(
+    start_daemon: StartDaemon, connect: Callable[[], Awaitable[Client]], config: Config
+) -> None:
+    """SIGTERM is being handled (a plugin takes a while to stop) when a client enables
+    another plugin: refused, and every stored connection ends 'stopped'."""
+
+    class SlowStop(Echo):
+        name = "slowstop"
+
+        async def stop(self, ctx: Any) -> None:
+            await asyncio.sleep(0.3)
+            await super().stop(ctx)
+
+    daemon = await start_daemon(
+        plugins={"echo": Echo, "slowstop": SlowStop},
+        cfg=msgspec.structs.replace(
+            config, plugins={"echo": {"token": "t0ken"}, "slowstop": {"token": "t0ken"}}
+        ),
+    )
+    client = await connect()
+    await client.request("plugins.set_enabled", name="echo", enabled=False)
+    stopping = asyncio.create_task(daemon.stop())
+    assert daemon.orchestrator is not None
+    orchestrator = daemon.orchestrator
+    await wait_until(lambda: orchestrator.closing)
+    with pytest.raises(ClientError) as refused:
+        await client.request("plugins.set_enabled", name="echo", enabled=True)
+    assert refused.value.code == "shutting_down"
+    await stopping
+    for name in ("echo", "slowstop"):
+        assert db_row(config, name)[2]["connection"]["state"] == "stopped"
