@@ -4,7 +4,6 @@ persisted, through ``ctx.set_connection``."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from typing import Any, ClassVar
@@ -35,9 +34,17 @@ _INTENTS_REASON = (
     "portal (Bot → Privileged Gateway Intents) or switch them off here"
 )
 
-# discord.py logs every reconnect with a traceback at ERROR; this plugin reports each change
-# itself (one line, plus the connection event), so the library's copy is noise.
-logging.getLogger("discord.client").setLevel(logging.CRITICAL)
+
+class _DropReconnectTracebacks(logging.Filter):
+    """discord.py logs every reconnect with a full traceback at ERROR; this plugin reports each
+    one itself (a line, plus the connection event). Everything else discord.py logs, errors in
+    our own event handlers included, still goes through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Attempting a reconnect")
+
+
+logging.getLogger("discord.client").addFilter(_DropReconnectTracebacks())
 
 
 class _Fatal(Exception):
@@ -179,8 +186,9 @@ class DiscordPlugin(Plugin):
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None:
             supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await supervisor
+            # wait(), not `await supervisor` under suppress(CancelledError): that would also
+            # swallow a cancellation of stop() itself, and the host's stop_timeout with it.
+            await asyncio.wait([supervisor])
         await self._close_client()
         await ctx.set_connection("stopped", reason=None, attempt=None)
 
