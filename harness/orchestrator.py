@@ -13,7 +13,7 @@ import msgspec
 
 from harness import logs, settings
 from harness.config import Config, ConfigError
-from harness.plugin import Plugin, PluginContext
+from harness.plugin import Plugin, PluginContext, next_connection
 from harness.protocol import PluginInfo, connection_event
 from harness.recorder import Recorder
 from harness.store import Store
@@ -120,16 +120,9 @@ class Orchestrator:
         its connection cannot be live: record ``stopped`` so nothing shows it as current."""
         if not isinstance(conn, dict) or conn.get("state") == "stopped":
             return
-        sticky = {k: v for k, v in conn.items() if k == "username"}
         await self.recorder.record(
             connection_event(name),
-            lambda seq, ts: {
-                **sticky,
-                "state": "stopped",
-                "seq": seq,
-                "since": ts,
-                "reason": "plugin not installed",
-            },
+            functools.partial(next_connection, conn, "stopped", {"reason": "plugin not installed"}),
             plugin=name,
             metadata_key="connection",
         )

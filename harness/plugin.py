@@ -19,6 +19,19 @@ if TYPE_CHECKING:
 _TRANSIENT = frozenset({"state", "seq", "since", "reason", "attempt"})
 
 
+def next_connection(
+    previous: Mapping[str, Any] | None, state: str, fields: Mapping[str, Any], seq: int, ts: float
+) -> dict[str, Any]:
+    """The connection object that follows ``previous``: identity kept, transient fields
+    replaced, ``since`` kept while the state is unchanged, fields given as None removed."""
+    previous = previous or {}
+    obj = {k: v for k, v in previous.items() if k not in _TRANSIENT}
+    obj.update(fields)
+    same = previous.get("state") == state
+    obj.update(state=state, seq=seq, since=previous["since"] if same else ts)
+    return {k: v for k, v in obj.items() if v is not None}
+
+
 class Plugin:
     """Subclass and register (built-in registry or the ``harness.plugins`` entry-point group).
 
@@ -85,17 +98,13 @@ class PluginContext:
         if state not in CONNECTION_STATES:
             raise ValueError(f"unknown connection state {state!r}")
 
+        if isinstance(fields.get("reason"), str):
+            fields["reason"] = self._redact(fields["reason"])
+
         def build(seq: int, ts: float) -> dict[str, Any]:
             # Read here, under the recorder's lock: a queued update merges onto the one just
             # committed before it, never onto a value read before it waited.
-            previous = self._connection or {}
-            obj = {k: v for k, v in previous.items() if k not in _TRANSIENT}
-            obj.update(fields)
-            if isinstance(obj.get("reason"), str):
-                obj["reason"] = self._redact(obj["reason"])
-            same = previous.get("state") == state
-            obj.update(state=state, seq=seq, since=previous["since"] if same else ts)
-            return {k: v for k, v in obj.items() if v is not None}
+            return next_connection(self._connection, state, fields, seq, ts)
 
         def published(event: Event) -> None:
             self._connection = event.data
