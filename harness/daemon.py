@@ -41,6 +41,7 @@ class Daemon:
         self.server: Server | None = None
         self.started = time.time()
         self._lock_fds: list[int] = []
+        self._retention: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Daemon]:
@@ -96,7 +97,7 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop plugins (recording ``stopped``), close the socket, close the database."""
-        if getattr(self, "_retention", None):
+        if self._retention is not None:
             self._retention.cancel()
         # Every step runs whatever failed before it: an open aiosqlite connection keeps a
         # non-daemon thread, and with it the process, alive; locks must always be released.

@@ -15,9 +15,6 @@ MAX_FRAME_BYTES = 1024 * 1024  # one frame, newline excluded
 
 # -- records that travel inside frames -------------------------------------------------------
 
-ConnectionStateName = Literal[
-    "connecting", "connected", "disconnected", "error", "stopped", "not_configured"
-]
 CONNECTION_STATES: tuple[str, ...] = (
     "connecting",
     "connected",
@@ -202,11 +199,6 @@ def encode(frame: msgspec.Struct) -> bytes:
     """One frame as a line, newline included."""
     buf = _encoder.encode(frame)
     return buf + b"\n"
-
-
-def encode_value(value: Any) -> bytes:
-    """Plain JSON for stored data (event payloads, metadata)."""
-    return _encoder.encode(value)
 
 
 def _not_utf8(exc: UnicodeDecodeError) -> msgspec.DecodeError:

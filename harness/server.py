@@ -12,7 +12,6 @@ import os
 import socket
 import stat
 import struct
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -66,7 +65,6 @@ class ClientConnection(asyncio.Protocol):
         self._inbuf = bytearray()
         self._discarding = False  # inside an oversized frame: skip to its newline
         self._hello = False
-        self._subscribed = False
         self._replaying = False
         self._held: list[bytes] = []  # live events that arrive during a replay
         self._queue: collections.deque[bytes] = collections.deque()
@@ -244,7 +242,6 @@ class ClientConnection(asyncio.Protocol):
             if self._subscription is not None:
                 self._subscription.cancel()
             self.server.bus.unsubscribe(self)
-            self._subscribed = False
             self.send_frame(Ack(id=frame.id, seq=self.server.bus.published_seq))
         else:
             self.server.track(self._on_request(frame))
@@ -278,7 +275,7 @@ class ClientConnection(asyncio.Protocol):
         if previous is not None:
             await asyncio.wait([previous])  # its clean-up first; it must not touch ours
         bus.unsubscribe(self)
-        if not all(isinstance(p, str) and p for p in frame.events):
+        if not all(frame.events):  # msgspec has checked they are strings
             self.send_error(protocol.E_BAD_PARAMS, "events must be non-empty patterns", frame.id)
             return
         self.patterns = Patterns(frame.events)
@@ -287,7 +284,6 @@ class ClientConnection(asyncio.Protocol):
         head = bus.published_seq
         self._replaying = frame.since is not None
         bus.subscribe(self)
-        self._subscribed = True
         self.send_frame(Ack(id=frame.id, seq=head))
         if frame.since is None:
             return
@@ -316,7 +312,6 @@ class ClientConnection(asyncio.Protocol):
             self._held.clear()
             self._replaying = False
             bus.unsubscribe(self)
-            self._subscribed = False
             self.send_error(
                 protocol.E_INTERNAL, "replay failed inside the daemon; subscribe again", frame.id
             )
@@ -393,7 +388,6 @@ class Server:
         # Whether the file at ``path`` is our socket. A start refused by prepare_socket_path
         # (a regular file, another listener) must leave that path alone on the way out.
         self._bound = False
-        self.started = time.time()
 
     async def start(self) -> None:
         prepare_socket_path(self.path, own_dir=self.own_dir)

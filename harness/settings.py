@@ -42,7 +42,7 @@ def check_value(field: SettingField, value: Any) -> str | None:
     return f"unknown field type {t!r}"
 
 
-def validate(schema: Iterable[SettingField], values: Mapping[str, Any]) -> dict[str, Any]:
+def validate(schema: Iterable[SettingField], values: Mapping[str, Any]) -> None:
     """Check a set of values (``None`` means "unset"); raise SettingsError naming each field."""
     fields = {f.name: f for f in schema}
     errors: dict[str, str] = {}
@@ -56,7 +56,6 @@ def validate(schema: Iterable[SettingField], values: Mapping[str, Any]) -> dict[
             errors[key] = problem
     if errors:
         raise SettingsError(errors)
-    return dict(values)
 
 
 def effective(schema: Iterable[SettingField], *layers: Mapping[str, Any]) -> dict[str, Any]:
@@ -65,14 +64,6 @@ def effective(schema: Iterable[SettingField], *layers: Mapping[str, Any]) -> dic
     for layer in layers:
         result.update({k: v for k, v in layer.items() if k in result and v is not None})
     return result
-
-
-def missing_required(schema: Iterable[SettingField], values: Mapping[str, Any]) -> list[str]:
-    return [
-        f.name
-        for f in schema
-        if f.required and (values.get(f.name) is None or values.get(f.name) == "")
-    ]
 
 
 def public(schema: Iterable[SettingField], values: Mapping[str, Any]) -> dict[str, Any]:
