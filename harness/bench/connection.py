@@ -25,7 +25,7 @@ import yarl
 
 from harness.bench import heading, percentile, row
 from harness.client import Client, DaemonUnavailable
-from harness.testing.discord_gateway import LocalDiscordGateway
+from harness.discord_emulator import LocalDiscordGateway
 
 TOKEN = "bench-token-0123456789abcdefghijklmnop"
 

@@ -1,4 +1,4 @@
-"""The real discord.py client against harness.testing.discord_gateway.LocalDiscordGateway."""
+"""The real discord.py client against harness.discord_emulator.LocalDiscordGateway."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 import yarl
 
-from harness.testing.discord_gateway import LocalDiscordGateway
+from harness.discord_emulator import LocalDiscordGateway
 
 pytestmark = pytest.mark.asyncio
 
@@ -370,7 +370,7 @@ async def test_process_mode(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "harness.testing.discord_gateway",
+        "harness.discord_emulator",
         "--port",
         "0",
         "--token",
