@@ -17,9 +17,9 @@ from typing import Any
 
 import msgspec
 
-from harness import __version__
+from harness import __version__, render
 from harness import config as config_mod
-from harness.protocol import STATE_GLYPHS
+from harness.protocol import to_connection
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_DAEMON = 0, 1, 2, 3
 
@@ -28,21 +28,9 @@ def err(message: str) -> None:
     print(f"harness: {message}", file=sys.stderr)
 
 
-def describe_connection(conn: dict[str, Any] | None) -> str:
-    """One line, glyph and words (never colour alone): ``● connected as Bot#1 since 12:03:04``."""
-    if not conn:
-        return "-"
-    state = conn.get("state", "?")
-    text = f"{STATE_GLYPHS.get(state, '?')} {state.replace('_', ' ')}"
-    if state == "connected" and conn.get("username"):
-        text += f" as {conn['username']}"
-    if conn.get("attempt"):
-        text += f" (attempt {conn['attempt']})"
-    if conn.get("reason"):
-        text += f": {conn['reason']}"
-    if conn.get("since"):
-        text += f" since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(conn['since']))}"
-    return text
+def describe_connection(conn: Any) -> str:
+    """One line for a stored or received connection object (see harness.render.line)."""
+    return render.line(to_connection(conn), time.time())
 
 
 def _json(value: Any) -> None:
@@ -180,7 +168,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             err(str(exc))
             return EXIT_USAGE
         info = await client.request("plugins.update_settings", name=args.name, settings=values)
-        print(f"{args.name}: saved {', '.join(sorted(values))}; status {info['status']}")
+        saved = f"{args.name}: saved {', '.join(sorted(values))}"
+        conn = describe_connection(info["metadata"].get("connection"))
+        if info["status"] == "error":
+            # Stored, but the plugin did not come back: say so, and fail.
+            err(f"{saved}, but the plugin is in error: {info.get('reason') or 'see the log'}")
+            return EXIT_FAILED
+        print(f"{saved}; plugin {info['status']}; connection {conn}")
         return EXIT_OK
 
     return _with_client(args, body)
