@@ -160,6 +160,7 @@ class LocalDiscordGateway:
         self._rate_limit_global = False
         self._rate_limit_headers = True
         self.rest_429_count = 0
+        self.compressed_connections = 0  # gateway connections served as a zlib stream
         self.presence_updates: list[Any] = []  # the ``d`` of every op 3 received, in order
         self.login_count = 0  # GET /users/@me: one per client login, accepted or not
         self.resumed_at = 0.0
@@ -580,6 +581,7 @@ class LocalDiscordGateway:
         # one zlib stream per connection. Other compressions (zstd-stream) are sent as text.
         if query.get("compress") == "zlib-stream":
             conn.compressor = zlib.compressobj()
+            self.compressed_connections += 1
         conn.last_heartbeat = time.monotonic()
         await self._send(conn, OP_HELLO, {"heartbeat_interval": self.heartbeat_interval})
         watchdog = None
