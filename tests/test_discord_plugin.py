@@ -24,9 +24,9 @@ import pytest
 from harness.client import Client
 from harness.config import Config, DaemonConfig
 from harness.daemon import Daemon
+from harness.discord_emulator import LocalDiscordGateway
 from harness.plugins.discord import DiscordPlugin
 from harness.protocol import Event
-from harness.discord_emulator import LocalDiscordGateway
 from tests.conftest import wait_until
 
 TOKEN = "test-token-Zm9vYmFyYmF6cXV4-0123456789"  # looks real enough to be caught if leaked

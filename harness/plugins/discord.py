@@ -141,6 +141,9 @@ class DiscordPlugin(Plugin):
     # first retry comes within 0.25 s (a resume after a drop is near-immediate, as discord.py's
     # was) and the wait doubles to the cap.
     backoff_base: ClassVar[float] = 0.25
+    # Presence updates share the gateway's send budget (discord.py holds to 110 a minute and
+    # then blocks): at most one per this many seconds; saves in between coalesce into the next.
+    presence_interval: ClassVar[float] = 2.0
 
     def __init__(self) -> None:
         self._client: _Bot | None = None
@@ -512,6 +515,7 @@ class DiscordPlugin(Plugin):
                 continue
             self._presence_text = text
             ctx.logger.info("discord: status text applied")
+            await asyncio.sleep(self.presence_interval)
 
     # -- helpers -----------------------------------------------------------------------------
 
