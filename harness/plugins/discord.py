@@ -290,20 +290,31 @@ class DiscordPlugin(Plugin):
                 cause = connect_cause(exc)
                 if cause.reason.startswith("unexpected"):
                     ctx.logger.exception("discord: gateway connect failed unexpectedly")
-            else:
-                initial = False
-                self._ws = ws
-                client.ws = ws  # type: ignore[assignment]  # what Client.connect would do
-                try:
-                    cause = await self._read(ctx, ws, resumed=resume)
-                finally:
-                    self._ws = None
-                    await _shut(ws)
-                if ws.session_id is not None:
-                    session, sequence, gateway = ws.session_id, ws.sequence, ws.gateway
+                if not cause.resume:
+                    session = sequence = gateway = None
+                await self._retry(ctx, cause)
+                continue
+            initial = False
+            self._ws = ws
+            client.ws = ws  # type: ignore[assignment]  # what Client.connect would do
+            try:
+                cause = await self._read(ctx, ws, resumed=resume)
+            except BaseException:
+                self._ws = None
+                await _shut(ws)
+                raise
+            self._ws = None
+            if ws.session_id is not None:
+                session, sequence, gateway = ws.session_id, ws.sequence, ws.gateway
             if not cause.resume:
                 session = sequence = gateway = None
-            await self._retry(ctx, cause)
+            # Report first: the close handshake below may take a round-trip (or its timeout
+            # on a dead link), and the indicator must not wait for it.
+            try:
+                delay = await self._report(ctx, cause)
+            finally:
+                await _shut(ws)
+            await asyncio.sleep(delay)
 
     async def _read(self, ctx: PluginContext, ws: GatewaySocket, *, resumed: bool) -> Cause:
         """Read the gateway until it ends; return why. RESUMED/READY are reported from here
@@ -389,6 +400,11 @@ class DiscordPlugin(Plugin):
 
     async def _retry(self, ctx: PluginContext, cause: Cause) -> None:
         """Report ``cause``, wait, and return for the next attempt; raise _Stop if fatal."""
+        await asyncio.sleep(await self._report(ctx, cause))
+
+    async def _report(self, ctx: PluginContext, cause: Cause) -> float:
+        """Publish ``cause`` with the next attempt and its time; return the wait before it.
+        Raise _Stop if the cause is fatal."""
         was_connected = self._connected
         self._connected = False
         self._awaiting_ready = False
@@ -435,7 +451,7 @@ class DiscordPlugin(Plugin):
             latency_ms=None,
             drop_ms=None,
         )
-        await asyncio.sleep(delay)
+        return delay
 
     def _next_attempt(self) -> int | None:
         return self._attempt + 1 if self._outage_started is not None else None
