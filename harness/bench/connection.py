@@ -113,7 +113,8 @@ class _Daemon:
         cfg = self.tmp / "harness.toml"
         cfg.write_text(
             f'[daemon]\nsocket = "{self.tmp}/harness.sock"\ndatabase = "{self.tmp}/state.db"\n'
-            f'log_level = "error"\n[plugins.discord]\nbot_token = "{TOKEN}"\n'
+            f'log_level = "{os.environ.get("HARNESS_BENCH_LOG_LEVEL", "error")}"\n'
+            f'[plugins.discord]\nbot_token = "{TOKEN}"\n'
             f'api_base_url = "{self.gw.api_base_url}"\ngateway_url = "{self.gw.gateway_url}"\n'
             + extra
         )
