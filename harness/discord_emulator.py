@@ -766,9 +766,10 @@ class LocalDiscordGateway:
 
     async def _broadcast(self, op: int, data: Any) -> None:
         # A websocket closing while we send is not an error: the client is already reconnecting.
+        # Bounded: a client that stopped reading must not hold up a control call.
         for conn in list(self._connections):
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await self._send(conn, op, data)
+            with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
+                await asyncio.wait_for(self._send(conn, op, data), 5.0)
 
     async def _close(self, conn: _Connection, code: int, reason: str | None = None) -> None:
         conn.ended_by = conn.ended_by or f"closed by server, code {code}"

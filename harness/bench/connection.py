@@ -186,7 +186,7 @@ async def _faults(n: int) -> dict[str, list[float]]:
             samples = out.setdefault(name, [])
             for _ in range(n):
                 t0 = time.monotonic()
-                await fault()
+                await asyncio.wait_for(fault(), 30)
                 while True:
                     state, at = await asyncio.wait_for(d.next_state(), 30)
                     if state != "connected":

@@ -117,7 +117,8 @@ class DiscordPlugin(Plugin):
             minimum=1,
             maximum=3600,
             advanced=True,
-            description="Cap on the wait between attempts when login or connect fails.",
+            description="Cap on the wait between attempts, whatever failed (the first retry "
+            "comes within 0.25 s; a rate limit Discord sets is waited as Discord says).",
         ),
         SettingField(
             "heartbeat_timeout",
@@ -127,8 +128,9 @@ class DiscordPlugin(Plugin):
             minimum=1,
             maximum=600,
             advanced=True,
-            description="How long a silent gateway is trusted before reconnecting; keep it "
-            "above the gateway's heartbeat interval (about 41 s on Discord).",
+            description="How long a gateway that sends nothing at all is trusted before "
+            "reconnecting; keep it above the heartbeat interval (about 41 s on Discord). A "
+            "missed heartbeat reply is caught sooner, when the next heartbeat falls due.",
         ),
     )
 
