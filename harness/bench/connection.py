@@ -98,6 +98,19 @@ async def _baseline(flaps: int) -> tuple[list[float], list[float]]:
             await asyncio.gather(task, return_exceptions=True)
 
 
+_OTHER_CHECKOUT = """
+import os, runpy, sys
+sys.meta_path[:] = [
+    f for f in sys.meta_path
+    if "__editable__" not in (getattr(f, "__module__", "") or "")
+    and "__editable__" not in getattr(f, "__name__", "")
+]
+sys.path.insert(0, os.environ["HARNESS_BENCH_DAEMON_PATH"])
+sys.argv[0] = "harness"
+runpy.run_module("harness", run_name="__main__", alter_sys=True)
+"""
+
+
 class _Daemon:
     """A daemon process with the Discord plugin on ``gw``, and a subscriber to its events."""
 
@@ -118,11 +131,13 @@ class _Daemon:
             f'api_base_url = "{self.gw.api_base_url}"\ngateway_url = "{self.gw.gateway_url}"\n'
             + extra
         )
-        env = dict(os.environ)
-        if other := os.environ.get("HARNESS_BENCH_DAEMON_PATH"):
-            env["PYTHONPATH"] = other
+        launch = ["-m", "harness"]
+        if os.environ.get("HARNESS_BENCH_DAEMON_PATH"):
+            # The other checkout must win over this one's editable install, whose import
+            # hook sits on sys.meta_path ahead of any PYTHONPATH entry.
+            launch = ["-c", _OTHER_CHECKOUT]
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "harness", "run", "--config", str(cfg), env=env
+            sys.executable, *launch, "run", "--config", str(cfg)
         )
         deadline = time.monotonic() + 30
         while self.client is None:
