@@ -16,6 +16,7 @@ import pytest
 
 from harness.client import Client, ClientError
 from harness.config import Config
+from harness.plugin import PluginContext
 from harness.protocol import Event
 from tests.conftest import StartDaemon, collect, conn_states, next_matching, wait_until
 from tests.sample_plugins import Crashy, EarlyFail, Echo, Forgetful, Leaky, Manual, Stuck
@@ -616,3 +617,23 @@ async def test_requests_during_shutdown_cannot_restart_a_plugin(
     await stopping
     for name in ("echo", "slowstop"):
         assert db_row(config, name)[2]["connection"]["state"] == "stopped"
+
+
+class ApplyFails(Echo):
+    """Echo whose in-place apply raises, as a live update on a closing socket would."""
+
+    async def apply_settings(self, ctx: PluginContext, changed: frozenset[str]) -> bool:
+        raise ConnectionResetError("Cannot write to closing transport")
+
+
+async def test_a_failing_live_apply_restarts_the_plugin_instead_of_stranding_it(
+    start_daemon: StartDaemon, connect: Connect, configured: Config
+) -> None:
+    await start_daemon(plugins={"echo": ApplyFails}, cfg=configured)
+    client = await connect()
+    await client.subscribe(["echo:*", "plugin:*"])
+    info = await client.request("plugins.update_settings", name="echo", settings={"greeting": "yo"})
+    assert info["status"] == "running" and not info.get("reason")
+    got = await events_until(client, "plugin:status", plugin="echo", status="running")
+    assert conn_states(got) == ["stopped", "connecting", "connected"]
+    assert db_row(configured, "echo")[1] == {"greeting": "yo"}
