@@ -138,3 +138,22 @@ async def test_indicator_texts_for_every_state(config: Config) -> None:
             assert "since 22:13 (1 min)" in status.text
         assert not status.apply(_conn(3, "connected", username="Old"))
         assert status.text.startswith("… Not configured")
+
+
+async def test_a_short_drop_stays_visible_and_the_countdown_ticks(config: Config) -> None:
+    """A resume within milliseconds still shows ("reconnected 6 s ago after a 9 ms drop"), and
+    a retry countdown redraws by itself as its text changes (no event needed)."""
+    now = [1_700_000_006.0]
+    app = make_app(config, stream=False, clock=lambda: now[0])
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.stream.set_online(0)
+        await open_settings(pilot, "echo")
+        status = app.screen.query_one(ConnectionStatus)
+        assert status.apply(_conn(1, "connected", username="EchoBot#0001", drop_ms=9.0))
+        assert "reconnected 6 s ago after a 9 ms drop" in status.text
+        down = _conn(2, "disconnected", attempt=2, retry_at=now[0] + 3, reason="4000 x")
+        assert status.apply(down)
+        await pilot.pause()
+        assert "retrying in 3 s · attempt 2" in status.text
+        now[0] += 1.0
+        await until(pilot, lambda: "retrying in 2 s · attempt 2" in screen_text(app))
