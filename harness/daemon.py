@@ -16,11 +16,17 @@ import msgspec
 from harness import __version__, protocol, settings
 from harness.bus import Bus
 from harness.config import Config
-from harness.orchestrator import Orchestrator, PluginNotFound, ShuttingDown
+from harness.orchestrator import (
+    Orchestrator,
+    PluginNotFound,
+    ShuttingDown,
+    check_plugin_tables,
+)
 from harness.plugin import Plugin
 from harness.recorder import Recorder
 from harness.server import RequestError, Server, acquire_lock, ensure_private_dir
 from harness.store import Store
+from harness.systemd import Notifier, StatusLine
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,12 @@ class Daemon:
     async def start(self) -> None:
         cfg = self.config
         socket_path, db_path = cfg.socket_path, cfg.database_path
+        if self._plugins is None:
+            from harness.plugins import discover
+
+            self._plugins = discover()
+        # A bad plugin table is refused before anything exists on disk (no lock, no database).
+        check_plugin_tables(cfg, self._plugins)
         # The default location is harness's own directory; a configured one is the operator's.
         own_dir = not cfg.daemon.socket
         ensure_private_dir(socket_path.parent, own=own_dir)
@@ -64,10 +76,6 @@ class Daemon:
         if db_path.parent != socket_path.parent:
             self._lock_fds.append(acquire_lock(db_path.with_name(db_path.name + ".lock")))
         try:
-            if self._plugins is None:
-                from harness.plugins import discover
-
-                self._plugins = discover()
             self.store = await Store.open(db_path)
             self.bus = Bus(await self.store.last_seq())
             self.recorder = Recorder(self.store, self.bus)
@@ -232,11 +240,30 @@ async def serve(config: Config) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    notifier = Notifier()
+    notifier.status("starting")
     daemon = Daemon(config)
-    await daemon.start()
     try:
-        await stop.wait()
+        await daemon.start()
+        assert daemon.bus is not None and daemon.orchestrator is not None
+        status_line = StatusLine(notifier)
+        if notifier.enabled:
+            status_line.seed(
+                {
+                    p.name: (p.metadata.get("connection") or {}).get("state") or p.status
+                    for p in await daemon.orchestrator.list()
+                }
+            )
+            daemon.bus.subscribe(status_line)
+        # The socket serves from here on: only now may systemd order dependants after us.
+        notifier.ready(status_line.text())
+        notifier.start_watchdog()
+        try:
+            await stop.wait()
+        finally:
+            notifier.stopping()
+            await daemon.stop()
     finally:
-        await daemon.stop()
+        notifier.close()
     log.info("stopped")
     return 0

@@ -22,6 +22,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as exc:
         err(str(exc))
         return EXIT_USAGE
+    if args.socket:
+        cfg.daemon.socket = args.socket
     logs.setup(args.log_level or cfg.daemon.log_level)
     try:
         return asyncio.run(serve(cfg))
@@ -36,6 +38,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any, parents: Any) -> None:
-    run = sub.add_parser("run", parents=[parents.common], help="run the daemon in the foreground")
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run = sub.add_parser(
+        "run",
+        parents=[parents.common],
+        help="run the daemon in the foreground",
+        description="Run the daemon in the foreground until SIGTERM or SIGINT: host the "
+        "plugins, keep state in SQLite, serve the Unix socket. Under systemd (Type=notify) it "
+        "reports readiness and pings the watchdog; see `harness service install`.",
+    )
+    run.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="overrides daemon.log_level of the config",
+    )
     run.set_defaults(func=cmd_run)
