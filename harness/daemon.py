@@ -9,7 +9,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -27,6 +27,9 @@ from harness.recorder import Recorder
 from harness.server import RequestError, Server, acquire_lock, ensure_private_dir
 from harness.store import Store
 from harness.systemd import Notifier, StatusLine
+
+if TYPE_CHECKING:
+    from harness.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ class Daemon:
         self.started = time.time()
         self._lock_fds: list[int] = []
         self._retention: asyncio.Task[None] | None = None
+        self.metrics: Metrics | None = None
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Daemon]:
@@ -78,6 +82,9 @@ class Daemon:
         try:
             self.store = await Store.open(db_path)
             self.bus = Bus(await self.store.last_seq())
+            if cfg.metrics.listen:
+                # Subscribed before the plugins start, so it sees every connection change.
+                self.metrics = self._metrics(cfg.metrics.listen)
             self.recorder = Recorder(self.store, self.bus)
             self.orchestrator = Orchestrator(self.store, self.recorder, cfg, self._plugins)
             await self._prune()
@@ -103,6 +110,24 @@ class Daemon:
             ", ".join(self.orchestrator.names()) or "none",
         )
 
+    def _metrics(self, listen: str) -> Metrics:
+        from harness.config import parse_listen
+        from harness.metrics import Metrics
+
+        assert self.bus is not None
+        bus = self.bus
+        metrics = Metrics(
+            seq=lambda: bus.published_seq,
+            clients=lambda: len(self.server.clients) if self.server else 0,
+            # Read if the store keeps a count of failed writes; Metrics.storage_error() is the
+            # push-style hook for the same figure.
+            storage_errors=lambda: int(getattr(self.store, "storage_errors", 0) or 0),
+            version=__version__,
+        )
+        bus.subscribe(metrics)
+        metrics.serve(*parse_listen(listen))
+        return metrics
+
     async def stop(self) -> None:
         """Stop plugins (recording ``stopped``), close the socket, close the database."""
         if self._retention is not None:
@@ -122,6 +147,9 @@ class Daemon:
             except Exception as exc:
                 log.exception("stopping: %s failed", step.__qualname__)
                 failure = failure or exc
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
         for fd in self._lock_fds:
             os.close(fd)
         self._lock_fds.clear()

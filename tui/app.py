@@ -18,6 +18,7 @@ from textual.reactive import var
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
+import harness
 from harness.config import Config, ConfigError, load
 from harness.protocol import Event
 from tui import demo
@@ -170,9 +171,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Monitor and configure the harness daemon: plugins, connections, events.",
     )
     parser.add_argument(
+        "--version", action="version", version=f"harness-tui {harness.__version__}"
+    )
+    parser.add_argument(
         "--config",
         metavar="FILE",
-        help="the daemon's config file (default: $HARNESS_CONFIG, else built-in defaults)",
+        help="the daemon's config file (default: $HARNESS_CONFIG, else "
+        "~/.config/harness/config.toml if it exists, else built-in defaults)",
     )
     parser.add_argument("--plugin", metavar="NAME", help="open straight on this plugin's settings")
     parser.add_argument(

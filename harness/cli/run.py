@@ -14,6 +14,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness import config as config_mod
     from harness import logs
     from harness.daemon import serve
+    from harness.metrics import MetricsError
     from harness.server import AlreadyRunning
     from harness.store import StoreError
 
@@ -30,7 +31,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as exc:
         err(str(exc))
         return EXIT_USAGE
-    except (AlreadyRunning, StoreError, FileExistsError, PermissionError) as exc:
+    except (AlreadyRunning, StoreError, FileExistsError, PermissionError, MetricsError) as exc:
         err(str(exc))
         return EXIT_FAILED
     except KeyboardInterrupt:
