@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import string
 import sys
 from importlib import resources
 from pathlib import Path
@@ -28,7 +27,7 @@ def exec_start(config: str | None = None) -> str:
 
 
 def render(*, system: bool, config: str | None = None) -> str:
-    return string.Template(template(system)).substitute(exec_start=exec_start(config))
+    return template(system).replace("@EXEC_START@", exec_start(config))
 
 
 def user_unit_path() -> Path:

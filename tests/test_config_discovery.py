@@ -1,0 +1,95 @@
+"""Where the configuration comes from: --config, then $HARNESS_CONFIG, then the user config
+file (platformdirs), then defaults; `harness config` says which; a bad file creates nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from harness import config as config_mod
+from tests.conftest import run_cli, subprocess_env, write_config
+
+
+@pytest.fixture
+def xdg(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = state_dir / "xdg-config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    monkeypatch.delenv(config_mod.ENV_CONFIG, raising=False)
+    return home
+
+
+def test_precedence_flag_then_env_then_user_file_then_defaults(
+    xdg: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert config_mod.locate() == (None, "default")
+    assert config_mod.load().source == ""
+    user = xdg / "harness" / "config.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text('[daemon]\nlog_level = "debug"\n')
+    assert config_mod.user_config_file() == user
+    assert config_mod.locate() == (user, "discovered")
+    assert config_mod.load().daemon.log_level == "debug"
+    env_file = state_dir / "env.toml"
+    env_file.write_text('[daemon]\nlog_level = "warning"\n')
+    monkeypatch.setenv(config_mod.ENV_CONFIG, str(env_file))
+    assert config_mod.load().daemon.log_level == "warning"
+    flag_file = state_dir / "flag.toml"
+    flag_file.write_text('[daemon]\nlog_level = "error"\n')
+    assert config_mod.load(flag_file).daemon.log_level == "error"
+    assert config_mod.locate(flag_file) == (flag_file, "flag")
+
+
+def test_metrics_listen_is_checked(state_dir: Path) -> None:
+    bad = state_dir / "bad.toml"
+    bad.write_text('[metrics]\nlisten = "9464"\n')
+    with pytest.raises(config_mod.ConfigError, match=r"metrics\.listen: expected HOST:PORT"):
+        config_mod.load(bad)
+    assert config_mod.parse_listen("[::1]:9464") == ("::1", 9464)
+
+
+async def test_harness_config_says_where_each_value_came_from(state_dir: Path) -> None:
+    env = subprocess_env(state_dir)
+    user = state_dir / "xdg-config" / "harness" / "config.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text(
+        '[daemon]\nlog_level = "debug"\n\n[metrics]\nlisten = "127.0.0.1:9464"\n\n'
+        '[plugins.discord]\nbot_token = "cfg-Secret-Tok3n"\nstatus_text = "on duty"\n'
+    )
+    result = await run_cli("config", "--json", env=env)
+    assert result.rc == 0, result
+    report = msgspec.json.decode(result.out)
+    assert report["file"] == str(user) and report["file_origin"] == "discovered"
+    values = report["values"]
+    assert values["daemon.log_level"] == {"value": "debug", "source": "file"}
+    assert values["daemon.stop_timeout"] == {"value": 10.0, "source": "default"}
+    assert values["metrics.listen"]["source"] == "file"
+    assert values["socket_path"]["source"] == "env"  # XDG_RUNTIME_DIR decides it
+    assert values["plugins.discord.bot_token"] == {"value": {"set": True}, "source": "file"}
+    assert "cfg-Secret-Tok3n" not in result.out
+    flagged = await run_cli("--socket", "/tmp/x.sock", "config", "--json", env=env)
+    assert msgspec.json.decode(flagged.out)["values"]["socket_path"] == {
+        "value": "/tmp/x.sock",
+        "source": "flag",
+        "detail": "--socket",
+    }
+    human = await run_cli("config", env=env)
+    assert (
+        human.rc == 0 and f"config file: {user} (found in the user config directory)" in human.out
+    )
+    row = next(line for line in human.out.splitlines() if line.startswith("daemon.log_level"))
+    assert row.split() == ["daemon.log_level", "debug", "file"]
+    assert "cfg-Secret-Tok3n" not in human.out and "(set)" in human.out
+
+
+async def test_a_bad_plugin_table_is_refused_before_anything_is_created(state_dir: Path) -> None:
+    cfg = write_config(state_dir, plugins={"discord": {"max_backoff": "abc"}})
+    env = subprocess_env(state_dir)
+    result = await run_cli("run", "--config", str(cfg), env=env)
+    assert result.rc == 2, result
+    assert "plugins.discord.max_backoff: expected a whole number" in result.err
+    # No socket directory, no lock, no database: nothing on disk.
+    assert not (state_dir / "run").exists() and not (state_dir / "state").exists()
+    checked = await run_cli("config", "--config", str(cfg), env=env)
+    assert checked.rc == 2 and "plugins.discord.max_backoff" in checked.err
