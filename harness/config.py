@@ -107,7 +107,7 @@ def locate(path: str | os.PathLike[str] | None = None) -> tuple[Path | None, str
 def parse_listen(value: str) -> tuple[str, int]:
     """``host:port`` (``[::1]:9464`` for IPv6) into its parts; ValueError says what is wrong."""
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"expected HOST:PORT such as 127.0.0.1:9464, got {value!r}")
     return host.removeprefix("[").removesuffix("]"), int(port)
 

@@ -77,6 +77,12 @@ def cmd_config(args: argparse.Namespace) -> int:
     from harness import config as config_mod
     from harness.cli.output import table
 
+    if args.example:
+        from importlib import resources
+
+        text = resources.files("harness.data").joinpath("config.example.toml").read_text()
+        print(text, end="")
+        return EXIT_OK
     try:
         report = explain(args.config, args.socket)
     except config_mod.ConfigError as exc:
@@ -121,4 +127,9 @@ def register(sub: Any, parents: Any) -> None:
         "would: exit 2 if it is bad.",
     )
     cfg.add_argument("--json", action="store_true", help="machine-readable output")
+    cfg.add_argument(
+        "--example",
+        action="store_true",
+        help="print the example config (every key, its default and what it does) and exit",
+    )
     cfg.set_defaults(func=cmd_config)
