@@ -48,9 +48,11 @@ def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]])
     try:
         return asyncio.run(go())
     except DaemonUnavailable as exc:
+        command = getattr(args, "command", "") or ""
         err(
             f"{exc}\n  start it: harness run   (as a service: systemctl --user start harness)"
-            f"\n  or point at it: harness --socket PATH {getattr(args, 'command', '')}".rstrip()
+            f"\n  or point at it: harness --socket PATH {command}".rstrip()
+            + "\n  a socket forwarded over ssh -L? the tunnel may be down: start it again"
         )
         return EXIT_NO_DAEMON
     except ClientError as exc:
