@@ -49,17 +49,28 @@ def test_metrics_listen_is_checked(state_dir: Path) -> None:
     assert config_mod.parse_listen("[::1]:9464") == ("::1", 9464)
 
 
-async def test_harness_config_says_where_each_value_came_from(state_dir: Path) -> None:
-    env = subprocess_env(state_dir)
-    user = state_dir / "xdg-config" / "harness" / "config.toml"
+def harness_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """The command line in this process (it only reads files: no daemon, no event loop)."""
+    from harness.cli import main
+
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_harness_config_says_where_each_value_came_from(
+    xdg: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(state_dir))
+    user = xdg / "harness" / "config.toml"
     user.parent.mkdir(parents=True)
     user.write_text(
         '[daemon]\nlog_level = "debug"\n\n[metrics]\nlisten = "127.0.0.1:9464"\n\n'
         '[plugins.discord]\nbot_token = "cfg-Secret-Tok3n"\nstatus_text = "on duty"\n'
     )
-    result = await run_cli("config", "--json", env=env)
-    assert result.rc == 0, result
-    report = msgspec.json.decode(result.out)
+    rc, out, _ = harness_cli(capsys, "config", "--json")
+    assert rc == 0
+    report = msgspec.json.decode(out)
     assert report["file"] == str(user) and report["file_origin"] == "discovered"
     values = report["values"]
     assert values["daemon.log_level"] == {"value": "debug", "source": "file"}
@@ -67,29 +78,28 @@ async def test_harness_config_says_where_each_value_came_from(state_dir: Path) -
     assert values["metrics.listen"]["source"] == "file"
     assert values["socket_path"]["source"] == "env"  # XDG_RUNTIME_DIR decides it
     assert values["plugins.discord.bot_token"] == {"value": {"set": True}, "source": "file"}
-    assert "cfg-Secret-Tok3n" not in result.out
-    flagged = await run_cli("--socket", "/tmp/x.sock", "config", "--json", env=env)
-    assert msgspec.json.decode(flagged.out)["values"]["socket_path"] == {
+    assert "cfg-Secret-Tok3n" not in out
+    _, flagged, _ = harness_cli(capsys, "--socket", "/tmp/x.sock", "config", "--json")
+    assert msgspec.json.decode(flagged)["values"]["socket_path"] == {
         "value": "/tmp/x.sock",
         "source": "flag",
         "detail": "--socket",
     }
-    human = await run_cli("config", env=env)
-    assert (
-        human.rc == 0 and f"config file: {user} (found in the user config directory)" in human.out
-    )
-    row = next(line for line in human.out.splitlines() if line.startswith("daemon.log_level"))
+    rc, human, _ = harness_cli(capsys, "config")
+    assert rc == 0 and f"config file: {user} (found in the user config directory)" in human
+    row = next(line for line in human.splitlines() if line.startswith("daemon.log_level"))
     assert row.split() == ["daemon.log_level", "debug", "file"]
-    assert "cfg-Secret-Tok3n" not in human.out and "(set)" in human.out
+    assert "cfg-Secret-Tok3n" not in human and "(set)" in human
 
 
-async def test_a_bad_plugin_table_is_refused_before_anything_is_created(state_dir: Path) -> None:
+async def test_a_bad_plugin_table_is_refused_before_anything_is_created(
+    state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = write_config(state_dir, plugins={"discord": {"max_backoff": "abc"}})
-    env = subprocess_env(state_dir)
-    result = await run_cli("run", "--config", str(cfg), env=env)
+    result = await run_cli("run", "--config", str(cfg), env=subprocess_env(state_dir))
     assert result.rc == 2, result
     assert "plugins.discord.max_backoff: expected a whole number" in result.err
     # No socket directory, no lock, no database: nothing on disk.
     assert not (state_dir / "run").exists() and not (state_dir / "state").exists()
-    checked = await run_cli("config", "--config", str(cfg), env=env)
-    assert checked.rc == 2 and "plugins.discord.max_backoff" in checked.err
+    rc, _, err = harness_cli(capsys, "config", "--config", str(cfg))
+    assert rc == 2 and "plugins.discord.max_backoff" in err
