@@ -70,7 +70,7 @@ def cmd_events(args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(msgspec.json.encode(event) + b"\n")
         else:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.ts))
-            print(f"{event.seq:>8} {stamp} {event.event:<24} {event_text(event.data)}")
+            print(f"{event.seq:>8} {stamp} {event.event:<24} {event_text(event.data, event.seq)}")
         sys.stdout.flush()
 
     async def body(client: Any) -> int:

@@ -117,8 +117,9 @@ def fix_hints(plugins: list[dict[str, Any]]) -> list[str]:
     return hints
 
 
-def event_text(data: Any) -> str:
-    """Event data as ``key=value`` pairs, the telling keys first, times in local time."""
+def event_text(data: Any, seq: int | None = None) -> str:
+    """Event data as ``key=value`` pairs, the telling keys first, times in local time; a
+    connection's own ``seq`` (the event's) is left out."""
     if not isinstance(data, dict):
         import msgspec
 
@@ -129,6 +130,8 @@ def event_text(data: Any) -> str:
     parts = []
     for key in keys:
         value = data[key]
+        if key == "seq" and value == seq:
+            continue
         if key in TIME_KEYS and isinstance(value, (int, float)) and value > 0:
             text = when(value)
         elif isinstance(value, str):
