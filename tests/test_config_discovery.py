@@ -95,11 +95,29 @@ def test_harness_config_says_where_each_value_came_from(
 async def test_a_bad_plugin_table_is_refused_before_anything_is_created(
     state_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cfg = write_config(state_dir, plugins={"discord": {"max_backoff": "abc"}})
-    result = await run_cli("run", "--config", str(cfg), env=subprocess_env(state_dir))
+    # Found by discovery (no --config): the daemon reads the user config file by itself.
+    (state_dir / "xdg-config" / "harness").mkdir(parents=True)
+    cfg = write_config(
+        state_dir,
+        plugins={"discord": {"max_backoff": "abc"}},
+        name="xdg-config/harness/config.toml",
+    )
+    result = await run_cli("run", env=subprocess_env(state_dir))
     assert result.rc == 2, result
-    assert "plugins.discord.max_backoff: expected a whole number" in result.err
+    assert f"{cfg}: plugins.discord.max_backoff: expected a whole number" in result.err
     # No socket directory, no lock, no database: nothing on disk.
     assert not (state_dir / "run").exists() and not (state_dir / "state").exists()
     rc, _, err = harness_cli(capsys, "config", "--config", str(cfg))
     assert rc == 2 and "plugins.discord.max_backoff" in err
+
+
+def test_the_tui_reads_the_user_config_file_too(
+    xdg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tui.app import main
+
+    user = xdg / "harness" / "config.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text("[daemon]\nno_such_key = 1\n")
+    assert main([]) == 2  # refused before Textual starts, naming the file it found
+    assert f"harness-tui: {user}: daemon.no_such_key: unknown key" in capsys.readouterr().err
