@@ -18,10 +18,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.server import AlreadyRunning
     from harness.store import StoreError
 
+    check = "harness config" + (f" --config {args.config}" if args.config else "")
     try:
         cfg = config_mod.load(args.config)
     except config_mod.ConfigError as exc:
-        err(str(exc))
+        err(f"{exc}\n  fix it, then check it with: {check}")
         return EXIT_USAGE
     if args.socket:
         cfg.daemon.socket = args.socket
@@ -29,9 +30,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(serve(cfg))
     except config_mod.ConfigError as exc:
-        err(str(exc))
+        err(f"{exc}\n  fix it, then check it with: {check}")
         return EXIT_USAGE
-    except (AlreadyRunning, StoreError, FileExistsError, PermissionError, MetricsError) as exc:
+    except AlreadyRunning as exc:
+        err(f"{exc}\n  talk to it: harness status   (or stop it first)")
+        return EXIT_FAILED
+    except (StoreError, FileExistsError, PermissionError, MetricsError) as exc:
         err(str(exc))
         return EXIT_FAILED
     except KeyboardInterrupt:

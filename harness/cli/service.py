@@ -14,6 +14,15 @@ def cmd_service(args: argparse.Namespace) -> int:
 
     system = args.scope == "system"
     text = service.render(system=system, config=args.config)
+    executable = service.exec_start(args.config).split()[0]
+    if system and executable.startswith(("/home/", "/root/")):
+        # Said on stderr so that --print still gives a clean unit on stdout.
+        err(
+            f"warning: {executable} is under a home directory, which the system unit hides "
+            "(ProtectHome=yes); install harness system-wide first, e.g.\n"
+            "  PIPX_HOME=/opt/pipx PIPX_BIN_DIR=/usr/local/bin pipx install .\n"
+            "  and run that installation's `harness service install --system`"
+        )
     if args.print:
         sys.stdout.write(text)
         return EXIT_OK
