@@ -130,8 +130,8 @@ def event_text(data: Any, seq: int | None = None) -> str:
     parts = []
     for key in keys:
         value = data[key]
-        if key == "seq" and value == seq:
-            continue
+        if (key == "seq" and value == seq) or value is None:
+            continue  # the row's own seq; a null says nothing
         if key in TIME_KEYS and isinstance(value, (int, float)) and value > 0:
             text = when(value)
         elif isinstance(value, str):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -56,8 +56,8 @@ def compact(event: Event, width: int = DATA_WIDTH, tz: dt.tzinfo | None = None) 
     parts = []
     for key in keys:
         value = data[key]
-        if key == "seq" and value == event.seq:
-            continue
+        if (key == "seq" and value == event.seq) or value is None:
+            continue  # the row's own seq; a null says nothing
         if key in TIME_KEYS and isinstance(value, (int, float)) and value > 0:
             text = dt.datetime.fromtimestamp(value, tz).strftime("%H:%M:%S")
         else:
@@ -145,9 +145,9 @@ class EventsScreen(Screen[None]):
         Binding("escape", "focus_log", "Back to the log", show=False, id="events.log"),
         Binding("ctrl+l", "clear", "Clear", id="events.clear"),
         Binding("ctrl+e", "export", "Export", id="events.export"),
-        Binding("k", "select(-1)", "Older event in the detail pane", show=False, id="events.older"),
-        Binding("j", "select(1)", "Newer event in the detail pane", show=False, id="events.newer"),
-        Binding("G", "select_newest", "Follow the newest event", show=False, id="events.newest"),
+        Binding("k", "select(-1)", "Older event (detail)", show=False, id="events.older"),
+        Binding("j", "select(1)", "Newer event (detail)", show=False, id="events.newer"),
+        Binding("G", "select_newest", "Follow the newest", show=False, id="events.newest"),
     ]
 
     def __init__(self) -> None:
@@ -197,8 +197,13 @@ class EventsScreen(Screen[None]):
         self._update_state()
 
     def _shown(self, events: Iterable[Event]) -> list[tuple[Event, str]]:
+        """The events the filter lets through, with their rows. Names are checked before a
+        row is formatted, and words only when there are any: this runs on every batch."""
         tz, match = self.harness.tz, self.filter
-        rows = ((e, format_event(e, tz)) for e in events)
+        names = match.names
+        rows = [(e, format_event(e, tz)) for e in events if names(e.event)]
+        if not match.words:
+            return rows
         return [(e, line) for e, line in rows if match(e, line)]
 
     def _on_batch(self, batch: EventBatch) -> None:
@@ -209,8 +214,10 @@ class EventsScreen(Screen[None]):
             self.held_while_paused += len(batch.events)
         else:
             # Only the tail can stay in the log anyway: format no more than it keeps.
-            tail = self._shown(batch.events[-KEPT:] if self.filter.empty else batch.events)
-            tail = tail[-KEPT:]
+            events: Sequence[Event] = batch.events
+            if not self.filter.words:  # then every match is a name match: cut before formatting
+                events = [e for e in events if self.filter.names(e.event)]
+            tail = self._shown(events[-KEPT:] if not self.filter.words else events)[-KEPT:]
             if tail:
                 self.query_one(Log).write_lines([line for _, line in tail])
                 if self.selected is None:
