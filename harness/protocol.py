@@ -119,11 +119,14 @@ class Replayed(msgspec.Struct, tag="replayed", tag_field="type"):
     count: int
 
 
-class Event(msgspec.Struct, tag="event", tag_field="type"):
+class Event(msgspec.Struct, tag="event", tag_field="type", omit_defaults=True):
     seq: int
     ts: float
     event: str
     data: dict[str, Any]
+    # False only while storage is failing: the event was published live but is not in the
+    # history (a replay will not return it). Omitted from frames when true.
+    persisted: bool = True
 
 
 class Response(msgspec.Struct, tag="response", tag_field="type"):
