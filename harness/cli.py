@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from harness import __version__
+from harness import __version__, protocol
 from harness import config as config_mod
 from harness.protocol import STATE_GLYPHS
 
@@ -96,6 +96,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{up % 60}s, seq {st['seq']}, {st['clients']} client(s)"
         )
         print(f"  socket    {st['socket']}\n  database  {st['database']}")
+        storage = st.get("storage")
+        health = None if storage is None else msgspec.convert(storage, protocol.StorageHealth)
+        print(f"  storage   {protocol.describe_storage(health)}")
         _plugin_table(st["plugins"])
         return EXIT_OK
 

@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from harness.bus import Bus
-from harness.protocol import Event
+from harness.protocol import STORAGE_EVENT, Event, StorageHealth
 from harness.store import BatchRow, Store, describe_error, is_storage_error
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 1024  # events per transaction: bounds one commit's time and the WAL it writes
 RETRY_INTERVAL = 1.0  # seconds between attempts to write again while storage is failing
 AGE_CHECK_INTERVAL = 10.0  # seconds between look-ups of the retention age cutoff
-STORAGE_EVENT = "daemon:storage"
 
 DataArg = dict[str, Any] | Callable[[int, float], dict[str, Any]]
 
@@ -44,18 +43,6 @@ class Retention(msgspec.Struct, frozen=True):
     keep: int
     max_age_days: float = 0.0
     chunk: int = 512
-
-
-class StorageHealth(msgspec.Struct, omit_defaults=True):
-    """What ``status`` reports about writing the database."""
-
-    ok: bool = True
-    cause: str | None = None  # "disk full", "database is read-only", "I/O error", ...
-    detail: str | None = None  # SQLite's own message
-    since: float | None = None  # when the current failure began
-    unpersisted: int = 0  # events published but not stored since then
-    first_unpersisted: int | None = None  # their seq range
-    last_unpersisted: int | None = None
 
 
 class _Pending:
@@ -73,6 +60,12 @@ class _Pending:
     ) -> None:
         self.name, self.data, self.plugin, self.metadata_key = name, data, plugin, metadata_key
         self.ts, self.on_published, self.future = ts, on_published, future
+
+
+def _fail(future: asyncio.Future[Event], exc: BaseException) -> None:
+    if not future.done():  # done: its caller was cancelled and no longer waits
+        future.set_exception(exc)
+        future.exception()  # marks it retrieved: the caller re-raises it all the same
 
 
 def _encode(value: Any) -> str:
@@ -128,7 +121,9 @@ class Recorder:
             self._writer = asyncio.get_running_loop().create_task(self._run(), name="recorder")
         assert self._wake is not None
         self._wake.set()
-        return await asyncio.shield(future)
+        # Not shielded (a shield costs a loop iteration per event): a cancelled caller cancels
+        # only this future; the writer still commits and publishes the event.
+        return await future
 
     async def close(self) -> None:
         """Write and publish what is queued, then stop the writer. Never cancels a commit."""
@@ -175,15 +170,13 @@ class Recorder:
                     break
                 keys.add(key)
             queue.popleft()
-            if p.future.cancelled():  # only possible if the loop is being torn down
-                continue
             seq = self.bus.next_seq()
             now = time.time() if p.ts is None else p.ts
             try:
                 payload = p.data(seq, now) if callable(p.data) else p.data
                 text = _encode(payload)
             except Exception as exc:  # this caller's bug: it alone hears of it
-                p.future.set_exception(exc)
+                _fail(p.future, exc)
                 continue
             event = Event(seq=seq, ts=now, event=p.name, data=payload)
             batch.append((p, event, BatchRow(seq, now, p.name, text, p.plugin, p.metadata_key)))
@@ -208,9 +201,9 @@ class Recorder:
             removed = await self.store.write_batch(rows, metadata=metadata, prune_below=prune_below)
         except Exception as exc:
             if not is_storage_error(exc):
+                log.error("recording %d events failed: %s", len(batch), exc)
                 for p, _, _ in batch:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
+                    _fail(p.future, exc)
                 return
             self._failed(exc, batch)
             self._publish(batch, persisted=False)
@@ -235,8 +228,7 @@ class Recorder:
                 try:
                     p.on_published(event)
                 except Exception as exc:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
+                    _fail(p.future, exc)
                     continue
             if not p.future.done():
                 p.future.set_result(event)
