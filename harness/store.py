@@ -456,9 +456,10 @@ class Store:
         aiosqlite would hop threads and wake the event loop once each, which is most of the
         cost of a small transaction."""
         async with self._tx_lock:
-            return await self._conn._execute(
+            removed: int = await self._conn._execute(
                 _write_batch, self._conn._conn, rows, metadata, prune_below
             )
+        return removed
 
     async def events_after(
         self, since: int, upto: int | None = None, *, limit: int = 1000
