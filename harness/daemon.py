@@ -217,13 +217,22 @@ class Daemon:
 
 @contextlib.contextmanager
 def _not_found(name: str) -> Any:
-    """Map the plugin host's refusals to error frames."""
+    """Map the plugin host's refusals, and a database that cannot be written, to error
+    frames."""
     try:
         yield
     except PluginNotFound:
         raise RequestError(protocol.E_NOT_FOUND, f"no plugin named {name!r}") from None
     except ShuttingDown as exc:
         raise RequestError(protocol.E_SHUTTING_DOWN, str(exc)) from None
+    except Exception as exc:
+        if not is_storage_error(exc):
+            raise
+        raise RequestError(
+            protocol.E_STORAGE,
+            f"storage failing: {describe_error(exc)} ({exc}); the change may not have been "
+            "saved. Fix the cause and try again.",
+        ) from None
 
 
 async def serve(config: Config) -> int:

@@ -220,6 +220,7 @@ E_NOT_FOUND = "not_found"
 E_INVALID_SETTINGS = "invalid_settings"
 E_PERMISSION = "permission_denied"
 E_SHUTTING_DOWN = "shutting_down"  # the daemon is stopping; retry once it is back
+E_STORAGE = "storage_failed"  # the database cannot be written (disk full...); nothing changed
 E_INTERNAL = "internal_error"
 
 # -- encoding --------------------------------------------------------------------------------

@@ -17,11 +17,11 @@ from typing import Any, ClassVar
 import msgspec
 import pytest
 
-from harness.client import Client
+from harness.client import Client, ClientError
 from harness.config import Config
 from harness.daemon import Daemon
 from harness.plugin import Plugin, PluginContext
-from harness.protocol import STORAGE_EVENT, Event
+from harness.protocol import STORAGE_EVENT, Event, SettingField
 from harness.store import MAX_PAGES_ENV, Store
 from tests.conftest import (
     REPO_ROOT,
@@ -39,7 +39,11 @@ class Link(Plugin):
 
     name = "link"
     version = "0.1"
+    settings_schema = (SettingField("motto", "string", default=""),)
     contexts: ClassVar[list[PluginContext]] = []
+
+    async def apply_settings(self, ctx: PluginContext, changed: frozenset[str]) -> bool:
+        return True
 
     async def start(self, ctx: PluginContext) -> None:
         Link.contexts.append(ctx)
@@ -119,6 +123,11 @@ async def test_storage_full_during_an_outage_is_told_live_and_caught_up_after(
     out, err = await asyncio.wait_for(cli.communicate(), 30)
     assert cli.returncode == 0, err.decode()
     assert "storage failing: disk full since " in out.decode()
+
+    # A request that must write is refused with the cause, and the connection carries on.
+    with pytest.raises(ClientError) as refused:
+        await client.request("plugins.update_settings", name="link", settings={"motto": "m" * 3000})
+    assert refused.value.code == "storage_failed" and "disk full" in str(refused.value)
 
     conn_before, history_before = stored(config.database_path)
     assert conn_before["state"] == "connected" and conn_before["seq"] < live[0].seq
