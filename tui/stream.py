@@ -164,7 +164,9 @@ class Stream:
         if not isinstance(health, dict):
             return None
         try:
-            described = describe_storage(msgspec.convert(health, StorageHealth))
+            # Without the count of unstored events: it would not fit at 80 columns.
+            current = msgspec.convert(health, StorageHealth)
+            described = describe_storage(msgspec.structs.replace(current, unpersisted=0))
         except msgspec.ValidationError:
             return None
         return None if described == "ok" else described
