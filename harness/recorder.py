@@ -150,10 +150,13 @@ class Recorder:
                     except TimeoutError:
                         pass
             if self._queue or not self.health.ok:
+                batch = self._take()
                 try:
-                    await self._commit(self._take())
-                except Exception:  # a bug here must not stop every later record for good
+                    await self._commit(batch)
+                except Exception as exc:  # a bug here must not stop every later record
                     log.exception("recorder: writing a batch failed unexpectedly")
+                    for p, _, _ in batch:
+                        _fail(p.future, exc)
 
     def _take(self) -> list[tuple[_Pending, Event, BatchRow]]:
         """Up to MAX_BATCH queued events, seqs assigned in order and payloads built. A second
@@ -205,8 +208,11 @@ class Recorder:
                 for p, _, _ in batch:
                     _fail(p.future, exc)
                 return
+            first_failure = self.health.ok
             self._failed(exc, batch)
             self._publish(batch, persisted=False)
+            if first_failure:
+                self._announce_failure()
             return
         if prune_below:
             self._oldest = prune_below
@@ -237,8 +243,7 @@ class Recorder:
 
     def _failed(self, exc: BaseException, batch: list[tuple[_Pending, Event, BatchRow]]) -> None:
         h = self.health
-        first_failure = h.ok
-        if first_failure:
+        if h.ok:
             self.health = h = StorageHealth(
                 ok=False, cause=describe_error(exc), detail=str(exc), since=time.time()
             )
@@ -256,22 +261,25 @@ class Recorder:
             h.last_unpersisted = event.seq
             if row.plugin is not None and row.metadata_key is not None:
                 self._unstored[(row.plugin, row.metadata_key)] = (row.data, row.ts)
-        if first_failure:
-            # Subscribers hear of it at once, as a live-only event like the ones it affects.
-            seq = self.bus.next_seq()
-            h.last_unpersisted = seq
-            if h.first_unpersisted is None:
-                h.first_unpersisted = seq
-            h.unpersisted += 1
-            self.bus.publish(
-                Event(
-                    seq=seq,
-                    ts=time.time(),
-                    event=STORAGE_EVENT,
-                    data={"state": "failing", "cause": h.cause, "detail": h.detail},
-                    persisted=False,
-                )
+
+    def _announce_failure(self) -> None:
+        """Subscribers hear of it at once, as a live-only event like the ones it affects (after
+        the failed batch, so seqs stay in order)."""
+        h = self.health
+        seq = self.bus.next_seq()
+        h.last_unpersisted = seq
+        if h.first_unpersisted is None:
+            h.first_unpersisted = seq
+        h.unpersisted += 1
+        self.bus.publish(
+            Event(
+                seq=seq,
+                ts=time.time(),
+                event=STORAGE_EVENT,
+                data={"state": "failing", "cause": h.cause, "detail": h.detail},
+                persisted=False,
             )
+        )
 
     def _gap_data(self) -> dict[str, Any]:
         h = self.health
@@ -312,11 +320,16 @@ class Recorder:
         r = self.retention
         if r is None:
             return 0
-        if self._oldest is None:
-            self._oldest = await self.store.first_seq()
-        if r.max_age_days > 0 and time.monotonic() - self._age_checked > AGE_CHECK_INTERVAL:
-            self._age_checked = time.monotonic()
-            self._age_floor = await self.store.seq_before(time.time() - r.max_age_days * 86400)
+        try:
+            if self._oldest is None:
+                self._oldest = await self.store.first_seq()
+            if r.max_age_days > 0 and time.monotonic() - self._age_checked > AGE_CHECK_INTERVAL:
+                self._age_checked = time.monotonic()
+                cutoff = time.time() - r.max_age_days * 86400
+                self._age_floor = await self.store.seq_before(cutoff)
+        except Exception as exc:  # retention waits for a later batch; the events do not
+            log.debug("retention look-up failed: %s", exc)
+            return 0
         floor = min(max(newest - r.keep + 1, self._age_floor + 1), first)
         oldest = self._oldest or 1
         if oldest >= floor:

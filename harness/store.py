@@ -116,12 +116,14 @@ def _write_batch(
                 "INSERT INTO events (seq, ts, name, data) VALUES (?, ?, ?, ?)",
                 [(r.seq, r.ts, r.name, r.data) for r in rows],
             )
-        updates = [
+        # The extra values first: they are older than any row of this batch (values left
+        # unstored by a storage failure), so a row's newer value for the same key wins.
+        updates = [(_key_path(key), value, ts, plugin) for plugin, key, value, ts in metadata]
+        updates += [
             (_key_path(r.metadata_key), r.data, r.ts, r.plugin)
             for r in rows
             if r.plugin is not None and r.metadata_key is not None
         ]
-        updates += [(_key_path(key), value, ts, plugin) for plugin, key, value, ts in metadata]
         if updates:
             conn.executemany(
                 "UPDATE plugin_config SET metadata = json_set(metadata, ?, json(?)), "
@@ -446,11 +448,11 @@ class Store:
         metadata: Sequence[tuple[str, str, str, float]] = (),
         prune_below: int = 0,
     ) -> int:
-        """One transaction in ONE hop to the connection's thread: append ``rows`` (each also
-        setting its plugin's ``metadata[metadata_key]`` to its data), set the extra
-        ``(plugin, key, json, ts)`` metadata values, and delete events with ``seq <
-        prune_below``. Returns how many events were deleted. Raises ``sqlite3.Error`` with
-        nothing committed if any part fails.
+        """One transaction in ONE hop to the connection's thread: set the extra ``(plugin, key,
+        json, ts)`` metadata values, append ``rows`` (each also setting its plugin's
+        ``metadata[metadata_key]`` to its data, after the extra values), and delete events
+        with ``seq < prune_below``. Returns how many events were deleted. Raises
+        ``sqlite3.Error`` with nothing committed if any part fails.
 
         The function runs on aiosqlite's own thread (its ``_execute``): per statement,
         aiosqlite would hop threads and wake the event loop once each, which is most of the

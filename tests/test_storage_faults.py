@@ -86,6 +86,8 @@ async def test_storage_full_during_an_outage_is_told_live_and_caught_up_after(
     (ctx,) = Link.contexts
     client: Client = await connect()
     await client.subscribe(["link:*", STORAGE_EVENT])
+    watcher: Client = await connect()  # sees everything, in one order
+    await watcher.subscribe(["*"])
 
     await fill_up(daemon)
     failing = await next_matching(client, lambda e: e.event == STORAGE_EVENT)
@@ -158,6 +160,12 @@ async def test_storage_full_during_an_outage_is_told_live_and_caught_up_after(
     assert after.persisted and after.seq > recovered.seq
     assert stored(config.database_path)[0] == after.data
 
+    seen: list[int] = []
+    async with asyncio.timeout(5):
+        while not seen or seen[-1] < after.seq:
+            seen.append((await watcher.next_event()).seq)
+    assert seen == sorted(set(seen))  # every event, failing or not, in seq order
+
     # A replay across the gap returns what was stored: the recovery event stands where the
     # unstored events were.
     replayer: Client = await connect()
@@ -168,6 +176,26 @@ async def test_storage_full_during_an_outage_is_told_live_and_caught_up_after(
         assert isinstance(frame, Event)
         replayed.append(frame)
     assert [e.seq for e in replayed] == [recovered.seq, after.seq]
+
+
+async def test_recovering_in_the_same_commit_as_a_newer_state_keeps_the_newer(
+    start_daemon: StartDaemon, connect: Connect, config: Config
+) -> None:
+    Link.contexts.clear()
+    daemon = await start_daemon(plugins={"link": Link})
+    (ctx,) = Link.contexts
+    client: Client = await connect()
+    await client.subscribe([STORAGE_EVENT])
+    await fill_up(daemon)
+    unstored = await ctx.set_connection("disconnected", reason="outage")
+    assert daemon.store is not None
+    await daemon.store.limit_pages(1_000_000)
+    # At once, before the retry timer: this commit also stores what the outage left unstored,
+    # and that older value must not overwrite this newer one.
+    newest = await ctx.set_connection("connected")
+    assert newest["seq"] > unstored["seq"]
+    await next_matching(client, lambda e: e.data.get("state") == "recovered")
+    assert stored(config.database_path)[0] == newest == ctx.connection
 
 
 async def test_a_daemon_stopping_while_storage_fails_still_stops_cleanly(
