@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -251,6 +252,41 @@ def assert_refused(rc: int, err: str, path: Path, cause: str) -> None:
 async def test_start_on_a_full_database_is_refused_with_the_cause(state_dir: Path) -> None:
     # One page: the schema itself does not fit, exactly as on a disk with no room left.
     rc, err = await run_daemon(state_dir, **{MAX_PAGES_ENV: "1"})
+    assert_refused(rc, err, db_of(state_dir), "disk full")
+
+
+def fill_file(db: Path) -> int:
+    """Fill an existing database to its current size, as a full disk leaves it; returns the
+    page count to cap it at."""
+    with sqlite3.connect(db, isolation_level=None) as conn:
+        (pages,) = conn.execute("PRAGMA page_count").fetchone()
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        for size in (4000, 1000, 250, 60, 1):
+            while True:
+                try:
+                    conn.execute(
+                        "INSERT INTO events (ts, name, data) VALUES (?, 'test:filler', json(?))",
+                        (time.time(), msgspec.json.encode({"x": "f" * size}).decode()),
+                    )
+                except sqlite3.OperationalError as exc:
+                    assert "full" in str(exc)
+                    break
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return int(pages)
+
+
+async def test_restart_on_a_full_database_is_refused_with_the_cause(
+    start_daemon: StartDaemon, config: Config, state_dir: Path
+) -> None:
+    Link.contexts.clear()
+    cfg = msgspec.structs.replace(
+        config,
+        daemon=msgspec.structs.replace(config.daemon, database=str(db_of(state_dir))),
+    )
+    daemon = await start_daemon(plugins={"link": Link}, cfg=cfg)
+    await daemon.stop()
+    pages = fill_file(db_of(state_dir))
+    rc, err = await run_daemon(state_dir, **{MAX_PAGES_ENV: str(pages)})
     assert_refused(rc, err, db_of(state_dir), "disk full")
 
 
