@@ -1,0 +1,65 @@
+"""The ``harness`` command line: ``run`` the daemon, ``demo``, and clients that talk to it.
+
+One module per command (``harness/cli/<command>.py``), each with ``register(sub, parents)`` that
+adds its parser and sets ``func``. Command modules import asyncio, the client and the daemon
+inside their functions, so ``--help`` and the parser stay cheap.
+
+Exit codes: 0 success; 1 the operation failed (the daemon said no, a database problem, a daemon
+already running); 2 usage or configuration error; 3 no daemon to talk to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness import __version__
+from harness.cli import demo, events, plugins, run, status
+from harness.cli.common import EXIT_FAILED, EXIT_NO_DAEMON, EXIT_OK, EXIT_USAGE
+
+__all__ = ["EXIT_FAILED", "EXIT_NO_DAEMON", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+# The order of ``harness --help``.
+COMMANDS = (run, demo, status, events, plugins)
+
+
+class Parents:
+    """Option groups shared by the commands: ``common`` (all), ``client`` (those that talk to
+    the daemon)."""
+
+    def __init__(self) -> None:
+        from harness.config import ENV_CONFIG
+
+        self.common = argparse.ArgumentParser(add_help=False)
+        self.common.add_argument(
+            "--config",
+            metavar="FILE",
+            help=f"config file (default: ${ENV_CONFIG}, else built-in defaults)",
+        )
+        self.client = argparse.ArgumentParser(add_help=False, parents=[self.common])
+        self.client.add_argument(
+            "--socket", metavar="PATH", help="daemon socket (overrides the config)"
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="A plugin-hosting daemon with a Unix-socket event stream.",
+        epilog="exit codes: 0 ok, 1 failed, 2 usage or config error, 3 no daemon running",
+    )
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parents = Parents()
+    for command in COMMANDS:
+        command.register(sub, parents)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""What every client command shares: exit codes, error and JSON output, one daemon connection."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_DAEMON = 0, 1, 2, 3
+
+
+def err(message: str) -> None:
+    print(f"harness: {message}", file=sys.stderr)
+
+
+def print_json(value: Any) -> None:
+    import msgspec
+
+    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(value)) + b"\n")
+    sys.stdout.flush()
+
+
+def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> int:
+    """Connect to the daemon named by ``--socket``/``--config``, run ``body(client)``, and map
+    failures to exit codes with a message saying what to do."""
+    import asyncio
+
+    from harness import __version__
+    from harness import config as config_mod
+    from harness.client import Client, ClientError, DaemonUnavailable
+
+    try:
+        cfg = config_mod.load(args.config)
+    except config_mod.ConfigError as exc:
+        err(str(exc))
+        return EXIT_USAGE
+    path = Path(args.socket).expanduser() if args.socket else cfg.socket_path
+
+    async def go() -> int:
+        client = await Client.connect(path, client=f"harness-cli/{__version__}")
+        try:
+            return await body(client)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(go())
+    except DaemonUnavailable as exc:
+        err(f"{exc}\n  start it with `harness run`, or pass --socket/--config to find it")
+        return EXIT_NO_DAEMON
+    except ClientError as exc:
+        err(exc.message)
+        for field, problem in exc.details.get("fields", {}).items():
+            print(f"  {field}: {problem}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,148 @@
+"""``harness plugins``: list, inspect, enable, disable and configure plugins."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.cli.common import EXIT_OK, EXIT_USAGE, err, print_json, with_client
+from harness.cli.output import describe_connection, plugin_table
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    async def body(client: Any) -> int:
+        action = args.action
+        if action == "list":
+            plugins = await client.request("plugins.list")
+            if args.json:
+                print_json(plugins)
+            else:
+                plugin_table(plugins)
+            return EXIT_OK
+        if action == "show":
+            info = await client.request("plugins.get", name=args.name)
+            if args.json:
+                print_json(info)
+            else:
+                _show_plugin(info)
+            return EXIT_OK
+        if action in ("enable", "disable"):
+            info = await client.request(
+                "plugins.set_enabled", name=args.name, enabled=action == "enable"
+            )
+            print(f"{args.name}: {'enabled' if info['enabled'] else 'disabled'}, {info['status']}")
+            return EXIT_OK
+        info = await client.request("plugins.get", name=args.name)
+        try:
+            values = parse_assignments(args.assignments, info["schema"])
+        except ValueError as exc:
+            err(str(exc))
+            return EXIT_USAGE
+        info = await client.request("plugins.update_settings", name=args.name, settings=values)
+        print(f"{args.name}: saved {', '.join(sorted(values))}; status {info['status']}")
+        return EXIT_OK
+
+    return with_client(args, body)
+
+
+def _show_plugin(info: dict[str, Any]) -> None:
+    print(f"{info['name']} {info['version']}: {info['description']}")
+    print(f"  enabled     {'yes' if info['enabled'] else 'no'}")
+    reason = f" ({info['reason']})" if info.get("reason") else ""
+    print(f"  status      {info['status']}{reason}")
+    print(f"  connection  {describe_connection(info['metadata'].get('connection'))}")
+    if info["schema"]:
+        print("  settings:")
+    for field in info["schema"]:
+        value = info["settings"].get(field["name"])
+        if field["type"] == "secret":
+            shown = "(set)" if value and value.get("set") else "(not set)"
+        else:
+            shown = _json_text(value)
+        mark = " *" if field.get("required") else ""
+        print(
+            f"    {field['name']}{mark} = {shown}    [{field['type']}] "
+            f"{field.get('description', '')}"
+        )
+
+
+def parse_assignments(items: list[str], schema: list[dict[str, Any]]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings into typed values by the schema. ``KEY=`` unsets. A secret is never
+    taken from the command line (it would sit in shell history): ``KEY=-`` reads stdin,
+    ``KEY=@FILE`` reads a file."""
+    fields = {f["name"]: f for f in schema}
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        field = fields.get(key)
+        kind = field["type"] if field else "string"  # unknown keys: the daemon names them
+        if kind == "secret":
+            source = ""
+            if raw == "-":
+                source = "stdin"
+                raw = sys.stdin.readline().rstrip("\r\n")
+            elif raw.startswith("@"):
+                source = raw[1:]
+                try:
+                    raw = Path(source).expanduser().read_text().strip()
+                except OSError as exc:
+                    raise ValueError(f"{key}: cannot read {source}: {exc.strerror}") from exc
+            elif raw:
+                raise ValueError(
+                    f"{key} is a secret: pass {key}=- to read it from stdin or {key}=@FILE, "
+                    "so it never lands in shell history"
+                )
+            if source and not raw:
+                # Empty input (a script run without stdin, an empty file) would otherwise
+                # unset the stored secret, which only ``KEY=`` should do.
+                raise ValueError(
+                    f"{key}: the secret read from {source} is empty; nothing was changed "
+                    f"(to unset it, pass {key}=)"
+                )
+        if raw == "":
+            values[key] = None
+        elif kind == "integer":
+            try:
+                values[key] = int(raw)
+            except ValueError:
+                values[key] = raw  # the daemon's error names the field and the type
+        elif kind == "boolean":
+            lowered = raw.lower()
+            truthy, falsy = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+            values[key] = True if lowered in truthy else False if lowered in falsy else raw
+        else:
+            values[key] = raw
+    return values
+
+
+def _json_text(value: Any) -> str:
+    import msgspec
+
+    return msgspec.json.encode(value).decode()
+
+
+def register(sub: Any, parents: Any) -> None:
+    client = parents.client
+    plugins = sub.add_parser("plugins", help="list, inspect, enable, disable, configure plugins")
+    psub = plugins.add_subparsers(dest="action", required=True, metavar="ACTION")
+    plist = psub.add_parser("list", parents=[client], help="all plugins")
+    plist.add_argument("--json", action="store_true")
+    show = psub.add_parser("show", parents=[client], help="one plugin, its settings and state")
+    show.add_argument("name")
+    show.add_argument("--json", action="store_true")
+    for action in ("enable", "disable"):
+        p = psub.add_parser(action, parents=[client], help=f"{action} a plugin (applies live)")
+        p.add_argument("name")
+    pset = psub.add_parser(
+        "set",
+        parents=[client],
+        help="change settings (applies live)",
+        description="KEY=VALUE sets, KEY= unsets. Secrets: KEY=- reads stdin, KEY=@FILE a file.",
+    )
+    pset.add_argument("name")
+    pset.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+    plugins.set_defaults(func=cmd_plugins)
