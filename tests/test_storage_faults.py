@@ -125,7 +125,7 @@ async def test_storage_full_during_an_outage_is_told_live_and_caught_up_after(
     )
     out, err = await asyncio.wait_for(cli.communicate(), 30)
     assert cli.returncode == 0, err.decode()
-    assert "storage failing: disk full since " in out.decode()
+    assert "  storage   failing: disk full since " in out.decode()
 
     # A request that must write is refused with the cause, and the connection carries on.
     with pytest.raises(ClientError) as refused:

@@ -21,7 +21,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{up % 60}s, seq {st['seq']}, {st['clients']} client(s)"
         )
         print(f"  socket    {st['socket']}\n  database  {st['database']}")
-        print(f"  storage   {storage_line(st.get('storage'))}")
+        # "storage   failing: disk full since 12:03 (5 events not stored)"
+        print(f"  storage   {storage_line(st.get('storage')).removeprefix('storage ')}")
         plugin_table(st["plugins"])
         return EXIT_OK
 
