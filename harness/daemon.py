@@ -78,6 +78,7 @@ class Daemon:
                 ),
             )
             self.orchestrator = Orchestrator(self.store, self.recorder, cfg, self._plugins)
+            self.recorder.quiet = True
             try:
                 await self._prune()
                 await self.orchestrator.boot()
@@ -88,6 +89,7 @@ class Daemon:
             if not self.recorder.health.ok:
                 h = self.recorder.health
                 raise StoreError(self._cannot_write(h.cause or "?", h.detail or ""))
+            self.recorder.quiet = False
             self.server = Server(
                 socket_path,
                 self.bus,

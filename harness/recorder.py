@@ -89,6 +89,9 @@ class Recorder:
         self._age_floor = 0
         self._age_checked = 0.0
         self._last_gap: dict[str, Any] = {}
+        # While the daemon boots, a storage failure ends the start with one message of the
+        # daemon's own; the recorder's log line would only repeat it.
+        self.quiet = False
 
     async def record(
         self,
@@ -247,7 +250,8 @@ class Recorder:
             self.health = h = StorageHealth(
                 ok=False, cause=describe_error(exc), detail=str(exc), since=time.time()
             )
-            log.error(
+            log.log(
+                logging.DEBUG if self.quiet else logging.ERROR,
                 "storage failing: %s (%s) writing %s; events are published but not stored "
                 "until writes succeed again",
                 h.cause,

@@ -246,6 +246,7 @@ def db_of(state_dir: Path) -> Path:
 def assert_refused(rc: int, err: str, path: Path, cause: str) -> None:
     assert rc == 1, err
     assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err  # one message
     assert str(path) in err and cause in err, err
 
 
