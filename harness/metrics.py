@@ -2,8 +2,9 @@
 endpoint (``[metrics] listen``) that exposes them with prometheus_client.
 
 Decoupled like any other subscriber: it learns everything from the events the bus publishes
-(``{plugin}:connection`` and the rest), plus three readings taken at scrape time (stream seq,
-clients connected, storage errors) that the daemon hands it as callables.
+(``{plugin}:connection``, ``daemon:storage`` when writes start failing, and the rest), plus
+readings taken at scrape time (stream seq, clients connected, storage health) that the daemon
+hands it as callables.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from harness.bus import Patterns
-from harness.protocol import CONNECTION_STATES
+from harness.protocol import CONNECTION_STATES, STORAGE_EVENT
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class Metrics:
         *,
         seq: Callable[[], int],
         clients: Callable[[], int],
-        storage_errors: Callable[[], int] | None = None,
+        storage_ok: Callable[[], bool] | None = None,
         version: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -84,7 +85,7 @@ class Metrics:
         self.events_total = 0
         self.unpersisted_total = 0
         self._storage_errors = 0
-        self._read_storage_errors = storage_errors
+        self._storage_ok = storage_ok
         self._seq, self._clients = seq, clients
         self._clock = clock
         self._version = version
@@ -104,7 +105,9 @@ class Metrics:
         if getattr(event, "persisted", True) is False:
             self.unpersisted_total += 1
         name: str = event.event
-        if name.endswith(":connection"):
+        if name == STORAGE_EVENT and _field(event.data, "state") == "failing":
+            self._storage_errors += 1  # the recorder announces each failure once, as it begins
+        elif name.endswith(":connection"):
             self._connection(name.rpartition(":")[0], event.data, event.ts)
 
     def _connection(self, plugin: str, conn: Any, ts: float) -> None:
@@ -125,12 +128,11 @@ class Metrics:
         figures.latency = _latency_seconds(conn) if state == "connected" else None
 
     def storage_error(self, count: int = 1) -> None:
-        """Hook for the store's fault tracking: count a failed write."""
+        """Count a storage failure that did not come as a ``daemon:storage`` event."""
         self._storage_errors += count
 
     def storage_errors(self) -> int:
-        reading = self._read_storage_errors() if self._read_storage_errors else 0
-        return self._storage_errors + reading
+        return self._storage_errors
 
     # -- the endpoint ------------------------------------------------------------------------
 
@@ -251,7 +253,15 @@ class _Collector(Collector):
             f"{NAMESPACE}_clients", "Clients connected to the socket", value=m._clients()
         )
         storage = CounterMetricFamily(
-            f"{NAMESPACE}_storage_errors", "Storage writes that failed since the daemon started"
+            f"{NAMESPACE}_storage_errors",
+            "Times database writes started failing (disk full, read-only, I/O error) since the "
+            "daemon started",
         )
         storage.add_metric([], m.storage_errors())
         yield storage
+        if m._storage_ok is not None:
+            yield GaugeMetricFamily(
+                f"{NAMESPACE}_storage_ok",
+                "1 while the daemon can write its database, 0 while writes fail",
+                value=1 if m._storage_ok() else 0,
+            )

@@ -15,6 +15,7 @@ from harness.config import Config, MetricsConfig
 from harness.daemon import Daemon
 from harness.metrics import Metrics, MetricsError
 from harness.plugin import Plugin, PluginContext
+from harness.protocol import STORAGE_EVENT, Event
 from tests.conftest import StartDaemon, wait_until
 
 
@@ -70,6 +71,7 @@ async def test_metrics_follow_a_live_connection(daemon: Daemon, connect: object)
     assert (value(s, "harness_events_total") or 0) >= 2
     assert value(s, "harness_clients") == 0
     assert value(s, "harness_storage_errors_total") == 0
+    assert value(s, "harness_storage_ok") == 1
     assert value(s, "harness_info", version=__import__("harness").__version__) == 1
     assert Flip.ctx is not None
 
@@ -84,12 +86,22 @@ async def test_metrics_follow_a_live_connection(daemon: Daemon, connect: object)
     await Flip.ctx.set_connection("connected", username="Flip#1")
     client = await connect()  # type: ignore[operator]
     await wait_until(lambda: len(daemon.server.clients) == 1)  # type: ignore[union-attr]
-    daemon.metrics.storage_error()  # the hook the store's fault tracking feeds
+    # The recorder announces a storage failure as it begins, on the bus like any event.
+    daemon.bus.publish(  # type: ignore[union-attr]
+        Event(
+            seq=daemon.bus.next_seq(),  # type: ignore[union-attr]
+            ts=0.0,
+            event=STORAGE_EVENT,
+            data={"state": "failing", "cause": "disk full"},
+            persisted=False,
+        )
+    )
     s = await asyncio.to_thread(scrape, port)
     assert value(s, "harness_plugin_connection_attempts_total", plugin="flip") == 2
     assert value(s, "harness_plugin_reconnects_total", plugin="flip") == 1
     assert value(s, "harness_clients") == 1
     assert value(s, "harness_storage_errors_total") == 1
+    assert value(s, "harness_events_unpersisted_total") == 1
     await client.close()
 
 
