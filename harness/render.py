@@ -168,7 +168,9 @@ def short(
     return "  ".join(parts)
 
 
-def line(conn: Connection | None, now: float, tz: dt.tzinfo | None = None) -> str:
+def line(
+    conn: Connection | None, now: float, tz: dt.tzinfo | None = None, *, show_since: bool = True
+) -> str:
     """The CLI's line: everything, with absolute times, e.g. ``○ disconnected: 4009 session
     timed out (code 4009) · retrying in 3 s · attempt 2 (at 12:03:07) since 2026-11-26
     12:03:01``."""
@@ -191,7 +193,7 @@ def line(conn: Connection | None, now: float, tz: dt.tzinfo | None = None) -> st
         text += f" · {retry}"
         if conn.retry_at is not None:
             text += f" (at {clock_time(conn.retry_at, tz, seconds=True)})"
-    if conn.since:
+    if conn.since and show_since:
         when = dt.datetime.fromtimestamp(conn.since, tz).strftime("%Y-%m-%d %H:%M:%S")
         text += f" since {when}"
     return text
