@@ -3,30 +3,125 @@
 from __future__ import annotations
 
 import asyncio
-import fnmatch
-import re
 from collections.abc import Iterable
 from typing import Protocol
 
 from harness.protocol import Event, encode
 
+_Token = str | tuple[bool, frozenset[str], tuple[tuple[str, str], ...]] | None
+_STAR, _ANY = None, ""  # tokens: a literal character, `?`, `*`, or a `[...]` class
+
+
+def _parse_glob(pattern: str) -> tuple[_Token, ...]:
+    """fnmatch's syntax (``*``, ``?``, ``[seq]``, ``[!seq]``) as a list of tokens. A ``[``
+    without its ``]`` is a literal, as in fnmatch."""
+    tokens: list[_Token] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            if not tokens or tokens[-1] is not _STAR:  # `**` is `*`
+                tokens.append(_STAR)
+        elif c == "?":
+            tokens.append(_ANY)
+        elif c == "[":
+            j = i + 1 if i < n and pattern[i] == "!" else i
+            if j < n and pattern[j] == "]":
+                j += 1  # a `]` first in the class is a member
+            end = pattern.find("]", j)
+            if end < 0:
+                tokens.append("[")
+                continue
+            negate = pattern[i] == "!"
+            body = pattern[i + 1 if negate else i : end]
+            chars: set[str] = set()
+            ranges: list[tuple[str, str]] = []
+            k = 0
+            while k < len(body):
+                if k + 2 < len(body) and body[k + 1] == "-":
+                    ranges.append((body[k], body[k + 2]))
+                    k += 3
+                else:
+                    chars.add(body[k])
+                    k += 1
+            tokens.append((negate, frozenset(chars), tuple(ranges)))
+            i = end + 1
+        else:
+            tokens.append(c)
+    return tuple(tokens)
+
+
+def _one(token: _Token, ch: str) -> bool:
+    if token == _ANY:
+        return True
+    if isinstance(token, str):
+        return token == ch
+    assert token is not None
+    negate, chars, ranges = token
+    inside = ch in chars or any(lo <= ch <= hi for lo, hi in ranges)
+    return inside != negate
+
+
+def _glob_match(tokens: tuple[_Token, ...], name: str) -> bool:
+    """Greedy matching that backtracks only to the last ``*``: at most len(tokens) x len(name)
+    steps, with no regex compiled, cached or kept."""
+    t = s = 0
+    star_t, star_s = -1, 0
+    while s < len(name):
+        if t < len(tokens) and tokens[t] is not _STAR and _one(tokens[t], name[s]):
+            t += 1
+            s += 1
+        elif t < len(tokens) and tokens[t] is _STAR:
+            star_t, star_s = t, s
+            t += 1
+        elif star_t >= 0:
+            star_s += 1
+            t, s = star_t + 1, star_s
+        else:
+            return False
+    while t < len(tokens) and tokens[t] is _STAR:
+        t += 1
+    return t == len(tokens)
+
 
 class Patterns:
-    """Glob patterns over event names (``*:connection``, ``plugin:*``), memoised per name."""
+    """Glob patterns over event names (``*:connection``, ``plugin:*``), memoised per name.
 
-    __slots__ = ("_memo", "_regex", "patterns")
+    Matched by a small glob matcher, not ``fnmatch``: fnmatch compiles each pattern into a
+    regex kept in process-wide caches, so what one client subscribed to would cost memory (and
+    a pathological pattern, time) long after it left. Here a subscription's cost is its own
+    and bounded by the protocol's MAX_SUBSCRIBE_PATTERNS and MAX_PATTERN_CHARS."""
+
+    __slots__ = ("_globs", "_memo", "_prefixes", "_suffixes", "match_all", "patterns")
 
     def __init__(self, patterns: Iterable[str]) -> None:
-        self.patterns = tuple(patterns) or ("*",)
-        self._regex = re.compile("|".join(fnmatch.translate(p) for p in self.patterns))
+        self.patterns = tuple(dict.fromkeys(patterns)) or ("*",)
+        # The shapes clients actually use are answered without the matcher.
+        self.match_all = "*" in self.patterns
+        prefixes, suffixes, globs = [], [], []
+        for p in self.patterns:
+            body = p[1:] if p.startswith("*") else p[:-1] if p.endswith("*") else None
+            if body is not None and not any(c in body for c in "*?["):
+                (suffixes if p.startswith("*") else prefixes).append(body)
+            else:
+                globs.append(_parse_glob(p))
+        self._prefixes, self._suffixes = tuple(prefixes), tuple(suffixes)
+        self._globs = tuple(globs)
         self._memo: dict[str, bool] = {}
 
     def __call__(self, name: str) -> bool:
+        if self.match_all:
+            return True
         hit = self._memo.get(name)
         if hit is None:
             if len(self._memo) > 4096:  # event names are few; this only bounds a pathology
                 self._memo.clear()
-            hit = self._memo[name] = self._regex.match(name) is not None
+            hit = self._memo[name] = (
+                name.startswith(self._prefixes)
+                or name.endswith(self._suffixes)
+                or any(_glob_match(g, name) for g in self._globs)
+            )
         return hit
 
 
