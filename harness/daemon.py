@@ -211,7 +211,9 @@ def _not_found(name: str) -> Any:
     try:
         yield
     except PluginNotFound:
-        raise RequestError(protocol.E_NOT_FOUND, f"no plugin named {name!r}") from None
+        raise RequestError(
+            protocol.E_NOT_FOUND, f"no plugin named {protocol.clip(name)!r}"
+        ) from None
     except ShuttingDown as exc:
         raise RequestError(protocol.E_SHUTTING_DOWN, str(exc)) from None
 

@@ -375,9 +375,9 @@ class ClientConnection(asyncio.Protocol):
         log.warning("%s answer of %d bytes not sent to %s", frame.method, len(data), self.peer)
         self.send_error(
             protocol.E_RESPONSE_TOO_LARGE,
-            f"the answer to {frame.method} would be {len(data) - 1} bytes, over the "
-            f"{protocol.MAX_FRAME_BYTES}-byte frame limit; a setting is probably too large "
-            "(unset it with plugins.update_settings)",
+            f"{frame.method} was carried out, but its answer would be {len(data) - 1} bytes, "
+            f"over the {protocol.MAX_FRAME_BYTES}-byte frame limit, so it is not sent; a "
+            "setting is probably too large (unset it with plugins.update_settings)",
             frame.id,
         )
 
@@ -531,8 +531,9 @@ class Server:
 
     def _at_fd_limit(self, exc: OSError) -> None:
         """Out of descriptors: use the reserve one to answer each waiting client with an error
-        frame, then take the reserve back. No spinning: the waiting queue is emptied, and if
-        the reserve cannot be had, accepting pauses for a moment."""
+        frame, then take the reserve back. No spinning: the waiting queue is emptied (so the
+        socket is not readable again until someone new knocks), and if the reserve cannot be
+        had back, accepting pauses for a moment."""
         self._log_accept_problem(
             f"out of file descriptors ({exc.strerror}); turning new clients away"
         )
@@ -551,7 +552,8 @@ class Server:
                     "try again later (its soft limit is raised to the hard one at start)",
                 )
             self._reserve = _open_reserve()
-        self._pause()
+        if self._reserve is None:  # cannot answer the next one either: wait, do not spin
+            self._pause()
 
     def _accept_failed(self, exc: OSError) -> None:
         self._log_accept_problem(f"accept failed: {exc}")

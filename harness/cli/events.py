@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from harness.cli.common import EXIT_OK, with_client
+from harness.cli.common import EXIT_OK, count, seq, with_client
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -57,16 +57,16 @@ def register(sub: Any, parents: Any) -> None:
     )
     events.add_argument("-f", "--follow", action="store_true", help="keep printing live events")
     events.add_argument(
-        "--since", type=int, metavar="SEQ", help="replay every stored event after SEQ"
+        "--since", type=seq, metavar="SEQ", help="replay every stored event after SEQ"
     )
     events.add_argument(
         "-n",
         "--lines",
-        type=int,
+        type=count,
         default=20,
         metavar="N",
         help="without --since: how many of the newest to show (default 20)",
     )
-    events.add_argument("--scan", type=int, default=5000, help=argparse.SUPPRESS)
+    events.add_argument("--scan", type=count, default=5000, help=argparse.SUPPRESS)
     events.add_argument("--json", action="store_true", help="one JSON event per line")
     events.set_defaults(func=cmd_events)
