@@ -99,7 +99,9 @@ class Patterns:
         self.patterns = tuple(dict.fromkeys(patterns)) or ("*",)
         # The shapes clients actually use are answered without the matcher.
         self.match_all = "*" in self.patterns
-        prefixes, suffixes, globs = [], [], []
+        prefixes: list[str] = []
+        suffixes: list[str] = []
+        globs: list[tuple[_Token, ...]] = []
         for p in self.patterns:
             body = p[1:] if p.startswith("*") else p[:-1] if p.endswith("*") else None
             if body is not None and not any(c in body for c in "*?["):
