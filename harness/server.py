@@ -469,11 +469,13 @@ class Server:
         # Whether the file at ``path`` is our socket. A start refused by prepare_socket_path
         # (a regular file, another listener) must leave that path alone on the way out.
         self._bound = False
+        self._inode = 0
 
     async def start(self) -> None:
         prepare_socket_path(self.path, own_dir=self.own_dir)
         sock = bind_socket(self.path)
         self._bound = True
+        self._inode = self.path.lstat().st_ino
         sock.listen(listen_backlog())
         self._sock = sock
         self._reserve = _open_reserve()
@@ -619,7 +621,8 @@ class Server:
             return
         self._bound = False
         try:
-            self.path.unlink()
+            if self.path.lstat().st_ino == self._inode:  # ours, not whatever replaced it
+                self.path.unlink()
         except FileNotFoundError:
             pass
 
