@@ -35,6 +35,10 @@ def _parse_glob(pattern: str) -> tuple[_Token, ...]:
                 continue
             negate = pattern[i] == "!"
             body = pattern[i + 1 if negate else i : end]
+            if "-" not in body:  # the usual class: a set of characters, built in C
+                tokens.append((negate, frozenset(body), ()))
+                i = end + 1
+                continue
             chars: set[str] = set()
             ranges: list[tuple[str, str]] = []
             k = 0
@@ -85,30 +89,51 @@ def _glob_match(tokens: tuple[_Token, ...], name: str) -> bool:
     return t == len(tokens)
 
 
+def _split_match(segments: tuple[str, ...], name: str) -> bool:
+    """A pattern whose only wildcard is ``*``, split on it: the first piece is a prefix, the last
+    a suffix, and the ones between are found in order, leftmost first (str.find, in C)."""
+    first, last = segments[0], segments[-1]
+    if len(name) < len(first) + len(last) or not name.startswith(first):
+        return False
+    if not name.endswith(last):
+        return False
+    pos, end = len(first), len(name) - len(last)
+    for piece in segments[1:-1]:
+        if piece:
+            found = name.find(piece, pos, end)
+            if found < 0:
+                return False
+            pos = found + len(piece)
+    return True
+
+
 class Patterns:
     """Glob patterns over event names (``*:connection``, ``plugin:*``), memoised per name.
 
-    Matched by a small glob matcher, not ``fnmatch``: fnmatch compiles each pattern into a
-    regex kept in process-wide caches, so what one client subscribed to would cost memory (and
-    a pathological pattern, time) long after it left. Here a subscription's cost is its own
-    and bounded by the protocol's MAX_SUBSCRIBE_PATTERNS and MAX_PATTERN_CHARS."""
+    Not ``fnmatch``: it compiles each pattern into a regex kept in process-wide caches, so what
+    one client subscribed to would cost memory (and a pathological pattern, time) long after
+    it left. Here nothing outlives the subscription. A plain name is a set lookup, a pattern
+    with only ``*`` is split once and matched with ``str.find``, and only ``?``/``[...]``
+    patterns go through the small token matcher; the protocol's MAX_SUBSCRIBE_PATTERNS and
+    MAX_PATTERN_CHARS bound what any of it can cost."""
 
-    __slots__ = ("_globs", "_memo", "_prefixes", "_suffixes", "match_all", "patterns")
+    __slots__ = ("_exact", "_globs", "_memo", "_splits", "match_all", "patterns")
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self.patterns = tuple(dict.fromkeys(patterns)) or ("*",)
-        # The shapes clients actually use are answered without the matcher.
         self.match_all = "*" in self.patterns
-        prefixes: list[str] = []
-        suffixes: list[str] = []
+        exact: list[str] = []
+        splits: list[tuple[str, ...]] = []
         globs: list[tuple[_Token, ...]] = []
         for p in self.patterns:
-            body = p[1:] if p.startswith("*") else p[:-1] if p.endswith("*") else None
-            if body is not None and not any(c in body for c in "*?["):
-                (suffixes if p.startswith("*") else prefixes).append(body)
-            else:
+            if "[" in p or "?" in p:
                 globs.append(_parse_glob(p))
-        self._prefixes, self._suffixes = tuple(prefixes), tuple(suffixes)
+            elif "*" in p:
+                splits.append(tuple(p.split("*")))
+            else:
+                exact.append(p)
+        self._exact = frozenset(exact)
+        self._splits = tuple(splits)
         self._globs = tuple(globs)
         self._memo: dict[str, bool] = {}
 
@@ -120,8 +145,8 @@ class Patterns:
             if len(self._memo) > 4096:  # event names are few; this only bounds a pathology
                 self._memo.clear()
             hit = self._memo[name] = (
-                name.startswith(self._prefixes)
-                or name.endswith(self._suffixes)
+                name in self._exact
+                or any(_split_match(s, name) for s in self._splits)
                 or any(_glob_match(g, name) for g in self._globs)
             )
         return hit

@@ -16,8 +16,8 @@ MAX_FRAME_BYTES = 1024 * 1024  # one frame, newline excluded
 
 # Bounds on what a client may ask for (docs/protocol.md, "Bounds"). Every one is answered with
 # an error frame that names it; none closes the connection.
-MAX_SUBSCRIBE_PATTERNS = 64  # patterns in one subscribe
-MAX_PATTERN_CHARS = 256  # characters in one pattern (event names are short)
+MAX_SUBSCRIBE_PATTERNS = 32  # patterns in one subscribe
+MAX_PATTERN_CHARS = 128  # characters in one pattern (event names are short: discord:connection)
 MAX_JSON_DEPTH = 32  # nesting of arrays/objects in a client frame
 MAX_SEQ = 2**63 - 1  # seqs are SQLite integers: `since` must lie in 0..MAX_SEQ
 MAX_ECHO_CHARS = 80  # a client-supplied name quoted in an error is cut to this

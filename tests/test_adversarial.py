@@ -276,9 +276,12 @@ def test_matching_keeps_no_regex_and_agrees_with_fnmatch() -> None:
 
     re.purge()
     fnmatch._compile_pattern.cache_clear()  # type: ignore[attr-defined]
-    pats = Patterns(["a*" * 128] * 64 + ["*:conn?ction", "plug[a-z]n:*", "[!x]*:s*"])
+    pats = Patterns(
+        [f"{i}" + "a*" * 60 for i in range(30)]
+        + ["*:conn?ction", "plug[a-z]n:*", "[!x]*:s*", "discord:connection", "*:*:*"]
+    )
     assert len(re._cache) == 0  # type: ignore[attr-defined]  # nothing outlives the subscriber
-    for name in ["discord:connection", "plugin:status", "x:status", "aaaa", "b:s", "plugin"]:
+    for name in ["discord:connection", "plugin:status", "x:status", "aaaa", "b:s", "a:b:c"]:
         want = any(fnmatch.fnmatchcase(name, p) for p in pats.patterns)
         assert pats(name) == want, name
     t0 = time.process_time()

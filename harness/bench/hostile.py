@@ -22,6 +22,7 @@ from harness import protocol
 from harness.bench import heading, percentile, row
 
 LARGEST = ["a*" * (protocol.MAX_PATTERN_CHARS // 2)] * protocol.MAX_SUBSCRIBE_PATTERNS
+ISSUE_FRAME = ["a*" * 524_000]  # the issue's: froze other clients for 14.8 s before the bounds
 
 
 class Conn:
@@ -103,13 +104,15 @@ async def _publisher(path: Path, stop: asyncio.Event) -> int:
     return n
 
 
-async def _attacker(path: Path, stop: asyncio.Event) -> int:
+async def _attacker(path: Path, stop: asyncio.Event, events: list[str] = LARGEST) -> int:
+    """Subscribe with ``events`` again and again, each time waiting for the answer (an ack for
+    the largest allowed; an error for the issue's 1 MiB pattern, which is refused)."""
     conn = await Conn.open(path)
     sent = 0
     try:
         while not stop.is_set():
-            ack = await conn.subscribe(LARGEST)
-            assert isinstance(ack, protocol.Ack), ack
+            answer = await conn.subscribe(events)
+            assert isinstance(answer, (protocol.Ack, protocol.Error)), answer
             sent += 1
     finally:
         await conn.close()
@@ -131,6 +134,12 @@ async def _measure(path: Path, pid: int, samples: int) -> None:
     attacker = asyncio.ensure_future(_attacker(path, stop))
     await asyncio.sleep(0.2)  # the attack is under way
     attacked = await _status_latencies(path, samples)
+    stop_refused = asyncio.Event()
+    refused = asyncio.ensure_future(_attacker(path, stop_refused, ISSUE_FRAME))
+    await asyncio.sleep(0.2)
+    attacked_refused = await _status_latencies(path, samples)
+    stop_refused.set()
+    refused_sent = await refused
     stop.set()
     subscribes = await attacker
     published = await publisher
@@ -148,6 +157,14 @@ async def _measure(path: Path, pid: int, samples: int) -> None:
         target="target <= 10 ms",
     )
     row("largest subscribes sent meanwhile", subscribes, "")
+    row(
+        "status p99, the issue's 1 MiB subscribe in a loop",
+        percentile(attacked_refused, 99) * 1000,
+        "ms",
+        baseline=base_p99,
+        target=f"(refused: over {protocol.MAX_PATTERN_CHARS} chars)",
+    )
+    row("1 MiB subscribes sent (and refused) meanwhile", refused_sent, "")
     row("events published during both phases", published, "")
 
     heading("daemon RSS, 20 clients with the largest subscribe come and go")
