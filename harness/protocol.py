@@ -238,8 +238,9 @@ def too_deep(line: bytes) -> bool:
     """Whether arrays and objects nest more than MAX_JSON_DEPTH deep in ``line``, at C speed:
     strings removed, only brackets kept (both kinds as ``()``), then each pass removes every
     empty pair, one level of the tree; what survives MAX_JSON_DEPTH passes is deeper."""
-    if line.count(b"[") + line.count(b"{") <= MAX_JSON_DEPTH:
-        return False  # the common case costs two counts
+    brackets = line.translate(None, _NOT_BRACKETS)  # one pass; what is left is small
+    if brackets.count(b"[") + brackets.count(b"{") <= MAX_JSON_DEPTH:
+        return False  # the common case
     brackets = _JSON_STRING.sub(b"", line).translate(_BRACKETS, _NOT_BRACKETS)
     too_many = b"(" * (MAX_JSON_DEPTH + 1)
     for _ in range(MAX_JSON_DEPTH):
@@ -287,6 +288,35 @@ def decode_json(line: bytes) -> Any:
         raise _not_utf8(exc) from None
 
 
+class _Skim(msgspec.Struct):
+    """Only a frame's ``id``: everything else is skipped by the parser, never built, so looking
+    at a bad 1 MiB frame costs a parse, not a million Python objects."""
+
+    id: Any = None
+
+
+_skim = msgspec.json.Decoder(_Skim)
+
+
+def is_json(line: bytes) -> bool:
+    try:
+        _skim.decode(line)
+    except msgspec.ValidationError:
+        return True  # parsed, but not an object
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def skim_id(line: bytes) -> int | None:
+    """The ``id`` of a frame that failed validation, so the client can match the error."""
+    try:
+        frame_id = _skim.decode(line).id
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        return None
+    return frame_id if isinstance(frame_id, int) and not isinstance(frame_id, bool) else None
+
+
 def describe_decode_error(line: bytes, exc: msgspec.DecodeError) -> tuple[str, str]:
     """Turn a msgspec error into ``(code, message)``: not-JSON and not-a-frame are told apart,
     and the message names the field path msgspec reports."""
@@ -294,9 +324,7 @@ def describe_decode_error(line: bytes, exc: msgspec.DecodeError) -> tuple[str, s
         return E_BAD_FRAME, f"invalid frame: {exc}"
     if str(exc).startswith("frame is not"):  # ours: not UTF-8, or nested too deep
         return E_BAD_JSON, str(exc)
-    try:
-        decode_json(line)
-    except msgspec.DecodeError:
+    if not is_json(line):
         text = str(exc)
         return E_BAD_JSON, text if text.startswith("frame is not") else (
             f"frame is not valid JSON: {text}"

@@ -98,25 +98,47 @@ async def _publisher(path: Path, stop: asyncio.Event) -> int:
             await conn.request(
                 "plugins.update_settings", name="discord", settings={"status_text": f"b{n}"}
             )
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.02)  # 50 events/s: every subscriber matches each
     finally:
         await conn.close()
     return n
 
 
-async def _attacker(path: Path, stop: asyncio.Event, events: list[str] = LARGEST) -> int:
-    """Subscribe with ``events`` again and again, each time waiting for the answer (an ack for
-    the largest allowed; an error for the issue's 1 MiB pattern, which is refused)."""
+async def _attack(path: Path, events: list[str]) -> None:
+    """The attacker process: subscribe with ``events`` again and again, each time waiting for
+    the answer (an ack for the largest allowed; an error for the issue's 1 MiB pattern, which
+    is refused), until stdin closes; then print how many were sent."""
     conn = await Conn.open(path)
     sent = 0
+    stdin_closed = asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    print("attacking", flush=True)
     try:
-        while not stop.is_set():
+        while not stdin_closed.done():
             answer = await conn.subscribe(events)
             assert isinstance(answer, (protocol.Ack, protocol.Error)), answer
             sent += 1
     finally:
         await conn.close()
-    return sent
+    print(sent, flush=True)
+
+
+class Attacker:
+    """A hostile client in a process of its own, as it would be: it competes with the daemon
+    for CPU, not with the measuring client's event loop."""
+
+    def __init__(self, path: Path, mode: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.bench.hostile", "--attack", str(path), mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "attacking"
+
+    def stop(self) -> int:
+        out, _ = self.proc.communicate(timeout=60)
+        return int(out.strip() or 0)
 
 
 async def _measure(path: Path, pid: int, samples: int) -> None:
@@ -131,17 +153,13 @@ async def _measure(path: Path, pid: int, samples: int) -> None:
     stop = asyncio.Event()
     publisher = asyncio.ensure_future(_publisher(path, stop))
     baseline = await _status_latencies(path, samples)
-    attacker = asyncio.ensure_future(_attacker(path, stop))
-    await asyncio.sleep(0.2)  # the attack is under way
+    attacker = await asyncio.to_thread(Attacker, path, "largest")
     attacked = await _status_latencies(path, samples)
-    stop_refused = asyncio.Event()
-    refused = asyncio.ensure_future(_attacker(path, stop_refused, ISSUE_FRAME))
-    await asyncio.sleep(0.2)
+    subscribes = await asyncio.to_thread(attacker.stop)
+    attacker = await asyncio.to_thread(Attacker, path, "issue")
     attacked_refused = await _status_latencies(path, samples)
-    stop_refused.set()
-    refused_sent = await refused
+    refused_sent = await asyncio.to_thread(attacker.stop)
     stop.set()
-    subscribes = await attacker
     published = await publisher
 
     heading(f"another client's status, {samples} requests each, events published throughout")
@@ -193,6 +211,11 @@ async def _measure(path: Path, pid: int, samples: int) -> None:
 
 
 def main(quick: bool = False) -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--attack":  # the attacker's own process
+        asyncio.run(
+            _attack(Path(sys.argv[2]), LARGEST if sys.argv[3] == "largest" else ISSUE_FRAME)
+        )
+        return 0
     samples = 200 if quick else 1000
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
         base = Path(tmp)
