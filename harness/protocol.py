@@ -229,6 +229,15 @@ def clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
     return f"{text[:limit]}… ({len(text)} characters)"
 
 
+_LONG_QUOTED = re.compile(rf"(['`])([^'`]{{{MAX_ECHO_CHARS}}})[^'`]+\1")
+
+
+def clip_quoted(message: str) -> str:
+    """A decoder's message with every quoted client value cut (msgspec quotes an unknown
+    ``type`` or field name whole), so an error frame stays small whatever was sent."""
+    return _LONG_QUOTED.sub(lambda m: f"{m[1]}{m[2]}…{m[1]}", message)
+
+
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _BRACKETS = bytes.maketrans(b"[{]}", b"(())")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -321,7 +330,7 @@ def describe_decode_error(line: bytes, exc: msgspec.DecodeError) -> tuple[str, s
     """Turn a msgspec error into ``(code, message)``: not-JSON and not-a-frame are told apart,
     and the message names the field path msgspec reports."""
     if isinstance(exc, msgspec.ValidationError):
-        return E_BAD_FRAME, f"invalid frame: {exc}"
+        return E_BAD_FRAME, f"invalid frame: {clip_quoted(str(exc))}"
     if str(exc).startswith("frame is not"):  # ours: not UTF-8, or nested too deep
         return E_BAD_JSON, str(exc)
     if not is_json(line):
@@ -329,7 +338,7 @@ def describe_decode_error(line: bytes, exc: msgspec.DecodeError) -> tuple[str, s
         return E_BAD_JSON, text if text.startswith("frame is not") else (
             f"frame is not valid JSON: {text}"
         )
-    return E_BAD_FRAME, f"invalid frame: {exc}"
+    return E_BAD_FRAME, f"invalid frame: {clip_quoted(str(exc))}"
 
 
 # -- connection convention ----------------------------------------------------------------

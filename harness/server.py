@@ -354,7 +354,9 @@ class ClientConnection(asyncio.Protocol):
             params = msgspec.convert(frame.params, params_type)
         except msgspec.ValidationError as exc:
             self.send_error(
-                protocol.E_BAD_PARAMS, f"invalid params for {frame.method}: {exc}", frame.id
+                protocol.E_BAD_PARAMS,
+                f"invalid params for {frame.method}: {protocol.clip_quoted(str(exc))}",
+                frame.id,
             )
             return
         try:
