@@ -421,3 +421,21 @@ async def test_random_fault_schedule_ends_connected(
         print(f"random fault schedule: seed={seed} faults={log}")
         print(json.dumps([e.data for e in w.events], indent=None)[:4000])
         raise
+
+
+async def test_acks_that_arrive_before_the_keepalive_thread_wakes_are_not_a_zombie(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    # discord.py's keep-alive thread stamps a heartbeat as sent only once it wakes after the
+    # send; a fast gateway's ACK is often read on the loop before that. The beat then looked
+    # unanswered: found in review as "no heartbeat acknowledged" every few beats with ACKs
+    # flowing, each a needless reconnect, and a latency spanning a whole interval.
+    gateway.heartbeat_interval = 50
+    cfg = cfg_for(config, gateway)
+    await connected(start_daemon, watcher, cfg)
+    before = gateway.heartbeat_count
+    await gateway.wait_for(lambda g: g.heartbeat_count >= before + 60, timeout=30)
+    assert gateway.connection_count == 1, "a healthy, acknowledged link was reconnected"
+    conn = stored_connection(cfg)
+    assert conn["state"] == "connected"
+    assert conn.get("latency_ms") is None or conn["latency_ms"] < 50

@@ -53,8 +53,12 @@ def test_the_websocket_attributes_the_supervisor_reads_exist() -> None:
 
 def test_keep_alive_handler_fields_used_for_zombie_detection() -> None:
     src = inspect.getsource(discord.gateway.KeepAliveHandler)
-    for attr in ("self._last_ack", "self._last_send", "self.interval", "self.latency", "def stop"):
+    for attr in ("self.interval", "def stop"):
         assert attr in src, f"KeepAliveHandler no longer has {attr}: zombie detection is blind"
+    assert "self.ws.send_heartbeat(" in src, (
+        "KeepAliveHandler no longer sends through ws.send_heartbeat: GatewaySocket's heartbeat "
+        "clock never starts and zombie detection is blind"
+    )
     assert "perf_counter" in src, "KeepAliveHandler's clock changed: perf_to_epoch is wrong"
 
 

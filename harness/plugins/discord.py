@@ -329,7 +329,7 @@ class DiscordPlugin(Plugin):
             beat = ws.heartbeat()
             wait = 1.0
             if beat is not None:
-                new_state, wait = watch.check(beat, time.perf_counter())
+                new_state, wait = watch.check(ws, time.perf_counter())
                 if new_state == "zombie":
                     ws.closed_by_us = "no heartbeat acknowledged"
                     return Cause("no heartbeat acknowledged")
@@ -355,7 +355,7 @@ class DiscordPlugin(Plugin):
                     return Cause("connection to the gateway lost")
                 op = ws.last_op
                 if op == 11 and beat is not None:  # HEARTBEAT_ACK: a fresh round-trip time
-                    watch.check(beat, time.perf_counter())
+                    watch.check(ws, time.perf_counter())
                     state = "ok"
                     self._publish_health(ctx, beat, watch)
                 elif op == 0 and not self._connected:
@@ -487,17 +487,15 @@ class DiscordPlugin(Plugin):
 
     def _latency_ms(self) -> float | None:
         ws = self._ws
-        beat = ws.heartbeat() if ws is not None else None
-        if beat is None or beat.latency == float("inf"):
-            return None
-        return round(beat.latency * 1000, 1)
+        latency = ws.round_trip() if ws is not None else None
+        return round(latency * 1000, 1) if latency is not None else None
 
     def _publish_health(self, ctx: PluginContext, beat: Any, watch: HeartbeatWatch) -> None:
         overdue = watch.pending_since if watch.pending_since is not None else None
         health = Health(
             latency_ms=self._latency_ms(),
             ack_overdue_since=round(perf_to_epoch(overdue), 3)
-            if overdue is not None and beat._last_ack < overdue
+            if overdue is not None and (self._ws is None or (self._ws.beat_acked or 0) < overdue)
             else None,
             heartbeat_interval=float(beat.interval) if beat.interval else None,
         )

@@ -131,6 +131,21 @@ class GatewaySocket(DiscordWebSocket):
     last_op: int | None = None
     last_data: Any = None
     closed_by_us: str | None = None  # set before we close it ourselves: the cause to report
+    # The heartbeat clock, kept on the loop. discord.py's keep-alive thread stamps _last_send
+    # only once it wakes after the send, often after a fast ACK was already read: the beat
+    # then looks unanswered (a false zombie) and its latency spans the whole interval.
+    beat_sent: float | None = None  # perf_counter just before the last heartbeat went out
+    beat_acked: float | None = None  # perf_counter of the last HEARTBEAT_ACK read
+
+    async def send_heartbeat(self, data: Any) -> None:
+        self.beat_sent = time.perf_counter()
+        await super().send_heartbeat(data)
+
+    def round_trip(self) -> float | None:
+        """The last heartbeat's round trip in seconds, by the loop's clock (None: none yet)."""
+        if self.beat_sent is None or self.beat_acked is None or self.beat_acked < self.beat_sent:
+            return None
+        return self.beat_acked - self.beat_sent
 
     def log_receive(self, msg: Any, /) -> None:
         # Called by received_message with the decoded text of every payload, before parsing.
@@ -144,6 +159,8 @@ class GatewaySocket(DiscordWebSocket):
             if isinstance(payload, dict):
                 self.last_op = payload.get("op")
                 self.last_data = payload.get("d")
+                if self.last_op == 11:
+                    self.beat_acked = time.perf_counter()
         else:
             self.last_op = 0
 
@@ -174,15 +191,17 @@ class HeartbeatWatch:
     pending_since: float | None = None  # perf_counter of the first unacknowledged beat
     warned: bool = False
 
-    def check(self, beat: Any, now: float) -> tuple[str, float]:
+    def check(self, ws: GatewaySocket, now: float) -> tuple[str, float]:
         """``("ok"|"overdue"|"zombie", seconds until the next check matters)``."""
-        interval = float(beat.interval or 41.25)
-        if beat._last_ack >= beat._last_send:
+        beat = ws.heartbeat()
+        interval = float(getattr(beat, "interval", None) or 41.25)
+        sent, acked = ws.beat_sent, ws.beat_acked
+        if sent is None or (acked is not None and acked >= sent):
             self.pending_since = None
             self.warned = False
             return "ok", min(1.0, interval / 8)
-        if self.pending_since is None or beat._last_ack >= self.pending_since:
-            self.pending_since = beat._last_send
+        if self.pending_since is None or (acked is not None and acked >= self.pending_since):
+            self.pending_since = sent
         age = now - self.pending_since
         if age >= interval:
             return "zombie", 0.0
