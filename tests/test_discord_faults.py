@@ -20,9 +20,11 @@ import pytest
 from harness.config import Config
 from harness.discord_emulator import LocalDiscordGateway
 from harness.plugins.discord_gateway import CLOSE_CODES
+from tests.conftest import wait_until
 from tests.test_discord_plugin import (  # noqa: F401  (fixtures used by name)
     BOT,
     TOKEN,
+    FastDiscord,
     Watcher,
     _restore_discord_urls,
     assert_seqs_increase,
@@ -439,3 +441,32 @@ async def test_acks_that_arrive_before_the_keepalive_thread_wakes_are_not_a_zomb
     conn = stored_connection(cfg)
     assert conn["state"] == "connected"
     assert conn.get("latency_ms") is None or conn["latency_ms"] < 50
+
+
+class SlowReadyDiscord(FastDiscord):
+    guild_ready_timeout = 30.0  # discord.py's wait for more guilds, still running at the stop
+
+
+def _delay_ready_tasks() -> list[asyncio.Task[Any]]:
+    return [
+        t
+        for t in asyncio.all_tasks()
+        if not t.done() and "_delay_ready" in getattr(t.get_coro(), "__qualname__", "")
+    ]
+
+
+async def test_stop_soon_after_ready_leaves_no_ready_task_behind(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    # Found in review: a fatal close (or a disable) within discord.py's guild wait after READY
+    # left its ready task running past the client's close; when it woke it crashed on the
+    # closed client ("Task exception was never retrieved ... '_MissingSentinel' object has no
+    # attribute 'create_task'") in the daemon log.
+    cfg = cfg_for(config, gateway)
+    await start_daemon(plugins={"discord": SlowReadyDiscord}, cfg=cfg)
+    w = await watcher(cfg)
+    await w.state("connected")
+    assert _delay_ready_tasks(), "discord.py's ready wait should still be running here"
+    await gateway.drop(4004)
+    await w.state("error")
+    await wait_until(lambda: not _delay_ready_tasks())

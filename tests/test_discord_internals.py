@@ -74,3 +74,11 @@ def test_reconnect_signal_and_url_overrides() -> None:
 def test_ready_is_delayed_for_guilds_as_the_plugin_expects() -> None:
     src = inspect.getsource(discord.state.ConnectionState.parse_ready)
     assert "_delay_ready" in src and "self.dispatch('connect')" in src
+
+
+def test_ready_task_cancelled_at_close() -> None:
+    src = inspect.getsource(discord.state.ConnectionState)
+    assert "self._ready_task" in src, (
+        "ConnectionState._ready_task gone: the plugin can no longer cancel discord.py's guild "
+        "wait at close, and a stop soon after READY may leave a crashing task behind"
+    )

@@ -229,6 +229,8 @@ class DiscordPlugin(Plugin):
                 await self._run_gateway(ctx, client)
         except _Stop:
             return
+        finally:
+            _cancel_ready(client)
 
     async def _login(self, ctx: PluginContext, client: _Bot) -> None:
         token = ctx.settings["bot_token"]
@@ -537,6 +539,8 @@ class DiscordPlugin(Plugin):
 
     async def _close_client(self) -> None:
         client, self._client = self._client, None
+        if client is not None:
+            _cancel_ready(client)
         if client is not None and not client.is_closed():
             # Bounded: a gateway that never answers our close must not hold up a stop.
             with contextlib.suppress(Exception, TimeoutError):
@@ -545,6 +549,14 @@ class DiscordPlugin(Plugin):
     def _activity(self, ctx: PluginContext) -> discord.BaseActivity | None:
         text = ctx.settings["status_text"]
         return discord.Game(name=text) if text else None
+
+
+def _cancel_ready(client: discord.Client) -> None:
+    """discord.py's wait for guilds after READY outlives close(); left running it wakes on a
+    closed client and crashes into the log ("Task exception was never retrieved")."""
+    ready = getattr(getattr(client, "_connection", None), "_ready_task", None)
+    if ready is not None:
+        ready.cancel()
 
 
 def _token_rejected(code: int) -> Cause:
