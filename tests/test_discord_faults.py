@@ -470,3 +470,18 @@ async def test_stop_soon_after_ready_leaves_no_ready_task_behind(
     await gateway.drop(4004)
     await w.state("error")
     await wait_until(lambda: not _delay_ready_tasks())
+
+
+async def test_heartbeat_timeout_below_the_interval_does_not_drop_a_healthy_link(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    # Found in review: heartbeat_timeout=2 against a 5 s heartbeat interval dropped and resumed
+    # a healthy link every 2 s forever ("gateway silent for 2 s", attempt 1 each time): a
+    # gateway that only ACKs is silent for most of each interval.
+    gateway.heartbeat_interval = 1500
+    cfg = cfg_for(config, gateway, heartbeat_timeout=1)
+    await connected(start_daemon, watcher, cfg)
+    before = gateway.heartbeat_count
+    await gateway.wait_for(lambda g: g.heartbeat_count >= before + 2, timeout=20)
+    assert gateway.connection_count == 1, "a healthy link was dropped for being quiet"
+    assert stored_connection(cfg)["state"] == "connected"

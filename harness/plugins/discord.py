@@ -129,7 +129,8 @@ class DiscordPlugin(Plugin):
             maximum=600,
             advanced=True,
             description="How long a gateway that sends nothing at all is trusted before "
-            "reconnecting; keep it above the heartbeat interval (about 41 s on Discord). A "
+            "reconnecting; less than two heartbeat intervals (about 41 s each on Discord) "
+            "counts as two. A "
             "missed heartbeat reply is caught sooner, when the next heartbeat falls due.",
         ),
     )
@@ -331,6 +332,11 @@ class DiscordPlugin(Plugin):
             beat = ws.heartbeat()
             wait = 1.0
             if beat is not None:
+                # A gateway that only ACKs is silent for most of each heartbeat interval: a
+                # limit below two intervals would drop a healthy link at every pause, forever.
+                floor = 2.0 * float(beat.interval or 0)
+                if silent_limit < floor:
+                    silent_limit = beat.heartbeat_timeout = floor  # discord.py's thread too
                 new_state, wait = watch.check(ws, time.perf_counter())
                 if new_state == "zombie":
                     ws.closed_by_us = "no heartbeat acknowledged"
