@@ -11,6 +11,7 @@ already running); 2 usage or configuration error; 3 no daemon to talk to.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from harness import __version__
@@ -67,7 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:
+        # `harness status | head -1`: the reader left, by its own choice; not a failure. Point
+        # stdout at /dev/null so that flushing it at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,52 @@
+"""Found by trying harness from outside, as a new operator would: each test is one thing that
+went wrong through the public interfaces (the real CLI in a pipe, a real daemon)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.config import Config
+from harness.daemon import Daemon
+from tests.conftest import REPO_ROOT, StartDaemon, subprocess_env
+from tests.sample_plugins import Echo
+
+
+@pytest.fixture
+async def daemon(start_daemon: StartDaemon) -> Daemon:
+    return await start_daemon(plugins={"echo": Echo})
+
+
+@pytest.mark.parametrize(
+    "args", [("status",), ("plugins", "list"), ("events", "-n", "5"), ("config",)], ids=" ".join
+)
+async def test_output_into_a_closed_pipe_exits_quietly(
+    daemon: Daemon, config: Config, state_dir: Path, args: tuple[str, ...]
+) -> None:
+    """`harness status | head -1`: the reader is gone before the output is written. That is
+    the reader's choice, not a failure: no traceback, exit status 0."""
+    read, write = os.pipe()
+    os.close(read)  # like `head` that has read its line and exited
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "harness",
+            *args,
+            "--socket",
+            str(config.socket_path),
+            stdout=write,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=REPO_ROOT,
+            env=subprocess_env(state_dir),
+        )
+    finally:
+        os.close(write)
+    async with asyncio.timeout(15):
+        _, err = await proc.communicate()
+    assert "Traceback" not in err.decode(), err.decode()
+    assert proc.returncode == 0, err.decode()
