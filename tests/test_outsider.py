@@ -12,7 +12,7 @@ import pytest
 
 from harness.config import Config
 from harness.daemon import Daemon
-from tests.conftest import REPO_ROOT, StartDaemon, subprocess_env
+from tests.conftest import REPO_ROOT, StartDaemon, run_cli, subprocess_env
 from tests.sample_plugins import Echo
 
 
@@ -50,3 +50,16 @@ async def test_output_into_a_closed_pipe_exits_quietly(
         _, err = await proc.communicate()
     assert "Traceback" not in err.decode(), err.decode()
     assert proc.returncode == 0, err.decode()
+
+
+@pytest.mark.parametrize("value", ["-5", "x"])
+async def test_a_bad_event_count_is_a_usage_error(
+    daemon: Daemon, config: Config, state_dir: Path, value: str
+) -> None:
+    """`harness events -n -5` crashed with "maxlen must be non-negative"."""
+    result = await run_cli(
+        "events", "-n", value, "--socket", str(config.socket_path), env=subprocess_env(state_dir)
+    )
+    assert result.rc == 2, result.err
+    assert "Traceback" not in result.err
+    assert "argument -n/--lines: expected" in result.err and value in result.err

@@ -106,6 +106,17 @@ def cmd_events(args: argparse.Namespace) -> int:
     return with_client(args, body)
 
 
+def _count(text: str) -> int:
+    """``-n``: a whole number of events, 0 or more (``-n -5`` is a usage error, not a crash)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text}")
+    return value
+
+
 def register(sub: Any, parents: Any) -> None:
     events = sub.add_parser(
         "events",
@@ -137,7 +148,7 @@ def register(sub: Any, parents: Any) -> None:
     events.add_argument(
         "-n",
         "--lines",
-        type=int,
+        type=_count,
         default=20,
         metavar="N",
         help="without --since: how many of the newest to show (default 20)",
