@@ -63,3 +63,33 @@ async def test_a_bad_event_count_is_a_usage_error(
     assert result.rc == 2, result.err
     assert "Traceback" not in result.err
     assert "argument -n/--lines: expected" in result.err and value in result.err
+
+
+async def test_service_install_refuses_a_config_the_daemon_could_not_start_with(
+    state_dir: Path,
+) -> None:
+    """`harness service install --user --config typo.toml` wrote a unit pointing at a file that
+    does not exist: the service then failed at every start. Refused, nothing written."""
+    env = subprocess_env(state_dir)
+    unit = state_dir / "xdg-config" / "systemd" / "user" / "harness.service"
+    missing = state_dir / "typo.toml"
+    result = await run_cli("service", "install", "--user", "--config", str(missing), env=env)
+    assert result.rc == 2, result.err
+    assert str(missing) in result.err and not unit.exists()
+    bad = state_dir / "bad.toml"
+    bad.write_text("[daemon]\nstop_timeout = 'soon'\n")
+    result = await run_cli("service", "install", "--user", "--config", str(bad), env=env)
+    assert result.rc == 2 and "stop_timeout" in result.err and not unit.exists()
+
+
+async def test_service_install_keeps_the_config_named_by_harness_config(
+    state_dir: Path,
+) -> None:
+    """HARNESS_CONFIG is not in the service's environment: the unit must name the file, or
+    the service silently runs on the defaults."""
+    good = state_dir / "good.toml"
+    good.write_text("[daemon]\nstop_timeout = 5.0\n")
+    env = subprocess_env(state_dir, HARNESS_CONFIG=str(good))
+    result = await run_cli("service", "install", "--user", "--print", env=env)
+    assert result.rc == 0, result.err
+    assert "ExecStart=" in result.out and f"run --config {good}" in result.out
