@@ -93,3 +93,29 @@ async def test_service_install_keeps_the_config_named_by_harness_config(
     result = await run_cli("service", "install", "--user", "--print", env=env)
     assert result.rc == 0, result.err
     assert "ExecStart=" in result.out and f"run --config {good}" in result.out
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("stop_timeout", "-1.0"),
+        ("event_retention_days", "-1.0"),
+        ("event_retention_max", "-5"),
+        ("client_queue_frames", "0"),
+    ],
+)
+async def test_a_number_out_of_range_in_the_config_is_refused(
+    state_dir: Path, key: str, value: str
+) -> None:
+    """`stop_timeout = -1` started a daemon that cancelled every plugin at once ("did not stop
+    within -1 s"); a negative retention would delete the whole history. Refused like any bad
+    config: exit 2 naming the key, nothing created."""
+    cfg = state_dir / "range.toml"
+    home = state_dir / "home"
+    cfg.write_text(
+        f'[daemon]\nsocket = "{home}/s.sock"\ndatabase = "{home}/s.db"\n{key} = {value}\n'
+    )
+    result = await run_cli("run", "--config", str(cfg), env=subprocess_env(state_dir))
+    assert result.rc == 2, result.err
+    assert f"daemon.{key}" in result.err
+    assert not home.exists()
