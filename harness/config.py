@@ -31,6 +31,8 @@ class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     event_retention_max: Annotated[int, msgspec.Meta(ge=0)] = 100_000  # newest events kept
     # a client further behind than this is cut off
     client_queue_frames: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    # Clients connected at once; the next gets a too_many_clients error frame and is closed.
+    max_clients: Annotated[int, msgspec.Meta(ge=1)] = 512
 
 
 class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

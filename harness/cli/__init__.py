@@ -5,18 +5,25 @@ adds its parser and sets ``func``. Command modules import asyncio, the client an
 inside their functions, so ``--help`` and the parser stay cheap.
 
 Exit codes: 0 success; 1 the operation failed (the daemon said no, a database problem, a daemon
-already running); 2 usage or configuration error; 3 no daemon to talk to.
+already running); 2 usage or configuration error; 3 no daemon to talk to; 4 the socket is not
+trustworthy (its directory, the socket or the process listening belongs to another user), so
+nothing was sent to it.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from harness import __version__
 from harness.cli import config_cmd, demo, events, plugins, run, service, status
-from harness.cli.common import EXIT_FAILED, EXIT_NO_DAEMON, EXIT_OK, EXIT_USAGE
+from harness.cli.common import (
+    EXIT_FAILED,
+    EXIT_NO_DAEMON,
+    EXIT_OK,
+    EXIT_USAGE,
+    quiet_broken_pipe,
+)
 
 __all__ = ["EXIT_FAILED", "EXIT_NO_DAEMON", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -55,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness",
         description="A plugin-hosting daemon with a Unix-socket event stream.",
-        epilog="exit codes: 0 ok, 1 failed, 2 usage or config error, 3 no daemon running",
+        epilog=(
+            "exit codes: 0 ok, 1 failed, 2 usage or config error, 3 no daemon running, "
+            "4 socket not trusted (another user's)"
+        ),
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     _add_global_options(parser, None)
@@ -71,10 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except BrokenPipeError:
-        # `harness status | head -1`: the reader left, by its own choice; not a failure. Point
-        # stdout at /dev/null so that flushing it at exit does not raise again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        # Commands that do not go through with_client (`harness config | head -1`) too.
+        return quiet_broken_pipe()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from harness.cli.common import EXIT_OK, with_client
+from harness.cli.common import EXIT_OK, count, with_client
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -106,17 +106,6 @@ def cmd_events(args: argparse.Namespace) -> int:
     return with_client(args, body)
 
 
-def _count(text: str) -> int:
-    """``-n``: a whole number of events, 0 or more (``-n -5`` is a usage error, not a crash)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text}")
-    return value
-
-
 def register(sub: Any, parents: Any) -> None:
     events = sub.add_parser(
         "events",
@@ -148,11 +137,11 @@ def register(sub: Any, parents: Any) -> None:
     events.add_argument(
         "-n",
         "--lines",
-        type=_count,
+        type=count,
         default=20,
         metavar="N",
         help="without --since: how many of the newest to show (default 20)",
     )
-    events.add_argument("--scan", type=int, default=5000, help=argparse.SUPPRESS)
+    events.add_argument("--scan", type=count, default=5000, help=argparse.SUPPRESS)
     events.add_argument("--json", action="store_true", help="one JSON event per line")
     events.set_defaults(func=cmd_events)
