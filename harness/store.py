@@ -20,7 +20,7 @@ import msgspec
 from harness.protocol import Event
 
 APPLICATION_ID = 0x48524E53  # "HRNS": tells a harness database from any other SQLite file
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 # Forward migrations: MIGRATIONS[n] takes the schema from version n to n + 1.
@@ -42,6 +42,47 @@ MIGRATIONS: tuple[str, ...] = (
         data TEXT NOT NULL CHECK (json_valid(data))
     );
     CREATE INDEX events_by_name ON events (name, seq);
+    """,
+    # Alerts (harness/alerts/): notifications recorded before they are sent (the outbox), the
+    # firings still open (so a restart neither re-fires nor forgets to resolve), silences.
+    """
+    CREATE TABLE alert_outbox (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        dedup_key  TEXT NOT NULL UNIQUE,
+        target     TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        rule       TEXT NOT NULL,
+        plugin     TEXT NOT NULL,
+        title      TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        created    REAL NOT NULL,
+        status     TEXT NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        next_try   REAL NOT NULL,
+        sent_at    REAL,
+        last_error TEXT
+    );
+    CREATE INDEX alert_outbox_queue ON alert_outbox (target, status, id);
+    CREATE TABLE alert_active (
+        rule      TEXT NOT NULL,
+        plugin    TEXT NOT NULL,
+        key       TEXT NOT NULL,
+        fired_at  REAL NOT NULL,
+        state     TEXT NOT NULL,
+        reason    TEXT,
+        since     REAL NOT NULL,
+        reminders INTEGER NOT NULL DEFAULT 0,
+        notified  INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (rule, plugin)
+    );
+    CREATE TABLE alert_silences (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        plugin  TEXT NOT NULL,
+        starts  REAL NOT NULL,
+        ends    REAL NOT NULL,
+        reason  TEXT NOT NULL DEFAULT '',
+        ended   REAL
+    );
     """,
 )
 
@@ -105,6 +146,14 @@ class Store:
         self._conn = conn
         self.path = path
         self.readonly = readonly
+        # One transaction at a time on the one connection: a BEGIN from another task while one
+        # is open would fail, and its statements would land inside the open one.
+        self._tx_lock = asyncio.Lock()
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        """The connection, for modules that keep the SQL of their own tables (harness/alerts)."""
+        return self._conn
 
     # -- opening -------------------------------------------------------------------------
 
@@ -208,6 +257,12 @@ class Store:
     async def transaction(self) -> AsyncIterator[None]:
         # IMMEDIATE takes the write lock up front, so a concurrent writer (an operator's sqlite3
         # shell) makes us wait on busy_timeout instead of failing half-way.
+        async with self._tx_lock:
+            async with self._transaction():
+                yield
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
         try:
             await self._conn.execute("BEGIN IMMEDIATE")
             yield
