@@ -67,13 +67,12 @@ class Delivery:
     async def _run(self, target: Target) -> None:
         wake = self._wake[target.name]
         while True:
+            wait: float | None = None  # nothing queued: until woken
             try:
                 row = await outbox.head(self.store, target.name)
             except Exception:
                 log.exception("alerts: cannot read the outbox for target %s", target.name)
                 row, wait = None, self.retry_max
-            else:
-                wait = None
             if row is not None:
                 wait = row.next_try - time.time()
                 if wait <= 0:

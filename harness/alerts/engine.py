@@ -58,7 +58,13 @@ def when(ts: float) -> str:
 
 
 def render(
-    kind: str, plugin: str, state: str, reason: str | None, since: float, rule: str, key: str,
+    kind: str,
+    plugin: str,
+    state: str,
+    reason: str | None,
+    since: float,
+    rule: str,
+    key: str,
     extra: str = "",
 ) -> tuple[str, str]:
     """Title and body. The body's ``name: value`` lines are stable, for receivers to parse;
@@ -365,8 +371,15 @@ class Engine:
         silence = self.silences.covering(plugin)
         if silence is None and not t.flapping:
             notices = self._notices(
-                name, rule, plugin, "reminder", t.firing.key, t, since=t.bad_since,
-                suffix=str(n), extra=f"reminder {n}",
+                name,
+                rule,
+                plugin,
+                "reminder",
+                t.firing.key,
+                t,
+                since=t.bad_since,
+                suffix=str(n),
+                extra=f"reminder {n}",
             )
             await self._queue_notices(notices, reminders=(name, plugin, n))
             t.firing.notified = True
@@ -427,7 +440,13 @@ class Engine:
         changes = len(t.changes)
         silence = self.silences.covering(plugin, now)
         notices = self._notices(
-            name, rule, plugin, "flapping", key, t, since=t.changes[0],
+            name,
+            rule,
+            plugin,
+            "flapping",
+            key,
+            t,
+            since=t.changes[0],
             status=outbox.SILENCED if silence else outbox.PENDING,
             extra=f"{changes} changes in {window:g} s",
         )
@@ -435,8 +454,15 @@ class Engine:
         log.warning("alerts: %s is flapping (%d changes in %g s)", plugin, changes, window)
         await self.recorder.record(
             "alert:flapping",
-            {"rule": name, "plugin": plugin, "state": t.state, "key": key, "changes": changes,
-             "window": window, "silenced": silence.id if silence else None},
+            {
+                "rule": name,
+                "plugin": plugin,
+                "state": t.state,
+                "key": key,
+                "changes": changes,
+                "window": window,
+                "silenced": silence.id if silence else None,
+            },
         )
         self._schedule_quiet(name, plugin, rule, t)
 
@@ -446,15 +472,26 @@ class Engine:
         t.changes.clear()
         silence = self.silences.covering(plugin)
         notices = self._notices(
-            name, rule, plugin, "stable", key, t, since=time.time() - seconds(rule.flap_quiet),
+            name,
+            rule,
+            plugin,
+            "stable",
+            key,
+            t,
+            since=time.time() - seconds(rule.flap_quiet),
             status=outbox.SILENCED if silence else outbox.PENDING,
         )
         await self._queue_notices(notices)
         log.info("alerts: %s is stable again (%s)", plugin, t.state)
         await self.recorder.record(
             "alert:stable",
-            {"rule": name, "plugin": plugin, "state": t.state, "key": key,
-             "silenced": silence.id if silence else None},
+            {
+                "rule": name,
+                "plugin": plugin,
+                "state": t.state,
+                "key": key,
+                "silenced": silence.id if silence else None,
+            },
         )
         await self._evaluate(name, plugin, rule, t)
 
@@ -487,7 +524,13 @@ class Engine:
             if f is None or f.notified or self.silences.covering(plugin) is not None:
                 continue
             notices = self._notices(
-                name, self.rules[name], plugin, "fired", f.key, t, since=f.since,
+                name,
+                self.rules[name],
+                plugin,
+                "fired",
+                f.key,
+                t,
+                since=f.since,
                 suffix="-after-silence",
             )
             await self._queue_notices(notices, reminders=(name, plugin, f.reminders))
@@ -506,9 +549,9 @@ class Engine:
                         "state": t.state,
                         "reason": t.reason,
                         "since": t.bad_since,
-                        "status": "flapping" if t.flapping else (
-                            "firing" if t.firing is not None else "pending"
-                        ),
+                        "status": "flapping"
+                        if t.flapping
+                        else ("firing" if t.firing is not None else "pending"),
                         "key": t.firing.key if t.firing else (t.flapping or None),
                         "notified": t.firing.notified if t.firing else None,
                     }

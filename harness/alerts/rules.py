@@ -182,8 +182,10 @@ def check_section(data: Any, file: str) -> list[str]:
     for name, url in section.target_urls.items():
         why = invalid_reason(url)
         if why:
-            key = f"alerts.targets.{name}" if isinstance(section.targets, dict) else (
-                f"alerts.targets[{int(name) - 1}]"
+            key = (
+                f"alerts.targets.{name}"
+                if isinstance(section.targets, dict)
+                else (f"alerts.targets[{int(name) - 1}]")
             )
             problems.append(f"{file}: {key}: {why}")
     return problems

@@ -183,12 +183,15 @@ class Alerts:
         key = f"test/{int(now * 1000)}"
         title, body = render("test", "harness", "test", "a test notification", now, "-", key)
         title = "harness: test notification"
-        sent, error = await target.send(
-            title, body, "test", seconds(self.config.send_timeout)
-        )
+        sent, error = await target.send(title, body, "test", seconds(self.config.send_timeout))
         notice = outbox.Notice(
-            dedup_key=f"{key}@{target.name}", target=target.name, kind="test", rule="-",
-            plugin="-", title=title, body=body,
+            dedup_key=f"{key}@{target.name}",
+            target=target.name,
+            kind="test",
+            rule="-",
+            plugin="-",
+            title=title,
+            body=body,
         )
         await outbox.record_done(self.store, notice, sent=sent, error=error)
         return {"target": target.name, "url": target.shown, "sent": sent, "error": error or None}

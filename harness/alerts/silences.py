@@ -72,8 +72,9 @@ class Silences:
                 (plugin, now, now + duration, reason),
             )
         assert cur.lastrowid is not None
-        silence = Silence(id=cur.lastrowid, plugin=plugin, starts=now, ends=now + duration,
-                          reason=reason)
+        silence = Silence(
+            id=cur.lastrowid, plugin=plugin, starts=now, ends=now + duration, reason=reason
+        )
         self.current[silence.id] = silence
         return silence
 

@@ -52,7 +52,7 @@ def invalid_reason(url: str) -> str | None:
 def redact(url: str) -> str:
     """``scheme://host/…``: the host only where apprise itself shows it unmasked (a Telegram
     URL's host is the bot token), never user, password, path or query."""
-    scheme, _, rest = url.partition("://")
+    scheme = url.partition("://")[0]
     try:
         host = urllib.parse.urlsplit(url).hostname or ""
     except ValueError:
