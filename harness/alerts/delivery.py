@@ -39,6 +39,7 @@ class Delivery:
         self._wake = {name: asyncio.Event() for name in targets}
         self._tasks: list[asyncio.Task[None]] = []
         self.sent = 0  # since start, for the benchmark and tests
+        self._stopping = False
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -50,12 +51,18 @@ class Delivery:
             if names is None or name in names:
                 event.set()
 
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def stop(self, grace: float = 5.0) -> None:
+        """Let a send in flight finish and be marked (a clean stop never resends), for at most
+        ``grace`` seconds; what is still queued stays in the outbox for the next start."""
+        self._stopping = True
+        self.wake()
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=min(grace, self.timeout))
+            for task in late:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._tasks.clear()
         for target in self.targets.values():
             target.close()
@@ -66,7 +73,7 @@ class Delivery:
 
     async def _run(self, target: Target) -> None:
         wake = self._wake[target.name]
-        while True:
+        while not self._stopping:
             wait: float | None = None  # nothing queued: until woken
             try:
                 row = await outbox.head(self.store, target.name)

@@ -137,7 +137,9 @@ class Engine:
         self.recorder.bus.subscribe(self)
         connections: dict[str, Any] = await current()
         for plugin, conn in connections.items():
-            if isinstance(conn, dict):
+            # A stored `stopped` is the previous run's shutdown, recorded after its engine had
+            # stopped judging: it must not resolve a firing that is still true.
+            if isinstance(conn, dict) and conn.get("state") != "stopped":
                 await self._on_connection(plugin, conn, time.time(), initial=True)
         self._schedule_silence_check()
         self._task = asyncio.get_running_loop().create_task(self._consume(), name="alerts:engine")
