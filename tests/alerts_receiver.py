@@ -56,7 +56,7 @@ class Receiver:
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._post)
         app.router.add_get("/{tail:.*}", self._get)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
         await self._site.start()

@@ -341,3 +341,4 @@ async def test_heartbeat_is_pinged_while_running_and_stops_with_the_daemon(
     # A negative can only be shown by waiting: several periods pass with no ping.
     await asyncio.sleep(0.5)
     assert receiver.pings == stopped_at
+

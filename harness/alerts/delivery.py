@@ -86,6 +86,8 @@ class Delivery:
                     await self._attempt(target, row)
                     continue
             wake.clear()
+            if self._stopping:  # stop() may have woken us while we read the outbox
+                return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await wake.wait()
