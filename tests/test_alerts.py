@@ -210,9 +210,7 @@ async def test_a_silence_holds_everything_back_and_ends(
     daemon, ctx = await start_manual(start_daemon, cfg)
     client = await connect()
     await client.subscribe(["alert:*"])
-    silence = await client.request(
-        "silences.add", plugin="manual", duration="1h", reason="deploy"
-    )
+    silence = await client.request("silences.add", plugin="manual", duration="1h", reason="deploy")
     assert silence["active"] and silence["reason"] == "deploy"
     ev = await next_matching(client, lambda e: e.event == "alert:silence")
     assert ev.data["id"] == silence["id"] and ev.data["change"] == "added"
@@ -252,8 +250,9 @@ async def test_a_silence_expires_by_itself_and_releases_a_firing_nobody_was_told
     await client.request("silences.add", plugin="man*", duration="0.5s")
     await ctx.set_connection("error", reason="still broken after the window")
     await next_matching(client, lambda e: e.event == "alert:fired")
-    expired = await next_matching(client, lambda e: e.event == "alert:silence" and
-                                  e.data["change"] == "expired")
+    expired = await next_matching(
+        client, lambda e: e.event == "alert:silence" and e.data["change"] == "expired"
+    )
     assert not expired.data["active"]
     (post,) = await received(receiver, 1)
     assert post["fields"]["kind"] == "fired"
@@ -290,7 +289,9 @@ async def test_a_restart_neither_refires_nor_forgets_to_resolve(
     db = cfg.database_path
     # The mark is committed just after the receiver answered.
     await wait_until(
-        lambda: [(k, s) for _, k, s, _ in outbox_rows(db)] == [("fired", "sent"), ("resolved", "sent")]
+        lambda: (
+            [(k, s) for _, k, s, _ in outbox_rows(db)] == [("fired", "sent"), ("resolved", "sent")]
+        )
     )
 
 
@@ -341,4 +342,3 @@ async def test_heartbeat_is_pinged_while_running_and_stops_with_the_daemon(
     # A negative can only be shown by waiting: several periods pass with no ping.
     await asyncio.sleep(0.5)
     assert receiver.pings == stopped_at
-

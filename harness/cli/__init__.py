@@ -14,13 +14,13 @@ import argparse
 import sys
 
 from harness import __version__
-from harness.cli import demo, events, plugins, run, status
+from harness.cli import alerts, demo, events, plugins, run, silence, status
 from harness.cli.common import EXIT_FAILED, EXIT_NO_DAEMON, EXIT_OK, EXIT_USAGE
 
 __all__ = ["EXIT_FAILED", "EXIT_NO_DAEMON", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 # The order of ``harness --help``.
-COMMANDS = (run, demo, status, events, plugins)
+COMMANDS = (run, demo, status, events, plugins, alerts, silence)
 
 
 class Parents:
