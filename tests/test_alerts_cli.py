@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -22,9 +23,17 @@ from tests.conftest import (
     write_config,
 )
 from tests.sample_plugins import Manual
-from tests.test_alerts import alerts_config, receiver, rule  # noqa: F401 (fixture)
+from tests.test_alerts import alerts_config, rule
 
 TOKEN = "tok-9f8e7d6c5b4a39281706"
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = Receiver()
+    await r.start()
+    yield r
+    await r.stop()
 
 
 def cli_env(state_dir: Path, cfg: Path) -> dict[str, str]:
@@ -41,7 +50,7 @@ async def test_cli_lists_tests_and_silences_without_showing_a_secret(
     start_daemon: StartDaemon,
     config: Config,
     receiver: Receiver,
-    state_dir: Path,  # noqa: F811
+    state_dir: Path,
 ) -> None:
     url = f"json://127.0.0.1:{receiver.port}/{TOKEN}"
     cfg = alerts_config(config, targets={"ops": url}, rules={"down": rule()})
