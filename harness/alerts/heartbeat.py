@@ -8,10 +8,9 @@ import asyncio
 import contextlib
 import logging
 import time
+import urllib.parse
 
 import aiohttp
-
-from harness.alerts.targets import redact
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +18,9 @@ log = logging.getLogger(__name__)
 class Heartbeat:
     def __init__(self, url: str, every: float, timeout: float) -> None:
         self.url = url
-        self.shown = redact(url) if "://" in url else "…"
+        # The path is the check's secret (Healthchecks: /<uuid>); the host is not.
+        split = urllib.parse.urlsplit(url)
+        self.shown = f"{split.scheme}://{split.hostname or ''}/…"
         self.every = every
         self.timeout = timeout
         self.last_ok: float | None = None

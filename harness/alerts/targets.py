@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import threading
 import urllib.parse
 from typing import Any
 
@@ -88,31 +87,19 @@ def secrets_of(url: str) -> set[str]:
     return {p for p in parts if p}
 
 
-class _ThreadErrors(logging.Handler):
-    """apprise reports why a send failed only in its log: keep its warnings per sending
-    thread, so each target's failure carries its own reason."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.by_thread: dict[int, list[str]] = {}
-        self._lock = threading.Lock()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with self._lock:
-            lines = self.by_thread.get(threading.get_ident())
-            if lines is not None and len(lines) < 5:
-                lines.append(record.getMessage())
-
-    def start(self) -> None:
-        with self._lock:
-            self.by_thread[threading.get_ident()] = []
-
-    def stop(self) -> list[str]:
-        with self._lock:
-            return self.by_thread.pop(threading.get_ident(), [])
-
-
-_errors = _ThreadErrors()
+def _why(result: Any) -> str:
+    """apprise's own account of a failed send: the warnings and errors its result captured."""
+    lines: list[str] = []
+    logs = getattr(result, "logs", None)
+    if callable(logs):
+        for entry in logs():
+            if str(getattr(entry, "level", "")).upper() in ("WARNING", "ERROR", "CRITICAL"):
+                message = str(getattr(entry, "message", entry))
+                if message not in lines:
+                    lines.append(message)
+            if len(lines) >= 3:
+                break
+    return "; ".join(lines)
 
 
 class Target:
@@ -139,27 +126,18 @@ class Target:
         return text
 
     def _send_blocking(self, title: str, body: str, kind: str) -> tuple[bool, str]:
-        apprise = _apprise()
         if self._apprise is None:
-            self._apprise = apprise.Apprise()
+            self._apprise = _apprise().Apprise()
             self._apprise.add(self._url)
-            logger = logging.getLogger("apprise")
-            if _errors not in logger.handlers:
-                logger.addHandler(_errors)
-        _errors.start()
         try:
-            ok = bool(
-                self._apprise.notify(
-                    body=body, title=title, notify_type=NOTIFY_TYPES.get(kind, "info")
-                )
+            result = self._apprise.notify(
+                body=body, title=title, notify_type=NOTIFY_TYPES.get(kind, "info")
             )
         except Exception as exc:  # apprise should not raise; a bug there must not kill us
-            _errors.stop()
             return False, self.mask(f"{type(exc).__name__}: {exc}")[:500]
-        reasons = _errors.stop()
-        if ok:
+        if result:
             return True, ""
-        return False, self.mask("; ".join(reasons) or "the target refused the notification")[:500]
+        return False, self.mask(_why(result) or "the target refused the notification")[:500]
 
     async def send(self, title: str, body: str, kind: str, timeout: float) -> tuple[bool, str]:
         """``(sent, why not)``. A timed-out send counts as failed (it is retried: at least
