@@ -342,3 +342,74 @@ async def test_heartbeat_is_pinged_while_running_and_stops_with_the_daemon(
     # A negative can only be shown by waiting: several periods pass with no ping.
     await asyncio.sleep(0.5)
     assert receiver.pings == stopped_at
+
+
+async def test_a_hung_target_blocks_neither_the_others_nor_the_daemon(
+    start_daemon: StartDaemon, config: Config, receiver: Receiver, connect: Connect
+) -> None:
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # reads nothing, answers nothing, keeps the connection open
+
+    hung = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = hung.sockets[0].getsockname()[1]
+    try:
+        cfg = alerts_config(
+            config,
+            targets={"hung": f"json://127.0.0.1:{port}/x", "steady": receiver.url()},
+            rules={"down": rule(**{"for": 0})},
+            send_timeout="0.3s",
+        )
+        _, ctx = await start_manual(start_daemon, cfg)
+        client = await connect()
+        await client.subscribe(["alert:failed"])
+        await ctx.set_connection("disconnected", reason="outage")
+        failed = await next_matching(client, lambda e: e.data["target"] == "hung")
+        assert "no answer within 0.3 s" in failed.data["error"]
+        await received(receiver, 1)
+        # The daemon still answers while the hung send occupies its target's thread.
+        assert (await client.request("status"))["plugins"][0]["name"] == "manual"
+        await ctx.set_connection("connected")
+        await received(receiver, 2)
+        assert receiver.kinds() == ["fired", "resolved"]
+    finally:
+        for w in held:
+            w.close()
+        hung.close()
+        await hung.wait_closed()
+
+
+async def test_a_firing_held_by_a_silence_is_still_owed_after_a_restart(
+    start_daemon: StartDaemon, config: Config, receiver: Receiver, connect: Connect
+) -> None:
+    cfg = alerts_config(
+        config,
+        targets=[receiver.url()],
+        rules={"down": rule(**{"for": 0, "remind_every": "0.1s"})},
+    )
+    daemon, ctx = await start_manual(start_daemon, cfg)
+    client = await connect()
+    silence = await client.request("silences.add", plugin="manual", duration="1h")
+    await ctx.set_connection("error", reason="broken in maintenance")
+
+    def reminders() -> int:
+        with sqlite3.connect(cfg.database_path) as conn:
+            row = conn.execute("SELECT max(reminders), max(notified) FROM alert_active").fetchone()
+        conn.close()
+        assert row[1] in (None, 0)  # a reminder held back by the silence tells nobody
+        return int(row[0] or 0)
+
+    await wait_until(lambda: reminders() >= 2)
+    await client.close()
+    await daemon.stop()
+
+    Manual.ctx = None
+    await start_daemon(plugins={"manual": Manual}, cfg=cfg)
+    assert Manual.ctx is not None
+    await Manual.ctx.set_connection("error", reason="still broken")
+    client = await connect()
+    await client.request("silences.end", id=silence["id"])
+    post = (await received(receiver, 1))[0]
+    assert post["fields"]["alert"].endswith("#fired-after-silence")
+    assert post["fields"]["reason"] == "still broken"

@@ -123,8 +123,11 @@ class Engine:
         connections (``await current()`` → plugin → connection): an event that raced the read
         is skipped by its seq, so nothing is judged twice or missed."""
         for active in await outbox.load_active(self.store):
-            if active.rule not in self.rules:
-                await outbox.forget_active(self.store, active.rule)
+            rule = self.rules.get(active.rule)
+            if rule is None or not rule.matches_plugin(active.plugin):
+                # The rule was removed or no longer covers the plugin: nothing would ever
+                # resolve this firing.
+                await outbox.forget_active(self.store, active.rule, active.plugin)
                 continue
             t = self._track(active.rule, active.plugin)
             t.firing, t.state, t.reason, t.bad_since = (
@@ -383,14 +386,14 @@ class Engine:
                 suffix=str(n),
                 extra=f"reminder {n}",
             )
-            await self._queue_notices(notices, reminders=(name, plugin, n))
+            await self._queue_notices(notices, reminders=(name, plugin, n, True))
             t.firing.notified = True
             await self.recorder.record(
                 "alert:reminder",
                 {"rule": name, "plugin": plugin, "state": t.state, "key": t.firing.key, "n": n},
             )
         else:
-            await outbox.enqueue(self.store, [], reminders=(name, plugin, n))
+            await outbox.enqueue(self.store, [], reminders=(name, plugin, n, t.firing.notified))
         self._schedule_reminder(name, plugin, t)
 
     async def _resolve(self, name: str, plugin: str, rule: AlertRule, t: Track) -> None:
@@ -535,7 +538,7 @@ class Engine:
                 since=f.since,
                 suffix="-after-silence",
             )
-            await self._queue_notices(notices, reminders=(name, plugin, f.reminders))
+            await self._queue_notices(notices, reminders=(name, plugin, f.reminders, True))
             f.notified = True
 
     # -- for requests ----------------------------------------------------------------------

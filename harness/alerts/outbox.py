@@ -110,7 +110,7 @@ async def enqueue(
     *,
     open_firing: Active | None = None,
     close_firing: tuple[str, str] | None = None,
-    reminders: tuple[str, str, int] | None = None,
+    reminders: tuple[str, str, int, bool] | None = None,
 ) -> None:
     """Queue ``notices`` and, in the same transaction, record the firing they belong to as open
     or closed (so a restart knows exactly what was already queued)."""
@@ -138,10 +138,11 @@ async def enqueue(
             await store.conn.execute(
                 "DELETE FROM alert_active WHERE rule = ? AND plugin = ?", close_firing
             )
-        if reminders is not None:
+        if reminders is not None:  # (rule, plugin, reminders so far, somebody told yet)
+            rule, plugin, count, notified = reminders
             await store.conn.execute(
-                "UPDATE alert_active SET reminders = ?, notified = 1 WHERE rule = ? AND plugin = ?",
-                (reminders[2], reminders[0], reminders[1]),
+                "UPDATE alert_active SET reminders = ?, notified = ? WHERE rule = ? AND plugin = ?",
+                (count, int(notified), rule, plugin),
             )
 
 
@@ -273,10 +274,12 @@ async def load_active(store: Store) -> list[Active]:
     ]
 
 
-async def forget_active(store: Store, rule: str) -> None:
-    """A firing of a rule that is no longer configured: nothing will ever resolve it."""
+async def forget_active(store: Store, rule: str, plugin: str) -> None:
+    """A firing no configured rule covers any more: nothing will ever resolve it."""
     async with store.transaction():
-        await store.conn.execute("DELETE FROM alert_active WHERE rule = ?", (rule,))
+        await store.conn.execute(
+            "DELETE FROM alert_active WHERE rule = ? AND plugin = ?", (rule, plugin)
+        )
 
 
 async def prune(store: Store, keep: int) -> int:
