@@ -48,43 +48,54 @@ def invalid_reason(url: str) -> str | None:
     return None
 
 
-def redact(url: str) -> str:
-    """``scheme://host/…``: the host only where apprise itself shows it unmasked (a Telegram
-    URL's host is the bot token), never user, password, path or query."""
-    scheme = url.partition("://")[0]
+def _host(url: str) -> str:
+    """The host as written (case kept: in a Slack or Telegram URL it is a secret's spelling)."""
     try:
-        host = urllib.parse.urlsplit(url).hostname or ""
+        netloc = urllib.parse.urlsplit(url).netloc
     except ValueError:
-        host = ""
-    if host:
+        return ""
+    host = netloc.rpartition("@")[2]
+    return host[1:].partition("]")[0] if host.startswith("[") else host.partition(":")[0]
+
+
+def redact(url: str) -> str:
+    """``scheme://host/…``: never user, password, path or query; the host only where it looks
+    like a server name (it has a dot, or is localhost) and apprise itself shows it unmasked.
+    A Telegram URL's host is the bot token, an ntfy URL's may be the topic: ``scheme://…``."""
+    scheme = url.partition("://")[0]
+    host = _host(url)
+    if host and ("." in host or host == "localhost" or ":" in host):
         plugin = _apprise().Apprise.instantiate(url)
         private = plugin.url(privacy=True) if plugin is not None else ""
         if f"://{host}" not in private and f"@{host}" not in private:
             host = ""
+    else:
+        host = ""
     return f"{scheme}://{host}/…" if host else f"{scheme}://…"
 
 
 def secrets_of(url: str) -> set[str]:
     """The parts of ``url`` to mask in log lines: the whole URL and every token-like part."""
-    parts = {url}
+    parts = {url, url.partition("://")[2]}
     try:
         split = urllib.parse.urlsplit(url)
     except ValueError:
         return parts
-    parts.add(url.partition("://")[2])
+    if redact(url).endswith("://…"):  # the host part is itself secret (a bot token, a topic)
+        parts.add(split.netloc)
+        parts.update(p for p in split.netloc.replace("@", ":").split(":") if len(p) >= 8)
+        parts.add(_host(url))
     if split.password:
         parts.add(split.password)
     if split.username and len(split.username) >= 8:
         parts.add(split.username)
-    if split.hostname and not redact(url).startswith(f"{split.scheme}://{split.hostname}/"):
-        parts.add(split.hostname)
     for segment in split.path.split("/"):
         if len(segment) >= 8:
             parts.add(segment)
     for _, value in urllib.parse.parse_qsl(split.query):
         if len(value) >= 8:
             parts.add(value)
-    return {p for p in parts if p}
+    return {p for p in parts if len(p) >= 4}
 
 
 def _why(result: Any) -> str:
