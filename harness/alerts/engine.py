@@ -137,8 +137,10 @@ class Engine:
                 active.since,
             )
             self._schedule_reminder(active.rule, active.plugin, t)
-        self.recorder.bus.subscribe(self)
-        connections: dict[str, Any] = await current()
+        connections: dict[str, Any] = {}
+        if self.rules:  # nothing to judge otherwise: stay off the bus
+            self.recorder.bus.subscribe(self)
+            connections = await current()
         for plugin, conn in connections.items():
             # A stored `stopped` is the previous run's shutdown, recorded after its engine had
             # stopped judging: it must not resolve a firing that is still true.
