@@ -413,3 +413,28 @@ async def test_a_firing_held_by_a_silence_is_still_owed_after_a_restart(
     post = (await received(receiver, 1))[0]
     assert post["fields"]["alert"].endswith("#fired-after-silence")
     assert post["fields"]["reason"] == "still broken"
+
+
+async def test_notifications_for_a_removed_target_are_kept_as_dropped(
+    start_daemon: StartDaemon, config: Config, receiver: Receiver, connect: Connect
+) -> None:
+    gone = Receiver()  # never started
+    cfg = alerts_config(config, targets={"gone": gone.url()}, rules={"down": rule(**{"for": 0})})
+    daemon, ctx = await start_manual(start_daemon, cfg)
+    await ctx.set_connection("disconnected", reason="x")
+    await wait_until(lambda: any(a >= 1 for *_, a in outbox_rows(cfg.database_path)))
+    await daemon.stop()
+
+    cfg = alerts_config(config, targets={"new": receiver.url()}, rules={"down": rule(**{"for": 0})})
+    await start_manual(start_daemon, cfg)
+    client = await connect()
+    history = await client.request("alerts.history")
+    oldest = history[-1]
+    assert (oldest["target"], oldest["kind"], oldest["status"], oldest["url"]) == (
+        "gone",
+        "fired",
+        "dropped",
+        "(no longer configured)",
+    )
+    assert oldest["last_error"] == "target no longer configured"
+    assert all(h["target"] == "new" for h in history[:-1])

@@ -13,7 +13,7 @@ import pytest
 
 from harness import config as config_mod
 from harness.config import Config
-from tests.alerts_receiver import Receiver
+from tests.alerts_receiver import Receiver, free_port
 from tests.conftest import (
     SpawnDaemon,
     StartDaemon,
@@ -53,7 +53,8 @@ async def test_cli_lists_tests_and_silences_without_showing_a_secret(
     state_dir: Path,
 ) -> None:
     url = f"json://127.0.0.1:{receiver.port}/{TOKEN}"
-    cfg = alerts_config(config, targets={"ops": url}, rules={"down": rule()})
+    dead = f"json://127.0.0.1:{free_port()}/{TOKEN}"  # nobody listens there
+    cfg = alerts_config(config, targets={"ops": url, "dead": dead}, rules={"down": rule()})
     Manual.ctx = None
     await start_daemon(plugins={"manual": Manual}, cfg=cfg)
     env = cli_env(state_dir, write_config(state_dir))
@@ -65,10 +66,12 @@ async def test_cli_lists_tests_and_silences_without_showing_a_secret(
 
     sent = await run_cli("alerts", "test", "ops", env=env)
     assert sent.rc == 0 and "test notification sent to ops" in sent.out
+    refused = await run_cli("alerts", "test", "dead", "--config", str(env["HARNESS_CONFIG"]))
+    assert refused.rc == 1 and "FAILED" in refused.out and "Connection error" in refused.out
     unknown = await run_cli("alerts", "test", "nope", env=env)
     assert unknown.rc == 1 and "no alert target named 'nope'" in unknown.err
 
-    history = await run_cli("alerts", "--json", "history", env=env)
+    history = await run_cli("alerts", "--json", "history", "--target", "ops", env=env)
     assert history.rc == 0
     (row,) = msgspec.json.decode(history.out)
     assert (row["kind"], row["status"], row["url"]) == ("test", "sent", "json://127.0.0.1/…")
@@ -86,7 +89,7 @@ async def test_cli_lists_tests_and_silences_without_showing_a_secret(
     again = await run_cli("silence", "end", "1", env=env)
     assert again.rc == 1 and "no running silence #1" in again.err
 
-    for result in (listed, sent, unknown, history, added, overview, silences, ended):
+    for result in (listed, sent, refused, unknown, history, added, overview, silences, ended):
         assert TOKEN not in result.out + result.err
 
 
