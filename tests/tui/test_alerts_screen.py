@@ -3,7 +3,9 @@ maintenance out: a real daemon with a real receiver behind apprise's json:// sch
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,13 @@ from tui.screens.alerts import AlertsScreen, SilenceDialog
 from tui.widgets.history import ConnectionHistory, uptime
 
 SECRET = "hook-s3cret-path-0123456789"
+
+
+def db_statuses(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT status FROM alert_outbox ORDER BY id").fetchall()
+    conn.close()
+    return [r[0] for r in rows]
 
 
 @pytest.fixture
@@ -76,7 +85,10 @@ async def test_alerts_screen_toasts_and_silence_from_the_tui(
         await ctx.set_connection("disconnected", reason="gateway gone")
         await until(pilot, lambda: ("Alert", "manual is disconnected: gateway gone") in notes)
         await until(pilot, lambda: "FIRING manual disconnected" in screen_text(app))
-        await until(pilot, lambda: "sent" in screen_text(app))  # the history row
+        # The history row: once the daemon has marked it sent, `r` shows it so.
+        await wait_until(lambda: db_statuses(cfg.database_path) == ["sent"])
+        await pilot.press("r")
+        await until(pilot, lambda: "sent" in screen_text(app))
 
         # A maintenance window from the TUI: the dialog, then the daemon has it.
         await pilot.press("s")

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tui.app import HarnessApp
 
 HISTORY = 50  # notifications listed
+REFRESH_EVERY = 5.0  # seconds between reloads while the screen is shown
 
 
 def _seconds(value: float) -> str:
@@ -112,7 +113,13 @@ class AlertsScreen(Screen[None]):
         self.harness.events_signal.subscribe(self, self._on_batch)
         self.watch(self.app, "link", lambda link: self.reload() if link.online else None)
         self.watch(self.app, "silences", lambda _: self._show_silences())
+        # A delivery (pending -> sent) publishes no event; retries count up: refresh now and then.
+        self.set_interval(REFRESH_EVERY, self._refresh_if_shown)
         silences.focus()
+
+    def _refresh_if_shown(self) -> None:
+        if self.is_current and self.harness.link.online:
+            self.reload()
 
     def _on_batch(self, batch: EventBatch) -> None:
         if any(e.event.startswith("alert:") for e in batch.events):
