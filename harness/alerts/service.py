@@ -75,6 +75,7 @@ class Alerts:
         dropped = await outbox.drop_unknown_targets(self.store, list(self.targets))
         if dropped:
             log.warning("alerts: %d queued notification(s) for removed targets dropped", dropped)
+        await self._prune()  # here, not in the background: start leaves no transaction open
         await self.silences.load()
         await self.engine.start(current)
         self.delivery.start()
@@ -101,13 +102,16 @@ class Alerts:
         if self.heartbeat is not None:
             await self.heartbeat.stop()
 
+    async def _prune(self) -> None:
+        try:
+            await outbox.prune(self.store, self.config.history_max)
+        except Exception:
+            log.exception("alerts: pruning the notification history failed")
+
     async def _prune_loop(self) -> None:
         while True:
-            try:
-                await outbox.prune(self.store, self.config.history_max)
-            except Exception:
-                log.exception("alerts: pruning the notification history failed")
             await asyncio.sleep(PRUNE_INTERVAL)
+            await self._prune()
 
     async def _on_failed(
         self, target: Target, row: outbox.Queued, error: str, attempts: int, next_try: float
