@@ -9,7 +9,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -17,15 +17,22 @@ from harness import __version__, protocol, settings
 from harness.alerts.service import Alerts
 from harness.bus import Bus
 from harness.config import Config
-from harness.orchestrator import Orchestrator, PluginNotFound, ShuttingDown
+from harness.orchestrator import (
+    Orchestrator,
+    PluginNotFound,
+    ShuttingDown,
+    check_plugin_tables,
+)
 from harness.plugin import Plugin
-from harness.recorder import Recorder
+from harness.recorder import Recorder, Retention
 from harness.server import RequestError, Server, acquire_lock, ensure_private_dir
-from harness.store import Store
+from harness.store import Store, StoreError, describe_error, is_storage_error
+from harness.systemd import Notifier, StatusLine
+
+if TYPE_CHECKING:
+    from harness.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-RETENTION_INTERVAL = 300.0  # seconds between retention passes
 
 
 class Daemon:
@@ -43,7 +50,7 @@ class Daemon:
         self.alerts: Alerts | None = None
         self.started = time.time()
         self._lock_fds: list[int] = []
-        self._retention: asyncio.Task[None] | None = None
+        self.metrics: Metrics | None = None
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Daemon]:
@@ -56,6 +63,12 @@ class Daemon:
     async def start(self) -> None:
         cfg = self.config
         socket_path, db_path = cfg.socket_path, cfg.database_path
+        if self._plugins is None:
+            from harness.plugins import discover
+
+            self._plugins = discover()
+        # A bad plugin table is refused before anything exists on disk (no lock, no database).
+        check_plugin_tables(cfg, self._plugins)
         # The default location is harness's own directory; a configured one is the operator's.
         own_dir = not cfg.daemon.socket
         ensure_private_dir(socket_path.parent, own=own_dir)
@@ -66,16 +79,34 @@ class Daemon:
         if db_path.parent != socket_path.parent:
             self._lock_fds.append(acquire_lock(db_path.with_name(db_path.name + ".lock")))
         try:
-            if self._plugins is None:
-                from harness.plugins import discover
-
-                self._plugins = discover()
             self.store = await Store.open(db_path)
             self.bus = Bus(await self.store.last_seq())
-            self.recorder = Recorder(self.store, self.bus)
+            if cfg.metrics.listen:
+                # Subscribed before the plugins start, so it sees every connection change.
+                self.metrics = self._metrics(cfg.metrics.listen)
+            # Retention runs inside the recorder's own transactions, a small chunk at a time,
+            # so the table holds its bound under any rate and no record waits on a big delete.
+            self.recorder = Recorder(
+                self.store,
+                self.bus,
+                retention=Retention(
+                    keep=cfg.daemon.event_retention_max,
+                    max_age_days=cfg.daemon.event_retention_days,
+                ),
+            )
             self.orchestrator = Orchestrator(self.store, self.recorder, cfg, self._plugins)
-            await self._prune()
-            await self.orchestrator.boot()
+            self.recorder.quiet = True
+            try:
+                await self._prune()
+                await self.orchestrator.boot()
+            except Exception as exc:
+                if is_storage_error(exc):
+                    raise StoreError(self._cannot_write(describe_error(exc), str(exc))) from exc
+                raise
+            if not self.recorder.health.ok:
+                h = self.recorder.health
+                raise StoreError(self._cannot_write(h.cause or "?", h.detail or ""))
+            self.recorder.quiet = False
             self.alerts = Alerts(cfg.alerts, self.store, self.recorder)
             await self.alerts.start(self._connections)
             self.server = Server(
@@ -90,7 +121,6 @@ class Daemon:
         except BaseException:
             await self.stop()
             raise
-        self._retention = asyncio.get_running_loop().create_task(self._retention_loop())
         log.info(
             "harness %s running: socket %s, database %s, plugins %s",
             __version__,
@@ -99,10 +129,24 @@ class Daemon:
             ", ".join(self.orchestrator.names()) or "none",
         )
 
+    def _metrics(self, listen: str) -> Metrics:
+        from harness.config import parse_listen
+        from harness.metrics import Metrics
+
+        assert self.bus is not None
+        bus = self.bus
+        metrics = Metrics(
+            seq=lambda: bus.published_seq,
+            clients=lambda: len(self.server.clients) if self.server else 0,
+            storage_ok=lambda: self.recorder.health.ok if self.recorder else True,
+            version=__version__,
+        )
+        bus.subscribe(metrics)
+        metrics.serve(*parse_listen(listen))
+        return metrics
+
     async def stop(self) -> None:
         """Stop plugins (recording ``stopped``), close the socket, close the database."""
-        if self._retention is not None:
-            self._retention.cancel()
         # Every step runs whatever failed before it: an open aiosqlite connection keeps a
         # non-daemon thread, and with it the process, alive; locks must always be released.
         failure: BaseException | None = None
@@ -111,6 +155,7 @@ class Daemon:
             self.alerts.stop if self.alerts else None,
             self.orchestrator.shutdown if self.orchestrator else None,
             self.server.close if self.server else None,
+            self.recorder.close if self.recorder else None,
             self.store.close if self.store else None,
         ):
             if step is None:
@@ -120,10 +165,13 @@ class Daemon:
             except Exception as exc:
                 log.exception("stopping: %s failed", step.__qualname__)
                 failure = failure or exc
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
         for fd in self._lock_fds:
             os.close(fd)
         self._lock_fds.clear()
-        self.orchestrator = self.server = self.store = self.alerts = None
+        self.orchestrator = self.server = self.store = self.recorder = self.alerts = None
         if failure is not None:
             raise failure
 
@@ -136,13 +184,12 @@ class Daemon:
         if removed:
             log.info("retention removed %d old events", removed)
 
-    async def _retention_loop(self) -> None:
-        while True:
-            await asyncio.sleep(RETENTION_INTERVAL)
-            try:
-                await self._prune()
-            except Exception:
-                log.exception("event retention failed; will try again")
+    def _cannot_write(self, cause: str, detail: str) -> str:
+        return (
+            f"{self.config.database_path}: cannot write the database: {cause} ({detail}). "
+            "Fix the cause (free disk space, make the file and its directory writable) and "
+            "start again."
+        )
 
     # -- request handlers --------------------------------------------------------------------
 
@@ -163,7 +210,7 @@ class Daemon:
         return {p.name: p.metadata.get("connection") for p in await self.orchestrator.list()}
 
     async def _status(self, _: protocol.NoParams) -> dict[str, Any]:
-        assert self.orchestrator and self.bus and self.server
+        assert self.orchestrator and self.bus and self.server and self.recorder
         plugins = await self.orchestrator.list()
         return {
             "server": f"harness/{__version__}",
@@ -174,6 +221,7 @@ class Daemon:
             "socket": str(self.config.socket_path),
             "database": str(self.config.database_path),
             "clients": len(self.server.clients),
+            "storage": msgspec.to_builtins(self.recorder.health),
             "plugins": [
                 {
                     "name": p.name,
@@ -218,13 +266,22 @@ class Daemon:
 
 @contextlib.contextmanager
 def _not_found(name: str) -> Any:
-    """Map the plugin host's refusals to error frames."""
+    """Map the plugin host's refusals, and a database that cannot be written, to error
+    frames."""
     try:
         yield
     except PluginNotFound:
         raise RequestError(protocol.E_NOT_FOUND, f"no plugin named {name!r}") from None
     except ShuttingDown as exc:
         raise RequestError(protocol.E_SHUTTING_DOWN, str(exc)) from None
+    except Exception as exc:
+        if not is_storage_error(exc):
+            raise
+        raise RequestError(
+            protocol.E_STORAGE,
+            f"storage failing: {describe_error(exc)} ({exc}); the change may not have been "
+            "saved. Fix the cause and try again.",
+        ) from None
 
 
 async def serve(config: Config) -> int:
@@ -245,11 +302,30 @@ async def serve(config: Config) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    notifier = Notifier()
+    notifier.status("starting")
     daemon = Daemon(config)
-    await daemon.start()
     try:
-        await stop.wait()
+        await daemon.start()
+        assert daemon.bus is not None and daemon.orchestrator is not None
+        status_line = StatusLine(notifier)
+        if notifier.enabled:
+            status_line.seed(
+                {
+                    p.name: (p.metadata.get("connection") or {}).get("state") or p.status
+                    for p in await daemon.orchestrator.list()
+                }
+            )
+            daemon.bus.subscribe(status_line)
+        # The socket serves from here on: only now may systemd order dependants after us.
+        notifier.ready(status_line.text())
+        notifier.start_watchdog()
+        try:
+            await stop.wait()
+        finally:
+            notifier.stopping()
+            await daemon.stop()
     finally:
-        await daemon.stop()
+        notifier.close()
     log.info("stopped")
     return 0

@@ -49,3 +49,9 @@ def test_example_alerts_table_equals_the_defaults() -> None:
     (rule,) = tomllib.loads(rule_toml)["alerts"]["rules"].values()
     assert set(rule) == {f.encode_name for f in msgspec.structs.fields(AlertRule)}
     assert msgspec.convert(rule, AlertRule) == AlertRule()
+
+
+def test_example_metrics_table_equals_the_defaults() -> None:
+    loaded = config.load(EXAMPLE)
+    assert loaded.metrics == config.MetricsConfig()
+    assert "\n[metrics]\n" in EXAMPLE.read_text()

@@ -14,32 +14,50 @@ import argparse
 import sys
 
 from harness import __version__
-from harness.cli import alerts, demo, events, plugins, run, silence, status
+from harness.cli import (
+    alerts,
+    config_cmd,
+    demo,
+    events,
+    plugins,
+    run,
+    service,
+    silence,
+    status,
+)
 from harness.cli.common import EXIT_FAILED, EXIT_NO_DAEMON, EXIT_OK, EXIT_USAGE
 
 __all__ = ["EXIT_FAILED", "EXIT_NO_DAEMON", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 # The order of ``harness --help``.
-COMMANDS = (run, demo, status, events, plugins, alerts, silence)
+COMMANDS = (run, demo, status, events, plugins, alerts, silence, config_cmd, service)
+
+
+def _add_global_options(parser: argparse.ArgumentParser, default: object) -> None:
+    from harness.config import ENV_CONFIG
+
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=default,
+        help=f"config file (default: ${ENV_CONFIG}, else ~/.config/harness/config.toml "
+        "if it exists, else built-in defaults)",
+    )
+    parser.add_argument(
+        "--socket", metavar="PATH", default=default, help="daemon socket (overrides the config)"
+    )
 
 
 class Parents:
     """Option groups shared by the commands: ``common`` (all), ``client`` (those that talk to
-    the daemon)."""
+    the daemon). The same options are accepted before the command (``harness --socket X
+    status``); here they default to SUPPRESS so that, given after it, they override the value
+    given before, and not given, they leave it alone."""
 
     def __init__(self) -> None:
-        from harness.config import ENV_CONFIG
-
         self.common = argparse.ArgumentParser(add_help=False)
-        self.common.add_argument(
-            "--config",
-            metavar="FILE",
-            help=f"config file (default: ${ENV_CONFIG}, else built-in defaults)",
-        )
-        self.client = argparse.ArgumentParser(add_help=False, parents=[self.common])
-        self.client.add_argument(
-            "--socket", metavar="PATH", help="daemon socket (overrides the config)"
-        )
+        _add_global_options(self.common, argparse.SUPPRESS)
+        self.client = self.common
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 failed, 2 usage or config error, 3 no daemon running",
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    _add_global_options(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parents = Parents()
     for command in COMMANDS:

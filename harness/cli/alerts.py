@@ -134,21 +134,16 @@ def register(sub: Any, parents: Any) -> None:
     )
     alerts.add_argument("--json", action="store_true", help="machine-readable output")
     asub = alerts.add_subparsers(dest="action", metavar="ACTION")
-    # The options again after the action, without defaults of their own (SUPPRESS): otherwise
-    # `harness alerts --config X history` would lose X to the action's default.
-    again = argparse.ArgumentParser(add_help=False)
-    again.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="config file")
-    again.add_argument("--socket", metavar="PATH", default=argparse.SUPPRESS, help="daemon socket")
-    alist = asub.add_parser("list", parents=[again], help="the overview (the default)")
+    alist = asub.add_parser("list", parents=[client], help="the overview (the default)")
     # SUPPRESS: `harness alerts --json list` keeps the --json given before the action.
     json_opt = {"action": "store_true", "default": argparse.SUPPRESS, "help": "machine-readable"}
     alist.add_argument("--json", **json_opt)
-    hist = asub.add_parser("history", parents=[again], help="notifications, newest first")
+    hist = asub.add_parser("history", parents=[client], help="notifications, newest first")
     hist.add_argument("--limit", type=int, default=30, help="how many (1-1000, default 30)")
     hist.add_argument("--target", help="only this target's")
     hist.add_argument("--json", **json_opt)
     test = asub.add_parser(
-        "test", parents=[again], help="send a test notification to one target now"
+        "test", parents=[client], help="send a test notification to one target now"
     )
     test.add_argument("target", help="a target's name, as `harness alerts` lists it")
     test.add_argument("--json", **json_opt)
