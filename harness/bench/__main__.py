@@ -1,4 +1,4 @@
-"""Entry point: ``python -m harness.bench {stream,connection,tui,persist,hostile,alerts} [--quick]``."""
+"""Entry point: ``python -m harness.bench NAME [--quick]``; NAME is one of BENCHES below."""
 
 from __future__ import annotations
 
