@@ -16,7 +16,17 @@ import argparse
 import sys
 
 from harness import __version__
-from harness.cli import config_cmd, demo, events, plugins, run, service, status
+from harness.cli import (
+    alerts,
+    config_cmd,
+    demo,
+    events,
+    plugins,
+    run,
+    service,
+    silence,
+    status,
+)
 from harness.cli.common import (
     EXIT_FAILED,
     EXIT_NO_DAEMON,
@@ -28,7 +38,7 @@ from harness.cli.common import (
 __all__ = ["EXIT_FAILED", "EXIT_NO_DAEMON", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 # The order of ``harness --help``.
-COMMANDS = (run, demo, status, events, plugins, config_cmd, service)
+COMMANDS = (run, demo, status, events, plugins, alerts, silence, config_cmd, service)
 
 
 def _add_global_options(parser: argparse.ArgumentParser, default: object) -> None:
