@@ -320,10 +320,10 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         if self.group is not None:
             self.server.bus.flush_group(self.group)
         held, self._held = self._held, []
-        frames, self._held_frames = self._held_frames, 0
+        held_frames, self._held_frames = self._held_frames, 0
         self._replaying = False
         if held:
-            self._write(b"".join(held), frames)
+            self._write(b"".join(held), held_frames)
 
     async def _on_request(self, frame: protocol.Request) -> None:
         params_type = protocol.METHODS.get(frame.method)
