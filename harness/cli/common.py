@@ -22,6 +22,48 @@ def print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
+def with_connection(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
+    """Like :func:`with_client` for one-shot commands, on a blocking stdlib connection
+    (:mod:`harness.cli.oneshot`): no asyncio, no msgspec, so they start fast."""
+    from harness import __version__
+    from harness.cli.oneshot import Connection, NoDaemon, Refused
+
+    path = socket_path(args)
+    if path is None:
+        return EXIT_USAGE
+    try:
+        with Connection(path, client=f"harness-cli/{__version__}") as conn:
+            return body(conn)
+    except NoDaemon as exc:
+        err(f"{exc}\n  start it with `harness run`, or pass --socket/--config to find it")
+        return EXIT_NO_DAEMON
+    except Refused as exc:
+        err(exc.message)
+        for field, problem in exc.details.get("fields", {}).items():
+            print(f"  {field}: {problem}", file=sys.stderr)
+        return EXIT_FAILED
+    except BrokenPipeError:
+        # The reader went away (``| head``): not an error of ours; keep Python quiet about it.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+
+
+def socket_path(args: argparse.Namespace) -> Path | None:
+    """The socket named by ``--socket``, else by the config (None: a config error, reported)."""
+    from harness import config as config_mod
+
+    try:
+        cfg = config_mod.load(args.config)
+    except config_mod.ConfigError as exc:
+        err(str(exc))
+        return None
+    return Path(args.socket).expanduser() if args.socket else cfg.socket_path
+
+
 def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> int:
     """Connect to the daemon named by ``--socket``/``--config``, run ``body(client)``, and map
     failures to exit codes with a message saying what to do."""

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from harness.cli.common import EXIT_OK, with_client
+from harness.cli.common import EXIT_OK, with_connection
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -15,36 +15,66 @@ def cmd_events(args: argparse.Namespace) -> int:
 
     import msgspec
 
+    from harness.cli.oneshot import NoDaemon
+    from harness.protocol import Event
+
+    class Routed(msgspec.Struct):
+        type: str  # every other field is skipped, not decoded
+
     patterns = args.patterns or ["*"]
+    out = sys.stdout.buffer
+    # Only the frame's type is decoded to route it; with --json an event line is printed as
+    # the daemon sent it (the same bytes ``msgspec.json.encode(event)`` would give).
+    route = msgspec.json.Decoder(Routed).decode
+    decode_event = msgspec.json.Decoder(Event).decode
 
-    def show(event: Any) -> None:
+    def show(line: bytes) -> None:
         if args.json:
-            sys.stdout.buffer.write(msgspec.json.encode(event) + b"\n")
-        else:
-            stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
-            data = msgspec.json.encode(event.data).decode()
-            print(f"{event.seq:>8} {stamp} {event.event:<24} {data}")
-        sys.stdout.flush()
+            out.write(line)
+            return
+        event = decode_event(line)
+        stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
+        data = msgspec.json.encode(event.data).decode()
+        out.write(f"{event.seq:>8} {stamp} {event.event:<24} {data}\n".encode())
 
-    async def body(client: Any) -> int:
-        from harness.protocol import Replayed
-
-        head = client.welcome.seq
+    def body(conn: Any) -> int:
+        head = conn.welcome["seq"]
         since = args.since if args.since is not None else max(0, head - args.scan)
-        await client.subscribe(patterns, since=since)
-        # Without --since only the newest --lines are shown, as `tail` would.
-        backlog: collections.deque[Any] = collections.deque(
-            maxlen=None if args.since is not None else args.lines
+        conn.subscribe(patterns, since=since)
+        lines = conn.lines()
+        # With --since every replayed event is printed as it arrives (constant memory);
+        # without, only the newest --lines are, as `tail` would.
+        backlog: collections.deque[bytes] | None = (
+            None if args.since is not None else collections.deque(maxlen=args.lines)
         )
-        while not isinstance(frame := await client.next_frame(), Replayed):
-            backlog.append(frame)
-        for event in backlog:
-            show(event)
-        while args.follow:
-            show(await client.next_event())
+        for line in lines:
+            kind = route(line).type
+            if kind == "replayed":
+                break
+            if kind == "event":
+                if backlog is None:
+                    show(line)
+                else:
+                    backlog.append(line)
+            elif kind == "lagged":
+                raise NoDaemon("cut off by the daemon: it could not send fast enough")
+        else:
+            raise NoDaemon("the daemon closed the connection during the replay")
+        for line in backlog or ():
+            show(line)
+        out.flush()
+        if args.follow:
+            for line in lines:
+                kind = route(line).type
+                if kind == "event":
+                    show(line)
+                    out.flush()
+                elif kind == "lagged":
+                    raise NoDaemon("cut off by the daemon: this terminal could not keep up")
+            raise NoDaemon("the daemon closed the connection")
         return EXIT_OK
 
-    return with_client(args, body)
+    return with_connection(args, body)
 
 
 def register(sub: Any, parents: Any) -> None:

@@ -7,44 +7,42 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.common import EXIT_OK, EXIT_USAGE, err, print_json, with_client
+from harness.cli.common import EXIT_OK, EXIT_USAGE, err, print_json, with_connection
 from harness.cli.output import describe_connection, plugin_table
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    async def body(client: Any) -> int:
+    def body(client: Any) -> int:
         action = args.action
         if action == "list":
-            plugins = await client.request("plugins.list")
+            plugins = client.request("plugins.list")
             if args.json:
                 print_json(plugins)
             else:
                 plugin_table(plugins)
             return EXIT_OK
         if action == "show":
-            info = await client.request("plugins.get", name=args.name)
+            info = client.request("plugins.get", name=args.name)
             if args.json:
                 print_json(info)
             else:
                 _show_plugin(info)
             return EXIT_OK
         if action in ("enable", "disable"):
-            info = await client.request(
-                "plugins.set_enabled", name=args.name, enabled=action == "enable"
-            )
+            info = client.request("plugins.set_enabled", name=args.name, enabled=action == "enable")
             print(f"{args.name}: {'enabled' if info['enabled'] else 'disabled'}, {info['status']}")
             return EXIT_OK
-        info = await client.request("plugins.get", name=args.name)
+        info = client.request("plugins.get", name=args.name)
         try:
             values = parse_assignments(args.assignments, info["schema"])
         except ValueError as exc:
             err(str(exc))
             return EXIT_USAGE
-        info = await client.request("plugins.update_settings", name=args.name, settings=values)
+        info = client.request("plugins.update_settings", name=args.name, settings=values)
         print(f"{args.name}: saved {', '.join(sorted(values))}; status {info['status']}")
         return EXIT_OK
 
-    return with_client(args, body)
+    return with_connection(args, body)
 
 
 def _show_plugin(info: dict[str, Any]) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from harness.cli.common import EXIT_OK, print_json, with_client
+from harness.cli.common import EXIT_OK, print_json, with_connection
 from harness.cli.output import plugin_table
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    async def body(client: Any) -> int:
-        st = await client.request("status")
+    def body(conn: Any) -> int:
+        st = conn.request("status")
         if args.json:
             print_json(st)
             return EXIT_OK
@@ -24,7 +24,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         plugin_table(st["plugins"])
         return EXIT_OK
 
-    return with_client(args, body)
+    return with_connection(args, body)
 
 
 def register(sub: Any, parents: Any) -> None:
