@@ -28,8 +28,9 @@ class Parents:
     the daemon)."""
 
     def __init__(self) -> None:
-        from harness.config import ENV_CONFIG
-
+        # harness.config.ENV_CONFIG, spelled out: importing the config module (msgspec) would
+        # cost ``--help`` more than the rest of it.
+        ENV_CONFIG = "HARNESS_CONFIG"
         self.common = argparse.ArgumentParser(add_help=False)
         self.common.add_argument(
             "--config",

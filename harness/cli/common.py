@@ -54,6 +54,11 @@ def with_connection(args: argparse.Namespace, body: Callable[[Any], int]) -> int
 
 def socket_path(args: argparse.Namespace) -> Path | None:
     """The socket named by ``--socket``, else by the config (None: a config error, reported)."""
+    import os
+
+    if args.socket and not args.config and not os.environ.get("HARNESS_CONFIG"):
+        # Nothing else in the config matters to a client: skip loading it (and msgspec).
+        return Path(args.socket).expanduser()
     from harness import config as config_mod
 
     try:

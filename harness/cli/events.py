@@ -15,7 +15,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 
     import msgspec
 
-    from harness.cli.oneshot import NoDaemon
+    from harness.cli.oneshot import NoDaemon, Refused
     from harness.protocol import Event
 
     class Routed(msgspec.Struct):
@@ -41,7 +41,8 @@ def cmd_events(args: argparse.Namespace) -> int:
         head = conn.welcome["seq"]
         since = args.since if args.since is not None else max(0, head - args.scan)
         conn.subscribe(patterns, since=since)
-        lines = conn.lines()
+        # Output is flushed whenever we would wait for the daemon: frames show as they come.
+        lines = conn.lines(before_wait=out.flush)
         # With --since every replayed event is printed as it arrives (constant memory);
         # without, only the newest --lines are, as `tail` would.
         backlog: collections.deque[bytes] | None = (
@@ -58,6 +59,8 @@ def cmd_events(args: argparse.Namespace) -> int:
                     backlog.append(line)
             elif kind == "lagged":
                 raise NoDaemon("cut off by the daemon: it could not send fast enough")
+            elif kind == "error":  # the replay failed inside the daemon
+                raise Refused(msgspec.json.decode(line))
         else:
             raise NoDaemon("the daemon closed the connection during the replay")
         for line in backlog or ():
@@ -68,7 +71,6 @@ def cmd_events(args: argparse.Namespace) -> int:
                 kind = route(line).type
                 if kind == "event":
                     show(line)
-                    out.flush()
                 elif kind == "lagged":
                     raise NoDaemon("cut off by the daemon: this terminal could not keep up")
             raise NoDaemon("the daemon closed the connection")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +96,10 @@ class Connection:
             raise NoDaemon(f"cut off by the daemon: {frame.get('message', '')}")
         return frame
 
-    def lines(self) -> Iterator[bytes]:
+    def lines(self, before_wait: Callable[[], None] | None = None) -> Iterator[bytes]:
         """Raw frame lines as they arrive (newline included), each at most MAX_FRAME_BYTES;
-        ends when the daemon closes the connection. Memory: one read plus one frame."""
+        ends when the daemon closes the connection. Memory: one read plus one frame.
+        ``before_wait`` runs whenever what was received is used up (to flush output)."""
         buf = self._buf
         while True:
             end = buf.find(b"\n", self._start)
@@ -111,6 +112,8 @@ class Connection:
             self._start = 0
             if len(buf) > MAX_FRAME_BYTES:
                 raise NoDaemon(f"the daemon sent a frame over {MAX_FRAME_BYTES} bytes")
+            if before_wait is not None:
+                before_wait()
             try:
                 chunk = self._sock.recv(_READ)
             except OSError as exc:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from harness.protocol import STATE_GLYPHS
-
 
 def describe_connection(conn: dict[str, Any] | None) -> str:
     """One line, glyph and words (never colour alone): ``● connected as Bot#1 since 12:03:04``."""
+    from harness.protocol import STATE_GLYPHS  # msgspec: only when there is something to show
+
     if not conn:
         return "-"
     state = conn.get("state", "?")
