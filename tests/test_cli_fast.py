@@ -24,10 +24,10 @@ try:
     rc = main(sys.argv[1:])
 except SystemExit as exc:
     rc = exc.code
-heavy = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))
 print("HEAVY=" + ",".join(heavy), file=sys.stderr)
 sys.exit(rc)
-""" % (HEAVY,)
+""".replace("HEAVY", repr(HEAVY))
 
 
 async def probe(*args: str, env: dict[str, str]) -> tuple[int, str, list[str]]:
@@ -69,7 +69,9 @@ async def test_one_shot_requests_import_nothing_heavy(
     assert heavy == []
     rc, out, heavy = await probe("plugins", "show", "echo", "--socket", sock, env=env)
     assert rc == 0 and out.startswith("echo 1.2.3") and heavy == []
-    rc, out, heavy = await probe("events", "--since", "0", "--json", "x:*", "--socket", sock, env=env)
+    rc, out, heavy = await probe(
+        "events", "--since", "0", "--json", "x:*", "--socket", sock, env=env
+    )
     assert rc == 0 and heavy == []
     assert [msgspec.json.decode(line)["data"] for line in out.splitlines()] == [{"i": 1}]
     # No daemon: the same clear error and exit code as before.
