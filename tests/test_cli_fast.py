@@ -24,10 +24,10 @@ try:
     rc = main(sys.argv[1:])
 except SystemExit as exc:
     rc = exc.code
-heavy = sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(__HEAVY__))
 print("HEAVY=" + ",".join(heavy), file=sys.stderr)
 sys.exit(rc)
-""".replace("HEAVY", repr(HEAVY))
+""".replace("__HEAVY__", repr(HEAVY))
 
 
 async def probe(*args: str, env: dict[str, str]) -> tuple[int, str, list[str]]:
