@@ -17,6 +17,7 @@ from rich.text import Text
 from textual.message import Message
 from textual.widget import Widget
 
+from tui.ageing import AgeTimer
 from tui.state import GLYPHS, UNKNOWN_GLYPH, LinkState, PluginState, ago, clock_time
 
 if TYPE_CHECKING:
@@ -90,8 +91,8 @@ class ConnectionStatus(Widget):
     def on_mount(self) -> None:
         self.watch(self.app, "link", self._on_link)
         self.watch(self.app, "plugins", self._on_plugins)
-        # The "since"/"ago" texts age; once a second is plenty for minute resolution.
-        self.set_interval(1.0, self.refresh)
+        # The "since"/"ago" texts age: render asks for a redraw when one would read differently.
+        self._ages = AgeTimer(self)
 
     def _on_plugins(self, plugins: Mapping[str, PluginState]) -> None:
         state = plugins.get(self.plugin)
@@ -135,11 +136,17 @@ class ConnectionStatus(Widget):
         conn = self.connection
         text = Text(headline(conn))
         since = conn.get("since") if conn else None
+        ages: list[float] = []
         if isinstance(since, (int, float)):
             age = ago(now - since).removesuffix(" ago")
             text.append(f"\nsince {clock_time(since, tz)} ({age})")
+            ages.append(now - since)
         if not self._link.online and self._link.changed_at > 0:
             known = self._link.changed_at if self._link.ever_online else self._updated_at
             when = ago(now - known) if known else "at an unknown time"
             text.append(f"\n▼ daemon offline — last known {when}", style="italic")
+            if known:
+                ages.append(now - known)
+        if hasattr(self, "_ages"):  # mounted
+            self._ages.drawn(now, ages)
         return text

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, cast
 from rich.text import Text
 from textual.widget import Widget
 
+from tui.ageing import AgeTimer
 from tui.state import LinkState, ago
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class LinkStatus(Widget):
         super().__init__()
         self.where = where
         self._link = LinkState()
+        self._ages = AgeTimer(self)
 
     @property
     def harness(self) -> HarnessApp:
@@ -41,7 +43,6 @@ class LinkStatus(Widget):
 
     def on_mount(self) -> None:
         self.watch(self.app, "link", self._on_link)
-        self.set_interval(1.0, self.refresh)  # "offline for …" ages
 
     def _on_link(self, link: LinkState) -> None:
         self._link = link
@@ -50,13 +51,16 @@ class LinkStatus(Widget):
 
     def status_text(self) -> str:
         link = self._link
+        self._ages.cancel()  # online: nothing here ages
         if link.online:
             return "▲ daemon online"
         if link.changed_at == 0.0:
             return "◌ connecting to the daemon…"
         text = "▼ daemon offline"
         if link.ever_online:
-            text += f" ({ago(self.harness.clock() - link.changed_at).removesuffix(' ago')})"
+            now = self.harness.clock()
+            text += f" ({ago(now - link.changed_at).removesuffix(' ago')})"
+            self._ages.drawn(now, [now - link.changed_at])  # "offline (42 s)" ages
         text += " · retrying"
         if not link.database:
             text += " · no database yet"
