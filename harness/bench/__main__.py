@@ -1,4 +1,4 @@
-"""Entry point: ``python -m harness.bench {stream,connection,tui} [--quick]``."""
+"""Entry point: ``python -m harness.bench {stream,connection,tui,cli,...} [--quick]``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import sys
 BENCHES = {
     "stream": "bus and socket fan-out vs a minimal asyncio baseline",
     "connection": "local gateway action -> subscriber receives discord:connection",
-    "tui": "daemon change -> widget; key delay under a flood; first paint",
+    "tui": "daemon change -> widget; key delay under a flood; first paint; idle CPU",
+    "cli": "harness --help, status and events --since against stdlib clients",
 }
 
 

@@ -172,6 +172,10 @@ class RawServer:
 
         await asyncio.get_running_loop().create_unix_server(Proto, path)
 
+    async def close(self) -> None:
+        for t in self.transports:
+            t.abort()
+
     def publish(self, event: Event) -> None:
         if not self.pending:
             asyncio.get_running_loop().call_soon(self.flush)
@@ -199,6 +203,10 @@ class FanoutServer:
 
     def publish(self, event: Event) -> None:
         self.bus.publish(event)
+
+    async def close(self) -> None:
+        await self.server.close()
+        await self.store.close()  # its thread would keep the process alive
 
 
 def _server_main(kind: str, path: str) -> None:
@@ -388,6 +396,7 @@ async def _stuck_rss(make: Callable[[], Any], rate: float, seconds: float) -> fl
             await asyncio.sleep(ahead)
     grown = (_rss_kib() - before) / 1024
     stuck.close()
+    await server.close()
     shutil.rmtree(tmp, ignore_errors=True)
     return grown
 
