@@ -30,8 +30,12 @@ def cmd_events(args: argparse.Namespace) -> int:
         return str(frame.get("type")) if isinstance(frame, dict) else "?"
 
     if args.json:
-        # Printed as the daemon sent it: the same bytes ``msgspec.json.encode(event)`` gives.
-        show = out.write
+
+        def show(line: bytes) -> None:
+            # As the daemon sent it: the same bytes ``msgspec.json.encode(event)`` gives.
+            out.write(line)
+            out.write(b"\n")
+
     else:
         import msgspec
 

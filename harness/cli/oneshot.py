@@ -9,6 +9,7 @@ needs and reads the server's by their ``type``. Each frame is bounded by
 
 from __future__ import annotations
 
+import collections
 import json
 import socket
 from collections.abc import Callable, Iterator
@@ -51,8 +52,8 @@ class Connection:
     def __init__(self, path: Path | str, *, client: str, timeout: float = 5.0) -> None:
         self.path = str(path)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._buf = bytearray()
-        self._start = 0  # where the unread part of _buf begins
+        self._ready: collections.deque[bytes] = collections.deque()  # received, not yet read
+        self._partial = b""  # the start of a frame whose newline has not come yet
         self._ids = 0
         try:
             self._sock.settimeout(timeout)
@@ -97,21 +98,15 @@ class Connection:
         return frame
 
     def lines(self, before_wait: Callable[[], None] | None = None) -> Iterator[bytes]:
-        """Raw frame lines as they arrive (newline included), each at most MAX_FRAME_BYTES;
-        ends when the daemon closes the connection. Memory: one read plus one frame.
+        """Raw frame lines as they arrive, without their newline; ends when the daemon closes
+        the connection. Memory: one read plus one partial frame (at most MAX_FRAME_BYTES).
         ``before_wait`` runs whenever what was received is used up (to flush output)."""
-        buf = self._buf
+        ready = self._ready
         while True:
-            end = buf.find(b"\n", self._start)
-            if end >= 0:
-                line = bytes(buf[self._start : end + 1])
-                self._start = end + 1  # before the yield: a caller may stop after any line
-                yield line
-                continue
-            del buf[: self._start]
-            self._start = 0
-            if len(buf) > MAX_FRAME_BYTES:
-                raise NoDaemon(f"the daemon sent a frame over {MAX_FRAME_BYTES} bytes")
+            while ready:
+                line = ready.popleft()
+                if line:
+                    yield line
             if before_wait is not None:
                 before_wait()
             try:
@@ -120,7 +115,11 @@ class Connection:
                 raise NoDaemon(f"connection to the daemon lost: {_why(exc)}") from exc
             if not chunk:
                 return
-            buf += chunk
+            # Split whole reads at C speed; only the unfinished last frame is carried over.
+            *complete, self._partial = (self._partial + chunk).split(b"\n")
+            if len(self._partial) > MAX_FRAME_BYTES:
+                raise NoDaemon(f"the daemon sent a frame over {MAX_FRAME_BYTES} bytes")
+            ready.extend(complete)
 
     def _answer(self, frame_id: int) -> dict[str, Any]:
         for line in self.lines():
