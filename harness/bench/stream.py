@@ -235,6 +235,7 @@ def _server_main(kind: str, path: str) -> None:
                         await asyncio.sleep(ahead)
                 elif n % 256 == 0:
                     await asyncio.sleep(0)  # let the transports write, as a daemon's loop would
+        await server.close()
 
     asyncio.run(go())
 
