@@ -14,7 +14,7 @@ import stat
 import struct
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -81,8 +81,10 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
     # -- transport callbacks ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A duck-typed check: uvloop's transports are not asyncio.Transport subclasses.
+        assert hasattr(transport, "write") and hasattr(transport, "pause_reading")
+        self.transport = cast(asyncio.Transport, transport)
+        transport = self.transport
         sock = transport.get_extra_info("socket")
         uid = _peer_uid(sock) if sock is not None else None
         self.peer = f"uid={uid}" if uid is not None else "peer"

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from harness import protocol
 from harness.config import Config
-from tests.conftest import REPO_ROOT, StartDaemon, subprocess_env
+from tests.conftest import REPO_ROOT, SpawnDaemon, StartDaemon, subprocess_env, write_config
 from tests.sample_plugins import Echo
 
 HEAVY = ("asyncio", "textual", "discord", "aiosqlite")
@@ -131,3 +132,17 @@ async def test_events_since_prints_each_frame_before_the_replay_ends(
             proc.kill()
             await proc.wait()
         server.close()
+
+
+async def test_the_daemon_runs_on_uvloop(spawn_daemon: SpawnDaemon, state_dir: Path) -> None:
+    """``harness run --loop uvloop`` (the ``fast`` extra): requests, replay and live events."""
+    pytest.importorskip("uvloop")
+    daemon = await spawn_daemon(write_config(state_dir), args=("--loop", "uvloop"))
+    env = subprocess_env(state_dir)
+    sock = str(daemon.socket_path)
+    rc, out, _ = await probe("status", "--json", "--socket", sock, env=env)
+    assert rc == 0 and msgspec.json.decode(out)["pid"] == daemon.pid
+    rc, out, _ = await probe("events", "--since", "0", "--json", "--socket", sock, env=env)
+    assert rc == 0
+    names = {msgspec.json.decode(line)["event"] for line in out.splitlines()}
+    assert "discord:connection" in names  # the built-in plugin reported "not configured"

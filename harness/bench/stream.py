@@ -210,41 +210,48 @@ class FanoutServer:
 
 
 def _server_main(kind: str, path: str) -> None:
+    if kind.endswith("-uvloop"):
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(kind.removesuffix("-uvloop"), path))
+    else:
+        asyncio.run(_serve(kind, path))
+
+
+async def _serve(kind: str, path: str) -> None:
     """Serve; on each ``go COUNT RATE`` line on stdin publish COUNT events at RATE (0: as fast
     as the loop goes, yielding every 256); exit at end of input."""
     _raise_fd_limit()
     logging.basicConfig(level=logging.ERROR)
-
-    async def go() -> None:
-        server: Any = RawServer() if kind == "raw" else FanoutServer()
-        await server.start(path)
-        print("listening", flush=True)
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        seq = 0
-        while line := await reader.readline():
-            _, count, rate = line.split()
-            start = time.monotonic()
-            for n in range(1, int(count) + 1):
-                seq += 1
-                server.publish(_event(seq))
-                if int(rate):
-                    ahead = start + n / int(rate) - time.monotonic()
-                    if ahead > 0.0005:
-                        await asyncio.sleep(ahead)
-                elif n % 256 == 0:
-                    await asyncio.sleep(0)  # let the transports write, as a daemon's loop would
-        await server.close()
-
-    asyncio.run(go())
+    server: Any = RawServer() if kind == "raw" else FanoutServer()
+    await server.start(path)
+    print("listening", flush=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    seq = 0
+    while line := await reader.readline():
+        _, count, rate = line.split()
+        start = time.monotonic()
+        for n in range(1, int(count) + 1):
+            seq += 1
+            server.publish(_event(seq))
+            if int(rate):
+                ahead = start + n / int(rate) - time.monotonic()
+                if ahead > 0.0005:
+                    await asyncio.sleep(ahead)
+            elif n % 256 == 0:
+                await asyncio.sleep(0)  # let the transports write, as a daemon's loop would
+    await server.close()
 
 
 # -- driving a server process ------------------------------------------------------------------
 
 
 class ServerProcess:
-    """One server under test as a subprocess: ``raw``, ``fanout`` or ``daemon``."""
+    """One server under test as a subprocess: ``raw``, ``fanout`` or ``daemon``; a
+    ``-uvloop`` suffix runs it on uvloop."""
 
     def __init__(self, kind: str, base: Path) -> None:
         self.kind = kind
@@ -255,15 +262,16 @@ class ServerProcess:
         self._go = 0
 
     def start(self) -> None:
-        if self.kind == "daemon":
+        if self.kind.startswith("daemon"):
             config = self.base / "harness.toml"
             config.write_text(
                 f'[daemon]\nsocket = "{self.path}"\ndatabase = "{self.base / "state.db"}"\n'
                 'log_level = "warning"\nclient_queue_frames = 10000000\n'
                 "event_retention_max = 100000000\n"
             )
+            loop = ["--loop", "uvloop"] if self.kind.endswith("-uvloop") else []
             self.proc = subprocess.Popen(
-                daemon_command(config),
+                daemon_command(config) + loop,
                 env=daemon_env(self.base / "plugins"),
                 stdin=subprocess.DEVNULL,
             )
@@ -280,7 +288,7 @@ class ServerProcess:
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError(f"{self.kind} server did not start")
             time.sleep(0.02)
-        if self.kind == "daemon":
+        if self.kind.startswith("daemon"):
             self._request("plugins.get", name="flood")  # the plugin is there and running
 
     def _request(self, method: str, **params: Any) -> Any:
@@ -302,7 +310,7 @@ class ServerProcess:
         raise RuntimeError(f"{method}: no answer")
 
     def go(self, count: int, rate: int) -> None:
-        if self.kind == "daemon":
+        if self.kind.startswith("daemon"):
             self._go += 1
             self._request(
                 "plugins.update_settings",
@@ -315,7 +323,7 @@ class ServerProcess:
             self.proc.stdin.flush()
 
     def stop(self) -> None:
-        if self.kind == "daemon":
+        if self.kind.startswith("daemon"):
             self.proc.terminate()
         elif self.proc.stdin is not None:
             self.proc.stdin.close()
@@ -408,7 +416,10 @@ async def _stuck_rss(make: Callable[[], Any], rate: float, seconds: float) -> fl
 def main(quick: bool = False) -> int:
     logging.basicConfig(level=logging.ERROR)
     base = Path(tempfile.mkdtemp(prefix="hb-stream-"))
-    servers = {k: ServerProcess(k, base) for k in ("raw", "fanout", "daemon")}
+    kinds = ["raw", "fanout", "daemon"]
+    if _have_uvloop():
+        kinds += ["fanout-uvloop", "daemon-uvloop"]
+    servers = {k: ServerProcess(k, base) for k in kinds}
     try:
         for s in servers.values():
             s.start()
@@ -421,6 +432,14 @@ def main(quick: bool = False) -> int:
     print()
     rss(quick)
     return 0
+
+
+def _have_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _report(servers: dict[str, ServerProcess], quick: bool) -> None:
@@ -458,6 +477,20 @@ def _report(servers: dict[str, ServerProcess], quick: bool) -> None:
             baseline=r_cpu,
             target="<= 1.1x",
         )
+        if "fanout-uvloop" in servers:
+            u = measure(servers["fanout-uvloop"], subs, n, 0)
+            row(
+                f"daemon on uvloop, {subs} subscriber(s)",
+                subs * n / (u["end"] - u["start"]),
+                "ev/s",
+                baseline=r_rate,
+            )
+            row(
+                f"daemon on uvloop, CPU per delivered event, {subs}",
+                u["cpu"] / (subs * n) * 1e6,
+                "us",
+                baseline=r_cpu,
+            )
 
     heading(
         "Real daemon (`harness run` process, flood plugin, every event committed before it "
@@ -498,6 +531,27 @@ def _report(servers: dict[str, ServerProcess], quick: bool) -> None:
             "us",
             baseline=r_cpu,
         )
+        if "daemon-uvloop" in servers:
+            u = measure(servers["daemon-uvloop"], 10, n, rate)
+            u_lat = [x * 1000 for x in u["latencies"]]
+            row(
+                f"daemon on uvloop, events/s reached @ {rate:,}",
+                n / (u["end"] - u["start"]),
+                "ev/s",
+                baseline=r_sent,
+            )
+            row(
+                f"daemon on uvloop, record -> decoded p99 @ {rate:,}",
+                percentile(u_lat, 99),
+                "ms",
+                baseline=percentile(r_lat, 99),
+            )
+            row(
+                f"daemon on uvloop, server CPU per delivered event @ {rate:,}",
+                u["cpu"] / (10 * n) * 1e6,
+                "us",
+                baseline=r_cpu,
+            )
 
 
 def rss(quick: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from harness.cli.common import EXIT_FAILED, EXIT_USAGE, err
@@ -24,7 +25,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     logs.setup(args.log_level or cfg.daemon.log_level)
     try:
-        return asyncio.run(serve(cfg))
+        loop_factory = _loop_factory(args.loop)
+    except ImportError:
+        err("--loop uvloop: uvloop is not installed; pip install 'harness[fast]'")
+        return EXIT_USAGE
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(serve(cfg))
     except config_mod.ConfigError as exc:
         err(str(exc))
         return EXIT_USAGE
@@ -35,7 +42,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
 
 
+def _loop_factory(choice: str) -> Callable[[], Any] | None:
+    """None: the stdlib loop. uvloop only when asked for (``harness[fast]``); see
+    docs/benchmarks.md for what it changes here."""
+    if choice == "asyncio":
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
+
+
 def register(sub: Any, parents: Any) -> None:
     run = sub.add_parser("run", parents=[parents.common], help="run the daemon in the foreground")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="event loop (uvloop needs pip install 'harness[fast]')",
+    )
     run.set_defaults(func=cmd_run)
