@@ -16,9 +16,11 @@ def err(message: str) -> None:
 
 
 def print_json(value: Any) -> None:
-    import msgspec
+    # stdlib json: the values are decoded JSON already, and msgspec would cost a one-shot
+    # command more to import than the whole request.
+    import json
 
-    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(value)) + b"\n")
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 
