@@ -5,6 +5,7 @@ per loop iteration by the bus (see ``Bus.flush``)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import fcntl
 import logging
@@ -32,6 +33,7 @@ Handler = Callable[[Any], Awaitable[Any]]
 DEFAULT_MAX_QUEUED_FRAMES = 10_000
 MAX_QUEUED_BYTES = 16 * 1024 * 1024
 REPLAY_PAGE = 500
+_WRITE_HIGH = 1024 * 1024  # a transport buffer above this pauses writing
 _LAGGED_GRACE = 1.0  # seconds a lagged client gets to read its "lagged" frame before the abort
 
 
@@ -68,9 +70,11 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         self._replaying = False
         self._held: list[bytes] = []  # live events (joined) that arrive during a replay
         self._held_frames = 0
-        # While the transport is paused (its buffer above the high-water mark), what is written
-        # on top is counted: past the limits the client is cut off (``_lagged``).
+        # While the transport is paused (its buffer above the high-water mark), frames wait
+        # here, not in the transport: on Python 3.11 a large transport buffer costs a memmove
+        # of all of it per send. Past the limits the client is cut off (``_lagged``).
         self._paused = False
+        self._backlog: collections.deque[tuple[bytes, int]] = collections.deque()
         self._backlog_frames = 0
         self._backlog_bytes = 0
         self._can_write = asyncio.Event()
@@ -89,7 +93,7 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         uid = _peer_uid(sock) if sock is not None else None
         self.peer = f"uid={uid}" if uid is not None else "peer"
         # Large enough that the writer batches, small enough that memory stays bounded.
-        transport.set_write_buffer_limits(high=1024 * 1024)
+        transport.set_write_buffer_limits(high=_WRITE_HIGH)
         if uid is not None and uid not in (os.getuid(), 0):
             log.warning("refused a client with uid %s (only uid %s may connect)", uid, os.getuid())
             transport.write(
@@ -106,8 +110,20 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
 
     def resume_writing(self) -> None:
         self._paused = False
-        self._backlog_frames = self._backlog_bytes = 0
         self._can_write.set()
+        # Hand the transport what waited, about a high-water mark at a time, until it pauses
+        # again or nothing is left (asyncio allows writes from this callback).
+        backlog, transport = self._backlog, self.transport
+        while backlog and not self._paused and not self._closed and transport is not None:
+            chunk: list[bytes] = []
+            size = 0
+            while backlog and size < _WRITE_HIGH:
+                data, frames = backlog.popleft()
+                chunk.append(data)
+                size += len(data)
+                self._backlog_frames -= frames
+                self._backlog_bytes -= len(data)
+            transport.write(b"".join(chunk))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -166,15 +182,16 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
 
     def _write(self, data: bytes, frames: int) -> None:
         assert self.transport is not None
-        if self._paused:
+        if self._paused or self._backlog:
+            self._backlog.append((data, frames))
             self._backlog_frames += frames
             self._backlog_bytes += len(data)
             if (
                 self._backlog_frames > self.server.max_queued_frames
                 or self._backlog_bytes > MAX_QUEUED_BYTES
             ):
-                self._lagged(refused=frames)
-                return
+                self._lagged()
+            return
         self.transport.write(data)
 
     def send_frame(self, frame: msgspec.Struct) -> None:
@@ -197,17 +214,18 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         else:
             self._write(joined, frames)
 
-    def _lagged(self, refused: int = 0) -> None:
+    def _lagged(self) -> None:
         """Cut off a client that cannot keep up, so it never slows the bus or grows memory."""
         if self._closed or self.transport is None:
             return
-        # Not delivered: what is held for after a replay, what was refused just now, and what
-        # sits in the transport's buffer beyond the high-water mark (it may still go out).
-        dropped = self._held_frames + refused + self._backlog_frames
+        # Not delivered: what is held for after a replay and what waits for the transport.
+        dropped = self._held_frames + self._backlog_frames
         log.warning("client %s fell %d frames behind; disconnecting it", self.peer, dropped)
         self._closed = True
         self._held.clear()
         self._held_frames = 0
+        self._backlog.clear()
+        self._backlog_frames = self._backlog_bytes = 0
         self.server.bus.unsubscribe(self)
         transport = self.transport
         transport.pause_reading()
