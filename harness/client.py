@@ -13,8 +13,22 @@ import msgspec
 
 from harness import __version__, protocol
 from harness.protocol import Ack, Error, Event, Lagged, Replayed, Response, Welcome
+from harness.socket_trust import (  # re-exported: they were defined here first
+    DaemonUnavailable,
+    FrameTooLarge,
+    verify_peer,
+    verify_socket_path,
+)
 
 EVENT_BUFFER = 10_000
+# What a client reads a line with: one frame and its newline, as the protocol bounds them. A
+# longer line is reported as exactly that (FrameTooLarge), never as a daemon gone away.
+READ_LIMIT = protocol.MAX_FRAME_BYTES + 1
+_TOO_LARGE = (
+    f"the daemon sent a frame larger than {protocol.MAX_FRAME_BYTES // (1024 * 1024)} MiB, the "
+    "protocol's limit; the daemon is running but this answer cannot be read (a setting may be "
+    "too large: unset it, e.g. `harness plugins set NAME KEY=`)"
+)
 
 
 class ClientError(Exception):
@@ -25,10 +39,6 @@ class ClientError(Exception):
         self.code = error.code
         self.message = error.message
         self.details = error.details or {}
-
-
-class DaemonUnavailable(Exception):
-    """No daemon to talk to (no socket, nobody listening, or the connection dropped)."""
 
 
 class Client:
@@ -54,13 +64,38 @@ class Client:
     async def connect(
         cls, path: Path | str, *, client: str = f"harness-cli/{__version__}", timeout: float = 5.0
     ) -> Client:
+        """Connect to the daemon's Unix socket, verifying first that it is this user's (see
+        :func:`verify_socket_path` and :func:`verify_peer`), then shake hands."""
+        verify_socket_path(path)
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(str(path), limit=2 * protocol.MAX_FRAME_BYTES),
-                timeout,
+                asyncio.open_unix_connection(str(path), limit=READ_LIMIT), timeout
             )
         except (OSError, TimeoutError) as exc:
-            raise DaemonUnavailable(f"no daemon at {path}: {_why(exc)}") from exc
+            raise DaemonUnavailable(
+                f"no daemon at {path}: {_why(exc)}",
+                not_running=isinstance(exc, (FileNotFoundError, ConnectionRefusedError)),
+            ) from exc
+        try:
+            verify_peer(writer.get_extra_info("socket"), path)
+        except BaseException:
+            writer.close()
+            raise
+        return await cls.handshake(reader, writer, path=str(path), client=client, timeout=timeout)
+
+    @classmethod
+    async def handshake(
+        cls,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        path: str,
+        client: str = f"harness-cli/{__version__}",
+        timeout: float = 5.0,
+    ) -> Client:
+        """Hello/welcome over an already verified stream (another transport, such as a pipe,
+        does its own verifying and comes in here). ``reader`` should have a limit of at least
+        READ_LIMIT."""
         try:
             writer.write(
                 protocol.encode(protocol.Hello(protocol=protocol.PROTOCOL_VERSION, client=client))
@@ -69,7 +104,12 @@ class Client:
             if not line:
                 raise DaemonUnavailable(f"the daemon at {path} closed the connection")
             frame = protocol.decode_server(line)
-        except (OSError, TimeoutError, msgspec.DecodeError) as exc:
+        except ValueError as exc:  # LimitOverrunError, and msgspec's DecodeError, are these
+            writer.close()
+            if isinstance(exc, msgspec.DecodeError):
+                raise DaemonUnavailable(f"handshake with {path} failed: {exc}") from exc
+            raise FrameTooLarge(_TOO_LARGE) from exc
+        except (OSError, TimeoutError) as exc:
             writer.close()
             raise DaemonUnavailable(f"handshake with {path} failed: {_why(exc)}") from exc
         if isinstance(frame, Error):
@@ -111,7 +151,11 @@ class Client:
                         fut.set_exception(ClientError(frame))
                 elif isinstance(frame, Lagged):
                     failure = DaemonUnavailable(f"cut off by the daemon: {frame.message}")
-        except (OSError, ValueError, msgspec.DecodeError) as exc:
+        except msgspec.DecodeError as exc:
+            failure = DaemonUnavailable(f"the daemon sent a frame that is not valid: {exc}")
+        except ValueError:  # readline past READ_LIMIT (asyncio.LimitOverrunError)
+            failure = FrameTooLarge(_TOO_LARGE)
+        except OSError as exc:
             failure = DaemonUnavailable(f"connection to the daemon lost: {_why(exc)}")
         finally:
             for fut in self._pending.values():

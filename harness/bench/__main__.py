@@ -1,4 +1,4 @@
-"""Entry point: ``python -m harness.bench {stream,connection,tui,persist,cli,...} [--quick]``."""
+"""Entry point: ``python -m harness.bench NAME [--quick]`` (names below)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ BENCHES = {
     "connection": "local gateway action -> subscriber receives discord:connection",
     "tui": "daemon change -> widget; key delay under a flood; first paint; idle CPU",
     "persist": "plugin API -> SQLite -> stream vs raw sqlite3; retention under a flood",
+    "hostile": "another client's status p99 and the daemon's RSS under a hostile subscriber",
     "cli": "harness --help, status and events --since against stdlib clients",
 }
 

@@ -5,7 +5,9 @@ adds its parser and sets ``func``. Command modules import asyncio, the client an
 inside their functions, so ``--help`` and the parser stay cheap.
 
 Exit codes: 0 success; 1 the operation failed (the daemon said no, a database problem, a daemon
-already running); 2 usage or configuration error; 3 no daemon to talk to.
+already running); 2 usage or configuration error; 3 no daemon to talk to; 4 the socket is not
+trustworthy (its directory, the socket or the process listening belongs to another user), so
+nothing was sent to it.
 """
 
 from __future__ import annotations
@@ -14,42 +16,53 @@ import argparse
 import sys
 
 from harness import __version__
-from harness.cli import demo, events, plugins, run, status
+from harness.cli import config_cmd, demo, events, plugins, run, service, status
 from harness.cli.common import EXIT_FAILED, EXIT_NO_DAEMON, EXIT_OK, EXIT_USAGE
 
 __all__ = ["EXIT_FAILED", "EXIT_NO_DAEMON", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 # The order of ``harness --help``.
-COMMANDS = (run, demo, status, events, plugins)
+COMMANDS = (run, demo, status, events, plugins, config_cmd, service)
+
+
+def _add_global_options(parser: argparse.ArgumentParser, default: object) -> None:
+    from harness.config import ENV_CONFIG
+
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=default,
+        help=f"config file (default: ${ENV_CONFIG}, else ~/.config/harness/config.toml "
+        "if it exists, else built-in defaults)",
+    )
+    parser.add_argument(
+        "--socket", metavar="PATH", default=default, help="daemon socket (overrides the config)"
+    )
 
 
 class Parents:
     """Option groups shared by the commands: ``common`` (all), ``client`` (those that talk to
-    the daemon)."""
+    the daemon). The same options are accepted before the command (``harness --socket X
+    status``); here they default to SUPPRESS so that, given after it, they override the value
+    given before, and not given, they leave it alone."""
 
     def __init__(self) -> None:
-        # harness.config.ENV_CONFIG, spelled out: importing the config module (msgspec) would
-        # cost ``--help`` more than the rest of it.
-        ENV_CONFIG = "HARNESS_CONFIG"
         self.common = argparse.ArgumentParser(add_help=False)
-        self.common.add_argument(
-            "--config",
-            metavar="FILE",
-            help=f"config file (default: ${ENV_CONFIG}, else built-in defaults)",
-        )
-        self.client = argparse.ArgumentParser(add_help=False, parents=[self.common])
-        self.client.add_argument(
-            "--socket", metavar="PATH", help="daemon socket (overrides the config)"
-        )
+        _add_global_options(self.common, argparse.SUPPRESS)
+        self.client = self.common
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness",
         description="A plugin-hosting daemon with a Unix-socket event stream.",
-        epilog="exit codes: 0 ok, 1 failed, 2 usage or config error, 3 no daemon running",
+        epilog=(
+            "exit codes: 0 ok, 1 failed, 2 usage or config error, 3 no daemon running, "
+            "4 socket not trusted (another user's)"
+        ),
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    _add_global_options(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parents = Parents()
     for command in COMMANDS:

@@ -3,11 +3,51 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import re
 import sys
 import time
 from typing import Any
 
-from harness.cli.common import EXIT_OK, with_connection
+import msgspec
+
+from harness.cli.common import EXIT_OK, count, with_connection
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class Since(msgspec.Struct, frozen=True):
+    """A point in the stream: after an event ``seq``, or from a Unix time ``ts``."""
+
+    seq: int | None = None
+    ts: float | None = None
+
+
+def parse_point(text: str, now: float | None = None) -> Since:
+    """``1042`` (a seq), ``10m``/``2h``/``1d``/``30s`` (that long ago), ``2026-11-25T10:00`` or
+    ``10:00`` (local time; a bare time is today)."""
+    now = time.time() if now is None else now
+    text = text.strip()
+    if text.isdigit():
+        return Since(seq=int(text))
+    if m := _DURATION.match(text):
+        return Since(ts=now - float(m.group(1)) * _UNIT[m.group(2)])
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            clock = dt.time.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a seq (1042), a duration (10m, 2h, 1d) or a local time "
+                f"(2026-11-25T10:00, 10:00), got {text!r}"
+            ) from None
+        moment = dt.datetime.combine(dt.datetime.fromtimestamp(now).date(), clock)
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # local time, as the operator reads a clock
+    return Since(ts=moment.timestamp())
+
 
 # The daemon encodes every frame with its ``type`` first (msgspec's tag field), so an event
 # line is known by its first bytes; anything else is decoded to see what it is.
@@ -19,9 +59,17 @@ def cmd_events(args: argparse.Namespace) -> int:
     import json
 
     from harness.cli.oneshot import NoDaemon, Refused
+    from harness.cli.output import event_text
+    from harness.protocol import Event
 
     patterns = args.patterns or ["*"]
+    since: Since | None = args.since
+    until: Since | None = args.until
     out = sys.stdout.buffer
+    decode = msgspec.json.Decoder(Event).decode
+    # --json without a time filter prints each event line as the daemon sent it (the same
+    # bytes ``msgspec.json.encode(event)`` gives), without decoding it.
+    by_time = (since is not None and since.ts is not None) or until is not None
 
     def kind_of(line: bytes) -> str:
         if line.startswith(EVENT_PREFIX):
@@ -29,70 +77,90 @@ def cmd_events(args: argparse.Namespace) -> int:
         frame = json.loads(line)
         return str(frame.get("type")) if isinstance(frame, dict) else "?"
 
-    if args.json:
+    def after_until(event: Any) -> bool:
+        if until is None:
+            return False
+        if until.seq is not None:
+            return bool(event.seq > until.seq)
+        return bool(event.ts > (until.ts or 0))
 
-        def show(line: bytes) -> None:
-            # As the daemon sent it: the same bytes ``msgspec.json.encode(event)`` gives.
+    def show(line: bytes, event: Any) -> None:
+        if args.json:
             out.write(line)
             out.write(b"\n")
-
-    else:
-        import msgspec
-
-        from harness.protocol import Event
-
-        decode_event = msgspec.json.Decoder(Event).decode
-
-        def show(line: bytes) -> None:
-            event = decode_event(line)
-            stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
-            data = msgspec.json.encode(event.data).decode()
-            out.write(f"{event.seq:>8} {stamp} {event.event:<24} {data}\n".encode())
+            return
+        event = event or decode(line)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.ts))
+        text = f"{event.seq:>8} {stamp} {event.event:<24} {event_text(event.data, event.seq)}\n"
+        out.write(text.encode())
 
     def body(conn: Any) -> int:
         head = conn.welcome["seq"]
-        since = args.since if args.since is not None else max(0, head - args.scan)
-        conn.subscribe(patterns, since=since)
+        if since is None:
+            start = max(0, head - args.scan)
+        elif since.seq is not None:
+            start = since.seq
+        else:
+            start = 0  # the stream is addressed by seq: replay all, keep those after the time
+        conn.subscribe(patterns, since=start)
         # Output is flushed whenever we would wait for the daemon: frames show as they come.
         lines = conn.lines(before_wait=out.flush)
-        # With --since every replayed event is printed as it arrives (constant memory);
+        # With --since each replayed event is printed as it arrives (constant memory);
         # without, only the newest --lines are, as `tail` would.
-        backlog: collections.deque[bytes] | None = (
-            None if args.since is not None else collections.deque(maxlen=args.lines)
+        backlog: collections.deque[tuple[bytes, Any]] | None = (
+            None if since is not None else collections.deque(maxlen=args.lines)
         )
         for line in lines:
             kind = kind_of(line)
             if kind == "replayed":
                 break
             if kind == "event":
+                event = decode(line) if by_time else None
+                if event is not None:
+                    if since is not None and since.ts is not None and event.ts < since.ts:
+                        continue
+                    if after_until(event):
+                        continue
                 if backlog is None:
-                    show(line)
+                    show(line, event)
                 else:
-                    backlog.append(line)
+                    backlog.append((line, event))
             elif kind == "lagged":
                 raise NoDaemon("cut off by the daemon: it could not send fast enough")
             elif kind == "error":  # the replay failed inside the daemon
                 raise Refused(json.loads(line))
         else:
             raise NoDaemon("the daemon closed the connection during the replay")
-        for line in backlog or ():
-            show(line)
+        for line, event in backlog or ():
+            show(line, event)
         out.flush()
         if args.follow:
             for line in lines:
                 kind = kind_of(line)
                 if kind == "event":
-                    show(line)
+                    event = decode(line) if until is not None else None
+                    if event is not None and after_until(event):
+                        break
+                    show(line, event)
                 elif kind == "lagged":
                     raise NoDaemon("cut off by the daemon: this terminal could not keep up")
-            raise NoDaemon("the daemon closed the connection")
+            else:
+                raise NoDaemon("the daemon closed the connection")
+        out.flush()
         return EXIT_OK
 
     return with_connection(args, body)
 
 
 def register(sub: Any, parents: Any) -> None:
-    events = sub.add_parser("events", parents=[parents.client], help="show (and follow) events")
+    events = sub.add_parser(
+        "events",
+        parents=[parents.client],
+        help="show (and follow) events",
+        description="Stored events, then (with -f) live ones. --since and --until take a "
+        "seq (1042), a duration ago (30s, 10m, 2h, 1d) or a local time "
+        "(2026-11-25T10:00, 10:00 today).",
+    )
     events.add_argument(
         "patterns",
         nargs="*",
@@ -101,16 +169,25 @@ def register(sub: Any, parents: Any) -> None:
     )
     events.add_argument("-f", "--follow", action="store_true", help="keep printing live events")
     events.add_argument(
-        "--since", type=int, metavar="SEQ", help="replay every stored event after SEQ"
+        "--since",
+        type=parse_point,
+        metavar="WHEN",
+        help="every stored event after a seq, or from a time or duration ago",
+    )
+    events.add_argument(
+        "--until",
+        type=parse_point,
+        metavar="WHEN",
+        help="stop at this seq or time (with -f: stop following once it passes)",
     )
     events.add_argument(
         "-n",
         "--lines",
-        type=int,
+        type=count,
         default=20,
         metavar="N",
         help="without --since: how many of the newest to show (default 20)",
     )
-    events.add_argument("--scan", type=int, default=5000, help=argparse.SUPPRESS)
+    events.add_argument("--scan", type=count, default=5000, help=argparse.SUPPRESS)
     events.add_argument("--json", action="store_true", help="one JSON event per line")
     events.set_defaults(func=cmd_events)

@@ -22,7 +22,16 @@ _READ = 1 << 16
 
 
 class NoDaemon(Exception):
-    """No daemon to talk to (no socket, nobody listening, or the connection dropped)."""
+    """No daemon to talk to (no socket, nobody listening, or the connection dropped).
+    ``not_running``: the socket is missing or nobody listens, so starting one is the fix."""
+
+    def __init__(self, message: str, *, not_running: bool = False) -> None:
+        super().__init__(message)
+        self.not_running = not_running
+
+
+class TooLarge(NoDaemon):
+    """The daemon sent a line over the frame limit: the connection is unusable after it."""
 
 
 class Refused(Exception):
@@ -49,7 +58,15 @@ class Connection:
     """One blocking connection: ``Connection(path)``, then :meth:`request` or
     :meth:`subscribe` and :meth:`lines`."""
 
-    def __init__(self, path: Path | str, *, client: str, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        client: str,
+        timeout: float = 5.0,
+        verify: Callable[[socket.socket], None] | None = None,
+    ) -> None:
+        """``verify(sock)`` runs once connected, before a byte is sent (the peer check)."""
         self.path = str(path)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._ready: collections.deque[bytes] = collections.deque()  # received, not yet read
@@ -58,6 +75,17 @@ class Connection:
         try:
             self._sock.settimeout(timeout)
             self._sock.connect(self.path)
+        except OSError as exc:
+            self._sock.close()
+            missing = isinstance(exc, (FileNotFoundError, ConnectionRefusedError))
+            raise NoDaemon(f"no daemon at {path}: {_why(exc)}", not_running=missing) from exc
+        try:
+            if verify is not None:
+                verify(self._sock)
+        except BaseException:
+            self._sock.close()
+            raise
+        try:
             self._send({"type": "hello", "protocol": PROTOCOL_VERSION, "client": client})
             frame = self._frame(next(self.lines(), None))
         except (OSError, ValueError) as exc:
@@ -118,7 +146,7 @@ class Connection:
             # Split whole reads at C speed; only the unfinished last frame is carried over.
             *complete, self._partial = (self._partial + chunk).split(b"\n")
             if len(self._partial) > MAX_FRAME_BYTES:
-                raise NoDaemon(f"the daemon sent a frame over {MAX_FRAME_BYTES} bytes")
+                raise TooLarge(f"the daemon sent a frame over {MAX_FRAME_BYTES} bytes")
             ready.extend(complete)
 
     def _answer(self, frame_id: int) -> dict[str, Any]:
