@@ -14,8 +14,16 @@ import msgspec
 from harness import __version__, protocol
 from harness.protocol import Ack, Error, Event, Lagged, Replayed, Response, Welcome
 from harness.socket_trust import (  # re-exported: they were defined here first
-    DaemonUnavailable,
-    FrameTooLarge,
+    DaemonUnavailable as DaemonUnavailable,
+)
+from harness.socket_trust import (
+    FrameTooLarge as FrameTooLarge,
+)
+from harness.socket_trust import (
+    UntrustedSocket as UntrustedSocket,
+)
+from harness.socket_trust import (
+    too_large_message,
     verify_peer,
     verify_socket_path,
 )
@@ -24,11 +32,7 @@ EVENT_BUFFER = 10_000
 # What a client reads a line with: one frame and its newline, as the protocol bounds them. A
 # longer line is reported as exactly that (FrameTooLarge), never as a daemon gone away.
 READ_LIMIT = protocol.MAX_FRAME_BYTES + 1
-_TOO_LARGE = (
-    f"the daemon sent a frame larger than {protocol.MAX_FRAME_BYTES // (1024 * 1024)} MiB, the "
-    "protocol's limit; the daemon is running but this answer cannot be read (a setting may be "
-    "too large: unset it, e.g. `harness plugins set NAME KEY=`)"
-)
+_TOO_LARGE = too_large_message(protocol.MAX_FRAME_BYTES)
 
 
 class ClientError(Exception):

@@ -31,6 +31,14 @@ class FrameTooLarge(DaemonUnavailable):
     unusable after it (the rest of that line cannot be told from the next frame)."""
 
 
+def too_large_message(limit: int) -> str:
+    return (
+        f"the daemon sent a frame larger than {limit // (1024 * 1024)} MiB, the protocol's "
+        "limit; the daemon is running but this answer cannot be read (a setting may be too "
+        "large: unset it, e.g. `harness plugins set NAME KEY=`)"
+    )
+
+
 def _owner(uid: int) -> str:
     try:
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"

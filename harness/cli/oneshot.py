@@ -146,7 +146,9 @@ class Connection:
             # Split whole reads at C speed; only the unfinished last frame is carried over.
             *complete, self._partial = (self._partial + chunk).split(b"\n")
             if len(self._partial) > MAX_FRAME_BYTES:
-                raise TooLarge(f"the daemon sent a frame over {MAX_FRAME_BYTES} bytes")
+                from harness.socket_trust import too_large_message
+
+                raise TooLarge(too_large_message(MAX_FRAME_BYTES))
             ready.extend(complete)
 
     def _answer(self, frame_id: int) -> dict[str, Any]:
