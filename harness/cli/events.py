@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import re
 import sys
 import time
 from typing import Any
-
-import msgspec
 
 from harness.cli.common import EXIT_OK, count, with_connection
 
@@ -17,7 +16,8 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class Since(msgspec.Struct, frozen=True):
+@dataclasses.dataclass(frozen=True)
+class Since:
     """A point in the stream: after an event ``seq``, or from a Unix time ``ts``."""
 
     seq: int | None = None
@@ -66,6 +66,8 @@ def cmd_events(args: argparse.Namespace) -> int:
     since: Since | None = args.since
     until: Since | None = args.until
     out = sys.stdout.buffer
+    import msgspec  # here, not at the top: `harness --help` does not need it
+
     decode = msgspec.json.Decoder(Event).decode
     # --json without a time filter prints each event line as the daemon sent it (the same
     # bytes ``msgspec.json.encode(event)`` gives), without decoding it.

@@ -8,8 +8,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from harness.protocol import STATE_GLYPHS
-
 # Keys of event data that hold a Unix time: shown as local time with age, never as an epoch.
 TIME_KEYS = frozenset({"since", "retry_at", "ts", "started", "updated_at"})
 # The keys that say most about an event go first.
@@ -47,6 +45,8 @@ def describe_connection(conn: dict[str, Any] | None) -> str:
     if not conn:
         return "-"
     state = conn.get("state", "?")
+    from harness.protocol import STATE_GLYPHS  # msgspec: only when there is something to show
+
     text = f"{STATE_GLYPHS.get(state, '?')} {state.replace('_', ' ')}"
     if state == "connected" and conn.get("username"):
         text += f" as {conn['username']}"
