@@ -29,7 +29,7 @@ class Flip(Plugin):
     async def start(self, ctx: PluginContext) -> None:
         Flip.ctx = ctx
         await ctx.set_connection("connecting", attempt=1)
-        await ctx.set_connection("connected", username="Flip#1", latency=0.042)
+        await ctx.set_connection("connected", username="Flip#1", latency_ms=42.0)
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

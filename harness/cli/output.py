@@ -39,23 +39,16 @@ def when(ts: float, now: float | None = None) -> str:
     return f"{stamp} ({age(delta)} ago)" if delta >= 0 else f"{stamp} (in {age(-delta)})"
 
 
-def describe_connection(conn: dict[str, Any] | None) -> str:
-    """One line, glyph and words (never colour alone): ``● connected as Bot#1 since 12:03:04
-    (5m ago)``."""
-    if not conn:
-        return "-"
-    state = conn.get("state", "?")
-    from harness.protocol import STATE_GLYPHS  # msgspec: only when there is something to show
+def describe_connection(conn: Any) -> str:
+    """One line, glyph and words (never colour alone), from harness.render, with the CLI's
+    local time and age: ``● connected as Bot#1 · 42 ms since 12:03:04 (5m ago)``."""
+    from harness import render  # msgspec: only when there is something to show
+    from harness.protocol import to_connection
 
-    text = f"{STATE_GLYPHS.get(state, '?')} {state.replace('_', ' ')}"
-    if state == "connected" and conn.get("username"):
-        text += f" as {conn['username']}"
-    if conn.get("attempt"):
-        text += f" (attempt {conn['attempt']})"
-    if conn.get("reason"):
-        text += f": {conn['reason']}"
-    if conn.get("since"):
-        text += f" since {when(conn['since'])}"
+    c = to_connection(conn)
+    text = render.line(c, time.time(), show_since=False)
+    if c is not None and c.since:
+        text += f" since {when(c.since)}"
     return text
 
 
