@@ -42,8 +42,9 @@ COMMANDS = (run, demo, status, events, plugins, alerts, silence, config_cmd, ser
 
 
 def _add_global_options(parser: argparse.ArgumentParser, default: object) -> None:
-    from harness.config import ENV_CONFIG
-
+    # harness.config.ENV_CONFIG, spelled out: importing the config module (msgspec, tomllib)
+    # would cost ``--help`` more than the rest of it.
+    ENV_CONFIG = "HARNESS_CONFIG"
     parser.add_argument(
         "--config",
         metavar="FILE",

@@ -97,6 +97,7 @@ class ConnectionHistory(Widget):
         self.loaded = False
         self._note = ""
         self.border_title = "history"
+        self._drawn = ""
 
     @property
     def harness(self) -> HarnessApp:
@@ -106,7 +107,9 @@ class ConnectionHistory(Widget):
         self.harness.events_signal.subscribe(self, self._on_batch)
         self.watch(self.app, "link", self._on_link, init=False)
         self.watch(self.app, "silences", self._on_silences, init=False)
-        self.set_interval(10.0, self.refresh)  # the uptime ages with the clock
+        # The uptime figure and the day of the stamps move with the clock, slowly: check every
+        # 10 s, and redraw only when the text would read differently.
+        self.set_interval(10.0, self._if_changed)
         self.reload()
 
     def _on_silences(self) -> None:
@@ -163,7 +166,16 @@ class ConnectionHistory(Widget):
         if changed:
             self.refresh(layout=True)
 
+    def _if_changed(self) -> None:
+        if self._text().plain != self._drawn:
+            self.refresh()
+
     def render(self) -> Text:
+        text = self._text()
+        self._drawn = text.plain
+        return text
+
+    def _text(self) -> Text:
         app = self.harness
         now = app.clock()
         text = Text()
