@@ -7,12 +7,15 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from harness import __version__, protocol
 from harness.protocol import Ack, Error, Event, Lagged, Replayed, Response, Welcome
+
+if TYPE_CHECKING:
+    from harness.transport import SshLink
 
 EVENT_BUFFER = 10_000
 
@@ -36,9 +39,16 @@ class Client:
     subscription. Events are read with :meth:`events`."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, welcome: Welcome
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        welcome: Welcome,
+        link: SshLink | None = None,
     ) -> None:
         self._reader = reader
+        self._link = link  # the ssh child when the stream runs over ssh (harness.transport)
+        # Set by the caller for a read-only context: writes are refused here, before sending.
+        self.read_only: str | None = None
         self._writer = writer
         self.welcome = welcome
         self._ids = itertools.count(1)
@@ -61,24 +71,38 @@ class Client:
             )
         except (OSError, TimeoutError) as exc:
             raise DaemonUnavailable(f"no daemon at {path}: {_why(exc)}") from exc
+        return await cls.handshake(reader, writer, where=str(path), client=client, timeout=timeout)
+
+    @classmethod
+    async def handshake(
+        cls,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        where: str,
+        client: str,
+        timeout: float,
+        link: SshLink | None = None,
+    ) -> Client:
+        """Say hello over an open byte stream (a socket, or a subprocess's stdin/stdout)."""
         try:
             writer.write(
                 protocol.encode(protocol.Hello(protocol=protocol.PROTOCOL_VERSION, client=client))
             )
             line = await asyncio.wait_for(reader.readline(), timeout)
             if not line:
-                raise DaemonUnavailable(f"the daemon at {path} closed the connection")
+                raise DaemonUnavailable(f"the daemon at {where} closed the connection")
             frame = protocol.decode_server(line)
-        except (OSError, TimeoutError, msgspec.DecodeError) as exc:
+        except (OSError, TimeoutError, ValueError, msgspec.DecodeError) as exc:
             writer.close()
-            raise DaemonUnavailable(f"handshake with {path} failed: {_why(exc)}") from exc
+            raise DaemonUnavailable(f"handshake with {where} failed: {_why(exc)}") from exc
         if isinstance(frame, Error):
             writer.close()
             raise ClientError(frame)
         if not isinstance(frame, Welcome):
             writer.close()
-            raise DaemonUnavailable(f"unexpected first frame from {path}: {frame!r}")
-        return cls(reader, writer, frame)
+            raise DaemonUnavailable(f"unexpected first frame from {where}: {frame!r}")
+        return cls(reader, writer, frame, link)
 
     async def close(self) -> None:
         self._reader_task.cancel()
@@ -87,6 +111,8 @@ class Client:
             await self._writer.wait_closed()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader_task
+        if self._link is not None:
+            await self._link.close()
 
     async def __aenter__(self) -> Client:
         return self
@@ -96,6 +122,7 @@ class Client:
 
     async def _read_loop(self) -> None:
         failure: BaseException = DaemonUnavailable("the daemon closed the connection")
+        lagged = False
         try:
             while line := await self._reader.readline():
                 frame = protocol.decode_server(line)
@@ -111,6 +138,10 @@ class Client:
                         fut.set_exception(ClientError(frame))
                 elif isinstance(frame, Lagged):
                     failure = DaemonUnavailable(f"cut off by the daemon: {frame.message}")
+                    lagged = True
+            if self._link is not None and not lagged:
+                # Over ssh, the end of stdout means ssh ended: its stderr says why.
+                failure = DaemonUnavailable(await self._link.failure(1.0))
         except (OSError, ValueError, msgspec.DecodeError) as exc:
             failure = DaemonUnavailable(f"connection to the daemon lost: {_why(exc)}")
         finally:
@@ -133,6 +164,8 @@ class Client:
         return await fut
 
     async def request(self, method: str, **params: Any) -> Any:
+        if self.read_only is not None and method in protocol.WRITE_METHODS:
+            raise ClientError(Error(code=protocol.E_READ_ONLY, message=self.read_only))
         response = await self._call(lambda i: protocol.Request(id=i, method=method, params=params))
         return response.result
 

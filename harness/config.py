@@ -33,6 +33,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     daemon: DaemonConfig = msgspec.field(default_factory=DaemonConfig)
     # [plugins.<name>] tables: default settings, checked against each plugin's schema at boot.
     plugins: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    # [contexts.<name>] tables: other daemons to talk to; checked by harness.contexts.
+    contexts: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     source: str = ""  # the file it came from; not a TOML key
 
     @property

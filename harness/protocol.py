@@ -6,7 +6,7 @@ only definition of the wire format, so the two ends cannot drift apart; see ``do
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -166,7 +166,33 @@ class SetEnabled(msgspec.Struct, forbid_unknown_fields=True):
     enabled: bool
 
 
+class EventsHistory(msgspec.Struct, forbid_unknown_fields=True):
+    name: str  # an event name, e.g. "discord:connection"
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+    since_ts: float = 0.0  # only events at or after this time
+
+
+class StoredPlugin(msgspec.Struct):
+    """A plugin's stored row as ``connections.snapshot`` returns it (no settings: they may hold
+    secrets; ``metadata.plugin`` has the redacted description)."""
+
+    name: str
+    enabled: bool
+    metadata: dict[str, Any]
+    updated_at: float
+
+
+class ConnectionsSnapshot(msgspec.Struct):
+    """Every plugin's stored state; ``seq`` is the daemon's head when it was read: the rows
+    reflect at least every event up to it."""
+
+    seq: int
+    plugins: list[StoredPlugin]
+
+
 METHODS: dict[str, type[msgspec.Struct]] = {
+    "connections.snapshot": NoParams,
+    "events.history": EventsHistory,
     "status": NoParams,
     "plugins.list": NoParams,
     "plugins.get": PluginName,
@@ -187,6 +213,10 @@ E_INVALID_SETTINGS = "invalid_settings"
 E_PERMISSION = "permission_denied"
 E_SHUTTING_DOWN = "shutting_down"  # the daemon is stopping; retry once it is back
 E_INTERNAL = "internal_error"
+E_READ_ONLY = "read_only"  # refused by the client itself: the context is read-only
+
+# Methods that change the daemon: a read-only context refuses them before sending.
+WRITE_METHODS = frozenset({"plugins.update_settings", "plugins.set_enabled"})
 
 # -- encoding --------------------------------------------------------------------------------
 

@@ -14,13 +14,13 @@ import argparse
 import sys
 
 from harness import __version__
-from harness.cli import demo, events, plugins, run, status
+from harness.cli import context, demo, dial_stdio, events, plugins, run, status
 from harness.cli.common import EXIT_FAILED, EXIT_NO_DAEMON, EXIT_OK, EXIT_USAGE
 
 __all__ = ["EXIT_FAILED", "EXIT_NO_DAEMON", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 # The order of ``harness --help``.
-COMMANDS = (run, demo, status, events, plugins)
+COMMANDS = (run, demo, status, events, plugins, context, dial_stdio)
 
 
 class Parents:
@@ -40,6 +40,26 @@ class Parents:
         self.client.add_argument(
             "--socket", metavar="PATH", help="daemon socket (overrides the config)"
         )
+        add_target_options(self.client)
+
+
+def add_target_options(parser: argparse.ArgumentParser) -> None:
+    """--host / --context / --remote-harness: shared by the client commands and harness-tui."""
+    parser.add_argument(
+        "--host",
+        metavar="ssh://[USER@]SERVER[:PORT]",
+        help="talk to the daemon on SERVER through your own ssh (runs `harness dial-stdio`)",
+    )
+    parser.add_argument(
+        "--context",
+        metavar="NAME",
+        help="a [contexts.NAME] from the config (see `harness context`)",
+    )
+    parser.add_argument(
+        "--remote-harness",
+        metavar="CMD",
+        help="the harness command on the server, if not `harness` on its PATH",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

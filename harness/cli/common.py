@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_DAEMON = 0, 1, 2, 3
@@ -23,23 +22,31 @@ def print_json(value: Any) -> None:
 
 
 def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> int:
-    """Connect to the daemon named by ``--socket``/``--config``, run ``body(client)``, and map
-    failures to exit codes with a message saying what to do."""
+    """Connect to the daemon named by ``--host``/``--socket``/``--context``/``--config``, run
+    ``body(client)``, and map failures to exit codes with a message saying what to do."""
     import asyncio
 
-    from harness import __version__
+    from harness import __version__, contexts, transport
     from harness import config as config_mod
-    from harness.client import Client, ClientError, DaemonUnavailable
+    from harness.client import ClientError, DaemonUnavailable
 
     try:
         cfg = config_mod.load(args.config)
+        target = contexts.resolve(
+            cfg,
+            host=getattr(args, "host", None),
+            socket=args.socket,
+            context=getattr(args, "context", None),
+            remote_harness=getattr(args, "remote_harness", None),
+        )
     except config_mod.ConfigError as exc:
         err(str(exc))
         return EXIT_USAGE
-    path = Path(args.socket).expanduser() if args.socket else cfg.socket_path
 
     async def go() -> int:
-        client = await Client.connect(path, client=f"harness-cli/{__version__}")
+        client = await transport.connect(target, client=f"harness-cli/{__version__}")
+        if target.read_only:
+            client.read_only = contexts.read_only_message(target)
         try:
             return await body(client)
         finally:
@@ -48,7 +55,10 @@ def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]])
     try:
         return asyncio.run(go())
     except DaemonUnavailable as exc:
-        err(f"{exc}\n  start it with `harness run`, or pass --socket/--config to find it")
+        if target.remote:
+            err(str(exc))
+        else:
+            err(f"{exc}\n  start it with `harness run`, or pass --socket/--config to find it")
         return EXIT_NO_DAEMON
     except ClientError as exc:
         err(exc.message)
