@@ -18,8 +18,10 @@ from textual.reactive import var
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
+from harness import contexts
 from harness.config import Config, ConfigError, load
 from harness.protocol import Event
+from harness.transport import Target
 from tui import demo
 from tui.commands import HarnessCommands
 from tui.screens.events import KEPT, EventsScreen
@@ -44,6 +46,7 @@ class HarnessApp(App[None]):
         Binding("q", "quit", "Quit", id="quit"),
         Binding("p", "show_plugins", "Plugins", id="plugins"),
         Binding("e", "show_events", "Events", id="events"),
+        Binding("F", "show_fleet", "Fleet", id="fleet", show=False),
         Binding("f", "demo_flap", "Flap connection", id="demo.flap"),
         Binding("o", "demo_outage", "Gateway outage 5 s", id="demo.outage"),
     ]
@@ -63,9 +66,14 @@ class HarnessApp(App[None]):
         stream: bool = True,
         before_seed: BeforeSeed | None = None,
         cursor_blink: bool = True,
+        target: Target | None = None,
+        fleet: bool = False,
     ) -> None:
         super().__init__()
         self.config = config
+        # The daemon watched: the config's own unless a context or --host says otherwise.
+        self.target = target or contexts.default_target(config)
+        self.start_fleet = fleet
         self.start_plugin = plugin
         self.demo_control = demo_control
         self.clock = clock
@@ -74,13 +82,19 @@ class HarnessApp(App[None]):
         self.start_stream = stream
         self.animation_level = "none"
         self.theme = "textual-dark"
-        self.stream = Stream(
-            self, config.socket_path, config.database_path, before_seed=before_seed
-        )
+        self.before_seed = before_seed
+        self.stream = self._new_stream()
         # Raw events in batches, for the events screen and the history widgets.
         self.events_signal: Signal[EventBatch] = Signal(self, "events")
         # The newest events, so an events screen opened late still shows recent history.
         self.recent_events: deque[Event] = deque(maxlen=KEPT)
+
+    def _new_stream(self) -> Stream:
+        # Only the config's own daemon has a database we can read; any other target (a
+        # remote one, another socket) seeds and reads history through the protocol.
+        own = self.target.socket == self.config.socket_path and not self.target.remote
+        database = self.config.database_path if own else None
+        return Stream(self, self.target, database, before_seed=self.before_seed)
 
     def on_mount(self) -> None:
         self.events_signal.subscribe(self, self._remember_events)
@@ -88,6 +102,41 @@ class HarnessApp(App[None]):
             self.run_stream()
         if self.start_plugin:
             self.open_settings(self.start_plugin)
+        if self.start_fleet:
+            self.action_show_fleet()
+
+    # -- contexts ---------------------------------------------------------------------------
+
+    def targets(self) -> dict[str, Target]:
+        """Every context of the config ("default" first); the current target included."""
+        try:
+            found = contexts.all_targets(self.config)
+        except ConfigError as exc:
+            self.notify(str(exc), title="Contexts", severity="error")
+            found = {contexts.DEFAULT: contexts.default_target(self.config)}
+        return found if self.target.name in found else {self.target.name: self.target, **found}
+
+    def switch_context(self, target: Target) -> None:
+        """Watch another daemon: a new stream, a clean slate, the plugins screen."""
+        if target == self.target:
+            return
+        self.target = target
+        self.stream = self._new_stream()  # the old stream's leftovers are ignored from now
+        self.plugins = {}
+        self.link = LinkState()
+        self.recent_events.clear()
+        if self.start_stream:
+            self.run_stream()  # exclusive: cancels the old stream, which closes its link
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, PluginsScreen):
+            self.pop_screen()
+        self.switch_mode("plugins")
+        self.notify(f"Watching {target.name} ({target.where}).", title="Context")
+
+    def action_show_fleet(self) -> None:
+        from tui.screens.fleet import FleetScreen
+
+        if not isinstance(self.screen, FleetScreen):
+            self.push_screen(FleetScreen())
 
     def _remember_events(self, batch: EventBatch) -> None:
         self.recent_events.extend(batch.events)
@@ -175,6 +224,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the daemon's config file (default: $HARNESS_CONFIG, else built-in defaults)",
     )
     parser.add_argument("--plugin", metavar="NAME", help="open straight on this plugin's settings")
+    from harness.cli import add_target_options
+
+    add_target_options(parser)
+    parser.add_argument(
+        "--fleet", action="store_true", help="open on the fleet overview: every context at once"
+    )
     parser.add_argument(
         "--demo-control",
         metavar="URL",
@@ -189,11 +244,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = load(args.config)
+        target = contexts.resolve(
+            config, host=args.host, context=args.context, remote_harness=args.remote_harness
+        )
     except ConfigError as exc:
         # Before Textual starts, so the message lands on a normal terminal.
         print(f"harness-tui: {exc}", file=sys.stderr)
         return 2
-    HarnessApp(config, plugin=args.plugin, demo_control=args.demo_control).run()
+    HarnessApp(
+        config,
+        plugin=args.plugin,
+        demo_control=args.demo_control,
+        target=target,
+        fleet=args.fleet,
+    ).run()
     return 0
 
 

@@ -24,7 +24,17 @@ class HarnessCommands(Provider):
         commands: list[tuple[str, Callable[[], object], str]] = [
             ("Show plugins", app.action_show_plugins, "The plugins overview"),
             ("Show events", app.action_show_events, "The live tail of every event"),
+            ("Show fleet", app.action_show_fleet, "Every context at once"),
         ]
+        for name, target in app.targets().items():
+            if name != app.target.name:
+                commands.append(
+                    (
+                        f"Switch context {name}",
+                        partial(app.switch_context, target),
+                        f"Watch {target.where}" + (" (read-only)" if target.read_only else ""),
+                    )
+                )
         for name, state in sorted(app.plugins.items()):
             commands.append(
                 (

@@ -1,0 +1,269 @@
+"""FleetScreen: every context at once, one stream each, each drawn by its own row.
+
+Every context gets its own worker and connection (subscribe, then ``connections.snapshot``,
+then apply newer only — the same rule as the app's stream) and its own widget, so a slow or
+dead context only ever redraws and waits on itself. An unreachable context keeps its last known
+state with its age and says why it cannot be reached; it is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+import msgspec
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Static
+
+from harness.client import Client, ClientError, DaemonUnavailable
+from harness.protocol import ConnectionsSnapshot, plugin_of_connection_event
+from harness.transport import Target
+from tui.state import GLYPHS, UNKNOWN_GLYPH, ago, clock_time, connection_seq, state_word
+from tui.stream import CLIENT_NAME, backoff
+from tui.widgets.link_status import LinkStatus
+
+if TYPE_CHECKING:
+    from tui.app import HarnessApp
+
+FLEET_EVENTS = ["*:connection", "plugin:status"]
+HANDSHAKE_TIMEOUT = 5.0  # a context that accepts but never answers is offline after this
+
+
+@dataclass
+class Member:
+    """What the fleet knows about one context. Written only by its own :class:`FleetLink`."""
+
+    target: Target
+    online: bool = False
+    ever_online: bool = False
+    changed_at: float = 0.0  # when it last went online or offline (0: still the first try)
+    reason: str = "connecting…"
+    server: str = ""
+    connections: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
+    changes: int = 0  # events applied; read by the benchmark
+
+
+class FleetLink:
+    """One context's stream: connect, subscribe, snapshot, apply newer; retry forever."""
+
+    def __init__(self, member: Member, row: FleetRow, clock: Any) -> None:
+        self.member = member
+        self.row = row
+        self.clock = clock
+
+    async def run(self) -> None:
+        from harness import transport
+        from harness.contexts import read_only_message
+
+        attempt = 0
+        while True:
+            try:
+                client = await transport.connect(
+                    self.member.target,
+                    client=f"{CLIENT_NAME} fleet",
+                    timeout=None if self.member.target.remote else HANDSHAKE_TIMEOUT,
+                )
+            except (DaemonUnavailable, ClientError) as exc:
+                self._offline(str(exc))
+                await asyncio.sleep(backoff(attempt) * 2)
+                attempt = min(attempt + 1, 6)
+                continue
+            if self.member.target.read_only:
+                client.read_only = read_only_message(self.member.target)
+            try:
+                await self._serve(client)
+            except (DaemonUnavailable, ClientError) as exc:
+                reason = str(exc)
+            finally:
+                await client.close()
+            self._offline(reason)
+            attempt = 0
+            await asyncio.sleep(backoff(attempt))
+            attempt = 1
+
+    async def _serve(self, client: Client) -> None:
+        await client.subscribe(FLEET_EVENTS)
+        snapshot = msgspec.convert(
+            await client.request("connections.snapshot"), ConnectionsSnapshot
+        )
+        m = self.member
+        m.connections = {
+            p.name: conn
+            for p in snapshot.plugins
+            if isinstance(conn := p.metadata.get("connection"), dict)
+        }
+        m.status = {p.name: ("enabled" if p.enabled else "disabled") for p in snapshot.plugins}
+        m.server = client.welcome.server
+        m.online = m.ever_online = True
+        m.changed_at = self.clock()
+        m.reason = "live"
+        self.row.refresh(layout=True)
+        while True:
+            event = await client.next_event()
+            plugin = plugin_of_connection_event(event.event)
+            if plugin is not None:
+                conn = event.data if "seq" in event.data else {**event.data, "seq": event.seq}
+                if connection_seq(conn) <= connection_seq(m.connections.get(plugin)):
+                    continue  # older than the snapshot: ours is newer
+                m.connections[plugin] = conn
+            elif isinstance(name := event.data.get("plugin"), str):
+                m.status[name] = str(event.data.get("status", ""))
+            m.changes += 1
+            self.row.refresh(layout=plugin not in m.connections)
+
+    def _offline(self, reason: str) -> None:
+        m = self.member
+        if m.online or m.changed_at == 0.0:
+            m.changed_at = self.clock()
+        m.online = False
+        m.reason = reason
+        self.row.refresh(layout=True)
+
+
+class FleetRow(Widget, can_focus=True):
+    """One context: a headline, then a line per plugin connection."""
+
+    DEFAULT_CSS = """
+    FleetRow {
+        height: auto;
+        padding: 0 1;
+    }
+    FleetRow:focus {
+        background: $boost;
+        text-style: bold;
+    }
+    """
+
+    BINDINGS: ClassVar = [Binding("enter", "open", "Open", id="fleet.open")]
+
+    def __init__(self, member: Member) -> None:
+        super().__init__()
+        self.member = member
+
+    @property
+    def harness(self) -> HarnessApp:
+        return cast("HarnessApp", self.app)
+
+    def action_open(self) -> None:
+        self.harness.pop_screen()
+        self.harness.switch_context(self.member.target)
+
+    def on_click(self) -> None:
+        self.focus()
+
+    def render(self) -> Text:
+        m = self.member
+        app = self.harness
+        now = app.clock()
+        text = Text(no_wrap=True, overflow="ellipsis")
+        current = "▸ " if m.target == app.target else "  "
+        if m.online:
+            head, words = "▲", "online"
+        elif m.changed_at == 0.0:
+            head, words = "◌", "connecting…"
+        else:
+            head, words = "▼", f"offline {ago(now - m.changed_at).removesuffix(' ago')}"
+        text.append(f"{current}{head} ")
+        text.append(m.target.name, style="bold")
+        text.append(f"  {words}")
+        if m.target.read_only:
+            text.append("  read-only", style="italic")
+        text.append(f"  {m.target.where}", style="dim")
+        if not m.online and m.changed_at:
+            text.append(f"\n      {m.reason}", style="italic")
+        if not m.connections and m.online:
+            text.append("\n      no plugins", style="dim")
+        stale = not m.online
+        for name, conn in sorted(m.connections.items()):
+            text.append("\n      ")
+            text.append(_plugin_line(name, conn, m.status.get(name, ""), app.tz, stale))
+        return text
+
+
+def _plugin_line(name: str, conn: Mapping[str, Any], status: str, tz: Any, stale: bool) -> Text:
+    state = str(conn.get("state", "unknown"))
+    parts = [f"{name:<12} {GLYPHS.get(state, UNKNOWN_GLYPH)} {state_word(state)}"]
+    since = conn.get("since")
+    if isinstance(since, (int, float)):
+        parts.append(f"since {clock_time(since, tz)}")
+    latency = conn.get("latency_ms")
+    if isinstance(latency, (int, float)) and state == "connected":
+        parts.append(f"{latency:.0f} ms")
+    if status == "disabled":
+        parts.append("disabled")
+    elif state != "connected" and conn.get("reason"):
+        parts.append(str(conn["reason"]))
+    if stale:
+        parts.append("(last known)")
+    return Text("  ".join(parts), style="dim" if stale else "")
+
+
+class FleetScreen(Screen[None]):
+    """Every context of the config, live; Enter opens one."""
+
+    BINDINGS: ClassVar = [
+        Binding("escape", "back", "Back", id="fleet.back"),
+        Binding("down,j", "app.focus_next", "Next", show=False),
+        Binding("up,k", "app.focus_previous", "Previous", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    FleetScreen #fleet-note { padding: 0 1; color: $text-muted; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.members: dict[str, Member] = {}
+        self.rows: dict[str, FleetRow] = {}
+        self.started = time.monotonic()
+
+    @property
+    def harness(self) -> HarnessApp:
+        return cast("HarnessApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield LinkStatus("Fleet")
+        targets = self.harness.targets()
+        yield Static(
+            f"{len(targets)} context(s) · Enter opens one · contexts come from "
+            "[contexts.NAME] in the config",
+            id="fleet-note",
+        )
+        with VerticalScroll(id="fleet"):
+            for name, target in targets.items():
+                member = Member(target)
+                row = FleetRow(member)
+                self.members[name] = member
+                self.rows[name] = row
+                yield row
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for name, member in self.members.items():
+            link = FleetLink(member, self.rows[name], self.harness.clock)
+            # One worker each: a context that hangs holds only its own.
+            self.run_worker(link.run(), group="fleet", name=f"fleet:{name}", exit_on_error=False)
+        current = self.rows.get(self.harness.target.name)
+        (current or next(iter(self.rows.values()))).focus()
+        self.set_interval(5.0, self._age)  # "offline 3 min" ages with the clock
+
+    def _age(self) -> None:
+        for row in self.rows.values():
+            if not row.member.online:
+                row.refresh()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    @property
+    def all_online(self) -> bool:
+        return all(m.online for m in self.members.values())
