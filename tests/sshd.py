@@ -107,9 +107,12 @@ def running_sshd() -> Iterator[Sshd]:
         _keygen(base / "host_key")
         _keygen(base / "user_key")
         port = _free_port()
-        user = os.environ.get("USER") or subprocess.run(
-            ["id", "-un"], capture_output=True, text=True, check=True
-        ).stdout.strip()
+        user = (
+            os.environ.get("USER")
+            or subprocess.run(
+                ["id", "-un"], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        )
         authorized = base / "authorized_keys"
         (base / "sshd_config").write_text(
             f"""Port {port}
@@ -147,7 +150,7 @@ LogLevel ERROR
             [binary, "-D", "-e", "-f", str(base / "sshd_config")],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=open(base / "sshd.log", "wb"),  # noqa: SIM115 - lives as long as sshd
+            stderr=open(base / "sshd.log", "wb"),
         )
         server = Sshd(base, port, proc, user, client_config, base / "user_key", authorized)
         server.authorize()

@@ -56,17 +56,17 @@ def cmd_context(args: argparse.Namespace) -> int:
 def register(sub: Any, parents: Any) -> None:
     p = sub.add_parser(
         "context",
-        parents=[parents.common],
         help="list, show or choose the daemon client commands talk to",
         description="Contexts are [contexts.NAME] tables in the config: host = "
         '"ssh://user@server" or socket = "/path", optional read_only = true and '
         "remote_harness. `default` is the config's own daemon.",
     )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    ls = actions.add_parser("list", help="every context; * marks the current one")
-    use = actions.add_parser("use", help="make NAME the current context")
+    common = [parents.common]
+    ls = actions.add_parser("list", parents=common, help="every context; * marks the current one")
+    use = actions.add_parser("use", parents=common, help="make NAME the current context")
     use.add_argument("name", metavar="NAME")
-    show = actions.add_parser("show", help="one context (default: the current one)")
+    show = actions.add_parser("show", parents=common, help="one context (default: the current one)")
     show.add_argument("name", metavar="NAME", nargs="?")
     for q in (ls, use, show):
         q.add_argument("--json", action="store_true", help="machine-readable output")
