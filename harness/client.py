@@ -105,6 +105,8 @@ class Client:
         return cls(reader, writer, frame, link)
 
     async def close(self) -> None:
+        if self._link is not None:
+            self._link.terminate()
         self._reader_task.cancel()
         self._writer.close()
         with contextlib.suppress(Exception):

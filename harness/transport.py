@@ -181,11 +181,17 @@ class SshLink:
             await asyncio.wait_for(asyncio.shield(self._stderr_task), 0.5)
         return explain_ssh_failure(self.ssh, self.proc.returncode, list(self.stderr))
 
-    async def close(self) -> None:
-        """Kill ssh (if still running) and reap it: no orphan, no zombie."""
+    def terminate(self) -> None:
+        """Signal ssh now, without awaiting: even a close that is itself cancelled half-way
+        (an app shutting down) has stopped it."""
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.terminate()
+
+    async def close(self) -> None:
+        """Kill ssh (if still running) and reap it: no orphan, no zombie."""
+        if self.proc.returncode is None:
+            self.terminate()
             try:
                 await asyncio.wait_for(self.proc.wait(), 2.0)
             except TimeoutError:

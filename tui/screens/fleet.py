@@ -122,6 +122,8 @@ class FleetLink:
 
     def _offline(self, reason: str) -> None:
         m = self.member
+        if not m.online and m.changed_at and m.reason == reason:
+            return  # the same outage, retried: nothing new to draw (the age ticks on its own)
         if m.online or m.changed_at == 0.0:
             m.changed_at = self.clock()
         m.online = False
@@ -129,7 +131,7 @@ class FleetLink:
         self.row.refresh(layout=True)
 
 
-class FleetRow(Widget, can_focus=True):
+class FleetRow(Widget):
     """One context: a headline, then a line per plugin connection."""
 
     DEFAULT_CSS = """
@@ -137,13 +139,11 @@ class FleetRow(Widget, can_focus=True):
         height: auto;
         padding: 0 1;
     }
-    FleetRow:focus {
+    FleetRow.-selected {
         background: $boost;
         text-style: bold;
     }
     """
-
-    BINDINGS: ClassVar = [Binding("enter", "open", "Open", id="fleet.open")]
 
     def __init__(self, member: Member) -> None:
         super().__init__()
@@ -153,19 +153,18 @@ class FleetRow(Widget, can_focus=True):
     def harness(self) -> HarnessApp:
         return cast("HarnessApp", self.app)
 
-    def action_open(self) -> None:
-        self.harness.pop_screen()
-        self.harness.switch_context(self.member.target)
-
     def on_click(self) -> None:
-        self.focus()
+        screen = self.screen
+        if isinstance(screen, FleetScreen):
+            screen.select(self)
 
     def render(self) -> Text:
         m = self.member
         app = self.harness
         now = app.clock()
         text = Text(no_wrap=True, overflow="ellipsis")
-        current = "▸ " if m.target == app.target else "  "
+        # The selection is also marked by a glyph, not by the highlight alone.
+        current = "▸ " if self.has_class("-selected") else "  "
         if m.online:
             head, words = "▲", "online"
         elif m.changed_at == 0.0:
@@ -175,6 +174,8 @@ class FleetRow(Widget, can_focus=True):
         text.append(f"{current}{head} ")
         text.append(m.target.name, style="bold")
         text.append(f"  {words}")
+        if m.target == app.target:
+            text.append("  (watched)")
         if m.target.read_only:
             text.append("  read-only", style="italic")
         text.append(f"  {m.target.where}", style="dim")
@@ -207,13 +208,36 @@ def _plugin_line(name: str, conn: Mapping[str, Any], status: str, tz: Any, stale
     return Text("  ".join(parts), style="dim" if stale else "")
 
 
+class FleetList(VerticalScroll, can_focus=True):
+    """The rows. It keeps the focus and moves a selection: a focus change per key would
+    re-render the footer every time."""
+
+    BINDINGS: ClassVar = [
+        Binding("enter", "open", "Open", id="fleet.open"),
+        Binding("down,j", "move(1)", "Next", show=False),
+        Binding("up,k", "move(-1)", "Previous", show=False),
+        Binding("pagedown", "move(5)", show=False),
+        Binding("pageup", "move(-5)", show=False),
+        Binding("home", "move(-1000)", show=False),
+        Binding("end", "move(1000)", show=False),
+    ]
+
+    def action_move(self, step: int) -> None:
+        screen = self.screen
+        if isinstance(screen, FleetScreen):
+            screen.move(step)
+
+    def action_open(self) -> None:
+        screen = self.screen
+        if isinstance(screen, FleetScreen):
+            screen.open_selected()
+
+
 class FleetScreen(Screen[None]):
     """Every context of the config, live; Enter opens one."""
 
     BINDINGS: ClassVar = [
         Binding("escape", "back", "Back", id="fleet.back"),
-        Binding("down,j", "app.focus_next", "Next", show=False),
-        Binding("up,k", "app.focus_previous", "Previous", show=False),
     ]
 
     DEFAULT_CSS = """
@@ -238,7 +262,7 @@ class FleetScreen(Screen[None]):
             "[contexts.NAME] in the config",
             id="fleet-note",
         )
-        with VerticalScroll(id="fleet"):
+        with FleetList(id="fleet"):
             for name, target in targets.items():
                 member = Member(target)
                 row = FleetRow(member)
@@ -253,13 +277,39 @@ class FleetScreen(Screen[None]):
             # One worker each: a context that hangs holds only its own.
             self.run_worker(link.run(), group="fleet", name=f"fleet:{name}", exit_on_error=False)
         current = self.rows.get(self.harness.target.name)
-        (current or next(iter(self.rows.values()))).focus()
+        self.select(current or next(iter(self.rows.values())))
+        self.query_one(FleetList).focus()
         self.set_interval(5.0, self._age)  # "offline 3 min" ages with the clock
 
     def _age(self) -> None:
         for row in self.rows.values():
             if not row.member.online:
                 row.refresh()
+
+    @property
+    def selected(self) -> FleetRow | None:
+        return next((r for r in self.rows.values() if r.has_class("-selected")), None)
+
+    def select(self, row: FleetRow) -> None:
+        for other in self.query("FleetRow.-selected"):
+            other.remove_class("-selected")
+            other.refresh()
+        row.add_class("-selected")
+        row.refresh()
+        self.query_one(FleetList).scroll_to_widget(row, animate=False)
+
+    def move(self, step: int) -> None:
+        rows = list(self.rows.values())
+        current = self.selected
+        index = rows.index(current) if current in rows else 0
+        self.select(rows[max(0, min(len(rows) - 1, index + step))])
+
+    def open_selected(self) -> None:
+        row = self.selected
+        if row is None:
+            return
+        self.app.pop_screen()
+        self.harness.switch_context(row.member.target)
 
     def action_back(self) -> None:
         self.app.pop_screen()
