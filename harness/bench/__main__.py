@@ -1,4 +1,4 @@
-"""Entry point: ``python -m harness.bench {stream,connection,tui} [--quick]``."""
+"""Entry point: ``python -m harness.bench {stream,connection,tui,fleet} [--quick]``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ BENCHES = {
     "stream": "bus and socket fan-out vs a minimal asyncio baseline",
     "connection": "local gateway action -> subscriber receives discord:connection",
     "tui": "daemon change -> widget; key delay under a flood; first paint",
+    "fleet": "overview of 20 daemons; --host ssh:// status vs plain ssh",
 }
 
 
