@@ -138,6 +138,8 @@ class FleetRow(Widget):
     FleetRow {
         height: auto;
         padding: 0 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
     FleetRow.-selected {
         background: $boost;
@@ -258,8 +260,7 @@ class FleetScreen(Screen[None]):
         yield LinkStatus("Fleet")
         targets = self.harness.targets()
         yield Static(
-            f"{len(targets)} context(s) · Enter opens one · contexts come from "
-            "[contexts.NAME] in the config",
+            f"{len(targets)} context(s) from [contexts.NAME] in the config · Enter watches one",
             id="fleet-note",
         )
         with FleetList(id="fleet"):
