@@ -263,3 +263,51 @@ async def test_fleet_of_twenty_scrolls_at_80x24(configured: Config, short_dir: P
         assert "default" not in screen_text(app).split("\n", 3)[-1]  # scrolled past the top
         with contextlib.suppress(Exception):
             await pilot.press("escape")
+
+
+async def test_fleet_over_ssh_names_why_a_context_is_unreachable(
+    daemon: Daemon, remote: Sshd, configured: Config
+) -> None:
+    before = ssh_children()
+    cfg = msgspec.structs.replace(
+        configured,
+        contexts={
+            "good": {"host": remote.url},
+            "nokey": {"host": f"ssh://ghost@127.0.0.1:{remote.port}"},
+            "noharness": {"host": remote.url, "remote_harness": "/nonexistent/harness"},
+        },
+    )
+    app = make_app(cfg, fleet=True, stream=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, FleetScreen))
+        screen = app.screen
+        assert isinstance(screen, FleetScreen)
+        m = screen.members
+        await until(pilot, lambda: m["good"].online and "echo" in m["good"].connections, 15)
+        await until(pilot, lambda: bool(m["nokey"].changed_at and m["noharness"].changed_at), 15)
+        assert "Permission denied (publickey) for ghost@127.0.0.1" in m["nokey"].reason
+        assert "harness not found on the remote PATH" in m["noharness"].reason
+        text = screen_text(app)
+        assert "▲ good" in text and "▼ nokey" in text and "Permission denied" in text
+        assert ssh_children() - before  # the live context's ssh
+    await asyncio.sleep(0)
+    assert not (ssh_children() - before)  # the screen's streams took their ssh with them
+
+
+async def test_no_database_note_while_the_daemon_is_online(
+    daemon: Daemon, configured: Config, tmp_path: Path
+) -> None:
+    """The TUI's config names a database file that is not there (another machine, another
+    user): once the daemon answers, the seed and history come from it and no note says
+    "no database"."""
+    elsewhere = msgspec.structs.replace(
+        configured,
+        daemon=msgspec.structs.replace(configured.daemon, database=str(tmp_path / "gone.db")),
+    )
+    app = make_app(elsewhere)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.link.online and "echo" in app.plugins)
+        await until(pilot, lambda: app.plugins["echo"].seq > 0)
+        text = screen_text(app)
+        assert "No database" not in text and "no database" not in text, text
+        assert app.link.database
