@@ -340,7 +340,8 @@ class Stream:
                 )
             except (DaemonUnavailable, ClientError):
                 return
-        self.apply_infos(infos)
+        if self.app.stream is self:  # not replaced by a context switch meanwhile
+            self.apply_infos(infos)
 
     # -- requests ----------------------------------------------------------------------------
 
