@@ -110,15 +110,18 @@ class FleetLink:
         while True:
             event = await client.next_event()
             plugin = plugin_of_connection_event(event.event)
+            new_line = False
             if plugin is not None:
                 conn = event.data if "seq" in event.data else {**event.data, "seq": event.seq}
                 if connection_seq(conn) <= connection_seq(m.connections.get(plugin)):
                     continue  # older than the snapshot: ours is newer
+                new_line = plugin not in m.connections
                 m.connections[plugin] = conn
             elif isinstance(name := event.data.get("plugin"), str):
                 m.status[name] = str(event.data.get("status", ""))
             m.changes += 1
-            self.row.refresh(layout=plugin not in m.connections)
+            # Only a new plugin adds a line; any other change redraws this row in place.
+            self.row.refresh(layout=new_line)
 
     def _offline(self, reason: str) -> None:
         m = self.member
