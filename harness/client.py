@@ -71,7 +71,7 @@ class Client:
             )
         except (OSError, TimeoutError) as exc:
             raise DaemonUnavailable(f"no daemon at {path}: {_why(exc)}") from exc
-        return await cls.handshake(reader, writer, where=str(path), client=client, timeout=timeout)
+        return await cls.handshake(reader, writer, path=str(path), client=client, timeout=timeout)
 
     @classmethod
     async def handshake(
@@ -79,9 +79,9 @@ class Client:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         *,
-        where: str,
-        client: str,
-        timeout: float,
+        path: str,
+        client: str = f"harness-cli/{__version__}",
+        timeout: float = 5.0,
         link: SshLink | None = None,
     ) -> Client:
         """Say hello over an open byte stream (a socket, or a subprocess's stdin/stdout)."""
@@ -91,17 +91,17 @@ class Client:
             )
             line = await asyncio.wait_for(reader.readline(), timeout)
             if not line:
-                raise DaemonUnavailable(f"the daemon at {where} closed the connection")
+                raise DaemonUnavailable(f"the daemon at {path} closed the connection")
             frame = protocol.decode_server(line)
         except (OSError, TimeoutError, ValueError, msgspec.DecodeError) as exc:
             writer.close()
-            raise DaemonUnavailable(f"handshake with {where} failed: {_why(exc)}") from exc
+            raise DaemonUnavailable(f"handshake with {path} failed: {_why(exc)}") from exc
         if isinstance(frame, Error):
             writer.close()
             raise ClientError(frame)
         if not isinstance(frame, Welcome):
             writer.close()
-            raise DaemonUnavailable(f"unexpected first frame from {where}: {frame!r}")
+            raise DaemonUnavailable(f"unexpected first frame from {path}: {frame!r}")
         return cls(reader, writer, frame, link)
 
     async def close(self) -> None:

@@ -230,7 +230,7 @@ async def connect(target: Target, *, client: str, timeout: float | None = None) 
         return await Client.handshake(
             proc.stdout,
             proc.stdin,
-            where=str(target.ssh),
+            path=str(target.ssh),
             client=client,
             timeout=timeout or SSH_TIMEOUT,
             link=link,
