@@ -16,6 +16,7 @@ import os
 import shlex
 import signal
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,10 +117,23 @@ def ssh_argv(ssh: SshHost, remote_harness: str = "harness") -> list[str]:
     return [*argv, "--", ssh.host, shlex.join(remote)]
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: if we die (even by SIGKILL), so does ssh. Linux only."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A pre-exec hook: if we die (even by SIGKILL), so does ssh. Linux only.
+
+    The libc function is looked up here, in the parent: a dlopen in the child of a threaded
+    process (the TUI has threads) could deadlock on the loader's lock."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the line above took effect
+            os._exit(1)
+
+    return hook
 
 
 def explain_ssh_failure(ssh: SshHost, returncode: int | None, stderr: list[str]) -> str:
@@ -220,7 +234,7 @@ async def connect(target: Target, *, client: str, timeout: float | None = None) 
             limit=2 * protocol.MAX_FRAME_BYTES,
             # Its own session: no controlling terminal to prompt on or to steal keys from.
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent_hook(),
         )
     except OSError as exc:
         raise DaemonUnavailable(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
