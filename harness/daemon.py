@@ -18,13 +18,11 @@ from harness.bus import Bus
 from harness.config import Config
 from harness.orchestrator import Orchestrator, PluginNotFound, ShuttingDown
 from harness.plugin import Plugin
-from harness.recorder import Recorder
+from harness.recorder import Recorder, Retention
 from harness.server import RequestError, Server, acquire_lock, ensure_private_dir
-from harness.store import Store
+from harness.store import Store, StoreError, describe_error, is_storage_error
 
 log = logging.getLogger(__name__)
-
-RETENTION_INTERVAL = 300.0  # seconds between retention passes
 
 
 class Daemon:
@@ -41,7 +39,6 @@ class Daemon:
         self.server: Server | None = None
         self.started = time.time()
         self._lock_fds: list[int] = []
-        self._retention: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Daemon]:
@@ -70,10 +67,29 @@ class Daemon:
                 self._plugins = discover()
             self.store = await Store.open(db_path)
             self.bus = Bus(await self.store.last_seq())
-            self.recorder = Recorder(self.store, self.bus)
+            # Retention runs inside the recorder's own transactions, a small chunk at a time,
+            # so the table holds its bound under any rate and no record waits on a big delete.
+            self.recorder = Recorder(
+                self.store,
+                self.bus,
+                retention=Retention(
+                    keep=cfg.daemon.event_retention_max,
+                    max_age_days=cfg.daemon.event_retention_days,
+                ),
+            )
             self.orchestrator = Orchestrator(self.store, self.recorder, cfg, self._plugins)
-            await self._prune()
-            await self.orchestrator.boot()
+            self.recorder.quiet = True
+            try:
+                await self._prune()
+                await self.orchestrator.boot()
+            except Exception as exc:
+                if is_storage_error(exc):
+                    raise StoreError(self._cannot_write(describe_error(exc), str(exc))) from exc
+                raise
+            if not self.recorder.health.ok:
+                h = self.recorder.health
+                raise StoreError(self._cannot_write(h.cause or "?", h.detail or ""))
+            self.recorder.quiet = False
             self.server = Server(
                 socket_path,
                 self.bus,
@@ -86,7 +102,6 @@ class Daemon:
         except BaseException:
             await self.stop()
             raise
-        self._retention = asyncio.get_running_loop().create_task(self._retention_loop())
         log.info(
             "harness %s running: socket %s, database %s, plugins %s",
             __version__,
@@ -97,14 +112,13 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop plugins (recording ``stopped``), close the socket, close the database."""
-        if self._retention is not None:
-            self._retention.cancel()
         # Every step runs whatever failed before it: an open aiosqlite connection keeps a
         # non-daemon thread, and with it the process, alive; locks must always be released.
         failure: BaseException | None = None
         for step in (
             self.orchestrator.shutdown if self.orchestrator else None,
             self.server.close if self.server else None,
+            self.recorder.close if self.recorder else None,
             self.store.close if self.store else None,
         ):
             if step is None:
@@ -117,7 +131,7 @@ class Daemon:
         for fd in self._lock_fds:
             os.close(fd)
         self._lock_fds.clear()
-        self.orchestrator = self.server = self.store = None
+        self.orchestrator = self.server = self.store = self.recorder = None
         if failure is not None:
             raise failure
 
@@ -130,13 +144,12 @@ class Daemon:
         if removed:
             log.info("retention removed %d old events", removed)
 
-    async def _retention_loop(self) -> None:
-        while True:
-            await asyncio.sleep(RETENTION_INTERVAL)
-            try:
-                await self._prune()
-            except Exception:
-                log.exception("event retention failed; will try again")
+    def _cannot_write(self, cause: str, detail: str) -> str:
+        return (
+            f"{self.config.database_path}: cannot write the database: {cause} ({detail}). "
+            "Fix the cause (free disk space, make the file and its directory writable) and "
+            "start again."
+        )
 
     # -- request handlers --------------------------------------------------------------------
 
@@ -175,7 +188,7 @@ class Daemon:
         return {"events": events}
 
     async def _status(self, _: protocol.NoParams) -> dict[str, Any]:
-        assert self.orchestrator and self.bus and self.server
+        assert self.orchestrator and self.bus and self.server and self.recorder
         plugins = await self.orchestrator.list()
         return {
             "server": f"harness/{__version__}",
@@ -186,6 +199,7 @@ class Daemon:
             "socket": str(self.config.socket_path),
             "database": str(self.config.database_path),
             "clients": len(self.server.clients),
+            "storage": msgspec.to_builtins(self.recorder.health),
             "plugins": [
                 {
                     "name": p.name,
@@ -230,13 +244,22 @@ class Daemon:
 
 @contextlib.contextmanager
 def _not_found(name: str) -> Any:
-    """Map the plugin host's refusals to error frames."""
+    """Map the plugin host's refusals, and a database that cannot be written, to error
+    frames."""
     try:
         yield
     except PluginNotFound:
         raise RequestError(protocol.E_NOT_FOUND, f"no plugin named {name!r}") from None
     except ShuttingDown as exc:
         raise RequestError(protocol.E_SHUTTING_DOWN, str(exc)) from None
+    except Exception as exc:
+        if not is_storage_error(exc):
+            raise
+        raise RequestError(
+            protocol.E_STORAGE,
+            f"storage failing: {describe_error(exc)} ({exc}); the change may not have been "
+            "saved. Fix the cause and try again.",
+        ) from None
 
 
 async def serve(config: Config) -> int:

@@ -6,6 +6,7 @@ only definition of the wire format, so the two ends cannot drift apart; see ``do
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -34,6 +35,36 @@ STATE_GLYPHS: dict[str, str] = {
     "stopped": "■",
     "not_configured": "…",
 }
+
+
+class StorageHealth(msgspec.Struct):
+    """Whether the daemon can write its database: the ``storage`` member of ``status``."""
+
+    ok: bool = True
+    cause: str | None = None  # "disk full", "database is read-only", "I/O error", ...
+    detail: str | None = None  # SQLite's own message
+    since: float | None = None  # when the current failure began (Unix time)
+    unpersisted: int = 0  # events published but not stored since then
+    first_unpersisted: int | None = None  # their seq range
+    last_unpersisted: int | None = None
+
+
+STORAGE_EVENT = "daemon:storage"  # published when writes start failing and when they recover
+
+
+def describe_storage(health: StorageHealth | None) -> str:
+    """``ok``, or ``storage failing: disk full since 12:03 (5 events not stored)``: one
+    wording for the CLI and the TUI."""
+    if health is None:
+        return "unknown"
+    if health.ok:
+        return "ok"
+    since = time.strftime("%H:%M", time.localtime(health.since)) if health.since else "?"
+    text = f"storage failing: {health.cause or 'write error'} since {since}"
+    if health.unpersisted:
+        text += f" ({health.unpersisted} event{'s' if health.unpersisted != 1 else ''} not stored)"
+    return text
+
 
 FieldType = Literal["string", "integer", "boolean", "select", "secret"]
 
@@ -119,11 +150,14 @@ class Replayed(msgspec.Struct, tag="replayed", tag_field="type"):
     count: int
 
 
-class Event(msgspec.Struct, tag="event", tag_field="type"):
+class Event(msgspec.Struct, tag="event", tag_field="type", omit_defaults=True):
     seq: int
     ts: float
     event: str
     data: dict[str, Any]
+    # False only while storage is failing: the event was published live but is not in the
+    # history (a replay will not return it). Omitted from frames when true.
+    persisted: bool = True
 
 
 class Response(msgspec.Struct, tag="response", tag_field="type"):
@@ -212,6 +246,7 @@ E_NOT_FOUND = "not_found"
 E_INVALID_SETTINGS = "invalid_settings"
 E_PERMISSION = "permission_denied"
 E_SHUTTING_DOWN = "shutting_down"  # the daemon is stopping; retry once it is back
+E_STORAGE = "storage_failed"  # the database cannot be written (disk full...); nothing changed
 E_INTERNAL = "internal_error"
 E_READ_ONLY = "read_only"  # refused by the client itself: the context is read-only
 

@@ -1,29 +1,102 @@
-"""Persist, then publish: the one path by which any event enters the history and the stream."""
+"""Persist, then publish: the one path by which any event enters the history and the stream.
+
+Group commit: callers queue events; one writer task drains the queue into ONE transaction, run
+in ONE hop to the database thread, and after the commit publishes the batch in seq order. With
+one caller awaiting each event a batch holds one event; with many callers at once a batch holds
+what queued up during the previous commit, so throughput grows with concurrency.
+
+When storage fails (disk full, read-only, I/O error) the batch is still published, each event
+marked ``persisted=False``; the recorder remembers the newest metadata value of every key it
+could not store, retries every :data:`RETRY_INTERVAL` seconds (and with every new batch), and
+the first commit that succeeds also stores those values and a ``daemon:storage`` event that
+records the gap: which seqs were published but never stored.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from harness.bus import Bus
-from harness.protocol import Event
-from harness.store import Store
+from harness.protocol import STORAGE_EVENT, Event, StorageHealth
+from harness.store import BatchRow, Store, describe_error, is_storage_error
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1024  # events per transaction: bounds one commit's time and the WAL it writes
+RETRY_INTERVAL = 1.0  # seconds between attempts to write again while storage is failing
+AGE_CHECK_INTERVAL = 10.0  # seconds between look-ups of the retention age cutoff
+
+DataArg = dict[str, Any] | Callable[[int, float], dict[str, Any]]
+
+
+class Retention(msgspec.Struct, frozen=True):
+    """Keep the newest ``keep`` seqs and nothing older than ``max_age_days`` (0: no age limit).
+    Applied by the writer in chunks of at most ``chunk`` events per transaction."""
+
+    keep: int
+    max_age_days: float = 0.0
+    chunk: int = 512
+
+
+class _Pending:
+    __slots__ = ("data", "future", "metadata_key", "name", "on_published", "plugin", "ts")
+
+    def __init__(
+        self,
+        name: str,
+        data: DataArg,
+        plugin: str | None,
+        metadata_key: str | None,
+        ts: float | None,
+        on_published: Callable[[Event], None] | None,
+        future: asyncio.Future[Event],
+    ) -> None:
+        self.name, self.data, self.plugin, self.metadata_key = name, data, plugin, metadata_key
+        self.ts, self.on_published, self.future = ts, on_published, future
+
+
+def _fail(future: asyncio.Future[Event], exc: BaseException) -> None:
+    if not future.done():  # done: its caller was cancelled and no longer waits
+        future.set_exception(exc)
+        future.exception()  # marks it retrieved: the caller re-raises it all the same
+
+
+def _encode(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
 
 
 class Recorder:
-    def __init__(self, store: Store, bus: Bus) -> None:
+    def __init__(self, store: Store, bus: Bus, *, retention: Retention | None = None) -> None:
         self.store = store
         self.bus = bus
-        # One event at a time from seq assignment to publish, so subscribers see seqs in order
-        # and the stored metadata always equals the last published value.
-        self._lock = asyncio.Lock()
+        self.retention = retention
+        self.health = StorageHealth()
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        # While storage fails: the newest value of each (plugin, key) not stored, to store on
+        # recovery so the stored state catches up with the published one.
+        self._unstored: dict[tuple[str, str], tuple[str, float]] = {}
+        self._oldest: int | None = None  # oldest stored seq, for retention by seq range
+        self._age_floor = 0
+        self._age_checked = 0.0
+        self._last_gap: dict[str, Any] = {}
+        # While the daemon boots, a storage failure ends the start with one message of the
+        # daemon's own; the recorder's log line would only repeat it.
+        self.quiet = False
 
     async def record(
         self,
         name: str,
-        data: dict[str, Any] | Callable[[int, float], dict[str, Any]],
+        data: DataArg,
         *,
         plugin: str | None = None,
         metadata_key: str | None = None,
@@ -32,33 +105,237 @@ class Recorder:
     ) -> Event:
         """Assign the next seq, commit the event (and ``metadata[metadata_key]`` of ``plugin``,
         set to the event's data) in one transaction, then publish it. ``data`` may be a function
-        of ``(seq, ts)`` for payloads that carry their own seq. If the commit fails nothing is
-        published and the seq is not reused.
+        of ``(seq, ts)`` for payloads that carry their own seq; it is called in seq order, after
+        every earlier event for the same ``(plugin, metadata_key)`` was published.
 
-        Shielded: a caller cancelled mid-way (a plugin task being stopped) must not leave an
-        event committed but unpublished, or a transaction open. The step completes; only the
-        caller stops waiting for it; ``on_published`` runs as part of the step, so state kept
-        beside the stream (a plugin context's current connection) is updated either way."""
-        return await asyncio.shield(
-            self._record(name, data, plugin, metadata_key, ts, on_published)
+        Storage failures do not raise: the event is published with ``persisted=False`` (and
+        returned so); see the module docstring. Anything else that fails (``data`` raising,
+        a payload that is not JSON) raises to this caller only, and nothing is published.
+
+        Cancelling the caller only stops it waiting: the event is still committed and
+        published, and ``on_published`` runs either way, so state kept beside the stream (a
+        plugin context's current connection) is updated either way."""
+        if self._closing:
+            raise RuntimeError("the recorder is closed")
+        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(name, data, plugin, metadata_key, ts, on_published, future))
+        if self._writer is None:
+            self._wake = asyncio.Event()
+            self._writer = asyncio.get_running_loop().create_task(self._run(), name="recorder")
+        assert self._wake is not None
+        self._wake.set()
+        # Not shielded (a shield costs a loop iteration per event): a cancelled caller cancels
+        # only this future; the writer still commits and publishes the event.
+        return await future
+
+    async def close(self) -> None:
+        """Write and publish what is queued, then stop the writer. Never cancels a commit."""
+        self._closing = True
+        if self._writer is not None:
+            assert self._wake is not None
+            self._wake.set()
+            await asyncio.shield(self._writer)
+
+    # -- the writer ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wake.clear()
+                if self.health.ok:
+                    await self._wake.wait()
+                else:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), RETRY_INTERVAL)
+                    except TimeoutError:
+                        pass
+            if self._queue or not self.health.ok:
+                batch = self._take()
+                try:
+                    await self._commit(batch)
+                except Exception as exc:  # a bug here must not stop every later record
+                    log.exception("recorder: writing a batch failed unexpectedly")
+                    for p, _, _ in batch:
+                        _fail(p.future, exc)
+
+    def _take(self) -> list[tuple[_Pending, Event, BatchRow]]:
+        """Up to MAX_BATCH queued events, seqs assigned in order and payloads built. A second
+        event for a (plugin, key) already in the batch waits for the next one, so its builder
+        sees the state published by the first."""
+        batch: list[tuple[_Pending, Event, BatchRow]] = []
+        keys: set[tuple[str, str]] = set()
+        queue = self._queue
+        while queue and len(batch) < MAX_BATCH:
+            p = queue[0]
+            key = (p.plugin, p.metadata_key) if p.plugin and p.metadata_key else None
+            if key is not None:
+                if key in keys:
+                    break
+                keys.add(key)
+            queue.popleft()
+            seq = self.bus.next_seq()
+            now = time.time() if p.ts is None else p.ts
+            try:
+                payload = p.data(seq, now) if callable(p.data) else p.data
+                text = _encode(payload)
+            except Exception as exc:  # this caller's bug: it alone hears of it
+                _fail(p.future, exc)
+                continue
+            event = Event(seq=seq, ts=now, event=p.name, data=payload)
+            batch.append((p, event, BatchRow(seq, now, p.name, text, p.plugin, p.metadata_key)))
+        return batch
+
+    async def _commit(self, batch: list[tuple[_Pending, Event, BatchRow]]) -> None:
+        rows = [b[2] for b in batch]
+        recovering = not self.health.ok
+        metadata: list[tuple[str, str, str, float]] = []
+        gap: BatchRow | None = None
+        if recovering:
+            # The event that records the gap takes the seq after the batch, but only if the
+            # commit succeeds: a failed retry must not use up seqs.
+            metadata = [(p, k, v, ts) for (p, k), (v, ts) in self._unstored.items()]
+            gap_data = self._gap_data()
+            gap = BatchRow(self.bus.last_seq + 1, time.time(), STORAGE_EVENT, _encode(gap_data))
+            rows = [*rows, gap]
+        if not rows:
+            return
+        prune_below = await self._prune_below(rows[0].seq, rows[-1].seq, len(rows))
+        try:
+            removed = await self.store.write_batch(rows, metadata=metadata, prune_below=prune_below)
+        except Exception as exc:
+            if not is_storage_error(exc):
+                log.error("recording %d events failed: %s", len(batch), exc)
+                for p, _, _ in batch:
+                    _fail(p.future, exc)
+                return
+            first_failure = self.health.ok
+            self._failed(exc, batch)
+            self._publish(batch, persisted=False)
+            if first_failure:
+                self._announce_failure()
+            return
+        if prune_below:
+            self._oldest = prune_below
+            log.debug("retention removed %d events below seq %d", removed, prune_below)
+        if gap is not None:
+            self._recovered(gap)
+        self._publish(batch, persisted=True)
+        if gap is not None:
+            seq = self.bus.next_seq()
+            assert seq == gap.seq
+            self.bus.publish(Event(seq=seq, ts=gap.ts, event=gap.name, data=self._last_gap))
+
+    def _publish(self, batch: list[tuple[_Pending, Event, BatchRow]], *, persisted: bool) -> None:
+        for p, event, _ in batch:
+            if not persisted:
+                event.persisted = False
+            self.bus.publish(event)
+            if p.on_published is not None:
+                try:
+                    p.on_published(event)
+                except Exception as exc:
+                    _fail(p.future, exc)
+                    continue
+            if not p.future.done():
+                p.future.set_result(event)
+
+    # -- storage faults ----------------------------------------------------------------------
+
+    def _failed(self, exc: BaseException, batch: list[tuple[_Pending, Event, BatchRow]]) -> None:
+        h = self.health
+        if h.ok:
+            self.health = h = StorageHealth(
+                ok=False, cause=describe_error(exc), detail=str(exc), since=time.time()
+            )
+            log.log(
+                logging.DEBUG if self.quiet else logging.ERROR,
+                "storage failing: %s (%s) writing %s; events are published but not stored "
+                "until writes succeed again",
+                h.cause,
+                exc,
+                self.store.path,
+            )
+        for _, event, row in batch:
+            h.unpersisted += 1
+            if h.first_unpersisted is None:
+                h.first_unpersisted = event.seq
+            h.last_unpersisted = event.seq
+            if row.plugin is not None and row.metadata_key is not None:
+                self._unstored[(row.plugin, row.metadata_key)] = (row.data, row.ts)
+
+    def _announce_failure(self) -> None:
+        """Subscribers hear of it at once, as a live-only event like the ones it affects (after
+        the failed batch, so seqs stay in order)."""
+        h = self.health
+        seq = self.bus.next_seq()
+        h.last_unpersisted = seq
+        if h.first_unpersisted is None:
+            h.first_unpersisted = seq
+        h.unpersisted += 1
+        self.bus.publish(
+            Event(
+                seq=seq,
+                ts=time.time(),
+                event=STORAGE_EVENT,
+                data={"state": "failing", "cause": h.cause, "detail": h.detail},
+                persisted=False,
+            )
         )
 
-    async def _record(
-        self,
-        name: str,
-        data: dict[str, Any] | Callable[[int, float], dict[str, Any]],
-        plugin: str | None,
-        metadata_key: str | None,
-        ts: float | None,
-        on_published: Callable[[Event], None] | None,
-    ) -> Event:
-        async with self._lock:
-            seq = self.bus.next_seq()
-            now = time.time() if ts is None else ts
-            payload = data(seq, now) if callable(data) else data
-            event = Event(seq=seq, ts=now, event=name, data=payload)
-            await self.store.append_event(event, plugin=plugin, metadata_key=metadata_key)
-            self.bus.publish(event)
-            if on_published is not None:
-                on_published(event)
-            return event
+    def _gap_data(self) -> dict[str, Any]:
+        h = self.health
+        self._last_gap = {
+            "state": "recovered",
+            "cause": h.cause,
+            "failed_since": h.since,
+            "recovered_at": time.time(),
+            "unpersisted": h.unpersisted,
+            "first_unpersisted": h.first_unpersisted,
+            "last_unpersisted": h.last_unpersisted,
+        }
+        return self._last_gap
+
+    def _recovered(self, gap: BatchRow) -> None:
+        h = self.health
+        log.warning(
+            "storage writable again after %.1f s (%s); %d events between seq %s and %s were "
+            "published but not stored",
+            time.time() - (h.since or time.time()),
+            h.cause,
+            h.unpersisted,
+            h.first_unpersisted,
+            h.last_unpersisted,
+        )
+        self.health = StorageHealth()
+        self._unstored.clear()
+
+    # -- retention ---------------------------------------------------------------------------
+
+    async def _prune_below(self, first: int, newest: int, size: int) -> int:
+        """The seq below which this batch's transaction deletes events (0: none): at most
+        ``chunk`` or twice the batch's size, whichever is larger, of the oldest events past
+        the bound. Deleting up to twice what is added keeps the table within a batch of
+        ``keep`` at any rate, and no transaction carries a long delete. A batch never
+        deletes its own events (even with ``keep = 0``): what was just published can be
+        replayed."""
+        r = self.retention
+        if r is None:
+            return 0
+        try:
+            if self._oldest is None:
+                self._oldest = await self.store.first_seq()
+            if r.max_age_days > 0 and time.monotonic() - self._age_checked > AGE_CHECK_INTERVAL:
+                self._age_checked = time.monotonic()
+                cutoff = time.time() - r.max_age_days * 86400
+                self._age_floor = await self.store.seq_before(cutoff)
+        except Exception as exc:  # retention waits for a later batch; the events do not
+            log.debug("retention look-up failed: %s", exc)
+            return 0
+        floor = min(max(newest - r.keep + 1, self._age_floor + 1), first)
+        oldest = self._oldest or 1
+        if oldest >= floor:
+            return 0
+        return min(floor, oldest + max(r.chunk, 2 * size))

@@ -20,7 +20,7 @@ import msgspec
 from harness.protocol import Event
 
 APPLICATION_ID = 0x48524E53  # "HRNS": tells a harness database from any other SQLite file
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 # Forward migrations: MIGRATIONS[n] takes the schema from version n to n + 1.
@@ -43,7 +43,104 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX events_by_name ON events (name, seq);
     """,
+    # Retention's age cutoff finds the newest too-old seq through this index instead of
+    # scanning the table; the delete itself is then a seq (rowid) range.
+    """
+    CREATE INDEX events_by_ts ON events (ts);
+    """,
 )
+
+SEQ_BEFORE_SQL = (
+    "SELECT seq FROM events INDEXED BY events_by_ts WHERE ts < ? ORDER BY ts DESC LIMIT 1"
+)
+
+# Bounds the WAL file left on disk after a checkpoint (a flood could leave it at tens of MiB).
+JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
+# Test hook: cap the database's size in pages so SQLite reports SQLITE_FULL, as a full disk
+# would, without filling a real disk. Unset in normal use.
+MAX_PAGES_ENV = "HARNESS_DB_MAX_PAGES"
+
+_CAUSES = {
+    "SQLITE_FULL": "disk full",
+    "SQLITE_READONLY": "database is read-only",
+    "SQLITE_IOERR": "I/O error",
+    "SQLITE_CANTOPEN": "cannot open the database file",
+    "SQLITE_CORRUPT": "database is corrupt",
+    "SQLITE_NOTADB": "not a database",
+    "SQLITE_BUSY": "database is locked by another process",
+    "SQLITE_LOCKED": "database is locked",
+    "SQLITE_PERM": "permission denied",
+    "SQLITE_AUTH": "permission denied",
+}
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short cause for an operator ("disk full", "database is read-only", "I/O error"), from
+    SQLite's primary result code; falls back to SQLite's own message."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    for prefix, cause in _CAUSES.items():
+        if name == prefix or name.startswith(prefix + "_"):
+            return cause
+    return str(exc) or type(exc).__name__
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """A failure of the storage itself (full, read-only, I/O, locked, corrupt), as opposed to a
+    misuse of the connection (closed, programming error, constraint)."""
+    return type(exc) in (sqlite3.OperationalError, sqlite3.DatabaseError)
+
+
+class BatchRow(msgspec.Struct, array_like=True):
+    """One event of a group commit, already encoded, with the metadata key it sets (if any)."""
+
+    seq: int
+    ts: float
+    name: str
+    data: str  # JSON text
+    plugin: str | None = None
+    metadata_key: str | None = None
+
+
+def _write_batch(
+    conn: sqlite3.Connection,
+    rows: Sequence[BatchRow],
+    metadata: Sequence[tuple[str, str, str, float]],
+    prune_below: int,
+) -> int:
+    """Runs in the connection's thread: one transaction for a whole batch. Returns how many
+    events retention removed. Either everything commits or nothing does."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if rows:
+            conn.executemany(
+                "INSERT INTO events (seq, ts, name, data) VALUES (?, ?, ?, ?)",
+                [(r.seq, r.ts, r.name, r.data) for r in rows],
+            )
+        # The extra values first: they are older than any row of this batch (values left
+        # unstored by a storage failure), so a row's newer value for the same key wins.
+        updates = [(_key_path(key), value, ts, plugin) for plugin, key, value, ts in metadata]
+        updates += [
+            (_key_path(r.metadata_key), r.data, r.ts, r.plugin)
+            for r in rows
+            if r.plugin is not None and r.metadata_key is not None
+        ]
+        if updates:
+            conn.executemany(
+                "UPDATE plugin_config SET metadata = json_set(metadata, ?, json(?)), "
+                "updated_at = ? WHERE name = ?",
+                updates,
+            )
+        removed = 0
+        if prune_below > 0:
+            removed = conn.execute("DELETE FROM events WHERE seq < ?", (prune_below,)).rowcount
+        conn.execute("COMMIT")
+        return removed
+    except BaseException:
+        # A failed COMMIT (SQLITE_FULL, SQLITE_IOERR) may or may not have ended the
+        # transaction; a transaction left open would refuse every later one.
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
 
 
 class StoreError(Exception):
@@ -83,6 +180,23 @@ def _key_path(key: str) -> str:
     return '$."' + key.replace('"', '""') + '"'
 
 
+def _check_orphan_wal(path: Path) -> None:
+    # SQLite would treat a 0-byte file as a new database and discard the WAL beside it: the
+    # history in that WAL would be lost without a word. Refuse instead.
+    wal = path.with_name(path.name + "-wal")
+    try:
+        empty = path.stat().st_size == 0
+        wal_size = wal.stat().st_size
+    except OSError:
+        return
+    if empty and wal_size > 0:
+        raise StoreError(
+            f"{path}: the database file is empty but its write-ahead log {wal.name} beside it "
+            f"holds {wal_size:,} bytes; the file was probably truncated or replaced. Nothing "
+            "was changed. Restore the database file, or move both files aside to start fresh."
+        )
+
+
 def _check_header(path: Path) -> None:
     try:
         with path.open("rb") as f:
@@ -105,6 +219,9 @@ class Store:
         self._conn = conn
         self.path = path
         self.readonly = readonly
+        # Held by every multi-statement transaction: the group-commit writer's single-hop
+        # transaction must never start between another one's BEGIN and COMMIT.
+        self._tx_lock = asyncio.Lock()
 
     # -- opening -------------------------------------------------------------------------
 
@@ -113,6 +230,7 @@ class Store:
         """Open (creating if needed) and migrate the daemon's database."""
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         _check_header(path)
+        _check_orphan_wal(path)
         if not path.exists():
             # Created by us with 0600 before SQLite touches it: it holds plugin secrets.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -170,6 +288,16 @@ class Store:
             )
         return int(version)
 
+    def _cannot_use(self, exc: BaseException) -> str:
+        cause = describe_error(exc)
+        if cause in ("database is corrupt", "not a database") or not is_storage_error(exc):
+            return self._corrupt(exc)
+        return (
+            f"{self.path}: cannot write the database: {cause} ({exc}); nothing was changed. "
+            "Fix the cause (free disk space, make the file and its directory writable) and "
+            "start again."
+        )
+
     def _corrupt(self, exc: BaseException) -> str:
         return (
             f"{self.path}: the database is unreadable ({exc}); nothing was changed. "
@@ -186,6 +314,9 @@ class Store:
             # NORMAL is durable across application crashes in WAL mode; only an OS crash can
             # lose the newest commits, never corrupt the file.
             await self._conn.execute("PRAGMA synchronous = NORMAL")
+            await self._conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+            if pages := os.environ.get(MAX_PAGES_ENV):
+                await self.limit_pages(int(pages))
             await self._conn.execute("PRAGMA foreign_keys = ON")
             if (await self._scalar("PRAGMA quick_check")) != "ok":
                 raise StoreError(self._corrupt(RuntimeError("quick_check failed")))
@@ -195,8 +326,21 @@ class Store:
                         await self._conn.execute(statement)
                     await self._conn.execute(f"PRAGMA user_version = {target + 1}")
                     await self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            # A write that must reach the file: a read-only or full database is told now, with
+            # its cause, instead of on the first state change.
+            async with self.transaction():
+                await self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
-            raise StoreError(self._corrupt(exc)) from exc
+            raise StoreError(self._cannot_use(exc)) from exc
+
+    async def limit_pages(self, pages: int) -> int:
+        """Cap the database at ``pages`` pages (``PRAGMA max_page_count``; never below its
+        current size): past it every write fails with SQLITE_FULL, as on a full disk. A test
+        hook (also :data:`MAX_PAGES_ENV`); returns the cap SQLite applied."""
+        return int(await self._scalar(f"PRAGMA max_page_count = {int(pages)}"))
+
+    async def page_count(self) -> int:
+        return int(await self._scalar("PRAGMA page_count"))
 
     async def close(self) -> None:
         if not self.readonly:
@@ -208,17 +352,18 @@ class Store:
     async def transaction(self) -> AsyncIterator[None]:
         # IMMEDIATE takes the write lock up front, so a concurrent writer (an operator's sqlite3
         # shell) makes us wait on busy_timeout instead of failing half-way.
-        try:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            yield
-            await self._conn.execute("COMMIT")
-        except BaseException:
-            # Even when cancelled while awaiting BEGIN or COMMIT: aiosqlite still runs that
-            # statement in its thread, and a transaction left open would refuse every later one.
-            # This ROLLBACK is queued behind it, so it always sees the real state.
-            with contextlib.suppress(sqlite3.OperationalError):  # nothing was open
-                await asyncio.shield(self._conn.execute("ROLLBACK"))
-            raise
+        async with self._tx_lock:
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+                yield
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                # Even when cancelled while awaiting BEGIN or COMMIT: aiosqlite still runs that
+                # statement in its thread, and a transaction left open would refuse every later
+                # one. This ROLLBACK is queued behind it, so it always sees the real state.
+                with contextlib.suppress(sqlite3.OperationalError):  # nothing was open
+                    await asyncio.shield(self._conn.execute("ROLLBACK"))
+                raise
 
     # -- plugin_config ---------------------------------------------------------------------
 
@@ -291,18 +436,32 @@ class Store:
         """Append ``event`` and, in the same transaction, set ``metadata[metadata_key]`` of
         ``plugin`` to the event's data. The set happens in SQL on the stored value, so every
         other metadata key survives, whoever wrote it."""
-        data = _json_encode(event.data)
-        async with self.transaction():
-            await self._conn.execute(
-                "INSERT INTO events (seq, ts, name, data) VALUES (?, ?, ?, ?)",
-                (event.seq, event.ts, event.event, data),
+        row = BatchRow(
+            event.seq, event.ts, event.event, _json_encode(event.data), plugin, metadata_key
+        )
+        await self.write_batch([row])
+
+    async def write_batch(
+        self,
+        rows: Sequence[BatchRow],
+        *,
+        metadata: Sequence[tuple[str, str, str, float]] = (),
+        prune_below: int = 0,
+    ) -> int:
+        """One transaction in ONE hop to the connection's thread: set the extra ``(plugin, key,
+        json, ts)`` metadata values, append ``rows`` (each also setting its plugin's
+        ``metadata[metadata_key]`` to its data, after the extra values), and delete events
+        with ``seq < prune_below``. Returns how many events were deleted. Raises
+        ``sqlite3.Error`` with nothing committed if any part fails.
+
+        The function runs on aiosqlite's own thread (its ``_execute``): per statement,
+        aiosqlite would hop threads and wake the event loop once each, which is most of the
+        cost of a small transaction."""
+        async with self._tx_lock:
+            removed: int = await self._conn._execute(
+                _write_batch, self._conn._conn, rows, metadata, prune_below
             )
-            if plugin is not None and metadata_key is not None:
-                await self._conn.execute(
-                    "UPDATE plugin_config SET metadata = json_set(metadata, ?, json(?)), "
-                    "updated_at = ? WHERE name = ?",
-                    (_key_path(metadata_key), data, event.ts, plugin),
-                )
+        return removed
 
     async def events_after(
         self, since: int, upto: int | None = None, *, limit: int = 1000
@@ -328,14 +487,35 @@ class Store:
             rows = await cur.fetchall()
         return [Event(seq=r[0], ts=r[1], event=r[2], data=_json_decode(r[3])) for r in rows]
 
-    async def prune_events(self, *, keep: int, max_age_days: float) -> int:
-        """Apply the retention policy; returns how many events were removed."""
-        cutoff = time.time() - max_age_days * 86400 if max_age_days > 0 else 0.0
-        cur = await self._conn.execute(
-            "DELETE FROM events WHERE seq <= (SELECT max(seq) FROM events) - ? OR ts < ?",
-            (keep, cutoff),
-        )
-        return cur.rowcount
+    async def first_seq(self) -> int:
+        """The oldest stored seq (0 when there are none)."""
+        return int(await self._scalar("SELECT min(seq) FROM events") or 0)
+
+    async def seq_before(self, ts: float) -> int:
+        """The newest seq of an event older than ``ts`` (0 if none), through the ts index."""
+        # One seek in the ts index (named: without ANALYZE, SQLite would rather walk the
+        # rowids down from the newest, through every event it keeps). Clocks that step back
+        # make ts and seq disagree slightly; retention then cuts at the newest old timestamp.
+        return int(await self._scalar(SEQ_BEFORE_SQL, (ts,)) or 0)
+
+    async def retention_floor(self, *, keep: int, max_age_days: float) -> int:
+        """The lowest seq the retention policy keeps: events below it are due for removal.
+        Seq ranges, not counts: ``keep`` bounds ``last_seq - seq``, which bounds the count."""
+        floor = await self.last_seq() - keep + 1
+        if max_age_days > 0:
+            floor = max(floor, await self.seq_before(time.time() - max_age_days * 86400) + 1)
+        return max(floor, 0)
+
+    async def prune_events(self, *, keep: int, max_age_days: float, chunk: int = 5000) -> int:
+        """Apply the retention policy now, in transactions of at most ``chunk`` events (so the
+        WAL stays small); returns how many events were removed."""
+        floor = await self.retention_floor(keep=keep, max_age_days=max_age_days)
+        removed = 0
+        low = await self.first_seq()
+        while low and low < floor:
+            low = min(floor, low + chunk)
+            removed += await self.write_batch([], prune_below=low)
+        return removed
 
 
 def _statements(script: str) -> list[str]:

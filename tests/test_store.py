@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from harness.protocol import Event
-from harness.store import APPLICATION_ID, SCHEMA_VERSION, Store, StoreError
+from harness.store import APPLICATION_ID, SCHEMA_VERSION, SEQ_BEFORE_SQL, Store, StoreError
 from tests.conftest import file_digest
 
 
@@ -316,3 +316,55 @@ async def test_json_columns_are_stored_as_text(store: Store, db_path: Path) -> N
         ).fetchone()
         (data_type,) = conn.execute("SELECT typeof(data) FROM events").fetchone()
     assert (*types, data_type) == ("text", "text", "text")
+
+
+# -- schema v2: retention by index, bounded WAL ----------------------------------------------
+
+
+async def test_a_version_1_database_migrates_forward_keeping_its_events(db_path: Path) -> None:
+    from harness.store import MIGRATIONS, _statements
+
+    db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as conn:
+        for statement in _statements(MIGRATIONS[0]):
+            conn.execute(statement)
+        conn.execute("INSERT INTO events (seq, ts, name, data) VALUES (7, 1.0, 'x:y', '{}')")
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    s = await Store.open(db_path)
+    try:
+        assert [e.seq for e in await s.events_after(0)] == [7]
+    finally:
+        await s.close()
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "events_by_ts" in indexes
+
+
+async def test_the_age_cutoff_uses_the_ts_index_not_a_scan(store: Store, db_path: Path) -> None:
+    for seq in range(1, 6):
+        await store.append_event(ev(seq, ts=float(seq)))
+    assert await store.seq_before(3.5) == 3
+    with sqlite3.connect(db_path) as conn:
+        plan = " ".join(
+            str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {SEQ_BEFORE_SQL}", (3.5,))
+        )
+    assert "SEARCH events USING COVERING INDEX events_by_ts (ts<?)" in plan, plan
+    assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+async def test_the_wal_is_bounded_by_a_journal_size_limit(store: Store) -> None:
+    from harness.store import JOURNAL_SIZE_LIMIT
+
+    assert await store._scalar("PRAGMA journal_size_limit") == JOURNAL_SIZE_LIMIT
+
+
+async def test_an_empty_database_with_a_leftover_wal_is_refused_untouched(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    db_path.write_bytes(b"")
+    wal = db_path.with_name(db_path.name + "-wal")
+    wal.write_bytes(b"w" * 1000)
+    with pytest.raises(StoreError, match="write-ahead log"):
+        await Store.open(db_path)
+    assert db_path.stat().st_size == 0 and wal.read_bytes() == b"w" * 1000

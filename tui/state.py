@@ -58,6 +58,7 @@ class LinkState:
     head_seq: int = 0  # the daemon's head when we subscribed
     detail: str = "connecting to the daemon…"
     database: bool = True  # False: there is no database file yet
+    storage: str | None = None  # "storage failing: disk full since 12:03 (…)", None when fine
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,13 @@ import msgspec
 from harness import __version__, transport
 from harness.client import Client, ClientError, DaemonUnavailable
 from harness.protocol import (
+    STORAGE_EVENT,
     ConnectionsSnapshot,
     Event,
     PluginInfo,
+    StorageHealth,
     StoredPlugin,
+    describe_storage,
     plugin_of_connection_event,
 )
 from harness.store import PluginRow, Store, StoreError
@@ -158,7 +161,7 @@ class Stream:
         self.client = client
         infos = await client.request("plugins.list")
         self.apply_infos(msgspec.convert(infos, list[PluginInfo]))
-        self.set_online(head)
+        self.set_online(head, await self._storage(client))
         handled = 0
         while True:
             self.on_event(await client.next_event())
@@ -166,6 +169,20 @@ class Stream:
             if handled % YIELD_EVERY == 0:
                 # next_event() does not suspend while events are queued; let the UI breathe.
                 await asyncio.sleep(0)
+
+    async def _storage(self, client: Client) -> str | None:
+        # Storage may have been failing before we connected; later changes come as events.
+        status = await client.request("status")
+        health = status.get("storage") if isinstance(status, dict) else None
+        if not isinstance(health, dict):
+            return None
+        try:
+            # Without the count of unstored events: it would not fit at 80 columns.
+            current = msgspec.convert(health, StorageHealth)
+            described = describe_storage(msgspec.structs.replace(current, unpersisted=0))
+        except msgspec.ValidationError:
+            return None
+        return None if described == "ok" else described
 
     # -- seed --------------------------------------------------------------------------------
 
@@ -280,9 +297,23 @@ class Stream:
                 self._pending_conn[plugin] = (conn, event.ts)
         elif name == "plugin:status" and isinstance(event.data.get("plugin"), str):
             self._pending_status[event.data["plugin"]] = (event.data, event.ts)
+        elif name == STORAGE_EVENT:
+            self._on_storage(event)
         elif name == "plugin:settings" and isinstance(event.data.get("plugin"), str):
             self._refresh.add(event.data["plugin"])
         self._schedule()
+
+    def _on_storage(self, event: Event) -> None:
+        if event.data.get("state") == "failing":
+            cause = event.data.get("cause")
+            text = describe_storage(
+                StorageHealth(
+                    ok=False, cause=cause if isinstance(cause, str) else None, since=event.ts
+                )
+            )
+        else:
+            text = None
+        self.app.link = dataclasses.replace(self.app.link, storage=text)
 
     def _schedule(self) -> None:
         if self._flush_scheduled:
@@ -354,8 +385,9 @@ class Stream:
 
     # -- link state --------------------------------------------------------------------------
 
-    def set_online(self, head: int) -> None:
-        """Mark the stream live (``head``: the daemon's seq when the subscription began)."""
+    def set_online(self, head: int, storage: str | None = None) -> None:
+        """Mark the stream live (``head``: the daemon's seq when the subscription began;
+        ``storage``: the daemon's storage failure, if any)."""
         self.app.link = LinkState(
             online=True,
             changed_at=self.app.clock(),
@@ -363,6 +395,7 @@ class Stream:
             head_seq=head,
             detail="live",
             database=self.app.link.database,
+            storage=storage,
         )
 
     def set_offline(self, why: str) -> None:

@@ -1,4 +1,4 @@
-"""Entry point: ``python -m harness.bench {stream,connection,tui,fleet} [--quick]``."""
+"""Entry point: ``python -m harness.bench {stream,connection,tui,persist,fleet} [--quick]``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ BENCHES = {
     "stream": "bus and socket fan-out vs a minimal asyncio baseline",
     "connection": "local gateway action -> subscriber receives discord:connection",
     "tui": "daemon change -> widget; key delay under a flood; first paint",
+    "persist": "plugin API -> SQLite -> stream vs raw sqlite3; retention under a flood",
     "fleet": "overview of 20 daemons; --host ssh:// status vs plain ssh",
 }
 
@@ -18,8 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__)
     parser.add_argument("bench", choices=sorted(BENCHES), help="which benchmark to run")
     parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
     module = importlib.import_module(f"harness.bench.{args.bench}")
+    if args.bench == "persist":  # the only one with options of its own (--flood-seconds)
+        return int(module.main(quick=args.quick, argv=rest) or 0)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return int(module.main(quick=args.quick) or 0)
 
 

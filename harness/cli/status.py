@@ -21,10 +21,23 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{up % 60}s, seq {st['seq']}, {st['clients']} client(s)"
         )
         print(f"  socket    {st['socket']}\n  database  {st['database']}")
+        # "storage   failing: disk full since 12:03 (5 events not stored)"
+        print(f"  storage   {storage_line(st.get('storage')).removeprefix('storage ')}")
         plugin_table(st["plugins"])
         return EXIT_OK
 
     return with_client(args, body)
+
+
+def storage_line(storage: Any) -> str:
+    """``ok``, or ``storage failing: disk full since 12:03 (5 events not stored)``."""
+    import msgspec
+
+    from harness import protocol
+
+    if not isinstance(storage, dict):  # a daemon from before storage was reported
+        return protocol.describe_storage(None)
+    return protocol.describe_storage(msgspec.convert(storage, protocol.StorageHealth))
 
 
 def register(sub: Any, parents: Any) -> None:

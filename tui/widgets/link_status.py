@@ -27,6 +27,7 @@ class LinkStatus(Widget):
         color: $text;
         padding: 0 1;
         &.-offline { background: $error-muted; }
+        &.-storage { background: $warning-muted; }
     }
     """
 
@@ -46,11 +47,14 @@ class LinkStatus(Widget):
     def _on_link(self, link: LinkState) -> None:
         self._link = link
         self.set_class(not link.online and link.changed_at > 0, "-offline")
+        self.set_class(link.online and link.storage is not None, "-storage")
         self.refresh()
 
     def status_text(self) -> str:
         link = self._link
         if link.online:
+            if link.storage:  # the daemon runs but cannot store: what it shows is not saved
+                return f"▲ online · ⚠ {link.storage}"
             return "▲ daemon online"
         if link.changed_at == 0.0:
             return "◌ connecting to the daemon…"
