@@ -29,8 +29,15 @@ class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     client_queue_frames: int = 10_000  # a client further behind than this is cut off
 
 
+class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # host:port of the Prometheus endpoint (/metrics); empty: no endpoint. Loopback is the safe
+    # choice: the numbers say which plugins exist and how they are doing.
+    listen: str = ""
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     daemon: DaemonConfig = msgspec.field(default_factory=DaemonConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     # [plugins.<name>] tables: default settings, checked against each plugin's schema at boot.
     plugins: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     # [contexts.<name>] tables: other daemons to talk to; checked by harness.contexts.
@@ -79,21 +86,58 @@ def _where(exc: msgspec.ValidationError) -> tuple[str, str]:
     return key, problem
 
 
+def user_config_file() -> Path:
+    """``$XDG_CONFIG_HOME/harness/config.toml`` (``~/.config/harness/config.toml``)."""
+    import platformdirs
+
+    return platformdirs.user_config_path("harness") / "config.toml"
+
+
+def locate(path: str | os.PathLike[str] | None = None) -> tuple[Path | None, str]:
+    """Which file to read and why: ``flag`` (``--config``), ``env`` (``$HARNESS_CONFIG``),
+    ``discovered`` (the user config file, when it exists), or ``(None, "default")``."""
+    if path is not None:
+        return Path(path).expanduser(), "flag"
+    if env := os.environ.get(ENV_CONFIG):
+        return Path(env).expanduser(), "env"
+    found = user_config_file()
+    if found.is_file():
+        return found, "discovered"
+    return None, "default"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:9464`` for IPv6) into its parts; ValueError says what is wrong."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:9464, got {value!r}")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
 def load(path: str | os.PathLike[str] | None = None) -> Config:
-    """Load ``path``, else ``$HARNESS_CONFIG``, else the embedded defaults."""
-    if path is None:
-        path = os.environ.get(ENV_CONFIG) or None
-    if path is None:
+    """Load ``path``, else ``$HARNESS_CONFIG``, else the user config file if there is one,
+    else the embedded defaults."""
+    file, _origin = locate(path)
+    if file is None:
         return Config()
-    file = Path(path).expanduser()
+    return _load_file(file)
+
+
+def load_raw(file: Path) -> dict[str, Any]:
+    """The TOML tables of ``file`` as read (for ``harness config``, which says which keys the
+    file sets); raises ConfigError like :func:`load`."""
     try:
         raw = file.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read the config file: {exc.strerror}") from exc
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+
+
+def _load_file(file: Path) -> Config:
+    data = load_raw(file)
     if "source" in data:  # an internal field, not a key the file may set
         raise ConfigError(f"{file}: source: unknown key")
     # Checked before msgspec, which names a bad value in a table of tables only as
@@ -111,5 +155,10 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
     except msgspec.ValidationError as exc:
         key, problem = _where(exc)
         raise ConfigError(f"{file}: {key or 'top level'}: {problem}") from exc
+    if config.metrics.listen:
+        try:
+            parse_listen(config.metrics.listen)
+        except ValueError as exc:
+            raise ConfigError(f"{file}: metrics.listen: {exc}") from exc
     config.source = str(file)
     return config

@@ -9,18 +9,27 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from harness import __version__, protocol, settings
 from harness.bus import Bus
 from harness.config import Config
-from harness.orchestrator import Orchestrator, PluginNotFound, ShuttingDown
+from harness.orchestrator import (
+    Orchestrator,
+    PluginNotFound,
+    ShuttingDown,
+    check_plugin_tables,
+)
 from harness.plugin import Plugin
 from harness.recorder import Recorder, Retention
 from harness.server import RequestError, Server, acquire_lock, ensure_private_dir
 from harness.store import Store, StoreError, describe_error, is_storage_error
+from harness.systemd import Notifier, StatusLine
+
+if TYPE_CHECKING:
+    from harness.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +48,7 @@ class Daemon:
         self.server: Server | None = None
         self.started = time.time()
         self._lock_fds: list[int] = []
+        self.metrics: Metrics | None = None
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Daemon]:
@@ -51,6 +61,12 @@ class Daemon:
     async def start(self) -> None:
         cfg = self.config
         socket_path, db_path = cfg.socket_path, cfg.database_path
+        if self._plugins is None:
+            from harness.plugins import discover
+
+            self._plugins = discover()
+        # A bad plugin table is refused before anything exists on disk (no lock, no database).
+        check_plugin_tables(cfg, self._plugins)
         # The default location is harness's own directory; a configured one is the operator's.
         own_dir = not cfg.daemon.socket
         ensure_private_dir(socket_path.parent, own=own_dir)
@@ -61,12 +77,11 @@ class Daemon:
         if db_path.parent != socket_path.parent:
             self._lock_fds.append(acquire_lock(db_path.with_name(db_path.name + ".lock")))
         try:
-            if self._plugins is None:
-                from harness.plugins import discover
-
-                self._plugins = discover()
             self.store = await Store.open(db_path)
             self.bus = Bus(await self.store.last_seq())
+            if cfg.metrics.listen:
+                # Subscribed before the plugins start, so it sees every connection change.
+                self.metrics = self._metrics(cfg.metrics.listen)
             # Retention runs inside the recorder's own transactions, a small chunk at a time,
             # so the table holds its bound under any rate and no record waits on a big delete.
             self.recorder = Recorder(
@@ -110,6 +125,22 @@ class Daemon:
             ", ".join(self.orchestrator.names()) or "none",
         )
 
+    def _metrics(self, listen: str) -> Metrics:
+        from harness.config import parse_listen
+        from harness.metrics import Metrics
+
+        assert self.bus is not None
+        bus = self.bus
+        metrics = Metrics(
+            seq=lambda: bus.published_seq,
+            clients=lambda: len(self.server.clients) if self.server else 0,
+            storage_ok=lambda: self.recorder.health.ok if self.recorder else True,
+            version=__version__,
+        )
+        bus.subscribe(metrics)
+        metrics.serve(*parse_listen(listen))
+        return metrics
+
     async def stop(self) -> None:
         """Stop plugins (recording ``stopped``), close the socket, close the database."""
         # Every step runs whatever failed before it: an open aiosqlite connection keeps a
@@ -128,6 +159,9 @@ class Daemon:
             except Exception as exc:
                 log.exception("stopping: %s failed", step.__qualname__)
                 failure = failure or exc
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
         for fd in self._lock_fds:
             os.close(fd)
         self._lock_fds.clear()
@@ -280,11 +314,30 @@ async def serve(config: Config) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    notifier = Notifier()
+    notifier.status("starting")
     daemon = Daemon(config)
-    await daemon.start()
     try:
-        await stop.wait()
+        await daemon.start()
+        assert daemon.bus is not None and daemon.orchestrator is not None
+        status_line = StatusLine(notifier)
+        if notifier.enabled:
+            status_line.seed(
+                {
+                    p.name: (p.metadata.get("connection") or {}).get("state") or p.status
+                    for p in await daemon.orchestrator.list()
+                }
+            )
+            daemon.bus.subscribe(status_line)
+        # The socket serves from here on: only now may systemd order dependants after us.
+        notifier.ready(status_line.text())
+        notifier.start_watchdog()
+        try:
+            await stop.wait()
+        finally:
+            notifier.stopping()
+            await daemon.stop()
     finally:
-        await daemon.stop()
+        notifier.close()
     log.info("stopped")
     return 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections.abc import Mapping
 
 _secrets: set[str] = set()
 
@@ -32,12 +34,74 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+# syslog priorities by logging level, for journald's ``<N>`` line prefix (sd-daemon(3)).
+_SYSLOG_PRIORITY = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
+
+# Third-party warnings that say nothing an operator can act on: harness never uses voice.
+_QUIET = {
+    "discord.client": (
+        "PyNaCl is not installed",
+        "davey is not installed",
+    ),
+}
+
+
+class JournalFormatter(logging.Formatter):
+    """``<priority>logger: message``: journald stamps the time itself and keeps the priority,
+    so ``journalctl -p warning`` works."""
+
+    def __init__(self) -> None:
+        super().__init__("%(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = _SYSLOG_PRIORITY.get(record.levelno)
+        if priority is None:
+            priority = next((p for lvl, p in _SYSLOG_PRIORITY.items() if record.levelno >= lvl), 7)
+        text = super().format(record)
+        # Every line of a traceback keeps the record's priority (journald reads each line).
+        return "\n".join(f"<{priority}>{line}" for line in text.splitlines())
+
+
+class QuietThirdParty(logging.Filter):
+    """Drop known third-party warnings that do not concern the operator (shown at debug)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        prefixes = _QUIET.get(record.name)
+        if not prefixes or logging.getLogger().level <= logging.DEBUG:
+            return True
+        return not str(record.msg).startswith(prefixes)
+
+
+def journal_stream(env: Mapping[str, str] | None = None, fd: int = 2) -> bool:
+    """Whether ``fd`` is the journal stream systemd connected (``$JOURNAL_STREAM`` is
+    ``device:inode`` of it); a redirected stderr under systemd is not."""
+    value = (os.environ if env is None else env).get("JOURNAL_STREAM", "")
+    dev, sep, ino = value.partition(":")
+    if not sep or not dev.isdigit() or not ino.isdigit():
+        return False
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
 def setup(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-    )
+    if journal_stream():
+        handler.setFormatter(JournalFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        )
     handler.addFilter(RedactSecrets())
+    handler.addFilter(QuietThirdParty())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

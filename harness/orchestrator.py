@@ -32,6 +32,22 @@ class ShuttingDown(RuntimeError):
     """The daemon is stopping: no plugin may be started or reconfigured any more."""
 
 
+def check_plugin_tables(config: Config, plugins: Mapping[str, type[Plugin]]) -> None:
+    """Plugin tables of the config must name installed plugins and fit their schemas. Pure:
+    the daemon calls it before it creates anything on disk."""
+    where = config.source or "config"
+    for name, table in config.plugins.items():
+        cls = plugins.get(name)
+        if cls is None:
+            known = ", ".join(sorted(plugins)) or "none"
+            raise ConfigError(f"{where}: plugins.{name}: no such plugin (installed: {known})")
+        try:
+            settings.validate(cls.settings_schema, table)
+        except settings.SettingsError as exc:
+            key, problem = next(iter(exc.errors.items()))
+            raise ConfigError(f"{where}: plugins.{name}.{key}: {problem}") from exc
+
+
 class _Slot:
     """One plugin's runtime: instance, context, lifecycle status and a lock ordering changes."""
 
@@ -67,17 +83,9 @@ class Orchestrator:
 
     def check_config(self) -> None:
         """Plugin tables of the config must name installed plugins and fit their schemas."""
-        where = self.config.source or "config"
-        for name, table in self.config.plugins.items():
-            slot = self._slots.get(name)
-            if slot is None:
-                known = ", ".join(self._slots) or "none"
-                raise ConfigError(f"{where}: plugins.{name}: no such plugin (installed: {known})")
-            try:
-                settings.validate(slot.plugin.settings_schema, table)
-            except settings.SettingsError as exc:
-                key, problem = next(iter(exc.errors.items()))
-                raise ConfigError(f"{where}: plugins.{name}.{key}: {problem}") from exc
+        check_plugin_tables(
+            self.config, {name: type(slot.plugin) for name, slot in self._slots.items()}
+        )
 
     async def boot(self) -> None:
         self.check_config()

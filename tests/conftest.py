@@ -224,6 +224,8 @@ def subprocess_env(state_dir: Path, **extra: str) -> dict[str, str]:
     env.update(
         XDG_RUNTIME_DIR=str(state_dir),
         XDG_STATE_HOME=str(state_dir / "xdg-state"),
+        # No operator's ~/.config/harness/config.toml leaks into a test.
+        XDG_CONFIG_HOME=str(state_dir / "xdg-config"),
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

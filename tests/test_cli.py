@@ -81,6 +81,9 @@ SUBCOMMANDS = [
     ("plugins", "enable"),
     ("plugins", "disable"),
     ("plugins", "set"),
+    ("config",),
+    ("service",),
+    ("service", "install"),
 ]
 
 
@@ -91,7 +94,7 @@ async def test_help_works_for_every_subcommand(state_dir: Path) -> None:
         assert result.rc == 0, (cmd, result)
         assert result.out.startswith(f"usage: harness {' '.join(cmd)}".rstrip()), (cmd, result)
     assert "exit codes: 0 ok, 1 failed, 2 usage or config error, 3 no daemon" in results[0].out
-    assert "KEY=-" in results[-1].out  # `plugins set` explains how secrets are given
+    assert "KEY=-" in results[-4].out  # `plugins set` explains how secrets are given
 
 
 @pytest.mark.parametrize(
@@ -236,7 +239,11 @@ async def test_plugins_disable_and_enable(
     daemon: Daemon, harness: Harness, connect: Connect
 ) -> None:
     result = await harness("plugins", "disable", "echo")
-    assert (result.rc, result.out.strip()) == (0, "echo: disabled, disabled")
+    # Said once, with the command that undoes it (the issue: "disabled, disabled").
+    assert (result.rc, result.out.strip()) == (
+        0,
+        "echo: disabled (to undo: harness plugins enable echo)",
+    )
     client = await connect()
     info = await client.request("plugins.get", name="echo")
     assert info["metadata"]["connection"]["state"] == "stopped"
@@ -273,13 +280,11 @@ async def test_plugins_set_typed_values_and_unset(
 @pytest.mark.parametrize(
     ("assignments", "lines"),
     [
-        (["retries=abc"], ["  retries: expected a whole number, got str"]),
         (
             ["retries=11", "mode=slow"],
             ["  retries: must be at most 10", "  mode: must be one of: fast, safe"],
         ),
         (["colour=red"], ["  colour: unknown setting"]),
-        (["verbose=perhaps"], ["  verbose: expected true or false, got str"]),
     ],
 )
 async def test_plugins_set_invalid_values_exit_1_naming_each_field(
@@ -349,9 +354,10 @@ async def test_events_since_replays_everything_after_it(daemon: Daemon, harness:
     result = await harness("events", "--since", "0")
     assert result.rc == 0, result
     assert _seqs(result.out) == list(range(1, head + 1))
-    first = result.out.splitlines()[0].split(maxsplit=3)
-    assert first[0] == "1" and len(first[1]) == 8 and first[1].count(":") == 2
-    assert first[2].endswith(":connection") or first[2].startswith("plugin:")
+    first = result.out.splitlines()[0].split(maxsplit=4)
+    # Local date and time, never a raw epoch.
+    assert first[0] == "1" and first[1].count("-") == 2 and first[2].count(":") == 2
+    assert first[3].endswith(":connection") or first[3].startswith("plugin:")
     result = await harness("events", "--since", str(head - 2))
     assert _seqs(result.out) == [head - 1, head]
 
@@ -409,7 +415,7 @@ async def test_events_follow_prints_live_events_until_interrupted(
         live = await daemon.recorder.record("live:event", {"hello": "world"})
         line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
         assert line.split()[0] == str(live.seq) and "live:event" in line
-        assert '{"hello":"world"}' in line
+        assert "hello=world" in line
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 10) == 130
         assert b"Traceback" not in await proc.stderr.read()

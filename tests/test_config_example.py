@@ -31,3 +31,9 @@ def test_example_plugin_tables_match_each_schema() -> None:
                 assert table[field.name] == field.default, field.name
             else:
                 assert field.type == "secret", f"{field.name} is only commented out"
+
+
+def test_example_metrics_table_equals_the_defaults() -> None:
+    loaded = config.load(EXAMPLE)
+    assert loaded.metrics == config.MetricsConfig()
+    assert "\n[metrics]\n" in EXAMPLE.read_text()

@@ -16,8 +16,11 @@ from textual.app import App
 from textual.binding import Binding
 from textual.reactive import var
 from textual.signal import Signal
+from textual.theme import Theme
+from textual.widgets import HelpPanel
 from textual.worker import Worker, WorkerState
 
+import harness
 from harness import contexts
 from harness.config import Config, ConfigError, load
 from harness.protocol import Event
@@ -29,6 +32,7 @@ from tui.screens.plugins import PluginsScreen
 from tui.screens.settings import SettingsScreen
 from tui.state import Clock, EventBatch, LinkState, PluginState
 from tui.stream import BeforeSeed, Stream
+from tui.ui_state import UiState
 
 STREAM_RESTART_DELAY = 1.0  # seconds before restarting a stream worker that crashed (a bug)
 
@@ -46,6 +50,7 @@ class HarnessApp(App[None]):
         Binding("q", "quit", "Quit", id="quit"),
         Binding("p", "show_plugins", "Plugins", id="plugins"),
         Binding("e", "show_events", "Events", id="events"),
+        Binding("question_mark", "toggle_keys", "Keys", id="keys"),
         Binding("F", "show_fleet", "Fleet", id="fleet", show=False),
         Binding("f", "demo_flap", "Flap connection", id="demo.flap"),
         Binding("o", "demo_outage", "Gateway outage 5 s", id="demo.outage"),
@@ -68,6 +73,8 @@ class HarnessApp(App[None]):
         cursor_blink: bool = True,
         target: Target | None = None,
         fleet: bool = False,
+        ui_state: UiState | None = None,
+        export_dir: Path | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -82,6 +89,11 @@ class HarnessApp(App[None]):
         self.start_stream = stream
         self.animation_level = "none"
         self.theme = "textual-dark"
+        # The operator's choices (the theme) kept across runs; None (tests): nothing kept.
+        self.ui_state = ui_state
+        if ui_state is not None and ui_state.theme in self.available_themes:
+            self.theme = ui_state.theme
+        self.export_dir = export_dir or Path.cwd()
         self.before_seed = before_seed
         self.stream = self._new_stream()
         # Raw events in batches, for the events screen and the history widgets.
@@ -98,6 +110,7 @@ class HarnessApp(App[None]):
 
     def on_mount(self) -> None:
         self.events_signal.subscribe(self, self._remember_events)
+        self.theme_changed_signal.subscribe(self, self._keep_theme)
         if self.start_stream:
             self.run_stream()
         if self.start_plugin:
@@ -177,8 +190,28 @@ class HarnessApp(App[None]):
         screen = self.open_settings(name)
         self.call_after_refresh(screen.action_toggle_enabled)
 
+    def _keep_theme(self, theme: Theme) -> None:
+        if self.ui_state is None or self.ui_state.theme == theme.name:
+            return
+        self.ui_state.theme = theme.name
+        try:
+            self.ui_state.save()
+        except OSError as exc:
+            self.notify(f"Theme not kept for next time: {exc}", severity="warning")
+
     def action_show_plugins(self) -> None:
-        self.switch_mode("plugins")
+        if self.current_mode != "plugins":
+            self.switch_mode("plugins")
+        # From a settings screen the plugins list is below it on the same stack.
+        while isinstance(self.screen, SettingsScreen):
+            self.pop_screen()
+
+    def action_toggle_keys(self) -> None:
+        """``?``: the keys of this screen (Textual's key panel), and ``?`` again hides it."""
+        if self.screen.query(HelpPanel):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
 
     def action_show_events(self) -> None:
         self.switch_mode("events")
@@ -218,10 +251,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="harness-tui",
         description="Monitor and configure the harness daemon: plugins, connections, events.",
     )
+    parser.add_argument("--version", action="version", version=f"harness-tui {harness.__version__}")
     parser.add_argument(
         "--config",
         metavar="FILE",
-        help="the daemon's config file (default: $HARNESS_CONFIG, else built-in defaults)",
+        help="the daemon's config file (default: $HARNESS_CONFIG, else "
+        "~/.config/harness/config.toml if it exists, else built-in defaults)",
     )
     parser.add_argument("--plugin", metavar="NAME", help="open straight on this plugin's settings")
     from harness.cli import add_target_options
@@ -257,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         demo_control=args.demo_control,
         target=target,
         fleet=args.fleet,
+        ui_state=UiState.load(),
     ).run()
     return 0
 

@@ -14,50 +14,72 @@ import argparse
 import sys
 
 from harness import __version__
-from harness.cli import context, demo, dial_stdio, events, plugins, run, status
+from harness.cli import (
+    config_cmd,
+    context,
+    demo,
+    dial_stdio,
+    events,
+    plugins,
+    run,
+    service,
+    status,
+)
 from harness.cli.common import EXIT_FAILED, EXIT_NO_DAEMON, EXIT_OK, EXIT_USAGE
 
 __all__ = ["EXIT_FAILED", "EXIT_NO_DAEMON", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 # The order of ``harness --help``.
-COMMANDS = (run, demo, status, events, plugins, context, dial_stdio)
+COMMANDS = (run, demo, status, events, plugins, context, config_cmd, service, dial_stdio)
+
+
+def _add_global_options(parser: argparse.ArgumentParser, default: object) -> None:
+    from harness.config import ENV_CONFIG
+
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=default,
+        help=f"config file (default: ${ENV_CONFIG}, else ~/.config/harness/config.toml "
+        "if it exists, else built-in defaults)",
+    )
+    parser.add_argument(
+        "--socket", metavar="PATH", default=default, help="daemon socket (overrides the config)"
+    )
 
 
 class Parents:
     """Option groups shared by the commands: ``common`` (all), ``client`` (those that talk to
-    the daemon)."""
+    the daemon). The same options are accepted before the command (``harness --socket X
+    status``); here they default to SUPPRESS so that, given after it, they override the value
+    given before, and not given, they leave it alone."""
 
     def __init__(self) -> None:
-        from harness.config import ENV_CONFIG
-
         self.common = argparse.ArgumentParser(add_help=False)
-        self.common.add_argument(
-            "--config",
-            metavar="FILE",
-            help=f"config file (default: ${ENV_CONFIG}, else built-in defaults)",
-        )
+        _add_global_options(self.common, argparse.SUPPRESS)
         self.client = argparse.ArgumentParser(add_help=False, parents=[self.common])
-        self.client.add_argument(
-            "--socket", metavar="PATH", help="daemon socket (overrides the config)"
-        )
-        add_target_options(self.client)
+        add_target_options(self.client, argparse.SUPPRESS)
 
 
-def add_target_options(parser: argparse.ArgumentParser) -> None:
-    """--host / --context / --remote-harness: shared by the client commands and harness-tui."""
+def add_target_options(parser: argparse.ArgumentParser, default: object = None) -> None:
+    """--host / --context / --remote-harness: for the client commands (before or after the
+    command, like --socket) and harness-tui."""
     parser.add_argument(
         "--host",
         metavar="ssh://[USER@]SERVER[:PORT]",
+        default=default,
         help="talk to the daemon on SERVER through your own ssh (runs `harness dial-stdio`)",
     )
     parser.add_argument(
         "--context",
         metavar="NAME",
+        default=default,
         help="a [contexts.NAME] from the config (see `harness context`)",
     )
     parser.add_argument(
         "--remote-harness",
         metavar="CMD",
+        default=default,
         help="the harness command on the server, if not `harness` on its PATH",
     )
 
@@ -69,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 failed, 2 usage or config error, 3 no daemon running",
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    _add_global_options(parser, None)
+    add_target_options(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parents = Parents()
     for command in COMMANDS:

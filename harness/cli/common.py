@@ -56,13 +56,24 @@ def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]])
         return asyncio.run(go())
     except DaemonUnavailable as exc:
         if target.remote:
-            err(str(exc))
-        else:
-            err(f"{exc}\n  start it with `harness run`, or pass --socket/--config to find it")
+            err(str(exc))  # ssh's own words, or "no daemon on ops@server: …"
+            return EXIT_NO_DAEMON
+        command = getattr(args, "command", "") or ""
+        err(
+            f"{exc}\n  start it: harness run   (as a service: systemctl --user start harness)"
+            f"\n  or point at it: harness --socket PATH {command}".rstrip()
+            + "\n  a socket forwarded over ssh -L? the tunnel may be down: start it again"
+        )
         return EXIT_NO_DAEMON
     except ClientError as exc:
-        err(exc.message)
-        for field, problem in exc.details.get("fields", {}).items():
+        fields = exc.details.get("fields", {})
+        message = exc.message
+        # The daemon's message ends with the same problems as `fields`: say each once.
+        joined = "; ".join(f"{k}: {v}" for k, v in fields.items())
+        if fields and message.endswith(joined):
+            message = message[: -len(joined)].rstrip(": ") + ":"
+        err(message)
+        for field, problem in fields.items():
             print(f"  {field}: {problem}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -101,5 +101,4 @@ def register(sub: Any, parents: Any) -> None:
         description="Copy bytes between stdin/stdout and the local daemon's socket. "
         "`--host ssh://server` runs this on the server through your own ssh.",
     )
-    p.add_argument("--socket", metavar="PATH", help="daemon socket (overrides the config)")
     p.set_defaults(func=cmd_dial_stdio)

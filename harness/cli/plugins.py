@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli.common import EXIT_OK, EXIT_USAGE, err, print_json, with_client
-from harness.cli.output import describe_connection, plugin_table
+from harness.cli.output import describe_connection, fix_hints, plugin_table
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -20,6 +20,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 print_json(plugins)
             else:
                 plugin_table(plugins)
+                _print_hints(plugins)
             return EXIT_OK
         if action == "show":
             info = await client.request("plugins.get", name=args.name)
@@ -27,24 +28,40 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 print_json(info)
             else:
                 _show_plugin(info)
+                _print_hints([info])
             return EXIT_OK
         if action in ("enable", "disable"):
             info = await client.request(
                 "plugins.set_enabled", name=args.name, enabled=action == "enable"
             )
-            print(f"{args.name}: {'enabled' if info['enabled'] else 'disabled'}, {info['status']}")
+            if not info["enabled"]:
+                print(f"{args.name}: disabled (to undo: harness plugins enable {args.name})")
+                return EXIT_OK
+            reason = f": {info['reason']}" if info.get("reason") else ""
+            print(f"{args.name}: enabled, {info['status']}{reason}")
+            for hint in fix_hints([info]):
+                print(f"  next: {hint}")
             return EXIT_OK
         info = await client.request("plugins.get", name=args.name)
         try:
             values = parse_assignments(args.assignments, info["schema"])
         except ValueError as exc:
-            err(str(exc))
+            err(f"{exc}; nothing was changed")
             return EXIT_USAGE
         info = await client.request("plugins.update_settings", name=args.name, settings=values)
         print(f"{args.name}: saved {', '.join(sorted(values))}; status {info['status']}")
+        _print_hints([info])
         return EXIT_OK
 
     return with_client(args, body)
+
+
+def _print_hints(plugins: list[dict[str, Any]]) -> None:
+    hints = fix_hints(plugins)
+    if hints:
+        print("\nnot configured; next:" if len(hints) == 1 else "\nnot configured; next, one of:")
+        for hint in hints:
+            print(f"  {hint}")
 
 
 def _show_plugin(info: dict[str, Any]) -> None:
@@ -109,11 +126,13 @@ def parse_assignments(items: list[str], schema: list[dict[str, Any]]) -> dict[st
             try:
                 values[key] = int(raw)
             except ValueError:
-                values[key] = raw  # the daemon's error names the field and the type
+                raise ValueError(f"{key}: expected a whole number, got {raw!r}") from None
         elif kind == "boolean":
             lowered = raw.lower()
             truthy, falsy = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
-            values[key] = True if lowered in truthy else False if lowered in falsy else raw
+            if lowered not in truthy + falsy:
+                raise ValueError(f"{key}: expected true or false (yes/no, 1/0), got {raw!r}")
+            values[key] = lowered in truthy
         else:
             values[key] = raw
     return values
@@ -127,7 +146,12 @@ def _json_text(value: Any) -> str:
 
 def register(sub: Any, parents: Any) -> None:
     client = parents.client
-    plugins = sub.add_parser("plugins", help="list, inspect, enable, disable, configure plugins")
+    plugins = sub.add_parser(
+        "plugins",
+        parents=[client],
+        help="list, inspect, enable, disable, configure plugins",
+        description="List, inspect, enable, disable and configure plugins; changes apply live.",
+    )
     psub = plugins.add_subparsers(dest="action", required=True, metavar="ACTION")
     plist = psub.add_parser("list", parents=[client], help="all plugins")
     plist.add_argument("--json", action="store_true")

@@ -14,21 +14,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness import config as config_mod
     from harness import logs
     from harness.daemon import serve
+    from harness.metrics import MetricsError
     from harness.server import AlreadyRunning
     from harness.store import StoreError
 
+    check = "harness config" + (f" --config {args.config}" if args.config else "")
     try:
         cfg = config_mod.load(args.config)
     except config_mod.ConfigError as exc:
-        err(str(exc))
+        err(f"{exc}\n  fix it, then check it with: {check}")
         return EXIT_USAGE
+    if args.socket:
+        cfg.daemon.socket = args.socket
     logs.setup(args.log_level or cfg.daemon.log_level)
     try:
         return asyncio.run(serve(cfg))
     except config_mod.ConfigError as exc:
-        err(str(exc))
+        err(f"{exc}\n  fix it, then check it with: {check}")
         return EXIT_USAGE
-    except (AlreadyRunning, StoreError, FileExistsError, PermissionError) as exc:
+    except AlreadyRunning as exc:
+        err(f"{exc}\n  talk to it: harness status   (or stop it first)")
+        return EXIT_FAILED
+    except (StoreError, FileExistsError, PermissionError, MetricsError) as exc:
         err(str(exc))
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -36,6 +43,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any, parents: Any) -> None:
-    run = sub.add_parser("run", parents=[parents.common], help="run the daemon in the foreground")
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run = sub.add_parser(
+        "run",
+        parents=[parents.common],
+        help="run the daemon in the foreground",
+        description="Run the daemon in the foreground until SIGTERM or SIGINT: host the "
+        "plugins, keep state in SQLite, serve the Unix socket. Under systemd (Type=notify) it "
+        "reports readiness and pings the watchdog; see `harness service install`.",
+    )
+    run.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="overrides daemon.log_level of the config",
+    )
     run.set_defaults(func=cmd_run)

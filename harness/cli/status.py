@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from harness.cli.common import EXIT_OK, print_json, with_client
-from harness.cli.output import plugin_table
+from harness.cli.output import age, fix_hints, plugin_table, when
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -15,15 +15,22 @@ def cmd_status(args: argparse.Namespace) -> int:
         if args.json:
             print_json(st)
             return EXIT_OK
-        up = int(st["uptime"])
         print(
-            f"{st['server']} running: pid {st['pid']}, up {up // 3600}h {up % 3600 // 60}m "
-            f"{up % 60}s, seq {st['seq']}, {st['clients']} client(s)"
+            f"{st['server']} running: pid {st['pid']}, up {age(st['uptime'])} "
+            f"(started {when(st['started']).split(' (')[0]}), "
+            f"seq {st['seq']}, {st['clients']} client(s)"
         )
         print(f"  socket    {st['socket']}\n  database  {st['database']}")
         # "storage   failing: disk full since 12:03 (5 events not stored)"
         print(f"  storage   {storage_line(st.get('storage')).removeprefix('storage ')}")
         plugin_table(st["plugins"])
+        if any((p.get("connection") or {}).get("state") == "not_configured" for p in st["plugins"]):
+            # The status answer has no schemas; the list has them, to name the missing keys.
+            hints = fix_hints(await client.request("plugins.list"))
+            if hints:
+                print("\nnot configured; next:")
+                for hint in hints:
+                    print(f"  {hint}")
         return EXIT_OK
 
     return with_client(args, body)
@@ -41,6 +48,12 @@ def storage_line(storage: Any) -> str:
 
 
 def register(sub: Any, parents: Any) -> None:
-    status = sub.add_parser("status", parents=[parents.client], help="daemon and plugin status")
+    status = sub.add_parser(
+        "status",
+        parents=[parents.client],
+        help="daemon and plugin status",
+        description="The running daemon (pid, start time, socket, database) and each plugin's "
+        "status and connection. Exit 3 when no daemon answers.",
+    )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)

@@ -199,6 +199,16 @@ def test_events_screen(snap_compare: Any, prepared: Config, size: tuple[int, int
             ("echo:connection", {"state": "connecting"}),
             ("echo:connection", {"state": "connected", "username": "NewBot#0001"}),
             ("plugin:status", {"plugin": "echo", "status": "running", "reason": None}),
+            # The newest: at 80 columns its row is cut, the detail pane shows it whole.
+            (
+                "echo:connection",
+                {
+                    "state": "disconnected",
+                    "username": "NewBot#0001",
+                    "attempt": 3,
+                    "reason": "gateway closed the connection (1006), retrying in 4 s",
+                },
+            ),
         ]
         for i, (name, data) in enumerate(samples):
             seq, ts = 6 + i, NOW - 30 + i * 0.25

@@ -43,6 +43,27 @@ def describe(field: SettingField) -> str:
     return " · ".join(parts)
 
 
+def integer_problem(field: SettingField, typed: str) -> str | None:
+    """Why ``typed`` cannot go in an integer field (None when it can, or when it is empty, which
+    unsets the value)."""
+    if field.type != "integer" or not typed.strip():
+        return None
+    text = typed.strip()
+    try:
+        value = int(text)
+    except ValueError:
+        try:
+            float(text)
+        except ValueError:
+            return f"must be a whole number ({text!r} is not a number)"
+        return f"must be a whole number ({text} has a fraction)"
+    if field.minimum is not None and value < field.minimum:
+        return f"must be at least {field.minimum}"
+    if field.maximum is not None and value > field.maximum:
+        return f"must be at most {field.maximum}"
+    return None
+
+
 class SettingRow(Widget):
     """Label, control, help line and an inline error line for one setting."""
 
@@ -105,7 +126,10 @@ class SettingRow(Widget):
                 self.control = Input(
                     self._text(self.value),
                     placeholder=default,
-                    type="integer" if f.type == "integer" else "text",
+                    # Not Textual's type="integer": it drops what it cannot take, so typing
+                    # 1.5 showed (and saved) 15. Everything typed stays visible, and a value
+                    # the field cannot hold is named inline (see _typed).
+                    type="text",
                     compact=True,
                     id="control",
                 )
@@ -150,7 +174,7 @@ class SettingRow(Widget):
 
     @on(Input.Changed, "#control")
     def _typed(self, event: Input.Changed) -> None:
-        self.show_error(None)
+        self.show_error(integer_problem(self.field, event.value))
         if self.field.type == "secret" and event.value and self.clear_requested:
             self.clear_requested = False  # typing a replacement supersedes clearing
             self.query_one("#clear", Button).label = "Clear"
@@ -183,10 +207,10 @@ class SettingRow(Widget):
         if typed.strip() == "":
             return None
         if f.type == "integer":
-            try:
-                return int(typed.strip())
-            except ValueError:
-                raise ValueError("must be a whole number") from None
+            problem = integer_problem(f, typed)
+            if problem:
+                raise ValueError(problem)
+            return int(typed.strip())
         return typed
 
     def show_error(self, message: str | None) -> None:

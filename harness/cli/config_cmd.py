@@ -1,0 +1,135 @@
+"""``harness config``: the effective configuration and where each value came from."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from harness.cli.common import EXIT_OK, EXIT_USAGE, err, print_json
+
+# Where a value came from, in the words of `harness config`.
+DEFAULT, FILE, ENV, FLAG = "default", "file", "env", "flag"
+_ORIGIN_WORDS = {
+    "flag": "from --config",
+    "env": "from $HARNESS_CONFIG",
+    "discovered": "found in the user config directory",
+}
+
+
+def explain(config_arg: str | None, socket_arg: str | None) -> dict[str, Any]:
+    """The effective configuration, value by value, with its source. Raises ConfigError for
+    a bad file, or plugin tables that do not fit the installed plugins."""
+    import msgspec
+
+    from harness import config as config_mod
+    from harness.orchestrator import check_plugin_tables
+    from harness.plugins import discover
+
+    file, origin = config_mod.locate(config_arg)
+    cfg = config_mod.load(config_arg)
+    plugins = discover()
+    check_plugin_tables(cfg, plugins)  # the same check `harness run` makes before it starts
+    raw = config_mod.load_raw(file) if file is not None else {}
+
+    values: dict[str, dict[str, Any]] = {}
+
+    def put(key: str, value: Any, source: str, detail: str = "") -> None:
+        values[key] = {"value": value, "source": source, **({"detail": detail} if detail else {})}
+
+    for section in ("daemon", "metrics"):
+        table = raw.get(section) or {}
+        for key, value in msgspec.to_builtins(getattr(cfg, section)).items():
+            put(f"{section}.{key}", value, FILE if key in table else DEFAULT)
+
+    # The two paths everything depends on, resolved, with what decided them.
+    if socket_arg:
+        put("socket_path", socket_arg, FLAG, "--socket")
+    elif cfg.daemon.socket:
+        put("socket_path", str(cfg.socket_path), FILE, "daemon.socket")
+    elif os.environ.get("XDG_RUNTIME_DIR"):
+        put("socket_path", str(cfg.socket_path), ENV, "$XDG_RUNTIME_DIR")
+    else:
+        put("socket_path", str(cfg.socket_path), DEFAULT)
+    if cfg.daemon.database:
+        put("database_path", str(cfg.database_path), FILE, "daemon.database")
+    elif os.environ.get("XDG_STATE_HOME"):
+        put("database_path", str(cfg.database_path), ENV, "$XDG_STATE_HOME")
+    else:
+        put("database_path", str(cfg.database_path), DEFAULT)
+
+    # Plugin defaults from the file; a secret is shown as set, never as its value.
+    for name, table in sorted(cfg.plugins.items()):
+        secrets = {f.name for f in plugins[name].settings_schema if f.type == "secret"}
+        for key, value in table.items():
+            shown = {"set": bool(value)} if key in secrets else value
+            put(f"plugins.{name}.{key}", shown, FILE)
+
+    return {
+        "file": str(file) if file is not None else None,
+        "file_origin": origin,
+        "user_config_file": str(config_mod.user_config_file()),
+        "values": values,
+    }
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from harness import config as config_mod
+    from harness.cli.output import table
+
+    if args.example:
+        from importlib import resources
+
+        text = resources.files("harness.data").joinpath("config.example.toml").read_text()
+        print(text, end="")
+        return EXIT_OK
+    try:
+        report = explain(args.config, args.socket)
+    except config_mod.ConfigError as exc:
+        err(f"{exc}\n  fix the file, then check again: harness config")
+        return EXIT_USAGE
+    if args.json:
+        print_json(report)
+        return EXIT_OK
+    if report["file"]:
+        print(f"config file: {report['file']} ({_ORIGIN_WORDS[report['file_origin']]})")
+    else:
+        print(
+            f"config file: none; built-in defaults (create {report['user_config_file']} "
+            "to change them; config.example.toml lists every key)"
+        )
+    print()
+    rows = []
+    for key, entry in report["values"].items():
+        value = entry["value"]
+        if isinstance(value, dict) and set(value) == {"set"}:
+            shown = "(set)" if value["set"] else "(not set)"
+        elif isinstance(value, str):
+            shown = value if value else '""'
+        else:
+            import msgspec
+
+            shown = msgspec.json.encode(value).decode()
+        source = entry["source"] + (f" ({entry['detail']})" if entry.get("detail") else "")
+        rows.append([key, shown, source])
+    table(["KEY", "VALUE", "SOURCE"], rows)
+    return EXIT_OK
+
+
+def register(sub: Any, parents: Any) -> None:
+    cfg = sub.add_parser(
+        "config",
+        parents=[parents.client],
+        help="show the effective configuration and where each value came from",
+        description="The configuration harness would use here: which file (--config, "
+        "$HARNESS_CONFIG, else ~/.config/harness/config.toml if it exists), and for each key "
+        "its value and source (default, file, env, flag). Checks the file as `harness run` "
+        "would: exit 2 if it is bad.",
+    )
+    cfg.add_argument("--json", action="store_true", help="machine-readable output")
+    cfg.add_argument(
+        "--example",
+        action="store_true",
+        help="print the example config (every key, its default and what it does) and exit",
+    )
+    cfg.set_defaults(func=cmd_config)

@@ -1,0 +1,82 @@
+"""``harness service install``: write the systemd unit for this installation."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from harness.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from harness import service
+
+    system = args.scope == "system"
+    text = service.render(system=system, config=args.config)
+    executable = service.exec_start(args.config).split()[0]
+    if system and executable.startswith(("/home/", "/root/")):
+        # Said on stderr so that --print still gives a clean unit on stdout.
+        err(
+            f"warning: {executable} is under a home directory, which the system unit hides "
+            "(ProtectHome=yes); install harness system-wide first, e.g.\n"
+            "  PIPX_HOME=/opt/pipx PIPX_BIN_DIR=/usr/local/bin pipx install .\n"
+            "  and run that installation's `harness service install --system`"
+        )
+    if args.print:
+        sys.stdout.write(text)
+        return EXIT_OK
+    path = service.SYSTEM_UNIT_PATH if system else service.user_unit_path()
+    if path.exists() and not args.force:
+        err(
+            f"{path} already exists; nothing was changed.\n"
+            f"  compare with `harness service install --{args.scope} --print`, then "
+            f"`harness service install --{args.scope} --force` to replace it"
+        )
+        return EXIT_USAGE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as exc:
+        hint = " (a system unit needs root: run it with sudo)" if system else ""
+        err(f"cannot write {path}: {exc.strerror}{hint}")
+        return EXIT_FAILED
+    print(f"wrote {path}")
+    if system:
+        print("next, as root:")
+        print("  useradd --system --home-dir /var/lib/harness --shell /usr/sbin/nologin harness")
+        print("  systemctl daemon-reload && systemctl enable --now harness")
+        print("  journalctl -u harness -f            # its log")
+    else:
+        print("next:")
+        print("  systemctl --user daemon-reload && systemctl --user enable --now harness")
+        print("  journalctl --user -u harness -f     # its log")
+        print('  loginctl enable-linger "$USER"      # keep it running while logged out')
+    return EXIT_OK
+
+
+def register(sub: Any, parents: Any) -> None:
+    service = sub.add_parser(
+        "service",
+        help="install the systemd unit for this installation",
+        description="Write a systemd unit whose ExecStart is this installation of harness.",
+    )
+    ssub = service.add_subparsers(dest="action", required=True, metavar="ACTION")
+    install = ssub.add_parser(
+        "install",
+        parents=[parents.common],
+        help="write the unit file (user: ~/.config/systemd/user/harness.service)",
+        description="Write the systemd unit with this installation's absolute paths. "
+        "--user (the default) for a user service, --system for /etc/systemd/system "
+        "(as root). --print shows it instead.",
+    )
+    scope = install.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--user", dest="scope", action="store_const", const="user", help="a user service"
+    )
+    scope.add_argument(
+        "--system", dest="scope", action="store_const", const="system", help="a system service"
+    )
+    install.add_argument("--print", action="store_true", help="print the unit; write nothing")
+    install.add_argument("--force", action="store_true", help="replace an existing unit file")
+    install.set_defaults(func=cmd_service, scope="user")

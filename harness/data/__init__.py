@@ -1,0 +1,1 @@
+"""Files shipped with harness: systemd unit templates."""

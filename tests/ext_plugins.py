@@ -1,0 +1,46 @@
+"""Plugins that a real `harness run` subprocess loads the way it loads any third-party plugin:
+through the ``harness.plugins`` entry-point group, from a dist-info written into a temp dir
+(see :func:`install`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from harness.plugin import Plugin, PluginContext
+
+
+class Hang(Plugin):
+    """Blocks the whole event loop with ``time.sleep`` (as a buggy plugin would) when the file
+    named by ``$HANG_TRIGGER`` appears; it holds the seconds to block. Before blocking it writes
+    ``<trigger>.blocked`` with the wall-clock time the block ends."""
+
+    name = "hang"
+    version = "0.1"
+
+    async def start(self, ctx: PluginContext) -> None:
+        ctx.create_task(self._watch(Path(os.environ["HANG_TRIGGER"])), name="watch")
+        await ctx.set_connection("connected", username="Hang#1")
+
+    async def _watch(self, trigger: Path) -> None:
+        while not trigger.exists():  # noqa: ASYNC110 - a file, not an event, is the trigger
+            await asyncio.sleep(0.02)
+        seconds = float(trigger.read_text())
+        until = time.time() + seconds
+        Path(f"{trigger}.blocked").write_text(repr(until))
+        time.sleep(seconds)  # noqa: ASYNC251 - the point: a hung event loop
+
+
+def install(site: Path, **plugins: str) -> Path:
+    """Write a dist-info under ``site`` whose entry points name ``plugins`` (name ->
+    ``module:Class``); put ``site`` on PYTHONPATH and the daemon discovers them."""
+    info = site / "harness_test_plugins-0.1.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: harness-test-plugins\nVersion: 0.1\n"
+    )
+    lines = ["[harness.plugins]", *(f"{name} = {target}" for name, target in plugins.items())]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    return site

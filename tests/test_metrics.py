@@ -1,0 +1,112 @@
+"""Prometheus metrics: scraped over real HTTP from a daemon with `[metrics] listen`, parsed with
+prometheus_client's own parser, following a plugin's live connection changes."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from typing import ClassVar
+
+import msgspec
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from harness.config import Config, MetricsConfig
+from harness.daemon import Daemon
+from harness.metrics import Metrics, MetricsError
+from harness.plugin import Plugin, PluginContext
+from harness.protocol import STORAGE_EVENT, Event
+from tests.conftest import StartDaemon, wait_until
+
+
+class Flip(Plugin):
+    """Connects at start; the test then drives its connection through ``Flip.ctx``."""
+
+    name = "flip"
+    version = "0.1"
+    ctx: ClassVar[PluginContext | None] = None
+
+    async def start(self, ctx: PluginContext) -> None:
+        Flip.ctx = ctx
+        await ctx.set_connection("connecting", attempt=1)
+        await ctx.set_connection("connected", username="Flip#1", latency=0.042)
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(port: int) -> Samples:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+@pytest.fixture
+async def daemon(start_daemon: StartDaemon, config: Config) -> Daemon:
+    cfg = msgspec.structs.replace(config, metrics=MetricsConfig(listen="127.0.0.1:0"))
+    return await start_daemon(plugins={"flip": Flip}, cfg=cfg)
+
+
+async def test_metrics_follow_a_live_connection(daemon: Daemon, connect: object) -> None:
+    assert daemon.metrics is not None and daemon.metrics.address is not None
+    port = daemon.metrics.address[1]
+    s = await asyncio.to_thread(scrape, port)
+    assert value(s, "harness_plugin_connected", plugin="flip") == 1
+    assert value(s, "harness_plugin_connection_state", plugin="flip", state="connected") == 1
+    assert value(s, "harness_plugin_connection_state", plugin="flip", state="error") == 0
+    assert value(s, "harness_plugin_connection_attempts_total", plugin="flip") == 1
+    assert value(s, "harness_plugin_reconnects_total", plugin="flip") == 0
+    assert value(s, "harness_plugin_heartbeat_latency_seconds", plugin="flip") == 0.042
+    assert (value(s, "harness_plugin_connection_state_seconds", plugin="flip") or 0) >= 0
+    assert value(s, "harness_stream_seq") == daemon.bus.published_seq  # type: ignore[union-attr]
+    assert (value(s, "harness_events_total") or 0) >= 2
+    assert value(s, "harness_clients") == 0
+    assert value(s, "harness_storage_errors_total") == 0
+    assert value(s, "harness_storage_ok") == 1
+    assert value(s, "harness_info", version=__import__("harness").__version__) == 1
+    assert Flip.ctx is not None
+
+    await Flip.ctx.set_connection("disconnected", attempt=1, reason="gateway went away")
+    s = await asyncio.to_thread(scrape, port)
+    assert value(s, "harness_plugin_connected", plugin="flip") == 0
+    assert value(s, "harness_plugin_connection_state", plugin="flip", state="disconnected") == 1
+    assert value(s, "harness_plugin_connection_state", plugin="flip", state="connected") == 0
+    assert ("harness_plugin_heartbeat_latency_seconds", frozenset({("plugin", "flip")})) not in s
+
+    await Flip.ctx.set_connection("connecting", attempt=2)
+    await Flip.ctx.set_connection("connected", username="Flip#1")
+    client = await connect()  # type: ignore[operator]
+    await wait_until(lambda: len(daemon.server.clients) == 1)  # type: ignore[union-attr]
+    # The recorder announces a storage failure as it begins, on the bus like any event.
+    daemon.bus.publish(  # type: ignore[union-attr]
+        Event(
+            seq=daemon.bus.next_seq(),  # type: ignore[union-attr]
+            ts=0.0,
+            event=STORAGE_EVENT,
+            data={"state": "failing", "cause": "disk full"},
+            persisted=False,
+        )
+    )
+    s = await asyncio.to_thread(scrape, port)
+    assert value(s, "harness_plugin_connection_attempts_total", plugin="flip") == 2
+    assert value(s, "harness_plugin_reconnects_total", plugin="flip") == 1
+    assert value(s, "harness_clients") == 1
+    assert value(s, "harness_storage_errors_total") == 1
+    assert value(s, "harness_events_unpersisted_total") == 1
+    await client.close()
+
+
+async def test_an_address_in_use_is_a_clear_error(daemon: Daemon) -> None:
+    assert daemon.metrics is not None and daemon.metrics.address is not None
+    other = Metrics(seq=lambda: 0, clients=lambda: 0)
+    with pytest.raises(MetricsError, match=r"cannot listen on 127\.0\.0\.1:"):
+        other.serve("127.0.0.1", daemon.metrics.address[1])
