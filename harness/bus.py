@@ -3,30 +3,152 @@
 from __future__ import annotations
 
 import asyncio
-import fnmatch
-import re
 from collections.abc import Iterable
 from typing import Protocol
 
 from harness.protocol import Event, encode
 
+_Token = str | tuple[bool, frozenset[str], tuple[tuple[str, str], ...]] | None
+_STAR, _ANY = None, ""  # tokens: a literal character, `?`, `*`, or a `[...]` class
+
+
+def _parse_glob(pattern: str) -> tuple[_Token, ...]:
+    """fnmatch's syntax (``*``, ``?``, ``[seq]``, ``[!seq]``) as a list of tokens. A ``[``
+    without its ``]`` is a literal, as in fnmatch."""
+    tokens: list[_Token] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            if not tokens or tokens[-1] is not _STAR:  # `**` is `*`
+                tokens.append(_STAR)
+        elif c == "?":
+            tokens.append(_ANY)
+        elif c == "[":
+            j = i + 1 if i < n and pattern[i] == "!" else i
+            if j < n and pattern[j] == "]":
+                j += 1  # a `]` first in the class is a member
+            end = pattern.find("]", j)
+            if end < 0:
+                tokens.append("[")
+                continue
+            negate = pattern[i] == "!"
+            body = pattern[i + 1 if negate else i : end]
+            if "-" not in body:  # the usual class: a set of characters, built in C
+                tokens.append((negate, frozenset(body), ()))
+                i = end + 1
+                continue
+            chars: set[str] = set()
+            ranges: list[tuple[str, str]] = []
+            k = 0
+            while k < len(body):
+                if k + 2 < len(body) and body[k + 1] == "-":
+                    ranges.append((body[k], body[k + 2]))
+                    k += 3
+                else:
+                    chars.add(body[k])
+                    k += 1
+            tokens.append((negate, frozenset(chars), tuple(ranges)))
+            i = end + 1
+        else:
+            tokens.append(c)
+    return tuple(tokens)
+
+
+def _one(token: _Token, ch: str) -> bool:
+    if token == _ANY:
+        return True
+    if isinstance(token, str):
+        return token == ch
+    assert token is not None
+    negate, chars, ranges = token
+    inside = ch in chars or any(lo <= ch <= hi for lo, hi in ranges)
+    return inside != negate
+
+
+def _glob_match(tokens: tuple[_Token, ...], name: str) -> bool:
+    """Greedy matching that backtracks only to the last ``*``: at most len(tokens) x len(name)
+    steps, with no regex compiled, cached or kept."""
+    t = s = 0
+    star_t, star_s = -1, 0
+    while s < len(name):
+        if t < len(tokens) and tokens[t] is not _STAR and _one(tokens[t], name[s]):
+            t += 1
+            s += 1
+        elif t < len(tokens) and tokens[t] is _STAR:
+            star_t, star_s = t, s
+            t += 1
+        elif star_t >= 0:
+            star_s += 1
+            t, s = star_t + 1, star_s
+        else:
+            return False
+    while t < len(tokens) and tokens[t] is _STAR:
+        t += 1
+    return t == len(tokens)
+
+
+def _split_match(segments: tuple[str, ...], name: str) -> bool:
+    """A pattern whose only wildcard is ``*``, split on it: the first piece is a prefix, the last
+    a suffix, and the ones between are found in order, leftmost first (str.find, in C)."""
+    first, last = segments[0], segments[-1]
+    if len(name) < len(first) + len(last) or not name.startswith(first):
+        return False
+    if not name.endswith(last):
+        return False
+    pos, end = len(first), len(name) - len(last)
+    for piece in segments[1:-1]:
+        if piece:
+            found = name.find(piece, pos, end)
+            if found < 0:
+                return False
+            pos = found + len(piece)
+    return True
+
 
 class Patterns:
-    """Glob patterns over event names (``*:connection``, ``plugin:*``), memoised per name."""
+    """Glob patterns over event names (``*:connection``, ``plugin:*``), memoised per name.
 
-    __slots__ = ("_memo", "_regex", "patterns")
+    Not ``fnmatch``: it compiles each pattern into a regex kept in process-wide caches, so what
+    one client subscribed to would cost memory (and a pathological pattern, time) long after
+    it left. Here nothing outlives the subscription. A plain name is a set lookup, a pattern
+    with only ``*`` is split once and matched with ``str.find``, and only ``?``/``[...]``
+    patterns go through the small token matcher; the protocol's MAX_SUBSCRIBE_PATTERNS and
+    MAX_PATTERN_CHARS bound what any of it can cost."""
+
+    __slots__ = ("_exact", "_globs", "_memo", "_splits", "match_all", "patterns")
 
     def __init__(self, patterns: Iterable[str]) -> None:
-        self.patterns = tuple(patterns) or ("*",)
-        self._regex = re.compile("|".join(fnmatch.translate(p) for p in self.patterns))
+        self.patterns = tuple(dict.fromkeys(patterns)) or ("*",)
+        self.match_all = "*" in self.patterns
+        exact: list[str] = []
+        splits: list[tuple[str, ...]] = []
+        globs: list[tuple[_Token, ...]] = []
+        for p in self.patterns:
+            if "[" in p or "?" in p:
+                globs.append(_parse_glob(p))
+            elif "*" in p:
+                splits.append(tuple(p.split("*")))
+            else:
+                exact.append(p)
+        self._exact = frozenset(exact)
+        self._splits = tuple(splits)
+        self._globs = tuple(globs)
         self._memo: dict[str, bool] = {}
 
     def __call__(self, name: str) -> bool:
+        if self.match_all:
+            return True
         hit = self._memo.get(name)
         if hit is None:
             if len(self._memo) > 4096:  # event names are few; this only bounds a pathology
                 self._memo.clear()
-            hit = self._memo[name] = self._regex.match(name) is not None
+            hit = self._memo[name] = (
+                name in self._exact
+                or any(_split_match(s, name) for s in self._splits)
+                or any(_glob_match(g, name) for g in self._globs)
+            )
         return hit
 
 

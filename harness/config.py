@@ -6,7 +6,7 @@ import os
 import tempfile
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -27,6 +27,8 @@ class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     event_retention_days: float = 30.0  # 0 keeps events forever (still bounded by the count)
     event_retention_max: int = 100_000  # newest events kept
     client_queue_frames: int = 10_000  # a client further behind than this is cut off
+    # Clients connected at once; the next gets a too_many_clients error frame and is closed.
+    max_clients: Annotated[int, msgspec.Meta(ge=1)] = 512
 
 
 class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

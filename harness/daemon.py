@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -111,6 +112,7 @@ class Daemon:
                 self.store,
                 self._handlers(),
                 max_queued_frames=cfg.daemon.client_queue_frames,
+                max_clients=cfg.daemon.max_clients,
                 own_dir=own_dir,
             )
             await self.server.start()
@@ -283,7 +285,9 @@ def _not_found(name: str) -> Any:
     try:
         yield
     except PluginNotFound:
-        raise RequestError(protocol.E_NOT_FOUND, f"no plugin named {name!r}") from None
+        raise RequestError(
+            protocol.E_NOT_FOUND, f"no plugin named {protocol.clip(name)!r}"
+        ) from None
     except ShuttingDown as exc:
         raise RequestError(protocol.E_SHUTTING_DOWN, str(exc)) from None
     except Exception as exc:
@@ -294,6 +298,19 @@ def _not_found(name: str) -> Any:
             f"storage failing: {describe_error(exc)} ({exc}); the change may not have been "
             "saved. Fix the cause and try again.",
         ) from None
+
+
+def raise_fd_limit() -> None:
+    """Every client is a descriptor: take all the kernel allows this process (the soft limit
+    up to the hard one), so the ceiling is max_clients, not a default of 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError) as exc:
+            log.debug("could not raise the fd limit from %s to %s: %s", soft, hard, exc)
+            return
+    log.debug("fd limit: %s", hard)
 
 
 async def serve(config: Config) -> int:
@@ -314,6 +331,7 @@ async def serve(config: Config) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    raise_fd_limit()
     notifier = Notifier()
     notifier.status("starting")
     daemon = Daemon(config)

@@ -2,35 +2,72 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Iterable, Mapping
 
+MASK = "***"
 _secrets: set[str] = set()
+_forms: list[str] = []  # every spelling of every secret, longest first
 
 
-def add_secrets(values: set[str]) -> None:
-    """Mask these values wherever they would appear in a log line from now on."""
-    _secrets.update(v for v in values if len(v) >= 4)
+def secret_forms(value: str) -> set[str]:
+    """The spellings a secret can take on its way into a log line or an error: raw, inside a
+    JSON string (both escapings), inside a ``repr``, and URL-encoded (path and form style).
+    A token with ``"`` or ``\\`` looks different in each, and a mask that knows only the raw
+    form lets the others through."""
+    forms = {
+        value,
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        repr(value)[1:-1],
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote(value),
+        urllib.parse.quote_plus(value),
+    }
+    return {f for f in forms if len(f) >= 4}
+
+
+def add_secrets(values: Iterable[str]) -> None:
+    """Mask these values, in every form, wherever they would appear in a log line from now on."""
+    global _forms
+    new = {v for v in values if len(v) >= 4} - _secrets
+    if not new:
+        return
+    _secrets.update(new)
+    forms = set(_forms)
+    for value in new:
+        forms |= secret_forms(value)
+    # Longest first: a form that contains another is masked whole, not half.
+    _forms = sorted(forms, key=len, reverse=True)
+
+
+def mask(text: str) -> str:
+    """``text`` with every known secret, in any of its forms, replaced by ``***``."""
+    for form in _forms:
+        if form in text:
+            text = text.replace(form, MASK)
+    return text
 
 
 class RedactSecrets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if _secrets:
+        if _forms:
             message = record.getMessage()
-            if any(s in message for s in _secrets):
-                for s in _secrets:
-                    message = message.replace(s, "***")
-                record.msg, record.args = message, None
+            masked = mask(message)
+            if masked != message:
+                record.msg, record.args = masked, None
             # The traceback too; another handler may already have formatted it into exc_text.
             text = record.exc_text
             if not text and record.exc_info:
                 text = logging.Formatter().formatException(record.exc_info)
             if text:
-                for s in _secrets:
-                    text = text.replace(s, "***")
-                record.exc_text = text
+                record.exc_text = mask(text)
+            if record.stack_info:
+                record.stack_info = mask(record.stack_info)
         return True
 
 

@@ -171,7 +171,8 @@ class Orchestrator:
         # secret; reasons are stored, broadcast and shown, so the secret is masked here.
         values = slot.ctx.settings if slot.ctx else {}
         for secret in settings.secret_values(slot.plugin.settings_schema, values):
-            text = text.replace(secret, "***")
+            for form in sorted(logs.secret_forms(secret), key=len, reverse=True):
+                text = text.replace(form, logs.MASK)
         return text
 
     async def _set_status(self, slot: _Slot, status: str, reason: str | None = None) -> None:

@@ -6,6 +6,7 @@ only definition of the wire format, so the two ends cannot drift apart; see ``do
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Annotated, Any, Literal
 
@@ -13,6 +14,16 @@ import msgspec
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 1024 * 1024  # one frame, newline excluded
+
+# Bounds on what a client may ask for (docs/protocol.md, "Bounds"). Every one is answered with
+# an error frame that names it; none closes the connection.
+MAX_SUBSCRIBE_PATTERNS = 32  # patterns in one subscribe
+MAX_PATTERN_CHARS = 128  # characters in one pattern (event names are short: discord:connection)
+MAX_JSON_DEPTH = 32  # nesting of arrays/objects in a client frame
+MAX_SEQ = 2**63 - 1  # seqs are SQLite integers: `since` must lie in 0..MAX_SEQ
+MAX_ECHO_CHARS = 80  # a client-supplied name quoted in an error is cut to this
+MAX_STRING_SETTING = 4096  # default max_length of a string or select setting
+MAX_SECRET_SETTING = 1024  # default max_length of a secret (a Discord token is ~72)
 
 # -- records that travel inside frames -------------------------------------------------------
 
@@ -82,6 +93,8 @@ class SettingField(msgspec.Struct, frozen=True, omit_defaults=True):
     minimum: int | None = None  # for ``integer``
     maximum: int | None = None
     advanced: bool = False  # shown folded away in the TUI
+    # Characters a string/secret/select may have; None: MAX_STRING_SETTING or MAX_SECRET_SETTING.
+    max_length: int | None = None
 
 
 class PluginInfo(msgspec.Struct, omit_defaults=True):
@@ -246,6 +259,8 @@ E_NOT_FOUND = "not_found"
 E_INVALID_SETTINGS = "invalid_settings"
 E_PERMISSION = "permission_denied"
 E_SHUTTING_DOWN = "shutting_down"  # the daemon is stopping; retry once it is back
+E_RESPONSE_TOO_LARGE = "response_too_large"  # the answer would exceed MAX_FRAME_BYTES
+E_TOO_MANY_CLIENTS = "too_many_clients"  # max_clients or the fd limit reached; then closed
 E_STORAGE = "storage_failed"  # the database cannot be written (disk full...); nothing changed
 E_INTERNAL = "internal_error"
 E_READ_ONLY = "read_only"  # refused by the client itself: the context is read-only
@@ -272,7 +287,58 @@ def _not_utf8(exc: UnicodeDecodeError) -> msgspec.DecodeError:
     )
 
 
+def clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """A client-supplied name as it may be quoted back: cut, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
+
+_LONG_QUOTED = re.compile(rf"(['`])([^'`]{{{MAX_ECHO_CHARS}}})[^'`]+\1")
+
+
+def clip_quoted(message: str) -> str:
+    """A decoder's message with every quoted client value cut (msgspec quotes an unknown
+    ``type`` or field name whole), so an error frame stays small whatever was sent."""
+    return _LONG_QUOTED.sub(lambda m: f"{m[1]}{m[2]}…{m[1]}", message)
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = bytes.maketrans(b"[{]}", b"(())")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def too_deep(line: bytes) -> bool:
+    """Whether arrays and objects nest more than MAX_JSON_DEPTH deep in ``line``, at C speed:
+    strings removed, only brackets kept (both kinds as ``()``), then each pass removes every
+    empty pair, one level of the tree; what survives MAX_JSON_DEPTH passes is deeper."""
+    brackets = line.translate(None, _NOT_BRACKETS)  # one pass; what is left is small
+    if brackets.count(b"[") + brackets.count(b"{") <= MAX_JSON_DEPTH:
+        return False  # the common case
+    brackets = _JSON_STRING.sub(b"", line).translate(_BRACKETS, _NOT_BRACKETS)
+    too_many = b"(" * (MAX_JSON_DEPTH + 1)
+    for _ in range(MAX_JSON_DEPTH):
+        if not brackets:
+            return False
+        if too_many in brackets:  # the usual attack ends here, before any slow pass
+            return True
+        brackets = brackets.replace(b"()", b"")
+    return bool(brackets)
+
+
 def decode_client(line: bytes) -> ClientFrame:
+    if not line.isascii():
+        # msgspec checks UTF-8 only in the strings it keeps: invalid bytes in a skipped unknown
+        # field would pass. Checked for the whole line, so `bad_json` means the same everywhere.
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(exc) from None
+    if too_deep(line):
+        # Deeper nesting would hit the interpreter's recursion limit inside msgspec.
+        raise msgspec.DecodeError(
+            f"frame is not accepted: JSON nested more than {MAX_JSON_DEPTH} levels deep"
+        )
     try:
         return _client_decoder.decode(line)
     except UnicodeDecodeError as exc:
@@ -296,19 +362,48 @@ def decode_json(line: bytes) -> Any:
         raise _not_utf8(exc) from None
 
 
+class _Skim(msgspec.Struct):
+    """Only a frame's ``id``: everything else is skipped by the parser, never built, so looking
+    at a bad 1 MiB frame costs a parse, not a million Python objects."""
+
+    id: Any = None
+
+
+_skim = msgspec.json.Decoder(_Skim)
+
+
+def is_json(line: bytes) -> bool:
+    try:
+        _skim.decode(line)
+    except msgspec.ValidationError:
+        return True  # parsed, but not an object
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def skim_id(line: bytes) -> int | None:
+    """The ``id`` of a frame that failed validation, so the client can match the error."""
+    try:
+        frame_id = _skim.decode(line).id
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        return None
+    return frame_id if isinstance(frame_id, int) and not isinstance(frame_id, bool) else None
+
+
 def describe_decode_error(line: bytes, exc: msgspec.DecodeError) -> tuple[str, str]:
     """Turn a msgspec error into ``(code, message)``: not-JSON and not-a-frame are told apart,
     and the message names the field path msgspec reports."""
     if isinstance(exc, msgspec.ValidationError):
-        return E_BAD_FRAME, f"invalid frame: {exc}"
-    try:
-        decode_json(line)
-    except msgspec.DecodeError:
+        return E_BAD_FRAME, f"invalid frame: {clip_quoted(str(exc))}"
+    if str(exc).startswith("frame is not"):  # ours: not UTF-8, or nested too deep
+        return E_BAD_JSON, str(exc)
+    if not is_json(line):
         text = str(exc)
         return E_BAD_JSON, text if text.startswith("frame is not") else (
             f"frame is not valid JSON: {text}"
         )
-    return E_BAD_FRAME, f"invalid frame: {exc}"
+    return E_BAD_FRAME, f"invalid frame: {clip_quoted(str(exc))}"
 
 
 # -- connection convention ----------------------------------------------------------------

@@ -12,6 +12,7 @@ import os
 import socket
 import stat
 import struct
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ class ClientConnection(asyncio.Protocol):
         self.patterns = Patterns(())
         self.peer = "?"
         self._inbuf = bytearray()
+        self._scanned = 0  # how much of _inbuf is known to hold no newline
         self._discarding = False  # inside an oversized frame: skip to its newline
         self._hello = False
         self._replaying = False
@@ -125,14 +127,19 @@ class ClientConnection(asyncio.Protocol):
         buf = self._inbuf
         buf += data
         while not self._closed:
-            end = buf.find(b"\n")
+            # Searched from where the last read stopped: a 1 MiB frame arriving in 64 KiB reads
+            # is scanned once, not once per read.
+            end = buf.find(b"\n", self._scanned)
             if end < 0:
+                self._scanned = len(buf)
                 if len(buf) > protocol.MAX_FRAME_BYTES:
                     if not self._discarding:
                         self._too_large()
                     self._discarding = True
                     buf.clear()
+                    self._scanned = 0
                 return
+            self._scanned = 0
             line = bytes(buf[:end])
             del buf[: end + 1]
             if self._discarding:
@@ -141,8 +148,13 @@ class ClientConnection(asyncio.Protocol):
             if len(line) > protocol.MAX_FRAME_BYTES:
                 self._too_large()
                 continue
-            if line.strip():
-                self._handle(line)
+            if line and not line.isspace():
+                try:
+                    self._handle(line)
+                except Exception:
+                    # Whatever one frame does, the frames after it in this read still count.
+                    log.exception("frame from %s could not be handled", self.peer)
+                    self.send_error(protocol.E_INTERNAL, "the daemon failed on this frame")
 
     def _too_large(self) -> None:
         self.send_error(
@@ -220,9 +232,14 @@ class ClientConnection(asyncio.Protocol):
     def _handle(self, line: bytes) -> None:
         try:
             frame = protocol.decode_client(line)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
+            if isinstance(exc, RecursionError):  # too_deep should have caught it; be sure
+                exc = msgspec.DecodeError(
+                    f"frame is not accepted: JSON nested more than {protocol.MAX_JSON_DEPTH} "
+                    "levels deep"
+                )
             code, message = protocol.describe_decode_error(line, exc)
-            self.send_error(code, message, id=_guess_id(line))
+            self.send_error(code, message, id=protocol.skim_id(line))
             return
         if isinstance(frame, protocol.Hello):
             self._on_hello(frame)
@@ -258,7 +275,7 @@ class ClientConnection(asyncio.Protocol):
             )
             return
         self._hello = True
-        self.peer = f"{frame.client} ({self.peer})"
+        self.peer = f"{protocol.clip(frame.client, 64)} ({self.peer})"
         self.send_frame(
             Welcome(
                 protocol=protocol.PROTOCOL_VERSION,
@@ -275,8 +292,8 @@ class ClientConnection(asyncio.Protocol):
         if previous is not None:
             await asyncio.wait([previous])  # its clean-up first; it must not touch ours
         bus.unsubscribe(self)
-        if not all(frame.events):  # msgspec has checked they are strings
-            self.send_error(protocol.E_BAD_PARAMS, "events must be non-empty patterns", frame.id)
+        if (problem := _subscribe_problem(frame)) is not None:
+            self.send_error(protocol.E_BAD_PARAMS, problem, frame.id)
             return
         self.patterns = Patterns(frame.events)
         # Registering and reading the head happen in the same loop step: every event with a
@@ -329,7 +346,7 @@ class ClientConnection(asyncio.Protocol):
             known = ", ".join(sorted(self.server.handlers))
             self.send_error(
                 protocol.E_UNKNOWN_METHOD,
-                f"unknown method {frame.method!r}; known: {known}",
+                f"unknown method {protocol.clip(frame.method)!r}; known: {known}",
                 frame.id,
             )
             return
@@ -337,7 +354,9 @@ class ClientConnection(asyncio.Protocol):
             params = msgspec.convert(frame.params, params_type)
         except msgspec.ValidationError as exc:
             self.send_error(
-                protocol.E_BAD_PARAMS, f"invalid params for {frame.method}: {exc}", frame.id
+                protocol.E_BAD_PARAMS,
+                f"invalid params for {frame.method}: {protocol.clip_quoted(str(exc))}",
+                frame.id,
             )
             return
         try:
@@ -352,17 +371,66 @@ class ClientConnection(asyncio.Protocol):
                 frame.id,
             )
         else:
-            self.send_frame(Response(id=frame.id, result=result))
+            self._respond(frame, result)
+
+    def _respond(self, frame: protocol.Request, result: Any) -> None:
+        """Send the answer, unless it would break the frame limit that clients read with:
+        then the request fails with a clear error and the connection stays up."""
+        data = protocol.encode(Response(id=frame.id, result=result))
+        if len(data) - 1 <= protocol.MAX_FRAME_BYTES:
+            self.send(data)
+            return
+        log.warning("%s answer of %d bytes not sent to %s", frame.method, len(data), self.peer)
+        self.send_error(
+            protocol.E_RESPONSE_TOO_LARGE,
+            f"{frame.method} was carried out, but its answer would be {len(data) - 1} bytes, "
+            f"over the {protocol.MAX_FRAME_BYTES}-byte frame limit, so it is not sent; a "
+            "setting is probably too large (unset it with plugins.update_settings)",
+            frame.id,
+        )
 
 
-def _guess_id(line: bytes) -> int | None:
-    """The ``id`` of a frame that failed validation, so the client can match the error."""
+def _subscribe_problem(frame: protocol.Subscribe) -> str | None:
+    """Why a subscribe is refused: every bound is named, so a client knows what to change."""
+    if len(frame.events) > protocol.MAX_SUBSCRIBE_PATTERNS:
+        return (
+            f"too many event patterns: {len(frame.events)}; at most "
+            f"{protocol.MAX_SUBSCRIBE_PATTERNS}"
+        )
+    for pattern in frame.events:
+        if not pattern:
+            return "events must be non-empty patterns"
+        if len(pattern) > protocol.MAX_PATTERN_CHARS:
+            return (
+                f"event pattern {protocol.clip(pattern)!r} is too long; at most "
+                f"{protocol.MAX_PATTERN_CHARS} characters"
+            )
+    if frame.since is not None and not 0 <= frame.since <= protocol.MAX_SEQ:
+        return f"since must be a seq between 0 and {protocol.MAX_SEQ} (2**63 - 1)"
+    return None
+
+
+class UnsafePath(PermissionError):
+    """A path the daemon will not use because someone else could control what it points to."""
+
+
+# Accepting: how many connections one wake-up takes, how long to pause when accept itself
+# fails, and how often such a failure may be logged.
+ACCEPT_BATCH = 64
+ACCEPT_PAUSE = 0.5
+ACCEPT_LOG_INTERVAL = 10.0
+MIN_BACKLOG = 1024
+DEFAULT_MAX_CLIENTS = 512
+
+
+def listen_backlog() -> int:
+    """At least MIN_BACKLOG, or the kernel's own ceiling if that is higher: a burst of clients
+    (a TUI per terminal, scripts in a loop) waits in the queue instead of being refused."""
     try:
-        value = protocol.decode_json(line)
-    except msgspec.DecodeError:
-        return None
-    frame_id = value.get("id") if isinstance(value, dict) else None
-    return frame_id if isinstance(frame_id, int) and not isinstance(frame_id, bool) else None
+        somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    except (OSError, ValueError):
+        somaxconn = 0
+    return max(MIN_BACKLOG, somaxconn)
 
 
 class Server:
@@ -374,6 +442,7 @@ class Server:
         handlers: dict[str, Handler],
         *,
         max_queued_frames: int = DEFAULT_MAX_QUEUED_FRAMES,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
         own_dir: bool = True,
     ) -> None:
         self.path = path
@@ -382,22 +451,137 @@ class Server:
         self.store = store
         self.handlers = handlers
         self.max_queued_frames = max_queued_frames
+        self.max_clients = max_clients
         self.clients: set[ClientConnection] = set()
         self._requests: set[asyncio.Task[None]] = set()
-        self._server: asyncio.AbstractServer | None = None
+        self._starting: set[asyncio.Task[None]] = set()  # accepted, not yet connection_made
+        self._sock: socket.socket | None = None
+        # One descriptor held in reserve: at the fd limit it is given up to accept a client
+        # just long enough to tell it why it is turned away, instead of leaving it hanging.
+        self._reserve: int | None = None
+        self._paused: asyncio.TimerHandle | None = None
+        self._last_accept_log = -ACCEPT_LOG_INTERVAL
+        self._unlogged_accept_errors = 0
         # Whether the file at ``path`` is our socket. A start refused by prepare_socket_path
         # (a regular file, another listener) must leave that path alone on the way out.
         self._bound = False
+        self._inode = 0
 
     async def start(self) -> None:
         prepare_socket_path(self.path, own_dir=self.own_dir)
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_unix_server(
-            lambda: ClientConnection(self), path=str(self.path)
-        )
+        sock = bind_socket(self.path)
         self._bound = True
-        os.chmod(self.path, 0o600)
+        self._inode = self.path.lstat().st_ino
+        sock.listen(listen_backlog())
+        self._sock = sock
+        self._reserve = _open_reserve()
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept)
         log.info("listening on %s", self.path)
+
+    # -- accepting ---------------------------------------------------------------------------
+    # Our own accept loop, not loop.create_unix_server: asyncio's keeps calling accept() after
+    # EMFILE within one wake-up and schedules a retry for each failure, so at the fd limit it
+    # spins and logs a traceback per attempt (measured: 241,704 in 60 s at 96% CPU).
+
+    def _accept(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    self._at_fd_limit(exc)
+                else:
+                    self._accept_failed(exc)
+                return
+            if len(self.clients) + len(self._starting) >= self.max_clients:
+                self._log_accept_problem(
+                    f"{self.max_clients} clients connected (max_clients); turning new ones away"
+                )
+                _turn_away(
+                    conn,
+                    f"the daemon already serves {self.max_clients} clients (its max_clients); "
+                    "close one or raise [daemon] max_clients",
+                )
+                continue
+            self._start_client(conn)
+
+    def _start_client(self, conn: socket.socket) -> None:
+        conn.setblocking(False)
+        loop = asyncio.get_running_loop()
+
+        async def serve() -> None:
+            try:
+                await loop.connect_accepted_socket(lambda: ClientConnection(self), sock=conn)
+            except Exception as exc:
+                conn.close()
+                self._log_accept_problem(f"could not set up a client connection: {exc}")
+
+        task = loop.create_task(serve())
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+
+    def _at_fd_limit(self, exc: OSError) -> None:
+        """Out of descriptors: use the reserve one to answer each waiting client with an error
+        frame, then take the reserve back. No spinning: the waiting queue is emptied (so the
+        socket is not readable again until someone new knocks), and if the reserve cannot be
+        had back, accepting pauses for a moment."""
+        self._log_accept_problem(
+            f"out of file descriptors ({exc.strerror}); turning new clients away"
+        )
+        sock = self._sock
+        if self._reserve is not None and sock is not None:
+            os.close(self._reserve)
+            self._reserve = None
+            for _ in range(ACCEPT_BATCH):
+                try:
+                    conn, _ = sock.accept()
+                except OSError:
+                    break
+                _turn_away(
+                    conn,
+                    "the daemon is out of file descriptors and cannot take another client; "
+                    "try again later (its soft limit is raised to the hard one at start)",
+                )
+            self._reserve = _open_reserve()
+        if self._reserve is None:  # cannot answer the next one either: wait, do not spin
+            self._pause()
+
+    def _accept_failed(self, exc: OSError) -> None:
+        self._log_accept_problem(f"accept failed: {exc}")
+        self._pause()
+
+    def _pause(self) -> None:
+        if self._sock is None or self._paused is not None:
+            return
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self._sock.fileno())
+        self._paused = loop.call_later(ACCEPT_PAUSE, self._resume)
+
+    def _resume(self) -> None:
+        self._paused = None
+        if self._sock is None:
+            return
+        if self._reserve is None:
+            self._reserve = _open_reserve()
+        asyncio.get_running_loop().add_reader(self._sock.fileno(), self._accept)
+
+    def _log_accept_problem(self, message: str) -> None:
+        """At most one line per ACCEPT_LOG_INTERVAL, counting what it leaves out."""
+        now = time.monotonic()
+        if now - self._last_accept_log < ACCEPT_LOG_INTERVAL:
+            self._unlogged_accept_errors += 1
+            return
+        skipped, self._unlogged_accept_errors = self._unlogged_accept_errors, 0
+        self._last_accept_log = now
+        more = f" ({skipped} more since the last report)" if skipped else ""
+        log.warning("%s%s", message, more)
 
     def track(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a request. Owned by the server, not the connection, so that a client going
@@ -407,8 +591,20 @@ class Server:
         task.add_done_callback(self._requests.discard)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._paused is not None:
+            self._paused.cancel()
+            self._paused = None
+        if self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
+        for task in list(self._starting):
+            task.cancel()
+        if self._starting:
+            await asyncio.gather(*self._starting, return_exceptions=True)
         for client in list(self.clients):
             if client.transport is not None:
                 client.transport.abort()
@@ -417,42 +613,136 @@ class Server:
             task.cancel()
         if self._requests:
             await asyncio.gather(*self._requests, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
         if not self._bound:
             return
         self._bound = False
         try:
-            self.path.unlink()
+            if self.path.lstat().st_ino == self._inode:  # ours, not whatever replaced it
+                self.path.unlink()
         except FileNotFoundError:
             pass
 
 
+def _open_reserve() -> int | None:
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _turn_away(conn: socket.socket, message: str) -> None:
+    """Tell a client why it cannot be served, in one frame, and close it. Never blocks: a
+    client that does not read loses the frame, not the daemon's time."""
+    try:
+        conn.setblocking(False)
+        conn.send(protocol.encode(Error(code=protocol.E_TOO_MANY_CLIENTS, message=message)))
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def bind_socket(path: Path) -> socket.socket:
+    """A listening-ready socket at ``path``, created 0600 from the start (the umask, not a
+    later chmod that would follow a link swapped in meanwhile)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def ensure_private_dir(directory: Path, *, own: bool = True) -> None:
-    """Create ``directory`` 0700 if missing. ``own``: it is harness's own directory (the
-    default socket location), so it must be ours and is made private. A directory the operator
-    chose (the parent of a configured socket, say their home) is never chmod-ed: a lax one only
-    gets a warning, the socket itself being 0600 and peer-checked."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    st = directory.stat()
+    """Create ``directory`` 0700 if missing.
+
+    ``own``: it is harness's own directory (the default socket location). It is opened without
+    following links and must be a real directory owned by this user; it is made private only
+    if this call created it: a directory someone else made (or a link to one) is refused with
+    what to do, never chmod-ed. A directory the operator chose (the parent of a configured
+    socket, say their home) is never chmod-ed either: a lax one only gets a warning, the
+    socket itself being 0600 and peer-checked."""
     if not own:
-        if stat.S_IMODE(st.st_mode) & 0o022:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if stat.S_IMODE(directory.stat().st_mode) & 0o022:
             log.warning("%s is writable by other users; a private directory is safer", directory)
         return
-    if st.st_uid != os.getuid():
-        raise PermissionError(f"{directory} belongs to uid {st.st_uid}, not to you")
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        os.chmod(directory, 0o700)
+    directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    created = False
+    try:
+        os.mkdir(directory, 0o700)
+        created = True
+    except FileExistsError:
+        pass
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafePath(
+                f"{directory} is a symbolic link or not a directory; harness keeps its socket "
+                "in a directory of its own and follows no link there. Remove it (if you did "
+                "not make it, someone else may have planted it) or set [daemon] socket"
+            ) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.getuid():
+            raise UnsafePath(
+                f"{directory} belongs to uid {st.st_uid}, not to you (uid {os.getuid()}); "
+                "another user may be waiting for your clients there. Remove it or set "
+                "[daemon] socket"
+            )
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            if not created:
+                raise UnsafePath(
+                    f"{directory} is open to other users (mode "
+                    f"{stat.S_IMODE(st.st_mode):03o}) and harness did not create it, so it does "
+                    f"not change it: `chmod 700 {directory}` or remove it"
+                )
+            os.fchmod(fd, 0o700)  # the umask may have left group/other bits
+    finally:
+        os.close(fd)
 
 
 def acquire_lock(path: Path) -> int:
-    """Hold an exclusive lock on ``path`` for the life of the process; returns the fd."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    """Hold an exclusive lock on ``path`` for the life of the process; returns the fd.
+
+    Opened without following a link, and written only once it is known to be a plain file of
+    ours with no other name: a lock path planted in a shared directory never gets the daemon
+    to overwrite what it points to."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePath(
+                f"the lock file {path} is a symbolic link; harness never writes through one. "
+                "Remove it (if you did not make it, someone else may have planted it)"
+            ) from None
+        raise
+    st = os.fstat(fd)
+    problem = (
+        "is not a regular file"
+        if not stat.S_ISREG(st.st_mode)
+        else f"belongs to uid {st.st_uid}, not to you"
+        if st.st_uid != os.getuid()
+        else f"has {st.st_nlink} names (hard links)"
+        if st.st_nlink != 1
+        else None
+    )
+    if problem is not None:
+        os.close(fd)
+        raise UnsafePath(f"the lock file {path} {problem}; not touching it. Remove it")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         try:
-            pid = os.read(fd, 32).decode().strip()
+            pid = os.read(fd, 32).decode(errors="replace").strip()
         finally:
             os.close(fd)
         raise AlreadyRunning(
@@ -465,11 +755,14 @@ def acquire_lock(path: Path) -> int:
 
 def prepare_socket_path(path: Path, *, own_dir: bool = True) -> None:
     """Make room for our socket: a live daemon there is an error; a dead socket file is
-    replaced, but only after a connection to it has failed."""
+    replaced, but only after a connection to it has failed. Anything else there (a file, a
+    link) is left alone and refused."""
     ensure_private_dir(path.parent, own=own_dir)
-    if not path.exists() and not path.is_symlink():
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
         return
-    if not stat.S_ISSOCK(path.lstat().st_mode):
+    if not stat.S_ISSOCK(st.st_mode):
         raise FileExistsError(f"{path} exists and is not a socket; not touching it")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(1.0)

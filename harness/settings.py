@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from harness.protocol import SettingField
+from harness.protocol import MAX_SECRET_SETTING, MAX_STRING_SETTING, SettingField, clip
+
+MAX_REPORTED = 10  # unknown keys named in one error
 
 
 class SettingsError(Exception):
@@ -22,8 +25,13 @@ def check_value(field: SettingField, value: Any) -> str | None:
     if t in ("string", "secret", "select"):
         if not isinstance(value, str):
             return f"expected text, got {type(value).__name__}"
+        limit = max_length(field)
+        if len(value) > limit:
+            return f"too long: {len(value)} characters; at most {limit}"
         if field.required and not value.strip():
             return "required; must not be empty"
+        if t == "secret" and (problem := _token_problem(value)) is not None:
+            return problem
         if t == "select" and value not in field.options:
             return f"must be one of: {', '.join(field.options)}"
         return None
@@ -42,18 +50,46 @@ def check_value(field: SettingField, value: Any) -> str | None:
     return f"unknown field type {t!r}"
 
 
+def max_length(field: SettingField) -> int:
+    """How many characters a text setting may have: the schema's bound, else the default."""
+    if field.max_length is not None:
+        return field.max_length
+    return MAX_SECRET_SETTING if field.type == "secret" else MAX_STRING_SETTING
+
+
+def _token_problem(value: str) -> str | None:
+    """A secret is a token or key: whitespace or a control character in it is a paste gone
+    wrong (a newline, a tab), and a library would send it on and fail obscurely. The message
+    names the character and where, never the value."""
+    for i, ch in enumerate(value):
+        if ch.isspace() or unicodedata.category(ch).startswith("C"):
+            kind = "whitespace" if ch.isspace() else "an unprintable character"
+            return (
+                f"contains {kind} (U+{ord(ch):04X}) at position {i + 1}; a token has none — "
+                "check what was pasted"
+            )
+    return None
+
+
 def validate(schema: Iterable[SettingField], values: Mapping[str, Any]) -> None:
     """Check a set of values (``None`` means "unset"); raise SettingsError naming each field."""
     fields = {f.name: f for f in schema}
     errors: dict[str, str] = {}
+    unknown = 0
     for key, value in values.items():
         field = fields.get(key)
         if field is None:
-            errors[key] = "unknown setting" + (
-                f"; known: {', '.join(fields)}" if fields else "; this plugin has no settings"
-            )
+            # Names are the client's: cut, and only the first few listed, so the error frame
+            # stays small whatever was sent.
+            unknown += 1
+            if unknown <= MAX_REPORTED:
+                errors[clip(key)] = "unknown setting" + (
+                    f"; known: {', '.join(fields)}" if fields else "; this plugin has no settings"
+                )
         elif value is not None and (problem := check_value(field, value)) is not None:
             errors[key] = problem
+    if unknown > MAX_REPORTED:
+        errors["…"] = f"{unknown - MAX_REPORTED} more unknown settings not listed"
     if errors:
         raise SettingsError(errors)
 

@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from harness import protocol
-
 if TYPE_CHECKING:
     from harness.client import Client
 
@@ -165,6 +163,8 @@ def explain_ssh_failure(ssh: SshHost, returncode: int | None, stderr: list[str])
     if returncode == 3:  # dial-stdio: no daemon on the server
         said = last.removeprefix("harness: ").removeprefix("no daemon: ")
         return f"no daemon on {ssh.display}: {said or 'is `harness run` running there?'}"
+    if returncode == 4:  # dial-stdio refused an untrusted socket on the server
+        return f"on {ssh.display}: {last.removeprefix('harness: ')}"
     if returncode == 255:
         return f"ssh to {ssh.display} failed: {last or 'exit 255'}"
     if last:
@@ -219,7 +219,7 @@ class SshLink:
 
 async def connect(target: Target, *, client: str, timeout: float | None = None) -> Client:
     """A connected, greeted :class:`Client` for ``target``; DaemonUnavailable says why not."""
-    from harness.client import Client, DaemonUnavailable
+    from harness.client import READ_LIMIT, Client, DaemonUnavailable
 
     if target.ssh is None:
         assert target.socket is not None
@@ -231,7 +231,7 @@ async def connect(target: Target, *, client: str, timeout: float | None = None) 
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            limit=2 * protocol.MAX_FRAME_BYTES,
+            limit=READ_LIMIT,
             # Its own session: no controlling terminal to prompt on or to steal keys from.
             start_new_session=True,
             preexec_fn=_die_with_parent_hook(),

@@ -200,3 +200,17 @@ async def test_a_cancelled_record_still_commits_publishes_and_frees_the_connecti
     assert [e.seq for e in seen] == [1]  # the caller's bookkeeping ran with the step
     row = await store.get_plugin("p")
     assert row is not None and row.metadata["connection"] == {"state": "stopped"}
+
+
+def test_patterns_agree_with_fnmatch_on_random_globs() -> None:
+    """The glob matcher that replaced fnmatch (no regex cache) means what fnmatch means."""
+    import fnmatch
+    import random
+
+    rng = random.Random(9)
+    for _ in range(20_000):
+        pattern = "".join(rng.choice("ab:*?[]!") for _ in range(rng.randint(1, 7)))
+        name = "".join(rng.choice("ab:!]") for _ in range(rng.randint(0, 6)))
+        assert Patterns([pattern])(name) == fnmatch.fnmatchcase(name, pattern), (pattern, name)
+    for pattern, name in [("[a-c]x", "bx"), ("[!a-c]x", "dx"), ("[]]", "]"), ("[!]]", "a")]:
+        assert Patterns([pattern])(name) == fnmatch.fnmatchcase(name, pattern), pattern

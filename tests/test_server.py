@@ -636,14 +636,25 @@ async def test_the_default_directory_is_made_private(
     start_daemon: StartDaemon, state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(state_dir))
-    own = state_dir / "harness"
-    own.mkdir(mode=0o755)
-    os.chmod(own, 0o755)  # left lax by someone before: it is harness's own, so tightened
     cfg = Config(daemon=DaemonConfig(database=str(state_dir / "state.db")))
     await start_daemon(cfg=cfg)
+    own = state_dir / "harness"
     assert cfg.socket_path.parent == own
     assert stat.S_IMODE(own.stat().st_mode) == 0o700
     assert stat.S_IMODE(cfg.socket_path.stat().st_mode) == 0o600
+
+
+async def test_a_lax_default_directory_it_did_not_create_is_refused_not_chmodded(
+    start_daemon: StartDaemon, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(state_dir))
+    own = state_dir / "harness"
+    own.mkdir(mode=0o755)
+    os.chmod(own, 0o755)  # made by someone else: harness does not change it
+    cfg = Config(daemon=DaemonConfig(database=str(state_dir / "state.db")))
+    with pytest.raises(server.UnsafePath, match=r"mode 755.*chmod 700"):
+        await start_daemon(cfg=cfg)
+    assert stat.S_IMODE(own.stat().st_mode) == 0o755
 
 
 async def test_peer_uid_is_read_from_a_real_connection(

@@ -1,4 +1,4 @@
-"""Entry point: ``python -m harness.bench {stream,connection,tui,persist,fleet} [--quick]``."""
+"""Entry point: ``python -m harness.bench NAME [--quick]``; NAME is one of ``BENCHES``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ BENCHES = {
     "connection": "local gateway action -> subscriber receives discord:connection",
     "tui": "daemon change -> widget; key delay under a flood; first paint",
     "persist": "plugin API -> SQLite -> stream vs raw sqlite3; retention under a flood",
+    "hostile": "another client's status p99 and the daemon's RSS under a hostile subscriber",
     "fleet": "overview of 20 daemons; --host ssh:// status vs plain ssh",
 }
 

@@ -5,7 +5,9 @@ adds its parser and sets ``func``. Command modules import asyncio, the client an
 inside their functions, so ``--help`` and the parser stay cheap.
 
 Exit codes: 0 success; 1 the operation failed (the daemon said no, a database problem, a daemon
-already running); 2 usage or configuration error; 3 no daemon to talk to.
+already running); 2 usage or configuration error; 3 no daemon to talk to; 4 the socket is not
+trustworthy (its directory, the socket or the process listening belongs to another user), so
+nothing was sent to it.
 """
 
 from __future__ import annotations
@@ -88,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness",
         description="A plugin-hosting daemon with a Unix-socket event stream.",
-        epilog="exit codes: 0 ok, 1 failed, 2 usage or config error, 3 no daemon running",
+        epilog=(
+            "exit codes: 0 ok, 1 failed, 2 usage or config error, 3 no daemon running, "
+            "4 socket not trusted (another user's)"
+        ),
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     _add_global_options(parser, None)

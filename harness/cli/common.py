@@ -8,10 +8,45 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_DAEMON = 0, 1, 2, 3
+# The socket (its directory, or the process behind it) may be another user's: nothing was sent.
+EXIT_UNTRUSTED = 4
 
 
 def err(message: str) -> None:
     print(f"harness: {message}", file=sys.stderr)
+
+
+def count(text: str) -> int:
+    """argparse type: a whole number >= 0 (a negative count is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def seq(text: str) -> int:
+    """argparse type: an event seq, 0 .. 2**63-1 (what the daemon accepts as ``since``)."""
+    value = count(text)
+    if value > 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"must be at most 2**63-1, got {value}")
+    return value
+
+
+def quiet_broken_pipe() -> int:
+    """The reader of our stdout went away (``| head -1``): that is how a pipe ends, not an
+    error. Point stdout at /dev/null so the interpreter's last flush cannot complain either."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return EXIT_OK
 
 
 def print_json(value: Any) -> None:
@@ -28,7 +63,12 @@ def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]])
 
     from harness import __version__, contexts, transport
     from harness import config as config_mod
-    from harness.client import ClientError, DaemonUnavailable
+    from harness.client import (
+        ClientError,
+        DaemonUnavailable,
+        FrameTooLarge,
+        UntrustedSocket,
+    )
 
     try:
         cfg = config_mod.load(args.config)
@@ -54,16 +94,24 @@ def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]])
 
     try:
         return asyncio.run(go())
+    except BrokenPipeError:
+        return quiet_broken_pipe()
+    except UntrustedSocket as exc:
+        err(str(exc))
+        return EXIT_UNTRUSTED
+    except FrameTooLarge as exc:
+        err(str(exc))
+        return EXIT_FAILED
     except DaemonUnavailable as exc:
-        if target.remote:
-            err(str(exc))  # ssh's own words, or "no daemon on ops@server: …"
-            return EXIT_NO_DAEMON
-        command = getattr(args, "command", "") or ""
-        err(
-            f"{exc}\n  start it: harness run   (as a service: systemctl --user start harness)"
-            f"\n  or point at it: harness --socket PATH {command}".rstrip()
-            + "\n  a socket forwarded over ssh -L? the tunnel may be down: start it again"
-        )
+        if exc.not_running:
+            command = getattr(args, "command", "") or ""
+            err(
+                f"{exc}\n  start it: harness run   (as a service: systemctl --user start harness)"
+                f"\n  or point at it: harness --socket PATH {command}".rstrip()
+                + "\n  a socket forwarded over ssh -L? the tunnel may be down: start it again"
+            )
+        else:
+            err(str(exc))  # it is running (or was): saying "start it" would mislead
         return EXIT_NO_DAEMON
     except ClientError as exc:
         fields = exc.details.get("fields", {})

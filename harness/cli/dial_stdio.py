@@ -10,20 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import struct
 from typing import Any
 
-from harness.cli.common import EXIT_FAILED, EXIT_NO_DAEMON, EXIT_OK, EXIT_USAGE, err
+from harness.cli.common import EXIT_NO_DAEMON, EXIT_OK, EXIT_UNTRUSTED, EXIT_USAGE, err
 
 CHUNK = 256 * 1024
-
-
-def _peer_uid(sock: socket.socket) -> int | None:
-    try:
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except (OSError, AttributeError):  # not Linux: the 0700 directory is the check
-        return None
-    return int(struct.unpack("3i", creds)[1])
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -63,7 +54,16 @@ def cmd_dial_stdio(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as exc:
         err(str(exc))
         return EXIT_USAGE
+    from harness.client import UntrustedSocket, verify_peer, verify_socket_path
+
     path = os.path.expanduser(args.socket) if args.socket else str(cfg.socket_path)
+    # The checks a local client makes, before and after connecting: the socket, its directory
+    # and the process listening must be this user's (or root's); nothing is sent otherwise.
+    try:
+        verify_socket_path(path)
+    except UntrustedSocket as exc:
+        err(str(exc))
+        return EXIT_UNTRUSTED
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)
@@ -76,12 +76,12 @@ def cmd_dial_stdio(args: argparse.Namespace) -> int:
     except OSError as exc:
         err(f"cannot connect to {path}: {exc.strerror or exc}")
         return EXIT_NO_DAEMON
-    # The same check a local client makes: the socket must be served by us (or root), not by
-    # another user who planted a listener where we expected the daemon.
-    uid = _peer_uid(sock)
-    if uid is not None and uid not in (os.getuid(), 0):
-        err(f"refusing {path}: it is served by uid {uid}, not by you (uid {os.getuid()})")
-        return EXIT_FAILED
+    try:
+        verify_peer(sock, path)
+    except UntrustedSocket as exc:
+        sock.close()
+        err(str(exc))
+        return EXIT_UNTRUSTED
     try:
         bridge(sock)
     except (BrokenPipeError, ConnectionResetError):

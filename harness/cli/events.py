@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from harness.cli.common import EXIT_OK, with_client
+from harness.cli.common import EXIT_OK, count, with_client
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -137,11 +137,11 @@ def register(sub: Any, parents: Any) -> None:
     events.add_argument(
         "-n",
         "--lines",
-        type=int,
+        type=count,
         default=20,
         metavar="N",
         help="without --since: how many of the newest to show (default 20)",
     )
-    events.add_argument("--scan", type=int, default=5000, help=argparse.SUPPRESS)
+    events.add_argument("--scan", type=count, default=5000, help=argparse.SUPPRESS)
     events.add_argument("--json", action="store_true", help="one JSON event per line")
     events.set_defaults(func=cmd_events)

@@ -101,7 +101,7 @@ def parse_assignments(items: list[str], schema: list[dict[str, Any]]) -> dict[st
             source = ""
             if raw == "-":
                 source = "stdin"
-                raw = sys.stdin.readline().rstrip("\r\n")
+                raw = _read_secret(key)
             elif raw.startswith("@"):
                 source = raw[1:]
                 try:
@@ -136,6 +136,16 @@ def parse_assignments(items: list[str], schema: list[dict[str, Any]]) -> dict[st
         else:
             values[key] = raw
     return values
+
+
+def _read_secret(key: str) -> str:
+    """One line from stdin; on a terminal, without echo (getpass) and with a prompt naming the
+    setting, so the secret is neither shown nor left on the screen."""
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass(f"{key} (secret; what you type is not shown): ").strip()
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 def _json_text(value: Any) -> str:

@@ -64,8 +64,9 @@ async def test_live_tail_filter_and_pause(start_daemon: StartDaemon, configured:
 async def test_flood_is_bounded_and_keys_stay_responsive(
     start_daemon: StartDaemon, configured: Config
 ) -> None:
-    """30k events published as fast as the bus takes them: the tail keeps at most KEPT rows
-    and a key press is still handled promptly while the flood is on."""
+    """A flood published as fast as the bus takes it: the tail keeps at most KEPT rows, and a
+    key press is handled while the flood is still going (not only after it ends). Wall-clock
+    figures for this live in ``python -m harness.bench tui``, not here."""
     daemon = await start_daemon(cfg=configured)
     app = make_app(configured)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -73,25 +74,28 @@ async def test_flood_is_bounded_and_keys_stay_responsive(
         screen = await open_events(app, pilot)
         assert daemon.bus is not None
         bus = daemon.bus
-        total = 30_000
+        stop = asyncio.Event()
+        sent = 0
 
         async def flood() -> None:
-            for i in range(total):
+            nonlocal sent
+            while not stop.is_set() or sent < 30_000:
                 bus.publish(
-                    Event(seq=bus.next_seq(), ts=time.time(), event="flood:tick", data={"i": i})
+                    Event(seq=bus.next_seq(), ts=time.time(), event="flood:tick", data={"i": sent})
                 )
-                if i % 500 == 0:
+                sent += 1
+                if sent % 500 == 0:
                     await asyncio.sleep(0)  # paced like a busy daemon, not one blocking burst
 
         task = asyncio.create_task(flood())
         await until(pilot, lambda: screen.received > 1000)
-        started = time.monotonic()
         await pilot.press("space")
-        await until(pilot, lambda: "⏸ paused" in screen_text(app), timeout=2.0)
-        assert time.monotonic() - started < 1.0
+        # The flood never ends by itself before ``stop``: a key starved by it times out here.
+        await until(pilot, lambda: "⏸ paused" in screen_text(app), timeout=30.0)
+        stop.set()
         await pilot.press("space")
         await task
-        await until(pilot, lambda: app.stream.events_received >= total, timeout=20.0)
+        await until(pilot, lambda: app.stream.events_received >= sent, timeout=30.0)
         await until(pilot, lambda: "▶ live" in screen_text(app))
         assert len(screen.kept) <= KEPT
         assert len(log_lines(app)) <= KEPT
