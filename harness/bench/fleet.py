@@ -137,6 +137,9 @@ async def fleet_run(
             await pilot.pause(0.001)
         out["live_ms"] = (time.perf_counter() - mounted) * 1000
         name = f"d{len(watched) - 1:02d}"
+        # Selected, so scrolled into view: Textual does not render a row that is off screen.
+        screen.select(screen.rows[name])
+        await pilot.pause(0.05)
         stamp = RenderStamp(screen.rows[name])
         control = await Client.connect(watched[-1])
         samples = []
