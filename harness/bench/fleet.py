@@ -138,8 +138,10 @@ async def fleet_run(
         out["live_ms"] = (time.perf_counter() - mounted) * 1000
         name = f"d{len(watched) - 1:02d}"
         # Selected, so scrolled into view: Textual does not render a row that is off screen.
-        screen.select(screen.rows[name])
-        await pilot.pause(0.05)
+        row_widget = screen.rows[name]
+        screen.select(row_widget)
+        while not screen.region.contains_region(row_widget.region):
+            await pilot.pause(0.01)
         stamp = RenderStamp(screen.rows[name])
         control = await Client.connect(watched[-1])
         samples = []

@@ -300,7 +300,10 @@ class FleetScreen(Screen[None]):
             other.refresh()
         row.add_class("-selected")
         row.refresh()
-        self.query_one(FleetList).scroll_to_widget(row, animate=False)
+        rows = self.query_one(FleetList)
+        rows.scroll_to_widget(row, animate=False)
+        # Again once laid out: a row selected before the first layout has no place yet.
+        self.call_after_refresh(rows.scroll_to_widget, row, animate=False)
 
     def move(self, step: int) -> None:
         rows = list(self.rows.values())
