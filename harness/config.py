@@ -23,10 +23,14 @@ class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     socket: str = ""  # empty: $XDG_RUNTIME_DIR/harness/harness.sock
     database: str = ""  # empty: $XDG_STATE_HOME/harness/state.db
     log_level: LogLevel = "info"
-    stop_timeout: float = 10.0  # seconds each plugin gets to stop
-    event_retention_days: float = 30.0  # 0 keeps events forever (still bounded by the count)
-    event_retention_max: int = 100_000  # newest events kept
-    client_queue_frames: int = 10_000  # a client further behind than this is cut off
+    # Bounded: a negative stop_timeout cancelled every plugin at once, a negative retention
+    # deleted the whole history, a queue of 0 frames cut every client off.
+    stop_timeout: Annotated[float, msgspec.Meta(ge=0)] = 10.0  # seconds each plugin gets to stop
+    # 0 keeps events forever (still bounded by the count)
+    event_retention_days: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    event_retention_max: Annotated[int, msgspec.Meta(ge=0)] = 100_000  # newest events kept
+    # a client further behind than this is cut off
+    client_queue_frames: Annotated[int, msgspec.Meta(ge=1)] = 10_000
     # Clients connected at once; the next gets a too_many_clients error frame and is closed.
     max_clients: Annotated[int, msgspec.Meta(ge=1)] = 512
 

@@ -353,6 +353,7 @@ async def serve(config: Config) -> int:
         try:
             await stop.wait()
         finally:
+            status_line.phase = "stopping"
             notifier.stopping()
             await daemon.stop()
     finally:

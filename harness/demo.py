@@ -37,7 +37,7 @@ def _start_gateway(log: Path) -> tuple[subprocess.Popen[str], str]:
         [
             sys.executable,
             "-m",
-            "harness.testing.discord_gateway",
+            "harness.discord_emulator",
             "--port",
             "0",
             "--token",

@@ -56,12 +56,21 @@ def _latency_seconds(conn: Any) -> float | None:
 class PluginFigures:
     """What the metrics know of one plugin's connection."""
 
-    __slots__ = ("attempts", "connected_before", "latency", "reconnects", "since", "state")
+    __slots__ = (
+        "attempt",
+        "attempts",
+        "connected_before",
+        "latency",
+        "reconnects",
+        "since",
+        "state",
+    )
 
     def __init__(self) -> None:
         self.state = ""
         self.since = 0.0
         self.attempts = 0
+        self.attempt: int | None = None  # the plugin's own `attempt` field, last reported
         self.reconnects = 0
         self.connected_before = False
         self.latency: float | None = None
@@ -115,13 +124,20 @@ class Metrics:
         state = _field(conn, "state")
         if not isinstance(state, str):
             return
+        attempt = _field(conn, "attempt")
+        attempt = attempt if isinstance(attempt, int) else None
         if state != figures.state:
-            if state == "connecting":
+            # A plugin whose library retries by itself (discord.py) goes from `disconnected`
+            # straight to `connected`: that was an attempt too, one that worked.
+            if state == "connecting" or (state == "connected" and figures.state == "disconnected"):
                 figures.attempts += 1
             if state == "connected":
                 if figures.connected_before:
                     figures.reconnects += 1
                 figures.connected_before = True
+        elif state == "disconnected" and attempt is not None and attempt > (figures.attempt or 0):
+            figures.attempts += 1  # such a library's retry that failed, with no `connecting`
+        figures.attempt = attempt
         figures.state = state
         since = _field(conn, "since")
         figures.since = float(since) if isinstance(since, (int, float)) else ts

@@ -14,11 +14,15 @@ import msgspec
 from harness import logs, settings
 from harness.config import Config, ConfigError
 from harness.plugin import Plugin, PluginContext, next_connection
-from harness.protocol import PluginInfo, connection_event
+from harness.protocol import PluginInfo, connection_event, to_connection
 from harness.recorder import Recorder
 from harness.store import Store
 
 log = logging.getLogger(__name__)
+
+# How long shutdown waits for a plugin's lock before stopping it anyway: whatever the plugin is
+# doing, SIGTERM must finish within stop_timeout + 1 s.
+_SHUTDOWN_LOCK_WAIT = 0.5
 
 # A connection in one of these states is live; anything that ends the plugin must replace it.
 _LIVE = frozenset({"connecting", "connected", "disconnected"})
@@ -101,14 +105,14 @@ class Orchestrator:
                 self.recorder,
                 self.store,
                 settings.effective(slot.plugin.settings_schema, *layers),
-                conn if isinstance(conn, dict) else None,
+                to_connection(conn),
                 functools.partial(self._task_failed, name),
                 redact=functools.partial(self._mask, slot),
             )
             slot.enabled = row.enabled
             await self._describe(slot)
             # A connection the previous run left live is history, not the present.
-            if slot.ctx.connection and slot.ctx.connection.get("state") != "stopped":
+            if slot.ctx.connection and slot.ctx.connection.state != "stopped":
                 await slot.ctx.set_connection("stopped", reason="daemon restarted")
         for name, row in rows.items():
             if name not in self._slots:
@@ -126,11 +130,20 @@ class Orchestrator:
     async def _retire_uninstalled(self, name: str, conn: Any) -> None:
         """A row whose plugin is not installed now keeps its settings (it may come back), but
         its connection cannot be live: record ``stopped`` so nothing shows it as current."""
-        if not isinstance(conn, dict) or conn.get("state") == "stopped":
+        previous = to_connection(conn)
+        if previous is None or previous.state == "stopped":
             return
+
+        def build(seq: int, ts: float) -> dict[str, Any]:
+            stopped = next_connection(
+                previous, "stopped", {"reason": "plugin not installed"}, seq, ts
+            )
+            data: dict[str, Any] = msgspec.to_builtins(stopped)
+            return data
+
         await self.recorder.record(
             connection_event(name),
-            functools.partial(next_connection, conn, "stopped", {"reason": "plugin not installed"}),
+            build,
             plugin=name,
             metadata_key="connection",
         )
@@ -158,8 +171,18 @@ class Orchestrator:
             raise failures[0]
 
     async def _locked_stop(self, slot: _Slot, why: str) -> None:
-        async with slot.lock:
+        try:
+            await asyncio.wait_for(slot.lock.acquire(), _SHUTDOWN_LOCK_WAIT)
+        except TimeoutError:
+            # Something holds the lock (a start or a settings change still running): shutting
+            # down wins; its tasks are cancelled by the stop.
+            log.warning("plugin %s is busy; stopping it anyway", slot.plugin.name)
             await self._stop(slot, why)
+            return
+        try:
+            await self._stop(slot, why)
+        finally:
+            slot.lock.release()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -247,7 +270,7 @@ class Orchestrator:
     async def _ensure_stopped_connection(self, ctx: PluginContext, why: str) -> None:
         # The seed's dashboard kept showing "connected" after a stop; whatever the plugin did or
         # failed to do, a stopped plugin's connection reads "stopped".
-        if ctx.connection and ctx.connection.get("state") != "stopped":
+        if ctx.connection and ctx.connection.state != "stopped":
             await ctx.set_connection("stopped", reason=why)
 
     async def _fail(self, slot: _Slot, reason: str) -> None:
@@ -256,7 +279,7 @@ class Orchestrator:
         reason = self._mask(slot, reason)
         slot.stopping = True
         await ctx._cancel_tasks()
-        if ctx.connection and ctx.connection.get("state") in _LIVE:
+        if ctx.connection and ctx.connection.state in _LIVE:
             await ctx.set_connection("error", reason=reason)
         await self._set_status(slot, "error", reason)
 
@@ -341,12 +364,21 @@ class Orchestrator:
         return await self.info(name)
 
     async def _apply(self, slot: _Slot, changed: frozenset[str]) -> bool:
+        """Apply in place if the plugin can; False (restart it) otherwise. A plugin that fails
+        to apply, or takes longer than stop_timeout, is restarted with the new settings rather
+        than left in ``error``: a settings change must never strand it."""
         try:
-            return await slot.plugin.apply_settings(slot.ctx, changed)  # type: ignore[arg-type]
+            return await asyncio.wait_for(
+                slot.plugin.apply_settings(slot.ctx, changed),  # type: ignore[arg-type]
+                self.stop_timeout,
+            )
         except Exception as exc:
-            log.exception("plugin %s failed to apply settings", slot.plugin.name)
-            await self._fail(slot, f"applying settings failed: {_describe(exc)}")
-            return True
+            log.warning(
+                "plugin %s could not apply settings in place (%s); restarting it",
+                slot.plugin.name,
+                _describe(exc) if not isinstance(exc, TimeoutError) else "timed out",
+            )
+            return False
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -381,5 +413,7 @@ class Orchestrator:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    """An exception in words for a reason an operator reads: its message, never its class name
+    (the daemon log keeps the traceback for whoever debugs it)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text or "an unexpected error (details in the daemon log)"

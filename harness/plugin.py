@@ -4,32 +4,54 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.protocol import CONNECTION_STATES, Event, SettingField, connection_event
+import msgspec
+
+from harness.protocol import (
+    CONNECTION_STATES,
+    Connection,
+    Event,
+    Health,
+    SettingField,
+    connection_event,
+    health_event,
+)
 
 if TYPE_CHECKING:
     from harness.recorder import Recorder
     from harness.store import Store
 
-# Fields that describe the current state only; everything else (``username``) is identity and
-# survives a partial update such as a resume that does not repeat it.
-_TRANSIENT = frozenset({"state", "seq", "since", "reason", "attempt"})
+# Identity survives a partial update (a resume does not repeat the username); every other field
+# describes the current state only and is dropped unless the update gives it again.
+_IDENTITY = ("username", "extra")
+# What a plugin may pass to set_connection; seq and since are the host's.
+_SETTABLE = frozenset(Connection.__struct_fields__) - {"state", "seq", "since"}
 
 
 def next_connection(
-    previous: Mapping[str, Any] | None, state: str, fields: Mapping[str, Any], seq: int, ts: float
-) -> dict[str, Any]:
-    """The connection object that follows ``previous``: identity kept, transient fields
-    replaced, ``since`` kept while the state is unchanged, fields given as None removed."""
-    previous = previous or {}
-    obj = {k: v for k, v in previous.items() if k not in _TRANSIENT}
-    obj.update(fields)
-    same = previous.get("state") == state
-    obj.update(state=state, seq=seq, since=previous["since"] if same else ts)
-    return {k: v for k, v in obj.items() if v is not None}
+    previous: Connection | None, state: str, fields: Mapping[str, Any], seq: int, ts: float
+) -> Connection:
+    """The connection that follows ``previous``: identity kept, transient fields replaced,
+    ``since`` kept while the state is unchanged, fields given as None removed."""
+    unknown = set(fields) - _SETTABLE
+    if unknown:
+        raise TypeError(
+            f"unknown connection field(s) {sorted(unknown)}: "
+            "a plugin's own fields go in extra={...}"
+        )
+    kept: dict[str, Any] = {}
+    if previous is not None:
+        kept = {k: getattr(previous, k) for k in _IDENTITY}
+    kept.update(fields)
+    if kept.get("extra") is None:
+        kept["extra"] = {}
+    same = previous is not None and previous.state == state
+    since = previous.since if same and previous is not None else ts
+    return Connection(state=state, seq=seq, since=since, **kept)
 
 
 class Plugin:
@@ -64,7 +86,7 @@ class PluginContext:
         recorder: Recorder,
         store: Store,
         settings: Mapping[str, Any],
-        connection: dict[str, Any] | None,
+        connection: Connection | None,
         on_task_failed: Callable[[BaseException], None],
         redact: Callable[[str], str] = str,
     ) -> None:
@@ -87,36 +109,51 @@ class PluginContext:
         self._settings = MappingProxyType(dict(settings))
 
     @property
-    def connection(self) -> dict[str, Any] | None:
-        """The last connection object recorded (equal to the stored one)."""
+    def connection(self) -> Connection | None:
+        """The last connection recorded (equal to the stored one)."""
         return self._connection
 
-    async def set_connection(self, state: str, **fields: Any) -> dict[str, Any]:
+    async def set_connection(self, state: str, **fields: Any) -> Connection:
         """Report the connection state: next seq, one transaction merging
         ``metadata.connection`` and appending the event, then ``{name}:connection`` is published.
-        A field passed as None is removed; identity fields not passed are kept."""
+        ``fields`` are ``Connection`` fields (a plugin's own go in ``extra``). A field passed as
+        None is removed; identity fields not passed (``username``, ``extra``) are kept."""
         if state not in CONNECTION_STATES:
             raise ValueError(f"unknown connection state {state!r}")
-
         if isinstance(fields.get("reason"), str):
             fields["reason"] = self._redact(fields["reason"])
+        # Checked now, in the caller's frame, rather than inside the recorder's step.
+        next_connection(None, state, fields, 0, 0.0)
+        built: list[Connection] = []
 
         def build(seq: int, ts: float) -> dict[str, Any]:
             # Read here, under the recorder's lock: a queued update merges onto the one just
             # committed before it, never onto a value read before it waited.
-            return next_connection(self._connection, state, fields, seq, ts)
+            built.append(next_connection(self._connection, state, fields, seq, ts))
+            # The recorder and the store take builtins; the struct is the contract around them.
+            data: dict[str, Any] = msgspec.to_builtins(built[-1])
+            return data
 
         def published(event: Event) -> None:
-            self._connection = event.data
+            self._connection = built[-1]
 
-        event = await self._recorder.record(
+        await self._recorder.record(
             connection_event(self.name),
             build,
             plugin=self.name,
             metadata_key="connection",
             on_published=published,
         )
-        return event.data
+        return built[-1]
+
+    def publish_health(self, health: Health) -> None:
+        """Publish ``{name}:health`` to live subscribers only: not stored, not replayed, no
+        seq of its own (it carries the seq of the last event published, see docs/protocol.md)."""
+        bus = self._recorder.bus
+        data: dict[str, Any] = msgspec.to_builtins(health)
+        bus.publish(
+            Event(seq=bus.published_seq, ts=time.time(), event=health_event(self.name), data=data)
+        )
 
     async def broadcast(self, event: str, data: dict[str, Any]) -> None:
         """Record and publish ``{plugin}:{event}``."""

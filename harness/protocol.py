@@ -409,6 +409,60 @@ def describe_decode_error(line: bytes, exc: msgspec.DecodeError) -> tuple[str, s
 # -- connection convention ----------------------------------------------------------------
 
 
+class Connection(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """A plugin's connection, as stored in ``metadata.connection`` and published as
+    ``{plugin}:connection``: the one type every end reads (see docs/protocol.md).
+
+    Fields left at their default are omitted on the wire. A third-party plugin that wants to
+    report more puts it in ``extra`` (JSON values under its own keys); clients show what they
+    know and carry ``extra`` along untouched."""
+
+    state: str
+    seq: int = 0
+    since: float = 0.0  # epoch s when this state began; fixed across the attempts of an outage
+    username: str | None = None  # who we are connected as; cleared when the identity changes
+    reason: str | None = None  # what happened, in words for an operator (never a class name)
+    code: int | None = None  # machine-readable cause: a gateway close code or an HTTP status
+    attempt: int | None = None  # while retrying: the number of the next attempt in this outage
+    retry_at: float | None = None  # while waiting: epoch s of the next attempt
+    latency_ms: float | None = None  # connected: heartbeat round-trip when the state began
+    drop_ms: float | None = None  # connected after a drop: how long the drop lasted
+    extra: dict[str, Any] = {}
+
+
+class Health(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """Live heartbeat health, published as ``{plugin}:health`` and never stored (see
+    docs/protocol.md): it changes with every heartbeat, and history wants state changes."""
+
+    latency_ms: float | None = None  # the last heartbeat round-trip
+    ack_overdue_since: float | None = None  # epoch s of the heartbeat still waiting for an ACK
+    heartbeat_interval: float | None = None  # seconds between heartbeats
+
+
+def to_connection(value: Any) -> Connection | None:
+    """A stored or received connection object as a ``Connection``; None when absent or not one
+    (a hand-edited row, a newer daemon's shape that no longer fits)."""
+    if isinstance(value, Connection):
+        return value
+    if not isinstance(value, dict):
+        return None
+    try:
+        return msgspec.convert(value, Connection)
+    except msgspec.ValidationError:
+        return None
+
+
+def health_event(plugin: str) -> str:
+    """The live-only event a plugin's heartbeat health is published under."""
+    return f"{plugin}:health"
+
+
+def plugin_of_health_event(event: str) -> str | None:
+    if event.endswith(":health"):
+        return event[: -len(":health")]
+    return None
+
+
 def connection_event(plugin: str) -> str:
     """The event a plugin's connection changes are published under."""
     return f"{plugin}:connection"

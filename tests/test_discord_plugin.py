@@ -24,9 +24,9 @@ import pytest
 from harness.client import Client
 from harness.config import Config, DaemonConfig
 from harness.daemon import Daemon
+from harness.discord_emulator import LocalDiscordGateway
 from harness.plugins.discord import DiscordPlugin
 from harness.protocol import Event
-from harness.testing.discord_gateway import LocalDiscordGateway
 from tests.conftest import wait_until
 
 TOKEN = "test-token-Zm9vYmFyYmF6cXV4-0123456789"  # looks real enough to be caught if leaked
@@ -37,7 +37,9 @@ class FastDiscord(DiscordPlugin):
     """The real plugin with discord.py's test-unfriendly pauses shortened."""
 
     guild_ready_timeout = 0.05
-    identify_delay = 0.0
+    identify_wait = (0.0, 0.0)
+    ack_warn_after = 0.3
+    backoff_base = 0.01
 
 
 @pytest.fixture(autouse=True)
@@ -160,9 +162,12 @@ async def test_drop_and_resume_keeps_the_name(
     await gateway.drop(4000)
     down = await w.state("disconnected")
     assert down["attempt"] == 1 and down["username"] == BOT
+    assert down["reason"] == "4000 unknown error, resuming" and down["code"] == 4000
+    assert down["since"] <= down["retry_at"]
     assert stored_connection(cfg)["seq"] >= down["seq"]
     up = await w.state("connected")
     assert up["username"] == BOT and "attempt" not in up and "reason" not in up
+    assert "retry_at" not in up and "code" not in up and up["drop_ms"] >= 0
     assert gateway.resume_count == 1 and gateway.identify_count == 1
     assert w.states() == ["disconnected", "connected"]
     assert_seqs_increase(w.events)
@@ -181,19 +186,20 @@ async def test_tcp_abort_is_resumed(
     assert stored_connection(cfg) == up
 
 
-async def test_silent_gateway_is_noticed_after_heartbeat_timeout(
+async def test_zombie_connection_is_closed_and_resumed(
     config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
 ) -> None:
-    # A half-open connection: the gateway stops answering. discord.py notices only when
-    # nothing has arrived for heartbeat_timeout (missing ACKs alone do not trigger it).
-    gateway.heartbeat_interval = 200
-    cfg = discord_config(config, gateway, heartbeat_timeout=1)
+    # A zombie: the socket is up but heartbeats go unacknowledged. When the next heartbeat
+    # falls due with no ACK, the plugin closes (not 1000) and resumes, as Discord prescribes.
+    gateway.heartbeat_interval = 300
+    cfg = discord_config(config, gateway)
     _, w = await connected(start_daemon, watcher, cfg)
     await gateway.pause_heartbeat_acks(True)
     down = await w.state("disconnected", timeout=10)
+    assert down["reason"] == "no heartbeat acknowledged" and down["attempt"] == 1
     await gateway.pause_heartbeat_acks(False)
     up = await w.state("connected", timeout=10)
-    assert down["attempt"] == 1 and up["username"] == BOT
+    assert up["username"] == BOT and gateway.resume_count >= 1
     assert stored_connection(cfg) == up
 
 
@@ -204,23 +210,28 @@ async def test_non_resumable_session_identifies_again(
     _, w = await connected(start_daemon, watcher, cfg)
     await gateway.send_invalid_session(resumable=False)
     up = await w.state("connected")
-    assert w.states() == ["disconnected", "connected"]
+    # The socket stays open while the client waits to identify: `connecting`, not down.
+    assert w.states() == ["connecting", "connected"]
+    assert w.events[0].data["reason"] == "session invalidated (op 9): identifying again"
     assert up["username"] == BOT
     assert gateway.identify_count == 2
     assert stored_connection(cfg) == up
 
 
-async def test_gateway_refusing_for_five_seconds(
+async def test_gateway_refusing_for_two_seconds(
     config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
 ) -> None:
-    cfg = discord_config(config, gateway)
+    cfg = discord_config(config, gateway, max_backoff=1)
     _, w = await connected(start_daemon, watcher, cfg)
-    await gateway.refuse_connections(5.0)
+    await gateway.refuse_connections(2.0)
     await gateway.drop(4000)
     up = await w.state("connected", timeout=40)
     downs = [e.data for e in w.events if e.data["state"] == "disconnected"]
     assert [d["attempt"] for d in downs] == list(range(1, len(downs) + 1))
-    assert len(downs) >= 2, "a 5 s refusal spans more than one attempt"
+    assert len(downs) >= 2, "a 2 s refusal spans more than one attempt"
+    assert downs[0]["reason"] == "4000 unknown error, resuming"
+    assert {d["reason"] for d in downs[1:]} == {"cannot reach the gateway: connection refused"}
+    assert len({d["since"] for d in downs}) == 1, "since is fixed across one outage"
     assert w.states()[-1] == "connected" and set(w.states()) == {"disconnected", "connected"}
     assert up["username"] == BOT
     assert_seqs_increase(w.events)
@@ -239,6 +250,9 @@ async def test_first_connection_failing_is_retried_by_the_supervisor(
     up = await w.state("connected", timeout=20)
     states = w.states()
     assert states[:2] == ["connecting", "disconnected"] and states[-1] == "connected"
+    downs = [e.data for e in w.events if e.data["state"] == "disconnected"]
+    assert downs[0]["reason"] == "cannot reach Discord's API: connection refused"
+    assert [d["attempt"] for d in downs] == list(range(2, len(downs) + 2))
     assert up["username"] == BOT
     assert stored_connection(cfg) == up
 
@@ -260,7 +274,10 @@ async def test_bad_token_is_an_error_without_a_retry_storm(
     w = await watcher(cfg)
     err = await w.state("error")
     assert w.states() == ["connecting", "error"]
-    assert "bot token" in err["reason"] and "bot_token" in err["reason"]
+    assert err["reason"] == (
+        "token rejected: set a new one with `harness plugins set discord bot_token=-`"
+    )
+    assert err["code"] == 401 and "username" not in err
     # Terminal: the supervisor has ended after exactly one login.
     assert daemon.orchestrator is not None
     plugin = daemon.orchestrator._slots["discord"].plugin
@@ -288,7 +305,8 @@ async def test_privileged_intents_missing_is_an_error(
     w = await watcher(cfg)
     err = await w.state("error")
     assert w.states() == ["connecting", "error"]
-    assert "privileged intents" in err["reason"]
+    assert err["reason"].startswith("disallowed intents (4014): turn them on")
+    assert err["code"] == 4014
     assert gateway.identify_count == 1
     assert stored_connection(cfg) == err
 
@@ -302,7 +320,8 @@ async def test_token_revoked_while_running_is_an_error(
     await gateway.drop(4000)
     err = await w.state("error")
     assert w.states() == ["disconnected", "error"]
-    assert "revoked" in err["reason"]
+    assert err["reason"].startswith("token rejected (4004): set a new one with")
+    assert err["code"] == 4004 and "username" not in err
     assert stored_connection(cfg) == err
 
 
@@ -336,12 +355,16 @@ async def test_new_token_reconnects_and_disable_stops(
     )
     await w.state("connected")
     assert w.states() == ["stopped", "connecting", "connected"]
+    # The old bot's name is gone the moment the token changes, until the new one identifies.
+    assert all("username" not in e.data for e in w.events[:2])
     assert gateway.identify_count == 2
     # status_text applies live: no new connection.
     info = await w.client.request(
         "plugins.update_settings", name="discord", settings={"status_text": "watching the harness"}
     )
     assert info["status"] == "running" and gateway.identify_count == 2
+    await gateway.wait_for(lambda g: g.presence_updates[-1:] != [])
+    assert gateway.presence_updates[-1]["activities"][0]["name"] == "watching the harness"
     await w.client.request("plugins.set_enabled", name="discord", enabled=False)
     stopped = await w.state("stopped")
     assert w.states()[-1] == "stopped" and gateway.identify_count == 2

@@ -11,6 +11,7 @@ from textual.events import Mount
 from textual.pilot import Pilot
 
 from harness.config import Config, DaemonConfig
+from harness.protocol import Connection
 from tests.tui.conftest import make_app, until
 from tui.app import HarnessApp
 from tui.screens.fleet import FleetList, FleetScreen
@@ -29,8 +30,8 @@ class StillFleet(FleetScreen):
         m["default"].online = m["default"].ever_online = True
         m["default"].changed_at = NOW - 600
         m["default"].connections = {
-            "discord": {"state": "connected", "seq": 7, "since": T0, "latency_ms": 42.0},
-            "echo": {"state": "disconnected", "seq": 9, "since": NOW - 30, "attempt": 2},
+            "discord": Connection(state="connected", seq=7, since=T0, latency_ms=42.0),
+            "echo": Connection(state="disconnected", seq=9, since=NOW - 30, attempt=2),
         }
         m["prod"].changed_at = NOW - 180
         m["prod"].ever_online = True
@@ -38,7 +39,7 @@ class StillFleet(FleetScreen):
             "ssh: Permission denied (publickey) for ops@prod.example.com: check the user, "
             "the key and the agent (ssh-add -l)"
         )
-        m["prod"].connections = {"discord": {"state": "connected", "seq": 3, "since": T0}}
+        m["prod"].connections = {"discord": Connection(state="connected", seq=3, since=T0)}
         for row in self.rows.values():
             row.refresh(layout=True)
         self.select(self.rows["default"])

@@ -235,7 +235,7 @@ async def test_fleet_overview_live_killed_and_slow(
         # A change on the live daemon reaches its row.
         assert daemon.orchestrator is not None
         await daemon.orchestrator.set_enabled("echo", False)
-        await until(pilot, lambda: members["live"].connections["echo"]["state"] == "stopped")
+        await until(pilot, lambda: members["live"].connections["echo"].state == "stopped")
         await until(pilot, lambda: "■ stopped" in screen_text(app))
         # Enter on a row opens that context's plugins.
         screen.select(screen.rows["live"])

@@ -29,7 +29,7 @@ class Flip(Plugin):
     async def start(self, ctx: PluginContext) -> None:
         Flip.ctx = ctx
         await ctx.set_connection("connecting", attempt=1)
-        await ctx.set_connection("connected", username="Flip#1", latency=0.042)
+        await ctx.set_connection("connected", username="Flip#1", latency_ms=42.0)
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -110,3 +110,19 @@ async def test_an_address_in_use_is_a_clear_error(daemon: Daemon) -> None:
     other = Metrics(seq=lambda: 0, clients=lambda: 0)
     with pytest.raises(MetricsError, match=r"cannot listen on 127\.0\.0\.1:"):
         other.serve("127.0.0.1", daemon.metrics.address[1])
+
+
+async def test_retries_that_do_not_pass_through_connecting_are_counted(daemon: Daemon) -> None:
+    """discord.py reconnects by itself: the plugin reports `disconnected` with attempt 1, 2, 3
+    and then `connected`, never `connecting`. Each retry is an attempt (the counter stayed at 1
+    through a whole outage)."""
+    assert daemon.metrics is not None and daemon.metrics.address is not None
+    port = daemon.metrics.address[1]
+    assert Flip.ctx is not None
+    for attempt in (1, 2, 3):
+        await Flip.ctx.set_connection("disconnected", attempt=attempt, reason="gateway lost")
+    await Flip.ctx.set_connection("connected", username="Flip#1")
+    s = await asyncio.to_thread(scrape, port)
+    # The first at start, two retries that failed, the one that succeeded.
+    assert value(s, "harness_plugin_connection_attempts_total", plugin="flip") == 4
+    assert value(s, "harness_plugin_reconnects_total", plugin="flip") == 1

@@ -16,6 +16,7 @@ import pytest
 
 from harness.client import Client, ClientError
 from harness.config import Config
+from harness.plugin import PluginContext
 from harness.protocol import Event
 from tests.conftest import StartDaemon, collect, conn_states, next_matching, wait_until
 from tests.sample_plugins import Crashy, EarlyFail, Echo, Forgetful, Leaky, Manual, Stuck
@@ -310,7 +311,7 @@ async def test_a_plugin_raising_in_start_is_an_error_and_the_rest_carries_on(
     client = await connect()
     status = {p["name"]: p for p in (await client.request("status"))["plugins"]}
     assert status["crashy"]["status"] == "error"
-    assert status["crashy"]["reason"] == "start failed: RuntimeError: boom at start"
+    assert status["crashy"]["reason"] == "start failed: boom at start"
     assert status["crashy"]["connection"]["state"] == "error"
     assert status["crashy"]["connection"]["reason"] == status["crashy"]["reason"]
     assert status["echo"]["status"] == "running"
@@ -369,7 +370,7 @@ async def test_a_failing_background_task_marks_the_plugin_error(
     await until_event(client, "plugin:status", plugin="stuck", status="error")
     info = await client.request("plugins.get", name="stuck")
     assert info["status"] == "error"
-    assert info["reason"] == "task failed: ValueError: task gave up"
+    assert info["reason"] == "task failed: task gave up"
 
 
 async def test_a_task_failing_while_start_still_runs_marks_the_plugin_error(
@@ -381,7 +382,7 @@ async def test_a_task_failing_while_start_still_runs_marks_the_plugin_error(
     await until_event(client, "plugin:status", plugin="earlyfail", status="error")
     info = await client.request("plugins.get", name="earlyfail")
     assert info["status"] == "error"
-    assert info["reason"] == "task failed: ValueError: task died young"
+    assert info["reason"] == "task failed: task died young"
     assert info["metadata"]["connection"]["state"] == "error"
 
 
@@ -421,11 +422,14 @@ async def test_set_connection_merges_partial_updates_and_persists_before_publish
     client = await connect()
     await client.subscribe(["manual:connection"])
 
-    a = await ctx.set_connection("connected", username="Bot#1", attempt=None)
-    b = await ctx.set_connection("disconnected", reason="network down", attempt=1)
-    c = await ctx.set_connection("disconnected", reason="still down", attempt=2)
-    d = await ctx.set_connection("connected")  # a resume: no username given
-    e = await ctx.set_connection("connected", username=None)  # None removes a field
+    structs = [
+        await ctx.set_connection("connected", username="Bot#1", attempt=None),
+        await ctx.set_connection("disconnected", reason="network down", attempt=1, code=4000),
+        await ctx.set_connection("disconnected", reason="still down", attempt=2),
+        await ctx.set_connection("connected"),  # a resume: no username given
+        await ctx.set_connection("connected", username=None),  # None removes a field
+    ]
+    a, b, c, d, e = (msgspec.to_builtins(x) for x in structs)
     published = await collect(client, 5)
 
     assert [p.data for p in published] == [a, b, c, d, e]
@@ -434,16 +438,25 @@ async def test_set_connection_merges_partial_updates_and_persists_before_publish
         "state": "disconnected",
         "username": "Bot#1",
         "reason": "network down",
+        "code": 4000,
         "attempt": 1,
         "seq": b["seq"],
         "since": b["since"],
     }
     assert c["since"] == b["since"] and c["attempt"] == 2  # same state: since is kept
+    assert "code" not in c  # transient: not carried over
     assert d == {"state": "connected", "username": "Bot#1", "seq": d["seq"], "since": d["since"]}
     assert d["since"] >= c["since"] and e["since"] == d["since"]
     assert "username" not in e
-    assert ctx.connection == e == db_row(config, "manual")[2]["connection"]
+    assert ctx.connection == structs[-1]
+    assert e == db_row(config, "manual")[2]["connection"]
 
+    # A plugin's own fields go in extra, which is identity: kept until replaced.
+    f = await ctx.set_connection("connected", extra={"region": "eu"})
+    g = await ctx.set_connection("disconnected", reason="x")
+    assert f.extra == g.extra == {"region": "eu"}
+    with pytest.raises(TypeError, match="extra"):
+        await ctx.set_connection("connected", region="eu")
     with pytest.raises(ValueError, match="unknown connection state"):
         await ctx.set_connection("exploded")
     with pytest.raises(ValueError, match="set_connection only"):
@@ -604,3 +617,23 @@ async def test_requests_during_shutdown_cannot_restart_a_plugin(
     await stopping
     for name in ("echo", "slowstop"):
         assert db_row(config, name)[2]["connection"]["state"] == "stopped"
+
+
+class ApplyFails(Echo):
+    """Echo whose in-place apply raises, as a live update on a closing socket would."""
+
+    async def apply_settings(self, ctx: PluginContext, changed: frozenset[str]) -> bool:
+        raise ConnectionResetError("Cannot write to closing transport")
+
+
+async def test_a_failing_live_apply_restarts_the_plugin_instead_of_stranding_it(
+    start_daemon: StartDaemon, connect: Connect, configured: Config
+) -> None:
+    await start_daemon(plugins={"echo": ApplyFails}, cfg=configured)
+    client = await connect()
+    await client.subscribe(["echo:*", "plugin:*"])
+    info = await client.request("plugins.update_settings", name="echo", settings={"greeting": "yo"})
+    assert info["status"] == "running" and not info.get("reason")
+    got = await events_until(client, "plugin:status", plugin="echo", status="running")
+    assert conn_states(got) == ["stopped", "connecting", "connected"]
+    assert db_row(configured, "echo")[1] == {"greeting": "yo"}

@@ -66,7 +66,7 @@ async def test_ten_producers_at_once_keep_seq_order_and_stored_equals_published(
             # each must merge onto the one before it.
             a = asyncio.ensure_future(ctx.set_connection(state, attempt=i))
             b = asyncio.ensure_future(ctx.broadcast("tick", {"i": i}))
-            returned.append(await a)
+            returned.append(msgspec.to_builtins(await a))
             await b
         return returned
 
@@ -92,7 +92,7 @@ async def test_ten_producers_at_once_keep_seq_order_and_stored_equals_published(
     assert db_connections(config.database_path) == {**last}
     for ctx, returned in zip(CONTEXTS.values(), results, strict=True):
         assert [r["attempt"] for r in returned] == list(range(rounds))
-        assert ctx.connection == last[ctx.name] == returned[-1]
+        assert msgspec.to_builtins(ctx.connection) == last[ctx.name] == returned[-1]
 
 
 async def test_a_cancelled_caller_still_commits_and_publishes(
@@ -112,8 +112,12 @@ async def test_a_cancelled_caller_still_commits_and_publishes(
     published = [await next_matching(client, lambda e: True) for _ in range(20)]
     assert [e.data["attempt"] for e in published] == list(range(20))
     # Nothing was left half-done: the next call commits, and the stored state is the last.
-    after = await ctx.set_connection("disconnected", reason="after the cancels")
-    assert db_connections(config.database_path)["p0"] == after == ctx.connection
+    after = msgspec.to_builtins(
+        await ctx.set_connection("disconnected", reason="after the cancels")
+    )
+    assert (
+        db_connections(config.database_path)["p0"] == after == msgspec.to_builtins(ctx.connection)
+    )
     stored = db_rows(config.database_path)
     assert all(stored[e.seq] == (e.event, e.data) for e in published)
 

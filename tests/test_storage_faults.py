@@ -97,15 +97,15 @@ async def test_storage_full_during_an_outage_is_told_live_and_caught_up_after(
 
     # The outage: none of these raise into the plugin, all reach the subscriber, marked.
     returned = [
-        await ctx.set_connection("disconnected", reason="gateway went away"),
-        await ctx.set_connection("connecting", attempt=1),
-        await ctx.set_connection("connected"),
+        msgspec.to_builtins(await ctx.set_connection("disconnected", reason="gateway went away")),
+        msgspec.to_builtins(await ctx.set_connection("connecting", attempt=1)),
+        msgspec.to_builtins(await ctx.set_connection("connected")),
     ]
     live = [await next_matching(client, lambda e: e.event == "link:connection") for _ in range(3)]
     assert [e.data["state"] for e in live] == ["disconnected", "connecting", "connected"]
     assert [e.persisted for e in live] == [False, False, False]
     assert [e.data for e in live] == returned
-    assert ctx.connection == returned[-1]  # the live state is the plugin's state
+    assert msgspec.to_builtins(ctx.connection) == returned[-1]  # the live state is the plugin's
 
     status = await client.request("status")
     assert status["storage"]["ok"] is False and status["storage"]["cause"] == "disk full"
@@ -188,15 +188,15 @@ async def test_recovering_in_the_same_commit_as_a_newer_state_keeps_the_newer(
     client: Client = await connect()
     await client.subscribe([STORAGE_EVENT])
     await fill_up(daemon)
-    unstored = await ctx.set_connection("disconnected", reason="outage")
+    unstored = msgspec.to_builtins(await ctx.set_connection("disconnected", reason="outage"))
     assert daemon.store is not None
     await daemon.store.limit_pages(1_000_000)
     # At once, before the retry timer: this commit also stores what the outage left unstored,
     # and that older value must not overwrite this newer one.
-    newest = await ctx.set_connection("connected")
+    newest = msgspec.to_builtins(await ctx.set_connection("connected"))
     assert newest["seq"] > unstored["seq"]
     await next_matching(client, lambda e: e.data.get("state") == "recovered")
-    assert stored(config.database_path)[0] == newest == ctx.connection
+    assert stored(config.database_path)[0] == newest == msgspec.to_builtins(ctx.connection)
 
 
 async def test_a_daemon_stopping_while_storage_fails_still_stops_cleanly(

@@ -29,13 +29,17 @@ from harness import __version__, transport
 from harness.client import Client, ClientError, DaemonUnavailable
 from harness.protocol import (
     STORAGE_EVENT,
+    Connection,
     ConnectionsSnapshot,
     Event,
+    Health,
     PluginInfo,
     StorageHealth,
     StoredPlugin,
     describe_storage,
     plugin_of_connection_event,
+    plugin_of_health_event,
+    to_connection,
 )
 from harness.store import PluginRow, Store, StoreError
 from harness.transport import Target
@@ -104,7 +108,9 @@ class Stream:
         self.stale_ignored = 0
         self.seeds = 0
         self._epoch = 0
-        self._pending_conn: dict[str, tuple[Mapping[str, Any], float]] = {}
+        self._pending_conn: dict[str, tuple[Connection, float]] = {}
+        # Live heartbeat health per plugin ({plugin}:health): latest wins, never stored.
+        self._pending_health: dict[str, Health] = {}
         self._pending_status: dict[str, tuple[Mapping[str, Any], float]] = {}
         self._pending_events: deque[Event] = deque(maxlen=EVENT_BUFFER)
         self._dropped = 0
@@ -248,7 +254,7 @@ class Stream:
                 # Offline, nothing is running; plugins.list fills this in once online.
                 status=prev.status if online else "",
                 reason=prev.reason if online else None,
-                connection=conn if isinstance(conn, dict) else None,
+                connection=to_connection(conn),
                 updated_at=row.updated_at,
                 epoch=self._epoch,
             )
@@ -268,8 +274,8 @@ class Stream:
                 reason=info.reason,
                 info=info,
             )
-            conn = info.metadata.get("connection")
-            if isinstance(conn, dict):
+            conn = to_connection(info.metadata.get("connection"))
+            if conn is not None:
                 state = state.with_connection(conn, info.updated_at)
             plugins[info.name] = state
         self.app.plugins = plugins
@@ -284,8 +290,17 @@ class Stream:
         self._pending_events.append(event)
         name = event.event
         plugin = plugin_of_connection_event(name)
+        health_of = plugin_of_health_event(name) if plugin is None else None
+        conn = None
         if plugin is not None:
-            conn = event.data if "seq" in event.data else {**event.data, "seq": event.seq}
+            data = event.data if "seq" in event.data else {**event.data, "seq": event.seq}
+            conn = to_connection(data)
+        if health_of is not None:
+            try:
+                self._pending_health[health_of] = msgspec.convert(event.data, Health)
+            except msgspec.ValidationError:
+                pass  # a health shape we do not know: nothing to show
+        if plugin is not None and conn is not None:
             pending = self._pending_conn.get(plugin)
             held = max(
                 connection_seq(pending[0]) if pending else 0,
@@ -331,11 +346,16 @@ class Stream:
         if self.app.stream is not self:
             return  # replaced by a context switch: its leftovers belong to no one
         self._last_flush = time.monotonic()
-        if self._pending_conn or self._pending_status:
+        if self._pending_conn or self._pending_status or self._pending_health:
             plugins = dict(self.app.plugins)
             for name, (conn, ts) in self._pending_conn.items():
                 prev = plugins.get(name) or PluginState(name=name, epoch=self._epoch)
                 plugins[name] = prev.with_connection(conn, ts)
+            for name, health in self._pending_health.items():
+                prev = plugins.get(name) or PluginState(name=name, epoch=self._epoch)
+                if prev.connection is not None and prev.connection.state == "connected":
+                    plugins[name] = dataclasses.replace(prev, health=health)
+            self._pending_health.clear()
             for name, (data, ts) in self._pending_status.items():
                 prev = plugins.get(name) or PluginState(name=name, epoch=self._epoch)
                 status = str(data.get("status", ""))

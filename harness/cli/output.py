@@ -8,7 +8,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from harness.protocol import STATE_GLYPHS
+from harness import render
+from harness.protocol import to_connection
 
 # Keys of event data that hold a Unix time: shown as local time with age, never as an epoch.
 TIME_KEYS = frozenset({"since", "retry_at", "ts", "started", "updated_at"})
@@ -41,21 +42,13 @@ def when(ts: float, now: float | None = None) -> str:
     return f"{stamp} ({age(delta)} ago)" if delta >= 0 else f"{stamp} (in {age(-delta)})"
 
 
-def describe_connection(conn: dict[str, Any] | None) -> str:
-    """One line, glyph and words (never colour alone): ``● connected as Bot#1 since 12:03:04
-    (5m ago)``."""
-    if not conn:
-        return "-"
-    state = conn.get("state", "?")
-    text = f"{STATE_GLYPHS.get(state, '?')} {state.replace('_', ' ')}"
-    if state == "connected" and conn.get("username"):
-        text += f" as {conn['username']}"
-    if conn.get("attempt"):
-        text += f" (attempt {conn['attempt']})"
-    if conn.get("reason"):
-        text += f": {conn['reason']}"
-    if conn.get("since"):
-        text += f" since {when(conn['since'])}"
+def describe_connection(conn: Any) -> str:
+    """One line, glyph and words (never colour alone), from harness.render, with the CLI's
+    local time and age: ``● connected as Bot#1 · 42 ms since 12:03:04 (5m ago)``."""
+    c = to_connection(conn)
+    text = render.line(c, time.time(), show_since=False)
+    if c is not None and c.since:
+        text += f" since {when(c.since)}"
     return text
 
 

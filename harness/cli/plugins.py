@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.common import EXIT_OK, EXIT_USAGE, err, print_json, with_client
+from harness.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err, print_json, with_client
 from harness.cli.output import describe_connection, fix_hints, plugin_table
 
 
@@ -49,7 +49,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             err(f"{exc}; nothing was changed")
             return EXIT_USAGE
         info = await client.request("plugins.update_settings", name=args.name, settings=values)
-        print(f"{args.name}: saved {', '.join(sorted(values))}; status {info['status']}")
+        saved = f"{args.name}: saved {', '.join(sorted(values))}"
+        conn = describe_connection(info["metadata"].get("connection"))
+        if info["status"] == "error":
+            # Stored, but the plugin did not come back: say so, and fail.
+            err(f"{saved}, but the plugin is in error: {info.get('reason') or 'see the log'}")
+            _print_hints([info])
+            return EXIT_FAILED
+        print(f"{saved}; plugin {info['status']}; connection {conn}")
         _print_hints([info])
         return EXIT_OK
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
+from msgspec import to_builtins
 from textual.message import Message
 
 from harness.client import Client
 from harness.config import Config
-from harness.protocol import Event
+from harness.protocol import Connection, Event
 from tests.conftest import StartDaemon
 from tests.sample_plugins import Echo
 from tests.tui.conftest import make_app, open_settings, screen_text, until
@@ -57,27 +59,28 @@ async def test_event_older_than_seed_is_ignored(
         await until(pilot, lambda: "Connected as RaceBot#0001" in status.text)
         # The queued stopped / connecting / connected events were all at or below the seed.
         await until(pilot, lambda: app.stream.stale_ignored >= 3)
-        seeded = dict(status.connection or {})
+        seeded = status.connection
+        assert seeded is not None
         # A bubbling message is seen once per node it passes: count each message once.
         posted = {id(m): m for m in messages if isinstance(m, ConnectionStatus.Changed)}
         changes = [m.connection for m in posted.values()]
-        seqs = [c["seq"] for c in changes if c]
+        seqs = [c.seq for c in changes if c]
         assert seqs == sorted(set(seqs)), "the indicator went back in time"
         assert changes[-1] == seeded
-        assert all(c and c["state"] == "connected" for c in changes)  # never "connecting"
+        assert all(c and c.state == "connected" for c in changes)  # never "connecting"
 
         # The real path: an old event arriving now is counted as stale and changes nothing.
-        old = {"state": "connecting", "seq": seeded["seq"] - 1, "since": time.time()}
+        old = Connection(state="connecting", seq=seeded.seq - 1, since=time.time())
         before = app.stream.stale_ignored
         app.stream.on_event(
-            Event(seq=old["seq"], ts=time.time(), event="echo:connection", data=old)
+            Event(seq=old.seq, ts=time.time(), event="echo:connection", data=to_builtins(old))
         )
         await pilot.pause(0.1)
         assert app.stream.stale_ignored == before + 1
         assert app.plugins["echo"].connection == seeded
         # The widget on its own applies the same rule.
         assert status.apply(old) is False
-        assert status.apply({**seeded}) is False  # equal seq: not newer
+        assert status.apply(msgspec.structs.replace(seeded)) is False  # equal seq: not newer
         assert status.connection == seeded
         assert "Connected as RaceBot#0001" in status.text
 
@@ -107,8 +110,8 @@ async def test_daemon_down_goes_offline_fast_and_recovers(
         assert "daemon offline" not in status.text
 
 
-def _conn(seq: int, state: str, **extra: Any) -> dict[str, Any]:
-    return {"state": state, "seq": seq, "since": 1_700_000_000.0, **extra}
+def _conn(seq: int, state: str, **extra: Any) -> Connection:
+    return Connection(state=state, seq=seq, since=1_700_000_000.0, **extra)
 
 
 async def test_indicator_texts_for_every_state(config: Config) -> None:
@@ -121,7 +124,10 @@ async def test_indicator_texts_for_every_state(config: Config) -> None:
         cases = [
             (_conn(1, "connecting"), "◌ Connecting…"),
             (_conn(2, "connected", username="EchoBot#0001"), "● Connected as EchoBot#0001"),
-            (_conn(3, "disconnected", attempt=2), "○ Disconnected — retrying (attempt 2)"),
+            (
+                _conn(3, "disconnected", attempt=2, retry_at=1_700_000_072.0, reason="4009 x"),
+                "○ Disconnected — retrying in 12 s · attempt 2",
+            ),
             (_conn(4, "error", reason="bad token"), "✖ Error: bad token"),
             (_conn(5, "stopped"), "■ Stopped"),
             (_conn(6, "not_configured"), "… Not configured"),
@@ -132,3 +138,22 @@ async def test_indicator_texts_for_every_state(config: Config) -> None:
             assert "since 22:13 (1 min)" in status.text
         assert not status.apply(_conn(3, "connected", username="Old"))
         assert status.text.startswith("… Not configured")
+
+
+async def test_a_short_drop_stays_visible_and_the_countdown_ticks(config: Config) -> None:
+    """A resume within milliseconds still shows ("reconnected 6 s ago after a 9 ms drop"), and
+    a retry countdown redraws by itself as its text changes (no event needed)."""
+    now = [1_700_000_006.0]
+    app = make_app(config, stream=False, clock=lambda: now[0])
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.stream.set_online(0)
+        await open_settings(pilot, "echo")
+        status = app.screen.query_one(ConnectionStatus)
+        assert status.apply(_conn(1, "connected", username="EchoBot#0001", drop_ms=9.0))
+        assert "reconnected 6 s ago after a 9 ms drop" in status.text
+        down = _conn(2, "disconnected", attempt=2, retry_at=now[0] + 3, reason="4000 x")
+        assert status.apply(down)
+        await pilot.pause()
+        assert "retrying in 3 s · attempt 2" in status.text
+        now[0] += 1.0
+        await until(pilot, lambda: "retrying in 2 s · attempt 2" in screen_text(app))

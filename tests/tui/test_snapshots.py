@@ -147,7 +147,15 @@ def test_settings_disconnected(snap_compare: Any, prepared: Config, size: tuple[
     assert snap_compare(
         app,
         terminal_size=size,
-        run_before=live(echo_info(), state="disconnected", attempt=3, username="EchoBot#0001"),
+        run_before=live(
+            echo_info(),
+            state="disconnected",
+            attempt=3,
+            username="EchoBot#0001",
+            reason="4009 session timed out",
+            code=4009,
+            retry_at=NOW + 12,
+        ),
     )
 
 

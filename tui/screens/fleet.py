@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -23,10 +22,16 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
+from harness import render
 from harness.client import Client, ClientError, DaemonUnavailable
-from harness.protocol import ConnectionsSnapshot, plugin_of_connection_event
+from harness.protocol import (
+    Connection,
+    ConnectionsSnapshot,
+    plugin_of_connection_event,
+    to_connection,
+)
 from harness.transport import Target
-from tui.state import GLYPHS, UNKNOWN_GLYPH, ago, clock_time, connection_seq, state_word
+from tui.state import ago, connection_seq
 from tui.stream import CLIENT_NAME, backoff
 from tui.widgets.link_status import LinkStatus
 
@@ -47,7 +52,7 @@ class Member:
     changed_at: float = 0.0  # when it last went online or offline (0: still the first try)
     reason: str = "connecting…"
     server: str = ""
-    connections: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    connections: dict[str, Connection] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
     changes: int = 0  # events applied; read by the benchmark
 
@@ -99,7 +104,7 @@ class FleetLink:
         m.connections = {
             p.name: conn
             for p in snapshot.plugins
-            if isinstance(conn := p.metadata.get("connection"), dict)
+            if (conn := to_connection(p.metadata.get("connection"))) is not None
         }
         m.status = {p.name: ("enabled" if p.enabled else "disabled") for p in snapshot.plugins}
         m.server = client.welcome.server
@@ -112,7 +117,11 @@ class FleetLink:
             plugin = plugin_of_connection_event(event.event)
             new_line = False
             if plugin is not None:
-                conn = event.data if "seq" in event.data else {**event.data, "seq": event.seq}
+                conn = to_connection(event.data)
+                if conn is None:
+                    continue  # not a connection object this client understands
+                if not conn.seq:
+                    conn = msgspec.structs.replace(conn, seq=event.seq)
                 if connection_seq(conn) <= connection_seq(m.connections.get(plugin)):
                     continue  # older than the snapshot: ours is newer
                 new_line = plugin not in m.connections
@@ -191,23 +200,17 @@ class FleetRow(Widget):
         stale = not m.online
         for name, conn in sorted(m.connections.items()):
             text.append("\n      ")
-            text.append(_plugin_line(name, conn, m.status.get(name, ""), app.tz, stale))
+            text.append(_plugin_line(name, conn, m.status.get(name, ""), now, app.tz, stale))
         return text
 
 
-def _plugin_line(name: str, conn: Mapping[str, Any], status: str, tz: Any, stale: bool) -> Text:
-    state = str(conn.get("state", "unknown"))
-    parts = [f"{name:<12} {GLYPHS.get(state, UNKNOWN_GLYPH)} {state_word(state)}"]
-    since = conn.get("since")
-    if isinstance(since, (int, float)):
-        parts.append(f"since {clock_time(since, tz)}")
-    latency = conn.get("latency_ms")
-    if isinstance(latency, (int, float)) and state == "connected":
-        parts.append(f"{latency:.0f} ms")
+def _plugin_line(
+    name: str, conn: Connection, status: str, now: float, tz: Any, stale: bool
+) -> Text:
+    # The same words as the plugins table and the indicator (harness.render).
+    parts = [f"{name:<12} {render.short(conn, now, tz)}"]
     if status == "disabled":
         parts.append("disabled")
-    elif state != "connected" and conn.get("reason"):
-        parts.append(str(conn["reason"]))
     if stale:
         parts.append("(last known)")
     return Text("  ".join(parts), style="dim" if stale else "")

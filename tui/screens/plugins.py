@@ -9,9 +9,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Static
 
-from tui.state import LinkState, PluginState, connection_summary
+from harness import render
+from tui.state import LinkState, PluginState
 from tui.widgets.link_status import LinkStatus
 
 if TYPE_CHECKING:
@@ -48,6 +50,8 @@ class PluginsScreen(Screen[None]):
         yield Static("", id="plugins-note", markup=False)
         yield Footer()
 
+    _tick: Timer | None = None
+
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for key, label in COLUMNS:
@@ -62,7 +66,7 @@ class PluginsScreen(Screen[None]):
             state.version or "—",
             enabled_cell(state.enabled),
             state.status or "—",
-            connection_summary(state.connection, self.harness.tz),
+            render.short(state.connection, self.harness.clock(), self.harness.tz, state.health),
         )
 
     def _on_plugins(self, plugins: Mapping[str, PluginState]) -> None:
@@ -78,6 +82,22 @@ class PluginsScreen(Screen[None]):
         for gone in present - set(plugins):
             table.remove_row(gone)
         self._update_note()
+        self._schedule_tick(plugins)
+
+    def _schedule_tick(self, plugins: Mapping[str, PluginState]) -> None:
+        # No fixed timer: redraw exactly when a cell's text would change by itself (a retry
+        # countdown, a heartbeat warning counting up), and not at all while nothing would.
+        if self._tick is not None:
+            self._tick.stop()
+            self._tick = None
+        now = self.harness.clock()
+        waits = [
+            w
+            for s in plugins.values()
+            if (w := render.next_change(s.connection, now, s.health, short_form=True)) is not None
+        ]
+        if waits:
+            self._tick = self.set_timer(min(waits), lambda: self._on_plugins(self.harness.plugins))
 
     def _on_link(self, link: LinkState) -> None:
         self.set_class(not link.online and link.changed_at > 0, "-offline")

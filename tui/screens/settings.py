@@ -18,8 +18,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Static
 
+from harness import render
 from harness.client import ClientError, DaemonUnavailable
-from harness.protocol import E_INVALID_SETTINGS, PluginInfo
+from harness.protocol import E_INVALID_SETTINGS, PluginInfo, to_connection
 from tui.screens.confirm import ConfirmScreen
 from tui.state import LinkState, PluginState
 from tui.widgets.connection_status import ConnectionStatus
@@ -220,8 +221,21 @@ class SettingsScreen(Screen[None]):
         info = msgspec.convert(result, PluginInfo)
         form.load(info.settings)
         self.harness.stream.apply_infos([info])
-        # Names only: a secret's value never goes into a notification.
-        self.notify(f"Saved {self.plugin}: {', '.join(sorted(changes))}.")
+        # Names only: a secret's value never goes into a notification. The toast says what
+        # really happened: stored, and whether the plugin is up, waiting or in error.
+        saved = f"Saved {self.plugin}: {', '.join(sorted(changes))}."
+        if info.status == "error":
+            self.notify(
+                f"{saved} But the plugin is in error: {info.reason or 'see the log'}",
+                severity="error",
+            )
+            return
+        conn = to_connection(info.metadata.get("connection"))
+        if conn is not None and conn.state in ("disconnected", "connecting"):
+            now = render.headline(conn, self.harness.clock())
+            self.notify(f"{saved} Connection now: {now} (a live setting applies once connected).")
+            return
+        self.notify(saved)
 
     @work(exclusive=True, group="settings-toggle", exit_on_error=False)
     async def action_toggle_enabled(self) -> None:

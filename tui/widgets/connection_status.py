@@ -11,42 +11,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from rich.text import Text
 from textual.message import Message
+from textual.timer import Timer
 from textual.widget import Widget
 
-from tui.state import GLYPHS, UNKNOWN_GLYPH, LinkState, PluginState, ago, clock_time
+from harness import render
+from harness.protocol import Connection, Health
+from tui.state import GLYPHS, LinkState, PluginState, ago
 
 if TYPE_CHECKING:
     from tui.app import HarnessApp
-
-
-def headline(connection: Mapping[str, Any] | None) -> str:
-    """The first line: a glyph and words for the state (never colour alone)."""
-    if not connection:
-        return f"{UNKNOWN_GLYPH} No connection reported yet"
-    state = str(connection.get("state", ""))
-    glyph = GLYPHS.get(state, UNKNOWN_GLYPH)
-    reason = connection.get("reason")
-    if state == "connected":
-        name = connection.get("username")
-        return f"{glyph} Connected as {name}" if name else f"{glyph} Connected"
-    if state == "connecting":
-        return f"{glyph} Connecting…"
-    if state == "disconnected":
-        attempt = connection.get("attempt")
-        text = f"{glyph} Disconnected — retrying"
-        text += f" (attempt {attempt})" if attempt else ""
-        return text + (f": {reason}" if reason else "")
-    if state == "error":
-        return f"{glyph} Error: {reason or 'unknown'}"
-    if state == "stopped":
-        return f"{glyph} Stopped" + (f" — {reason}" if reason else "")
-    if state == "not_configured":
-        return f"{glyph} Not configured" + (f" — {reason}" if reason else "")
-    return f"{UNKNOWN_GLYPH} Unknown state {state!r}"
 
 
 class ConnectionStatus(Widget):
@@ -68,7 +45,7 @@ class ConnectionStatus(Widget):
     class Changed(Message):
         """A newer connection value was applied (posted for listeners and tests)."""
 
-        def __init__(self, plugin: str, connection: Mapping[str, Any] | None) -> None:
+        def __init__(self, plugin: str, connection: Connection | None) -> None:
             super().__init__()
             self.plugin = plugin
             self.connection = connection
@@ -76,8 +53,10 @@ class ConnectionStatus(Widget):
     def __init__(self, plugin: str, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.plugin = plugin
-        self.connection: Mapping[str, Any] | None = None
+        self.connection: Connection | None = None
+        self.health: Health | None = None
         self.seq = 0
+        self._tick: Timer | None = None
         self._epoch = -1
         self._link = LinkState()
         self._updated_at = 0.0
@@ -90,8 +69,6 @@ class ConnectionStatus(Widget):
     def on_mount(self) -> None:
         self.watch(self.app, "link", self._on_link)
         self.watch(self.app, "plugins", self._on_plugins)
-        # The "since"/"ago" texts age; once a second is plenty for minute resolution.
-        self.set_interval(1.0, self.refresh)
 
     def _on_plugins(self, plugins: Mapping[str, PluginState]) -> None:
         state = plugins.get(self.plugin)
@@ -101,22 +78,27 @@ class ConnectionStatus(Widget):
             # A new seed is the truth as of now, even if its seq is lower (database reset).
             self._epoch = state.epoch
             self.seq = -1
-        self.apply(state.connection, updated_at=state.updated_at)
+        if not self.apply(state.connection, updated_at=state.updated_at) and (
+            state.health != self.health
+        ):
+            self.health = state.health
+            self.refresh(layout=True)
+        self.health = state.health
 
     def _on_link(self, link: LinkState) -> None:
         self._link = link
         self.set_class(not link.online and link.changed_at > 0, "-stale")
         self.refresh(layout=True)
 
-    def apply(self, connection: Mapping[str, Any] | None, *, updated_at: float = 0.0) -> bool:
+    def apply(self, connection: Connection | None, *, updated_at: float = 0.0) -> bool:
         """Show ``connection`` if its seq is newer than the one held; returns whether it did."""
-        seq = connection.get("seq", 0) if connection else 0
-        if not isinstance(seq, int) or seq <= self.seq:
+        seq = connection.seq if connection else 0
+        if seq <= self.seq:
             return False
         self.seq = seq
         self.connection = connection
         self._updated_at = updated_at
-        state = str(connection.get("state", "")) if connection else ""
+        state = connection.state if connection else ""
         for name in GLYPHS:
             self.set_class(name == state, f"-{name}")
         self.refresh(layout=True)  # the number of lines may change
@@ -133,13 +115,22 @@ class ConnectionStatus(Widget):
         tz: dt.tzinfo | None = app.tz
         now = app.clock()
         conn = self.connection
-        text = Text(headline(conn))
-        since = conn.get("since") if conn else None
-        if isinstance(since, (int, float)):
-            age = ago(now - since).removesuffix(" ago")
-            text.append(f"\nsince {clock_time(since, tz)} ({age})")
-        if not self._link.online and self._link.changed_at > 0:
+        offline = not self._link.online and self._link.changed_at > 0
+        # Health is live-only: while the daemon is away it says nothing about now.
+        health = None if offline else self.health
+        text = Text("\n".join(render.long(conn, now, tz, health)))
+        self._schedule_tick(render.next_change(conn, now, health))
+        if offline:
             known = self._link.changed_at if self._link.ever_online else self._updated_at
             when = ago(now - known) if known else "at an unknown time"
             text.append(f"\n▼ daemon offline — last known {when}", style="italic")
         return text
+
+    def _schedule_tick(self, delay: float | None) -> None:
+        # No fixed timer: the next redraw is booked for the moment the text would change by
+        # itself (a countdown, an age), and none while it would not.
+        if self._tick is not None:
+            self._tick.stop()
+            self._tick = None
+        if delay is not None:
+            self._tick = self.set_timer(delay, self.refresh)

@@ -1,4 +1,7 @@
-"""A local Discord REST API and gateway (v10, JSON) that the real discord.py client can use."""
+"""A Discord emulator: a local REST API and gateway (v10, JSON, optional zlib-stream) that the
+real discord.py client can use, with controls for every fault the plugin must survive.
+
+Runtime code, not a test helper: ``harness demo`` runs it, and tests and benchmarks use it."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import secrets
 import signal
 import sys
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -51,9 +55,19 @@ CLOSE_REASONS = {
     4003: "Not authenticated",
     4004: "Authentication failed",
     4005: "Already authenticated",
+    4007: "Invalid seq",
+    4008: "Rate limited",
+    4009: "Session timed out",
+    4010: "Invalid shard",
+    4011: "Sharding required",
     4012: "Invalid API version",
+    4013: "Invalid intent(s)",
     4014: "Disallowed intent(s)",
 }
+# Discord's documented effect of each close code on the session: after these the session is
+# gone (a RESUME gets op 9 d=false); after the others in 4000-4009 it may be resumed.
+SESSION_ENDING_CLOSES = frozenset({4004, 4007, 4009, 4010, 4011, 4012, 4013, 4014})
+GUILD_ID_BASE = 1200000000000000000
 
 
 @dataclass
@@ -72,6 +86,10 @@ class _Connection:
     # How this side ended the connection, for the log: the close code a client echoes back
     # (ws.close_code afterwards) need not be the one we sent.
     ended_by: str | None = None
+    # One zlib stream per connection (compress=zlib-stream), flushed after each payload.
+    compressor: Any = None
+    last_heartbeat: float = 0.0
+    tasks: set[asyncio.Task[None]] | None = None
 
 
 def _json_response(status: int, payload: Any) -> web.Response:
@@ -115,6 +133,9 @@ class LocalDiscordGateway:
         heartbeat_interval: int = 41250,
         require_privileged_intents: bool = False,
         control_api: bool = False,
+        guilds: int = 0,
+        guild_stream_delay: float = 0.0,
+        missed_heartbeat_grace: float | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -124,6 +145,23 @@ class LocalDiscordGateway:
         self.heartbeat_interval = heartbeat_interval
         self.require_privileged_intents = require_privileged_intents
         self.heartbeat_acks_paused = False
+        # READY lists this many guilds as unavailable, then one GUILD_CREATE streams per guild,
+        # ``guild_stream_delay`` seconds apart, as a real gateway does for a bot in guilds.
+        self.guilds = guilds
+        self.guild_stream_delay = guild_stream_delay
+        # A client that sends no heartbeat for interval + grace seconds is closed with 4009
+        # (None: never, which keeps slow test machines from tripping it by accident).
+        self.missed_heartbeat_grace = missed_heartbeat_grace
+        # Faults that leave the port open: the gateway answers its HTTP upgrade with this status
+        # (REST keeps working), and REST answers with ``rest_status`` (5xx) or a rate limit.
+        self.gateway_http_status: int | None = None
+        self.rest_status: int | None = None
+        self._rate_limit_until = 0.0
+        self._rate_limit_global = False
+        self._rate_limit_headers = True
+        self.rest_429_count = 0
+        self.compressed_connections = 0  # gateway connections served as a zlib stream
+        self.presence_updates: list[Any] = []  # the ``d`` of every op 3 received, in order
         self.login_count = 0  # GET /users/@me: one per client login, accepted or not
         self.resumed_at = 0.0
         self.identify_count = 0
@@ -240,11 +278,13 @@ class LocalDiscordGateway:
         self.set_tokens(())
 
     async def drop(self, code: int = 4000) -> None:
-        """Close every gateway websocket with ``code``.
-
-        discord.py resumes after 4000, 1000 and 1001; 4004 (token) and 4014 (intents) are fatal.
-        """
+        """Close every gateway websocket with ``code``, with its documented effect: codes in
+        ``SESSION_ENDING_CLOSES`` also forget the session, so only a new IDENTIFY works."""
         log.info("control: drop code=%d (%d session(s))", code, self.active_sessions)
+        if code in SESSION_ENDING_CLOSES:
+            for conn in self._connections:
+                if conn.session is not None:
+                    self._sessions.pop(conn.session.session_id, None)
         await self._close_all(code, CLOSE_REASONS.get(code, "Closed by harness"))
 
     async def abort(self) -> None:
@@ -275,6 +315,40 @@ class LocalDiscordGateway:
         """Forget every session so the next RESUME gets op 9 d=false (like a long outage)."""
         log.info("control: expire %d session(s)", len(self._sessions))
         self._sessions.clear()
+
+    async def request_heartbeat(self) -> None:
+        """Send op 1 HEARTBEAT: the client must answer with a heartbeat at once."""
+        log.info("control: heartbeat requested (%d session(s))", self.active_sessions)
+        await self._broadcast(OP_HEARTBEAT, None)
+
+    def refuse_gateway(self, status: int | None = 503) -> None:
+        """Answer gateway upgrades with HTTP ``status`` (None: accept again); REST stays up."""
+        log.info("control: gateway upgrades answered with %s", status or "101 (accepting)")
+        self.gateway_http_status = status
+        self._changed()
+
+    def fail_rest(self, status: int | None = 503) -> None:
+        """Answer every REST call with HTTP ``status`` (None: serve normally again)."""
+        log.info("control: REST answers %s", status or "normally")
+        self.rest_status = status
+        self._changed()
+
+    def rate_limit_rest(
+        self, seconds: float, *, global_: bool = False, discord_headers: bool = True
+    ) -> None:
+        """Answer REST with 429 for ``seconds``. With Discord's headers: ``retry_after`` (body)
+        and ``Retry-After``/``X-RateLimit-*`` (headers), ``global`` as asked. Without them: a
+        bare 429 as Cloudflare sends when it has banned the IP."""
+        log.info(
+            "control: REST rate limited for %.2fs (global=%s, discord headers=%s)",
+            seconds,
+            global_,
+            discord_headers,
+        )
+        self._rate_limit_until = time.monotonic() + seconds
+        self._rate_limit_global = global_
+        self._rate_limit_headers = discord_headers
+        self._changed()
 
     async def pause_heartbeat_acks(self, paused: bool = True) -> None:
         """Stop (or resume) answering HEARTBEAT with HEARTBEAT_ACK."""
@@ -337,6 +411,10 @@ class LocalDiscordGateway:
             "refusing": self.refusing,
             "heartbeat_acks_paused": self.heartbeat_acks_paused,
             "require_privileged_intents": self.require_privileged_intents,
+            "gateway_http_status": self.gateway_http_status,
+            "rest_status": self.rest_status,
+            "rest_rate_limited": self._rate_limit_until > time.monotonic(),
+            "rest_429_count": self.rest_429_count,
         }
 
     # A timeout argument (not a caller-side asyncio.timeout) keeps test waits one short line.
@@ -361,11 +439,43 @@ class LocalDiscordGateway:
     async def _close_after_response(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        response = await handler(request)
+        fault = self._rest_fault(request)
+        response = fault if fault is not None else await handler(request)
         if not isinstance(response, web.WebSocketResponse):
             # No idle keep-alive connections: a pooled one would slip past refuse_connections.
             response.force_close()
         return response
+
+    def _rest_fault(self, request: web.Request) -> web.Response | None:
+        if not request.path.startswith(API_PREFIX):
+            return None
+        if request.path == f"{API_PREFIX}/users/@me":
+            self.login_count += 1  # counted here too: a refused login is still an attempt
+            self._changed()
+        remaining = self._rate_limit_until - time.monotonic()
+        if remaining > 0:
+            self.rest_429_count += 1
+            self._changed()
+            if not self._rate_limit_headers:
+                return web.Response(status=429, text="error code: 1015", content_type="text/plain")
+            body = {
+                "message": "You are being rate limited.",
+                "retry_after": round(remaining, 3),
+                "global": self._rate_limit_global,
+            }
+            response = _json_response(429, body)
+            response.headers["Retry-After"] = str(max(1, round(remaining)))
+            response.headers["X-RateLimit-Limit"] = "5"
+            response.headers["X-RateLimit-Remaining"] = "0"
+            response.headers["X-RateLimit-Reset-After"] = f"{remaining:.3f}"
+            response.headers["X-RateLimit-Bucket"] = "emulator"
+            response.headers["X-RateLimit-Scope"] = "global" if self._rate_limit_global else "user"
+            if self._rate_limit_global:
+                response.headers["X-RateLimit-Global"] = "true"
+            return response
+        if self.rest_status is not None:
+            return _error(self.rest_status, "Service Unavailable")
+        return None
 
     def _rest_authorized(self, request: web.Request) -> bool:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -386,8 +496,6 @@ class LocalDiscordGateway:
         }
 
     async def _users_me(self, request: web.Request) -> web.Response:
-        self.login_count += 1
-        self._changed()
         if not self._rest_authorized(request):
             return _error(401, "Unauthorized")
         return _json_response(200, self._bot_user())
@@ -437,6 +545,10 @@ class LocalDiscordGateway:
     async def _gateway(self, request: web.Request) -> web.StreamResponse:
         # timeout bounds how long a close waits for the client's closing frame.
         ws = web.WebSocketResponse(timeout=5.0)
+        if self.gateway_http_status is not None:
+            self.connection_count += 1
+            self._changed()
+            return _error(self.gateway_http_status, "gateway unavailable")
         if not ws.can_prepare(request).ok:
             return _error(400, "Bad Request")
         await ws.prepare(request)
@@ -462,12 +574,41 @@ class LocalDiscordGateway:
         if query.get("v", "10") != "10":
             await self._close(conn, 4012)
             return
-        # Only JSON is spoken. A compress=zlib-stream query is ignored: frames go out as plain
-        # text, which discord.py accepts alongside compressed binary ones.
         if query.get("encoding", "json") != "json":
             await self._close(conn, 4002)
             return
+        # As real Discord: with compress=zlib-stream every payload goes out as binary frames of
+        # one zlib stream per connection. Other compressions (zstd-stream) are sent as text.
+        if query.get("compress") == "zlib-stream":
+            conn.compressor = zlib.compressobj()
+            self.compressed_connections += 1
+        conn.last_heartbeat = time.monotonic()
         await self._send(conn, OP_HELLO, {"heartbeat_interval": self.heartbeat_interval})
+        watchdog = None
+        if self.missed_heartbeat_grace is not None:
+            watchdog = asyncio.create_task(self._heartbeat_watchdog(conn))
+        try:
+            await self._receive(conn)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            for task in list(conn.tasks or ()):
+                task.cancel()
+
+    async def _heartbeat_watchdog(self, conn: _Connection) -> None:
+        assert self.missed_heartbeat_grace is not None
+        limit = self.heartbeat_interval / 1000 + self.missed_heartbeat_grace
+        while not conn.ws.closed:
+            late = conn.last_heartbeat + limit - time.monotonic()
+            if late <= 0:
+                log.info("gateway #%d: no heartbeat for %.1fs: closing 4009", conn.number, limit)
+                if conn.session is not None:
+                    self._sessions.pop(conn.session.session_id, None)
+                await self._close(conn, 4009)
+                return
+            await asyncio.sleep(late)
+
+    async def _receive(self, conn: _Connection) -> None:
         async for msg in conn.ws:
             if msg.type is not WSMsgType.TEXT:
                 await self._close(conn, 4002)
@@ -483,6 +624,7 @@ class LocalDiscordGateway:
 
     async def _handle(self, conn: _Connection, op: Any, data: Any) -> None:
         if op == OP_HEARTBEAT:
+            conn.last_heartbeat = time.monotonic()
             self.heartbeat_count += 1
             self._changed()
             if not self.heartbeat_acks_paused:
@@ -494,6 +636,9 @@ class LocalDiscordGateway:
         elif op in IGNORED_CLIENT_OPS:
             if conn.session is None:
                 await self._close(conn, 4003)
+            elif op == 3:
+                self.presence_updates.append(data)
+                self._changed()
         else:
             await self._close(conn, 4001)
 
@@ -524,10 +669,11 @@ class LocalDiscordGateway:
         self._sessions[session.session_id] = session
         conn.session = session
         log.info("gateway #%d: IDENTIFY token ok, new session %s", conn.number, session.session_id)
+        guild_ids = [str(GUILD_ID_BASE + n) for n in range(self.guilds)]
         ready: dict[str, Any] = {
             "v": 10,
             "user": self._bot_user(),
-            "guilds": [],
+            "guilds": [{"id": g, "unavailable": True} for g in guild_ids],
             "session_id": session.session_id,
             "resume_gateway_url": self.gateway_url,
             "application": {"id": BOT_USER_ID, "flags": 0},
@@ -536,6 +682,47 @@ class LocalDiscordGateway:
         if "shard" in data:
             ready["shard"] = data["shard"]
         await self._dispatch(conn, "READY", ready)
+        if guild_ids:
+            task = asyncio.create_task(self._stream_guilds(conn, guild_ids))
+            conn.tasks = conn.tasks or set()
+            conn.tasks.add(task)
+            task.add_done_callback(conn.tasks.discard)
+
+    async def _stream_guilds(self, conn: _Connection, guild_ids: list[str]) -> None:
+        for n, guild_id in enumerate(guild_ids):
+            await asyncio.sleep(self.guild_stream_delay)
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self._dispatch(conn, "GUILD_CREATE", self._guild(guild_id, n))
+
+    def _guild(self, guild_id: str, n: int) -> dict[str, Any]:
+        return {
+            "id": guild_id,
+            "name": f"Emulated guild {n + 1}",
+            "unavailable": False,
+            "owner_id": OWNER_USER_ID,
+            "member_count": 2,
+            "large": False,
+            "features": [],
+            "roles": [],
+            "emojis": [],
+            "stickers": [],
+            "channels": [],
+            "threads": [],
+            "members": [],
+            "voice_states": [],
+            "presences": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "nsfw_level": 0,
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "joined_at": "2026-01-01T00:00:00+00:00",
+        }
 
     async def _resume(self, conn: _Connection, data: Any) -> None:
         self.resume_count += 1
@@ -563,18 +750,26 @@ class LocalDiscordGateway:
     async def _dispatch(self, conn: _Connection, event: str, data: Any) -> None:
         assert conn.session is not None
         conn.session.seq += 1
-        await conn.ws.send_str(
-            json.dumps({"op": OP_DISPATCH, "t": event, "s": conn.session.seq, "d": data})
+        await self._write(
+            conn, json.dumps({"op": OP_DISPATCH, "t": event, "s": conn.session.seq, "d": data})
         )
 
     async def _send(self, conn: _Connection, op: int, data: Any) -> None:
-        await conn.ws.send_str(json.dumps({"op": op, "t": None, "s": None, "d": data}))
+        await self._write(conn, json.dumps({"op": op, "t": None, "s": None, "d": data}))
+
+    async def _write(self, conn: _Connection, text: str) -> None:
+        if conn.compressor is None:
+            await conn.ws.send_str(text)
+            return
+        body = conn.compressor.compress(text.encode()) + conn.compressor.flush(zlib.Z_SYNC_FLUSH)
+        await conn.ws.send_bytes(body)
 
     async def _broadcast(self, op: int, data: Any) -> None:
         # A websocket closing while we send is not an error: the client is already reconnecting.
+        # Bounded: a client that stopped reading must not hold up a control call.
         for conn in list(self._connections):
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await self._send(conn, op, data)
+            with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
+                await asyncio.wait_for(self._send(conn, op, data), 5.0)
 
     async def _close(self, conn: _Connection, code: int, reason: str | None = None) -> None:
         conn.ended_by = conn.ended_by or f"closed by server, code {code}"
@@ -593,7 +788,38 @@ class LocalDiscordGateway:
         app.router.add_post("/_control/heartbeat_acks", self._control_heartbeat_acks)
         app.router.add_post("/_control/refuse", self._control_refuse)
         app.router.add_post("/_control/outage", self._control_outage)
+        app.router.add_post("/_control/heartbeat", self._control_simple(self.request_heartbeat))
+        app.router.add_post("/_control/gateway_status", self._control_gateway_status)
+        app.router.add_post("/_control/rest_status", self._control_rest_status)
+        app.router.add_post("/_control/rate_limit", self._control_rate_limit)
         app.router.add_get("/_control/state", self._control_state)
+
+    async def _control_gateway_status(self, request: web.Request) -> web.Response:
+        # ?status=503 refuses gateway upgrades; no status (or 0) accepts them again.
+        try:
+            status = int(request.query.get("status", "0")) or None
+        except ValueError:
+            return _error(400, "status must be an integer")
+        self.refuse_gateway(status)
+        return _json_response(200, self.state())
+
+    async def _control_rest_status(self, request: web.Request) -> web.Response:
+        try:
+            status = int(request.query.get("status", "0")) or None
+        except ValueError:
+            return _error(400, "status must be an integer")
+        self.fail_rest(status)
+        return _json_response(200, self.state())
+
+    async def _control_rate_limit(self, request: web.Request) -> web.Response:
+        try:
+            seconds = float(request.query.get("seconds", "5"))
+            global_ = _parse_bool(request.query.get("global", "false"))
+            headers = _parse_bool(request.query.get("discord_headers", "true"))
+        except ValueError:
+            return _error(400, "seconds must be a number; global and discord_headers booleans")
+        self.rate_limit_rest(seconds, global_=global_, discord_headers=headers)
+        return _json_response(200, self.state())
 
     def _control_simple(
         self, action: Callable[[], Awaitable[None]]
@@ -652,7 +878,7 @@ class LocalDiscordGateway:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.testing.discord_gateway",
+        prog="python -m harness.discord_emulator",
         description=(
             "Run a local Discord REST + gateway stand-in with a control API under /_control/. "
             'Prints "listening on http://HOST:PORT" to stdout once bound.'

@@ -1,12 +1,14 @@
-"""The real discord.py client against harness.testing.discord_gateway.LocalDiscordGateway."""
+"""The real discord.py client against harness.discord_emulator.LocalDiscordGateway."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ import pytest
 import pytest_asyncio
 import yarl
 
-from harness.testing.discord_gateway import LocalDiscordGateway
+from harness.discord_emulator import LocalDiscordGateway
 
 pytestmark = pytest.mark.asyncio
 
@@ -370,7 +372,7 @@ async def test_process_mode(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "harness.testing.discord_gateway",
+        "harness.discord_emulator",
         "--port",
         "0",
         "--token",
@@ -425,3 +427,49 @@ async def test_process_mode(
     assert "token ok" in logs
     assert "control: drop code=4000" in logs
     assert secret not in logs
+
+
+async def test_client_missing_its_heartbeat_is_closed() -> None:
+    """A raw client that never heartbeats is closed with 4009 once interval + grace pass, and
+    its session is gone; frames come as one zlib stream when it asks for zlib-stream."""
+    async with (
+        LocalDiscordGateway(
+            tokens={TOKEN}, heartbeat_interval=200, missed_heartbeat_grace=0.2
+        ) as gw,
+        aiohttp.ClientSession() as http,
+    ):
+        url = f"{gw.gateway_url}?v=10&encoding=json&compress=zlib-stream"
+        async with http.ws_connect(url) as ws:
+            hello = await ws.receive(timeout=5)
+            assert hello.type is aiohttp.WSMsgType.BINARY
+            inflate = zlib.decompressobj()
+            assert json.loads(inflate.decompress(hello.data))["op"] == 10
+            closed = await ws.receive(timeout=5)
+            assert closed.type is aiohttp.WSMsgType.CLOSE and closed.data == 4009
+        assert gw.compressed_connections == 1
+
+
+async def test_rest_faults_answer_as_discord_and_cloudflare_do() -> None:
+    async with LocalDiscordGateway(tokens={TOKEN}) as gw, aiohttp.ClientSession() as http:
+        me = f"{gw.api_base_url}/users/@me"
+        auth = {"Authorization": f"Bot {TOKEN}"}
+        gw.fail_rest(503)
+        async with http.get(me, headers=auth) as r:
+            assert r.status == 503
+        gw.fail_rest(None)
+        gw.rate_limit_rest(2.0, global_=True)
+        async with http.get(me, headers=auth) as r:
+            body = await r.json(content_type=None)
+            assert r.status == 429 and body["global"] is True and 0 < body["retry_after"] <= 2
+            assert r.headers["X-RateLimit-Global"] == "true" and "Retry-After" in r.headers
+        gw.rate_limit_rest(2.0, discord_headers=False)
+        async with http.get(me, headers=auth) as r:
+            assert r.status == 429
+            assert not [h for h in r.headers if h.lower().startswith("x-ratelimit")]
+        gw.rate_limit_rest(0)
+        gw.refuse_gateway(503)
+        async with http.get(me, headers=auth) as r:
+            assert r.status == 200, "REST stays up while the gateway refuses"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await http.ws_connect(gw.gateway_url)
+        assert info.value.status == 503

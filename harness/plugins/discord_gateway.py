@@ -1,0 +1,196 @@
+"""How the Discord plugin talks to discord.py's gateway internals, and how it names what went
+wrong: one place that knows the private parts it relies on (checked by
+tests/test_discord_internals.py) and one table of causes in words for an operator."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import discord
+import discord.gateway
+
+# The discord.py internals this module relies on; the pin in pyproject.toml and
+# tests/test_discord_internals.py keep them honest.
+ReconnectWebSocket = discord.gateway.ReconnectWebSocket
+DiscordWebSocket = discord.gateway.DiscordWebSocket
+
+# Gateway close codes (Discord's "Gateway Close Event Codes"): the meaning in words, whether the
+# session survives it (RESUME) and, for the ones an operator must act on, what to do.
+_TOKEN_HELP = "set a new one with `harness plugins set discord bot_token=-`"
+_INTENTS_HELP = (
+    "turn them on in the Discord developer portal (Bot → Privileged Gateway Intents) or switch "
+    "them off with `harness plugins set discord members_intent=false "
+    "message_content_intent=false`"
+)
+
+
+@dataclass(frozen=True)
+class CloseCode:
+    meaning: str
+    resume: bool = True  # the session may be resumed
+    fatal: str | None = None  # needs the operator: what to do
+
+
+CLOSE_CODES: dict[int, CloseCode] = {
+    4000: CloseCode("unknown error, resuming"),
+    4001: CloseCode("unknown opcode, resuming"),
+    4002: CloseCode("decode error, resuming"),
+    4003: CloseCode("not authenticated, resuming"),
+    4004: CloseCode("token rejected", resume=False, fatal=_TOKEN_HELP),
+    4005: CloseCode("already authenticated, resuming"),
+    4007: CloseCode("invalid sequence, identifying again", resume=False),
+    4008: CloseCode("rate limited by the gateway, resuming"),
+    4009: CloseCode("session timed out", resume=False),
+    4010: CloseCode(
+        "invalid shard", resume=False, fatal="check the shard settings, then enable the plugin"
+    ),
+    4011: CloseCode(
+        "sharding required",
+        resume=False,
+        fatal="the bot is in too many guilds for one connection; it needs sharding",
+    ),
+    4012: CloseCode(
+        "invalid API version", resume=False, fatal="update harness (its discord.py is too old)"
+    ),
+    4013: CloseCode(
+        "invalid intents", resume=False, fatal="check the intent settings, then save them again"
+    ),
+    4014: CloseCode("disallowed intents", resume=False, fatal=_INTENTS_HELP),
+}
+
+
+@dataclass(frozen=True)
+class Cause:
+    """Why a connection ended or an attempt failed, as the connection object will carry it."""
+
+    reason: str
+    code: int | None = None
+    resume: bool = True  # a RESUME may follow (else a fresh IDENTIFY)
+    fatal: bool = False  # stop retrying: only the operator can fix this
+    wait: float | None = None  # a wait Discord dictated (rate limit), instead of the backoff
+    identify_again: bool = False  # op 9 d=false: `connecting` while we wait to IDENTIFY
+
+
+def close_cause(code: int | None) -> Cause:
+    """A cause for a gateway close frame with ``code``."""
+    if code is None:
+        return Cause("connection to the gateway lost")
+    known = CLOSE_CODES.get(code)
+    if known is None:
+        return Cause(f"{code} gateway closed the connection, resuming", code=code)
+    if known.fatal:
+        return Cause(f"{known.meaning} ({code}): {known.fatal}", code=code, fatal=True)
+    return Cause(f"{code} {known.meaning}", code=code, resume=known.resume)
+
+
+def _os_words(exc: OSError) -> str:
+    if exc.errno == errno.ECONNREFUSED:
+        return "connection refused"
+    if exc.errno is not None:
+        return os.strerror(exc.errno).lower()
+    return "network error"
+
+
+def connect_cause(exc: BaseException, what: str = "the gateway") -> Cause:
+    """A cause for an attempt to open a connection that failed with ``exc``; never a class
+    name, so an operator reads what happened rather than how Python spelled it."""
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        return Cause(f"cannot reach {what}: HTTP {exc.status}", code=exc.status)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return Cause(f"cannot reach {what}: HTTP {exc.status}", code=exc.status)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return Cause(f"cannot reach {what}: its name does not resolve")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return Cause(f"cannot reach {what}: {_os_words(exc.os_error)}")
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return Cause(f"{what} did not answer in time")
+    if isinstance(exc, discord.ConnectionClosed):
+        return close_cause(exc.code)
+    if isinstance(exc, ReconnectWebSocket):
+        return Cause(f"{what} closed the connection during the handshake")
+    if isinstance(exc, discord.HTTPException):
+        return Cause(f"cannot reach {what}: HTTP {exc.status}", code=exc.status)
+    if isinstance(exc, OSError):
+        return Cause(f"cannot reach {what}: {_os_words(exc)}")
+    if isinstance(exc, aiohttp.ClientError):
+        return Cause(f"connection to {what} failed")
+    return Cause("unexpected failure in the Discord plugin (details in the daemon log)")
+
+
+class GatewaySocket(DiscordWebSocket):
+    """discord.py's gateway websocket, noting the last small payload's op so the supervisor can
+    name why a connection ended (op 7 and op 9 otherwise look alike from outside)."""
+
+    last_op: int | None = None
+    last_data: Any = None
+    closed_by_us: str | None = None  # set before we close it ourselves: the cause to report
+
+    def log_receive(self, msg: Any, /) -> None:
+        # Called by received_message with the decoded text of every payload, before parsing.
+        # Control payloads (ops 1, 7, 9, 11) are tiny; dispatches can be megabytes and are
+        # parsed once only, by discord.py.
+        if isinstance(msg, str) and len(msg) < 512:
+            try:
+                payload = json.loads(msg)
+            except ValueError:
+                return
+            if isinstance(payload, dict):
+                self.last_op = payload.get("op")
+                self.last_data = payload.get("d")
+        else:
+            self.last_op = 0
+
+    def heartbeat(self) -> Any:
+        """discord.py's keep-alive thread state (None before HELLO)."""
+        return self._keep_alive
+
+    def drop_reason(self) -> Cause:
+        """Why discord.py raised ReconnectWebSocket out of received_message."""
+        if self.last_op == 7:
+            return Cause("Discord asked us to reconnect (op 7)")
+        if self.last_op == 9:
+            if self.last_data is True:
+                return Cause("session invalidated (op 9), resuming")
+            return Cause(
+                "session invalidated (op 9): identifying again", resume=False, identify_again=True
+            )
+        return Cause("connection to the gateway lost")
+
+
+@dataclass
+class HeartbeatWatch:
+    """Zombie detection as Discord prescribes: a heartbeat still unacknowledged when the next
+    one falls due means the connection is dead; close it (not with 1000) and resume. Also says
+    when an ACK is overdue, for the indicator."""
+
+    warn_after: float
+    pending_since: float | None = None  # perf_counter of the first unacknowledged beat
+    warned: bool = False
+
+    def check(self, beat: Any, now: float) -> tuple[str, float]:
+        """``("ok"|"overdue"|"zombie", seconds until the next check matters)``."""
+        interval = float(beat.interval or 41.25)
+        if beat._last_ack >= beat._last_send:
+            self.pending_since = None
+            self.warned = False
+            return "ok", min(1.0, interval / 8)
+        if self.pending_since is None or beat._last_ack >= self.pending_since:
+            self.pending_since = beat._last_send
+        age = now - self.pending_since
+        if age >= interval:
+            return "zombie", 0.0
+        if age >= min(self.warn_after, interval / 2):
+            return "overdue", min(1.0, interval - age)
+        return "pending", min(1.0, min(self.warn_after, interval / 2) - age, interval - age)
+
+
+def perf_to_epoch(perf: float) -> float:
+    """A ``time.perf_counter()`` reading (discord.py's heartbeat clock) as epoch seconds."""
+    return time.time() - (time.perf_counter() - perf)

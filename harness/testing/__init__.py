@@ -1,1 +1,0 @@
-"""Test helpers shipped with harness: a local Discord gateway."""

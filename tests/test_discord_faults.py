@@ -1,0 +1,423 @@
+"""Every gateway and REST fault the Discord plugin must survive, each against the real daemon,
+the real discord.py and the emulator: the exact states, reasons, codes and attempts it
+publishes (and stores), and how soon it is back once the cause clears."""
+
+# ruff: noqa: F811  (pytest fixtures imported from test_discord_plugin are parameters here)
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from harness.config import Config
+from harness.discord_emulator import LocalDiscordGateway
+from harness.plugins.discord_gateway import CLOSE_CODES
+from tests.test_discord_plugin import (  # noqa: F401  (fixtures used by name)
+    BOT,
+    TOKEN,
+    Watcher,
+    _restore_discord_urls,
+    assert_seqs_increase,
+    connected,
+    discord_config,
+    start,
+    stored_connection,
+    watcher,
+)
+
+MAX_BACKOFF = 2  # small, so "back within max_backoff + 1 s" is quick to check
+# A Python exception's name in a reason is a leak of implementation, never an explanation.
+EXCEPTION_NAME = re.compile(r"\b[A-Z]\w*(Error|Exception|Closed|Failure|WebSocket)\b")
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[LocalDiscordGateway]:
+    async with LocalDiscordGateway(tokens={TOKEN}) as gw:
+        yield gw
+
+
+def cfg_for(config: Config, gw: LocalDiscordGateway, **settings: Any) -> Config:
+    return discord_config(config, gw, max_backoff=MAX_BACKOFF, **settings)
+
+
+async def back_within(
+    w: Watcher, cleared_at: float, budget: float = MAX_BACKOFF + 1
+) -> dict[str, Any]:
+    """Wait for `connected`; it must come within ``budget`` s of the cause clearing."""
+    up = await w.state("connected", timeout=20)
+    took = time.monotonic() - cleared_at
+    assert took <= budget, f"connected {took:.2f} s after the cause cleared (budget {budget} s)"
+    return up
+
+
+def check_history(w: Watcher, cfg: Config) -> None:
+    """Seqs in order, attempts consecutive within each outage, stored equals published, no
+    reason naming an exception class."""
+    assert_seqs_increase(w.events)
+    attempts: list[int] = []
+    for e in w.events:
+        if e.data["state"] == "connected":
+            attempts = []
+        elif "attempt" in e.data and e.data["state"] == "disconnected":
+            if attempts:
+                assert e.data["attempt"] == attempts[-1] + 1, [x.data for x in w.events]
+            attempts.append(e.data["attempt"])
+        reason = e.data.get("reason") or ""
+        assert not EXCEPTION_NAME.search(reason), reason
+    assert stored_connection(cfg) == w.events[-1].data
+
+
+# -- close codes 4000-4014, each with Discord's documented effect -------------------------------
+
+RESUMABLE = [c for c, v in CLOSE_CODES.items() if v.resume and not v.fatal]
+NEW_SESSION = [c for c, v in CLOSE_CODES.items() if not v.resume and not v.fatal]
+FATAL = [c for c, v in CLOSE_CODES.items() if v.fatal]
+
+
+@pytest.mark.parametrize("code", RESUMABLE + NEW_SESSION)
+async def test_close_code_reconnects_with_its_meaning(
+    code: int, config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    cfg = cfg_for(config, gateway)
+    _, w = await connected(start_daemon, watcher, cfg)
+    await gateway.drop(code)
+    down = await w.state("disconnected")
+    cleared = time.monotonic()
+    assert down["reason"] == f"{code} {CLOSE_CODES[code].meaning}"
+    assert down["code"] == code and down["attempt"] == 1 and down["username"] == BOT
+    assert down["retry_at"] - down["since"] <= MAX_BACKOFF
+    up = await back_within(w, cleared)
+    assert w.states() == ["disconnected", "connected"] and up["username"] == BOT
+    if code in RESUMABLE:
+        assert gateway.resume_count == 1 and gateway.identify_count == 1
+    else:  # 4007 and 4009 end the session: a new IDENTIFY, never a RESUME
+        assert gateway.resume_count == 0 and gateway.identify_count == 2
+    check_history(w, cfg)
+
+
+@pytest.mark.parametrize("code", FATAL)
+async def test_fatal_close_code_is_an_error_that_says_what_to_do(
+    code: int, config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    cfg = cfg_for(config, gateway)
+    _, w = await connected(start_daemon, watcher, cfg)
+    await gateway.drop(code)
+    err = await w.state("error")
+    assert w.states() == ["error"]
+    assert err["code"] == code and "attempt" not in err and "retry_at" not in err
+    meaning = CLOSE_CODES[code]
+    assert err["reason"] == f"{meaning.meaning} ({code}): {meaning.fatal}"
+    await gateway.wait_for(lambda g: g.active_sessions == 0)
+    assert gateway.connection_count == 1, "no retry after a fatal close"
+    check_history(w, cfg)
+
+
+# -- opcodes ----------------------------------------------------------------------------------
+
+
+async def test_op7_reconnect_resumes(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    cfg = cfg_for(config, gateway)
+    _, w = await connected(start_daemon, watcher, cfg)
+    await gateway.send_reconnect()
+    down = await w.state("disconnected")
+    assert down["reason"] == "Discord asked us to reconnect (op 7)" and "code" not in down
+    await back_within(w, time.monotonic())
+    assert gateway.resume_count == 1 and gateway.identify_count == 1
+    check_history(w, cfg)
+
+
+async def test_op9_resumable_resumes(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    cfg = cfg_for(config, gateway)
+    _, w = await connected(start_daemon, watcher, cfg)
+    await gateway.send_invalid_session(resumable=True)
+    down = await w.state("disconnected")
+    assert down["reason"] == "session invalidated (op 9), resuming"
+    await back_within(w, time.monotonic())
+    assert gateway.resume_count == 1 and gateway.identify_count == 1
+
+
+async def test_resume_rejected_with_op9_identifies_again(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    cfg = cfg_for(config, gateway)
+    _, w = await connected(start_daemon, watcher, cfg)
+    gateway.expire_sessions()  # the server forgot us: the RESUME gets op 9 d=false
+    await gateway.drop(4000)
+    await w.state("connected")
+    assert w.states() == ["disconnected", "connecting", "connected"]
+    waiting = w.events[1].data
+    assert waiting["reason"] == "session invalidated (op 9): identifying again"
+    assert gateway.identify_count == 2
+    check_history(w, cfg)
+
+
+async def test_server_heartbeat_request_is_answered_without_a_state_change(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    cfg = cfg_for(config, gateway)
+    await connected(start_daemon, watcher, cfg)
+    before = gateway.heartbeat_count
+    await gateway.request_heartbeat()
+    await gateway.wait_for(lambda g: g.heartbeat_count > before)
+    assert gateway.active_sessions == 1 and gateway.connection_count == 1
+    assert stored_connection(cfg)["state"] == "connected"
+
+
+async def test_missed_acks_warn_live_then_close_and_resume(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, connect: Any
+) -> None:
+    gateway.heartbeat_interval = 600
+    cfg = cfg_for(config, gateway)
+    await start(start_daemon, cfg)
+    client = await connect(cfg)
+    await client.subscribe(["discord:connection", "discord:health"], since=0)
+    seen: list[Any] = []
+
+    async def until(pred: Any) -> Any:
+        async with asyncio.timeout(15):
+            while True:
+                e = await client.next_event()
+                seen.append(e)
+                if pred(e):
+                    return e
+
+    await until(lambda e: e.event == "discord:connection" and e.data["state"] == "connected")
+    health = await until(lambda e: e.event == "discord:health" and "latency_ms" in e.data)
+    assert health.data["heartbeat_interval"] == 0.6
+    await gateway.pause_heartbeat_acks(True)
+    overdue = await until(lambda e: e.event == "discord:health" and "ack_overdue_since" in e.data)
+    assert overdue.data["ack_overdue_since"] <= time.time()
+    down = await until(lambda e: e.event == "discord:connection")
+    assert down.data["state"] == "disconnected"
+    assert down.data["reason"] == "no heartbeat acknowledged"
+    await gateway.pause_heartbeat_acks(False)
+    await until(lambda e: e.event == "discord:connection" and e.data["state"] == "connected")
+    assert gateway.resume_count >= 1
+    # Health is live only: never stored, and it takes no seq of its own.
+    with sqlite3.connect(cfg.database_path) as db:
+        assert not db.execute("SELECT 1 FROM events WHERE name = 'discord:health'").fetchall()
+    # A health event carries the head seq (the last one published); the next recorded event
+    # still gets a seq above it, so a client that tracks seqs never skips one.
+    last_conn = 0
+    for n, e in enumerate(seen):
+        if e.event == "discord:connection":
+            last_conn = e.seq
+            continue
+        assert e.seq >= last_conn
+        later = [x.seq for x in seen[n + 1 :] if x.event == "discord:connection"]
+        assert not later or later[0] > e.seq
+
+
+# -- the gateway unreachable while REST works, and REST faults at login ----------------------------
+
+
+async def test_gateway_refused_while_rest_is_up(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    cfg = cfg_for(config, gateway)
+    _, w = await connected(start_daemon, watcher, cfg)
+    gateway.refuse_gateway(503)
+    await gateway.drop(4000)
+    await w.until(lambda d: d.get("attempt", 0) >= 3)
+    downs = [e.data for e in w.events]
+    assert downs[0]["reason"] == "4000 unknown error, resuming"
+    assert all(d["reason"] == "cannot reach the gateway: HTTP 503" for d in downs[1:])
+    assert all(d["code"] == 503 for d in downs[1:])
+    gateway.refuse_gateway(None)
+    await back_within(w, time.monotonic())
+    # Our probe and discord.py's login, once per token: never again per reconnect.
+    assert gateway.login_count == 2
+    check_history(w, cfg)
+
+
+async def test_rest_5xx_at_login_is_retried_with_the_backoff(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    gateway.fail_rest(503)
+    cfg = cfg_for(config, gateway)
+    await start(start_daemon, cfg)
+    w = await watcher(cfg)
+    await w.until(lambda d: d.get("attempt", 0) >= 3)
+    assert w.states()[0] == "connecting"
+    downs = [e.data for e in w.events[1:]]
+    assert {d["reason"] for d in downs} == {"cannot reach Discord's API: HTTP 503"}
+    assert [d["attempt"] for d in downs] == [2, 3] and {d["code"] for d in downs} == {503}
+    gateway.fail_rest(None)
+    await back_within(w, time.monotonic())
+    check_history(w, cfg)
+
+
+@pytest.mark.parametrize("global_", [False, True])
+async def test_rest_429_waits_exactly_retry_after(
+    global_: bool,
+    config: Config,
+    gateway: LocalDiscordGateway,
+    start_daemon: Any,
+    watcher: Any,
+) -> None:
+    gateway.rate_limit_rest(1.5, global_=global_)
+    cfg = cfg_for(config, gateway)
+    await start(start_daemon, cfg)
+    w = await watcher(cfg)
+    down = await w.state("disconnected")
+    scope = " (global limit)" if global_ else ""
+    match = re.fullmatch(
+        rf"rate limited by Discord{re.escape(scope)}: retrying after ([\d.]+) s", down["reason"]
+    )
+    assert match, down["reason"]
+    retry_after = float(match[1])
+    assert 1.0 < retry_after <= 1.5 and down["code"] == 429
+    assert abs((down["retry_at"] - w.events[-1].ts) - retry_after) < 0.1
+    await w.state("connected", timeout=10)
+    assert gateway.rest_429_count == 1, "one request, then the exact wait: no hammering"
+    check_history(w, cfg)
+
+
+async def test_rest_429_without_discord_headers_backs_off_for_a_possible_ip_ban(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    gateway.rate_limit_rest(60, discord_headers=False)
+    cfg = cfg_for(config, gateway)
+    await start(start_daemon, cfg)
+    w = await watcher(cfg)
+    down = await w.state("disconnected")
+    assert "banned" in down["reason"] and "15 min" in down["reason"] and down["code"] == 429
+    assert down["retry_at"] - w.events[-1].ts >= 15 * 60 - 1
+    await asyncio.sleep(0)  # nothing more may be asked of Discord: one request only
+    assert gateway.rest_429_count == 1
+    await w.client.request("plugins.set_enabled", name="discord", enabled=False)
+    stopped = await w.state("stopped")
+    assert "retry_at" not in stopped
+    check_history(w, cfg)
+
+
+# -- READY with guilds, compression -----------------------------------------------------------
+
+
+async def test_guilds_streaming_after_ready_is_connecting(
+    config: Config, start_daemon: Any, watcher: Any
+) -> None:
+    async with LocalDiscordGateway(tokens={TOKEN}, guilds=3, guild_stream_delay=0.05) as gw:
+        cfg = cfg_for(config, gw)
+        await start(start_daemon, cfg)
+        w = await watcher(cfg)
+        up = await w.state("connected")
+        assert w.states() == ["connecting", "connecting", "connected"]
+        streaming = w.events[1].data
+        assert streaming["reason"] == "receiving 3 guild(s) from Discord"
+        assert streaming["username"] == BOT and up["username"] == BOT
+        assert gw.compressed_connections == 1, "discord.py asked for zlib-stream and got it"
+        check_history(w, cfg)
+
+
+# -- settings during an outage ------------------------------------------------------------------
+
+
+async def test_status_text_saved_during_an_outage_applies_once_back(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    cfg = cfg_for(config, gateway)
+    _, w = await connected(start_daemon, watcher, cfg)
+    gateway.refuse_gateway(503)
+    await gateway.drop(4000)
+    await w.until(lambda d: d.get("attempt", 0) >= 2)
+    info = await w.client.request(
+        "plugins.update_settings", name="discord", settings={"status_text": "back soon"}
+    )
+    assert info["status"] == "running"
+    gateway.refuse_gateway(None)
+    await back_within(w, time.monotonic())
+    await gateway.wait_for(lambda g: bool(g.presence_updates))
+    assert gateway.presence_updates[-1]["activities"][0]["name"] == "back soon"
+    assert "error" not in w.states()
+    check_history(w, cfg)
+
+
+# -- a random schedule of faults ---------------------------------------------------------------
+
+
+async def test_random_fault_schedule_ends_connected(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    seed = int(os.environ.get("FAULT_SEED") or random.randrange(1 << 30))
+    rng = random.Random(seed)
+    gateway.heartbeat_interval = 400
+    cfg = cfg_for(config, gateway)
+    _, w = await connected(start_daemon, watcher, cfg)
+    log: list[str] = []
+
+    async def fault() -> None:
+        kind = rng.choice(
+            ["drop", "abort", "op7", "op9", "op9-resume", "acks", "refuse-gateway", "refuse"]
+        )
+        log.append(kind)
+        if kind == "drop":
+            code = rng.choice(RESUMABLE + NEW_SESSION + [1000, 1001])
+            log[-1] += f" {code}"
+            await gateway.drop(code)
+        elif kind == "abort":
+            await gateway.abort()
+        elif kind == "op7":
+            await gateway.send_reconnect()
+        elif kind == "op9":
+            await gateway.send_invalid_session(resumable=False)
+        elif kind == "op9-resume":
+            await gateway.send_invalid_session(resumable=True)
+        elif kind == "acks":
+            await gateway.pause_heartbeat_acks(True)
+            await asyncio.sleep(rng.uniform(0.1, 0.8))
+            await gateway.pause_heartbeat_acks(False)
+        elif kind == "refuse-gateway":
+            gateway.refuse_gateway(503)
+            await gateway.drop(4000)
+            await asyncio.sleep(rng.uniform(0.05, 0.5))
+            gateway.refuse_gateway(None)
+        else:
+            await gateway.outage(rng.uniform(0.05, 0.5))
+
+    try:
+        for _ in range(30):
+            await fault()
+            if rng.random() < 0.5:
+                await w.state("connected", timeout=20)
+            else:
+                await asyncio.sleep(rng.uniform(0, 0.2))  # the schedule's own gap
+        # The last fault: a drop, after two acknowledged heartbeats (a beat sent while ACKs
+        # were paused may still make the plugin close a zombie when its successor falls due).
+        beats = gateway.heartbeat_count
+        await gateway.wait_for(lambda g: g.heartbeat_count >= beats + 2, timeout=10)
+        marker = gateway.resume_count + gateway.identify_count
+        log.append("drop 4000 (last)")
+        await gateway.drop(4000)
+        cleared = time.monotonic()
+        await gateway.wait_for(
+            lambda g: g.resume_count + g.identify_count > marker and g.active_sessions == 1,
+            timeout=MAX_BACKOFF + 2,
+        )
+
+        def settled() -> bool:
+            last = w.events[-1].data if w.events else stored_connection(cfg)
+            return last["state"] == "connected" and last["seq"] >= stored_connection(cfg)["seq"]
+
+        while not settled():
+            await w.until(lambda d: True, timeout=MAX_BACKOFF + 2)
+        took = time.monotonic() - cleared
+        assert took <= MAX_BACKOFF + 2, f"connected {took:.2f} s after the last fault cleared"
+        await gateway.wait_for(lambda g: g.active_sessions == 1, timeout=MAX_BACKOFF + 2)
+        check_history(w, cfg)
+    except BaseException:
+        print(f"random fault schedule: seed={seed} faults={log}")
+        print(json.dumps([e.data for e in w.events], indent=None)[:4000])
+        raise
