@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from harness.alerts.rules import AlertsConfig, check_section
+
 ENV_CONFIG = "HARNESS_CONFIG"
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -46,6 +48,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     # [plugins.<name>] tables: default settings, checked against each plugin's schema at boot.
     plugins: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)  # see docs/alerts.md
     # [contexts.<name>] tables: other daemons to talk to; checked by harness.contexts.
     contexts: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     source: str = ""  # the file it came from; not a TOML key
@@ -156,6 +159,10 @@ def _load_file(file: Path) -> Config:
                     f"{file}: plugins.{name}: expected a table of settings "
                     f"([plugins.{name}]), got {type(table).__name__}"
                 )
+    if "alerts" in data:
+        problems = check_section(data["alerts"], str(file))
+        if problems:
+            raise ConfigError("\n".join(problems))
     try:
         config = msgspec.convert(data, Config)
     except msgspec.ValidationError as exc:

@@ -109,11 +109,15 @@ class Metrics:
     # -- fed by the bus (on the event loop) ----------------------------------------------------
 
     def deliver(self, frame: bytes, event: Any) -> None:
+        name: str = event.event
+        if name.endswith(":health"):
+            # Live heartbeat health (never stored, not an event recorded): only the latency.
+            self._health(name.rpartition(":")[0], event.data)
+            return
         self.events_total += 1
         # Storage faults mark live events as not persisted (see ARCHITECTURE.md).
         if getattr(event, "persisted", True) is False:
             self.unpersisted_total += 1
-        name: str = event.event
         if name == STORAGE_EVENT and _field(event.data, "state") == "failing":
             self._storage_errors += 1  # the recorder announces each failure once, as it begins
         elif name.endswith(":connection"):
@@ -142,6 +146,12 @@ class Metrics:
         since = _field(conn, "since")
         figures.since = float(since) if isinstance(since, (int, float)) else ts
         figures.latency = _latency_seconds(conn) if state == "connected" else None
+
+    def _health(self, plugin: str, health: Any) -> None:
+        figures = self.plugins.setdefault(plugin, PluginFigures())
+        latency = _latency_seconds(health)
+        if latency is not None and figures.state == "connected":
+            figures.latency = latency
 
     def storage_error(self, count: int = 1) -> None:
         """Count a storage failure that did not come as a ``daemon:storage`` event."""

@@ -15,6 +15,8 @@ import ctypes
 import os
 import shlex
 import signal
+import socket
+import subprocess
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -260,3 +262,57 @@ async def connect(target: Target, *, client: str, timeout: float | None = None) 
 
 def _eof(proc: asyncio.subprocess.Process) -> bool:
     return proc.stdout is not None and proc.stdout.at_eof()
+
+
+# -- the blocking variant, for the one-shot commands (harness.cli.oneshot) ----------------------
+
+
+def ssh_socketpair(target: Target) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+    """ssh running ``harness dial-stdio`` with one end of a socket pair as its stdin and
+    stdout; the other end is returned, ready for a blocking connection."""
+    assert target.ssh is not None
+    ours, theirs = socket.socketpair()
+    try:
+        proc = subprocess.Popen(
+            ssh_argv(target.ssh, target.remote_harness),
+            stdin=theirs.fileno(),
+            stdout=theirs.fileno(),
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent_hook(),
+        )
+    except OSError as exc:
+        ours.close()
+        from harness.client import DaemonUnavailable
+
+        raise DaemonUnavailable(f"cannot run ssh: {exc.strerror or exc}") from exc
+    finally:
+        theirs.close()
+    return ours, proc
+
+
+def blocking_failure(target: Target, proc: subprocess.Popen[bytes]) -> str:
+    """Why ssh ended, from its exit status and stderr (waits up to 2 s for it to exit)."""
+    assert target.ssh is not None
+    try:
+        proc.wait(2.0)
+    except subprocess.TimeoutExpired:
+        pass
+    err = b""
+    if proc.returncode is not None and proc.stderr is not None:
+        err = proc.stderr.read(64 * 1024)
+    lines = [ln[:500] for ln in err.decode("utf-8", "replace").splitlines()][-STDERR_LINES:]
+    return explain_ssh_failure(target.ssh, proc.returncode, lines)
+
+
+def end_blocking(proc: subprocess.Popen[bytes]) -> None:
+    """Stop ssh and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(2.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stderr is not None:
+        proc.stderr.close()

@@ -17,6 +17,7 @@ import sys
 
 from harness import __version__
 from harness.cli import (
+    alerts,
     config_cmd,
     context,
     demo,
@@ -25,6 +26,7 @@ from harness.cli import (
     plugins,
     run,
     service,
+    silence,
     status,
 )
 from harness.cli.common import (
@@ -38,12 +40,25 @@ from harness.cli.common import (
 __all__ = ["EXIT_FAILED", "EXIT_NO_DAEMON", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 # The order of ``harness --help``.
-COMMANDS = (run, demo, status, events, plugins, context, config_cmd, service, dial_stdio)
+COMMANDS = (
+    run,
+    demo,
+    status,
+    events,
+    plugins,
+    alerts,
+    silence,
+    context,
+    config_cmd,
+    service,
+    dial_stdio,
+)
 
 
 def _add_global_options(parser: argparse.ArgumentParser, default: object) -> None:
-    from harness.config import ENV_CONFIG
-
+    # harness.config.ENV_CONFIG, spelled out: importing the config module (msgspec, tomllib)
+    # would cost ``--help`` more than the rest of it.
+    ENV_CONFIG = "HARNESS_CONFIG"
     parser.add_argument(
         "--config",
         metavar="FILE",

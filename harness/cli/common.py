@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_DAEMON = 0, 1, 2, 3
@@ -50,10 +51,150 @@ def quiet_broken_pipe() -> int:
 
 
 def print_json(value: Any) -> None:
-    import msgspec
+    # stdlib json: the values are decoded JSON already, and msgspec would cost a one-shot
+    # command more to import than the whole request.
+    import json
 
-    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(value)) + b"\n")
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+def with_connection(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
+    """Like :func:`with_client` for one-shot commands, on a blocking stdlib connection
+    (:mod:`harness.cli.oneshot`): no event loop to start, frames streamed as they come. The
+    socket is verified exactly as the asyncio client does it, and failures are reported the
+    same way (:func:`_reporting`)."""
+    from harness import __version__
+    from harness.cli.oneshot import Connection, NoDaemon, Refused, TooLarge
+    from harness.socket_trust import (
+        DaemonUnavailable,
+        FrameTooLarge,
+        verify_peer,
+        verify_socket_path,
+    )
+
+    if _targeted(args):
+        return _with_target_connection(args, body)
+    path = socket_path(args)
+    if path is None:
+        return EXIT_USAGE
+
+    def run() -> int:
+        verify_socket_path(path)
+        try:
+            with Connection(
+                path, client=f"harness-cli/{__version__}", verify=lambda s: verify_peer(s, path)
+            ) as conn:
+                return body(conn)
+        except TooLarge as exc:
+            raise FrameTooLarge(str(exc)) from exc
+        except NoDaemon as exc:
+            raise DaemonUnavailable(str(exc), not_running=exc.not_running) from exc
+
+    return _reporting(args, run, refused=Refused)
+
+
+def _targeted(args: argparse.Namespace) -> bool:
+    """A context or --host may be in play: resolve it (harness.contexts) instead of the
+    fast path that only knows --socket and the config."""
+    import os
+
+    from harness.contexts import ENV_CONTEXT
+
+    if getattr(args, "host", None) or getattr(args, "context", None):
+        return True
+    if args.socket:
+        return False
+    if os.environ.get(ENV_CONTEXT):
+        return True
+    from harness.contexts import state_file
+
+    return state_file().exists()
+
+
+def _with_target_connection(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
+    """:func:`with_connection` for a context or ``--host``: a local socket the same way, or
+    ssh running ``harness dial-stdio`` on one end of a socket pair; a read-only context
+    refuses writes before sending."""
+    from harness import __version__, contexts, transport
+    from harness import config as config_mod
+    from harness.cli.oneshot import Connection, NoDaemon, Refused, TooLarge
+    from harness.protocol import E_READ_ONLY, WRITE_METHODS
+    from harness.socket_trust import (
+        DaemonUnavailable,
+        FrameTooLarge,
+        verify_peer,
+        verify_socket_path,
+    )
+
+    try:
+        target = contexts.resolve(
+            config_mod.load(args.config),
+            host=getattr(args, "host", None),
+            socket=args.socket,
+            context=getattr(args, "context", None),
+            remote_harness=getattr(args, "remote_harness", None),
+        )
+    except config_mod.ConfigError as exc:
+        err(str(exc))
+        return EXIT_USAGE
+    client = f"harness-cli/{__version__}"
+
+    def guard(conn: Any) -> Any:
+        if target.read_only:
+            request = conn.request
+
+            def refusing(method: str, **params: Any) -> Any:
+                if method in WRITE_METHODS:
+                    raise Refused(
+                        {"code": E_READ_ONLY, "message": contexts.read_only_message(target)}
+                    )
+                return request(method, **params)
+
+            conn.request = refusing
+        return conn
+
+    def run() -> int:
+        try:
+            if target.ssh is None:
+                assert target.socket is not None
+                path = target.socket
+                verify_socket_path(path)
+                with Connection(path, client=client, verify=lambda s: verify_peer(s, path)) as c:
+                    return body(guard(c))
+            ours, link = transport.ssh_socketpair(target)
+            try:
+                with Connection(
+                    str(target.ssh), client=client, sock=ours, timeout=transport.SSH_TIMEOUT
+                ) as c:
+                    return body(guard(c))
+            except NoDaemon as exc:
+                raise DaemonUnavailable(transport.blocking_failure(target, link)) from exc
+            finally:
+                transport.end_blocking(link)
+        except TooLarge as exc:
+            raise FrameTooLarge(str(exc)) from exc
+        except NoDaemon as exc:
+            raise DaemonUnavailable(str(exc), not_running=exc.not_running) from exc
+
+    return _reporting(args, run, refused=Refused)
+
+
+def socket_path(args: argparse.Namespace) -> Path | None:
+    """The socket named by ``--socket``, else by the config (None: a config error, reported)."""
+    import os
+
+    if args.socket and not args.config and not os.environ.get("HARNESS_CONFIG"):
+        # Nothing else in the config matters to a client: skip loading it (and msgspec).
+        return Path(args.socket).expanduser()
+    from harness import config as config_mod
+
+    try:
+        cfg = config_mod.load(args.config)
+    except config_mod.ConfigError as exc:
+        err(str(exc))
+        return None
+    return Path(args.socket).expanduser() if args.socket else cfg.socket_path
 
 
 def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> int:
@@ -63,12 +204,7 @@ def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]])
 
     from harness import __version__, contexts, transport
     from harness import config as config_mod
-    from harness.client import (
-        ClientError,
-        DaemonUnavailable,
-        FrameTooLarge,
-        UntrustedSocket,
-    )
+    from harness.client import ClientError
 
     try:
         cfg = config_mod.load(args.config)
@@ -92,8 +228,19 @@ def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]])
         finally:
             await client.close()
 
+    return _reporting(args, lambda: asyncio.run(go()), refused=ClientError)
+
+
+def _reporting(
+    args: argparse.Namespace, run: Callable[[], int], *, refused: type[Exception]
+) -> int:
+    """Run a client command and map its failures to exit codes, with a message saying what
+    to do (shared by the asyncio and the one-shot connections). ``refused``: the connection's
+    "the daemon answered with an error" exception (``code``, ``message``, ``details``)."""
+    from harness.socket_trust import DaemonUnavailable, FrameTooLarge, UntrustedSocket
+
     try:
-        return asyncio.run(go())
+        return run()
     except BrokenPipeError:
         return quiet_broken_pipe()
     except UntrustedSocket as exc:
@@ -113,9 +260,9 @@ def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]])
         else:
             err(str(exc))  # it is running (or was): saying "start it" would mislead
         return EXIT_NO_DAEMON
-    except ClientError as exc:
-        fields = exc.details.get("fields", {})
-        message = exc.message
+    except refused as exc:
+        fields = exc.details.get("fields", {})  # type: ignore[attr-defined]
+        message = exc.message  # type: ignore[attr-defined]
         # The daemon's message ends with the same problems as `fields`: say each once.
         joined = "; ".join(f"{k}: {v}" for k, v in fields.items())
         if fields and message.endswith(joined):
