@@ -96,20 +96,20 @@ def with_connection(args: argparse.Namespace, body: Callable[[Any], int]) -> int
 
 def _targeted(args: argparse.Namespace) -> bool:
     """A context or --host may be in play: resolve it (harness.contexts) instead of the
-    fast path that only knows --socket and the config."""
+    fast path that only knows --socket and the config. Checked without importing
+    harness.contexts (it brings asyncio), so the plain one-shot path stays light."""
     import os
-
-    from harness.contexts import ENV_CONTEXT
 
     if getattr(args, "host", None) or getattr(args, "context", None):
         return True
     if args.socket:
         return False
-    if os.environ.get(ENV_CONTEXT):
+    if os.environ.get("HARNESS_CONTEXT"):  # harness.contexts.ENV_CONTEXT
         return True
-    from harness.contexts import state_file
+    import platformdirs
 
-    return state_file().exists()
+    # harness.contexts.state_file(): `harness context use` has chosen one.
+    return (Path(platformdirs.user_state_dir("harness")) / "context").exists()
 
 
 def _with_target_connection(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
