@@ -213,6 +213,30 @@ class SetEnabled(msgspec.Struct, forbid_unknown_fields=True):
     enabled: bool
 
 
+class EventsHistory(msgspec.Struct, forbid_unknown_fields=True):
+    name: str  # an event name, e.g. "discord:connection"
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+    since_ts: float = 0.0  # only events at or after this time
+
+
+class StoredPlugin(msgspec.Struct):
+    """A plugin's stored row as ``connections.snapshot`` returns it (no settings: they may hold
+    secrets; ``metadata.plugin`` has the redacted description)."""
+
+    name: str
+    enabled: bool
+    metadata: dict[str, Any]
+    updated_at: float
+
+
+class ConnectionsSnapshot(msgspec.Struct):
+    """Every plugin's stored state; ``seq`` is the daemon's head when it was read: the rows
+    reflect at least every event up to it."""
+
+    seq: int
+    plugins: list[StoredPlugin]
+
+
 class AlertsHistory(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
     target: str | None = None  # only this target's notifications
@@ -233,6 +257,8 @@ class SilenceEnd(msgspec.Struct, forbid_unknown_fields=True):
 
 
 METHODS: dict[str, type[msgspec.Struct]] = {
+    "connections.snapshot": NoParams,
+    "events.history": EventsHistory,
     "status": NoParams,
     "plugins.list": NoParams,
     "plugins.get": PluginName,
@@ -262,6 +288,10 @@ E_RESPONSE_TOO_LARGE = "response_too_large"  # the answer would exceed MAX_FRAME
 E_TOO_MANY_CLIENTS = "too_many_clients"  # max_clients or the fd limit reached; then closed
 E_STORAGE = "storage_failed"  # the database cannot be written (disk full...); nothing changed
 E_INTERNAL = "internal_error"
+E_READ_ONLY = "read_only"  # refused by the client itself: the context is read-only
+
+# Methods that change the daemon: a read-only context refuses them before sending.
+WRITE_METHODS = frozenset({"plugins.update_settings", "plugins.set_enabled"})
 
 # -- encoding --------------------------------------------------------------------------------
 

@@ -65,16 +65,19 @@ class Connection:
         client: str,
         timeout: float = 5.0,
         verify: Callable[[socket.socket], None] | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
-        """``verify(sock)`` runs once connected, before a byte is sent (the peer check)."""
+        """``verify(sock)`` runs once connected, before a byte is sent (the peer check).
+        ``sock``: already connected (``--host ssh://``: our end of ssh's stdin/stdout)."""
         self.path = str(path)
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock = sock or socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._ready: collections.deque[bytes] = collections.deque()  # received, not yet read
         self._partial = b""  # the start of a frame whose newline has not come yet
         self._ids = 0
         try:
             self._sock.settimeout(timeout)
-            self._sock.connect(self.path)
+            if sock is None:
+                self._sock.connect(self.path)
         except OSError as exc:
             self._sock.close()
             missing = isinstance(exc, (FileNotFoundError, ConnectionRefusedError))
