@@ -313,6 +313,11 @@ class LocalDiscordGateway:
     def recommended_shards(self) -> int:
         return max(1, -(-self.guilds // self.recommended_guilds_per_shard))
 
+    def reset_session_starts(self) -> None:
+        """Discord's daily reset of the identify budget."""
+        self.session_start_remaining = self.session_start_total
+        self._changed()
+
     def guild_ids(self) -> list[str]:
         """The bot's guilds: snowflakes one creation-time unit apart, so that Discord's routing
         ``(guild_id >> 22) % shard_count`` spreads them over shards."""

@@ -6,14 +6,17 @@ Each shard has its own state in ``parts``; the connection is the aggregate (docs
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness import render
 from harness.config import Config
 from harness.discord_emulator import LocalDiscordGateway
 from harness.plugins.discord_shards import IdentifyGate, parse_shards
-from harness.protocol import Part, aggregate_parts
+from harness.protocol import Connection, Part, aggregate_parts
+from tests.conftest import run_cli, subprocess_env
 from tests.test_discord_plugin import (  # noqa: F401  (fixtures used by name)
     BOT,
     TOKEN,
@@ -56,7 +59,11 @@ def all_up(n: int) -> Any:
 
 
 async def test_four_shards_connect_then_one_drop_is_degraded_and_resumed(
-    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+    config: Config,
+    state_dir: Path,
+    gateway: LocalDiscordGateway,
+    start_daemon: Any,
+    watcher: Any,
 ) -> None:
     cfg = discord_config(config, gateway, shards="4")
     await start(start_daemon, cfg)
@@ -72,6 +79,20 @@ async def test_four_shards_connect_then_one_drop_is_degraded_and_resumed(
     assert budget["total"] == 1000 and budget["max_concurrency"] == 1
     before = {p["id"]: p["since"] for p in up["parts"]}
     w.reset()
+
+    shown = await run_cli(
+        "plugins",
+        "show",
+        "discord",
+        "--socket",
+        str(cfg.socket_path),
+        env=subprocess_env(state_dir),
+    )
+    assert shown.rc == 0, shown.err
+    assert "parts       4/4 parts connected" in shown.out
+    assert "identifies left: 996/1000" in shown.out
+    rows = [ln.split() for ln in shown.out.splitlines() if ln.startswith("    ") and "●" in ln]
+    assert [(r[0], r[2], r[-1]) for r in rows] == [(str(n), "connected", "10") for n in range(4)]
 
     await gateway.drop_shard(2, 4000)
     down = await w.until(lambda d: d["state"] != "connected")
@@ -149,6 +170,42 @@ async def test_bad_shards_setting_is_an_error_that_says_what_to_set(
     assert gateway.connection_count == 0
 
 
+async def test_identify_budget_at_its_floor_stops_identifying_but_resumes_go_on(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    gateway.session_start_total = 100
+    gateway.session_start_remaining = 6  # floor: 5% of 100; one IDENTIFY left above it
+    gateway.session_start_reset_after = 1000  # ms: Discord's reset, shortened
+    cfg = discord_config(config, gateway, shards="4")
+    await start(start_daemon, cfg)
+    w: Watcher = await watcher(cfg)
+
+    def held(d: dict[str, Any]) -> bool:
+        parts = d.get("parts") or []
+        return (
+            len(parts) == 4
+            and parts[0]["state"] == "connected"
+            and all("identify budget at its floor" in (p.get("reason") or "") for p in parts[1:])
+        )
+
+    low = await w.until(held, timeout=20)
+    assert low["state"] == "connecting" and low["reason"].startswith("degraded: 1/4 shards")
+    reason = low["parts"][1]["reason"]
+    assert "5/100 left (floor 5, identify_floor=5%)" in reason and "resumes go on" in reason
+    assert low["parts"][1]["retry_at"] > low["parts"][1]["since"]
+    assert gateway.identify_count == 1
+    # A resume is not an IDENTIFY: shard 0 comes back while the others wait.
+    await gateway.drop_shard(0, 4000)
+    await w.until(lambda d: d["parts"][0]["state"] != "connected")
+    await w.until(lambda d: d["parts"][0]["state"] == "connected" and held(d))
+    assert gateway.resume_count == 1 and gateway.identify_count == 1
+    # Discord resets the budget: the waiting shards identify.
+    gateway.reset_session_starts()
+    up = await w.until(all_up(4), timeout=20)
+    assert up["extra"]["identify_budget"]["remaining"] == 97
+    assert gateway.identify_count == 4
+
+
 # -- the pure rules --------------------------------------------------------------------------
 
 
@@ -167,6 +224,31 @@ def test_aggregate_parts() -> None:
         "1/2 shards connected · shard 3: token rejected",
     )
     assert aggregate_parts([], "shards")[0] == "connecting"
+
+
+def test_parts_in_words() -> None:
+    conn = Connection(
+        state="connecting",
+        parts=[
+            Part(id="0", state="connected", since=1.0, latency_ms=41.6, guilds=10),
+            Part(
+                id="1",
+                state="disconnected",
+                since=1.0,
+                reason="4000 unknown error, resuming",
+                attempt=2,
+                retry_at=112.0,
+            ),
+        ],
+        extra={"identify_budget": {"total": 1000, "remaining": 988, "resets_at": 100 + 5 * 3600}},
+    )
+    assert render.parts_summary(conn) == "1/2 parts connected · 1 disconnected"
+    row = render.part_row(conn.parts[1], 100.0, None)
+    assert row[1] == "○ disconnected"
+    assert row[-1] == "4000 unknown error, resuming · retrying in 12 s · attempt 2"
+    assert render.part_row(conn.parts[0], 100.0, None)[3:5] == ("42 ms", "10")
+    assert render.identify_budget(conn, 100.0) == "identifies left: 988/1000, resets in 5 h"
+    assert render.parts_summary(Connection(state="connected")) is None
 
 
 def test_parse_shards() -> None:

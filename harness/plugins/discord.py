@@ -226,6 +226,7 @@ class DiscordPlugin(Plugin):
         self._shards: dict[int, _Shard] = {}  # when sharded
         self._mode: ShardMode = None
         self._publish_lock = asyncio.Lock()  # parts are published in the order they change
+        self._budget_lock = asyncio.Lock()
         self._budget: dict[str, Any] | None = None  # session_start_limit, as last read
         self._budget_read_at = 0.0
         self._gate: IdentifyGate | None = None
@@ -420,9 +421,13 @@ class DiscordPlugin(Plugin):
         initial = True
         while True:
             resume = session is not None
-            if not resume and self._gate is not None:
-                # Discord's concurrency rule: one IDENTIFY per bucket per identify_interval.
-                await self._gate.wait(shard.id or 0)
+            if not resume:
+                await self._within_budget(ctx, client, shard)
+                if self._budget is not None:  # booked before the gate: no burst past the floor
+                    self._budget["remaining"] = max(0, int(self._budget["remaining"]) - 1)
+                if self._gate is not None:
+                    # Discord's concurrency rule: one IDENTIFY per bucket per identify_interval.
+                    await self._gate.wait(shard.id or 0)
             try:
                 ws = await asyncio.wait_for(
                     GatewaySocket.from_client(
@@ -731,6 +736,58 @@ class DiscordPlugin(Plugin):
         if self._budget is not None:
             out["extra"] = {"identify_budget": self._budget_view()}
         return out
+
+    async def _within_budget(
+        self, ctx: PluginContext, client: discord.Client, shard: _Shard
+    ) -> None:
+        """Return when this shard may IDENTIFY: while the budget is at its floor, say why and
+        until when, and wait for Discord's reset (a RESUME never comes here)."""
+        while self._budget is not None:
+            view = self._budget_view()
+            pct = int(ctx.settings["identify_floor"])
+            floor = -(-view["total"] * pct // 100)
+            if view["remaining"] > floor:
+                return
+            now = time.time()
+            if now >= view["resets_at"]:
+                read_at = self._budget_read_at
+                async with self._budget_lock:  # one shard reads it anew for all
+                    if self._budget_read_at != read_at:
+                        continue
+                    try:
+                        _n, _url, limit = await asyncio.wait_for(
+                            client.http.get_bot_gateway(), _LOGIN_TIMEOUT
+                        )
+                        self._note_budget(dict(limit))
+                        continue
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        # Read it again in a minute.
+                        self._budget["reset_after"] = 60_000
+                        self._budget_read_at = now
+                        view = self._budget_view()
+            until = view["resets_at"]
+            reason = (
+                f"identify budget at its floor: {view['remaining']}/{view['total']} left "
+                f"(floor {floor}, identify_floor={pct}%); no new session until "
+                f"{time.strftime('%H:%M', time.localtime(until))}, resumes go on"
+            )
+            ctx.logger.warning(
+                "discord: %s%s", "" if shard.id is None else f"shard {shard.id}: ", reason
+            )
+            await self._set(
+                ctx,
+                shard,
+                "disconnected",
+                reason=reason,
+                code=None,
+                attempt=None,
+                retry_at=until,
+                latency_ms=None,
+                drop_ms=None,
+            )
+            await asyncio.sleep(max(0.05, min(until - now, 3600.0)))
 
     def _budget_view(self) -> dict[str, Any]:
         b = self._budget or {}
