@@ -1,4 +1,5 @@
-"""Entry point: ``python -m harness.bench {stream,connection,tui,persist,hostile} [--quick]``."""
+"""Entry point: ``python -m harness.bench NAME [--quick]`` (stream, connection, tui, persist,
+hostile, shards)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ BENCHES = {
     "tui": "daemon change -> widget; key delay under a flood; first paint",
     "persist": "plugin API -> SQLite -> stream vs raw sqlite3; retention under a flood",
     "hostile": "another client's status p99 and the daemon's RSS under a hostile subscriber",
+    "shards": "sharded bot: launch -> every shard connected vs Discord's minimum; RSS per shard",
 }
 
 

@@ -247,6 +247,8 @@ class DiscordPlugin(Plugin):
             return
         self._main = _Shard(None)
         self._shards = {}
+        self._budget = None  # read anew by every start (sharded)
+        self._gate = None
         # The stored name may be another token's bot: unknown until this one identifies.
         await ctx.set_connection("connecting", reason="logging in to Discord", username=None)
         self._supervisor = ctx.create_task(self._supervise(ctx), name="supervisor")
