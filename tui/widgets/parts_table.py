@@ -27,8 +27,9 @@ class PartsTable(DataTable[str]):
     DEFAULT_CSS = """
     PartsTable {
         height: auto;
-        max-height: 9;
-        margin: 0 1;
+        max-height: 11;
+        border: round $panel-lighten-2;
+        border-title-color: $text-muted;
         display: none;
         &.-has-parts { display: block; }
     }
