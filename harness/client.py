@@ -5,11 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
-import pwd
-import socket
-import stat
-import struct
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -18,16 +13,26 @@ import msgspec
 
 from harness import __version__, protocol
 from harness.protocol import Ack, Error, Event, Lagged, Replayed, Response, Welcome
+from harness.socket_trust import (  # re-exported: they were defined here first
+    DaemonUnavailable as DaemonUnavailable,
+)
+from harness.socket_trust import (
+    FrameTooLarge as FrameTooLarge,
+)
+from harness.socket_trust import (
+    UntrustedSocket as UntrustedSocket,
+)
+from harness.socket_trust import (
+    too_large_message,
+    verify_peer,
+    verify_socket_path,
+)
 
 EVENT_BUFFER = 10_000
 # What a client reads a line with: one frame and its newline, as the protocol bounds them. A
 # longer line is reported as exactly that (FrameTooLarge), never as a daemon gone away.
 READ_LIMIT = protocol.MAX_FRAME_BYTES + 1
-_TOO_LARGE = (
-    f"the daemon sent a frame larger than {protocol.MAX_FRAME_BYTES // (1024 * 1024)} MiB, the "
-    "protocol's limit; the daemon is running but this answer cannot be read (a setting may be "
-    "too large: unset it, e.g. `harness plugins set NAME KEY=`)"
-)
+_TOO_LARGE = too_large_message(protocol.MAX_FRAME_BYTES)
 
 
 class ClientError(Exception):
@@ -38,96 +43,6 @@ class ClientError(Exception):
         self.code = error.code
         self.message = error.message
         self.details = error.details or {}
-
-
-class DaemonUnavailable(Exception):
-    """No daemon to talk to (no socket, nobody listening, or the connection dropped).
-    ``not_running``: the socket is missing or nobody listens, so starting one is the fix."""
-
-    def __init__(self, message: str, *, not_running: bool = False) -> None:
-        super().__init__(message)
-        self.not_running = not_running
-
-
-class UntrustedSocket(DaemonUnavailable):
-    """The socket, its directory or the process behind it could belong to another user:
-    nothing was sent to it."""
-
-
-class FrameTooLarge(DaemonUnavailable):
-    """The daemon sent a line longer than the protocol's frame limit; the connection is
-    unusable after it (the rest of that line cannot be told from the next frame)."""
-
-
-def _owner(uid: int) -> str:
-    try:
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except KeyError:
-        return f"uid {uid}"
-
-
-def _trusted(uid: int) -> bool:
-    return uid in (os.getuid(), 0)
-
-
-def verify_socket_path(path: Path | str) -> None:
-    """Before connecting: the socket's directory and the socket itself must be ones only this
-    user (or root) controls. Otherwise another user could have put a listener there to catch
-    what clients send (a token, for one). Raises UntrustedSocket naming the path, its owner
-    and what to do. A socket that does not exist is left to connect() to report."""
-    path = Path(path)
-    directory = path.parent
-    for what, target, follow in (("directory", directory, False), ("directory", directory, True)):
-        try:
-            st = os.stat(target, follow_symlinks=follow)
-        except FileNotFoundError:
-            return
-        if not _trusted(st.st_uid):
-            kind = "the link" if stat.S_ISLNK(st.st_mode) else "the socket's " + what
-            raise UntrustedSocket(
-                f"refusing to talk to {path}: {kind} {directory} belongs to "
-                f"{_owner(st.st_uid)}, not to you or root, so that user may be listening "
-                f"there. Remove {directory} (as root if need be) and start `harness run` "
-                "again, or point --socket/--config at your own daemon"
-            )
-        if stat.S_ISDIR(st.st_mode) and st.st_mode & 0o002 and not st.st_mode & stat.S_ISVTX:
-            raise UntrustedSocket(
-                f"refusing to talk to {path}: its directory {directory} is writable by every "
-                f"user (mode {stat.S_IMODE(st.st_mode):04o}), so anyone could have put that "
-                "socket there. Keep the socket in a private directory (the default, or "
-                "`chmod 700` it)"
-            )
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise UntrustedSocket(
-            f"refusing to talk to {path}: it is not a socket (a link or a file). Remove it "
-            "and start `harness run` again"
-        )
-    if not _trusted(st.st_uid):
-        raise UntrustedSocket(
-            f"refusing to talk to {path}: the socket belongs to {_owner(st.st_uid)}, not to "
-            "you or root. Remove it and start `harness run` again, or point "
-            "--socket/--config at your own daemon"
-        )
-
-
-def verify_peer(sock: socket.socket | None, path: Path | str) -> None:
-    """After connecting, before sending a byte: the process that listens is this user's or
-    root's (SO_PEERCRED). This is the check a planted socket cannot get round; the path
-    checks only say earlier, and more precisely, what is wrong."""
-    if sock is None or not hasattr(socket, "SO_PEERCRED"):
-        return  # not Linux: the private directory alone has to do
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, _gid = struct.unpack("3i", creds)
-    if not _trusted(uid):
-        raise UntrustedSocket(
-            f"refusing to talk to {path}: the process listening there (pid {pid}) runs as "
-            f"{_owner(uid)}, not as you or root. Nothing was sent. Stop it or remove the "
-            "socket, and start `harness run` again"
-        )
 
 
 class Client:

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from harness.alerts.rules import AlertsConfig, check_section
+
 ENV_CONFIG = "HARNESS_CONFIG"
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -23,10 +25,14 @@ class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     socket: str = ""  # empty: $XDG_RUNTIME_DIR/harness/harness.sock
     database: str = ""  # empty: $XDG_STATE_HOME/harness/state.db
     log_level: LogLevel = "info"
-    stop_timeout: float = 10.0  # seconds each plugin gets to stop
-    event_retention_days: float = 30.0  # 0 keeps events forever (still bounded by the count)
-    event_retention_max: int = 100_000  # newest events kept
-    client_queue_frames: int = 10_000  # a client further behind than this is cut off
+    # Bounded: a negative stop_timeout cancelled every plugin at once, a negative retention
+    # deleted the whole history, a queue of 0 frames cut every client off.
+    stop_timeout: Annotated[float, msgspec.Meta(ge=0)] = 10.0  # seconds each plugin gets to stop
+    # 0 keeps events forever (still bounded by the count)
+    event_retention_days: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    event_retention_max: Annotated[int, msgspec.Meta(ge=0)] = 100_000  # newest events kept
+    # a client further behind than this is cut off
+    client_queue_frames: Annotated[int, msgspec.Meta(ge=1)] = 10_000
     # Clients connected at once; the next gets a too_many_clients error frame and is closed.
     max_clients: Annotated[int, msgspec.Meta(ge=1)] = 512
 
@@ -42,6 +48,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     # [plugins.<name>] tables: default settings, checked against each plugin's schema at boot.
     plugins: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)  # see docs/alerts.md
     source: str = ""  # the file it came from; not a TOML key
 
     @property
@@ -150,6 +157,10 @@ def _load_file(file: Path) -> Config:
                     f"{file}: plugins.{name}: expected a table of settings "
                     f"([plugins.{name}]), got {type(table).__name__}"
                 )
+    if "alerts" in data:
+        problems = check_section(data["alerts"], str(file))
+        if problems:
+            raise ConfigError("\n".join(problems))
     try:
         config = msgspec.convert(data, Config)
     except msgspec.ValidationError as exc:

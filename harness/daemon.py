@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from harness import __version__, protocol, settings
+from harness.alerts.service import Alerts
 from harness.bus import Bus
 from harness.config import Config
 from harness.orchestrator import (
@@ -47,6 +48,7 @@ class Daemon:
         self.recorder: Recorder | None = None
         self.orchestrator: Orchestrator | None = None
         self.server: Server | None = None
+        self.alerts: Alerts | None = None
         self.started = time.time()
         self._lock_fds: list[int] = []
         self.metrics: Metrics | None = None
@@ -106,6 +108,8 @@ class Daemon:
                 h = self.recorder.health
                 raise StoreError(self._cannot_write(h.cause or "?", h.detail or ""))
             self.recorder.quiet = False
+            self.alerts = Alerts(cfg.alerts, self.store, self.recorder)
+            await self.alerts.start(self._connections)
             self.server = Server(
                 socket_path,
                 self.bus,
@@ -149,6 +153,8 @@ class Daemon:
         # non-daemon thread, and with it the process, alive; locks must always be released.
         failure: BaseException | None = None
         for step in (
+            # Alerts first: the plugins' `stopped` on shutdown must not resolve any alert.
+            self.alerts.stop if self.alerts else None,
             self.orchestrator.shutdown if self.orchestrator else None,
             self.server.close if self.server else None,
             self.recorder.close if self.recorder else None,
@@ -167,7 +173,7 @@ class Daemon:
         for fd in self._lock_fds:
             os.close(fd)
         self._lock_fds.clear()
-        self.orchestrator = self.server = self.store = self.recorder = None
+        self.orchestrator = self.server = self.store = self.recorder = self.alerts = None
         if failure is not None:
             raise failure
 
@@ -190,13 +196,20 @@ class Daemon:
     # -- request handlers --------------------------------------------------------------------
 
     def _handlers(self) -> dict[str, Any]:
+        assert self.alerts
         return {
             "status": self._status,
             "plugins.list": self._plugins_list,
             "plugins.get": self._plugins_get,
             "plugins.update_settings": self._update_settings,
             "plugins.set_enabled": self._set_enabled,
+            **self.alerts.handlers(),
         }
+
+    async def _connections(self) -> dict[str, Any]:
+        """Each plugin's current connection object, for the alert engine's first judgement."""
+        assert self.orchestrator
+        return {p.name: p.metadata.get("connection") for p in await self.orchestrator.list()}
 
     async def _status(self, _: protocol.NoParams) -> dict[str, Any]:
         assert self.orchestrator and self.bus and self.server and self.recorder
@@ -328,6 +341,7 @@ async def serve(config: Config) -> int:
         try:
             await stop.wait()
         finally:
+            status_line.phase = "stopping"
             notifier.stopping()
             await daemon.stop()
     finally:

@@ -56,12 +56,21 @@ def _latency_seconds(conn: Any) -> float | None:
 class PluginFigures:
     """What the metrics know of one plugin's connection."""
 
-    __slots__ = ("attempts", "connected_before", "latency", "reconnects", "since", "state")
+    __slots__ = (
+        "attempt",
+        "attempts",
+        "connected_before",
+        "latency",
+        "reconnects",
+        "since",
+        "state",
+    )
 
     def __init__(self) -> None:
         self.state = ""
         self.since = 0.0
         self.attempts = 0
+        self.attempt: int | None = None  # the plugin's own `attempt` field, last reported
         self.reconnects = 0
         self.connected_before = False
         self.latency: float | None = None
@@ -100,11 +109,15 @@ class Metrics:
     # -- fed by the bus (on the event loop) ----------------------------------------------------
 
     def deliver(self, frame: bytes, event: Any) -> None:
+        name: str = event.event
+        if name.endswith(":health"):
+            # Live heartbeat health (never stored, not an event recorded): only the latency.
+            self._health(name.rpartition(":")[0], event.data)
+            return
         self.events_total += 1
         # Storage faults mark live events as not persisted (see ARCHITECTURE.md).
         if getattr(event, "persisted", True) is False:
             self.unpersisted_total += 1
-        name: str = event.event
         if name == STORAGE_EVENT and _field(event.data, "state") == "failing":
             self._storage_errors += 1  # the recorder announces each failure once, as it begins
         elif name.endswith(":connection"):
@@ -115,17 +128,30 @@ class Metrics:
         state = _field(conn, "state")
         if not isinstance(state, str):
             return
+        attempt = _field(conn, "attempt")
+        attempt = attempt if isinstance(attempt, int) else None
         if state != figures.state:
-            if state == "connecting":
+            # A plugin whose library retries by itself (discord.py) goes from `disconnected`
+            # straight to `connected`: that was an attempt too, one that worked.
+            if state == "connecting" or (state == "connected" and figures.state == "disconnected"):
                 figures.attempts += 1
             if state == "connected":
                 if figures.connected_before:
                     figures.reconnects += 1
                 figures.connected_before = True
+        elif state == "disconnected" and attempt is not None and attempt > (figures.attempt or 0):
+            figures.attempts += 1  # such a library's retry that failed, with no `connecting`
+        figures.attempt = attempt
         figures.state = state
         since = _field(conn, "since")
         figures.since = float(since) if isinstance(since, (int, float)) else ts
         figures.latency = _latency_seconds(conn) if state == "connected" else None
+
+    def _health(self, plugin: str, health: Any) -> None:
+        figures = self.plugins.setdefault(plugin, PluginFigures())
+        latency = _latency_seconds(health)
+        if latency is not None and figures.state == "connected":
+            figures.latency = latency
 
     def storage_error(self, count: int = 1) -> None:
         """Count a storage failure that did not come as a ``daemon:storage`` event."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -214,12 +214,37 @@ class SetEnabled(msgspec.Struct, forbid_unknown_fields=True):
     enabled: bool
 
 
+class AlertsHistory(msgspec.Struct, forbid_unknown_fields=True):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+    target: str | None = None  # only this target's notifications
+
+
+class AlertsTest(msgspec.Struct, forbid_unknown_fields=True):
+    target: str  # a target's name, as `alerts.list` reports it
+
+
+class SilenceAdd(msgspec.Struct, forbid_unknown_fields=True):
+    plugin: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]  # a name or a glob
+    duration: str | float  # "30m", "2h", or seconds
+    reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class SilenceEnd(msgspec.Struct, forbid_unknown_fields=True):
+    id: int
+
+
 METHODS: dict[str, type[msgspec.Struct]] = {
     "status": NoParams,
     "plugins.list": NoParams,
     "plugins.get": PluginName,
     "plugins.update_settings": UpdateSettings,
     "plugins.set_enabled": SetEnabled,
+    "alerts.list": NoParams,
+    "alerts.history": AlertsHistory,
+    "alerts.test": AlertsTest,
+    "silences.list": NoParams,
+    "silences.add": SilenceAdd,
+    "silences.end": SilenceEnd,
 }
 
 # -- error codes -----------------------------------------------------------------------------

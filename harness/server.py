@@ -1,5 +1,6 @@
-"""The Unix-socket server: framing, the handshake, subscriptions with replay, requests, and
-one bounded, batching writer per client."""
+"""The Unix-socket server: framing, the handshake, subscriptions with replay, requests, and a
+bounded write path per client: frames go straight to the transport's buffer, events joined once
+per loop iteration by the bus (see ``Bus.flush``)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ import struct
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from harness import __version__, protocol
-from harness.bus import Bus, Patterns
-from harness.protocol import Ack, Error, Event, Lagged, Replayed, Response, Welcome
+from harness.bus import Bus, Patterns, StreamSubscriber
+from harness.protocol import Ack, Error, Lagged, Replayed, Response, Welcome
 from harness.store import Store
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ Handler = Callable[[Any], Awaitable[Any]]
 DEFAULT_MAX_QUEUED_FRAMES = 10_000
 MAX_QUEUED_BYTES = 16 * 1024 * 1024
 REPLAY_PAGE = 500
+_WRITE_HIGH = 1024 * 1024  # a transport buffer above this pauses writing
 _LAGGED_GRACE = 1.0  # seconds a lagged client gets to read its "lagged" frame before the abort
 
 
@@ -57,7 +59,7 @@ def _peer_uid(sock: socket.socket) -> int | None:
     return uid
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(asyncio.Protocol, StreamSubscriber):
     def __init__(self, server: Server) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
@@ -68,27 +70,32 @@ class ClientConnection(asyncio.Protocol):
         self._discarding = False  # inside an oversized frame: skip to its newline
         self._hello = False
         self._replaying = False
-        self._held: list[bytes] = []  # live events that arrive during a replay
-        self._queue: collections.deque[bytes] = collections.deque()
-        self._queued_bytes = 0
-        self._wakeup = asyncio.Event()
+        self._held: list[bytes] = []  # live events (joined) that arrive during a replay
+        self._held_frames = 0
+        # While the transport is paused (its buffer above the high-water mark), frames wait
+        # here, not in the transport: on Python 3.11 a large transport buffer costs a memmove
+        # of all of it per send. Past the limits the client is cut off (``_lagged``).
+        self._paused = False
+        self._backlog: collections.deque[tuple[bytes, int]] = collections.deque()
+        self._backlog_frames = 0
+        self._backlog_bytes = 0
         self._can_write = asyncio.Event()
         self._can_write.set()
-        self._drained = asyncio.Event()
         self._closed = False
         self._subscription: asyncio.Task[None] | None = None
-        self._writer: asyncio.Task[None] | None = None
 
     # -- transport callbacks ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A duck-typed check: uvloop's transports are not asyncio.Transport subclasses.
+        assert hasattr(transport, "write") and hasattr(transport, "pause_reading")
+        self.transport = cast(asyncio.Transport, transport)
+        transport = self.transport
         sock = transport.get_extra_info("socket")
         uid = _peer_uid(sock) if sock is not None else None
         self.peer = f"uid={uid}" if uid is not None else "peer"
         # Large enough that the writer batches, small enough that memory stays bounded.
-        transport.set_write_buffer_limits(high=1024 * 1024)
+        transport.set_write_buffer_limits(high=_WRITE_HIGH)
         if uid is not None and uid not in (os.getuid(), 0):
             log.warning("refused a client with uid %s (only uid %s may connect)", uid, os.getuid())
             transport.write(
@@ -97,28 +104,38 @@ class ClientConnection(asyncio.Protocol):
             transport.close()
             self._closed = True
             return
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
         self.server.clients.add(self)
 
     def pause_writing(self) -> None:
+        self._paused = True
         self._can_write.clear()
 
     def resume_writing(self) -> None:
+        self._paused = False
         self._can_write.set()
+        # Hand the transport what waited, about a high-water mark at a time, until it pauses
+        # again or nothing is left (asyncio allows writes from this callback).
+        backlog, transport = self._backlog, self.transport
+        while backlog and not self._paused and not self._closed and transport is not None:
+            chunk: list[bytes] = []
+            size = 0
+            while backlog and size < _WRITE_HIGH:
+                data, frames = backlog.popleft()
+                chunk.append(data)
+                size += len(data)
+                self._backlog_frames -= frames
+                self._backlog_bytes -= len(data)
+            transport.write(b"".join(chunk))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self.server.clients.discard(self)
         self.server.bus.unsubscribe(self)
-        self._wakeup.set()
         self._can_write.set()
-        self._drained.set()
         # Requests are left to finish: one that changes a plugin must not stop half-way
         # because its client went away (their answers are simply dropped). A replay is moot.
         if self._subscription is not None:
             self._subscription.cancel()
-        if self._writer:
-            self._writer.cancel()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
@@ -164,18 +181,30 @@ class ClientConnection(asyncio.Protocol):
 
     # -- outbound --------------------------------------------------------------------------
 
-    def send(self, frame: bytes) -> None:
+    def send(self, frame: bytes, frames: int = 1) -> None:
+        """Write a frame of our own (an answer, a replayed page): after any events still
+        pending for this client in the bus, so that nothing overtakes them."""
         if self._closed:
             return
-        self._queue.append(frame)
-        self._queued_bytes += len(frame)
-        if (
-            len(self._queue) > self.server.max_queued_frames
-            or self._queued_bytes > MAX_QUEUED_BYTES
-        ):
-            self._lagged()
+        if self.group is not None and self.group.frames:
+            self.server.bus.flush_group(self.group)
+            if self._closed:  # that flush cut us off
+                return
+        self._write(frame, frames)
+
+    def _write(self, data: bytes, frames: int) -> None:
+        assert self.transport is not None
+        if self._paused or self._backlog:
+            self._backlog.append((data, frames))
+            self._backlog_frames += frames
+            self._backlog_bytes += len(data)
+            if (
+                self._backlog_frames > self.server.max_queued_frames
+                or self._backlog_bytes > MAX_QUEUED_BYTES
+            ):
+                self._lagged()
             return
-        self._wakeup.set()
+        self.transport.write(data)
 
     def send_frame(self, frame: msgspec.Struct) -> None:
         self.send(protocol.encode(frame))
@@ -185,47 +214,36 @@ class ClientConnection(asyncio.Protocol):
     ) -> None:
         self.send_frame(Error(code=code, message=message, id=id, details=details))
 
-    def deliver(self, frame: bytes, event: Event) -> None:
-        """Bus callback: must never block or await."""
+    def receive(self, joined: bytes, frames: int) -> None:
+        """Bus callback, once per loop iteration: must never block or await."""
+        if self._closed:
+            return
         if self._replaying:
-            self._held.append(frame)
-            if len(self._held) > self.server.max_queued_frames:
+            self._held.append(joined)
+            self._held_frames += frames
+            if self._held_frames > self.server.max_queued_frames:
                 self._lagged()
         else:
-            self.send(frame)
+            self._write(joined, frames)
 
     def _lagged(self) -> None:
         """Cut off a client that cannot keep up, so it never slows the bus or grows memory."""
         if self._closed or self.transport is None:
             return
-        dropped = len(self._queue) + len(self._held)
+        # Not delivered: what is held for after a replay and what waits for the transport.
+        dropped = self._held_frames + self._backlog_frames
         log.warning("client %s fell %d frames behind; disconnecting it", self.peer, dropped)
         self._closed = True
-        self._queue.clear()
         self._held.clear()
+        self._held_frames = 0
+        self._backlog.clear()
+        self._backlog_frames = self._backlog_bytes = 0
         self.server.bus.unsubscribe(self)
         transport = self.transport
         transport.pause_reading()
         transport.write(protocol.encode(Lagged(dropped=dropped)))
         transport.close()  # flushes what the socket takes; the abort below ends a stuck one
         asyncio.get_running_loop().call_later(_LAGGED_GRACE, transport.abort)
-
-    async def _write_loop(self) -> None:
-        transport = self.transport
-        assert transport is not None
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            if self._closed:
-                return
-            if self._queue:
-                # One write per wake-up, however many frames queued meanwhile.
-                batch = b"".join(self._queue)
-                self._queue.clear()
-                self._queued_bytes = 0
-                transport.write(batch)
-            self._drained.set()
-            await self._can_write.wait()
 
     # -- inbound ---------------------------------------------------------------------------
 
@@ -311,22 +329,23 @@ class ClientConnection(asyncio.Protocol):
                 page = await self.server.store.events_after(since, head, limit=REPLAY_PAGE)
                 if not page:
                     break
-                for event in page:
-                    if self.patterns(event.event):
-                        self.send(protocol.encode(event))
-                        replayed += 1
+                frames = [protocol.encode(e) for e in page if self.patterns(e.event)]
+                if frames:
+                    self.send(b"".join(frames), len(frames))  # one write per page
+                    replayed += len(frames)
                 since = page[-1].seq
-                while len(self._queue) > self.server.max_queued_frames // 2 and not self._closed:
-                    self._drained.clear()
-                    await self._drained.wait()
+                # The next page only once the transport takes more: memory stays one page.
+                await self._can_write.wait()
         except asyncio.CancelledError:
             # Replaced, unsubscribed or disconnected: what was held belongs to no one now.
             self._held.clear()
+            self._held_frames = 0
             self._replaying = False
             raise
         except Exception:
             log.exception("replay for %s failed", self.peer)
             self._held.clear()
+            self._held_frames = 0
             self._replaying = False
             bus.unsubscribe(self)
             self.send_error(
@@ -334,10 +353,14 @@ class ClientConnection(asyncio.Protocol):
             )
             return
         self.send_frame(Replayed(id=frame.id, count=replayed))
+        # Live events that came meanwhile: flushed into the held list first, then all of it.
+        if self.group is not None:
+            self.server.bus.flush_group(self.group)
         held, self._held = self._held, []
+        held_frames, self._held_frames = self._held_frames, 0
         self._replaying = False
-        for f in held:
-            self.send(f)
+        if held:
+            self._write(b"".join(held), held_frames)
 
     async def _on_request(self, frame: protocol.Request) -> None:
         params_type = protocol.METHODS.get(frame.method)

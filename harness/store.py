@@ -20,7 +20,7 @@ import msgspec
 from harness.protocol import Event
 
 APPLICATION_ID = 0x48524E53  # "HRNS": tells a harness database from any other SQLite file
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 # Forward migrations: MIGRATIONS[n] takes the schema from version n to n + 1.
@@ -47,6 +47,47 @@ MIGRATIONS: tuple[str, ...] = (
     # scanning the table; the delete itself is then a seq (rowid) range.
     """
     CREATE INDEX events_by_ts ON events (ts);
+    """,
+    # Alerts (harness/alerts/): notifications recorded before they are sent (the outbox), the
+    # firings still open (so a restart neither re-fires nor forgets to resolve), silences.
+    """
+    CREATE TABLE alert_outbox (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        dedup_key  TEXT NOT NULL UNIQUE,
+        target     TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        rule       TEXT NOT NULL,
+        plugin     TEXT NOT NULL,
+        title      TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        created    REAL NOT NULL,
+        status     TEXT NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        next_try   REAL NOT NULL,
+        sent_at    REAL,
+        last_error TEXT
+    );
+    CREATE INDEX alert_outbox_queue ON alert_outbox (target, status, id);
+    CREATE TABLE alert_active (
+        rule      TEXT NOT NULL,
+        plugin    TEXT NOT NULL,
+        key       TEXT NOT NULL,
+        fired_at  REAL NOT NULL,
+        state     TEXT NOT NULL,
+        reason    TEXT,
+        since     REAL NOT NULL,
+        reminders INTEGER NOT NULL DEFAULT 0,
+        notified  INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (rule, plugin)
+    );
+    CREATE TABLE alert_silences (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        plugin  TEXT NOT NULL,
+        starts  REAL NOT NULL,
+        ends    REAL NOT NULL,
+        reason  TEXT NOT NULL DEFAULT '',
+        ended   REAL
+    );
     """,
 )
 
@@ -222,6 +263,12 @@ class Store:
         # Held by every multi-statement transaction: the group-commit writer's single-hop
         # transaction must never start between another one's BEGIN and COMMIT.
         self._tx_lock = asyncio.Lock()
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        """The connection, for modules that keep the SQL of their own tables (harness/alerts).
+        Their multi-statement writes go through :meth:`transaction` like everyone else's."""
+        return self._conn
 
     # -- opening -------------------------------------------------------------------------
 

@@ -112,14 +112,17 @@ class StatusLine:
         self.patterns = Patterns(["*:connection"])
         self._notifier = notifier
         self._states: dict[str, str] = {}
+        # "stopping" once the daemon stops: plugins then report `stopped`, and systemctl must
+        # not show the unit as running again while it deactivates.
+        self.phase = "running"
 
     def seed(self, states: Mapping[str, str]) -> None:
         self._states.update(states)
 
     def text(self) -> str:
         if not self._states:
-            return "running; no plugins"
-        return "running; " + ", ".join(f"{n} {s}" for n, s in sorted(self._states.items()))
+            return f"{self.phase}; no plugins"
+        return f"{self.phase}; " + ", ".join(f"{n} {s}" for n, s in sorted(self._states.items()))
 
     def deliver(self, frame: bytes, event: object) -> None:
         data = getattr(event, "data", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import msgspec
@@ -31,6 +32,23 @@ def test_example_plugin_tables_match_each_schema() -> None:
                 assert table[field.name] == field.default, field.name
             else:
                 assert field.type == "secret", f"{field.name} is only commented out"
+
+
+def test_example_alerts_table_equals_the_defaults() -> None:
+    from harness.alerts.rules import AlertRule, AlertsConfig
+
+    loaded = config.load(EXAMPLE)
+    assert msgspec.structs.asdict(loaded.alerts) == msgspec.structs.asdict(AlertsConfig())
+    text = EXAMPLE.read_text()
+    for field in msgspec.structs.fields(AlertsConfig):
+        if field.name != "rules":
+            assert f"\n{field.encode_name} = " in text, f"[alerts] {field.name} is not documented"
+    # The commented-out rule, uncommented, is the default rule.
+    block = text[text.index("# [alerts.rules.connection]") :]
+    rule_toml = "\n".join(line.removeprefix("# ") for line in block.splitlines())
+    (rule,) = tomllib.loads(rule_toml)["alerts"]["rules"].values()
+    assert set(rule) == {f.encode_name for f in msgspec.structs.fields(AlertRule)}
+    assert msgspec.convert(rule, AlertRule) == AlertRule()
 
 
 def test_example_metrics_table_equals_the_defaults() -> None:

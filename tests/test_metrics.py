@@ -110,3 +110,34 @@ async def test_an_address_in_use_is_a_clear_error(daemon: Daemon) -> None:
     other = Metrics(seq=lambda: 0, clients=lambda: 0)
     with pytest.raises(MetricsError, match=r"cannot listen on 127\.0\.0\.1:"):
         other.serve("127.0.0.1", daemon.metrics.address[1])
+
+
+async def test_retries_that_do_not_pass_through_connecting_are_counted(daemon: Daemon) -> None:
+    """discord.py reconnects by itself: the plugin reports `disconnected` with attempt 1, 2, 3
+    and then `connected`, never `connecting`. Each retry is an attempt (the counter stayed at 1
+    through a whole outage)."""
+    assert daemon.metrics is not None and daemon.metrics.address is not None
+    port = daemon.metrics.address[1]
+    assert Flip.ctx is not None
+    for attempt in (1, 2, 3):
+        await Flip.ctx.set_connection("disconnected", attempt=attempt, reason="gateway lost")
+    await Flip.ctx.set_connection("connected", username="Flip#1")
+    s = await asyncio.to_thread(scrape, port)
+    # The first at start, two retries that failed, the one that succeeded.
+    assert value(s, "harness_plugin_connection_attempts_total", plugin="flip") == 4
+    assert value(s, "harness_plugin_reconnects_total", plugin="flip") == 1
+
+
+async def test_live_health_sets_the_latency_and_is_not_a_recorded_event(daemon: Daemon) -> None:
+    """The Discord plugin reports its heartbeat round-trip as live ``{plugin}:health`` events,
+    not in the stored connection: the gauge follows them; the recorded-events count does not."""
+    from harness.protocol import Health
+
+    assert daemon.metrics is not None and daemon.metrics.address is not None
+    assert Flip.ctx is not None
+    port = daemon.metrics.address[1]
+    before = value(await asyncio.to_thread(scrape, port), "harness_events_total")
+    Flip.ctx.publish_health(Health(latency_ms=17.0, heartbeat_interval=41.25))
+    s = await asyncio.to_thread(scrape, port)
+    assert value(s, "harness_plugin_heartbeat_latency_seconds", plugin="flip") == 0.017
+    assert value(s, "harness_events_total") == before

@@ -92,6 +92,10 @@ async def test_run_reports_ready_status_watchdog_and_stopping(
     stopping = await notify.wait_for("STOPPING=1")
     assert "STATUS=stopping" in stopping.splitlines()
     assert await daemon.wait() == 0
+    # Plugins report `stopped` while the daemon stops: systemctl must not go back to "running".
+    after = [line for m in notify.drain() for line in m.splitlines() if line.startswith("STATUS=")]
+    assert after, "no STATUS= line while the plugins stopped"
+    assert all(line.startswith("STATUS=stopping") for line in after), after
 
 
 async def test_a_hung_event_loop_stops_the_watchdog_pings(

@@ -11,9 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
+import msgspec
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.reactive import var
 from textual.signal import Signal
 from textual.theme import Theme
@@ -21,10 +23,13 @@ from textual.widgets import HelpPanel
 from textual.worker import Worker, WorkerState
 
 import harness
+from harness.alerts.silences import Silence
+from harness.client import ClientError, DaemonUnavailable
 from harness.config import Config, ConfigError, load
 from harness.protocol import Event
 from tui import demo
 from tui.commands import HarnessCommands
+from tui.screens.alerts import AlertsScreen
 from tui.screens.events import KEPT, EventsScreen
 from tui.screens.plugins import PluginsScreen
 from tui.screens.settings import SettingsScreen
@@ -33,6 +38,39 @@ from tui.stream import BeforeSeed, Stream
 from tui.ui_state import UiState
 
 STREAM_RESTART_DELAY = 1.0  # seconds before restarting a stream worker that crashed (a bug)
+TOAST_MAX_AGE = 60.0  # seconds: an alert event older than this (a replay) shows no toast
+
+
+def alert_toast(e: Event) -> tuple[str, str, SeverityLevel] | None:
+    """``(title, message, severity)`` of the notification an alert event pops up, or None."""
+    d = e.data
+    reason = f": {d['reason']}" if d.get("reason") else ""
+    held = " (silenced: not sent)" if d.get("silenced") else ""
+    if e.event == "alert:fired":
+        return "Alert", f"{d.get('plugin')} is {d.get('state')}{reason}{held}", "error"
+    if e.event == "alert:resolved":
+        return "Resolved", f"{d.get('plugin')} recovered: {d.get('state')}{held}", "information"
+    if e.event == "alert:failed":
+        return (
+            "Alert not delivered",
+            f"target {d.get('target')} ({d.get('url')}): {d.get('error')} "
+            f"(attempt {d.get('attempts')}, retrying)",
+            "warning",
+        )
+    if e.event == "alert:flapping":
+        return "Flapping", f"{d.get('plugin')} keeps changing state{held}", "warning"
+    if e.event == "alert:stable":
+        return "Stable again", f"{d.get('plugin')} is {d.get('state')}", "information"
+    if e.event == "alert:silence":
+        change = d.get("change")
+        if change == "added":
+            return (
+                "Maintenance",
+                f"#{d.get('id')} {d.get('plugin')}: alerts silenced",
+                "information",
+            )
+        return "Maintenance over", f"#{d.get('id')} {d.get('plugin')} ({change})", "information"
+    return None
 
 
 class HarnessApp(App[None]):
@@ -41,13 +79,14 @@ class HarnessApp(App[None]):
     # Absolute, so subclasses defined elsewhere (tests, benchmarks) find it too.
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "harness"
-    MODES: ClassVar = {"plugins": PluginsScreen, "events": EventsScreen}
+    MODES: ClassVar = {"plugins": PluginsScreen, "events": EventsScreen, "alerts": AlertsScreen}
     DEFAULT_MODE = "plugins"
     COMMANDS = App.COMMANDS | {HarnessCommands}
     BINDINGS = [
         Binding("q", "quit", "Quit", id="quit"),
         Binding("p", "show_plugins", "Plugins", id="plugins"),
         Binding("e", "show_events", "Events", id="events"),
+        Binding("a", "show_alerts", "Alerts", id="alerts"),
         Binding("question_mark", "toggle_keys", "Keys", id="keys"),
         Binding("f", "demo_flap", "Flap connection", id="demo.flap"),
         Binding("o", "demo_outage", "Gateway outage 5 s", id="demo.outage"),
@@ -56,6 +95,10 @@ class HarnessApp(App[None]):
     # The only writer of these two is the Stream; widgets watch them.
     plugins: var[dict[str, PluginState]] = var(dict)
     link: var[LinkState] = var(LinkState)
+    # Silences (maintenance windows) of the last 24 h: the alerts screen lists them, the history
+    # widget leaves them out of the uptime. Fetched when the link comes up, then kept live
+    # from `alert:silence` events.
+    silences: var[tuple[Silence, ...]] = var(tuple)
 
     def __init__(
         self,
@@ -96,6 +139,8 @@ class HarnessApp(App[None]):
 
     def on_mount(self) -> None:
         self.events_signal.subscribe(self, self._remember_events)
+        self.events_signal.subscribe(self, self._on_alert_events)
+        self.watch(self, "link", self._fetch_silences, init=False)
         self.theme_changed_signal.subscribe(self, self._keep_theme)
         if self.start_stream:
             self.run_stream()
@@ -104,6 +149,55 @@ class HarnessApp(App[None]):
 
     def _remember_events(self, batch: EventBatch) -> None:
         self.recent_events.extend(batch.events)
+
+    # -- alerts ----------------------------------------------------------------------------
+
+    def _fetch_silences(self, link: LinkState) -> None:
+        if link.online:
+            self.run_worker(self._load_silences(), group="silences", exit_on_error=False)
+
+    async def _load_silences(self) -> None:
+        try:
+            listed = await self.stream.request("silences.list")
+        except (DaemonUnavailable, ClientError):
+            return  # an older daemon or gone again: the next link change retries
+        self.silences = tuple(msgspec.convert(s, Silence, strict=False) for s in listed)
+
+    def _on_alert_events(self, batch: EventBatch) -> None:
+        for e in batch.events:
+            if not e.event.startswith("alert:"):
+                continue
+            if e.event == "alert:silence":
+                self._apply_silence(e.data)
+            # Replayed history is not news: only recent events pop up.
+            if self.clock() - e.ts < TOAST_MAX_AGE:
+                toast = alert_toast(e)
+                if toast is not None:
+                    title, message, severity = toast
+                    self.notify(message, title=title, severity=severity, timeout=8)
+
+    def _apply_silence(self, data: dict[str, object]) -> None:
+        try:
+            silence = msgspec.convert(data, Silence, strict=False)
+        except msgspec.ValidationError:
+            return
+        kept = tuple(s for s in self.silences if s.id != silence.id)
+        self.silences = (*kept, silence)
+
+    def silenced(self, plugin: str) -> Silence | None:
+        """The silence covering ``plugin`` now, if any: the TUI shows it as maintenance."""
+        now = self.clock()
+        return next((s for s in self.silences if s.covers(plugin, now)), None)
+
+    def action_show_alerts(self) -> None:
+        self.switch_mode("alerts")
+
+    def silence_plugin(self, plugin: str) -> None:
+        """Open the silence dialog for ``plugin`` (from the command palette)."""
+        self.switch_mode("alerts")
+        screen = self.screen
+        if isinstance(screen, AlertsScreen):
+            screen.action_silence(plugin)
 
     @work(exclusive=True, group="stream", exit_on_error=False)
     async def run_stream(self) -> None:
@@ -176,6 +270,8 @@ class HarnessApp(App[None]):
         if action == "show_plugins" and isinstance(self.screen, PluginsScreen):
             return False
         if action == "show_events" and isinstance(self.screen, EventsScreen):
+            return False
+        if action == "show_alerts" and isinstance(self.screen, AlertsScreen):
             return False
         return True
 

@@ -24,6 +24,8 @@ class HarnessCommands(Provider):
         commands: list[tuple[str, Callable[[], object], str]] = [
             ("Show plugins", app.action_show_plugins, "The plugins overview"),
             ("Show events", app.action_show_events, "The live tail of every event"),
+            ("Show alerts", app.action_show_alerts, "Alert rules, targets, history, silences"),
+            ("Silence alerts", partial(app.silence_plugin, ""), "Start a maintenance window"),
         ]
         for name, state in sorted(app.plugins.items()):
             commands.append(
@@ -31,6 +33,13 @@ class HarnessCommands(Provider):
                     f"Open plugin {name}",
                     partial(app.open_settings, name),
                     f"Settings, connection and history of {name}",
+                )
+            )
+            commands.append(
+                (
+                    f"Silence plugin {name}",
+                    partial(app.silence_plugin, name),
+                    f"No alerts about {name} for a while (maintenance)",
                 )
             )
             verb = "Disable" if state.enabled else "Enable"

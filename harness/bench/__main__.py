@@ -1,5 +1,4 @@
-"""Entry point: ``python -m harness.bench NAME [--quick]`` (stream, connection, tui, persist,
-hostile, shards)."""
+"""Entry point: ``python -m harness.bench NAME [--quick]``; NAME is one of BENCHES below."""
 
 from __future__ import annotations
 
@@ -10,9 +9,11 @@ import sys
 BENCHES = {
     "stream": "bus and socket fan-out vs a minimal asyncio baseline",
     "connection": "local gateway action -> subscriber receives discord:connection",
-    "tui": "daemon change -> widget; key delay under a flood; first paint",
+    "tui": "daemon change -> widget; key delay under a flood; first paint; idle CPU",
     "persist": "plugin API -> SQLite -> stream vs raw sqlite3; retention under a flood",
     "hostile": "another client's status p99 and the daemon's RSS under a hostile subscriber",
+    "alerts": "connection change -> notification received; 1,000 queued drained",
+    "cli": "harness --help, status and events --since against stdlib clients",
     "shards": "sharded bot: launch -> every shard connected vs Discord's minimum; RSS per shard",
 }
 

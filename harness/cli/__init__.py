@@ -16,18 +16,35 @@ import argparse
 import sys
 
 from harness import __version__
-from harness.cli import config_cmd, demo, events, plugins, run, service, status
-from harness.cli.common import EXIT_FAILED, EXIT_NO_DAEMON, EXIT_OK, EXIT_USAGE
+from harness.cli import (
+    alerts,
+    config_cmd,
+    demo,
+    events,
+    plugins,
+    run,
+    service,
+    silence,
+    status,
+)
+from harness.cli.common import (
+    EXIT_FAILED,
+    EXIT_NO_DAEMON,
+    EXIT_OK,
+    EXIT_USAGE,
+    quiet_broken_pipe,
+)
 
 __all__ = ["EXIT_FAILED", "EXIT_NO_DAEMON", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 # The order of ``harness --help``.
-COMMANDS = (run, demo, status, events, plugins, config_cmd, service)
+COMMANDS = (run, demo, status, events, plugins, alerts, silence, config_cmd, service)
 
 
 def _add_global_options(parser: argparse.ArgumentParser, default: object) -> None:
-    from harness.config import ENV_CONFIG
-
+    # harness.config.ENV_CONFIG, spelled out: importing the config module (msgspec, tomllib)
+    # would cost ``--help`` more than the rest of it.
+    ENV_CONFIG = "HARNESS_CONFIG"
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -72,7 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:
+        # Commands that do not go through with_client (`harness config | head -1`) too.
+        return quiet_broken_pipe()
 
 
 if __name__ == "__main__":

@@ -51,10 +51,62 @@ def quiet_broken_pipe() -> int:
 
 
 def print_json(value: Any) -> None:
-    import msgspec
+    # stdlib json: the values are decoded JSON already, and msgspec would cost a one-shot
+    # command more to import than the whole request.
+    import json
 
-    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(value)) + b"\n")
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+def with_connection(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
+    """Like :func:`with_client` for one-shot commands, on a blocking stdlib connection
+    (:mod:`harness.cli.oneshot`): no event loop to start, frames streamed as they come. The
+    socket is verified exactly as the asyncio client does it, and failures are reported the
+    same way (:func:`_reporting`)."""
+    from harness import __version__
+    from harness.cli.oneshot import Connection, NoDaemon, Refused, TooLarge
+    from harness.socket_trust import (
+        DaemonUnavailable,
+        FrameTooLarge,
+        verify_peer,
+        verify_socket_path,
+    )
+
+    path = socket_path(args)
+    if path is None:
+        return EXIT_USAGE
+
+    def run() -> int:
+        verify_socket_path(path)
+        try:
+            with Connection(
+                path, client=f"harness-cli/{__version__}", verify=lambda s: verify_peer(s, path)
+            ) as conn:
+                return body(conn)
+        except TooLarge as exc:
+            raise FrameTooLarge(str(exc)) from exc
+        except NoDaemon as exc:
+            raise DaemonUnavailable(str(exc), not_running=exc.not_running) from exc
+
+    return _reporting(args, run, refused=Refused)
+
+
+def socket_path(args: argparse.Namespace) -> Path | None:
+    """The socket named by ``--socket``, else by the config (None: a config error, reported)."""
+    import os
+
+    if args.socket and not args.config and not os.environ.get("HARNESS_CONFIG"):
+        # Nothing else in the config matters to a client: skip loading it (and msgspec).
+        return Path(args.socket).expanduser()
+    from harness import config as config_mod
+
+    try:
+        cfg = config_mod.load(args.config)
+    except config_mod.ConfigError as exc:
+        err(str(exc))
+        return None
+    return Path(args.socket).expanduser() if args.socket else cfg.socket_path
 
 
 def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> int:
@@ -64,13 +116,7 @@ def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]])
 
     from harness import __version__
     from harness import config as config_mod
-    from harness.client import (
-        Client,
-        ClientError,
-        DaemonUnavailable,
-        FrameTooLarge,
-        UntrustedSocket,
-    )
+    from harness.client import Client, ClientError
 
     try:
         cfg = config_mod.load(args.config)
@@ -86,8 +132,19 @@ def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]])
         finally:
             await client.close()
 
+    return _reporting(args, lambda: asyncio.run(go()), refused=ClientError)
+
+
+def _reporting(
+    args: argparse.Namespace, run: Callable[[], int], *, refused: type[Exception]
+) -> int:
+    """Run a client command and map its failures to exit codes, with a message saying what
+    to do (shared by the asyncio and the one-shot connections). ``refused``: the connection's
+    "the daemon answered with an error" exception (``code``, ``message``, ``details``)."""
+    from harness.socket_trust import DaemonUnavailable, FrameTooLarge, UntrustedSocket
+
     try:
-        return asyncio.run(go())
+        return run()
     except BrokenPipeError:
         return quiet_broken_pipe()
     except UntrustedSocket as exc:
@@ -107,9 +164,9 @@ def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]])
         else:
             err(str(exc))  # it is running (or was): saying "start it" would mislead
         return EXIT_NO_DAEMON
-    except ClientError as exc:
-        fields = exc.details.get("fields", {})
-        message = exc.message
+    except refused as exc:
+        fields = exc.details.get("fields", {})  # type: ignore[attr-defined]
+        message = exc.message  # type: ignore[attr-defined]
         # The daemon's message ends with the same problems as `fields`: say each once.
         joined = "; ".join(f"{k}: {v}" for k, v in fields.items())
         if fields and message.endswith(joined):

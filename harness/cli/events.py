@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import re
 import sys
 import time
 from typing import Any
 
-import msgspec
-
-from harness.cli.common import EXIT_OK, count, with_client
+from harness.cli.common import EXIT_OK, count, with_connection
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class Since(msgspec.Struct, frozen=True):
+@dataclasses.dataclass(frozen=True)
+class Since:
     """A point in the stream: after an event ``seq``, or from a Unix time ``ts``."""
 
     seq: int | None = None
@@ -49,14 +49,35 @@ def parse_point(text: str, now: float | None = None) -> Since:
     return Since(ts=moment.timestamp())
 
 
+# The daemon encodes every frame with its ``type`` first (msgspec's tag field), so an event
+# line is known by its first bytes; anything else is decoded to see what it is.
+EVENT_PREFIX = b'{"type":"event"'
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     import collections
+    import json
 
+    from harness.cli.oneshot import NoDaemon, Refused
     from harness.cli.output import event_text
+    from harness.protocol import Event
 
     patterns = args.patterns or ["*"]
     since: Since | None = args.since
     until: Since | None = args.until
+    out = sys.stdout.buffer
+    import msgspec  # here, not at the top: `harness --help` does not need it
+
+    decode = msgspec.json.Decoder(Event).decode
+    # --json without a time filter prints each event line as the daemon sent it (the same
+    # bytes ``msgspec.json.encode(event)`` gives), without decoding it.
+    by_time = (since is not None and since.ts is not None) or until is not None
+
+    def kind_of(line: bytes) -> str:
+        if line.startswith(EVENT_PREFIX):
+            return "event"
+        frame = json.loads(line)
+        return str(frame.get("type")) if isinstance(frame, dict) else "?"
 
     def after_until(event: Any) -> bool:
         if until is None:
@@ -65,45 +86,72 @@ def cmd_events(args: argparse.Namespace) -> int:
             return bool(event.seq > until.seq)
         return bool(event.ts > (until.ts or 0))
 
-    def show(event: Any) -> None:
+    def show(line: bytes, event: Any) -> None:
         if args.json:
-            sys.stdout.buffer.write(msgspec.json.encode(event) + b"\n")
-        else:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.ts))
-            print(f"{event.seq:>8} {stamp} {event.event:<24} {event_text(event.data, event.seq)}")
-        sys.stdout.flush()
+            out.write(line)
+            out.write(b"\n")
+            return
+        event = event or decode(line)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.ts))
+        text = f"{event.seq:>8} {stamp} {event.event:<24} {event_text(event.data, event.seq)}\n"
+        out.write(text.encode())
 
-    async def body(client: Any) -> int:
-        from harness.protocol import Replayed
-
-        head = client.welcome.seq
+    def body(conn: Any) -> int:
+        head = conn.welcome["seq"]
         if since is None:
             start = max(0, head - args.scan)
         elif since.seq is not None:
             start = since.seq
         else:
             start = 0  # the stream is addressed by seq: replay all, keep those after the time
-        await client.subscribe(patterns, since=start)
-        # Without --since only the newest --lines are shown, as `tail` would.
-        backlog: collections.deque[Any] = collections.deque(
-            maxlen=None if since is not None else args.lines
+        conn.subscribe(patterns, since=start)
+        # Output is flushed whenever we would wait for the daemon: frames show as they come.
+        lines = conn.lines(before_wait=out.flush)
+        # With --since each replayed event is printed as it arrives (constant memory);
+        # without, only the newest --lines are, as `tail` would.
+        backlog: collections.deque[tuple[bytes, Any]] | None = (
+            None if since is not None else collections.deque(maxlen=args.lines)
         )
-        while not isinstance(frame := await client.next_frame(), Replayed):
-            if since is not None and since.ts is not None and frame.ts < since.ts:
-                continue
-            if after_until(frame):
-                continue
-            backlog.append(frame)
-        for event in backlog:
-            show(event)
-        while args.follow:
-            event = await client.next_event()
-            if after_until(event):
+        for line in lines:
+            kind = kind_of(line)
+            if kind == "replayed":
                 break
-            show(event)
+            if kind == "event":
+                event = decode(line) if by_time else None
+                if event is not None:
+                    if since is not None and since.ts is not None and event.ts < since.ts:
+                        continue
+                    if after_until(event):
+                        continue
+                if backlog is None:
+                    show(line, event)
+                else:
+                    backlog.append((line, event))
+            elif kind == "lagged":
+                raise NoDaemon("cut off by the daemon: it could not send fast enough")
+            elif kind == "error":  # the replay failed inside the daemon
+                raise Refused(json.loads(line))
+        else:
+            raise NoDaemon("the daemon closed the connection during the replay")
+        for line, event in backlog or ():
+            show(line, event)
+        out.flush()
+        if args.follow:
+            for line in lines:
+                kind = kind_of(line)
+                if kind == "event":
+                    event = decode(line) if until is not None else None
+                    if event is not None and after_until(event):
+                        break
+                    show(line, event)
+                elif kind == "lagged":
+                    raise NoDaemon("cut off by the daemon: this terminal could not keep up")
+            else:
+                raise NoDaemon("the daemon closed the connection")
+        out.flush()
         return EXIT_OK
 
-    return with_client(args, body)
+    return with_connection(args, body)
 
 
 def register(sub: Any, parents: Any) -> None:

@@ -8,9 +8,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from harness import render
-from harness.protocol import to_connection
-
 # Keys of event data that hold a Unix time: shown as local time with age, never as an epoch.
 TIME_KEYS = frozenset({"since", "retry_at", "ts", "started", "updated_at"})
 # The keys that say most about an event go first.
@@ -45,6 +42,9 @@ def when(ts: float, now: float | None = None) -> str:
 def describe_connection(conn: Any) -> str:
     """One line, glyph and words (never colour alone), from harness.render, with the CLI's
     local time and age: ``● connected as Bot#1 · 42 ms since 12:03:04 (5m ago)``."""
+    from harness import render  # msgspec: only when there is something to show
+    from harness.protocol import to_connection
+
     c = to_connection(conn)
     text = render.line(c, time.time(), show_since=False)
     if c is not None and c.since:

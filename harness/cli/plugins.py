@@ -7,15 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err, print_json, with_client
+from harness.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err, print_json, with_connection
 from harness.cli.output import describe_connection, fix_hints, plugin_table
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    async def body(client: Any) -> int:
+    def body(client: Any) -> int:
         action = args.action
         if action == "list":
-            plugins = await client.request("plugins.list")
+            plugins = client.request("plugins.list")
             if args.json:
                 print_json(plugins)
             else:
@@ -23,7 +23,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 _print_hints(plugins)
             return EXIT_OK
         if action == "show":
-            info = await client.request("plugins.get", name=args.name)
+            info = client.request("plugins.get", name=args.name)
             if args.json:
                 print_json(info)
             else:
@@ -31,9 +31,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 _print_hints([info])
             return EXIT_OK
         if action in ("enable", "disable"):
-            info = await client.request(
-                "plugins.set_enabled", name=args.name, enabled=action == "enable"
-            )
+            info = client.request("plugins.set_enabled", name=args.name, enabled=action == "enable")
             if not info["enabled"]:
                 print(f"{args.name}: disabled (to undo: harness plugins enable {args.name})")
                 return EXIT_OK
@@ -42,13 +40,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             for hint in fix_hints([info]):
                 print(f"  next: {hint}")
             return EXIT_OK
-        info = await client.request("plugins.get", name=args.name)
+        info = client.request("plugins.get", name=args.name)
         try:
             values = parse_assignments(args.assignments, info["schema"])
         except ValueError as exc:
             err(f"{exc}; nothing was changed")
             return EXIT_USAGE
-        info = await client.request("plugins.update_settings", name=args.name, settings=values)
+        info = client.request("plugins.update_settings", name=args.name, settings=values)
         saved = f"{args.name}: saved {', '.join(sorted(values))}"
         conn = describe_connection(info["metadata"].get("connection"))
         if info["status"] == "error":
@@ -60,7 +58,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         _print_hints([info])
         return EXIT_OK
 
-    return with_client(args, body)
+    return with_connection(args, body)
 
 
 def _print_hints(plugins: list[dict[str, Any]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from harness.cli.common import EXIT_FAILED, EXIT_USAGE, err
@@ -28,7 +29,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg.daemon.socket = args.socket
     logs.setup(args.log_level or cfg.daemon.log_level)
     try:
-        return asyncio.run(serve(cfg))
+        loop_factory = _loop_factory(args.loop)
+    except ImportError:
+        err("--loop uvloop: uvloop is not installed; pip install 'harness-daemon[fast]'")
+        return EXIT_USAGE
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(serve(cfg))
     except config_mod.ConfigError as exc:
         err(f"{exc}\n  fix it, then check it with: {check}")
         return EXIT_USAGE
@@ -40,6 +47,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+
+
+def _loop_factory(choice: str) -> Callable[[], Any] | None:
+    """None: the stdlib loop. uvloop only when asked for (the ``fast`` extra); see
+    docs/benchmarks.md for what it changes here."""
+    if choice == "asyncio":
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
 
 
 def register(sub: Any, parents: Any) -> None:
@@ -55,5 +72,11 @@ def register(sub: Any, parents: Any) -> None:
         "--log-level",
         choices=["debug", "info", "warning", "error"],
         help="overrides daemon.log_level of the config",
+    )
+    run.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="event loop (uvloop needs pip install 'harness-daemon[fast]')",
     )
     run.set_defaults(func=cmd_run)

@@ -10,11 +10,23 @@ from harness.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
 
 
 def cmd_service(args: argparse.Namespace) -> int:
+    from harness import config as config_mod
     from harness import service
 
     system = args.scope == "system"
-    text = service.render(system=system, config=args.config)
-    executable = service.exec_start(args.config).split()[0]
+    # The unit names the file that --config or HARNESS_CONFIG gave (the service does not
+    # inherit this shell's environment), once it is known to load: a unit pointing at a
+    # missing or bad file would fail at every start.
+    file, origin = config_mod.locate(args.config)
+    named = str(file) if file is not None and origin in ("flag", "env") else None
+    if named is not None:
+        try:
+            config_mod.load(named)
+        except config_mod.ConfigError as exc:
+            err(f"{exc}\n  nothing was written; fix the file, then check it: harness config")
+            return EXIT_USAGE
+    text = service.render(system=system, config=named)
+    executable = service.exec_start(named).split()[0]
     if system and executable.startswith(("/home/", "/root/")):
         # Said on stderr so that --print still gives a clean unit on stdout.
         err(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from harness.cli.common import EXIT_OK, print_json, with_client
+from harness.cli.common import EXIT_OK, print_json, with_connection
 from harness.cli.output import age, fix_hints, plugin_table, when
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    async def body(client: Any) -> int:
-        st = await client.request("status")
+    def body(client: Any) -> int:
+        st = client.request("status")
         if args.json:
             print_json(st)
             return EXIT_OK
@@ -26,14 +26,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         plugin_table(st["plugins"])
         if any((p.get("connection") or {}).get("state") == "not_configured" for p in st["plugins"]):
             # The status answer has no schemas; the list has them, to name the missing keys.
-            hints = fix_hints(await client.request("plugins.list"))
+            hints = fix_hints(client.request("plugins.list"))
             if hints:
                 print("\nnot configured; next:")
                 for hint in hints:
                     print(f"  {hint}")
         return EXIT_OK
 
-    return with_client(args, body)
+    return with_connection(args, body)
 
 
 def storage_line(storage: Any) -> str:

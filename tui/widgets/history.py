@@ -7,6 +7,7 @@ so no transition is lost to the latest-value coalescing the indicator uses.
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, cast
@@ -26,25 +27,41 @@ SHOWN = 8  # transitions listed
 LOADED = 500  # stored transitions read to compute the uptime
 
 
+def _merged(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for lo, hi in sorted(i for i in intervals if i[1] > i[0]):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
 def uptime(
-    transitions: Sequence[tuple[float, str]], now: float, window: float = WINDOW
+    transitions: Sequence[tuple[float, str]],
+    now: float,
+    window: float = WINDOW,
+    excluded: Iterable[tuple[float, float]] = (),
 ) -> tuple[float, float] | None:
     """``(fraction connected, seconds covered)`` over ``[now - window, now]``.
 
     ``transitions`` are ``(ts, state)`` oldest first. Time before the first known transition is
-    not counted either way: the figure covers only what the history knows about."""
+    not counted either way: the figure covers only what the history knows about. ``excluded``
+    intervals (maintenance windows, when alerts were silenced) count neither way either."""
     start = now - window
     if not transitions:
         return None
+    gaps = _merged(excluded)
     covered = connected = 0.0
     for i, (ts, state) in enumerate(transitions):
         end = transitions[i + 1][0] if i + 1 < len(transitions) else now
         lo, hi = max(ts, start), min(end, now)
         if hi <= lo:
             continue
-        covered += hi - lo
+        span = hi - lo - sum(max(0.0, min(hi, g_hi) - max(lo, g_lo)) for g_lo, g_hi in gaps)
+        covered += span
         if state == "connected":
-            connected += hi - lo
+            connected += span
     if covered <= 0:
         return None
     return connected / covered, covered
@@ -80,6 +97,7 @@ class ConnectionHistory(Widget):
         self.loaded = False
         self._note = ""
         self.border_title = "history"
+        self._drawn = ""
 
     @property
     def harness(self) -> HarnessApp:
@@ -88,8 +106,14 @@ class ConnectionHistory(Widget):
     def on_mount(self) -> None:
         self.harness.events_signal.subscribe(self, self._on_batch)
         self.watch(self.app, "link", self._on_link, init=False)
-        self.set_interval(10.0, self.refresh)  # the uptime ages with the clock
+        self.watch(self.app, "silences", self._on_silences, init=False)
+        # The uptime figure and the day of the stamps move with the clock, slowly: check every
+        # 10 s, and redraw only when the text would read differently.
+        self.set_interval(10.0, self._if_changed)
         self.reload()
+
+    def _on_silences(self) -> None:
+        self.refresh(layout=True)  # maintenance shown, and left out of the uptime
 
     def _on_link(self, link: LinkState) -> None:
         if link.online:
@@ -142,11 +166,30 @@ class ConnectionHistory(Widget):
         if changed:
             self.refresh(layout=True)
 
+    def _if_changed(self) -> None:
+        if self._text().plain != self._drawn:
+            self.refresh()
+
     def render(self) -> Text:
+        text = self._text()
+        self._drawn = text.plain
+        return text
+
+    def _text(self) -> Text:
         app = self.harness
         now = app.clock()
         text = Text()
-        figure = uptime([(ts, state) for _, ts, state, _ in self.transitions], now)
+        silences = [s for s in app.silences if fnmatch.fnmatchcase(self.plugin, s.plugin)]
+        figure = uptime(
+            [(ts, state) for _, ts, state, _ in self.transitions],
+            now,
+            excluded=[(s.starts, s.ends) for s in silences],
+        )
+        current = next((s for s in silences if s.active(now)), None)
+        if current is not None:
+            until = dt.datetime.fromtimestamp(current.ends, app.tz).strftime("%H:%M")
+            reason = f": {current.reason}" if current.reason else ""
+            text.append(f"⚒ maintenance until {until}{reason} (alerts silenced)\n", style="bold")
         if figure is None:
             text.append("uptime: no transitions recorded in the last 24 h")
         else:
@@ -154,6 +197,8 @@ class ConnectionHistory(Widget):
             text.append(f"uptime {fraction * 100:.1f} %", style="bold")
             over = "the last 24 h" if covered >= WINDOW - 60 else duration(covered) + " recorded"
             text.append(f" connected over {over}")
+            if silences:
+                text.append(", maintenance excluded")
         if self._note:
             text.append(f"\n{self._note}")
         shown = list(self.transitions)[-SHOWN:]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, cast
 from rich.text import Text
 from textual.widget import Widget
 
+from tui.ageing import AgeTimer
 from tui.state import LinkState, ago
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class LinkStatus(Widget):
         super().__init__()
         self.where = where
         self._link = LinkState()
+        self._ages = AgeTimer(self)
 
     @property
     def harness(self) -> HarnessApp:
@@ -42,7 +44,6 @@ class LinkStatus(Widget):
 
     def on_mount(self) -> None:
         self.watch(self.app, "link", self._on_link)
-        self.set_interval(1.0, self.refresh)  # "offline for …" ages
 
     def _on_link(self, link: LinkState) -> None:
         self._link = link
@@ -52,6 +53,8 @@ class LinkStatus(Widget):
 
     def status_text(self) -> str:
         link = self._link
+        if link.online or not link.ever_online:
+            self._ages.cancel()  # nothing shown here ages
         if link.online:
             if link.storage:  # the daemon runs but cannot store: what it shows is not saved
                 return f"▲ online · ⚠ {link.storage}"
@@ -60,7 +63,9 @@ class LinkStatus(Widget):
             return "◌ connecting to the daemon…"
         text = "▼ daemon offline"
         if link.ever_online:
-            text += f" ({ago(self.harness.clock() - link.changed_at).removesuffix(' ago')})"
+            now = self.harness.clock()
+            text += f" ({ago(now - link.changed_at).removesuffix(' ago')})"
+            self._ages.drawn(now, [now - link.changed_at])  # "offline (42 s)" ages
         text += " · retrying"
         if not link.database:
             text += " · no database yet"

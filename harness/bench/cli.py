@@ -1,0 +1,172 @@
+"""``python -m harness.bench cli``: the one-shot commands against stdlib clients doing the same
+request, in the same run, against one real ``harness run`` process.
+
+- ``harness --help``: wall time of the process (median), against the 100 ms budget; a bare
+  ``python -c pass`` is printed beside it for scale.
+- ``harness status --json``: against a stdlib client (socket + json) that sends the same hello
+  and request and prints the same answer. Twice: with ``--socket`` (no config to read) and with
+  a config file (``--config``) naming the socket.
+- ``harness events --since 0 --json`` over a stored history: wall time and peak RSS against a
+  stdlib client that subscribes the same way and prints each event line (json-decoded to find
+  its type) until the ``replayed`` marker.
+
+Each command is a fresh process (``-m harness``, as the ``harness`` script does); peak memory
+is the child's ``ru_maxrss`` from ``os.wait4``."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+from harness.bench import heading, median, row
+from harness.bench.stream import ServerProcess
+
+STDLIB_STATUS = """
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b'{"type":"hello","protocol":1,"client":"stdlib"}\\n'
+          b'{"type":"request","id":1,"method":"status","params":{}}\\n')
+f = s.makefile("rb")
+for line in f:
+    frame = json.loads(line)
+    if frame.get("type") == "response":
+        print(json.dumps(frame["result"], indent=2))
+        break
+"""
+
+STDLIB_EVENTS = """
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b'{"type":"hello","protocol":1,"client":"stdlib"}\\n'
+          b'{"type":"subscribe","id":1,"events":["*"],"since":0}\\n')
+out = sys.stdout.buffer
+for line in s.makefile("rb"):
+    kind = json.loads(line)["type"]
+    if kind == "event":
+        out.write(line)
+    elif kind == "replayed":
+        break
+out.flush()
+"""
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """(wall ms, peak RSS MiB, CPU ms) of one child process; its output is discarded. CPU
+    (user + system) is printed beside wall time because on a shared machine the wall time of
+    a short process is mostly waiting for a core."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = (time.perf_counter() - started) * 1000
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        assert proc.stderr is not None
+        raise RuntimeError(f"{argv[:4]} failed ({proc.returncode}): {proc.stderr.read()!r}")
+    return wall, usage.ru_maxrss / 1024, (usage.ru_utime + usage.ru_stime) * 1000
+
+
+def seed(database: Path, count: int) -> None:
+    """``count`` events straight into the daemon's table (the daemon is stopped meanwhile)."""
+    now = time.time()
+    data = '{"state":"connected","username":"HarnessBot#1234","since":1764100000.0,"n":%d}'
+    with sqlite3.connect(database) as db:
+        start = db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+        db.executemany(
+            "INSERT INTO events (seq, ts, name, data) VALUES (?, ?, ?, ?)",
+            ((start + i, now, "flood:tick", data % i) for i in range(1, count + 1)),
+        )
+
+
+def main(quick: bool = False) -> int:
+    runs = 5 if quick else 15
+    events = 10_000 if quick else 100_000
+    py = sys.executable
+    env = dict(os.environ)
+    print(
+        f"harness cli benchmark ({'quick' if quick else 'full'}); {os.cpu_count()} CPUs; "
+        f"each command a fresh process, median of {runs}"
+    )
+    with tempfile.TemporaryDirectory(prefix="hb-cli-") as tmp:
+        daemon = ServerProcess("daemon", Path(tmp))
+        daemon.start()  # creates the schema
+        daemon.stop()
+        seed(daemon.base / "state.db", events)
+        daemon.start()
+        try:
+            _report(daemon, py, env, runs, events)
+        finally:
+            daemon.stop()
+    return 0
+
+
+def _report(daemon: ServerProcess, py: str, env: dict[str, str], runs: int, events: int) -> None:
+    sock = daemon.path
+    config = daemon.base / "harness.toml"
+    heading("harness --help")
+    bare = [timed([py, "-c", "pass"], env) for _ in range(runs)]
+    helps = [timed([py, "-m", "harness", "--help"], env) for _ in range(runs)]
+    row("harness --help, wall", median([h[0] for h in helps]), "ms", target="<= 100 ms")
+    row("harness --help, CPU", median([h[2] for h in helps]), "ms")
+    row("python -c pass (for scale), wall", median([b[0] for b in bare]), "ms")
+    row("python -c pass (for scale), CPU", median([b[2] for b in bare]), "ms")
+
+    heading("harness status --json vs a stdlib client doing the same request")
+    stdlib_code = textwrap.dedent(STDLIB_STATUS)
+    commands = {
+        "stdlib client (socket + json)": [py, "-c", stdlib_code, sock],
+        "harness status --json --socket": [
+            py,
+            "-m",
+            "harness",
+            "status",
+            "--json",
+            "--socket",
+            sock,
+        ],
+        "harness status --json --config": [
+            *[py, "-m", "harness", "status", "--json", "--config", str(config)]
+        ],
+    }
+    results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in commands}
+    for _ in range(runs):  # interleaved, so that load spikes hit all of them alike
+        for label, argv in commands.items():
+            results[label].append(timed(argv, env))
+    base_label = next(iter(commands))
+    for index, what in ((0, "wall"), (2, "CPU")):
+        base = median([r[index] for r in results[base_label]])
+        for label in commands:
+            value = median([r[index] for r in results[label]])
+            if label == base_label:
+                row(f"{label}, {what}", value, "ms")
+            else:
+                row(f"{label}, {what}", value, "ms", baseline=base, target="<= 1.3x")
+
+    heading(f"harness events --since 0 --json, {events:,} stored events, output to /dev/null")
+    events_code = textwrap.dedent(STDLIB_EVENTS)
+    samples, ours_samples = [], []
+    for _ in range(3):
+        samples.append(timed([py, "-c", events_code, sock], env))
+        ours_samples.append(
+            timed([py, "-m", "harness", "events", "--since", "0", "--json", "--socket", sock], env)
+        )
+    b_time, b_mem = median([s[0] for s in samples]), median([s[1] for s in samples])
+    o_time, o_mem = median([s[0] for s in ours_samples]), median([s[1] for s in ours_samples])
+    b_cpu, o_cpu = median([s[2] for s in samples]), median([s[2] for s in ours_samples])
+    row("stdlib client time", b_time, "ms")
+    row("harness events time", o_time, "ms", baseline=b_time, target="<= 1.1x")
+    row("stdlib client CPU", b_cpu, "ms")
+    row("harness events CPU", o_cpu, "ms", baseline=b_cpu)
+    row("stdlib client peak RSS", b_mem, "MiB")
+    row("harness events peak RSS", o_mem, "MiB", baseline=b_mem, target="<= 2x")
+
+
+if __name__ == "__main__":
+    sys.exit(main("--quick" in sys.argv))

@@ -1,0 +1,174 @@
+"""A blocking, stdlib-only connection for the one-shot commands (``status``, ``plugins``,
+``events``): a socket, the handshake, requests, and raw frame lines.
+
+Why not :class:`harness.client.Client`: a one-shot command pays for every import before it
+prints anything, and asyncio plus msgspec cost more than the whole exchange. The frames are the
+same protocol (``harness/protocol.py``); this module only writes the three client frames it
+needs and reads the server's by their ``type``. Each frame is bounded by
+``protocol.MAX_FRAME_BYTES``, as in the asyncio client."""
+
+from __future__ import annotations
+
+import collections
+import json
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+PROTOCOL_VERSION = 1  # harness.protocol.PROTOCOL_VERSION (not imported: it pulls in msgspec)
+MAX_FRAME_BYTES = 1024 * 1024  # harness.protocol.MAX_FRAME_BYTES
+_READ = 1 << 16
+
+
+class NoDaemon(Exception):
+    """No daemon to talk to (no socket, nobody listening, or the connection dropped).
+    ``not_running``: the socket is missing or nobody listens, so starting one is the fix."""
+
+    def __init__(self, message: str, *, not_running: bool = False) -> None:
+        super().__init__(message)
+        self.not_running = not_running
+
+
+class TooLarge(NoDaemon):
+    """The daemon sent a line over the frame limit: the connection is unusable after it."""
+
+
+class Refused(Exception):
+    """The daemon answered with an error frame."""
+
+    def __init__(self, frame: dict[str, Any]) -> None:
+        super().__init__(frame.get("message", "error"))
+        self.code = str(frame.get("code", ""))
+        self.message = str(frame.get("message", ""))
+        self.details: dict[str, Any] = frame.get("details") or {}
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "the socket does not exist (is `harness run` running?)"
+    if isinstance(exc, ConnectionRefusedError):
+        return "nothing is listening (the daemon is not running)"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
+class Connection:
+    """One blocking connection: ``Connection(path)``, then :meth:`request` or
+    :meth:`subscribe` and :meth:`lines`."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        client: str,
+        timeout: float = 5.0,
+        verify: Callable[[socket.socket], None] | None = None,
+    ) -> None:
+        """``verify(sock)`` runs once connected, before a byte is sent (the peer check)."""
+        self.path = str(path)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._ready: collections.deque[bytes] = collections.deque()  # received, not yet read
+        self._partial = b""  # the start of a frame whose newline has not come yet
+        self._ids = 0
+        try:
+            self._sock.settimeout(timeout)
+            self._sock.connect(self.path)
+        except OSError as exc:
+            self._sock.close()
+            missing = isinstance(exc, (FileNotFoundError, ConnectionRefusedError))
+            raise NoDaemon(f"no daemon at {path}: {_why(exc)}", not_running=missing) from exc
+        try:
+            if verify is not None:
+                verify(self._sock)
+        except BaseException:
+            self._sock.close()
+            raise
+        try:
+            self._send({"type": "hello", "protocol": PROTOCOL_VERSION, "client": client})
+            frame = self._frame(next(self.lines(), None))
+        except (OSError, ValueError) as exc:
+            self._sock.close()
+            raise NoDaemon(f"no daemon at {path}: {_why(exc)}") from exc
+        if frame.get("type") == "error":
+            self._sock.close()
+            raise Refused(frame)
+        if frame.get("type") != "welcome":
+            self._sock.close()
+            raise NoDaemon(f"unexpected first frame from {path}: {frame!r}")
+        self.welcome = frame
+        self._sock.settimeout(None)  # a request may take as long as a plugin needs to stop
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, frame: dict[str, Any]) -> None:
+        self._sock.sendall(json.dumps(frame, separators=(",", ":")).encode() + b"\n")
+
+    def _frame(self, line: bytes | None) -> dict[str, Any]:
+        if line is None:
+            raise NoDaemon(f"the daemon at {self.path} closed the connection")
+        try:
+            frame = json.loads(line)
+        except ValueError as exc:
+            raise NoDaemon(f"the daemon sent a malformed frame: {exc}") from exc
+        if not isinstance(frame, dict):
+            raise NoDaemon("the daemon sent a malformed frame")
+        if frame.get("type") == "lagged":
+            raise NoDaemon(f"cut off by the daemon: {frame.get('message', '')}")
+        return frame
+
+    def lines(self, before_wait: Callable[[], None] | None = None) -> Iterator[bytes]:
+        """Raw frame lines as they arrive, without their newline; ends when the daemon closes
+        the connection. Memory: one read plus one partial frame (at most MAX_FRAME_BYTES).
+        ``before_wait`` runs whenever what was received is used up (to flush output)."""
+        ready = self._ready
+        while True:
+            while ready:
+                line = ready.popleft()
+                if line:
+                    yield line
+            if before_wait is not None:
+                before_wait()
+            try:
+                chunk = self._sock.recv(_READ)
+            except OSError as exc:
+                raise NoDaemon(f"connection to the daemon lost: {_why(exc)}") from exc
+            if not chunk:
+                return
+            # Split whole reads at C speed; only the unfinished last frame is carried over.
+            *complete, self._partial = (self._partial + chunk).split(b"\n")
+            if len(self._partial) > MAX_FRAME_BYTES:
+                from harness.socket_trust import too_large_message
+
+                raise TooLarge(too_large_message(MAX_FRAME_BYTES))
+            ready.extend(complete)
+
+    def _answer(self, frame_id: int) -> dict[str, Any]:
+        for line in self.lines():
+            frame = self._frame(line)
+            kind = frame.get("type")
+            if frame.get("id") == frame_id and kind in ("response", "ack"):
+                return frame
+            if kind == "error" and frame.get("id") in (frame_id, None):
+                raise Refused(frame)
+        raise NoDaemon(f"the daemon at {self.path} closed the connection")
+
+    def request(self, method: str, **params: Any) -> Any:
+        self._ids += 1
+        self._send({"type": "request", "id": self._ids, "method": method, "params": params})
+        return self._answer(self._ids)["result"]
+
+    def subscribe(self, events: list[str], since: int | None = None) -> int:
+        """Subscribe; returns the head seq. Then read :meth:`lines`: replayed events, a
+        ``replayed`` frame (when ``since`` was given), live events."""
+        self._ids += 1
+        self._send({"type": "subscribe", "id": self._ids, "events": events, "since": since})
+        return int(self._answer(self._ids)["seq"])
