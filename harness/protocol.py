@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -434,6 +435,49 @@ def describe_decode_error(line: bytes, exc: msgspec.DecodeError) -> tuple[str, s
 # -- connection convention ----------------------------------------------------------------
 
 
+class Part(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """One part of a connection that is several (a Discord bot's shards): the same fields as
+    ``Connection`` for that part alone, plus how many guilds (or the plugin's unit) it serves.
+    ``id`` is the part's name for a reader ("0", "1", ...)."""
+
+    id: str
+    state: str
+    since: float = 0.0  # epoch s when this part's state began; fixed across one outage
+    reason: str | None = None
+    code: int | None = None
+    attempt: int | None = None
+    retry_at: float | None = None
+    latency_ms: float | None = None
+    guilds: int | None = None
+
+
+def aggregate_parts(parts: Sequence[Part], noun: str = "parts") -> tuple[str, str | None]:
+    """The state and reason of a connection made of ``parts`` (documented in docs/protocol.md):
+    ``connected`` only when every part is; ``error`` when any part needs the operator;
+    ``connecting`` while some parts are connected and others not ("degraded: 3/4 shards
+    connected"), or while none is connected and none is waiting on a failure; otherwise
+    ``disconnected``. The reason names the first part that is not connected and why."""
+    if not parts:
+        return "connecting", f"no {noun} yet"
+    up = sum(p.state == "connected" for p in parts)
+    if up == len(parts):
+        return "connected", None
+    worst = next((p for p in parts if p.state == "error"), None)
+    if worst is None:
+        worst = next((p for p in parts if p.state == "disconnected"), None)
+    if worst is None:
+        worst = next(p for p in parts if p.state != "connected")
+    why = f"{noun[:-1] if noun.endswith('s') else noun} {worst.id}: {worst.reason or worst.state}"
+    counted = f"{up}/{len(parts)} {noun} connected"
+    if worst.state == "error":
+        return "error", f"{counted} · {why}"
+    if up:
+        return "connecting", f"degraded: {counted} · {why}"
+    if any(p.state == "disconnected" for p in parts):
+        return "disconnected", f"{counted} · {why}"
+    return "connecting", f"{counted} · {why}"
+
+
 class Connection(msgspec.Struct, omit_defaults=True, kw_only=True):
     """A plugin's connection, as stored in ``metadata.connection`` and published as
     ``{plugin}:connection``: the one type every end reads (see docs/protocol.md).
@@ -452,6 +496,7 @@ class Connection(msgspec.Struct, omit_defaults=True, kw_only=True):
     retry_at: float | None = None  # while waiting: epoch s of the next attempt
     latency_ms: float | None = None  # connected: heartbeat round-trip when the state began
     drop_ms: float | None = None  # connected after a drop: how long the drop lasted
+    parts: list[Part] = []  # a connection of several parts (shards): each one's own state
     extra: dict[str, Any] = {}
 
 

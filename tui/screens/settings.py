@@ -26,6 +26,7 @@ from tui.state import LinkState, PluginState
 from tui.widgets.connection_status import ConnectionStatus
 from tui.widgets.history import ConnectionHistory
 from tui.widgets.link_status import LinkStatus
+from tui.widgets.parts_table import PartsTable
 from tui.widgets.settings_form import SettingsForm
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ class SettingsScreen(Screen[None]):
         with VerticalScroll(id="settings-body"):
             yield Static("", id="plugin-title", markup=False)
             yield ConnectionStatus(self.plugin, id="connection")
+            yield PartsTable(self.plugin, id="parts")
             with Vertical(id="form-box") as box:
                 box.border_title = "settings"
                 yield Static("", id="form-note", markup=False)
