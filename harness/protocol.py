@@ -292,7 +292,15 @@ E_INTERNAL = "internal_error"
 E_READ_ONLY = "read_only"  # refused by the client itself: the context is read-only
 
 # Methods that change the daemon: a read-only context refuses them before sending.
-WRITE_METHODS = frozenset({"plugins.update_settings", "plugins.set_enabled"})
+WRITE_METHODS = frozenset(
+    {
+        "plugins.update_settings",
+        "plugins.set_enabled",
+        "silences.add",
+        "silences.end",
+        "alerts.test",  # sends a real notification to a real target
+    }
+)
 
 # -- encoding --------------------------------------------------------------------------------
 

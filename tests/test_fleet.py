@@ -281,8 +281,13 @@ async def test_read_only_context_refuses_writes(
     )
     env = env_for(state_dir, remote)
     # One write each way (ssh and a local socket): refused before sending, exit 1.
-    for ctx, args in (("prod", ("disable", "echo")), ("local", ("set", "echo", "prefix=X"))):
-        result = await run_cli("plugins", *args, "--context", ctx, "--config", str(cfg), env=env)
+    writes = (
+        ("prod", ("plugins", "disable", "echo")),
+        ("local", ("plugins", "set", "echo", "prefix=X")),
+        ("local", ("silence", "add", "echo", "30m", "--reason", "deploy")),
+    )
+    for ctx, args in writes:
+        result = await run_cli(*args, "--context", ctx, "--config", str(cfg), env=env)
         assert result.rc == 1, result
         assert f"context {ctx!r} is read-only" in result.err
     ok = await run_cli("status", "--context", "prod", "--config", str(cfg), env=env)
