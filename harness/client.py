@@ -26,6 +26,7 @@ from harness.socket_trust import (
     too_large_message,
     verify_peer,
     verify_socket_path,
+    why_unreachable,
 )
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class Client:
             )
         except (OSError, TimeoutError) as exc:
             raise DaemonUnavailable(
-                f"no daemon at {path}: {_why(exc)}",
+                f"no daemon at {path}: {why_unreachable(exc)}",
                 not_running=isinstance(exc, (FileNotFoundError, ConnectionRefusedError)),
             ) from exc
         try:
@@ -126,7 +127,9 @@ class Client:
             raise FrameTooLarge(_TOO_LARGE) from exc
         except (OSError, TimeoutError) as exc:
             writer.close()
-            raise DaemonUnavailable(f"handshake with {path} failed: {_why(exc)}") from exc
+            raise DaemonUnavailable(
+                f"handshake with {path} failed: {why_unreachable(exc)}"
+            ) from exc
         if isinstance(frame, Error):
             writer.close()
             raise ClientError(frame)
@@ -180,7 +183,7 @@ class Client:
         except ValueError:  # readline past READ_LIMIT (asyncio.LimitOverrunError)
             failure = FrameTooLarge(_TOO_LARGE)
         except OSError as exc:
-            failure = DaemonUnavailable(f"connection to the daemon lost: {_why(exc)}")
+            failure = DaemonUnavailable(f"connection to the daemon lost: {why_unreachable(exc)}")
         finally:
             for fut in self._pending.values():
                 if not fut.done():
@@ -232,13 +235,3 @@ class Client:
     async def events(self) -> AsyncIterator[Event]:
         while True:
             yield await self.next_event()
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "the socket does not exist (is `harness run` running?)"
-    if isinstance(exc, ConnectionRefusedError):
-        return "nothing is listening (the daemon is not running)"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.socket_trust import why_unreachable
+
 PROTOCOL_VERSION = 1  # harness.protocol.PROTOCOL_VERSION (not imported: it pulls in msgspec)
 MAX_FRAME_BYTES = 1024 * 1024  # harness.protocol.MAX_FRAME_BYTES
 _READ = 1 << 16
@@ -42,16 +44,6 @@ class Refused(Exception):
         self.code = str(frame.get("code", ""))
         self.message = str(frame.get("message", ""))
         self.details: dict[str, Any] = frame.get("details") or {}
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "the socket does not exist (is `harness run` running?)"
-    if isinstance(exc, ConnectionRefusedError):
-        return "nothing is listening (the daemon is not running)"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__
 
 
 class Connection:
@@ -81,7 +73,9 @@ class Connection:
         except OSError as exc:
             self._sock.close()
             missing = isinstance(exc, (FileNotFoundError, ConnectionRefusedError))
-            raise NoDaemon(f"no daemon at {path}: {_why(exc)}", not_running=missing) from exc
+            raise NoDaemon(
+                f"no daemon at {path}: {why_unreachable(exc)}", not_running=missing
+            ) from exc
         try:
             if verify is not None:
                 verify(self._sock)
@@ -93,7 +87,7 @@ class Connection:
             frame = self._frame(next(self.lines(), None))
         except (OSError, ValueError) as exc:
             self._sock.close()
-            raise NoDaemon(f"no daemon at {path}: {_why(exc)}") from exc
+            raise NoDaemon(f"no daemon at {path}: {why_unreachable(exc)}") from exc
         if frame.get("type") == "error":
             self._sock.close()
             raise Refused(frame)
@@ -143,7 +137,7 @@ class Connection:
             try:
                 chunk = self._sock.recv(_READ)
             except OSError as exc:
-                raise NoDaemon(f"connection to the daemon lost: {_why(exc)}") from exc
+                raise NoDaemon(f"connection to the daemon lost: {why_unreachable(exc)}") from exc
             if not chunk:
                 return
             # Split whole reads at C speed; only the unfinished last frame is carried over.
