@@ -54,7 +54,9 @@ def cmd_dial_stdio(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as exc:
         err(str(exc))
         return EXIT_USAGE
-    from harness.client import UntrustedSocket, verify_peer, verify_socket_path
+    # socket_trust, not harness.client: the same checks without importing asyncio and msgspec
+    # on every remote command (`--host` pays for this start-up on the server).
+    from harness.socket_trust import UntrustedSocket, verify_peer, verify_socket_path
 
     path = os.path.expanduser(args.socket) if args.socket else str(cfg.socket_path)
     # The checks a local client makes, before and after connecting: the socket, its directory
