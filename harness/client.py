@@ -7,7 +7,7 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -26,7 +26,11 @@ from harness.socket_trust import (
     too_large_message,
     verify_peer,
     verify_socket_path,
+    why_unreachable,
 )
+
+if TYPE_CHECKING:
+    from harness.transport import SshLink
 
 EVENT_BUFFER = 10_000
 # What a client reads a line with: one frame and its newline, as the protocol bounds them. A
@@ -50,9 +54,16 @@ class Client:
     subscription. Events are read with :meth:`events`."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, welcome: Welcome
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        welcome: Welcome,
+        link: SshLink | None = None,
     ) -> None:
         self._reader = reader
+        self._link = link  # the ssh child when the stream runs over ssh (harness.transport)
+        # Set by the caller for a read-only context: writes are refused here, before sending.
+        self.read_only: str | None = None
         self._writer = writer
         self.welcome = welcome
         self._ids = itertools.count(1)
@@ -77,7 +88,7 @@ class Client:
             )
         except (OSError, TimeoutError) as exc:
             raise DaemonUnavailable(
-                f"no daemon at {path}: {_why(exc)}",
+                f"no daemon at {path}: {why_unreachable(exc)}",
                 not_running=isinstance(exc, (FileNotFoundError, ConnectionRefusedError)),
             ) from exc
         try:
@@ -96,10 +107,11 @@ class Client:
         path: str,
         client: str = f"harness-cli/{__version__}",
         timeout: float = 5.0,
+        link: SshLink | None = None,
     ) -> Client:
         """Hello/welcome over an already verified stream (another transport, such as a pipe,
-        does its own verifying and comes in here). ``reader`` should have a limit of at least
-        READ_LIMIT."""
+        does its own verifying and comes in here: ssh runs `harness dial-stdio`, which checks
+        the remote socket). ``reader`` should have a limit of at least READ_LIMIT."""
         try:
             writer.write(
                 protocol.encode(protocol.Hello(protocol=protocol.PROTOCOL_VERSION, client=client))
@@ -115,22 +127,28 @@ class Client:
             raise FrameTooLarge(_TOO_LARGE) from exc
         except (OSError, TimeoutError) as exc:
             writer.close()
-            raise DaemonUnavailable(f"handshake with {path} failed: {_why(exc)}") from exc
+            raise DaemonUnavailable(
+                f"handshake with {path} failed: {why_unreachable(exc)}"
+            ) from exc
         if isinstance(frame, Error):
             writer.close()
             raise ClientError(frame)
         if not isinstance(frame, Welcome):
             writer.close()
             raise DaemonUnavailable(f"unexpected first frame from {path}: {frame!r}")
-        return cls(reader, writer, frame)
+        return cls(reader, writer, frame, link)
 
     async def close(self) -> None:
+        if self._link is not None:
+            self._link.terminate()
         self._reader_task.cancel()
         self._writer.close()
         with contextlib.suppress(Exception):
             await self._writer.wait_closed()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader_task
+        if self._link is not None:
+            await self._link.close()
 
     async def __aenter__(self) -> Client:
         return self
@@ -140,6 +158,7 @@ class Client:
 
     async def _read_loop(self) -> None:
         failure: BaseException = DaemonUnavailable("the daemon closed the connection")
+        lagged = False
         try:
             while line := await self._reader.readline():
                 frame = protocol.decode_server(line)
@@ -155,12 +174,16 @@ class Client:
                         fut.set_exception(ClientError(frame))
                 elif isinstance(frame, Lagged):
                     failure = DaemonUnavailable(f"cut off by the daemon: {frame.message}")
+                    lagged = True
+            if self._link is not None and not lagged:
+                # Over ssh, the end of stdout means ssh ended: its stderr says why.
+                failure = DaemonUnavailable(await self._link.failure(1.0))
         except msgspec.DecodeError as exc:
             failure = DaemonUnavailable(f"the daemon sent a frame that is not valid: {exc}")
         except ValueError:  # readline past READ_LIMIT (asyncio.LimitOverrunError)
             failure = FrameTooLarge(_TOO_LARGE)
         except OSError as exc:
-            failure = DaemonUnavailable(f"connection to the daemon lost: {_why(exc)}")
+            failure = DaemonUnavailable(f"connection to the daemon lost: {why_unreachable(exc)}")
         finally:
             for fut in self._pending.values():
                 if not fut.done():
@@ -181,6 +204,8 @@ class Client:
         return await fut
 
     async def request(self, method: str, **params: Any) -> Any:
+        if self.read_only is not None and method in protocol.WRITE_METHODS:
+            raise ClientError(Error(code=protocol.E_READ_ONLY, message=self.read_only))
         response = await self._call(lambda i: protocol.Request(id=i, method=method, params=params))
         return response.result
 
@@ -210,13 +235,3 @@ class Client:
     async def events(self) -> AsyncIterator[Event]:
         while True:
             yield await self.next_event()
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "the socket does not exist (is `harness run` running?)"
-    if isinstance(exc, ConnectionRefusedError):
-        return "nothing is listening (the daemon is not running)"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__

@@ -49,6 +49,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # [plugins.<name>] tables: default settings, checked against each plugin's schema at boot.
     plugins: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)  # see docs/alerts.md
+    # [contexts.<name>] tables: other daemons to talk to; checked by harness.contexts.
+    contexts: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     source: str = ""  # the file it came from; not a TOML key
 
     @property

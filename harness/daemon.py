@@ -203,8 +203,33 @@ class Daemon:
             "plugins.get": self._plugins_get,
             "plugins.update_settings": self._update_settings,
             "plugins.set_enabled": self._set_enabled,
+            "connections.snapshot": self._connections_snapshot,
+            "events.history": self._events_history,
             **self.alerts.handlers(),
         }
+
+    async def _connections_snapshot(self, _: protocol.NoParams) -> Any:
+        """The stored rows, for a client with no database of its own (a remote TUI). Read
+        after the client subscribed, so with "apply newer only" nothing is missed."""
+        assert self.store and self.bus
+        head = self.bus.published_seq  # before the read: the rows are at least this new
+        rows = await self.store.list_plugins()
+        return protocol.ConnectionsSnapshot(
+            seq=head,
+            plugins=[
+                protocol.StoredPlugin(
+                    name=r.name, enabled=r.enabled, metadata=r.metadata, updated_at=r.updated_at
+                )
+                for r in rows
+            ],
+        )
+
+    async def _events_history(self, params: protocol.EventsHistory) -> Any:
+        assert self.store
+        events = await self.store.recent_events(
+            params.name, limit=params.limit, since_ts=params.since_ts
+        )
+        return {"events": events}
 
     async def _connections(self) -> dict[str, Any]:
         """Each plugin's current connection object, for the alert engine's first judgement."""

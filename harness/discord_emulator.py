@@ -75,6 +75,7 @@ class _Session:
     session_id: str
     token: str
     seq: int = 0
+    shard: tuple[int, int] | None = None
 
 
 @dataclass(eq=False)
@@ -90,6 +91,23 @@ class _Connection:
     compressor: Any = None
     last_heartbeat: float = 0.0
     tasks: set[asyncio.Task[None]] | None = None
+    shard: tuple[int, int] | None = None  # [shard_id, shard_count] from IDENTIFY, if sharded
+
+
+def _shard_of(guild_id: str, shard_count: int) -> int:
+    return (int(guild_id) >> 22) % shard_count
+
+
+def _parse_shard(value: Any) -> tuple[int, int] | None:
+    """IDENTIFY's ``shard``: [id, count] with 0 <= id < count; None when absent or invalid."""
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        and 0 <= value[0] < value[1]
+    ):
+        return (value[0], value[1])
+    return None
 
 
 def _json_response(status: int, payload: Any) -> web.Response:
@@ -136,6 +154,10 @@ class LocalDiscordGateway:
         guilds: int = 0,
         guild_stream_delay: float = 0.0,
         missed_heartbeat_grace: float | None = None,
+        max_guilds_per_shard: int = 2500,
+        recommended_guilds_per_shard: int = 1000,
+        session_start_total: int = 1000,
+        max_concurrency: int = 1,
     ) -> None:
         self.host = host
         self.port = port
@@ -152,6 +174,16 @@ class LocalDiscordGateway:
         # A client that sends no heartbeat for interval + grace seconds is closed with 4009
         # (None: never, which keeps slow test machines from tripping it by accident).
         self.missed_heartbeat_grace = missed_heartbeat_grace
+        # Sharding as Discord does it: a session whose shard would hold more than
+        # ``max_guilds_per_shard`` guilds is closed with 4011; /gateway/bot recommends one shard
+        # per ``recommended_guilds_per_shard`` guilds, and counts IDENTIFYs against a budget.
+        self.max_guilds_per_shard = max_guilds_per_shard
+        self.recommended_guilds_per_shard = recommended_guilds_per_shard
+        self.session_start_total = session_start_total
+        self.session_start_remaining = session_start_total
+        self.session_start_reset_after = 86_400_000  # ms, as Discord sends it
+        self.max_concurrency = max_concurrency
+        self.identify_times: list[tuple[float, int | None]] = []  # (monotonic, shard_id)
         # Faults that leave the port open: the gateway answers its HTTP upgrade with this status
         # (REST keeps working), and REST answers with ``rest_status`` (5xx) or a rate limit.
         self.gateway_http_status: int | None = None
@@ -276,6 +308,37 @@ class LocalDiscordGateway:
     def reject_all_tokens(self) -> None:
         """Make every token invalid, as if the bot's token was reset."""
         self.set_tokens(())
+
+    @property
+    def recommended_shards(self) -> int:
+        return max(1, -(-self.guilds // self.recommended_guilds_per_shard))
+
+    def reset_session_starts(self) -> None:
+        """Discord's daily reset of the identify budget."""
+        self.session_start_remaining = self.session_start_total
+        self._changed()
+
+    def guild_ids(self) -> list[str]:
+        """The bot's guilds: snowflakes one creation-time unit apart, so that Discord's routing
+        ``(guild_id >> 22) % shard_count`` spreads them over shards."""
+        return [str(GUILD_ID_BASE + (n << 22)) for n in range(self.guilds)]
+
+    def shard_connections(self) -> dict[int, int]:
+        """shard_id -> open connections that identified or resumed as that shard."""
+        out: dict[int, int] = {}
+        for conn in self._connections:
+            if conn.shard is not None:
+                out[conn.shard[0]] = out.get(conn.shard[0], 0) + 1
+        return out
+
+    async def drop_shard(self, shard_id: int, code: int = 4000) -> None:
+        """Close only the connections of one shard with ``code`` (the others stay up)."""
+        conns = [c for c in self._connections if c.shard is not None and c.shard[0] == shard_id]
+        log.info("control: drop shard %d code=%d (%d connection(s))", shard_id, code, len(conns))
+        for conn in conns:
+            if code in SESSION_ENDING_CLOSES and conn.session is not None:
+                self._sessions.pop(conn.session.session_id, None)
+        await asyncio.gather(*(self._close(c, code, CLOSE_REASONS.get(code, "")) for c in conns))
 
     async def drop(self, code: int = 4000) -> None:
         """Close every gateway websocket with ``code``, with its documented effect: codes in
@@ -532,9 +595,19 @@ class LocalDiscordGateway:
     async def _get_gateway_bot(self, request: web.Request) -> web.Response:
         if not self._rest_authorized(request):
             return _error(401, "Unauthorized")
-        limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+        limit = {
+            "total": self.session_start_total,
+            "remaining": self.session_start_remaining,
+            "reset_after": self.session_start_reset_after,
+            "max_concurrency": self.max_concurrency,
+        }
         return _json_response(
-            200, {"url": self.gateway_url.rstrip("/"), "shards": 1, "session_start_limit": limit}
+            200,
+            {
+                "url": self.gateway_url.rstrip("/"),
+                "shards": self.recommended_shards,
+                "session_start_limit": limit,
+            },
         )
 
     async def _not_found(self, request: web.Request) -> web.Response:
@@ -644,6 +717,7 @@ class LocalDiscordGateway:
 
     async def _identify(self, conn: _Connection, data: Any) -> None:
         self.identify_count += 1
+        self.session_start_remaining = max(0, self.session_start_remaining - 1)
         self._changed()
         if conn.session is not None:
             await self._close(conn, 4005)
@@ -651,6 +725,22 @@ class LocalDiscordGateway:
         if not isinstance(data, dict) or not isinstance(data.get("intents", 0), int):
             await self._close(conn, 4002)
             return
+        shard = _parse_shard(data.get("shard"))
+        self.identify_times.append((time.monotonic(), shard[0] if shard else None))
+        if "shard" in data and shard is None:
+            await self._close(conn, 4010)
+            return
+        count = shard[1] if shard else 1
+        if -(-self.guilds // count) > self.max_guilds_per_shard:
+            log.info(
+                "gateway #%d: %d guild(s) need more than %d shard(s)",
+                conn.number,
+                self.guilds,
+                count,
+            )
+            await self._close(conn, 4011)
+            return
+        conn.shard = shard
         token = data.get("token")
         if token not in self._tokens:
             log.info("gateway #%d: IDENTIFY token rejected", conn.number)
@@ -667,9 +757,12 @@ class LocalDiscordGateway:
             return
         session = _Session(session_id=secrets.token_hex(16), token=token)
         self._sessions[session.session_id] = session
+        session.shard = shard
         conn.session = session
         log.info("gateway #%d: IDENTIFY token ok, new session %s", conn.number, session.session_id)
-        guild_ids = [str(GUILD_ID_BASE + n) for n in range(self.guilds)]
+        guild_ids = [
+            g for g in self.guild_ids() if shard is None or _shard_of(g, shard[1]) == shard[0]
+        ]
         ready: dict[str, Any] = {
             "v": 10,
             "user": self._bot_user(),
@@ -740,6 +833,7 @@ class LocalDiscordGateway:
             await self._send(conn, OP_INVALID_SESSION, False)
             return
         conn.session = session
+        conn.shard = session.shard
         log.info(
             "gateway #%d: RESUME token ok, session %s resumed", conn.number, session.session_id
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -213,6 +214,30 @@ class SetEnabled(msgspec.Struct, forbid_unknown_fields=True):
     enabled: bool
 
 
+class EventsHistory(msgspec.Struct, forbid_unknown_fields=True):
+    name: str  # an event name, e.g. "discord:connection"
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+    since_ts: float = 0.0  # only events at or after this time
+
+
+class StoredPlugin(msgspec.Struct):
+    """A plugin's stored row as ``connections.snapshot`` returns it (no settings: they may hold
+    secrets; ``metadata.plugin`` has the redacted description)."""
+
+    name: str
+    enabled: bool
+    metadata: dict[str, Any]
+    updated_at: float
+
+
+class ConnectionsSnapshot(msgspec.Struct):
+    """Every plugin's stored state; ``seq`` is the daemon's head when it was read: the rows
+    reflect at least every event up to it."""
+
+    seq: int
+    plugins: list[StoredPlugin]
+
+
 class AlertsHistory(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
     target: str | None = None  # only this target's notifications
@@ -233,6 +258,8 @@ class SilenceEnd(msgspec.Struct, forbid_unknown_fields=True):
 
 
 METHODS: dict[str, type[msgspec.Struct]] = {
+    "connections.snapshot": NoParams,
+    "events.history": EventsHistory,
     "status": NoParams,
     "plugins.list": NoParams,
     "plugins.get": PluginName,
@@ -262,6 +289,18 @@ E_RESPONSE_TOO_LARGE = "response_too_large"  # the answer would exceed MAX_FRAME
 E_TOO_MANY_CLIENTS = "too_many_clients"  # max_clients or the fd limit reached; then closed
 E_STORAGE = "storage_failed"  # the database cannot be written (disk full...); nothing changed
 E_INTERNAL = "internal_error"
+E_READ_ONLY = "read_only"  # refused by the client itself: the context is read-only
+
+# Methods that change the daemon: a read-only context refuses them before sending.
+WRITE_METHODS = frozenset(
+    {
+        "plugins.update_settings",
+        "plugins.set_enabled",
+        "silences.add",
+        "silences.end",
+        "alerts.test",  # sends a real notification to a real target
+    }
+)
 
 # -- encoding --------------------------------------------------------------------------------
 
@@ -404,6 +443,49 @@ def describe_decode_error(line: bytes, exc: msgspec.DecodeError) -> tuple[str, s
 # -- connection convention ----------------------------------------------------------------
 
 
+class Part(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """One part of a connection that is several (a Discord bot's shards): the same fields as
+    ``Connection`` for that part alone, plus how many guilds (or the plugin's unit) it serves.
+    ``id`` is the part's name for a reader ("0", "1", ...)."""
+
+    id: str
+    state: str
+    since: float = 0.0  # epoch s when this part's state began; fixed across one outage
+    reason: str | None = None
+    code: int | None = None
+    attempt: int | None = None
+    retry_at: float | None = None
+    latency_ms: float | None = None
+    guilds: int | None = None
+
+
+def aggregate_parts(parts: Sequence[Part], noun: str = "parts") -> tuple[str, str | None]:
+    """The state and reason of a connection made of ``parts`` (documented in docs/protocol.md):
+    ``connected`` only when every part is; ``error`` when any part needs the operator;
+    ``connecting`` while some parts are connected and others not ("degraded: 3/4 shards
+    connected"), or while none is connected and none is waiting on a failure; otherwise
+    ``disconnected``. The reason names the first part that is not connected and why."""
+    if not parts:
+        return "connecting", f"no {noun} yet"
+    up = sum(p.state == "connected" for p in parts)
+    if up == len(parts):
+        return "connected", None
+    worst = next((p for p in parts if p.state == "error"), None)
+    if worst is None:
+        worst = next((p for p in parts if p.state == "disconnected"), None)
+    if worst is None:
+        worst = next(p for p in parts if p.state != "connected")
+    why = f"{noun[:-1] if noun.endswith('s') else noun} {worst.id}: {worst.reason or worst.state}"
+    counted = f"{up}/{len(parts)} {noun} connected"
+    if worst.state == "error":
+        return "error", f"{counted} · {why}"
+    if up:
+        return "connecting", f"degraded: {counted} · {why}"
+    if any(p.state == "disconnected" for p in parts):
+        return "disconnected", f"{counted} · {why}"
+    return "connecting", f"{counted} · {why}"
+
+
 class Connection(msgspec.Struct, omit_defaults=True, kw_only=True):
     """A plugin's connection, as stored in ``metadata.connection`` and published as
     ``{plugin}:connection``: the one type every end reads (see docs/protocol.md).
@@ -422,6 +504,7 @@ class Connection(msgspec.Struct, omit_defaults=True, kw_only=True):
     retry_at: float | None = None  # while waiting: epoch s of the next attempt
     latency_ms: float | None = None  # connected: heartbeat round-trip when the state began
     drop_ms: float | None = None  # connected after a drop: how long the drop lasted
+    parts: list[Part] = []  # a connection of several parts (shards): each one's own state
     extra: dict[str, Any] = {}
 
 

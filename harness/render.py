@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from harness.protocol import STATE_GLYPHS, Connection, Health
+from harness.protocol import STATE_GLYPHS, Connection, Health, Part
 
 UNKNOWN_GLYPH = "?"
 # How long "reconnected 3 s ago after a 9 ms drop" stays shown after a short drop.
@@ -235,3 +235,61 @@ def _age_step(age: float) -> float:
     if age < 86400:
         return 3600 - (age % 3600)
     return 86400 - (age % 86400)
+
+
+# -- parts (a connection of several: a Discord bot's shards) -----------------------------------
+
+
+def parts_summary(conn: Connection | None) -> str | None:
+    """ "3/4 parts connected · 1 disconnected" for a connection with parts; None without."""
+    if conn is None or not conn.parts:
+        return None
+    counts: dict[str, int] = {}
+    for part in conn.parts:
+        counts[part.state] = counts.get(part.state, 0) + 1
+    up = counts.pop("connected", 0)
+    text = f"{up}/{len(conn.parts)} parts connected"
+    rest = [f"{n} {state_word(s)}" for s, n in sorted(counts.items())]
+    return text + (" · " + ", ".join(rest) if rest else "")
+
+
+PART_COLUMNS = ("part", "state", "since", "latency", "guilds", "detail")
+
+
+def part_row(part: Part, now: float, tz: dt.tzinfo | None) -> tuple[str, ...]:
+    """One part as table cells (PART_COLUMNS): glyph and word, never colour alone."""
+    detail = ""
+    if part.state in ("disconnected", "connecting") and part.retry_at is not None:
+        left = part.retry_at - now
+        detail = f"retrying in {span(left)}" if left > 0.5 else "retrying now"
+        if part.attempt:
+            detail += f" · attempt {part.attempt}"
+    if part.reason:
+        detail = f"{part.reason}" + (f" · {detail}" if detail else "")
+    return (
+        part.id,
+        f"{glyph(part.state)} {state_word(part.state)}",
+        clock_time(part.since, tz, seconds=True) if part.since else "",
+        f"{part.latency_ms:.0f} ms" if part.latency_ms is not None else "",
+        str(part.guilds) if part.guilds is not None else "",
+        detail,
+    )
+
+
+def identify_budget(conn: Connection | None, now: float) -> str | None:
+    """ "identifies left: 988/1000, resets in 5 h" from a plugin's ``extra.identify_budget``
+    (total, remaining, resets_at epoch s); None when the plugin reports none."""
+    if conn is None:
+        return None
+    budget = conn.extra.get("identify_budget")
+    if not isinstance(budget, dict):
+        return None
+    try:
+        total, remaining = int(budget["total"]), int(budget["remaining"])
+        resets_at = float(budget.get("resets_at") or 0.0)
+    except (KeyError, TypeError, ValueError):
+        return None
+    text = f"identifies left: {remaining}/{total}"
+    if resets_at > now:
+        text += f", resets in {span(resets_at - now)}"
+    return text

@@ -65,6 +65,7 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         self.transport: asyncio.Transport | None = None
         self.patterns = Patterns(())
         self.peer = "?"
+        self._abort_timer: asyncio.TimerHandle | None = None  # set once cut off as lagged
         self._inbuf = bytearray()
         self._scanned = 0  # how much of _inbuf is known to hold no newline
         self._discarding = False  # inside an oversized frame: skip to its newline
@@ -129,6 +130,11 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        if self._abort_timer is not None:
+            # Closed in time after ``lagged``: the abort is moot, and left pending it would
+            # outlive a loop that stops meanwhile.
+            self._abort_timer.cancel()
+            self._abort_timer = None
         self.server.clients.discard(self)
         self.server.bus.unsubscribe(self)
         self._can_write.set()
@@ -243,7 +249,7 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         transport.pause_reading()
         transport.write(protocol.encode(Lagged(dropped=dropped)))
         transport.close()  # flushes what the socket takes; the abort below ends a stuck one
-        asyncio.get_running_loop().call_later(_LAGGED_GRACE, transport.abort)
+        self._abort_timer = asyncio.get_running_loop().call_later(_LAGGED_GRACE, transport.abort)
 
     # -- inbound ---------------------------------------------------------------------------
 

@@ -31,6 +31,17 @@ class FrameTooLarge(DaemonUnavailable):
     unusable after it (the rest of that line cannot be told from the next frame)."""
 
 
+def why_unreachable(exc: BaseException) -> str:
+    """A failed connect or read in words, for both the asyncio and the one-shot client."""
+    if isinstance(exc, FileNotFoundError):
+        return "the socket does not exist (is `harness run` running?)"
+    if isinstance(exc, ConnectionRefusedError):
+        return "nothing is listening (the daemon is not running)"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
 def too_large_message(limit: int) -> str:
     return (
         f"the daemon sent a frame larger than {limit // (1024 * 1024)} MiB, the protocol's "

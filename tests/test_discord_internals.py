@@ -82,3 +82,23 @@ def test_ready_task_cancelled_at_close() -> None:
         "ConnectionState._ready_task gone: the plugin can no longer cancel discord.py's guild "
         "wait at close, and a stop soon after READY may leave a crashing task behind"
     )
+
+
+def test_sharded_state_the_plugin_relies_on() -> None:
+    """Sharded, the plugin uses AutoShardedClient for its per-shard state only: READY of one
+    shard must not clear the others' guilds, shard_ready is dispatched per shard, and the
+    shard count and ids are plain attributes the plugin sets before connecting."""
+    import discord.shard
+
+    state = inspect.getsource(discord.state.AutoShardedConnectionState.parse_ready)
+    assert "data['shard']" in state or 'data["shard"]' in state, (
+        "AutoShardedConnectionState.parse_ready no longer reads READY's shard: re-check the "
+        "sharded path of the Discord plugin"
+    )
+    assert "self.clear(" not in state, "a shard's READY now clears every guild"
+    delay = inspect.getsource(discord.state.AutoShardedConnectionState._delay_shard_ready)
+    assert "'shard_ready'" in delay or '"shard_ready"' in delay, "shard_ready is no longer sent"
+    launch = inspect.getsource(discord.shard.AutoShardedClient.launch_shards)
+    for attr in ("self._connection.shard_count", "self._connection.shard_ids"):
+        assert attr in launch, f"AutoShardedClient no longer sets {attr}: the plugin sets it"
+    assert "shard" in inspect.getsource(DiscordWebSocket.identify)

@@ -23,10 +23,12 @@ from textual.widgets import HelpPanel
 from textual.worker import Worker, WorkerState
 
 import harness
+from harness import contexts
 from harness.alerts.silences import Silence
 from harness.client import ClientError, DaemonUnavailable
 from harness.config import Config, ConfigError, load
 from harness.protocol import Event
+from harness.transport import Target
 from tui import demo
 from tui.commands import HarnessCommands
 from tui.screens.alerts import AlertsScreen
@@ -88,6 +90,7 @@ class HarnessApp(App[None]):
         Binding("e", "show_events", "Events", id="events"),
         Binding("a", "show_alerts", "Alerts", id="alerts"),
         Binding("question_mark", "toggle_keys", "Keys", id="keys"),
+        Binding("F", "show_fleet", "Fleet", id="fleet", show=False),
         Binding("f", "demo_flap", "Flap connection", id="demo.flap"),
         Binding("o", "demo_outage", "Gateway outage 5 s", id="demo.outage"),
     ]
@@ -111,11 +114,16 @@ class HarnessApp(App[None]):
         stream: bool = True,
         before_seed: BeforeSeed | None = None,
         cursor_blink: bool = True,
+        target: Target | None = None,
+        fleet: bool = False,
         ui_state: UiState | None = None,
         export_dir: Path | None = None,
     ) -> None:
         super().__init__()
         self.config = config
+        # The daemon watched: the config's own unless a context or --host says otherwise.
+        self.target = target or contexts.default_target(config)
+        self.start_fleet = fleet
         self.start_plugin = plugin
         self.demo_control = demo_control
         self.clock = clock
@@ -129,13 +137,19 @@ class HarnessApp(App[None]):
         if ui_state is not None and ui_state.theme in self.available_themes:
             self.theme = ui_state.theme
         self.export_dir = export_dir or Path.cwd()
-        self.stream = Stream(
-            self, config.socket_path, config.database_path, before_seed=before_seed
-        )
+        self.before_seed = before_seed
+        self.stream = self._new_stream()
         # Raw events in batches, for the events screen and the history widgets.
         self.events_signal: Signal[EventBatch] = Signal(self, "events")
         # The newest events, so an events screen opened late still shows recent history.
         self.recent_events: deque[Event] = deque(maxlen=KEPT)
+
+    def _new_stream(self) -> Stream:
+        # Only the config's own daemon has a database we can read; any other target (a
+        # remote one, another socket) seeds and reads history through the protocol.
+        own = self.target.socket == self.config.socket_path and not self.target.remote
+        database = self.config.database_path if own else None
+        return Stream(self, self.target, database, before_seed=self.before_seed)
 
     def on_mount(self) -> None:
         self.events_signal.subscribe(self, self._remember_events)
@@ -146,6 +160,41 @@ class HarnessApp(App[None]):
             self.run_stream()
         if self.start_plugin:
             self.open_settings(self.start_plugin)
+        if self.start_fleet:
+            self.action_show_fleet()
+
+    # -- contexts ---------------------------------------------------------------------------
+
+    def targets(self) -> dict[str, Target]:
+        """Every context of the config ("default" first); the current target included."""
+        try:
+            found = contexts.all_targets(self.config)
+        except ConfigError as exc:
+            self.notify(str(exc), title="Contexts", severity="error")
+            found = {contexts.DEFAULT: contexts.default_target(self.config)}
+        return found if self.target.name in found else {self.target.name: self.target, **found}
+
+    def switch_context(self, target: Target) -> None:
+        """Watch another daemon: a new stream, a clean slate, the plugins screen."""
+        if target == self.target:
+            return
+        self.target = target
+        self.stream = self._new_stream()  # the old stream's leftovers are ignored from now
+        self.plugins = {}
+        self.link = LinkState()
+        self.recent_events.clear()
+        if self.start_stream:
+            self.run_stream()  # exclusive: cancels the old stream, which closes its link
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, PluginsScreen):
+            self.pop_screen()
+        self.switch_mode("plugins")
+        self.notify(f"Watching {target.name} ({target.where}).", title="Context")
+
+    def action_show_fleet(self) -> None:
+        from tui.screens.fleet import FleetScreen
+
+        if not isinstance(self.screen, FleetScreen):
+            self.push_screen(FleetScreen())
 
     def _remember_events(self, batch: EventBatch) -> None:
         self.recent_events.extend(batch.events)
@@ -306,6 +355,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "~/.config/harness/config.toml if it exists, else built-in defaults)",
     )
     parser.add_argument("--plugin", metavar="NAME", help="open straight on this plugin's settings")
+    from harness.cli import add_target_options
+
+    add_target_options(parser)
+    parser.add_argument(
+        "--fleet", action="store_true", help="open on the fleet overview: every context at once"
+    )
     parser.add_argument(
         "--demo-control",
         metavar="URL",
@@ -320,6 +375,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = load(args.config)
+        target = contexts.resolve(
+            config, host=args.host, context=args.context, remote_harness=args.remote_harness
+        )
     except ConfigError as exc:
         # Before Textual starts, so the message lands on a normal terminal.
         print(f"harness-tui: {exc}", file=sys.stderr)
@@ -328,6 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config,
         plugin=args.plugin,
         demo_control=args.demo_control,
+        target=target,
+        fleet=args.fleet,
         ui_state=UiState.load(),
     ).run()
     return 0

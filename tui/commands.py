@@ -26,7 +26,17 @@ class HarnessCommands(Provider):
             ("Show events", app.action_show_events, "The live tail of every event"),
             ("Show alerts", app.action_show_alerts, "Alert rules, targets, history, silences"),
             ("Silence alerts", partial(app.silence_plugin, ""), "Start a maintenance window"),
+            ("Show fleet", app.action_show_fleet, "Every context at once"),
         ]
+        for name, target in app.targets().items():
+            if name != app.target.name:
+                commands.append(
+                    (
+                        f"Switch context {name}",
+                        partial(app.switch_context, target),
+                        f"Watch {target.where}" + (" (read-only)" if target.read_only else ""),
+                    )
+                )
         for name, state in sorted(app.plugins.items()):
             commands.append(
                 (

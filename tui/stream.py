@@ -1,6 +1,7 @@
 """The app-level stream: one connection to the daemon, subscribe-then-seed, coalesced fan-out.
 
-The order matters (list-then-watch): subscribe to ``*`` first, then read the seed from SQLite,
+The order matters (list-then-watch): subscribe to ``*`` first, then read the seed — from SQLite,
+or, with no local database (any remote target), from the daemon's ``connections.snapshot`` —
 then apply streamed events only when their ``seq`` is newer than what is held. An event that
 raced the seed read is therefore either already in the seed or newer than it, never lost and
 never applied twice.
@@ -24,21 +25,24 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from harness import __version__
+from harness import __version__, transport
 from harness.client import Client, ClientError, DaemonUnavailable
 from harness.protocol import (
     STORAGE_EVENT,
     Connection,
+    ConnectionsSnapshot,
     Event,
     Health,
     PluginInfo,
     StorageHealth,
+    StoredPlugin,
     describe_storage,
     plugin_of_connection_event,
     plugin_of_health_event,
     to_connection,
 )
-from harness.store import Store, StoreError
+from harness.store import PluginRow, Store, StoreError
+from harness.transport import Target
 from tui.state import EventBatch, LinkState, PluginState, connection_seq
 
 if TYPE_CHECKING:
@@ -87,13 +91,15 @@ class Stream:
     def __init__(
         self,
         app: HarnessApp,
-        socket_path: Path,
-        database_path: Path,
+        target: Target | Path,
+        database_path: Path | None,
         *,
         before_seed: BeforeSeed | None = None,
     ) -> None:
         self.app = app
-        self.socket_path = socket_path
+        if isinstance(target, Path):
+            target = Target(name="default", socket=target)
+        self.target = target
         self.database_path = database_path
         self.before_seed = before_seed  # a test hook: runs between subscribe and seed read
         self.client: Client | None = None
@@ -120,9 +126,9 @@ class Stream:
         offline_seeded = False
         while True:
             try:
-                client = await Client.connect(self.socket_path, client=CLIENT_NAME)
+                client = await transport.connect(self.target, client=CLIENT_NAME)
             except (DaemonUnavailable, ClientError) as exc:
-                if not offline_seeded:
+                if not offline_seeded and self.database_path is not None:
                     # The daemon is down: show the stored state as last-known, once per outage.
                     await self.seed()
                     offline_seeded = True
@@ -147,10 +153,17 @@ class Stream:
             attempt = 1
 
     async def _serve(self, client: Client) -> None:
+        if self.target.read_only:
+            from harness.contexts import read_only_message
+
+            client.read_only = read_only_message(self.target)
         head = await client.subscribe(["*"])
         if self.before_seed is not None:
             await self.before_seed()
-        await self.seed()
+        if self.history_from_daemon:
+            await self.seed_from_daemon(client)
+        else:
+            await self.seed()
         self.client = client
         infos = await client.request("plugins.list")
         self.apply_infos(msgspec.convert(infos, list[PluginInfo]))
@@ -179,8 +192,23 @@ class Stream:
 
     # -- seed --------------------------------------------------------------------------------
 
+    @property
+    def history_from_daemon(self) -> bool:
+        """No local database to read (a remote target, or none yet): ask the daemon."""
+        return self.database_path is None or not self.database_path.exists()
+
+    async def seed_from_daemon(self, client: Client) -> None:
+        """The seed over the protocol: the daemon reads its own database for us."""
+        snapshot = msgspec.convert(
+            await client.request("connections.snapshot"), ConnectionsSnapshot
+        )
+        self._apply_rows(snapshot.plugins)
+        self._set_link(database=True)
+
     async def seed(self) -> None:
         """Replace every plugin's state with the stored one (read-only SQLite)."""
+        if self.database_path is None:
+            return
         try:
             store = await Store.open_readonly(self.database_path)
         except StoreError as exc:
@@ -194,6 +222,11 @@ class Stream:
             return
         finally:
             await store.close()
+        self._apply_rows(rows)
+        if not self.app.link.database:
+            self._set_link(database=True)
+
+    def _apply_rows(self, rows: Iterable[PluginRow | StoredPlugin]) -> None:
         # The seed is newer than anything pending from an older connection: drop those.
         self._pending_conn.clear()
         self._pending_status.clear()
@@ -226,8 +259,6 @@ class Stream:
                 epoch=self._epoch,
             )
         self.app.plugins = new
-        if not self.app.link.database:
-            self._set_link(database=True)
 
     def apply_infos(self, infos: Iterable[PluginInfo]) -> None:
         """Merge the daemon's view (version, status, schema, redacted settings)."""
@@ -312,6 +343,8 @@ class Stream:
     def flush(self) -> None:
         """Apply what is pending to the App: one reactive update, one signal per batch."""
         self._flush_scheduled = False
+        if self.app.stream is not self:
+            return  # replaced by a context switch: its leftovers belong to no one
         self._last_flush = time.monotonic()
         if self._pending_conn or self._pending_status or self._pending_health:
             plugins = dict(self.app.plugins)
@@ -358,7 +391,8 @@ class Stream:
                 )
             except (DaemonUnavailable, ClientError):
                 return
-        self.apply_infos(infos)
+        if self.app.stream is self:  # not replaced by a context switch meanwhile
+            self.apply_infos(infos)
 
     # -- requests ----------------------------------------------------------------------------
 

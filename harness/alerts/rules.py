@@ -38,6 +38,16 @@ def seconds(value: Duration) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
+def format_duration(value: float) -> str:
+    """The other way: 120.0 → ``"2m"`` (whole units where they fit), for CLI and TUI."""
+    if value == 0:
+        return "0"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if value >= size and value % size == 0:
+            return f"{int(value // size)}{unit}"
+    return f"{value:g}s"
+
+
 def _check(field: str, value: Duration, *, positive: bool = False) -> None:
     try:
         s = seconds(value)

@@ -14,6 +14,8 @@ BENCHES = {
     "hostile": "another client's status p99 and the daemon's RSS under a hostile subscriber",
     "alerts": "connection change -> notification received; 1,000 queued drained",
     "cli": "harness --help, status and events --since against stdlib clients",
+    "fleet": "overview of 20 daemons; --host ssh:// status vs plain ssh",
+    "shards": "sharded bot: launch -> every shard connected vs Discord's minimum; RSS per shard",
 }
 
 

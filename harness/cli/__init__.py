@@ -19,7 +19,9 @@ from harness import __version__
 from harness.cli import (
     alerts,
     config_cmd,
+    context,
     demo,
+    dial_stdio,
     events,
     plugins,
     run,
@@ -38,7 +40,19 @@ from harness.cli.common import (
 __all__ = ["EXIT_FAILED", "EXIT_NO_DAEMON", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 # The order of ``harness --help``.
-COMMANDS = (run, demo, status, events, plugins, alerts, silence, config_cmd, service)
+COMMANDS = (
+    run,
+    demo,
+    status,
+    events,
+    plugins,
+    alerts,
+    silence,
+    context,
+    config_cmd,
+    service,
+    dial_stdio,
+)
 
 
 def _add_global_options(parser: argparse.ArgumentParser, default: object) -> None:
@@ -66,7 +80,31 @@ class Parents:
     def __init__(self) -> None:
         self.common = argparse.ArgumentParser(add_help=False)
         _add_global_options(self.common, argparse.SUPPRESS)
-        self.client = self.common
+        self.client = argparse.ArgumentParser(add_help=False, parents=[self.common])
+        add_target_options(self.client, argparse.SUPPRESS)
+
+
+def add_target_options(parser: argparse.ArgumentParser, default: object = None) -> None:
+    """--host / --context / --remote-harness: for the client commands (before or after the
+    command, like --socket) and harness-tui."""
+    parser.add_argument(
+        "--host",
+        metavar="ssh://[USER@]SERVER[:PORT]",
+        default=default,
+        help="talk to the daemon on SERVER through your own ssh (runs `harness dial-stdio`)",
+    )
+    parser.add_argument(
+        "--context",
+        metavar="NAME",
+        default=default,
+        help="a [contexts.NAME] from the config (see `harness context`)",
+    )
+    parser.add_argument(
+        "--remote-harness",
+        metavar="CMD",
+        default=default,
+        help="the harness command on the server, if not `harness` on its PATH",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     _add_global_options(parser, None)
+    add_target_options(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parents = Parents()
     for command in COMMANDS:

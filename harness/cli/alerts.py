@@ -17,12 +17,10 @@ def _when(ts: float | None) -> str:
 
 
 def _seconds(value: float) -> str:
-    if value == 0:
-        return "0"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if value >= size and value % size == 0:
-            return f"{int(value // size)}{unit}"
-    return f"{value:g}s"
+    # Imported here: every `harness` command builds the parser, which imports this module.
+    from harness.alerts.rules import format_duration
+
+    return format_duration(value)
 
 
 def print_overview(data: dict[str, Any]) -> None:

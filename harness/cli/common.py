@@ -73,6 +73,8 @@ def with_connection(args: argparse.Namespace, body: Callable[[Any], int]) -> int
         verify_socket_path,
     )
 
+    if _targeted(args):
+        return _with_target_connection(args, body)
     path = socket_path(args)
     if path is None:
         return EXIT_USAGE
@@ -84,6 +86,92 @@ def with_connection(args: argparse.Namespace, body: Callable[[Any], int]) -> int
                 path, client=f"harness-cli/{__version__}", verify=lambda s: verify_peer(s, path)
             ) as conn:
                 return body(conn)
+        except TooLarge as exc:
+            raise FrameTooLarge(str(exc)) from exc
+        except NoDaemon as exc:
+            raise DaemonUnavailable(str(exc), not_running=exc.not_running) from exc
+
+    return _reporting(args, run, refused=Refused)
+
+
+def _targeted(args: argparse.Namespace) -> bool:
+    """A context or --host may be in play: resolve it (harness.contexts) instead of the
+    fast path that only knows --socket and the config. Checked without importing
+    harness.contexts (it brings asyncio), so the plain one-shot path stays light."""
+    import os
+
+    if getattr(args, "host", None) or getattr(args, "context", None):
+        return True
+    if args.socket:
+        return False
+    if os.environ.get("HARNESS_CONTEXT"):  # harness.contexts.ENV_CONTEXT
+        return True
+    import platformdirs
+
+    # harness.contexts.state_file(): `harness context use` has chosen one.
+    return (Path(platformdirs.user_state_dir("harness")) / "context").exists()
+
+
+def _with_target_connection(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
+    """:func:`with_connection` for a context or ``--host``: a local socket the same way, or
+    ssh running ``harness dial-stdio`` on one end of a socket pair; a read-only context
+    refuses writes before sending."""
+    from harness import __version__, contexts, transport
+    from harness import config as config_mod
+    from harness.cli.oneshot import Connection, NoDaemon, Refused, TooLarge
+    from harness.protocol import E_READ_ONLY, WRITE_METHODS
+    from harness.socket_trust import (
+        DaemonUnavailable,
+        FrameTooLarge,
+        verify_peer,
+        verify_socket_path,
+    )
+
+    try:
+        target = contexts.resolve(
+            config_mod.load(args.config),
+            host=getattr(args, "host", None),
+            socket=args.socket,
+            context=getattr(args, "context", None),
+            remote_harness=getattr(args, "remote_harness", None),
+        )
+    except config_mod.ConfigError as exc:
+        err(str(exc))
+        return EXIT_USAGE
+    client = f"harness-cli/{__version__}"
+
+    def guard(conn: Any) -> Any:
+        if target.read_only:
+            request = conn.request
+
+            def refusing(method: str, **params: Any) -> Any:
+                if method in WRITE_METHODS:
+                    raise Refused(
+                        {"code": E_READ_ONLY, "message": contexts.read_only_message(target)}
+                    )
+                return request(method, **params)
+
+            conn.request = refusing
+        return conn
+
+    def run() -> int:
+        try:
+            if target.ssh is None:
+                assert target.socket is not None
+                path = target.socket
+                verify_socket_path(path)
+                with Connection(path, client=client, verify=lambda s: verify_peer(s, path)) as c:
+                    return body(guard(c))
+            ours, link = transport.ssh_socketpair(target)
+            try:
+                with Connection(
+                    str(target.ssh), client=client, sock=ours, timeout=transport.SSH_TIMEOUT
+                ) as c:
+                    return body(guard(c))
+            except NoDaemon as exc:
+                raise DaemonUnavailable(transport.blocking_failure(target, link)) from exc
+            finally:
+                transport.end_blocking(link)
         except TooLarge as exc:
             raise FrameTooLarge(str(exc)) from exc
         except NoDaemon as exc:
@@ -110,23 +198,31 @@ def socket_path(args: argparse.Namespace) -> Path | None:
 
 
 def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> int:
-    """Connect to the daemon named by ``--socket``/``--config``, run ``body(client)``, and map
-    failures to exit codes with a message saying what to do."""
+    """Connect to the daemon named by ``--host``/``--socket``/``--context``/``--config``, run
+    ``body(client)``, and map failures to exit codes with a message saying what to do."""
     import asyncio
 
-    from harness import __version__
+    from harness import __version__, contexts, transport
     from harness import config as config_mod
-    from harness.client import Client, ClientError
+    from harness.client import ClientError
 
     try:
         cfg = config_mod.load(args.config)
+        target = contexts.resolve(
+            cfg,
+            host=getattr(args, "host", None),
+            socket=args.socket,
+            context=getattr(args, "context", None),
+            remote_harness=getattr(args, "remote_harness", None),
+        )
     except config_mod.ConfigError as exc:
         err(str(exc))
         return EXIT_USAGE
-    path = Path(args.socket).expanduser() if args.socket else cfg.socket_path
 
     async def go() -> int:
-        client = await Client.connect(path, client=f"harness-cli/{__version__}")
+        client = await transport.connect(target, client=f"harness-cli/{__version__}")
+        if target.read_only:
+            client.read_only = contexts.read_only_message(target)
         try:
             return await body(client)
         finally:

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.socket_trust import why_unreachable
+
 PROTOCOL_VERSION = 1  # harness.protocol.PROTOCOL_VERSION (not imported: it pulls in msgspec)
 MAX_FRAME_BYTES = 1024 * 1024  # harness.protocol.MAX_FRAME_BYTES
 _READ = 1 << 16
@@ -44,16 +46,6 @@ class Refused(Exception):
         self.details: dict[str, Any] = frame.get("details") or {}
 
 
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "the socket does not exist (is `harness run` running?)"
-    if isinstance(exc, ConnectionRefusedError):
-        return "nothing is listening (the daemon is not running)"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__
-
-
 class Connection:
     """One blocking connection: ``Connection(path)``, then :meth:`request` or
     :meth:`subscribe` and :meth:`lines`."""
@@ -65,20 +57,25 @@ class Connection:
         client: str,
         timeout: float = 5.0,
         verify: Callable[[socket.socket], None] | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
-        """``verify(sock)`` runs once connected, before a byte is sent (the peer check)."""
+        """``verify(sock)`` runs once connected, before a byte is sent (the peer check).
+        ``sock``: already connected (``--host ssh://``: our end of ssh's stdin/stdout)."""
         self.path = str(path)
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock = sock or socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._ready: collections.deque[bytes] = collections.deque()  # received, not yet read
         self._partial = b""  # the start of a frame whose newline has not come yet
         self._ids = 0
         try:
             self._sock.settimeout(timeout)
-            self._sock.connect(self.path)
+            if sock is None:
+                self._sock.connect(self.path)
         except OSError as exc:
             self._sock.close()
             missing = isinstance(exc, (FileNotFoundError, ConnectionRefusedError))
-            raise NoDaemon(f"no daemon at {path}: {_why(exc)}", not_running=missing) from exc
+            raise NoDaemon(
+                f"no daemon at {path}: {why_unreachable(exc)}", not_running=missing
+            ) from exc
         try:
             if verify is not None:
                 verify(self._sock)
@@ -90,7 +87,7 @@ class Connection:
             frame = self._frame(next(self.lines(), None))
         except (OSError, ValueError) as exc:
             self._sock.close()
-            raise NoDaemon(f"no daemon at {path}: {_why(exc)}") from exc
+            raise NoDaemon(f"no daemon at {path}: {why_unreachable(exc)}") from exc
         if frame.get("type") == "error":
             self._sock.close()
             raise Refused(frame)
@@ -140,7 +137,7 @@ class Connection:
             try:
                 chunk = self._sock.recv(_READ)
             except OSError as exc:
-                raise NoDaemon(f"connection to the daemon lost: {_why(exc)}") from exc
+                raise NoDaemon(f"connection to the daemon lost: {why_unreachable(exc)}") from exc
             if not chunk:
                 return
             # Split whole reads at C speed; only the unfinished last frame is carried over.

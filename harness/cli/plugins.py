@@ -75,6 +75,7 @@ def _show_plugin(info: dict[str, Any]) -> None:
     reason = f" ({info['reason']})" if info.get("reason") else ""
     print(f"  status      {info['status']}{reason}")
     print(f"  connection  {describe_connection(info['metadata'].get('connection'))}")
+    _show_parts(info["metadata"].get("connection"))
     if info["schema"]:
         print("  settings:")
     for field in info["schema"]:
@@ -88,6 +89,29 @@ def _show_plugin(info: dict[str, Any]) -> None:
             f"    {field['name']}{mark} = {shown}    [{field['type']}] "
             f"{field.get('description', '')}"
         )
+
+
+def _show_parts(value: Any) -> None:
+    """A connection's parts (a Discord bot's shards), one line each, and its identify budget."""
+    import time
+
+    from harness import render
+    from harness.protocol import to_connection
+
+    conn = to_connection(value)
+    now = time.time()
+    budget = render.identify_budget(conn, now)
+    if budget:
+        print(f"  budget      {budget}")
+    summary = render.parts_summary(conn)
+    if conn is None or summary is None:
+        return
+    print(f"  parts       {summary}")
+    rows = [render.PART_COLUMNS, *(render.part_row(p, now, None) for p in conn.parts)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(render.PART_COLUMNS) - 1)]
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
+        print("    " + "  ".join([*cells, row[-1]]).rstrip())
 
 
 def parse_assignments(items: list[str], schema: list[dict[str, Any]]) -> dict[str, Any]:

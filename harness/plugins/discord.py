@@ -30,7 +30,8 @@ from harness.plugins.discord_gateway import (
     connect_cause,
     perf_to_epoch,
 )
-from harness.protocol import Health, SettingField
+from harness.plugins.discord_shards import IdentifyGate, ShardMode, parse_shards
+from harness.protocol import Health, Part, SettingField, aggregate_parts
 
 DISCORD_API = "https://discord.com/api/v10"
 DISCORD_GATEWAY = "wss://gateway.discord.gg/"
@@ -53,7 +54,46 @@ class _Bot(discord.Client):
         return None  # every wait before an IDENTIFY is the supervisor's (op 9 included)
 
     async def on_ready(self) -> None:
-        await self._plugin._ready(self._ctx, self)
+        await self._plugin._ready(self._ctx, self, None)
+
+
+class _ShardedBot(discord.AutoShardedClient):
+    """The sharded client: discord.py's AutoShardedClient for its per-shard state (READY of one
+    shard does not clear the others' guilds), its shards run by our supervisor, one per shard;
+    its own launcher (``connect``) is never called."""
+
+    def __init__(self, plugin: DiscordPlugin, ctx: PluginContext, **options: Any) -> None:
+        super().__init__(**options)
+        self._plugin = plugin
+        self._ctx = ctx
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        return None  # the supervisor waits for the identify gate before connecting
+
+    async def on_shard_ready(self, shard_id: int) -> None:
+        await self._plugin._ready(self._ctx, self, shard_id)
+
+
+class _Shard:
+    """One gateway session's truth for the supervisor: its own attempt counter, outage start,
+    socket and health. ``id`` None is the unsharded connection (and the login, which comes
+    before any shard)."""
+
+    def __init__(self, shard_id: int | None) -> None:
+        self.id = shard_id
+        self.attempt = 0  # real attempts made in the current outage
+        self.outage_started: float | None = None  # monotonic; None while connected
+        self.connected = False
+        self.awaiting_ready = False  # READY came with guilds: connected once they streamed in
+        self.ws: GatewaySocket | None = None
+        self.health = Health()
+        self.part = Part(
+            id=str(shard_id), state="connecting", since=time.time(), reason="waiting to identify"
+        )
+
+
+class _Reshard(Exception):
+    """A shard was closed with 4011 while ``shards=auto``: start again with Discord's count."""
 
 
 class _Stop(Exception):
@@ -64,7 +104,7 @@ class DiscordPlugin(Plugin):
     name = "discord"
     version = __version__
     description = "A Discord bot (discord.py); reports its gateway connection live."
-    settings_schema = (
+    settings_schema: ClassVar[tuple[SettingField, ...]] = (
         SettingField(
             "bot_token",
             "secret",
@@ -135,6 +175,33 @@ class DiscordPlugin(Plugin):
         ),
     )
 
+    settings_schema = (
+        *settings_schema,
+        SettingField(
+            "shards",
+            "string",
+            label="Shards",
+            default="off",
+            max_length=8,
+            advanced=True,
+            description="Gateway shards: off (one connection), auto (Discord's recommended "
+            "count; a 'sharding required' close re-shards by itself) or a number. Needed past "
+            "~2,500 servers.",
+        ),
+        SettingField(
+            "identify_floor",
+            "integer",
+            label="Identify floor (%)",
+            default=5,
+            minimum=0,
+            maximum=100,
+            advanced=True,
+            description="Stop starting new gateway sessions (IDENTIFY) when fewer than this "
+            "share of Discord's daily budget is left; resumes go on. Discord resets a token "
+            "that exceeds the budget.",
+        ),
+    )
+
     # Timing knobs that tests and the benchmark shorten; not settings an operator needs.
     guild_ready_timeout: ClassVar[float] = 2.0  # discord.py's wait for more GUILD_CREATEs
     identify_wait: ClassVar[tuple[float, float]] = (1.0, 5.0)  # after op 9 d=false (Discord: 1-5 s)
@@ -147,18 +214,23 @@ class DiscordPlugin(Plugin):
     # Presence updates share the gateway's send budget (discord.py holds to 110 a minute and
     # then blocks): at most one per this many seconds; saves in between coalesce into the next.
     presence_interval: ClassVar[float] = 2.0
+    # Discord lets each max_concurrency bucket IDENTIFY once per this many seconds.
+    identify_interval: ClassVar[float] = 5.0
 
     def __init__(self) -> None:
-        self._client: _Bot | None = None
-        self._ws: GatewaySocket | None = None
+        self._client: _Bot | _ShardedBot | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._presence: asyncio.Task[None] | None = None
         self._presence_wake = asyncio.Event()
         self._token: str | None = None  # the token the running client logged in with
-        self._attempt = 0  # real attempts made in the current outage
-        self._outage_started: float | None = None  # monotonic; None while connected
-        self._connected = False
-        self._awaiting_ready = False  # READY came with guilds: connected once they streamed in
+        self._main = _Shard(None)  # the login, and the gateway when not sharded
+        self._shards: dict[int, _Shard] = {}  # when sharded
+        self._mode: ShardMode = None
+        self._publish_lock = asyncio.Lock()  # parts are published in the order they change
+        self._budget_lock = asyncio.Lock()
+        self._budget: dict[str, Any] | None = None  # session_start_limit, as last read
+        self._budget_read_at = 0.0
+        self._gate: IdentifyGate | None = None
         self._presence_text: str | None = None  # what Discord shows now (None: unknown)
         self._identify_text: str | None = None  # what the client's IDENTIFY sends
         self._health = Health()
@@ -169,9 +241,15 @@ class DiscordPlugin(Plugin):
         if not ctx.settings["bot_token"]:
             await ctx.set_connection("not_configured", reason="no bot token set", username=None)
             return
-        self._attempt = 0
-        self._outage_started = None
-        self._connected = False
+        try:
+            self._mode = parse_shards(ctx.settings["shards"])
+        except ValueError as exc:
+            await ctx.set_connection("error", reason=str(exc), username=None)
+            return
+        self._main = _Shard(None)
+        self._shards = {}
+        self._budget = None  # read anew by every start (sharded)
+        self._gate = None
         # The stored name may be another token's bot: unknown until this one identifies.
         await ctx.set_connection("connecting", reason="logging in to Discord", username=None)
         self._supervisor = ctx.create_task(self._supervise(ctx), name="supervisor")
@@ -201,39 +279,111 @@ class DiscordPlugin(Plugin):
 
     # -- the supervisor ----------------------------------------------------------------------
 
+    @property
+    def _connected(self) -> bool:
+        if self._mode is None:
+            return self._main.connected
+        return bool(self._shards) and all(sh.connected for sh in self._shards.values())
+
     async def _supervise(self, ctx: PluginContext) -> None:
         """Log in, then keep the gateway connected until stopped. Every failure of any kind
-        goes through ``_retry``: one counter, one backoff, one log line per attempt."""
+        goes through ``_retry``: one counter, one backoff, one log line per attempt — per shard
+        when sharded. A 4011 under ``shards=auto`` starts over with Discord's new count."""
         s = ctx.settings
         # discord.py has no per-client base URLs; these class attributes are its way in (stable
         # since 2.0, checked by tests/test_discord_internals.py), and one Discord plugin runs
         # per daemon.
         discord.http.Route.BASE = s["api_base_url"].rstrip("/")
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(s["gateway_url"])
+        at_least = 1
+        while True:
+            try:
+                await self._run_client(ctx, at_least)
+                return
+            except _Stop:
+                return
+            except _Reshard:
+                at_least = len(self._shards) + 1
+                ctx.logger.warning("discord: sharding required (4011): re-sharding")
+                await self._close_client()
+
+    async def _run_client(self, ctx: PluginContext, at_least: int) -> None:
+        s = ctx.settings
         intents = discord.Intents.default()
         intents.members = s["members_intent"]
         intents.message_content = s["message_content_intent"]
-        client = _Bot(
-            self,
-            ctx,
-            intents=intents,
-            activity=self._activity(ctx),
-            heartbeat_timeout=float(s["heartbeat_timeout"]),
-            guild_ready_timeout=self.guild_ready_timeout,
-        )
+        options: dict[str, Any] = {
+            "intents": intents,
+            "activity": self._activity(ctx),
+            "heartbeat_timeout": float(s["heartbeat_timeout"]),
+            "guild_ready_timeout": self.guild_ready_timeout,
+        }
+        client: _Bot | _ShardedBot
+        if self._mode is None:
+            client = _Bot(self, ctx, **options)
+        else:
+            client = _ShardedBot(self, ctx, shard_count=1, **options)
         self._client = client
         self._token = s["bot_token"]
         self._identify_text = self._presence_text = s["status_text"]  # IDENTIFY carries it
         try:
             async with client:
                 await self._login(ctx, client)
-                await self._run_gateway(ctx, client)
-        except _Stop:
-            return
+                if self._mode is None:
+                    self._gate = None  # one session: the backoff alone spaces its IDENTIFYs
+                    await self._run_gateway(ctx, client, self._main)
+                    return
+                count, concurrency = await self._plan_shards(ctx, client, at_least)
+                assert isinstance(client, _ShardedBot)
+                client.shard_count = count
+                client._connection.shard_count = count
+                client._connection.shard_ids = list(range(count))
+                self._gate = IdentifyGate(concurrency, self.identify_interval)
+                self._shards = {n: _Shard(n) for n in range(count)}
+                await self._publish_parts(ctx, None)
+                ctx.logger.info(
+                    "discord: starting %d shard(s), %d at a time every %.0f s",
+                    count,
+                    concurrency,
+                    self.identify_interval,
+                )
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        for shard in self._shards.values():
+                            group.create_task(self._run_gateway(ctx, client, shard))
+                except* _Reshard:
+                    raise _Reshard from None
+                except* _Stop:
+                    raise _Stop from None
         finally:
             _cancel_ready(client)
 
-    async def _login(self, ctx: PluginContext, client: _Bot) -> None:
+    async def _plan_shards(
+        self, ctx: PluginContext, client: discord.Client, at_least: int
+    ) -> tuple[int, int]:
+        """How many shards, and how many may IDENTIFY at once: from ``/gateway/bot``."""
+        while True:
+            try:
+                recommended, _url, limit = await asyncio.wait_for(
+                    client.http.get_bot_gateway(), _LOGIN_TIMEOUT
+                )
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._retry(ctx, self._main, connect_cause(exc, "Discord's API"))
+        self._note_budget(dict(limit))
+        concurrency = max(1, int(limit.get("max_concurrency", 1) or 1))
+        if self._mode == "auto":
+            return max(int(recommended), at_least), concurrency
+        assert isinstance(self._mode, int)
+        return self._mode, concurrency
+
+    def _note_budget(self, limit: dict[str, Any]) -> None:
+        self._budget = limit
+        self._budget_read_at = time.time()
+
+    async def _login(self, ctx: PluginContext, client: discord.Client) -> None:
         token = ctx.settings["bot_token"]
         while True:
             cause = await self._probe_rest(ctx, token)
@@ -247,7 +397,7 @@ class DiscordPlugin(Plugin):
                     cause = connect_cause(exc, "Discord's API")
                     if cause.reason.startswith("unexpected"):
                         ctx.logger.exception("discord: login failed unexpectedly")
-            await self._retry(ctx, cause)
+            await self._retry(ctx, self._main, cause)
 
     async def _probe_rest(self, ctx: PluginContext, token: str) -> Cause | None:
         """One GET /users/@me of our own before discord.py's login, which would retry 5xx and
@@ -270,19 +420,27 @@ class DiscordPlugin(Plugin):
         except Exception as exc:
             return connect_cause(exc, "Discord's API")
 
-    async def _run_gateway(self, ctx: PluginContext, client: _Bot) -> None:
+    async def _run_gateway(self, ctx: PluginContext, client: discord.Client, shard: _Shard) -> None:
         session: str | None = None
         sequence: int | None = None
         gateway: yarl.URL | None = None
         initial = True
         while True:
             resume = session is not None
+            if not resume:
+                await self._within_budget(ctx, client, shard)
+                if self._budget is not None:  # booked before the gate: no burst past the floor
+                    self._budget["remaining"] = max(0, int(self._budget["remaining"]) - 1)
+                if self._gate is not None:
+                    # Discord's concurrency rule: one IDENTIFY per bucket per identify_interval.
+                    await self._gate.wait(shard.id or 0)
             try:
                 ws = await asyncio.wait_for(
                     GatewaySocket.from_client(
                         client,
                         initial=initial,
                         gateway=gateway if resume else None,
+                        shard_id=shard.id,
                         session=session,
                         sequence=sequence,
                         resume=resume,
@@ -297,18 +455,19 @@ class DiscordPlugin(Plugin):
                     ctx.logger.exception("discord: gateway connect failed unexpectedly")
                 if not cause.resume:
                     session = sequence = gateway = None
-                await self._retry(ctx, cause)
+                await self._retry(ctx, shard, cause)
                 continue
             initial = False
-            self._ws = ws
-            client.ws = ws  # type: ignore[assignment]  # what Client.connect would do
+            shard.ws = ws
+            if shard.id is None:
+                client.ws = ws  # type: ignore[assignment]  # what Client.connect would do
             try:
-                cause = await self._read(ctx, ws, resumed=resume)
+                cause = await self._read(ctx, shard, ws, resumed=resume)
             except BaseException:
-                self._ws = None
+                shard.ws = None
                 await _shut(ws)
                 raise
-            self._ws = None
+            shard.ws = None
             if ws.session_id is not None:
                 session, sequence, gateway = ws.session_id, ws.sequence, ws.gateway
             if not cause.resume:
@@ -316,12 +475,14 @@ class DiscordPlugin(Plugin):
             # Report first: the close handshake below may take a round-trip (or its timeout
             # on a dead link), and the indicator must not wait for it.
             try:
-                delay = await self._report(ctx, cause)
+                delay = await self._report(ctx, shard, cause)
             finally:
                 await _shut(ws)
             await asyncio.sleep(delay)
 
-    async def _read(self, ctx: PluginContext, ws: GatewaySocket, *, resumed: bool) -> Cause:
+    async def _read(
+        self, ctx: PluginContext, shard: _Shard, ws: GatewaySocket, *, resumed: bool
+    ) -> Cause:
         """Read the gateway until it ends; return why. RESUMED/READY are reported from here
         (and from on_ready when guilds stream in), heartbeat health between payloads."""
         watch = HeartbeatWatch(self.ack_warn_after)
@@ -343,7 +504,7 @@ class DiscordPlugin(Plugin):
                     return Cause("no heartbeat acknowledged")
                 if new_state != state and new_state in ("ok", "overdue"):
                     state = new_state
-                    self._publish_health(ctx, beat, watch)
+                    self._publish_health(ctx, shard, beat, watch)
             silent = time.monotonic() - last_recv
             if silent >= silent_limit:
                 return Cause(f"gateway silent for {silent:.0f} s")
@@ -365,9 +526,9 @@ class DiscordPlugin(Plugin):
                 if op == 11 and beat is not None:  # HEARTBEAT_ACK: a fresh round-trip time
                     watch.check(ws, time.perf_counter())
                     state = "ok"
-                    self._publish_health(ctx, beat, watch)
-                elif op == 0 and not self._connected:
-                    await self._after_dispatch(ctx, ws, resumed=resumed)
+                    self._publish_health(ctx, shard, beat, watch)
+                elif op == 0 and not shard.connected:
+                    await self._after_dispatch(ctx, shard, ws, resumed=resumed)
             elif msg.type is aiohttp.WSMsgType.ERROR:
                 return Cause("connection to the gateway lost")
             else:  # CLOSE / CLOSING / CLOSED
@@ -375,57 +536,94 @@ class DiscordPlugin(Plugin):
                     return Cause(ws.closed_by_us)
                 return close_cause(ws.socket.close_code)
 
+    def _unavailable(self, client: discord.Client, shard: _Shard) -> int:
+        return sum(
+            1
+            for g in client.guilds
+            if g.unavailable and (shard.id is None or g.shard_id == shard.id)
+        )
+
     async def _after_dispatch(
-        self, ctx: PluginContext, ws: GatewaySocket, *, resumed: bool
+        self, ctx: PluginContext, shard: _Shard, ws: GatewaySocket, *, resumed: bool
     ) -> None:
         client = self._client
-        if client is None or self._awaiting_ready:
+        if client is None or shard.awaiting_ready:
             return
         if resumed and ws.session_id is not None and client.user is not None:
             # RESUMED or a replayed dispatch: the session is back. discord.py sets nothing we
             # can read for RESUMED alone, but any dispatch after a RESUME means it was accepted.
-            await self._report_connected(ctx, None)
+            await self._report_connected(ctx, shard, None)
             return
         if not resumed and ws.session_id is not None and client.user is not None:
             self._presence_text = self._identify_text  # what IDENTIFY told Discord
-            unavailable = [g for g in client.guilds if g.unavailable]
+            unavailable = self._unavailable(client, shard)
             if unavailable:
-                self._awaiting_ready = True
-                await ctx.set_connection(
+                shard.awaiting_ready = True
+                await self._set(
+                    ctx,
+                    shard,
                     "connecting",
-                    reason=f"receiving {len(unavailable)} guild(s) from Discord",
+                    reason=f"receiving {unavailable} guild(s) from Discord",
                     username=str(client.user),
                     code=None,
                     retry_at=None,
-                    attempt=self._next_attempt(),
+                    attempt=self._next_attempt(shard),
                 )
                 return
-            await self._report_connected(ctx, str(client.user))
+            await self._report_connected(ctx, shard, str(client.user))
 
-    async def _ready(self, ctx: PluginContext, client: _Bot) -> None:
-        """discord.py's on_ready: after READY, once the guilds it listed have streamed in."""
-        if self._awaiting_ready:
-            self._awaiting_ready = False
-            await self._report_connected(ctx, str(client.user))
+    async def _ready(
+        self, ctx: PluginContext, client: discord.Client, shard_id: int | None
+    ) -> None:
+        """discord.py's on_ready / on_shard_ready: after READY, once the guilds it listed have
+        streamed in."""
+        shard = self._main if shard_id is None else self._shards.get(shard_id)
+        if shard is not None and shard.awaiting_ready:
+            shard.awaiting_ready = False
+            await self._report_connected(ctx, shard, str(client.user))
 
-    async def _retry(self, ctx: PluginContext, cause: Cause) -> None:
+    async def _retry(self, ctx: PluginContext, shard: _Shard, cause: Cause) -> None:
         """Report ``cause``, wait, and return for the next attempt; raise _Stop if fatal."""
-        await asyncio.sleep(await self._report(ctx, cause))
+        await asyncio.sleep(await self._report(ctx, shard, cause))
 
-    async def _report(self, ctx: PluginContext, cause: Cause) -> float:
+    def _sharding_cause(self, cause: Cause) -> Cause:
+        """4011 in words that say which setting to change (or, with ``auto``, a re-shard)."""
+        if self._mode == "auto":
+            raise _Reshard
+        if self._mode is None:
+            return cause  # the close code table says to shard, and how
+        return Cause(
+            f"sharding required (4011): {self._mode} shard(s) are too few for this bot: set "
+            "`harness plugins set discord shards=auto` or a larger number",
+            code=4011,
+            fatal=True,
+        )
+
+    async def _report(self, ctx: PluginContext, shard: _Shard, cause: Cause) -> float:
         """Publish ``cause`` with the next attempt and its time; return the wait before it.
-        Raise _Stop if the cause is fatal."""
-        was_connected = self._connected
-        self._connected = False
-        self._awaiting_ready = False
-        if self._outage_started is None:
-            self._outage_started = time.monotonic()
+        Raise _Stop if the cause is fatal (_Reshard for a 4011 under ``shards=auto``)."""
+        if cause.code == 4011:
+            cause = self._sharding_cause(cause)
+        was_connected = shard.connected
+        shard.connected = False
+        shard.awaiting_ready = False
+        if shard.outage_started is None:
+            shard.outage_started = time.monotonic()
         if not was_connected and cause is not None:
-            self._attempt += 1  # an attempt that failed (a drop of a live link is not one)
+            shard.attempt += 1  # an attempt that failed (a drop of a live link is not one)
+        label = "" if shard.id is None else f"shard {shard.id}: "
         if cause.fatal:
-            ctx.logger.error("discord: %s", cause.reason)
+            ctx.logger.error("discord: %s%s", label, cause.reason)
             # A rejected token is not the bot we knew: its name must not stay on the error.
             identity = {"username": None} if cause.code in (401, 4004) else {}
+            if shard.id is not None:
+                # One shard's fatal cause ends them all: the others are stopped with it.
+                for other in self._shards.values():
+                    if other is not shard:
+                        other.part = _part(
+                            other.part, "stopped", reason=f"stopped with shard {shard.id}"
+                        )
+                shard.part = _part(shard.part, "error", reason=cause.reason, code=cause.code)
             await ctx.set_connection(
                 "error",
                 reason=cause.reason,
@@ -433,9 +631,10 @@ class DiscordPlugin(Plugin):
                 attempt=None,
                 retry_at=None,
                 **identity,
+                **self._parts_fields(),
             )
             raise _Stop
-        n = self._attempt + 1
+        n = shard.attempt + 1
         if cause.wait is not None:
             delay = cause.wait
         elif cause.identify_again:
@@ -445,14 +644,17 @@ class DiscordPlugin(Plugin):
             delay = min(cap, self.backoff_base * 2.0 ** min(n - 1, 24)) * random.uniform(0.5, 1)
         retry_at = time.time() + delay
         ctx.logger.warning(
-            "discord: %s%s; attempt %d in %.1f s",
+            "discord: %s%s%s; attempt %d in %.1f s",
+            label,
             cause.reason,
             f" (code {cause.code})" if cause.code else "",
             n,
             delay,
         )
         state = "connecting" if cause.identify_again else "disconnected"
-        await ctx.set_connection(
+        await self._set(
+            ctx,
+            shard,
             state,
             reason=cause.reason,
             code=cause.code,
@@ -463,17 +665,20 @@ class DiscordPlugin(Plugin):
         )
         return delay
 
-    def _next_attempt(self) -> int | None:
-        return self._attempt + 1 if self._outage_started is not None else None
+    def _next_attempt(self, shard: _Shard) -> int | None:
+        return shard.attempt + 1 if shard.outage_started is not None else None
 
-    async def _report_connected(self, ctx: PluginContext, username: str | None) -> None:
-        self._connected = True
+    async def _report_connected(
+        self, ctx: PluginContext, shard: _Shard, username: str | None
+    ) -> None:
+        was_all = self._connected
+        shard.connected = True
         drop_ms = None
-        if self._outage_started is not None:
-            drop_ms = round((time.monotonic() - self._outage_started) * 1000, 1)
-        self._outage_started = None
-        self._attempt = 0
-        latency = self._latency_ms()
+        if shard.outage_started is not None:
+            drop_ms = round((time.monotonic() - shard.outage_started) * 1000, 1)
+        shard.outage_started = None
+        shard.attempt = 0
+        latency = self._latency_ms(shard)
         fields: dict[str, Any] = {
             "reason": None,
             "code": None,
@@ -485,28 +690,153 @@ class DiscordPlugin(Plugin):
         if username is not None:
             fields["username"] = username
         ctx.logger.info(
-            "discord: connected as %s%s",
+            "discord: %sconnected as %s%s",
+            "" if shard.id is None else f"shard {shard.id}: ",
             username or (ctx.connection.username if ctx.connection else None),
             f" after a {drop_ms:.0f} ms drop" if drop_ms is not None else "",
         )
-        await ctx.set_connection("connected", **fields)
-        if self._presence_text != ctx.settings["status_text"]:
+        await self._set(ctx, shard, "connected", **fields)
+        if self._connected and not was_all and self._presence_text != ctx.settings["status_text"]:
             self._presence_wake.set()
 
-    def _latency_ms(self) -> float | None:
-        ws = self._ws
+    async def _set(self, ctx: PluginContext, shard: _Shard, state: str, **fields: Any) -> None:
+        """Report one shard's change: the connection itself when unsharded; else that shard's
+        part, and the aggregate of all parts (docs/protocol.md)."""
+        if shard.id is None:
+            await ctx.set_connection(state, **fields, **self._parts_fields())
+            return
+        client = self._client
+        guilds = None
+        if client is not None and state == "connected":
+            guilds = sum(1 for g in client.guilds if g.shard_id == shard.id)
+        shard.part = _part(
+            shard.part,
+            state,
+            reason=fields.get("reason"),
+            code=fields.get("code"),
+            attempt=fields.get("attempt"),
+            retry_at=fields.get("retry_at"),
+            latency_ms=fields.get("latency_ms"),
+            guilds=guilds if guilds is not None else shard.part.guilds,
+        )
+        identity = {"username": fields["username"]} if "username" in fields else {}
+        await self._publish_parts(ctx, identity)
+
+    async def _publish_parts(self, ctx: PluginContext, identity: dict[str, Any] | None) -> None:
+        async with self._publish_lock:
+            parts = [sh.part for sh in self._shards.values()]
+            state, reason = aggregate_parts(parts, "shards")
+            waiting = [p for p in parts if p.retry_at is not None]
+            first = min(waiting, key=lambda p: p.retry_at or 0.0) if waiting else None
+            latencies = [p.latency_ms for p in parts if p.latency_ms is not None]
+            await ctx.set_connection(
+                state,
+                reason=reason,
+                retry_at=first.retry_at if first is not None else None,
+                attempt=first.attempt if first is not None else None,
+                latency_ms=round(sum(latencies) / len(latencies), 1) if latencies else None,
+                **(identity or {}),
+                **self._parts_fields(),
+            )
+
+    def _parts_fields(self) -> dict[str, Any]:
+        """The parts and the identify budget, for every connection the plugin publishes."""
+        out: dict[str, Any] = {}
+        if self._shards:
+            out["parts"] = [sh.part for sh in self._shards.values()]
+        if self._budget is not None:
+            out["extra"] = {"identify_budget": self._budget_view()}
+        return out
+
+    async def _within_budget(
+        self, ctx: PluginContext, client: discord.Client, shard: _Shard
+    ) -> None:
+        """Return when this shard may IDENTIFY: while the budget is at its floor, say why and
+        until when, and wait for Discord's reset (a RESUME never comes here)."""
+        while self._budget is not None:
+            view = self._budget_view()
+            pct = int(ctx.settings["identify_floor"])
+            floor = -(-view["total"] * pct // 100)
+            if view["remaining"] > floor:
+                return
+            now = time.time()
+            if now >= view["resets_at"]:
+                read_at = self._budget_read_at
+                async with self._budget_lock:  # one shard reads it anew for all
+                    if self._budget_read_at != read_at:
+                        continue
+                    try:
+                        _n, _url, limit = await asyncio.wait_for(
+                            client.http.get_bot_gateway(), _LOGIN_TIMEOUT
+                        )
+                        self._note_budget(dict(limit))
+                        continue
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        # Read it again in a minute.
+                        self._budget["reset_after"] = 60_000
+                        self._budget_read_at = now
+                        view = self._budget_view()
+            until = view["resets_at"]
+            reason = (
+                f"identify budget at its floor: {view['remaining']}/{view['total']} left "
+                f"(floor {floor}, identify_floor={pct}%); no new session until "
+                f"{time.strftime('%H:%M', time.localtime(until))}, resumes go on"
+            )
+            ctx.logger.warning(
+                "discord: %s%s", "" if shard.id is None else f"shard {shard.id}: ", reason
+            )
+            await self._set(
+                ctx,
+                shard,
+                "disconnected",
+                reason=reason,
+                code=None,
+                attempt=None,
+                retry_at=until,
+                latency_ms=None,
+                drop_ms=None,
+            )
+            await asyncio.sleep(max(0.05, min(until - now, 3600.0)))
+
+    def _budget_view(self) -> dict[str, Any]:
+        b = self._budget or {}
+        reset_after = float(b.get("reset_after", 0) or 0) / 1000
+        return {
+            "total": int(b.get("total", 0) or 0),
+            "remaining": int(b.get("remaining", 0) or 0),
+            "resets_at": round(self._budget_read_at + reset_after, 3),
+            "max_concurrency": int(b.get("max_concurrency", 1) or 1),
+        }
+
+    def _latency_ms(self, shard: _Shard) -> float | None:
+        ws = shard.ws
         latency = ws.round_trip() if ws is not None else None
         return round(latency * 1000, 1) if latency is not None else None
 
-    def _publish_health(self, ctx: PluginContext, beat: Any, watch: HeartbeatWatch) -> None:
+    def _publish_health(
+        self, ctx: PluginContext, shard: _Shard, beat: Any, watch: HeartbeatWatch
+    ) -> None:
         overdue = watch.pending_since if watch.pending_since is not None else None
         health = Health(
-            latency_ms=self._latency_ms(),
+            latency_ms=self._latency_ms(shard),
             ack_overdue_since=round(perf_to_epoch(overdue), 3)
-            if overdue is not None and (self._ws is None or (self._ws.beat_acked or 0) < overdue)
+            if overdue is not None and (shard.ws is None or (shard.ws.beat_acked or 0) < overdue)
             else None,
             heartbeat_interval=float(beat.interval) if beat.interval else None,
         )
+        shard.health = health
+        if shard.id is not None:
+            # One health for the plugin: the mean round-trip, the oldest overdue heartbeat.
+            healths = [sh.health for sh in self._shards.values()]
+            lat = [h.latency_ms for h in healths if h.latency_ms is not None]
+            overdue_at = [h.ack_overdue_since for h in healths if h.ack_overdue_since is not None]
+            health = Health(
+                latency_ms=round(sum(lat) / len(lat), 1) if lat else None,
+                ack_overdue_since=min(overdue_at) if overdue_at else None,
+                heartbeat_interval=health.heartbeat_interval,
+            )
         if health != self._health:
             self._health = health
             ctx.publish_health(health)
@@ -521,21 +851,34 @@ class DiscordPlugin(Plugin):
             await self._presence_wake.wait()
             self._presence_wake.clear()
             text = ctx.settings["status_text"]
-            client, ws = self._client, self._ws
-            if text == self._presence_text or not self._connected or client is None or ws is None:
+            client = self._client
+            shards = [self._main] if self._mode is None else list(self._shards.values())
+            sockets = [sh.ws for sh in shards]
+            if text == self._presence_text or not self._connected or client is None:
                 continue  # sent after the next connect (see _report_connected)
-            try:
-                await asyncio.wait_for(client.change_presence(activity=self._activity(ctx)), 10)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                cause = connect_cause(exc)
-                ctx.logger.warning(
-                    "discord: status text not applied (%s); reconnecting to apply it", cause.reason
-                )
-                if self._ws is ws and not ws.socket.closed:
-                    ws.closed_by_us = "reconnecting to apply the new status text"
-                    await _shut(ws)
+            failed = False
+            for ws in sockets:
+                if ws is None:
+                    failed = True
+                    continue
+                try:
+                    # Each shard's socket carries its own presence; discord.py's Client sends
+                    # on client.ws, which a sharded client does not have.
+                    send = client.change_presence if self._mode is None else ws.change_presence
+                    await asyncio.wait_for(send(activity=self._activity(ctx)), 10)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failed = True
+                    cause = connect_cause(exc)
+                    ctx.logger.warning(
+                        "discord: status text not applied (%s); reconnecting to apply it",
+                        cause.reason,
+                    )
+                    if not ws.socket.closed:
+                        ws.closed_by_us = "reconnecting to apply the new status text"
+                        await _shut(ws)
+            if failed:
                 continue
             self._presence_text = text
             ctx.logger.info("discord: status text applied")
@@ -560,9 +903,19 @@ class DiscordPlugin(Plugin):
 def _cancel_ready(client: discord.Client) -> None:
     """discord.py's wait for guilds after READY outlives close(); left running it wakes on a
     closed client and crashes into the log ("Task exception was never retrieved")."""
-    ready = getattr(getattr(client, "_connection", None), "_ready_task", None)
+    state = getattr(client, "_connection", None)
+    ready = getattr(state, "_ready_task", None)
     if ready is not None:
         ready.cancel()
+    for task in list(getattr(state, "_ready_tasks", {}).values()):  # sharded: one per shard
+        task.cancel()
+
+
+def _part(part: Part, state: str, **fields: Any) -> Part:
+    """``part`` in ``state``: ``since`` kept while the state is unchanged (one outage's attempts
+    share it), every other field as given."""
+    since = part.since if part.state == state else time.time()
+    return Part(id=part.id, state=state, since=since, **fields)
 
 
 def _token_rejected(code: int) -> Cause:

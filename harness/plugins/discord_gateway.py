@@ -54,7 +54,8 @@ CLOSE_CODES: dict[int, CloseCode] = {
     4011: CloseCode(
         "sharding required",
         resume=False,
-        fatal="the bot is in too many guilds for one connection; it needs sharding",
+        fatal="the bot is in too many guilds for one connection: shard it with "
+        "`harness plugins set discord shards=auto`",
     ),
     4012: CloseCode(
         "invalid API version", resume=False, fatal="update harness (its discord.py is too old)"

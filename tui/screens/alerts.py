@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
+from harness.alerts.rules import format_duration as _seconds
 from harness.client import ClientError, DaemonUnavailable
 from tui.state import EventBatch
 from tui.widgets.link_status import LinkStatus
@@ -23,15 +24,6 @@ if TYPE_CHECKING:
 
 HISTORY = 50  # notifications listed
 REFRESH_EVERY = 5.0  # seconds between reloads while the screen is shown
-
-
-def _seconds(value: float) -> str:
-    if value == 0:
-        return "0"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if value >= size and value % size == 0:
-            return f"{int(value // size)}{unit}"
-    return f"{value:g}s"
 
 
 class SilenceDialog(ModalScreen[tuple[str, str, str] | None]):

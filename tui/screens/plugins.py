@@ -112,7 +112,9 @@ class PluginsScreen(Screen[None]):
                 "start the daemon (harness run) to create it."
             )
         elif not link.online and link.changed_at > 0:
-            note = "Daemon offline: showing the last known state from the database."
+            note = "Daemon offline: showing the last known state" + (
+                "." if self.harness.stream.database_path is None else " from the database."
+            )
         elif not self.harness.plugins and link.online:
             note = "The daemon has no plugins installed."
         note_widget = self.query_one("#plugins-note", Static)

@@ -26,6 +26,7 @@ from tui.state import LinkState, PluginState
 from tui.widgets.connection_status import ConnectionStatus
 from tui.widgets.history import ConnectionHistory
 from tui.widgets.link_status import LinkStatus
+from tui.widgets.parts_table import PartsTable
 from tui.widgets.settings_form import SettingsForm
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ class SettingsScreen(Screen[None]):
         with VerticalScroll(id="settings-body"):
             yield Static("", id="plugin-title", markup=False)
             yield ConnectionStatus(self.plugin, id="connection")
+            yield PartsTable(self.plugin, id="parts")
             with Vertical(id="form-box") as box:
                 box.border_title = "settings"
                 yield Static("", id="form-note", markup=False)
@@ -172,9 +174,21 @@ class SettingsScreen(Screen[None]):
     def _toggle_pressed(self) -> None:
         self.action_toggle_enabled()
 
+    def _refused_read_only(self) -> bool:
+        """A read-only context: refuse here, before any confirmation or request."""
+        target = self.harness.target
+        if not target.read_only:
+            return False
+        from harness.contexts import read_only_message
+
+        self.notify(read_only_message(target), title="Read-only", severity="error")
+        return True
+
     @work(exclusive=True, group="settings-save", exit_on_error=False)
     async def action_save(self) -> None:
         form = self.form
+        if self._refused_read_only():
+            return
         if form is None or not self.harness.link.online:
             self.notify("The daemon is offline: nothing was saved.", severity="warning")
             return
@@ -228,6 +242,8 @@ class SettingsScreen(Screen[None]):
     @work(exclusive=True, group="settings-toggle", exit_on_error=False)
     async def action_toggle_enabled(self) -> None:
         state = self.state
+        if self._refused_read_only():
+            return
         if state is None or not self.harness.link.online:
             self.notify("The daemon is offline: cannot enable or disable.", severity="warning")
             return

@@ -1,6 +1,7 @@
 """ConnectionHistory: a plugin's recent connection transitions and its uptime over 24 h.
 
-Seeded from the ``events`` table (read-only) and appended live from the app's raw event batches,
+Seeded from the ``events`` table (read-only) — or, with no local database (a remote daemon),
+through the ``events.history`` request — and appended live from the app's raw event batches,
 so no transition is lost to the latest-value coalescing the indicator uses.
 """
 
@@ -12,9 +13,11 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, cast
 
+import msgspec
 from rich.text import Text
 from textual.widget import Widget
 
+from harness.client import ClientError, DaemonUnavailable
 from harness.protocol import Event, connection_event
 from harness.store import Store, StoreError
 from tui.state import GLYPHS, UNKNOWN_GLYPH, EventBatch, LinkState, state_word
@@ -123,6 +126,10 @@ class ConnectionHistory(Widget):
         self.run_worker(self._load(), exclusive=True, group="history", exit_on_error=False)
 
     async def _load(self) -> None:
+        stream = self.harness.stream
+        if stream.history_from_daemon:
+            await self._load_from_daemon()
+            return
         try:
             store = await Store.open_readonly(self.harness.config.database_path)
         except StoreError:
@@ -138,6 +145,24 @@ class ConnectionHistory(Widget):
         self._note = ""
         self.add(reversed(events))
         self.loaded = True
+
+    async def _load_from_daemon(self) -> None:
+        try:
+            result = await self.harness.stream.request(
+                "events.history", name=self.event_name, limit=LOADED
+            )
+            events = msgspec.convert(result["events"], list[Event])
+        except (DaemonUnavailable, ClientError, msgspec.ValidationError, KeyError, TypeError):
+            # Offline: what this session saw stays; it reloads when the stream is back.
+            self._note = "" if self.transitions else "history: waiting for the daemon"
+            self.loaded = True
+            self.refresh(layout=True)
+            return
+        self.transitions.clear()
+        self._note = ""
+        self.add(reversed(events))
+        self.loaded = True
+        self.refresh(layout=True)
 
     def _on_batch(self, batch: EventBatch) -> None:
         self.add(e for e in batch.events if e.event == self.event_name)

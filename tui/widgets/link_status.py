@@ -73,6 +73,9 @@ class LinkStatus(Widget):
 
     def render(self) -> Text:
         left = Text.assemble(("harness", "bold"), " > ", self.where)
+        target = self.harness.target
+        if target.name != "default":  # which daemon: the context's name (or the --host)
+            left.append(f"  @ {target.name}" + (" (read-only)" if target.read_only else ""))
         if self.harness.demo_control:
             # The footer cannot fit the demo keys beside a screen's own at 80 columns.
             left.append("  · demo keys: f flap, o outage", style="italic")

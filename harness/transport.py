@@ -1,0 +1,318 @@
+"""Where a client's bytes go: the local Unix socket, or `ssh … harness dial-stdio` on a server.
+
+A :class:`Target` names one daemon. :func:`connect` opens a :class:`~harness.client.Client` to it.
+For ``ssh://`` the operator's own ``ssh`` binary is run (so ``~/.ssh/config``, agents and jump
+hosts work) with the remote ``harness dial-stdio`` bridging its stdin/stdout to the remote
+daemon's socket; the protocol on top is unchanged. ssh's own failures are read from its stderr
+and put into words the operator can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import shlex
+import signal
+import socket
+import subprocess
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from harness.client import Client
+
+ENV_SSH = "HARNESS_SSH"  # the ssh command line, e.g. "ssh -F ~/.ssh/harness_config"
+SSH_TIMEOUT = 15.0  # seconds for ssh to connect and the remote daemon to greet us
+STDERR_LINES = 20  # of ssh's stderr, kept to explain a failure
+_PR_SET_PDEATHSIG = 1
+# ssh sends a keepalive every second and gives up after two unanswered: a dropped link is
+# noticed in about 2 s even when no TCP reset arrives. BatchMode: a prompt would hang a TUI.
+SSH_OPTIONS = (
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ServerAliveInterval=1",
+    "-o",
+    "ServerAliveCountMax=2",
+    "-o",
+    "ConnectTimeout=10",
+)
+
+
+class TargetError(ValueError):
+    """A ``--host`` value or context that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class SshHost:
+    host: str
+    user: str | None = None
+    port: int | None = None
+
+    @property
+    def display(self) -> str:
+        return f"{self.user}@{self.host}" if self.user else self.host
+
+    def __str__(self) -> str:
+        port = f":{self.port}" if self.port else ""
+        return f"ssh://{self.display}{port}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One daemon to talk to: a local socket, or a server reached over ssh."""
+
+    name: str  # the context's name, or "default" / the --host value
+    socket: Path | None = None  # local; None for ssh
+    ssh: SshHost | None = None
+    remote_harness: str = "harness"  # the command run on the server
+    read_only: bool = False
+
+    @property
+    def remote(self) -> bool:
+        return self.ssh is not None
+
+    @property
+    def where(self) -> str:
+        return str(self.ssh) if self.ssh else str(self.socket)
+
+
+def parse_host(url: str) -> SshHost:
+    """``ssh://[user@]server[:port]`` → :class:`SshHost`."""
+    if not url.startswith("ssh://"):
+        raise TargetError(f"--host {url!r}: only ssh://[user@]server[:port] is supported")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise TargetError(f"--host {url!r}: {exc}") from None
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.password:
+        raise TargetError(f"--host {url!r}: expected ssh://[user@]server[:port]")
+    if parts.hostname.startswith("-") or (parts.username or "").startswith("-"):
+        raise TargetError(f"--host {url!r}: a server or user may not start with '-'")
+    return SshHost(host=parts.hostname, user=parts.username or None, port=port)
+
+
+def ssh_command() -> list[str]:
+    """The operator's ssh: ``$HARNESS_SSH`` (split like a shell would), else ``ssh``."""
+    cmd = shlex.split(os.environ.get(ENV_SSH, "") or "ssh")
+    return cmd or ["ssh"]
+
+
+def ssh_argv(ssh: SshHost, remote_harness: str = "harness") -> list[str]:
+    argv = [*ssh_command(), *SSH_OPTIONS]
+    if ssh.user:
+        argv += ["-l", ssh.user]
+    if ssh.port:
+        argv += ["-p", str(ssh.port)]
+    # remote_harness is a command line ("/opt/harness/bin/harness --config /etc/h.toml");
+    # re-quoted for the remote shell, so a quoted path with spaces survives.
+    remote = [*(shlex.split(remote_harness) or ["harness"]), "dial-stdio"]
+    return [*argv, "--", ssh.host, shlex.join(remote)]
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A pre-exec hook: if we die (even by SIGKILL), so does ssh. Linux only.
+
+    The libc function is looked up here, in the parent: a dlopen in the child of a threaded
+    process (the TUI has threads) could deadlock on the loader's lock."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the line above took effect
+            os._exit(1)
+
+    return hook
+
+
+def explain_ssh_failure(ssh: SshHost, returncode: int | None, stderr: list[str]) -> str:
+    """ssh's exit and stderr → one sentence naming the cause and the fix."""
+    text = "\n".join(stderr)
+    last = next((line for line in reversed(stderr) if line.strip()), "")
+    if "Permission denied" in text:
+        methods = text.split("Permission denied", 1)[1].split(")", 1)[0].strip(" (")
+        how = f" ({methods})" if methods else ""
+        return (
+            f"ssh: Permission denied{how} for {ssh.display}: "
+            "check the user, the key and the agent (ssh-add -l)"
+        )
+    if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
+        return (
+            f"ssh: host key changed for {ssh.host}: if the server was reinstalled, remove the "
+            f"old key with `ssh-keygen -R {ssh.host}`; otherwise do not connect"
+        )
+    if "Host key verification failed" in text:
+        return (
+            f"ssh: host key of {ssh.host} not verified: connect once with `ssh {ssh.host}` "
+            "to accept it (prompts are off here)"
+        )
+    if returncode == 127:
+        return (
+            f"harness not found on the remote PATH of {ssh.display}: install it there, or set "
+            "--remote-harness / remote_harness to its full path"
+        )
+    if returncode == 3:  # dial-stdio: no daemon on the server
+        said = last.removeprefix("harness: ").removeprefix("no daemon: ")
+        return f"no daemon on {ssh.display}: {said or 'is `harness run` running there?'}"
+    if returncode == 4:  # dial-stdio refused an untrusted socket on the server
+        return f"on {ssh.display}: {last.removeprefix('harness: ')}"
+    if returncode == 255:
+        return f"ssh to {ssh.display} failed: {last or 'exit 255'}"
+    if last:
+        return f"{ssh.display}: {last}"
+    return f"ssh to {ssh.display} ended (exit {returncode})"
+
+
+class SshLink:
+    """The ssh child of one connection: started, watched and always reaped."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, ssh: SshHost) -> None:
+        self.proc = proc
+        self.ssh = ssh
+        self.stderr: deque[str] = deque(maxlen=STDERR_LINES)
+        assert proc.stderr is not None
+        self._stderr_task = asyncio.get_running_loop().create_task(self._drain(proc.stderr))
+
+    async def _drain(self, stream: asyncio.StreamReader) -> None:
+        # Always read: a full stderr pipe would stall ssh. Bounded lines, bounded count.
+        while line := await stream.readline():
+            self.stderr.append(line[:500].decode("utf-8", "replace").rstrip())
+
+    async def failure(self, timeout: float = 2.0) -> str:
+        """Why the link ended (waits briefly for ssh to exit and say so)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self._stderr_task), 0.5)
+        return explain_ssh_failure(self.ssh, self.proc.returncode, list(self.stderr))
+
+    def terminate(self) -> None:
+        """Signal ssh now, without awaiting: even a close that is itself cancelled half-way
+        (an app shutting down) has stopped it."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.terminate()
+
+    async def close(self) -> None:
+        """Kill ssh (if still running) and reap it: no orphan, no zombie."""
+        if self.proc.returncode is None:
+            self.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 2.0)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await self.proc.wait()
+        self._stderr_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._stderr_task
+
+
+async def connect(target: Target, *, client: str, timeout: float | None = None) -> Client:
+    """A connected, greeted :class:`Client` for ``target``; DaemonUnavailable says why not."""
+    from harness.client import READ_LIMIT, Client, DaemonUnavailable
+
+    if target.ssh is None:
+        assert target.socket is not None
+        return await Client.connect(target.socket, client=client, timeout=timeout or 5.0)
+    argv = ssh_argv(target.ssh, target.remote_harness)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=READ_LIMIT,
+            # Its own session: no controlling terminal to prompt on or to steal keys from.
+            start_new_session=True,
+            preexec_fn=_die_with_parent_hook(),
+        )
+    except OSError as exc:
+        raise DaemonUnavailable(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
+    link = SshLink(proc, target.ssh)
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        return await Client.handshake(
+            proc.stdout,
+            proc.stdin,
+            path=str(target.ssh),
+            client=client,
+            timeout=timeout or SSH_TIMEOUT,
+            link=link,
+        )
+    except DaemonUnavailable as exc:
+        why = await link.failure() if proc.returncode is not None or _eof(proc) else str(exc)
+        await link.close()
+        raise DaemonUnavailable(why) from exc
+    except BaseException:
+        await link.close()
+        raise
+
+
+def _eof(proc: asyncio.subprocess.Process) -> bool:
+    return proc.stdout is not None and proc.stdout.at_eof()
+
+
+# -- the blocking variant, for the one-shot commands (harness.cli.oneshot) ----------------------
+
+
+def ssh_socketpair(target: Target) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+    """ssh running ``harness dial-stdio`` with one end of a socket pair as its stdin and
+    stdout; the other end is returned, ready for a blocking connection."""
+    assert target.ssh is not None
+    ours, theirs = socket.socketpair()
+    try:
+        proc = subprocess.Popen(
+            ssh_argv(target.ssh, target.remote_harness),
+            stdin=theirs.fileno(),
+            stdout=theirs.fileno(),
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent_hook(),
+        )
+    except OSError as exc:
+        ours.close()
+        from harness.client import DaemonUnavailable
+
+        raise DaemonUnavailable(f"cannot run ssh: {exc.strerror or exc}") from exc
+    finally:
+        theirs.close()
+    return ours, proc
+
+
+def blocking_failure(target: Target, proc: subprocess.Popen[bytes]) -> str:
+    """Why ssh ended, from its exit status and stderr (waits up to 2 s for it to exit)."""
+    assert target.ssh is not None
+    try:
+        proc.wait(2.0)
+    except subprocess.TimeoutExpired:
+        pass
+    err = b""
+    if proc.returncode is not None and proc.stderr is not None:
+        err = proc.stderr.read(64 * 1024)
+    lines = [ln[:500] for ln in err.decode("utf-8", "replace").splitlines()][-STDERR_LINES:]
+    return explain_ssh_failure(target.ssh, proc.returncode, lines)
+
+
+def end_blocking(proc: subprocess.Popen[bytes]) -> None:
+    """Stop ssh and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(2.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stderr is not None:
+        proc.stderr.close()

@@ -1,0 +1,86 @@
+"""The parts table: a connection of many parts shown generically under the indicator, at
+80x24, scrolling for 100+ parts, one row updated in place when one part changes."""
+
+from __future__ import annotations
+
+from harness.client import Client
+from harness.config import Config
+from harness.plugin import Plugin, PluginContext
+from harness.protocol import Part, SettingField
+from tests.conftest import StartDaemon
+from tests.tui.conftest import make_app, open_settings, screen_text, until
+from tui.widgets.connection_status import ConnectionStatus
+from tui.widgets.parts_table import PartsTable
+
+PARTS = 120
+
+
+class Pool(Plugin):
+    """A plugin whose connection is PARTS parts; ``down`` names one that is disconnected."""
+
+    name = "pool"
+    settings_schema = (SettingField("down", "integer", default=-1, minimum=-1, maximum=PARTS),)
+
+    async def start(self, ctx: PluginContext) -> None:
+        down = ctx.settings["down"]
+        parts = [
+            Part(
+                id=str(n),
+                state="disconnected" if n == down else "connected",
+                since=1_700_000_000.0,
+                reason="peer went away" if n == down else None,
+                latency_ms=None if n == down else 40.0 + n % 7,
+                guilds=n * 3,
+            )
+            for n in range(PARTS)
+        ]
+        up = PARTS - (0 <= down)
+        state = "connected" if up == PARTS else "connecting"
+        reason = None if up == PARTS else f"degraded: {up}/{PARTS} parts connected"
+        await ctx.set_connection(state, reason=reason, username="Pool#1", parts=parts)
+
+    async def apply_settings(self, ctx: PluginContext, changed: frozenset[str]) -> bool:
+        await self.start(ctx)
+        return True
+
+
+async def test_many_parts_scroll_at_80x24_and_one_change_updates_one_row(
+    start_daemon: StartDaemon, config: Config
+) -> None:
+    await start_daemon(plugins={"pool": Pool}, cfg=config)
+    app = make_app(config, plugin="pool")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_settings(pilot, "pool")
+        table = screen.query_one(PartsTable)
+        await until(pilot, lambda: table.row_count == PARTS)
+        assert table.display and table.border_title == f"{PARTS}/{PARTS} parts connected"
+        assert table.max_scroll_y > 0, "120 rows must scroll inside the table"
+        rows = table.row_texts()
+        assert rows[5][:2] == ("5", "● connected") and rows[5][3:5] == ("45 ms", "15")
+        text = screen_text(app)
+        assert "part" in text and "● connected" in text
+        status = screen.query_one(ConnectionStatus)
+        assert "Connected as Pool#1" in status.text
+
+        async with await Client.connect(config.socket_path) as other:
+            await other.request("plugins.update_settings", name="pool", settings={"down": 77})
+        await until(pilot, lambda: table.row_texts()[77][1] == "○ disconnected")
+        assert table.row_texts()[77][-1] == "peer went away"
+        assert table.row_count == PARTS and table.border_title.startswith(
+            f"{PARTS - 1}/{PARTS} parts connected"
+        )
+        # Scrolled to the end, the last part is on screen.
+        table.scroll_end(animate=False)
+        await pilot.pause()
+        assert str(PARTS - 1) in screen_text(app)
+
+
+async def test_no_parts_no_table(start_daemon: StartDaemon, configured: Config) -> None:
+    await start_daemon(cfg=configured)
+    app = make_app(configured, plugin="echo")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_settings(pilot, "echo")
+        status = screen.query_one(ConnectionStatus)
+        await until(pilot, lambda: "Connected" in status.text)
+        table = screen.query_one(PartsTable)
+        assert not table.has_class("-has-parts") and table.row_count == 0
