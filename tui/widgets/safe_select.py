@@ -2,8 +2,9 @@
 
 In textual 8.2.8 ``Select._on_mount`` can run before its ``SelectCurrent`` child exists or
 has composed its ``#label``, and then raises ``NoMatches`` (seen here when a form mounts while
-the app is busy). This subclass waits for the label before initialising, and ignores value changes until
-then; the value set meanwhile is the one shown once ready. Drop it when textual fixes the bug.
+the app is busy). This subclass waits for the label before initialising, and ignores value
+changes until then; the value set meanwhile is the one shown once ready. Drop it when textual
+fixes the bug.
 """
 
 from __future__ import annotations
