@@ -1,9 +1,10 @@
 """SafeSelect: textual's Select with a guard for textual#6581.
 
-In textual 8.2.8 ``Select._on_mount`` can run before its ``SelectCurrent`` child has composed
-its ``#label``, and then raises ``NoMatches`` (seen here when a form mounts while the app is
-busy). This subclass waits for the label before initialising, and ignores value changes until
-then; the value set meanwhile is the one shown once ready. Drop it when textual fixes the bug.
+In textual 8.2.8 ``Select._on_mount`` can run before its ``SelectCurrent`` child exists or
+has composed its ``#label``, and then raises ``NoMatches`` (seen here when a form mounts while
+the app is busy). This subclass waits for the label before initialising, and ignores value
+changes until then; the value set meanwhile is the one shown once ready. Drop it when textual
+fixes the bug.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ class SafeSelect(Select[str]):
         self._initialise()
 
     def _initialise(self) -> None:
-        if not self.query_one(SelectCurrent).query("#label"):
+        # Under load even the SelectCurrent child may not be there yet, not only its label.
+        current = self.query(SelectCurrent)
+        if not current or not current.first().query("#label"):
             self.call_after_refresh(self._initialise)
             return
         self._ready = True
