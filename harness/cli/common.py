@@ -112,12 +112,30 @@ def _targeted(args: argparse.Namespace) -> bool:
     return (Path(platformdirs.user_state_dir("harness")) / "context").exists()
 
 
+def _resolve_target(args: argparse.Namespace) -> Any:
+    """The daemon the options name (``--host``/``--socket``/``--context``/the config), as a
+    ``harness.contexts`` target; None after reporting a config error."""
+    from harness import config as config_mod
+    from harness import contexts
+
+    try:
+        return contexts.resolve(
+            config_mod.load(args.config),
+            host=getattr(args, "host", None),
+            socket=args.socket,
+            context=getattr(args, "context", None),
+            remote_harness=getattr(args, "remote_harness", None),
+        )
+    except config_mod.ConfigError as exc:
+        err(str(exc))
+        return None
+
+
 def _with_target_connection(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
     """:func:`with_connection` for a context or ``--host``: a local socket the same way, or
     ssh running ``harness dial-stdio`` on one end of a socket pair; a read-only context
     refuses writes before sending."""
     from harness import __version__, contexts, transport
-    from harness import config as config_mod
     from harness.cli.oneshot import Connection, NoDaemon, Refused, TooLarge
     from harness.protocol import E_READ_ONLY, WRITE_METHODS
     from harness.socket_trust import (
@@ -127,16 +145,8 @@ def _with_target_connection(args: argparse.Namespace, body: Callable[[Any], int]
         verify_socket_path,
     )
 
-    try:
-        target = contexts.resolve(
-            config_mod.load(args.config),
-            host=getattr(args, "host", None),
-            socket=args.socket,
-            context=getattr(args, "context", None),
-            remote_harness=getattr(args, "remote_harness", None),
-        )
-    except config_mod.ConfigError as exc:
-        err(str(exc))
+    target = _resolve_target(args)
+    if target is None:
         return EXIT_USAGE
     client = f"harness-cli/{__version__}"
 
@@ -203,20 +213,10 @@ def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]])
     import asyncio
 
     from harness import __version__, contexts, transport
-    from harness import config as config_mod
     from harness.client import ClientError
 
-    try:
-        cfg = config_mod.load(args.config)
-        target = contexts.resolve(
-            cfg,
-            host=getattr(args, "host", None),
-            socket=args.socket,
-            context=getattr(args, "context", None),
-            remote_harness=getattr(args, "remote_harness", None),
-        )
-    except config_mod.ConfigError as exc:
-        err(str(exc))
+    target = _resolve_target(args)
+    if target is None:
         return EXIT_USAGE
 
     async def go() -> int:
