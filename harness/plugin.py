@@ -127,8 +127,9 @@ class PluginContext:
         built: list[Connection] = []
 
         def build(seq: int, ts: float) -> dict[str, Any]:
-            # Read here, under the recorder's lock: a queued update merges onto the one just
-            # committed before it, never onto a value read before it waited.
+            # Read here, when the recorder's writer takes the event (it builds in seq order and
+            # holds a second update of the same key for the next batch): a queued update merges
+            # onto the one published before it, never onto a value read before it waited.
             built.append(next_connection(self._connection, state, fields, seq, ts))
             # The recorder and the store take builtins; the struct is the contract around them.
             data: dict[str, Any] = msgspec.to_builtins(built[-1])

@@ -1,5 +1,6 @@
-"""Benchmarks: ``python -m harness.bench stream|connection|tui``. Each prints its figures beside
-a baseline measured in the same run, because the machines are shared and noisy."""
+"""Benchmarks: ``python -m harness.bench NAME`` (the names: ``BENCHES`` in ``__main__``).
+Each prints its figures beside a baseline measured in the same run, because the machines are
+shared and noisy."""
 
 from __future__ import annotations
 
