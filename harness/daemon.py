@@ -18,6 +18,7 @@ from harness import __version__, protocol, settings
 from harness.alerts.service import Alerts
 from harness.bus import Bus
 from harness.config import Config
+from harness.live_health import LiveHealth
 from harness.orchestrator import (
     Orchestrator,
     PluginNotFound,
@@ -49,6 +50,7 @@ class Daemon:
         self.orchestrator: Orchestrator | None = None
         self.server: Server | None = None
         self.alerts: Alerts | None = None
+        self.live_health = LiveHealth()
         self.started = time.time()
         self._lock_fds: list[int] = []
         self.metrics: Metrics | None = None
@@ -82,6 +84,7 @@ class Daemon:
         try:
             self.store = await Store.open(db_path)
             self.bus = Bus(await self.store.last_seq())
+            self.bus.subscribe(self.live_health)  # requests answer with the latest health
             if cfg.metrics.listen:
                 # Subscribed before the plugins start, so it sees every connection change.
                 self.metrics = self._metrics(cfg.metrics.listen)
@@ -256,19 +259,29 @@ class Daemon:
                     "status": p.status,
                     "reason": p.reason,
                     "connection": p.metadata.get("connection"),
+                    **self._health_of(p.name),
                 }
                 for p in plugins
             ],
         }
 
+    def _health_of(self, plugin: str) -> dict[str, Any]:
+        """``{"health": …}`` while the plugin has live heartbeat health, else nothing."""
+        health = self.live_health.of(plugin)
+        return {"health": msgspec.to_builtins(health)} if health is not None else {}
+
     async def _plugins_list(self, _: protocol.NoParams) -> list[Any]:
         assert self.orchestrator
-        return [msgspec.to_builtins(p) for p in await self.orchestrator.list()]
+        return [
+            {**msgspec.to_builtins(p), **self._health_of(p.name)}
+            for p in await self.orchestrator.list()
+        ]
 
     async def _plugins_get(self, params: protocol.PluginName) -> Any:
         assert self.orchestrator
         with _not_found(params.name):
-            return msgspec.to_builtins(await self.orchestrator.info(params.name))
+            info = await self.orchestrator.info(params.name)
+        return {**msgspec.to_builtins(info), **self._health_of(params.name)}
 
     async def _update_settings(self, params: protocol.UpdateSettings) -> Any:
         assert self.orchestrator
