@@ -72,22 +72,25 @@ class Daemon:
             self._plugins = discover()
         # A bad plugin table is refused before anything exists on disk (no lock, no database).
         check_plugin_tables(cfg, self._plugins)
-        # The default location is harness's own directory; a configured one is the operator's.
-        own_dir = not cfg.daemon.socket
-        ensure_private_dir(socket_path.parent, own=own_dir)
-        # One daemon per socket and one writer per database; both locks are released by the
-        # kernel however the process ends, so they can never go stale.
-        self._lock_fds.append(acquire_lock(socket_path.with_name(socket_path.name + ".lock")))
-        db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if db_path.parent != socket_path.parent:
-            self._lock_fds.append(acquire_lock(db_path.with_name(db_path.name + ".lock")))
+        if cfg.metrics.listen:
+            # So is a busy metrics port: the port is bound before anything exists on disk.
+            self.metrics = self._metrics(cfg.metrics.listen)
         try:
+            # The default location is harness's own directory; a configured one the operator's.
+            own_dir = not cfg.daemon.socket
+            ensure_private_dir(socket_path.parent, own=own_dir)
+            # One daemon per socket and one writer per database; both locks are released by
+            # the kernel however the process ends, so they can never go stale.
+            self._lock_fds.append(acquire_lock(socket_path.with_name(socket_path.name + ".lock")))
+            db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if db_path.parent != socket_path.parent:
+                self._lock_fds.append(acquire_lock(db_path.with_name(db_path.name + ".lock")))
             self.store = await Store.open(db_path)
             self.bus = Bus(await self.store.last_seq())
             self.bus.subscribe(self.live_health)  # requests answer with the latest health
-            if cfg.metrics.listen:
+            if self.metrics is not None:
                 # Subscribed before the plugins start, so it sees every connection change.
-                self.metrics = self._metrics(cfg.metrics.listen)
+                self.bus.subscribe(self.metrics)
             # Retention runs inside the recorder's own transactions, a small chunk at a time,
             # so the table holds its bound under any rate and no record waits on a big delete.
             self.recorder = Recorder(
@@ -135,19 +138,19 @@ class Daemon:
         )
 
     def _metrics(self, listen: str) -> Metrics:
-        from harness.config import parse_listen
-        from harness.metrics import Metrics
+        from harness.config import ConfigError, parse_listen
+        from harness.metrics import Metrics, MetricsError
 
-        assert self.bus is not None
-        bus = self.bus
         metrics = Metrics(
-            seq=lambda: bus.published_seq,
+            seq=lambda: self.bus.published_seq if self.bus else 0,
             clients=lambda: len(self.server.clients) if self.server else 0,
             storage_ok=lambda: self.recorder.health.ok if self.recorder else True,
             version=__version__,
         )
-        bus.subscribe(metrics)
-        metrics.serve(*parse_listen(listen))
+        try:
+            metrics.serve(*parse_listen(listen))
+        except MetricsError as exc:
+            raise ConfigError(f"{self.config.source or 'config'}: {exc}") from exc
         return metrics
 
     async def stop(self) -> None:

@@ -9,6 +9,7 @@ hands it as callables.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -170,9 +171,13 @@ class Metrics:
         try:
             self._httpd, self._thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
-            raise MetricsError(
-                f"metrics.listen: cannot listen on {host}:{port}: {exc.strerror or exc}"
-            ) from exc
+            what = f"metrics.listen: cannot listen on {host}:{port}: {exc.strerror or exc}"
+            if exc.errno == errno.EADDRINUSE:
+                what += (
+                    ". Another process has that port (a harness daemon already running? "
+                    "`harness status`): stop it, or set a free port in [metrics] listen"
+                )
+            raise MetricsError(what) from exc
         bound = self._httpd.server_address
         self.address = (str(bound[0]), int(bound[1]))
         if not _is_loopback(host):
