@@ -145,6 +145,11 @@ class Daemon:
             seq=lambda: self.bus.published_seq if self.bus else 0,
             clients=lambda: len(self.server.clients) if self.server else 0,
             storage_ok=lambda: self.recorder.health.ok if self.recorder else True,
+            alerts=lambda: (
+                (dict(self.alerts.delivery.sent_by_target), dict(self.alerts.delivery.failures))
+                if self.alerts
+                else ({}, {})
+            ),
             version=__version__,
         )
         try:

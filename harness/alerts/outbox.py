@@ -171,15 +171,18 @@ async def record_done(store: Store, notice: Notice, *, sent: bool, error: str) -
         )
 
 
-async def head(store: Store, target: str) -> Queued | None:
-    """The oldest pending notification of ``target``: each target delivers in order, so a
-    resolve never overtakes its firing."""
+async def lane_heads(store: Store, target: str, limit: int) -> list[Queued]:
+    """The oldest pending notification of each lane (one rule and one plugin) of ``target``,
+    oldest first, at most ``limit``: lanes are sent side by side, each lane in order, so a
+    resolve never overtakes its firing and one failing firing holds up only its own lane."""
     async with store.conn.execute(
-        f"SELECT {_COLUMNS} FROM alert_outbox WHERE target = ? AND status = ? ORDER BY id LIMIT 1",
-        (target, PENDING),
+        f"SELECT {_COLUMNS} FROM alert_outbox WHERE id IN ("
+        "SELECT MIN(id) FROM alert_outbox WHERE target = ? AND status = ? GROUP BY rule, plugin"
+        ") ORDER BY id LIMIT ?",
+        (target, PENDING, limit),
     ) as cur:
-        row = await cur.fetchone()
-    return None if row is None else _queued(row)
+        rows = await cur.fetchall()
+    return [_queued(r) for r in rows]
 
 
 async def mark_sent(store: Store, id: int) -> None:
