@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
+
+import msgspec
 
 from harness.alerts import outbox
 from harness.alerts.targets import Target
@@ -26,6 +30,8 @@ OnFailed = Callable[[Target, outbox.Queued, str, int, float], Awaitable[None]]
 # Sends in flight per target. A receiver answers in ~10 ms, so in order, one by one, 1,000
 # notifications took ~10 s; a bound keeps a backlog from opening a thousand connections.
 SEND_CONCURRENCY = 8
+WINDOW = 512  # pending rows a worker holds in memory to send from
+REREAD_EVERY = 1.0  # seconds: how soon lanes beyond a full window are seen
 
 
 class Delivery:
@@ -84,34 +90,61 @@ class Delivery:
         return delay * random.uniform(0.9, 1.1)  # targets failing together do not retry in step
 
     async def _run(self, target: Target) -> None:
-        wake = self._wake[target.name]
-        inflight: dict[tuple[str, str], asyncio.Task[None]] = {}  # lane -> its send
-        row_of: dict[asyncio.Task[None], int] = {}
-        # Rows whose send ended since the outbox was last read: what that read says of them
-        # may be stale (still pending), and sending it again would be a duplicate.
-        ended: set[int] = set()
+        """Read a window of the target's pending rows, oldest first, and send from it: the
+        oldest row of each lane not already sending, as many lanes as SEND_CONCURRENCY. The
+        window is read again when the engine queues more, when it is used up, and every
+        REREAD_EVERY seconds while rows lie beyond it; not once per send."""
+        wake = self._wake[target.name]  # the engine queued something, or stop()
+        changed = asyncio.Event()  # a send ended
+        window: dict[int, outbox.Queued] = {}  # id -> row, oldest first
+        inflight: dict[tuple[str, str], asyncio.Task[float | None]] = {}  # lane -> its send
+        # Sends that ended since the last read began: what that read says of their rows may
+        # be stale (still pending, the old next_try); None for a row now sent.
+        ended: dict[int, outbox.Queued | None] = {}
+        complete = False  # the last read held every pending row (none yet: read at start)
+        read_at = -math.inf
 
-        def done(task: asyncio.Task[None]) -> None:
-            for lane, t in list(inflight.items()):
-                if t is task:
-                    del inflight[lane]
-            ended.add(row_of.pop(task, -1))
-            wake.set()  # a lane is free: its next notification may be due
+        def done(row: outbox.Queued, task: asyncio.Task[float | None]) -> None:
+            inflight.pop((row.rule, row.plugin), None)
+            next_try = None if task.cancelled() or task.exception() else task.result()
+            now_row = None if next_try is None else msgspec.structs.replace(row, next_try=next_try)
+            ended[row.id] = now_row
+            if now_row is None:
+                window.pop(row.id, None)
+            else:
+                window[row.id] = now_row
+            changed.set()
 
         try:
             while not self._stopping:
-                wake.clear()  # before reading: a send that ends after the read wakes us again
-                ended.clear()
-                wait: float | None = None  # nothing due: until woken
-                try:
-                    heads = await outbox.lane_heads(self.store, target.name, 4 * SEND_CONCURRENCY)
-                except Exception:
-                    log.exception("alerts: cannot read the outbox for target %s", target.name)
-                    heads, wait = [], self.retry_max
+                wait: float | None = None if complete else REREAD_EVERY
+                stale = time.monotonic() - read_at >= REREAD_EVERY
+                if wake.is_set() or (not complete and (not window or stale)):
+                    wake.clear()
+                    ended.clear()
+                    read_at = time.monotonic()
+                    try:
+                        rows = await outbox.pending(self.store, target.name, WINDOW)
+                    except Exception:
+                        log.exception("alerts: cannot read the outbox for target %s", target.name)
+                        rows, wait = list(window.values()), self.retry_max
+                    window = {}
+                    for row in rows:
+                        if row.id in ended:
+                            known = ended[row.id]
+                            if known is None:
+                                continue  # sent while we read
+                            row = known
+                        window[row.id] = row
+                    complete = len(rows) < WINDOW
                 now = time.time()
-                for row in heads:
+                lanes: set[tuple[str, str]] = set()
+                for row in window.values():
                     lane = (row.rule, row.plugin)
-                    if lane in inflight or row.id in ended:
+                    if lane in lanes:
+                        continue  # each lane in order: only its oldest row may go
+                    lanes.add(lane)
+                    if lane in inflight:
                         continue
                     if len(inflight) >= SEND_CONCURRENCY:
                         break
@@ -121,13 +154,19 @@ class Delivery:
                         continue
                     task = asyncio.get_running_loop().create_task(self._attempt(target, row))
                     inflight[lane] = task
-                    row_of[task] = row.id
-                    task.add_done_callback(done)
+                    task.add_done_callback(functools.partial(done, row))
                 if self._stopping:  # stop() may have woken us while we read the outbox
                     break
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await wake.wait()
+                changed.clear()  # what ended so far is in the window already
+                waiters = [
+                    asyncio.ensure_future(wake.wait()),
+                    asyncio.ensure_future(changed.wait()),
+                ]
+                try:
+                    await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
             if inflight:  # a clean stop lets the sends in flight finish and be marked
                 await asyncio.wait(list(inflight.values()))
         finally:
@@ -136,7 +175,8 @@ class Delivery:
             if inflight:
                 await asyncio.gather(*inflight.values(), return_exceptions=True)
 
-    async def _attempt(self, target: Target, row: outbox.Queued) -> None:
+    async def _attempt(self, target: Target, row: outbox.Queued) -> float | None:
+        """Send one row and mark it: None once sent, else when to try it again."""
         sent, error = await target.send(row.title, row.body, row.kind, self.timeout)
         try:
             if sent:
@@ -145,15 +185,14 @@ class Delivery:
                 self.sent += 1
                 self.sent_by_target[target.name] = self.sent_by_target.get(target.name, 0) + 1
                 log.info("alerts: %s sent to %s (%s)", row.kind, target.name, target.shown)
-                return
+                return None
             self.failures[target.name] = self.failures.get(target.name, 0) + 1
             next_try = time.time() + self.backoff(row.attempts + 1)
             attempts = await outbox.mark_failed(self.store, row.id, error, next_try)
         except Exception:
             # The database refused the mark: wait, then the same row comes round again.
             log.exception("alerts: cannot record the delivery of %s", row.dedup_key)
-            await asyncio.sleep(self.retry_initial)
-            return
+            return time.time() + self.retry_initial
         log.warning(
             "alerts: sending %s to %s (%s) failed (attempt %d, next in %.1f s): %s",
             row.kind,
@@ -163,9 +202,9 @@ class Delivery:
             next_try - time.time(),
             error,
         )
-        if attempts != 1:
-            return  # the log line above is the retry's record; the stream was told at first
-        try:
-            await self.on_failed(target, row, error, attempts, next_try)
-        except Exception:
-            log.exception("alerts: reporting a failed send failed")
+        if attempts == 1:  # later ones: the log line above is the retry's record
+            try:
+                await self.on_failed(target, row, error, attempts, next_try)
+            except Exception:
+                log.exception("alerts: reporting a failed send failed")
+        return next_try

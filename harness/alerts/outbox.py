@@ -171,14 +171,12 @@ async def record_done(store: Store, notice: Notice, *, sent: bool, error: str) -
         )
 
 
-async def lane_heads(store: Store, target: str, limit: int) -> list[Queued]:
-    """The oldest pending notification of each lane (one rule and one plugin) of ``target``,
-    oldest first, at most ``limit``: lanes are sent side by side, each lane in order, so a
-    resolve never overtakes its firing and one failing firing holds up only its own lane."""
+async def pending(store: Store, target: str, limit: int) -> list[Queued]:
+    """The oldest ``limit`` pending notifications of ``target``, oldest first. Delivery sends
+    them lane by lane (one rule and one plugin), each lane in order, so a resolve never
+    overtakes its firing."""
     async with store.conn.execute(
-        f"SELECT {_COLUMNS} FROM alert_outbox WHERE id IN ("
-        "SELECT MIN(id) FROM alert_outbox WHERE target = ? AND status = ? GROUP BY rule, plugin"
-        ") ORDER BY id LIMIT ?",
+        f"SELECT {_COLUMNS} FROM alert_outbox WHERE target = ? AND status = ? ORDER BY id LIMIT ?",
         (target, PENDING, limit),
     ) as cur:
         rows = await cur.fetchall()
