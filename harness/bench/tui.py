@@ -288,6 +288,9 @@ def make_baseline_parts_app(socket: Path, parts: int) -> Any:
             self.online = False
             self.rows: dict[str, tuple[str, ...]] = {}
 
+        # As many rows on screen as the TUI's table shows (its max-height), so both paint alike.
+        CSS = "#parts { max-height: 11; border: round $panel-lighten-2; }"
+
         def compose(self) -> ComposeResult:
             yield DataTable(id="parts")
 

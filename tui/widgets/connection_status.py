@@ -67,7 +67,7 @@ class ConnectionStatus(Widget):
         self._epoch = -1
         self._link = LinkState()
         self._updated_at = 0.0
-        self._lines = 0  # lines of the text last drawn
+        self._drawn = ""  # the text last drawn
         self.border_title = "connection"
 
     @property
@@ -119,10 +119,16 @@ class ConnectionStatus(Widget):
         return True
 
     def _redraw(self) -> None:
+        text = self._text(schedule=False).plain
+        if text == self._drawn:
+            # A newer value that reads the same (one part of a several-part connection changed:
+            # the table below shows it): nothing to paint here; book the new value's next tick.
+            self._text(schedule=True)
+            return
         # A layout of the screen costs far more than repainting this widget: ask for one only
-        # when the number of lines (our height) changes.
-        lines = self._text(schedule=False).plain.count("\n") + 1
-        self.refresh(layout=max(lines, MIN_LINES) != max(self._lines, MIN_LINES))
+        # when our height (the number of lines, at least MIN_LINES) changes.
+        lines, drawn = text.count("\n") + 1, self._drawn.count("\n") + 1
+        self.refresh(layout=max(lines, MIN_LINES) != max(drawn, MIN_LINES))
 
     @property
     def text(self) -> str:
@@ -131,7 +137,7 @@ class ConnectionStatus(Widget):
 
     def render(self) -> Text:
         text = self._text(schedule=True)
-        self._lines = text.plain.count("\n") + 1
+        self._drawn = text.plain
         return text
 
     def _text(self, *, schedule: bool) -> Text:
