@@ -24,7 +24,7 @@ from textual.strip import Strip
 from textual.timer import Timer
 
 from harness import render
-from harness.protocol import Connection, Part
+from harness.protocol import STATE_GLYPHS, Connection, Part
 from tui.state import PluginState
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ Row = tuple[str, ...]
 # Widest a column other than the last may grow; the last (the detail) takes what is left.
 MAX_COLUMN = 24
 PADDING = 1  # a space each side of a cell
+STATE_WIDTH = max(cell_len(f"{render.glyph(s)} {render.state_word(s)}") for s in STATE_GLYPHS)
 
 
 class PartsTable(ScrollView, can_focus=True):
@@ -67,6 +68,7 @@ class PartsTable(ScrollView, can_focus=True):
         # Drawn lines by row index, each with what it was drawn from; a row whose text, width
         # or style changed is drawn again, and only then.
         self._lines: dict[int, tuple[tuple[object, ...], Strip]] = {}
+        self.rows_drawn = 0  # row lines built since mount (tests: one change, one row)
         self._tick: Timer | None = None
 
     @property
@@ -115,7 +117,7 @@ class PartsTable(ScrollView, can_focus=True):
         old = self._rows
         self._rows = rows
         self._drawn_parts = tuple(parts)
-        widths = self._measure(rows)
+        widths = self._measure(rows, self._widths if keys == self._keys else ())
         if keys != self._keys:
             # Parts came or went: the height may change, so a layout (rare: a re-shard).
             self._keys = keys
@@ -140,15 +142,21 @@ class PartsTable(ScrollView, can_focus=True):
         if waiting:
             self._tick = self.set_timer(1.0, lambda: self._redraw(self._parts()))
 
-    def _measure(self, rows: Sequence[Row]) -> tuple[int, ...]:
-        columns = render.PART_COLUMNS
+    def _measure(self, rows: Sequence[Row], before: Sequence[int] = ()) -> tuple[int, ...]:
+        """Column widths with padding. The last column (the detail) takes what is left of the
+        line, so it is not measured; the others only grow while the parts stay the same
+        (``before``), so a part going down and up again does not move every row."""
+        columns = render.PART_COLUMNS[:-1]
         widths = [cell_len(name) for name in columns]
+        widths[1] = max(widths[1], STATE_WIDTH)  # any state fits: a change moves no column
         for row in rows:
-            for i, cell in enumerate(row):
+            for i, cell in enumerate(row[:-1]):
                 widths[i] = max(widths[i], cell_len(cell))
-        return tuple(
-            min(w, MAX_COLUMN) + 2 * PADDING if i < len(columns) - 1 else w + 2 * PADDING
-            for i, w in enumerate(widths)
+        measured = [min(w, MAX_COLUMN) + 2 * PADDING for w in widths]
+        return (
+            tuple(max(w, b) for w, b in zip(measured, before, strict=True))
+            if before
+            else (tuple(measured))
         )
 
     def _parts(self) -> list[Part]:
@@ -183,14 +191,16 @@ class PartsTable(ScrollView, can_focus=True):
             return cached[1]
         strip = self._line(row, width, style)
         self._lines[index] = (key, strip)
+        self.rows_drawn += 1
         return strip
 
     def _line(self, cells: Sequence[str], width: int, style: Style) -> Strip:
         pad = " " * PADDING
         text = "".join(
             pad + set_cell_size(cell, w - 2 * PADDING) + pad
-            for cell, w in zip(cells, self._widths, strict=True)
+            for cell, w in zip(cells, self._widths, strict=False)  # the last takes the rest
         )
+        text += pad + cells[-1]
         return Strip([Segment(set_cell_size(text, width), style)], width)
 
     def notify_style_update(self) -> None:
