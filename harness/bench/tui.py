@@ -1,9 +1,13 @@
-"""``python -m harness.bench tui``: change -> indicator; key delay under a flood; first paint.
+"""``python -m harness.bench tui``: change -> indicator; one part of 64 -> parts table; key delay
+under a flood; first paint; idle CPU.
 
 Each figure is printed beside a baseline measured in the same run: a minimal Textual app with one
-Static fed by the same socket (for 1 and 2), and a minimal Textual app's first paint (for 3).
-The daemon runs in-process, on the same event loop as the app under test (run_test), so the
-CPU figure of part 2 covers daemon, publisher and TUI together; the baseline shares that setup.
+Static fed by the same socket (for the indicator and the flood), a minimal app with one DataTable
+of the same parts updated cell by cell (for the parts table), and a minimal app's first paint
+and idle CPU. A change counts as shown when the first frame drawing it reaches the driver
+(``FrameStamp``), with nothing polling the app meanwhile. The daemon runs in-process, on the same
+event loop as the app under test (run_test), so the CPU figure of the flood covers daemon,
+publisher and TUI together; the baseline shares that setup.
 """
 
 from __future__ import annotations

@@ -189,7 +189,10 @@ class ConnectionHistory(Widget):
             last = e.seq
             changed = True
         if changed:
-            self._redraw(self._text().plain)
+            # Painted in the frame after the one that shows the change above (the indicator,
+            # the parts): Textual repaints the band of the screen spanning every widget dirty
+            # in a frame, and with this one, at the bottom, that band was the whole form.
+            self.call_after_refresh(lambda: self._redraw(self._text().plain))
 
     def _if_changed(self) -> None:
         text = self._text().plain
