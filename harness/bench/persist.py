@@ -11,7 +11,8 @@ Figures:
 - record → subscriber decoded latency at 1k persisted ev/s: the subscriber is a separate process
   reading the daemon's real Unix socket;
 - a flood through 10 plugins with ``event_retention_max`` set low: the events table's largest size
-  against the max, the WAL's largest size, and the longest single ``broadcast`` call.
+  against the max, the WAL's largest size, and the longest single ``broadcast`` call, beside
+  the longest single raw sqlite3 transaction over the same time (what the disk alone does).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from harness.bench import heading, median, percentile, row
 from harness.config import Config, DaemonConfig
 from harness.daemon import Daemon
 from harness.plugin import Plugin, PluginContext
+from harness.recorder import Recorder
 from harness.store import Store
 
 # Looked up, not imported, so this benchmark also runs against the code before group commit
@@ -84,6 +86,30 @@ def raw_one_row(path: Path, seconds: float) -> float:
     elapsed = time.perf_counter() - start
     conn.close()
     return n / elapsed
+
+
+def raw_stalls(path: Path, seconds: float) -> tuple[float, float]:
+    """The longest and the p99 single one-row transaction (ms) over ``seconds`` of raw sqlite3
+    with SQLite's own checkpoints: what the disk alone does to one commit here, the baseline
+    of the flood's longest ``broadcast`` call."""
+    conn = _raw_connect(path)
+    encode = msgspec.json.encode
+    times: list[float] = []
+    clock = time.perf_counter
+    deadline = clock() + seconds
+    n = 0
+    while clock() < deadline:
+        t0 = clock()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT INTO events (seq, ts, name, data) VALUES (NULL, ?, ?, ?)",
+            (time.time(), "bench0:tick", encode({**PAYLOAD, "n": n}).decode()),
+        )
+        conn.execute("COMMIT")
+        times.append(clock() - t0)
+        n += 1
+    conn.close()
+    return max(times) * 1000, percentile(times, 99) * 1000
 
 
 def raw_batched(path: Path, seconds: float, batch: int = 1000) -> float:
@@ -275,6 +301,27 @@ def _timed_commits() -> Iterator[list[float]]:
         store_mod._write_batch = original
 
 
+@contextlib.contextmanager
+def _timed_publish() -> Iterator[list[float]]:
+    """Record -> published on the daemon's bus (ms) for each stamped event: the daemon's own
+    share of record -> decoded (the socket write follows in the same loop iteration)."""
+    times: list[float] = []
+    original = Recorder._publish
+
+    def timed(self: Recorder, batch: Any, *, persisted: bool) -> None:
+        now = time.monotonic()
+        for _, event, _ in batch:
+            if isinstance(event.data, dict) and "t" in event.data:
+                times.append((now - event.data["t"]) * 1000)
+        original(self, batch, persisted=persisted)
+
+    Recorder._publish = timed  # type: ignore[method-assign]
+    try:
+        yield times
+    finally:
+        Recorder._publish = original  # type: ignore[method-assign]
+
+
 async def _latency_run(
     root: Path, rate: float, count: int, child: subprocess.Popen[str]
 ) -> list[float]:
@@ -349,7 +396,11 @@ async def daemon_flood(root: Path, keep: int, seconds: float) -> dict[str, float
         await sampler
         (final,) = reader.execute("SELECT count(*) FROM events").fetchone()
         reader.close()
+        # The checkpoints that ran on their own thread, off the commit path (none before).
+        checkpointer = getattr(daemon.store, "checkpointer", None)
         return {
+            "checkpoints": float(checkpointer.checkpoints if checkpointer else 0),
+            "checkpoint_ms": checkpointer.longest * 1000 if checkpointer else 0.0,
             "rate": sum(counts) / elapsed,
             "largest": float(largest),
             "final": float(final),
@@ -452,11 +503,14 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
         )
 
         heading("record -> subscriber decoded (separate process, real socket), 1k ev/s")
-        with _timed_commits() as commits:
+        with _timed_commits() as commits, _timed_publish() as published:
             lat = daemon_latency(fresh(), 1000.0, 2.0 if quick else 5.0)
         row("p50", percentile(lat, 50), "ms")
         row("p99", percentile(lat, 99), "ms", target="<= 2 ms")
         row("max", max(lat) if lat else float("nan"), "ms")
+        if published:
+            row("of which record -> published in the daemon, p50", percentile(published, 50), "ms")
+            row("of which record -> published in the daemon, p99", percentile(published, 99), "ms")
         if commits:
             row("of which the transaction in the db thread, p99", percentile(commits, 99), "ms")
             row("of which the transaction in the db thread, max", max(commits), "ms")
@@ -465,6 +519,7 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
             f"flood through 10 plugins for {flood:.0f} s: without retention, then with "
             f"event_retention_max = {keep:,}"
         )
+        raw_max, raw_p99 = raw_stalls(fresh() / "raw.db", flood)
         base = asyncio.run(daemon_flood(fresh(), 10**12, flood))
         f = asyncio.run(daemon_flood(fresh(), keep, flood))
         row("flood rate, no retention", base["rate"], "ev/s")
@@ -473,7 +528,12 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
         row("events table at the end / max", f["final"] / keep, "x")
         row("WAL file, largest sampled, no retention", base["wal_mib"], "MiB")
         row("WAL file, largest sampled, with retention", f["wal_mib"], "MiB")
-        row("longest broadcast call, no retention", base["stall_ms"], "ms")
+        if f["checkpoints"]:
+            row("checkpoints off the commit path, with retention", f["checkpoints"], "")
+            row("longest of those checkpoints", f["checkpoint_ms"], "ms")
+        row("raw sqlite3 one-row transactions, longest", raw_max, "ms")
+        row("raw sqlite3 one-row transactions, p99", raw_p99, "ms")
+        row("longest broadcast call, no retention", base["stall_ms"], "ms", baseline=raw_max)
         row(
             "longest broadcast call, with retention",
             f["stall_ms"],
@@ -481,7 +541,7 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
             baseline=base["stall_ms"],
             target="<= 20 ms",
         )
-        row("broadcast call p99, no retention", base["stall_p99_ms"], "ms")
+        row("broadcast call p99, no retention", base["stall_p99_ms"], "ms", baseline=raw_p99)
         row("broadcast call p99, with retention", f["stall_p99_ms"], "ms")
     return 0
 
