@@ -7,9 +7,11 @@ therefore sets ``wal_autocheckpoint`` high (a backstop only: see :data:`BACKSTOP
 this thread runs ``PRAGMA wal_checkpoint(PASSIVE)`` on its own connection once roughly
 :data:`PAGES` pages were written, or at least every :data:`INTERVAL` seconds while anything is
 written. PASSIVE never waits for readers or writers, and SQLite releases the GIL while it
-works, so commits carry on meanwhile; once a checkpoint has copied the whole WAL, the next
+works, so commits carry on meanwhile. Once a checkpoint has copied the whole WAL, the next
 commit starts the WAL over from its beginning, so the file stays at about ``PAGES`` pages
-(and ``journal_size_limit`` trims what a burst left behind).
+(``journal_size_limit`` trims what a burst left behind); when commits kept coming while it
+copied, a short second pass holds the writer back (:attr:`Checkpointer.gate`) to copy the
+rest.
 """
 
 from __future__ import annotations
@@ -23,28 +25,47 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-PAGES = 1000  # SQLite's own default threshold for an automatic checkpoint
-INTERVAL = 1.0  # seconds: a slow trickle of commits is checkpointed at least this often
-CATCH_UP = 8  # checkpoints in a row at most, while commits keep adding frames
+# Pages written between checkpoints: 4x SQLite's own default. Each time the WAL starts over,
+# the writer waits for an fsync or two; at 1k ev/s of one-event commits (4-5 pages each) the
+# default would make that happen 4 times a second.
+PAGES = 4000
+INTERVAL = 10.0  # seconds: a slow trickle of commits is checkpointed at least this often
+# A WAL this long (in frames) is started over, the writer held back for it; below it, the
+# writer never waits for a checkpoint. Each start-over costs the writer one or two fsyncs.
+RESTART_PAGES = PAGES // 2
 # The writer connection's wal_autocheckpoint: never reached while this thread keeps up; if it
 # cannot (it failed to open, or is stuck behind a disk), the WAL still stops growing here.
-BACKSTOP_PAGES = 20 * PAGES
+BACKSTOP_PAGES = 4 * PAGES
 
 
 class Checkpointer:
     """One thread with one connection. :meth:`wrote` is called by the writer after each commit
     (from any thread; it only counts); :meth:`close` stops the thread."""
 
-    def __init__(self, path: Path, *, journal_size_limit: int, pages: int = PAGES) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        journal_size_limit: int,
+        pages: int = PAGES,
+        restart_pages: int | None = None,
+    ) -> None:
         self.path = path
         self.pages = pages
+        self.restart_pages = RESTART_PAGES if restart_pages is None else restart_pages
         self.journal_size_limit = journal_size_limit
         # What it did, for benchmarks and tests: checkpoints run, the longest one (seconds),
         # and the last result of PRAGMA wal_checkpoint (busy, WAL frames, frames copied).
         self.checkpoints = 0
         self.longest = 0.0
         self.last: tuple[int, int, int] | None = None
+        self.gated = 0  # second passes that held the writer at the gate
+        self.longest_gated = 0.0  # the longest of them (seconds), waiting for the gate too
+        # Held by the writer around each transaction (Store.write_batch_here) and by the
+        # second pass of a checkpoint: see _run.
+        self.gate = threading.Lock()
         self._written = 0  # estimated pages written since the last checkpoint
+        self._commits = 0  # commits counted so far
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -67,6 +88,7 @@ class Checkpointer:
         """Count ``pages`` (an estimate) written by a commit; wake the thread past the mark.
         Unlocked on purpose: a lost increment only makes one checkpoint come a little later."""
         self._written += pages
+        self._commits += 1
         if self._written >= self.pages and not self._wake.is_set():
             self._wake.set()
 
@@ -102,14 +124,26 @@ class Checkpointer:
                 if self._written == 0 or self._stop:
                     continue
                 self._written = 0
-                # Commits that land while a checkpoint copies leave frames it did not take,
-                # and the writer starts the WAL over only once every frame is copied: go
-                # again while that is so. Each pass has less to copy, so a gap between two
-                # commits soon comes at the right moment.
-                for _ in range(CATCH_UP):
-                    self.checkpoint_now(conn)
-                    if self._stop or self.last is None or self.last[1] <= self.last[2]:
-                        break
+                commits = self._commits
+                self.checkpoint_now(conn)
+                if (
+                    self._commits != commits
+                    and self.last is not None
+                    and self.last[1] >= self.restart_pages
+                    and not self._stop
+                ):
+                    # Commits landed while it copied, and the writer starts the WAL over only
+                    # once every frame is copied, which under a steady flood never happens by
+                    # chance (the WAL grew past 100 MiB so). A second pass with the writer
+                    # held at the gate copies the few frames left; the writer's next commit
+                    # then starts the WAL over. The writer waits for that pass, and that
+                    # commit for the fsync of the new WAL header (10-90 ms each on a busy
+                    # disk), so this happens only once per ``restart_pages``.
+                    t0 = time.perf_counter()
+                    with self.gate:
+                        self.checkpoint_now(conn)
+                    self.gated += 1
+                    self.longest_gated = max(self.longest_gated, time.perf_counter() - t0)
         finally:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()

@@ -401,6 +401,8 @@ async def daemon_flood(root: Path, keep: int, seconds: float) -> dict[str, float
         return {
             "checkpoints": float(checkpointer.checkpoints if checkpointer else 0),
             "checkpoint_ms": checkpointer.longest * 1000 if checkpointer else 0.0,
+            "gated": float(checkpointer.gated if checkpointer else 0),
+            "gated_ms": checkpointer.longest_gated * 1000 if checkpointer else 0.0,
             "rate": sum(counts) / elapsed,
             "largest": float(largest),
             "final": float(final),
@@ -531,6 +533,8 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
         if f["checkpoints"]:
             row("checkpoints off the commit path, with retention", f["checkpoints"], "")
             row("longest of those checkpoints", f["checkpoint_ms"], "ms")
+            row("second passes holding the writer back", f["gated"], "")
+            row("longest of those (the writer waits for it)", f["gated_ms"], "ms")
         row("raw sqlite3 one-row transactions, longest", raw_max, "ms")
         row("raw sqlite3 one-row transactions, p99", raw_p99, "ms")
         row("longest broadcast call, no retention", base["stall_ms"], "ms", baseline=raw_max)
