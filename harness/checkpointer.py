@@ -1,17 +1,13 @@
-"""WAL checkpoints on a thread and connection of their own, never inside a commit.
+"""WAL checkpoints mostly on a thread and connection of their own, not inside commits.
 
 SQLite's automatic checkpoint runs inside the COMMIT that pushes the WAL past its threshold:
 that commit copies the WAL into the database file and fsyncs both, which on a busy disk took
-50-120 ms here, and every event queued behind it waited as long. The daemon's writer connection
-therefore sets ``wal_autocheckpoint`` high (a backstop only: see :data:`BACKSTOP_PAGES`), and
-this thread runs ``PRAGMA wal_checkpoint(PASSIVE)`` on its own connection once roughly
-:data:`PAGES` pages were written, or at least every :data:`INTERVAL` seconds while anything is
-written. PASSIVE never waits for readers or writers, and SQLite releases the GIL while it
-works, so commits carry on meanwhile. Once a checkpoint has copied the whole WAL, the next
-commit starts the WAL over from its beginning, so the file stays at about ``PAGES`` pages
-(``journal_size_limit`` trims what a burst left behind); when commits kept coming while it
-copied, a short second pass holds the writer back (:attr:`Checkpointer.gate`) to copy the
-rest.
+50-190 ms here, and every event queued behind it waited as long. Here a thread with a
+connection of its own runs ``PRAGMA wal_checkpoint(PASSIVE)`` once roughly :data:`PAGES` pages
+were written (or every :data:`INTERVAL` seconds while anything is written): the copying happens
+there, with the GIL released, while commits carry on. The writer's own automatic checkpoint
+stays, at :data:`AUTOCHECKPOINT_PAGES`, to start the WAL over under a steady flood (see there);
+it then finds most of the WAL copied already.
 """
 
 from __future__ import annotations
@@ -25,17 +21,16 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# Pages written between checkpoints: 4x SQLite's own default. Each time the WAL starts over,
-# the writer waits for an fsync or two; at 1k ev/s of one-event commits (4-5 pages each) the
-# default would make that happen 4 times a second.
-PAGES = 4000
+PAGES = 2000  # pages written between two checkpoints of this thread
 INTERVAL = 10.0  # seconds: a slow trickle of commits is checkpointed at least this often
-# A WAL this long (in frames) is started over, the writer held back for it; below it, the
-# writer never waits for a checkpoint. Each start-over costs the writer one or two fsyncs.
-RESTART_PAGES = PAGES // 2
-# The writer connection's wal_autocheckpoint: never reached while this thread keeps up; if it
-# cannot (it failed to open, or is stuck behind a disk), the WAL still stops growing here.
-BACKSTOP_PAGES = 4 * PAGES
+# The writer connection's wal_autocheckpoint. Past it, the writer's own commit checkpoints what
+# is left and the next one starts the WAL over: SQLite starts a WAL over only once every frame
+# is copied, which under a steady flood this thread alone never sees (commits land while it
+# copies; the WAL grew past 100 MiB so), and SQLite's own check after every commit does. By
+# then this thread has copied most of the WAL, so the commit has little left to copy; it still
+# waits for the fsyncs (of the WAL, the database and, next, the new WAL header: 10-100 ms each
+# on a busy disk), so this happens once per 4x SQLite's default of 1,000 pages.
+AUTOCHECKPOINT_PAGES = 4000
 
 
 class Checkpointer:
@@ -48,24 +43,16 @@ class Checkpointer:
         *,
         journal_size_limit: int,
         pages: int = PAGES,
-        restart_pages: int | None = None,
     ) -> None:
         self.path = path
         self.pages = pages
-        self.restart_pages = RESTART_PAGES if restart_pages is None else restart_pages
         self.journal_size_limit = journal_size_limit
         # What it did, for benchmarks and tests: checkpoints run, the longest one (seconds),
         # and the last result of PRAGMA wal_checkpoint (busy, WAL frames, frames copied).
         self.checkpoints = 0
         self.longest = 0.0
         self.last: tuple[int, int, int] | None = None
-        self.gated = 0  # second passes that held the writer at the gate
-        self.longest_gated = 0.0  # the longest of them (seconds), waiting for the gate too
-        # Held by the writer around each transaction (Store.write_batch_here) and by the
-        # second pass of a checkpoint: see _run.
-        self.gate = threading.Lock()
         self._written = 0  # estimated pages written since the last checkpoint
-        self._commits = 0  # commits counted so far
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -88,7 +75,6 @@ class Checkpointer:
         """Count ``pages`` (an estimate) written by a commit; wake the thread past the mark.
         Unlocked on purpose: a lost increment only makes one checkpoint come a little later."""
         self._written += pages
-        self._commits += 1
         if self._written >= self.pages and not self._wake.is_set():
             self._wake.set()
 
@@ -124,26 +110,7 @@ class Checkpointer:
                 if self._written == 0 or self._stop:
                     continue
                 self._written = 0
-                commits = self._commits
                 self.checkpoint_now(conn)
-                if (
-                    self._commits != commits
-                    and self.last is not None
-                    and self.last[1] >= self.restart_pages
-                    and not self._stop
-                ):
-                    # Commits landed while it copied, and the writer starts the WAL over only
-                    # once every frame is copied, which under a steady flood never happens by
-                    # chance (the WAL grew past 100 MiB so). A second pass with the writer
-                    # held at the gate copies the few frames left; the writer's next commit
-                    # then starts the WAL over. The writer waits for that pass, and that
-                    # commit for the fsync of the new WAL header (10-90 ms each on a busy
-                    # disk), so this happens only once per ``restart_pages``.
-                    t0 = time.perf_counter()
-                    with self.gate:
-                        self.checkpoint_now(conn)
-                    self.gated += 1
-                    self.longest_gated = max(self.longest_gated, time.perf_counter() - t0)
         finally:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import aiosqlite
 import msgspec
 
-from harness.checkpointer import BACKSTOP_PAGES, Checkpointer
+from harness.checkpointer import AUTOCHECKPOINT_PAGES, Checkpointer
 from harness.protocol import Event
 
 log = logging.getLogger(__name__)
@@ -102,9 +102,9 @@ SEQ_BEFORE_SQL = (
 )
 
 # Bounds the WAL file left on disk after a checkpoint (a flood could leave it at tens of MiB).
-# Above one checkpoint cycle (checkpointer.PAGES pages of 4 KiB, ~16 MiB), so a WAL that starts
-# over is reused in place: cutting it at every cycle and growing it again costs the writer's
-# commits file-system journal work they wait for.
+# Above one WAL cycle (checkpointer.AUTOCHECKPOINT_PAGES pages of 4 KiB, ~16 MiB), so a WAL
+# that starts over is reused in place: cutting it at every cycle and growing it again costs
+# the writer's commits file-system journal work they wait for.
 JOURNAL_SIZE_LIMIT = 24 * 1024 * 1024
 # Test hook: cap the database's size in pages so SQLite reports SQLITE_FULL, as a full disk
 # would, without filling a real disk. Unset in normal use.
@@ -331,11 +331,11 @@ class Store:
         try:
             checkpointer.start()
         except sqlite3.Error as exc:
-            # Not fatal: SQLite's own checkpoints (inside commits) keep the WAL bounded.
+            # Not fatal: SQLite's own checkpoints (inside commits) do all the copying then.
             log.warning("%s: checkpoints stay inside commits: %s", self.path, exc)
             return
-        # Only a backstop now: the checkpointer keeps the WAL far below it.
-        await self._conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+        # The commit that crosses it finishes what the checkpointer copied (see checkpointer.py).
+        await self._conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
         self.checkpointer = checkpointer
 
     @classmethod
@@ -568,12 +568,9 @@ class Store:
     ) -> int:
         """:meth:`write_batch`'s transaction, run by the caller on the connection's thread
         (inside a function given to :meth:`submit`). Counts the pages for the checkpointer."""
-        checkpointer = self.checkpointer
-        if checkpointer is None:
-            return _write_batch(conn, rows, metadata, prune_below)
-        with checkpointer.gate:  # not during a checkpoint's short second pass
-            removed = _write_batch(conn, rows, metadata, prune_below)
-        checkpointer.wrote(_pages_written(len(rows), removed))
+        removed = _write_batch(conn, rows, metadata, prune_below)
+        if self.checkpointer is not None:
+            self.checkpointer.wrote(_pages_written(len(rows), removed))
         return removed
 
     def first_seq_here(self, conn: sqlite3.Connection) -> int:

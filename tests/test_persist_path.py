@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.bus import Bus, QueueSubscriber
-from harness.checkpointer import BACKSTOP_PAGES
+from harness.checkpointer import AUTOCHECKPOINT_PAGES
 from harness.cli.run import loop_factory
 from harness.recorder import Recorder
 from harness.store import BatchRow, Store
@@ -39,8 +39,8 @@ async def test_commits_do_not_checkpoint_the_checkpointer_does_and_the_wal_stays
     try:
         checkpointer = store.checkpointer
         assert checkpointer is not None
-        # The writer's own automatic checkpoint is only a backstop, far above the thread's mark.
-        assert await store._scalar("PRAGMA wal_autocheckpoint") == BACKSTOP_PAGES
+        # The writer's own automatic checkpoint comes only at 4x SQLite's default.
+        assert await store._scalar("PRAGMA wal_autocheckpoint") == AUTOCHECKPOINT_PAGES
         # With the thread stopped, commits far past SQLite's usual threshold (1,000 pages)
         # leave the WAL whole: nothing on the commit path copied it back.
         checkpointer.close()
@@ -53,7 +53,7 @@ async def test_commits_do_not_checkpoint_the_checkpointer_does_and_the_wal_stays
         # Running again (with a small cycle, so the test writes little), the thread copies the
         # WAL back and the writer starts it over: the file is reused, not grown, however
         # much is written (the same writes without it would add a batch's size each time).
-        checkpointer.pages, checkpointer.restart_pages = 500, 250
+        checkpointer.pages = 500
         checkpointer.start()
         checkpointer.wrote(checkpointer.pages)  # what was written while it was stopped
         await wait_until(lambda: checkpointer.checkpoints >= 1, timeout=15)

@@ -85,14 +85,15 @@ async def _serve(serve: Callable[[Any], Awaitable[int]], cfg: Any) -> int:
     import asyncio
 
     loop = asyncio.get_running_loop()
-    loop.call_later(STARTUP_SETTLE, _freeze)
+    loop.call_later(STARTUP_SETTLE, freeze_startup_objects)
     return await serve(cfg)
 
 
 STARTUP_SETTLE = 2.0  # seconds after start: plugins have loaded their modules by then
 
 
-def _freeze() -> None:
+def freeze_startup_objects() -> None:
+    """Move every object alive now out of the collector's reach (``gc.freeze``)."""
     gc.collect()
     gc.freeze()
 
