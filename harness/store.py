@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import aiosqlite
 import msgspec
 
-from harness.checkpointer import AUTOCHECKPOINT_PAGES, Checkpointer
+from harness.checkpointer import BACKSTOP_PAGES, Checkpointer
 from harness.protocol import Event
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ SEQ_BEFORE_SQL = (
 )
 
 # Bounds the WAL file left on disk after a checkpoint (a flood could leave it at tens of MiB).
-# Above one WAL cycle (checkpointer.AUTOCHECKPOINT_PAGES pages of 4 KiB, ~16 MiB), so a WAL
+# Above one WAL cycle (checkpointer.RESTART_PAGES pages of 4 KiB, ~16 MiB), so a WAL
 # that starts over is reused in place: cutting it at every cycle and growing it again costs
 # the writer's commits file-system journal work they wait for.
 JOURNAL_SIZE_LIMIT = 24 * 1024 * 1024
@@ -334,8 +334,8 @@ class Store:
             # Not fatal: SQLite's own checkpoints (inside commits) do all the copying then.
             log.warning("%s: checkpoints stay inside commits: %s", self.path, exc)
             return
-        # The commit that crosses it finishes what the checkpointer copied (see checkpointer.py).
-        await self._conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
+        # Only a backstop now (see checkpointer.py).
+        await self._conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         self.checkpointer = checkpointer
 
     @classmethod
@@ -571,6 +571,7 @@ class Store:
         removed = _write_batch(conn, rows, metadata, prune_below)
         if self.checkpointer is not None:
             self.checkpointer.wrote(_pages_written(len(rows), removed))
+            self.checkpointer.after_commit(conn)
         return removed
 
     def first_seq_here(self, conn: sqlite3.Connection) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.bus import Bus, QueueSubscriber
-from harness.checkpointer import AUTOCHECKPOINT_PAGES
+from harness.checkpointer import BACKSTOP_PAGES
 from harness.cli.run import loop_factory
 from harness.recorder import Recorder
 from harness.store import BatchRow, Store
@@ -39,8 +39,8 @@ async def test_commits_do_not_checkpoint_the_checkpointer_does_and_the_wal_stays
     try:
         checkpointer = store.checkpointer
         assert checkpointer is not None
-        # The writer's own automatic checkpoint comes only at 4x SQLite's default.
-        assert await store._scalar("PRAGMA wal_autocheckpoint") == AUTOCHECKPOINT_PAGES
+        # The writer's own automatic checkpoint is only a backstop, far above the thread's mark.
+        assert await store._scalar("PRAGMA wal_autocheckpoint") == BACKSTOP_PAGES
         # With the thread stopped, commits far past SQLite's usual threshold (1,000 pages)
         # leave the WAL whole: nothing on the commit path copied it back.
         checkpointer.close()
@@ -53,7 +53,7 @@ async def test_commits_do_not_checkpoint_the_checkpointer_does_and_the_wal_stays
         # Running again (with a small cycle, so the test writes little), the thread copies the
         # WAL back and the writer starts it over: the file is reused, not grown, however
         # much is written (the same writes without it would add a batch's size each time).
-        checkpointer.pages = 500
+        checkpointer.pages, checkpointer.restart_pages = 500, 10**9
         checkpointer.start()
         checkpointer.wrote(checkpointer.pages)  # what was written while it was stopped
         await wait_until(lambda: checkpointer.checkpoints >= 1, timeout=15)
@@ -166,3 +166,26 @@ async def test_the_daemon_runs_and_persists_on_the_loop_chosen(
     finally:
         db.close()
     assert count > 0
+
+
+async def test_under_steady_writes_the_writer_lets_the_wal_start_over(tmp_path: Path) -> None:
+    """Past ``restart_pages`` the writer checkpoints after its commit, so the next commit
+    starts the WAL over, even when the thread never finds a gap between commits (here it
+    is stopped)."""
+    path = tmp_path / "state.db"
+    store = await Store.open(path)
+    try:
+        checkpointer = store.checkpointer
+        assert checkpointer is not None
+        checkpointer.close()
+        checkpointer.restart_pages = 300
+        seq = 1
+        for _ in range(12):
+            await store.write_batch(_rows(seq, 3000))
+            seq += 3000
+        assert checkpointer.by_writer >= 1
+        # Twelve batches of ~1.2 MB each; started over, the file holds about two of them.
+        assert _wal(path).stat().st_size <= 4 * 3000 * 400
+        assert await store._scalar("SELECT count(*) FROM events") == seq - 1
+    finally:
+        await store.close()
