@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import sqlite3
 import time
@@ -18,10 +17,7 @@ from typing import Any, TypeVar
 import aiosqlite
 import msgspec
 
-from harness.checkpointer import BACKSTOP_PAGES, Checkpointer
 from harness.protocol import Event
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -102,10 +98,7 @@ SEQ_BEFORE_SQL = (
 )
 
 # Bounds the WAL file left on disk after a checkpoint (a flood could leave it at tens of MiB).
-# Above one WAL cycle (checkpointer.RESTART_PAGES pages of 4 KiB, ~16 MiB), so a WAL
-# that starts over is reused in place: cutting it at every cycle and growing it again costs
-# the writer's commits file-system journal work they wait for.
-JOURNAL_SIZE_LIMIT = 24 * 1024 * 1024
+JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
 # Test hook: cap the database's size in pages so SQLite reports SQLITE_FULL, as a full disk
 # would, without filling a real disk. Unset in normal use.
 MAX_PAGES_ENV = "HARNESS_DB_MAX_PAGES"
@@ -206,13 +199,6 @@ def _seq_before(conn: sqlite3.Connection, ts: float) -> int:
     return int(row[0] or 0) if row else 0
 
 
-def _pages_written(rows: int, pruned: int) -> int:
-    """A rough count of the WAL pages a batch writes (Python's sqlite3 has no WAL hook to tell):
-    the pages a commit touches (the table, its two indexes, sqlite_sequence, a plugin row) plus
-    the rows' share of a page each. It only paces the checkpointer."""
-    return 5 + rows // 8 + pruned // 16
-
-
 class StoreError(Exception):
     """The database cannot be used; the message says why and what to do."""
 
@@ -292,8 +278,6 @@ class Store:
         # Held by every multi-statement transaction: the group-commit writer's single-hop
         # transaction must never start between another one's BEGIN and COMMIT.
         self._tx_lock = asyncio.Lock()
-        # WAL checkpoints off the commit path (the daemon's store only; see checkpointer.py).
-        self.checkpointer: Checkpointer | None = None
         self._waiting: set[asyncio.Task[None]] = set()  # submits waiting for a transaction
 
     @property
@@ -320,23 +304,10 @@ class Store:
         store = cls(conn, path, readonly=False)
         try:
             await store._prepare()
-            await store._start_checkpointer()
         except BaseException:
             await conn.close()
             raise
         return store
-
-    async def _start_checkpointer(self) -> None:
-        checkpointer = Checkpointer(self.path, journal_size_limit=JOURNAL_SIZE_LIMIT)
-        try:
-            checkpointer.start()
-        except sqlite3.Error as exc:
-            # Not fatal: SQLite's own checkpoints (inside commits) do all the copying then.
-            log.warning("%s: checkpoints stay inside commits: %s", self.path, exc)
-            return
-        # Only a backstop now (see checkpointer.py).
-        await self._conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
-        self.checkpointer = checkpointer
 
     @classmethod
     async def open_readonly(cls, path: Path) -> Store:
@@ -435,10 +406,6 @@ class Store:
         return int(await self._scalar("PRAGMA page_count"))
 
     async def close(self) -> None:
-        if self.checkpointer is not None:
-            # Stopped first: the daemon's connection, closing last, checkpoints what is left.
-            await asyncio.to_thread(self.checkpointer.close)
-            self.checkpointer = None
         if not self.readonly:
             with contextlib.suppress(sqlite3.Error):
                 await self._conn.execute("PRAGMA optimize")
@@ -567,12 +534,8 @@ class Store:
         prune_below: int = 0,
     ) -> int:
         """:meth:`write_batch`'s transaction, run by the caller on the connection's thread
-        (inside a function given to :meth:`submit`). Counts the pages for the checkpointer."""
-        removed = _write_batch(conn, rows, metadata, prune_below)
-        if self.checkpointer is not None:
-            self.checkpointer.wrote(_pages_written(len(rows), removed))
-            self.checkpointer.after_commit(conn)
-        return removed
+        (inside a function given to :meth:`submit`)."""
+        return _write_batch(conn, rows, metadata, prune_below)
 
     def first_seq_here(self, conn: sqlite3.Connection) -> int:
         """:meth:`first_seq` on the connection's thread (inside a :meth:`submit` function)."""

@@ -1,73 +1,20 @@
-"""The persisted path's machinery: WAL checkpoints off the commit path, the writer's place among
-other transactions, and the event loop ``harness run`` picks."""
+"""The persisted path's machinery: the writer's place among other transactions, closing with
+batches in flight, and the event loop ``harness run`` picks."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from harness.bus import Bus, QueueSubscriber
-from harness.checkpointer import BACKSTOP_PAGES
 from harness.cli.run import loop_factory
 from harness.recorder import Recorder
-from harness.store import BatchRow, Store
+from harness.store import Store
 from tests.conftest import SpawnDaemon, wait_until, write_config
-
-PAGE = 4096  # SQLite's default page size, which the daemon keeps
-ROW_DATA = '{"text": "%s"}' % ("x" * 300)
-
-
-def _rows(first: int, count: int) -> list[BatchRow]:
-    now = time.time()
-    return [BatchRow(seq, now, "bench:tick", ROW_DATA) for seq in range(first, first + count)]
-
-
-def _wal(path: Path) -> Path:
-    return path.with_name(path.name + "-wal")
-
-
-async def test_commits_do_not_checkpoint_the_checkpointer_does_and_the_wal_stays_bounded(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "state.db"
-    store = await Store.open(path)
-    try:
-        checkpointer = store.checkpointer
-        assert checkpointer is not None
-        # The writer's own automatic checkpoint is only a backstop, far above the thread's mark.
-        assert await store._scalar("PRAGMA wal_autocheckpoint") == BACKSTOP_PAGES
-        # With the thread stopped, commits far past SQLite's usual threshold (1,000 pages)
-        # leave the WAL whole: nothing on the commit path copied it back.
-        checkpointer.close()
-        seq = 1
-        for _ in range(6):
-            await store.write_batch(_rows(seq, 3000))
-            seq += 3000
-        grown = _wal(path).stat().st_size
-        assert grown > 1.5 * 1000 * PAGE
-        # Running again (with a small cycle, so the test writes little), the thread copies the
-        # WAL back and the writer starts it over: the file is reused, not grown, however
-        # much is written (the same writes without it would add a batch's size each time).
-        checkpointer.pages, checkpointer.restart_pages = 500, 10**9
-        checkpointer.start()
-        checkpointer.wrote(checkpointer.pages)  # what was written while it was stopped
-        await wait_until(lambda: checkpointer.checkpoints >= 1, timeout=15)
-        batch_bytes = 8000 * 400
-        for _ in range(4):
-            before = checkpointer.checkpoints
-            await store.write_batch(_rows(seq, 8000))
-            seq += 8000
-            await wait_until(lambda before=before: checkpointer.checkpoints > before, timeout=15)
-        assert checkpointer.last is not None and checkpointer.last[1] == checkpointer.last[2]
-        assert _wal(path).stat().st_size <= grown + batch_bytes
-        assert await store._scalar("SELECT count(*) FROM events") == seq - 1
-    finally:
-        await store.close()
 
 
 async def test_the_writer_never_commits_inside_another_callers_transaction(
@@ -166,26 +113,3 @@ async def test_the_daemon_runs_and_persists_on_the_loop_chosen(
     finally:
         db.close()
     assert count > 0
-
-
-async def test_under_steady_writes_the_writer_lets_the_wal_start_over(tmp_path: Path) -> None:
-    """Past ``restart_pages`` the writer checkpoints after its commit, so the next commit
-    starts the WAL over, even when the thread never finds a gap between commits (here it
-    is stopped)."""
-    path = tmp_path / "state.db"
-    store = await Store.open(path)
-    try:
-        checkpointer = store.checkpointer
-        assert checkpointer is not None
-        checkpointer.close()
-        checkpointer.restart_pages = 300
-        seq = 1
-        for _ in range(12):
-            await store.write_batch(_rows(seq, 3000))
-            seq += 3000
-        assert checkpointer.by_writer >= 1
-        # Twelve batches of ~1.2 MB each; started over, the file holds about two of them.
-        assert _wal(path).stat().st_size <= 4 * 3000 * 400
-        assert await store._scalar("SELECT count(*) FROM events") == seq - 1
-    finally:
-        await store.close()

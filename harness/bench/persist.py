@@ -402,11 +402,7 @@ async def daemon_flood(root: Path, keep: int, seconds: float) -> dict[str, float
         await sampler
         (final,) = reader.execute("SELECT count(*) FROM events").fetchone()
         reader.close()
-        # The checkpoints that ran on their own thread (none before).
-        checkpointer = getattr(daemon.store, "checkpointer", None)
         return {
-            "checkpoints": float(checkpointer.checkpoints if checkpointer else 0),
-            "checkpoint_ms": checkpointer.longest * 1000 if checkpointer else 0.0,
             "rate": sum(counts) / elapsed,
             "largest": float(largest),
             "final": float(final),
@@ -534,9 +530,6 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
         row("events table at the end / max", f["final"] / keep, "x")
         row("WAL file, largest sampled, no retention", base["wal_mib"], "MiB")
         row("WAL file, largest sampled, with retention", f["wal_mib"], "MiB")
-        if f["checkpoints"]:
-            row("checkpoints on their own thread, with retention", f["checkpoints"], "")
-            row("longest of those checkpoints", f["checkpoint_ms"], "ms")
         row("raw sqlite3 one-row transactions, longest", raw_max, "ms")
         row("raw sqlite3 one-row transactions, p99", raw_p99, "ms")
         row("longest broadcast call, no retention", base["stall_ms"], "ms", baseline=raw_max)
