@@ -33,6 +33,7 @@ _SETTABLE = frozenset(Connection.__struct_fields__) - {"state", "seq", "since"}
 
 
 def check_connection_fields(fields: Mapping[str, Any]) -> None:
+    """TypeError naming any field a plugin may not pass to ``set_connection``."""
     unknown = fields.keys() - _SETTABLE
     if unknown:
         raise TypeError(

@@ -140,6 +140,8 @@ class Recorder:
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
+        if self._queue and not self._busy:  # not expected: a record always dispatches
+            self._dispatch()
         if self._busy or self._queue:
             self._drained = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._drained)
