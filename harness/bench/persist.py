@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -412,6 +412,21 @@ async def daemon_flood(root: Path, keep: int, seconds: float) -> dict[str, float
         }
 
 
+def _have_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _on_uvloop(coro: Coroutine[Any, Any, float]) -> float:
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 # -- main -------------------------------------------------------------------------------------
 
 
@@ -466,6 +481,11 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
                 ("b1", lambda: asyncio.run(daemon_broadcast(fresh(), 1, seconds))),
                 ("b10", lambda: asyncio.run(daemon_broadcast(fresh(), 10, seconds))),
                 ("sc", lambda: asyncio.run(daemon_set_connection(fresh(), seconds))),
+                *(
+                    [("b1u", lambda: _on_uvloop(daemon_broadcast(fresh(), 1, seconds)))]
+                    if _have_uvloop()
+                    else []
+                ),
             ):
                 figures.setdefault(key, []).append(measure())
         one = figures["one"]
@@ -485,7 +505,10 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
             baselines=one,
         )
 
-        heading("daemon: events through the plugin API, persisted (ratio to one-row raw)")
+        heading(
+            "daemon: events through the plugin API, persisted (ratio to one-row raw); on "
+            "asyncio unless the row says uvloop (`harness run` picks uvloop where installed)"
+        )
         _median_row(
             "ctx.broadcast, 1 plugin awaiting each",
             figures["b1"],
@@ -503,6 +526,14 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
         _median_row(
             "ctx.set_connection, 1 plugin awaiting each", figures["sc"], "ev/s", baselines=one
         )
+        if "b1u" in figures:
+            _median_row(
+                "ctx.broadcast, 1 plugin awaiting each, uvloop",
+                figures["b1u"],
+                "ev/s",
+                baselines=one,
+                target=">= 0.5x",
+            )
 
         heading("record -> subscriber decoded (separate process, real socket), 1k ev/s")
         with _timed_commits() as commits, _timed_publish() as published:
