@@ -256,7 +256,7 @@ class ServerProcess:
     def __init__(self, kind: str, base: Path) -> None:
         self.kind = kind
         self.base = base / kind
-        self.base.mkdir(parents=True)
+        self.base.mkdir(parents=True, mode=0o700)  # the daemon refuses an open socket dir
         self.path = str(self.base / "s.sock")
         self.proc: subprocess.Popen[bytes]
         self._go = 0
@@ -269,7 +269,8 @@ class ServerProcess:
                 'log_level = "warning"\nclient_queue_frames = 10000000\n'
                 "event_retention_max = 100000000\n"
             )
-            loop = ["--loop", "uvloop"] if self.kind.endswith("-uvloop") else []
+            # Named either way: the default (auto) would pick uvloop wherever it is installed.
+            loop = ["--loop", "uvloop" if self.kind.endswith("-uvloop") else "asyncio"]
             self.proc = subprocess.Popen(
                 daemon_command(config) + loop,
                 env=daemon_env(self.base / "plugins"),
@@ -434,6 +435,25 @@ def main(quick: bool = False) -> int:
     return 0
 
 
+def main_real_daemon(quick: bool = False) -> int:
+    """Only the real-daemon section (the raw server is its baseline)."""
+    logging.basicConfig(level=logging.ERROR)
+    base = Path(tempfile.mkdtemp(prefix="hb-stream-"))
+    kinds = ["raw", "daemon", *(["daemon-uvloop"] if _have_uvloop() else [])]
+    servers = {k: ServerProcess(k, base) for k in kinds}
+    try:
+        for s in servers.values():
+            s.start()
+        print(f"harness stream benchmark, real daemon only ({'quick' if quick else 'full'})")
+        real_daemon(servers, quick)
+    finally:
+        for s in servers.values():
+            if hasattr(s, "proc"):
+                s.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
 def _have_uvloop() -> bool:
     try:
         import uvloop  # noqa: F401
@@ -444,7 +464,7 @@ def _have_uvloop() -> bool:
 
 def _report(servers: dict[str, ServerProcess], quick: bool) -> None:
     scale = 10 if quick else 1
-    raw, fanout, daemon = servers["raw"], servers["fanout"], servers["daemon"]
+    raw, fanout = servers["raw"], servers["fanout"]
     print(
         f"harness stream benchmark ({'quick' if quick else 'full'}); {os.cpu_count()} CPUs; "
         "each server in its own process, subscribers in another"
@@ -492,9 +512,18 @@ def _report(servers: dict[str, ServerProcess], quick: bool) -> None:
                 baseline=r_cpu,
             )
 
+    real_daemon(servers, quick)
+
+
+def real_daemon(servers: dict[str, ServerProcess], quick: bool) -> None:
+    """The real ``harness run`` (``daemon``: ``--loop asyncio``; ``daemon-uvloop``: ``--loop
+    uvloop``) against the raw server, 10 subscribers. Also runs alone:
+    ``python -m harness.bench.stream --real-daemon [--quick]``."""
+    raw, daemon = servers["raw"], servers["daemon"]
     heading(
         "Real daemon (`harness run` process, flood plugin, every event committed before it "
-        "is published): 10 subscribers"
+        "is published): 10 subscribers; `daemon` rows on --loop asyncio, `uvloop` rows on "
+        "--loop uvloop"
     )
     seconds = 1 if quick else 3
     for rate in (1_000, 10_000):
@@ -586,5 +615,7 @@ if __name__ == "__main__":
         _subscribers_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif len(sys.argv) == 4 and sys.argv[1] == "--server":
         _server_main(sys.argv[2], sys.argv[3])
+    elif "--real-daemon" in sys.argv:
+        sys.exit(main_real_daemon("--quick" in sys.argv))
     else:
         sys.exit(main("--quick" in sys.argv))
