@@ -158,6 +158,7 @@ class LocalDiscordGateway:
         recommended_guilds_per_shard: int = 1000,
         session_start_total: int = 1000,
         max_concurrency: int = 1,
+        identify_window: float = 5.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -183,7 +184,15 @@ class LocalDiscordGateway:
         self.session_start_remaining = session_start_total
         self.session_start_reset_after = 86_400_000  # ms, as Discord sends it
         self.max_concurrency = max_concurrency
-        self.identify_times: list[tuple[float, int | None]] = []  # (monotonic, shard_id)
+        # Discord's concurrency rule: shards share a rate-limit key ``shard_id % max_concurrency``
+        # (an unsharded session is shard 0), and each key may IDENTIFY once per
+        # ``identify_window`` seconds. One more within the window is answered, as Discord
+        # documents, with op 9 Invalid Session (d=false): no session starts, none is counted.
+        self.identify_window = identify_window
+        self._key_last_identify: dict[int, float] = {}  # rate-limit key -> monotonic
+        self.identify_times: list[tuple[float, int | None]] = []  # accepted: (monotonic, shard)
+        # IDENTIFYs refused for coming too soon on their key: (monotonic, shard_id).
+        self.identify_rate_limited: list[tuple[float, int | None]] = []
         # Faults that leave the port open: the gateway answers its HTTP upgrade with this status
         # (REST keeps working), and REST answers with ``rest_status`` (5xx) or a rate limit.
         self.gateway_http_status: int | None = None
@@ -467,6 +476,7 @@ class LocalDiscordGateway:
         return {
             "login_count": self.login_count,
             "identify_count": self.identify_count,
+            "identify_rate_limited": len(self.identify_rate_limited),
             "resume_count": self.resume_count,
             "heartbeat_count": self.heartbeat_count,
             "connection_count": self.connection_count,
@@ -716,8 +726,8 @@ class LocalDiscordGateway:
             await self._close(conn, 4001)
 
     async def _identify(self, conn: _Connection, data: Any) -> None:
+        now = time.monotonic()
         self.identify_count += 1
-        self.session_start_remaining = max(0, self.session_start_remaining - 1)
         self._changed()
         if conn.session is not None:
             await self._close(conn, 4005)
@@ -726,10 +736,29 @@ class LocalDiscordGateway:
             await self._close(conn, 4002)
             return
         shard = _parse_shard(data.get("shard"))
-        self.identify_times.append((time.monotonic(), shard[0] if shard else None))
         if "shard" in data and shard is None:
             await self._close(conn, 4010)
             return
+        shard_id = shard[0] if shard else None
+        key = (shard_id or 0) % max(1, self.max_concurrency)
+        last = self._key_last_identify.get(key)
+        if last is not None and now - last < self.identify_window:
+            log.info(
+                "gateway #%d: IDENTIFY of shard %s %.3f s after the last on rate-limit key %d "
+                "(window %.3f s): invalid session",
+                conn.number,
+                shard_id,
+                now - last,
+                key,
+                self.identify_window,
+            )
+            self.identify_rate_limited.append((now, shard_id))
+            self._changed()
+            await self._send(conn, OP_INVALID_SESSION, False)
+            return
+        self._key_last_identify[key] = now
+        self.session_start_remaining = max(0, self.session_start_remaining - 1)
+        self.identify_times.append((now, shard_id))
         count = shard[1] if shard else 1
         if -(-self.guilds // count) > self.max_guilds_per_shard:
             log.info(
@@ -1009,6 +1038,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="close with 4014 when IDENTIFY asks for members, presences or message_content",
     )
+    parser.add_argument(
+        "--identify-window",
+        type=float,
+        default=5.0,
+        help="seconds each rate-limit key (shard_id %% max_concurrency) must wait between "
+        "IDENTIFYs; one sooner gets op 9 (default: %(default)s, Discord's)",
+    )
     return parser.parse_args(argv)
 
 
@@ -1022,6 +1058,7 @@ async def _run_process(args: argparse.Namespace) -> None:
         heartbeat_interval=args.heartbeat_interval,
         require_privileged_intents=args.require_privileged_intents,
         control_api=True,
+        identify_window=args.identify_window,
     )
     await gateway.start()
     # The one line on stdout: callers that asked for port 0 read the real port from it.

@@ -30,8 +30,8 @@ from harness.plugins.discord_gateway import (
     connect_cause,
     perf_to_epoch,
 )
-from harness.plugins.discord_shards import IdentifyGate, ShardMode, parse_shards
-from harness.protocol import Health, Part, SettingField, aggregate_parts
+from harness.plugins.discord_shards import MAX_SHARDS, IdentifyGate, ShardMode, parse_shards
+from harness.protocol import Health, Part, PartHealth, SettingField, aggregate_parts
 
 DISCORD_API = "https://discord.com/api/v10"
 DISCORD_GATEWAY = "wss://gateway.discord.gg/"
@@ -51,7 +51,8 @@ class _Bot(discord.Client):
         self._ctx = ctx
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
-        return None  # every wait before an IDENTIFY is the supervisor's (op 9 included)
+        # discord.py calls this just before the IDENTIFY goes out: Discord's concurrency rule.
+        await self._plugin._before_identify(shard_id)
 
     async def on_ready(self) -> None:
         await self._plugin._ready(self._ctx, self, None)
@@ -68,7 +69,8 @@ class _ShardedBot(discord.AutoShardedClient):
         self._ctx = ctx
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
-        return None  # the supervisor waits for the identify gate before connecting
+        # discord.py calls this just before the IDENTIFY goes out: Discord's concurrency rule.
+        await self._plugin._before_identify(shard_id)
 
     async def on_shard_ready(self, shard_id: int) -> None:
         await self._plugin._ready(self._ctx, self, shard_id)
@@ -183,10 +185,13 @@ class DiscordPlugin(Plugin):
             label="Shards",
             default="off",
             max_length=8,
+            keywords=("off", "auto"),
+            minimum=1,
+            maximum=MAX_SHARDS,
             advanced=True,
             description="Gateway shards: off (one connection), auto (Discord's recommended "
-            "count; a 'sharding required' close re-shards by itself) or a number. Needed past "
-            "~2,500 servers.",
+            f"count; a 'sharding required' close re-shards by itself) or a number 1..{MAX_SHARDS}. "
+            "Needed past ~2,500 servers.",
         ),
         SettingField(
             "identify_floor",
@@ -248,8 +253,7 @@ class DiscordPlugin(Plugin):
             return
         self._main = _Shard(None)
         self._shards = {}
-        self._budget = None  # read anew by every start (sharded)
-        self._gate = None
+        self._budget = None  # read anew by every start
         # The stored name may be another token's bot: unknown until this one identifies.
         await ctx.set_connection("connecting", reason="logging in to Discord", username=None)
         self._supervisor = ctx.create_task(self._supervise(ctx), name="supervisor")
@@ -330,7 +334,9 @@ class DiscordPlugin(Plugin):
             async with client:
                 await self._login(ctx, client)
                 if self._mode is None:
-                    self._gate = None  # one session: the backoff alone spaces its IDENTIFYs
+                    # One session still has Discord's budget and its 5 s between IDENTIFYs.
+                    _recommended, concurrency = await self._read_gateway_bot(ctx, client)
+                    self._gate = IdentifyGate(concurrency, self.identify_interval, self._gate)
                     await self._run_gateway(ctx, client, self._main)
                     return
                 count, concurrency = await self._plan_shards(ctx, client, at_least)
@@ -338,7 +344,7 @@ class DiscordPlugin(Plugin):
                 client.shard_count = count
                 client._connection.shard_count = count
                 client._connection.shard_ids = list(range(count))
-                self._gate = IdentifyGate(concurrency, self.identify_interval)
+                self._gate = IdentifyGate(concurrency, self.identify_interval, self._gate)
                 self._shards = {n: _Shard(n) for n in range(count)}
                 await self._publish_parts(ctx, None)
                 ctx.logger.info(
@@ -358,10 +364,11 @@ class DiscordPlugin(Plugin):
         finally:
             _cancel_ready(client)
 
-    async def _plan_shards(
-        self, ctx: PluginContext, client: discord.Client, at_least: int
+    async def _read_gateway_bot(
+        self, ctx: PluginContext, client: discord.Client
     ) -> tuple[int, int]:
-        """How many shards, and how many may IDENTIFY at once: from ``/gateway/bot``."""
+        """``/gateway/bot``: Discord's recommended shard count and how many sessions may
+        IDENTIFY at once; notes the identify budget (``session_start_limit``) on the way."""
         while True:
             try:
                 recommended, _url, limit = await asyncio.wait_for(
@@ -373,7 +380,13 @@ class DiscordPlugin(Plugin):
             except Exception as exc:
                 await self._retry(ctx, self._main, connect_cause(exc, "Discord's API"))
         self._note_budget(dict(limit))
-        concurrency = max(1, int(limit.get("max_concurrency", 1) or 1))
+        return int(recommended), max(1, int(limit.get("max_concurrency", 1) or 1))
+
+    async def _plan_shards(
+        self, ctx: PluginContext, client: discord.Client, at_least: int
+    ) -> tuple[int, int]:
+        """How many shards, and how many may IDENTIFY at once."""
+        recommended, concurrency = await self._read_gateway_bot(ctx, client)
         if self._mode == "auto":
             return max(int(recommended), at_least), concurrency
         assert isinstance(self._mode, int)
@@ -432,8 +445,9 @@ class DiscordPlugin(Plugin):
                 if self._budget is not None:  # booked before the gate: no burst past the floor
                     self._budget["remaining"] = max(0, int(self._budget["remaining"]) - 1)
                 if self._gate is not None:
-                    # Discord's concurrency rule: one IDENTIFY per bucket per identify_interval.
-                    await self._gate.wait(shard.id or 0)
+                    # Discord's concurrency rule: one IDENTIFY per bucket per identify_interval;
+                    # the booking here orders the start, _before_identify holds the send.
+                    await self._gate.wait(shard.id)
             try:
                 ws = await asyncio.wait_for(
                     GatewaySocket.from_client(
@@ -582,6 +596,11 @@ class DiscordPlugin(Plugin):
             shard.awaiting_ready = False
             await self._report_connected(ctx, shard, str(client.user))
 
+    async def _before_identify(self, shard_id: int | None) -> None:
+        gate = self._gate
+        if gate is not None:
+            await gate.sending(shard_id)
+
     async def _retry(self, ctx: PluginContext, shard: _Shard, cause: Cause) -> None:
         """Report ``cause``, wait, and return for the next attempt; raise _Stop if fatal."""
         await asyncio.sleep(await self._report(ctx, shard, cause))
@@ -607,6 +626,7 @@ class DiscordPlugin(Plugin):
         was_connected = shard.connected
         shard.connected = False
         shard.awaiting_ready = False
+        shard.health = Health()  # a dead link's round-trip is no longer true
         if shard.outage_started is None:
             shard.outage_started = time.monotonic()
         if not was_connected and cause is not None:
@@ -828,7 +848,8 @@ class DiscordPlugin(Plugin):
         )
         shard.health = health
         if shard.id is not None:
-            # One health for the plugin: the mean round-trip, the oldest overdue heartbeat.
+            # Each shard's own health, live, in `parts`; on top, one for the plugin's headline:
+            # the mean round-trip, the oldest overdue heartbeat.
             healths = [sh.health for sh in self._shards.values()]
             lat = [h.latency_ms for h in healths if h.latency_ms is not None]
             overdue_at = [h.ack_overdue_since for h in healths if h.ack_overdue_since is not None]
@@ -836,6 +857,14 @@ class DiscordPlugin(Plugin):
                 latency_ms=round(sum(lat) / len(lat), 1) if lat else None,
                 ack_overdue_since=min(overdue_at) if overdue_at else None,
                 heartbeat_interval=health.heartbeat_interval,
+                parts=[
+                    PartHealth(
+                        id=str(sh.id),
+                        latency_ms=sh.health.latency_ms,
+                        ack_overdue_since=sh.health.ack_overdue_since,
+                    )
+                    for sh in self._shards.values()
+                ],
             )
         if health != self._health:
             self._health = health
