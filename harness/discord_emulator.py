@@ -340,6 +340,34 @@ class LocalDiscordGateway:
                 out[conn.shard[0]] = out.get(conn.shard[0], 0) + 1
         return out
 
+    def _serving(self, guild_id: str) -> list[_Connection]:
+        """The live sessions a guild's events go to: its shard's, or the unsharded ones."""
+        out = []
+        for conn in self._connections:
+            if conn.session is None:
+                continue
+            if conn.shard is None or _shard_of(guild_id, conn.shard[1]) == conn.shard[0]:
+                out.append(conn)
+        return out
+
+    async def join_guild(self) -> str:
+        """The bot joins one more guild: GUILD_CREATE to the session serving it; its id."""
+        self.guilds += 1
+        guild_id = self.guild_ids()[-1]
+        log.info("control: bot joins guild %s", guild_id)
+        for conn in self._serving(guild_id):
+            await self._dispatch(conn, "GUILD_CREATE", self._guild(guild_id, self.guilds - 1))
+        return guild_id
+
+    async def leave_guild(self) -> str:
+        """The bot leaves (is removed from) its newest guild: GUILD_DELETE; its id."""
+        guild_id = self.guild_ids()[-1]
+        self.guilds -= 1
+        log.info("control: bot leaves guild %s", guild_id)
+        for conn in self._serving(guild_id):
+            await self._dispatch(conn, "GUILD_DELETE", {"id": guild_id})
+        return guild_id
+
     async def drop_shard(self, shard_id: int, code: int = 4000) -> None:
         """Close only the connections of one shard with ``code`` (the others stay up)."""
         conns = [c for c in self._connections if c.shard is not None and c.shard[0] == shard_id]

@@ -102,3 +102,23 @@ def test_sharded_state_the_plugin_relies_on() -> None:
     for attr in ("self._connection.shard_count", "self._connection.shard_ids"):
         assert attr in launch, f"AutoShardedClient no longer sets {attr}: the plugin sets it"
     assert "shard" in inspect.getsource(DiscordWebSocket.identify)
+
+
+def test_the_guild_cache_internals_guild_counts_relies_on() -> None:
+    """GuildCounts (harness/plugins/discord_gateway.py) wraps two parsers in the state's
+    ``parsers`` dict, which every socket reads as ``_discord_parsers``, and drops Guild objects
+    with ``_remove_guild``."""
+    state_src = inspect.getsource(discord.state.ConnectionState)
+    for attr in (
+        "self.parsers",
+        "self._guilds",
+        "self.shard_count",
+        "def _remove_guild",
+        "def _get_guild",
+    ):
+        assert attr in state_src, f"ConnectionState no longer has {attr}: GuildCounts is blind"
+    for parser in ("parse_guild_create", "parse_guild_delete"):
+        assert hasattr(discord.state.ConnectionState, parser), f"{parser} is gone"
+    assert "ws._discord_parsers = client._connection.parsers" in inspect.getsource(
+        DiscordWebSocket.from_client
+    ), "sockets no longer read the state's parsers dict: GuildCounts' wrappers are skipped"

@@ -374,6 +374,7 @@ async def test_bucketed_start_never_trips_the_gateways_concurrency_rule(
 class UnpacedShards(FastShards):
     # A client that ignores the rule: every shard identifies at once.
     identify_interval = 0.0
+    identify_margin = 0.0
     identify_wait = (0.2, 0.2)  # op 9 d=false: wait before identifying again (Discord: 1-5 s)
 
 
@@ -501,3 +502,35 @@ async def test_each_shards_latency_is_live_in_health_events(
     assert [p.latency_ms for p in live if p.state == "connected"] == [
         by_id[p.id] for p in live if p.state == "connected"
     ]
+
+
+# -- guild counts without discord.py's guild cache -------------------------------------------
+
+
+async def test_guild_counts_follow_joins_and_leaves_without_a_guild_cache(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    cfg = discord_config(config, gateway, shards="4")
+    daemon = await start(start_daemon, cfg)
+    w: Watcher = await watcher(cfg)
+    up = await w.until(all_up(4), timeout=20)
+    assert [p["guilds"] for p in up["parts"]] == [10, 10, 10, 10]
+    # The plugin keeps ids, not discord.py's Guild objects (the memory a big bot would spend).
+    assert daemon.orchestrator is not None
+    plugin = daemon.orchestrator._slots["discord"].plugin
+    assert len(plugin._client.guilds) == 0  # type: ignore[attr-defined]
+    # A join and a leave reach the count; a part publishes it with its next change (a resume).
+    joined = await gateway.join_guild()
+    shard = (int(joined) >> 22) % 4
+    await gateway.drop_shard(shard, 4000)
+    back = await w.until(
+        lambda d: d["state"] == "connected" and d["parts"][shard]["guilds"] == 11, timeout=20
+    )
+    assert [p["guilds"] for p in back["parts"]].count(10) == 3
+    assert len(plugin._client.guilds) == 0  # type: ignore[attr-defined]
+    await gateway.leave_guild()
+    await gateway.drop_shard(shard, 4000)
+    await w.until(
+        lambda d: d["state"] == "connected" and d["parts"][shard]["guilds"] == 10, timeout=20
+    )
+    assert gateway.identify_count == 4  # resumes only: no guild was re-sent

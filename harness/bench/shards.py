@@ -15,6 +15,7 @@ as its own process with the real plugin and the real 5 s identify interval."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import os
@@ -38,8 +39,19 @@ def _rss_mb(pid: int) -> float:
 
 
 class _Result:
-    def __init__(self, took: float, rss: float, refused: int, guilds: int) -> None:
+    def __init__(
+        self, took: float, rss: float, refused: int, guilds: int, closest: float | None
+    ) -> None:
         self.took, self.rss, self.refused, self.guilds = took, rss, refused, guilds
+        self.closest = closest  # the shortest gap between IDENTIFYs on one key, as read
+
+
+def _closest(gw: LocalDiscordGateway) -> float | None:
+    by_key: dict[int, list[float]] = {}
+    for at, shard in gw.identify_times:
+        by_key.setdefault((shard or 0) % gw.max_concurrency, []).append(at)
+    gaps = [b - a for times in by_key.values() for a, b in itertools.pairwise(sorted(times))]
+    return min(gaps) if gaps else None
 
 
 async def _run(shards: int | None, per_shard: int, concurrency: int) -> _Result:
@@ -63,7 +75,7 @@ async def _run(shards: int | None, per_shard: int, concurrency: int) -> _Result:
             await asyncio.sleep(1.0)  # let the guild caches settle before reading RSS
             assert d.proc is not None
             rss = _rss_mb(d.proc.pid)
-        return _Result(took, rss, len(gw.identify_rate_limited), total)
+        return _Result(took, rss, len(gw.identify_rate_limited), total, _closest(gw))
 
 
 def main(quick: bool = False) -> int:
@@ -100,6 +112,13 @@ def main(quick: bool = False) -> int:
             target="(baseline: one unsharded session)",
         )
         row("IDENTIFYs refused by the gateway (op 9)", r.refused, "", target="(target 0)")
+        if r.closest is not None:
+            row(
+                "closest IDENTIFYs on one key, as the gateway read them",
+                r.closest,
+                "s",
+                target=f"(rule: >= {IDENTIFY_INTERVAL:g} s)",
+            )
         row("daemon RSS", r.rss, "MB", baseline=one.rss)
         row(
             "memory per shard (RSS - daemon alone) / N",

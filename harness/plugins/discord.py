@@ -24,6 +24,7 @@ from harness.plugin import Plugin, PluginContext
 from harness.plugins.discord_gateway import (
     Cause,
     GatewaySocket,
+    GuildCounts,
     HeartbeatWatch,
     ReconnectWebSocket,
     close_cause,
@@ -221,9 +222,14 @@ class DiscordPlugin(Plugin):
     presence_interval: ClassVar[float] = 2.0
     # Discord lets each max_concurrency bucket IDENTIFY once per this many seconds.
     identify_interval: ClassVar[float] = 5.0
+    # Added to it: Discord times an IDENTIFY when it reads it, and two sent exactly 5 s apart
+    # can be read closer than that (the first one delayed on the way, the next one not): one
+    # too soon costs an op 9 and a 1-5 s wait. Seen on the local gateway under load.
+    identify_margin: ClassVar[float] = 0.25
 
     def __init__(self) -> None:
         self._client: _Bot | _ShardedBot | None = None
+        self._guilds: GuildCounts | None = None  # per-shard guild counts of self._client
         self._supervisor: asyncio.Task[None] | None = None
         self._presence: asyncio.Task[None] | None = None
         self._presence_wake = asyncio.Event()
@@ -328,6 +334,7 @@ class DiscordPlugin(Plugin):
         else:
             client = _ShardedBot(self, ctx, shard_count=1, **options)
         self._client = client
+        self._guilds = GuildCounts(client, sharded=self._mode is not None)
         self._token = s["bot_token"]
         self._identify_text = self._presence_text = s["status_text"]  # IDENTIFY carries it
         try:
@@ -336,7 +343,7 @@ class DiscordPlugin(Plugin):
                 if self._mode is None:
                     # One session still has Discord's budget and its 5 s between IDENTIFYs.
                     _recommended, concurrency = await self._read_gateway_bot(ctx, client)
-                    self._gate = IdentifyGate(concurrency, self.identify_interval, self._gate)
+                    self._gate = IdentifyGate(concurrency, self._identify_spacing, self._gate)
                     await self._run_gateway(ctx, client, self._main)
                     return
                 count, concurrency = await self._plan_shards(ctx, client, at_least)
@@ -344,14 +351,14 @@ class DiscordPlugin(Plugin):
                 client.shard_count = count
                 client._connection.shard_count = count
                 client._connection.shard_ids = list(range(count))
-                self._gate = IdentifyGate(concurrency, self.identify_interval, self._gate)
+                self._gate = IdentifyGate(concurrency, self._identify_spacing, self._gate)
                 self._shards = {n: _Shard(n) for n in range(count)}
                 await self._publish_parts(ctx, None)
                 ctx.logger.info(
-                    "discord: starting %d shard(s), %d at a time every %.0f s",
+                    "discord: starting %d shard(s), %d at a time every %.2f s",
                     count,
                     concurrency,
-                    self.identify_interval,
+                    self._identify_spacing,
                 )
                 try:
                     async with asyncio.TaskGroup() as group:
@@ -570,6 +577,8 @@ class DiscordPlugin(Plugin):
             return
         if not resumed and ws.session_id is not None and client.user is not None:
             self._presence_text = self._identify_text  # what IDENTIFY told Discord
+            if self._guilds is not None:
+                self._guilds.streaming(shard.id)
             unavailable = self._unavailable(client, shard)
             if unavailable:
                 shard.awaiting_ready = True
@@ -592,9 +601,15 @@ class DiscordPlugin(Plugin):
         """discord.py's on_ready / on_shard_ready: after READY, once the guilds it listed have
         streamed in."""
         shard = self._main if shard_id is None else self._shards.get(shard_id)
+        if self._guilds is not None and client is self._client:
+            self._guilds.ready(shard_id)  # counted; discord.py's Guild objects dropped
         if shard is not None and shard.awaiting_ready:
             shard.awaiting_ready = False
             await self._report_connected(ctx, shard, str(client.user))
+
+    @property
+    def _identify_spacing(self) -> float:
+        return self.identify_interval + self.identify_margin
 
     async def _before_identify(self, shard_id: int | None) -> None:
         gate = self._gate
@@ -725,10 +740,9 @@ class DiscordPlugin(Plugin):
         if shard.id is None:
             await ctx.set_connection(state, **fields, **self._parts_fields())
             return
-        client = self._client
         guilds = None
-        if client is not None and state == "connected":
-            guilds = sum(1 for g in client.guilds if g.shard_id == shard.id)
+        if self._guilds is not None and state == "connected":
+            guilds = self._guilds.count(shard.id)
         shard.part = _part(
             shard.part,
             state,

@@ -214,3 +214,80 @@ class HeartbeatWatch:
 def perf_to_epoch(perf: float) -> float:
     """A ``time.perf_counter()`` reading (discord.py's heartbeat clock) as epoch seconds."""
     return time.time() - (time.perf_counter() - perf)
+
+
+class GuildCounts:
+    """How many guilds each shard serves, without keeping discord.py's Guild objects.
+
+    The plugin needs a count per shard, nothing else about a guild, but discord.py caches one
+    Guild object per guild: about 1.2 KB for the local gateway's empty guilds, far more for
+    real ones (channels, roles, members). discord.py needs the objects while a session's guilds
+    stream in after READY (its wait for them is what says the shard is ready), so they stay
+    until then; ``ready`` keeps only their ids and drops the objects from the cache. GUILD_CREATE
+    and GUILD_DELETE afterwards (a join, a leave, a guild back from an outage) keep the ids right
+    and drop the object again.
+
+    The cost: the client holds no guild, so a guild's later events (updates, members, messages)
+    find none and discord.py ignores them. Right for a plugin that reports the connection; a bot
+    that acts in its guilds would need the cache back."""
+
+    def __init__(self, client: discord.Client, *, sharded: bool) -> None:
+        self._state: Any = client._connection  # discord.py's ConnectionState
+        self._sharded = sharded
+        self._ids: dict[int | None, set[int]] = {}  # shard -> guild ids, once the shard is ready
+        parsers = self._state.parsers  # event name -> parser; every socket reads this dict
+        create, delete = parsers["GUILD_CREATE"], parsers["GUILD_DELETE"]
+
+        def guild_create(data: Any) -> None:
+            create(data)
+            self._settle(int(data["id"]))
+
+        def guild_delete(data: Any) -> None:
+            if not data.get("unavailable"):  # left (or removed), not an outage
+                self._forget(int(data["id"]))
+            delete(data)
+
+        parsers["GUILD_CREATE"] = guild_create
+        parsers["GUILD_DELETE"] = guild_delete
+
+    def shard_of(self, guild_id: int) -> int | None:
+        """Discord's routing, ``(guild_id >> 22) % shard_count``; None unsharded."""
+        if not self._sharded:
+            return None
+        return (guild_id >> 22) % max(1, int(self._state.shard_count or 1))
+
+    def streaming(self, shard_id: int | None) -> None:
+        """A new session's READY: its guilds stream in as objects, for discord.py's wait."""
+        self._ids.pop(shard_id, None)
+
+    def ready(self, shard_id: int | None) -> int:
+        """The shard's guilds have streamed in: keep their ids, drop the objects."""
+        guilds = [g for g in self._state._guilds.values() if self.shard_of(g.id) == shard_id]
+        self._ids[shard_id] = {g.id for g in guilds}
+        for guild in guilds:
+            self._state._remove_guild(guild)
+        return len(guilds)
+
+    def count(self, shard_id: int | None) -> int:
+        ids = self._ids.get(shard_id)
+        if ids is not None:
+            return len(ids)
+        return sum(1 for g in self._state._guilds.values() if self.shard_of(g.id) == shard_id)
+
+    def cached(self) -> int:
+        """Guild objects discord.py holds now (those of shards still receiving theirs)."""
+        return len(self._state._guilds)
+
+    def _settle(self, guild_id: int) -> None:
+        ids = self._ids.get(self.shard_of(guild_id))
+        if ids is None:
+            return  # its shard is still receiving guilds: discord.py holds them until ready
+        ids.add(guild_id)
+        guild = self._state._get_guild(guild_id)
+        if guild is not None:
+            self._state._remove_guild(guild)
+
+    def _forget(self, guild_id: int) -> None:
+        ids = self._ids.get(self.shard_of(guild_id))
+        if ids is not None:
+            ids.discard(guild_id)
