@@ -172,6 +172,9 @@ class LocalDiscordGateway:
         # ``guild_stream_delay`` seconds apart, as a real gateway does for a bot in guilds.
         self.guilds = guilds
         self.guild_stream_delay = guild_stream_delay
+        # The last this-many guilds of each READY stay unavailable (a Discord outage): listed,
+        # never streamed.
+        self.withheld_guilds = 0
         # A client that sends no heartbeat for interval + grace seconds is closed with 4009
         # (None: never, which keeps slow test machines from tripping it by accident).
         self.missed_heartbeat_grace = missed_heartbeat_grace
@@ -832,8 +835,9 @@ class LocalDiscordGateway:
         if "shard" in data:
             ready["shard"] = data["shard"]
         await self._dispatch(conn, "READY", ready)
-        if guild_ids:
-            task = asyncio.create_task(self._stream_guilds(conn, guild_ids))
+        streamed = guild_ids[: max(0, len(guild_ids) - self.withheld_guilds)]
+        if streamed:
+            task = asyncio.create_task(self._stream_guilds(conn, streamed))
             conn.tasks = conn.tasks or set()
             conn.tasks.add(task)
             task.add_done_callback(conn.tasks.discard)

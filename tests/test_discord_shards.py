@@ -534,3 +534,17 @@ async def test_guild_counts_follow_joins_and_leaves_without_a_guild_cache(
         lambda d: d["state"] == "connected" and d["parts"][shard]["guilds"] == 10, timeout=20
     )
     assert gateway.identify_count == 4  # resumes only: no guild was re-sent
+
+
+async def test_guilds_that_stay_unavailable_end_the_wait_after_the_ready_timeout(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    gateway.guilds = 5
+    gateway.withheld_guilds = 2  # an outage at Discord: listed in READY, never streamed
+    cfg = discord_config(config, gateway)
+    await start(start_daemon, cfg)
+    w: Watcher = await watcher(cfg)
+    up = await w.state("connected", timeout=20)
+    assert w.states() == ["connecting", "connecting", "connected"]
+    assert w.events[1].data["reason"] == "receiving 5 guild(s) from Discord"
+    assert up["username"] == BOT

@@ -55,9 +55,6 @@ class _Bot(discord.Client):
         # discord.py calls this just before the IDENTIFY goes out: Discord's concurrency rule.
         await self._plugin._before_identify(shard_id)
 
-    async def on_ready(self) -> None:
-        await self._plugin._ready(self._ctx, self, None)
-
 
 class _ShardedBot(discord.AutoShardedClient):
     """The sharded client: discord.py's AutoShardedClient for its per-shard state (READY of one
@@ -72,9 +69,6 @@ class _ShardedBot(discord.AutoShardedClient):
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         # discord.py calls this just before the IDENTIFY goes out: Discord's concurrency rule.
         await self._plugin._before_identify(shard_id)
-
-    async def on_shard_ready(self, shard_id: int) -> None:
-        await self._plugin._ready(self._ctx, self, shard_id)
 
 
 class _Shard:
@@ -209,7 +203,10 @@ class DiscordPlugin(Plugin):
     )
 
     # Timing knobs that tests and the benchmark shorten; not settings an operator needs.
-    guild_ready_timeout: ClassVar[float] = 2.0  # discord.py's wait for more GUILD_CREATEs
+    # After READY, how long without a GUILD_CREATE before the listed guilds still missing are
+    # taken as unavailable and the shard as connected (discord.py's own wait, kept by the plugin
+    # now that guild payloads stop at GuildCounts).
+    guild_ready_timeout: ClassVar[float] = 2.0
     identify_wait: ClassVar[tuple[float, float]] = (1.0, 5.0)  # after op 9 d=false (Discord: 1-5 s)
     ack_warn_after: ClassVar[float] = 5.0  # an ACK this late is shown as overdue
     connect_timeout: ClassVar[float] = 30.0  # one gateway handshake (HELLO + IDENTIFY/RESUME)
@@ -505,7 +502,7 @@ class DiscordPlugin(Plugin):
         self, ctx: PluginContext, shard: _Shard, ws: GatewaySocket, *, resumed: bool
     ) -> Cause:
         """Read the gateway until it ends; return why. RESUMED/READY are reported from here
-        (and from on_ready when guilds stream in), heartbeat health between payloads."""
+        (READY with guilds once they have streamed in), heartbeat health between payloads."""
         watch = HeartbeatWatch(self.ack_warn_after)
         silent_limit = float(ctx.settings["heartbeat_timeout"])
         last_recv = time.monotonic()
@@ -526,6 +523,9 @@ class DiscordPlugin(Plugin):
                 if new_state != state and new_state in ("ok", "overdue"):
                     state = new_state
                     self._publish_health(ctx, shard, beat, watch)
+            ready_in = await self._guilds_in(ctx, shard)
+            if ready_in is not None:
+                wait = min(wait, ready_in)
             silent = time.monotonic() - last_recv
             if silent >= silent_limit:
                 return Cause(f"gateway silent for {silent:.0f} s")
@@ -557,13 +557,6 @@ class DiscordPlugin(Plugin):
                     return Cause(ws.closed_by_us)
                 return close_cause(ws.socket.close_code)
 
-    def _unavailable(self, client: discord.Client, shard: _Shard) -> int:
-        return sum(
-            1
-            for g in client.guilds
-            if g.unavailable and (shard.id is None or g.shard_id == shard.id)
-        )
-
     async def _after_dispatch(
         self, ctx: PluginContext, shard: _Shard, ws: GatewaySocket, *, resumed: bool
     ) -> None:
@@ -577,9 +570,7 @@ class DiscordPlugin(Plugin):
             return
         if not resumed and ws.session_id is not None and client.user is not None:
             self._presence_text = self._identify_text  # what IDENTIFY told Discord
-            if self._guilds is not None:
-                self._guilds.streaming(shard.id)
-            unavailable = self._unavailable(client, shard)
+            unavailable = self._guilds.pending(shard.id) if self._guilds is not None else 0
             if unavailable:
                 shard.awaiting_ready = True
                 await self._set(
@@ -595,17 +586,21 @@ class DiscordPlugin(Plugin):
                 return
             await self._report_connected(ctx, shard, str(client.user))
 
-    async def _ready(
-        self, ctx: PluginContext, client: discord.Client, shard_id: int | None
-    ) -> None:
-        """discord.py's on_ready / on_shard_ready: after READY, once the guilds it listed have
-        streamed in."""
-        shard = self._main if shard_id is None else self._shards.get(shard_id)
-        if self._guilds is not None and client is self._client:
-            self._guilds.ready(shard_id)  # counted; discord.py's Guild objects dropped
-        if shard is not None and shard.awaiting_ready:
-            shard.awaiting_ready = False
-            await self._report_connected(ctx, shard, str(client.user))
+    async def _guilds_in(self, ctx: PluginContext, shard: _Shard) -> float | None:
+        """While a shard receives the guilds READY listed: report it connected once they are all
+        in, or once none came for ``guild_ready_timeout`` (Discord may keep some unavailable,
+        as discord.py's own wait assumes). Returns how long until that wait ends (None: not
+        waiting)."""
+        guilds = self._guilds
+        client = self._client
+        if not shard.awaiting_ready or guilds is None or client is None:
+            return None
+        left = self.guild_ready_timeout - guilds.quiet_for(shard.id)
+        if guilds.pending(shard.id) and left > 0:
+            return left
+        shard.awaiting_ready = False
+        await self._report_connected(ctx, shard, str(client.user))
+        return None
 
     @property
     def _identify_spacing(self) -> float:

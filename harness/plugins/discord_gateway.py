@@ -217,38 +217,41 @@ def perf_to_epoch(perf: float) -> float:
 
 
 class GuildCounts:
-    """How many guilds each shard serves, without keeping discord.py's Guild objects.
+    """How many guilds each shard serves, and whether its guilds have all streamed in after
+    READY, without discord.py building a single Guild object.
 
-    The plugin needs a count per shard, nothing else about a guild, but discord.py caches one
-    Guild object per guild: about 1.2 KB for the local gateway's empty guilds, far more for
-    real ones (channels, roles, members). discord.py needs the objects while a session's guilds
-    stream in after READY (its wait for them is what says the shard is ready), so they stay
-    until then; ``ready`` keeps only their ids and drops the objects from the cache. GUILD_CREATE
-    and GUILD_DELETE afterwards (a join, a leave, a guild back from an outage) keep the ids right
-    and drop the object again.
+    The plugin needs a count per shard and nothing else about a guild, but discord.py builds
+    and caches a Guild object for every guild, twice over at start (one from READY's list, then
+    again from its GUILD_CREATE): about 1.3 KB and 200 µs each for the local gateway's empty
+    guilds, far more for real ones (channels, roles, members). So the READY, GUILD_CREATE and
+    GUILD_DELETE parsers are wrapped: READY goes to discord.py without its guild list (it still
+    sets the user and the session), and guild payloads stop here as ids per shard.
 
-    The cost: the client holds no guild, so a guild's later events (updates, members, messages)
-    find none and discord.py ignores them. Right for a plugin that reports the connection; a bot
-    that acts in its guilds would need the cache back."""
+    The cost: the client holds no guild, so discord.py ignores a guild's events (updates,
+    members, messages) and never fires ``on_ready``/``on_shard_ready`` with guilds; the plugin
+    decides when a shard's guilds are in itself (``pending`` and ``quiet_for``). Right for a
+    plugin that reports the connection; a bot that acts in its guilds would need the cache."""
 
     def __init__(self, client: discord.Client, *, sharded: bool) -> None:
         self._state: Any = client._connection  # discord.py's ConnectionState
         self._sharded = sharded
-        self._ids: dict[int | None, set[int]] = {}  # shard -> guild ids, once the shard is ready
+        self._ids: dict[int | None, set[int]] = {}  # shard -> its guild ids
+        self._pending: dict[int | None, set[int]] = {}  # listed unavailable in READY, not in yet
+        self._last: dict[int | None, float] = {}  # shard -> monotonic of its last guild payload
         parsers = self._state.parsers  # event name -> parser; every socket reads this dict
-        create, delete = parsers["GUILD_CREATE"], parsers["GUILD_DELETE"]
+        parse_ready = parsers["READY"]
 
-        def guild_create(data: Any) -> None:
-            create(data)
-            self._settle(int(data["id"]))
+        def ready(data: Any) -> None:
+            shard = data["shard"][0] if sharded and data.get("shard") else None
+            guilds = data.get("guilds") or []
+            self._ids[shard] = {int(g["id"]) for g in guilds}
+            self._pending[shard] = {int(g["id"]) for g in guilds if g.get("unavailable")}
+            self._last[shard] = time.monotonic()
+            parse_ready({**data, "guilds": []})
 
-        def guild_delete(data: Any) -> None:
-            if not data.get("unavailable"):  # left (or removed), not an outage
-                self._forget(int(data["id"]))
-            delete(data)
-
-        parsers["GUILD_CREATE"] = guild_create
-        parsers["GUILD_DELETE"] = guild_delete
+        parsers["READY"] = ready
+        parsers["GUILD_CREATE"] = self._guild_create
+        parsers["GUILD_DELETE"] = self._guild_delete
 
     def shard_of(self, guild_id: int) -> int | None:
         """Discord's routing, ``(guild_id >> 22) % shard_count``; None unsharded."""
@@ -256,38 +259,33 @@ class GuildCounts:
             return None
         return (guild_id >> 22) % max(1, int(self._state.shard_count or 1))
 
-    def streaming(self, shard_id: int | None) -> None:
-        """A new session's READY: its guilds stream in as objects, for discord.py's wait."""
-        self._ids.pop(shard_id, None)
-
-    def ready(self, shard_id: int | None) -> int:
-        """The shard's guilds have streamed in: keep their ids, drop the objects."""
-        guilds = [g for g in self._state._guilds.values() if self.shard_of(g.id) == shard_id]
-        self._ids[shard_id] = {g.id for g in guilds}
-        for guild in guilds:
-            self._state._remove_guild(guild)
-        return len(guilds)
-
     def count(self, shard_id: int | None) -> int:
-        ids = self._ids.get(shard_id)
-        if ids is not None:
-            return len(ids)
-        return sum(1 for g in self._state._guilds.values() if self.shard_of(g.id) == shard_id)
+        return len(self._ids.get(shard_id, ()))
+
+    def pending(self, shard_id: int | None) -> int:
+        """Guilds READY listed as unavailable that have not streamed in yet."""
+        return len(self._pending.get(shard_id, ()))
+
+    def quiet_for(self, shard_id: int | None) -> float:
+        """Seconds since the shard's READY or last guild payload."""
+        return time.monotonic() - self._last.get(shard_id, 0.0)
 
     def cached(self) -> int:
-        """Guild objects discord.py holds now (those of shards still receiving theirs)."""
+        """Guild objects discord.py holds (none, unless something else built them)."""
         return len(self._state._guilds)
 
-    def _settle(self, guild_id: int) -> None:
-        ids = self._ids.get(self.shard_of(guild_id))
-        if ids is None:
-            return  # its shard is still receiving guilds: discord.py holds them until ready
-        ids.add(guild_id)
-        guild = self._state._get_guild(guild_id)
-        if guild is not None:
-            self._state._remove_guild(guild)
+    def _guild_create(self, data: Any) -> None:
+        guild_id = int(data["id"])
+        shard = self.shard_of(guild_id)
+        self._ids.setdefault(shard, set()).add(guild_id)
+        if data.get("unavailable") is not True:
+            self._pending.get(shard, set()).discard(guild_id)
+        self._last[shard] = time.monotonic()
 
-    def _forget(self, guild_id: int) -> None:
-        ids = self._ids.get(self.shard_of(guild_id))
-        if ids is not None:
-            ids.discard(guild_id)
+    def _guild_delete(self, data: Any) -> None:
+        if data.get("unavailable"):
+            return  # an outage: still the bot's guild
+        guild_id = int(data["id"])
+        shard = self.shard_of(guild_id)
+        self._ids.get(shard, set()).discard(guild_id)
+        self._pending.get(shard, set()).discard(guild_id)
