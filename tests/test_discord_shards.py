@@ -548,3 +548,12 @@ async def test_guilds_that_stay_unavailable_end_the_wait_after_the_ready_timeout
     assert w.states() == ["connecting", "connecting", "connected"]
     assert w.events[1].data["reason"] == "receiving 5 guild(s) from Discord"
     assert up["username"] == BOT
+
+
+def test_the_gateway_lists_each_shards_guilds_by_discords_routing() -> None:
+    gw = LocalDiscordGateway(guilds=1003)
+    for count in (1, 3, 4, 16):
+        for shard in range(count):
+            listed = gw.guild_ids((shard, count))
+            assert all((int(g) >> 22) % count == shard for g in listed)
+        assert sum(len(gw.guild_ids((s, count))) for s in range(count)) == 1003

@@ -38,6 +38,18 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+class _ShardedDaemon(_Daemon):
+    """The connection benchmark's daemon, waiting as long as a sharded start takes: minutes of
+    buckets, with quiet stretches longer than that benchmark's 20 s per state change (a shard
+    refused with op 9 queues again behind its bucket)."""
+
+    async def next_state(self) -> tuple[str, float]:
+        try:
+            return await asyncio.wait_for(super().next_state(), 10)
+        except TimeoutError:
+            return "(no change for 10 s)", time.monotonic()
+
+
 class _Result:
     def __init__(
         self, took: float, rss: float, refused: int, guilds: int, closest: float | None
@@ -70,7 +82,7 @@ async def _run(shards: int | None, per_shard: int, concurrency: int) -> _Result:
         t0 = time.monotonic()
         # _Daemon.__aenter__ waits for the first `connected`; sharded, that is the aggregate,
         # which is `connected` only when every shard is, each after its guilds streamed in.
-        async with _Daemon(gw, **settings) as d:
+        async with asyncio.timeout(900), _ShardedDaemon(gw, **settings) as d:
             took = time.monotonic() - t0
             await asyncio.sleep(1.0)  # let the guild caches settle before reading RSS
             assert d.proc is not None
