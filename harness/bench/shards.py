@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from harness.bench import heading, row
@@ -50,12 +51,22 @@ class _ShardedDaemon(_Daemon):
             return "(no change for 10 s)", time.monotonic()
 
 
+@dataclass
 class _Result:
-    def __init__(
-        self, took: float, rss: float, refused: int, guilds: int, closest: float | None
-    ) -> None:
-        self.took, self.rss, self.refused, self.guilds = took, rss, refused, guilds
-        self.closest = closest  # the shortest gap between IDENTIFYs on one key, as read
+    took: float  # s from the daemon's launch to every shard connected
+    rss: float  # MB
+    refused: int  # IDENTIFYs the gateway answered with op 9
+    guilds: int
+    closest: float | None  # the shortest gap between IDENTIFYs on one key, as read
+    last_identify: float  # s from launch to the last IDENTIFY the gateway accepted
+    daemon_cpu: float  # s of CPU the daemon used until every shard was connected
+    gateway_cpu: float  # s of CPU this process (the local gateway) used meanwhile
+
+
+def _cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def _closest(gw: LocalDiscordGateway) -> float | None:
@@ -80,14 +91,27 @@ async def _run(shards: int | None, per_shard: int, concurrency: int) -> _Result:
     ) as gw:
         settings: dict[str, Any] = {"shards": f'"{shards}"' if shards else '"off"'}
         t0 = time.monotonic()
+        cpu0 = time.process_time()
         # _Daemon.__aenter__ waits for the first `connected`; sharded, that is the aggregate,
         # which is `connected` only when every shard is, each after its guilds streamed in.
         async with asyncio.timeout(900), _ShardedDaemon(gw, **settings) as d:
             took = time.monotonic() - t0
-            await asyncio.sleep(1.0)  # let the guild caches settle before reading RSS
+            gateway_cpu = time.process_time() - cpu0
             assert d.proc is not None
+            daemon_cpu = _cpu_s(d.proc.pid)
+            await asyncio.sleep(1.0)  # let the daemon settle before reading RSS
             rss = _rss_mb(d.proc.pid)
-        return _Result(took, rss, len(gw.identify_rate_limited), total, _closest(gw))
+        last = max((at for at, _ in gw.identify_times), default=t0) - t0
+        return _Result(
+            took,
+            rss,
+            len(gw.identify_rate_limited),
+            total,
+            _closest(gw),
+            last,
+            daemon_cpu,
+            gateway_cpu,
+        )
 
 
 def main(quick: bool = False) -> int:
@@ -115,6 +139,7 @@ def main(quick: bool = False) -> int:
         minimum = (math.ceil(n / concurrency) - 1) * IDENTIFY_INTERVAL
         heading(f"{n} shards x {per_shard} guilds ({r.guilds:,} GUILD_CREATEs)")
         row("minimum Discord's concurrency rule allows", minimum, "s")
+        row("launch -> last IDENTIFY read by the gateway", r.last_identify, "s")
         row("launch -> every shard connected", r.took, "s", baseline=minimum or None)
         row(
             "over the minimum",
@@ -123,10 +148,12 @@ def main(quick: bool = False) -> int:
             baseline=one.took,
             target="(baseline: one unsharded session)",
         )
+        row("CPU until then: the daemon", r.daemon_cpu, "s")
+        row("CPU until then: the local gateway (this process)", r.gateway_cpu, "s")
         row("IDENTIFYs refused by the gateway (op 9)", r.refused, "", target="(target 0)")
         if r.closest is not None:
             row(
-                "closest IDENTIFYs on one key, as the gateway read them",
+                "closest IDENTIFYs on one key (gateway's clock)",
                 r.closest,
                 "s",
                 target=f"(rule: >= {IDENTIFY_INTERVAL:g} s)",
