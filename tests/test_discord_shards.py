@@ -557,3 +557,35 @@ def test_the_gateway_lists_each_shards_guilds_by_discords_routing() -> None:
             listed = gw.guild_ids((shard, count))
             assert all((int(g) >> 22) % count == shard for g in listed)
         assert sum(len(gw.guild_ids((s, count))) for s in range(count)) == 1003
+
+
+async def test_tui_form_shows_the_daemons_refusal_of_a_bad_shards_value(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, connect: Any
+) -> None:
+    from textual.widgets import Input, Static
+
+    from tests.tui.conftest import make_app, until
+    from tui.screens.settings import SettingsScreen
+    from tui.widgets.setting_field import SettingRow
+
+    cfg = discord_config(config, gateway)
+    await start(start_daemon, cfg)
+    other = await connect(cfg)
+    app = make_app(cfg, plugin="discord")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.link.online, timeout=10)
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        await until(pilot, lambda: screen.form is not None and screen.form.ready, timeout=10)
+        row = screen.query_one("#field-shards", SettingRow)
+        row.query_one(Input).value = "lots"
+        await pilot.press("ctrl+s")
+
+        def error() -> str:
+            shown = row.query_one("#error", Static)
+            return str(shown.render()) if shown.has_class("-shown") else ""
+
+        expected = f"must be off, auto or a whole number from 1 to {MAX_SHARDS}; got 'lots'"
+        await until(pilot, lambda: expected in error(), timeout=10)
+    info = await other.request("plugins.get", name="discord")
+    assert info["settings"]["shards"] == "off" and info["status"] == "running"

@@ -58,8 +58,8 @@ class _Bot(discord.Client):
 
 class _ShardedBot(discord.AutoShardedClient):
     """The sharded client: discord.py's AutoShardedClient for its per-shard state (READY of one
-    shard does not clear the others' guilds), its shards run by our supervisor, one per shard;
-    its own launcher (``connect``) is never called."""
+    shard does not clear the others' state; IDENTIFY carries the shard), its shards run by our
+    supervisor, one per shard; its own launcher (``connect``) is never called."""
 
     def __init__(self, plugin: DiscordPlugin, ctx: PluginContext, **options: Any) -> None:
         super().__init__(**options)
