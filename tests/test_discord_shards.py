@@ -375,7 +375,7 @@ class UnpacedShards(FastShards):
     # A client that ignores the rule: every shard identifies at once.
     identify_interval = 0.0
     identify_margin = 0.0
-    identify_wait = (0.2, 0.2)  # op 9 d=false: wait before identifying again (Discord: 1-5 s)
+    identify_wait = (0.5, 0.5)  # op 9 d=false: wait before identifying again (Discord: 1-5 s)
 
 
 async def test_a_client_identifying_too_fast_gets_invalid_session(
@@ -403,6 +403,9 @@ async def test_a_client_identifying_too_fast_gets_invalid_session(
         assert len(gw.identify_times) == 1
         assert gw.session_start_remaining == gw.session_start_total - 1
         assert limited["state"] != "connected"
+        # Stopped while the gateway is still up: the plugin retries every 0.5 s meanwhile.
+        await w.client.request("plugins.set_enabled", name="discord", enabled=False)
+        await w.state("stopped")
 
 
 async def test_unsharded_bot_reads_the_budget_and_holds_at_its_floor(
