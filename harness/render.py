@@ -11,6 +11,8 @@ import datetime as dt
 import math
 import re
 
+import msgspec
+
 from harness.protocol import STATE_GLYPHS, Connection, Health, Part
 
 UNKNOWN_GLYPH = "?"
@@ -291,6 +293,22 @@ def part_row(part: Part, now: float, tz: dt.tzinfo | None) -> tuple[str, ...]:
         str(part.guilds) if part.guilds is not None else "",
         detail,
     )
+
+
+def live_parts(conn: Connection | None, health: Health | None) -> list[Part]:
+    """The connection's parts with each connected part's latency taken from the live
+    ``{plugin}:health`` (its ``parts``) when there is one: the stored part keeps the round-trip
+    of the moment it connected, the health event the latest."""
+    parts = list(conn.parts) if conn is not None else []
+    if health is None or not health.parts:
+        return parts
+    live = {h.id: h.latency_ms for h in health.parts if h.latency_ms is not None}
+    return [
+        msgspec.structs.replace(p, latency_ms=live[p.id])
+        if p.state == "connected" and p.id in live
+        else p
+        for p in parts
+    ]
 
 
 def identify_budget(conn: Connection | None, now: float) -> str | None:
