@@ -212,6 +212,9 @@ class LocalDiscordGateway:
         self.resume_count = 0
         self.heartbeat_count = 0
         self.connection_count = 0
+        # The codes clients closed their sockets with, in order (Discord ends the session on
+        # 1000/1001, so a bot that goes away with them shows offline at once).
+        self.client_close_codes: list[int | None] = []
         self._tokens = frozenset(tokens)
         self._control_api = control_api
         self._sessions: dict[str, _Session] = {}
@@ -683,6 +686,11 @@ class LocalDiscordGateway:
             await self._serve(conn)
         finally:
             self._connections.discard(conn)
+            if conn.ended_by is None:
+                self.client_close_codes.append(ws.close_code)
+                if ws.close_code in (1000, 1001) and conn.session is not None:
+                    # As Discord: a normal close ends the session; it cannot be resumed.
+                    self._sessions.pop(conn.session.session_id, None)
             self._changed()
             log.info(
                 "gateway #%d: closed (%s)",

@@ -311,9 +311,10 @@ def live_parts(conn: Connection | None, health: Health | None) -> list[Part]:
     ]
 
 
-def identify_budget(conn: Connection | None, now: float) -> str | None:
+def identify_budget(conn: Connection | None, now: float, *, with_reset: bool = True) -> str | None:
     """ "identifies left: 988/1000, resets in 5 h" from a plugin's ``extra.identify_budget``
-    (total, remaining, resets_at epoch s); None when the plugin reports none."""
+    (total, remaining, resets_at epoch s); None when the plugin reports none. Without
+    ``with_reset`` the countdown is left out: for a title that is not redrawn as it ages."""
     if conn is None:
         return None
     budget = conn.extra.get("identify_budget")
@@ -325,6 +326,6 @@ def identify_budget(conn: Connection | None, now: float) -> str | None:
     except (KeyError, TypeError, ValueError):
         return None
     text = f"identifies left: {remaining}/{total}"
-    if resets_at > now:
+    if with_reset and resets_at > now:
         text += f", resets in {span(resets_at - now)}"
     return text

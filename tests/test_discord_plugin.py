@@ -378,6 +378,27 @@ async def test_new_token_reconnects_and_disable_stops(
     await gateway.wait_for(lambda g: g.active_sessions == 0)
 
 
+async def test_a_stop_ends_the_session_with_a_normal_close_and_a_drop_does_not(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    """Reconnecting closes with 4000 so the session resumes; a stop closes with 1000, which
+    ends the session at Discord and shows the bot offline at once instead of after it times
+    out."""
+    gateway.heartbeat_interval = 300
+    cfg = discord_config(config, gateway)
+    _, w = await connected(start_daemon, watcher, cfg)
+    await gateway.pause_heartbeat_acks(True)
+    await w.state("disconnected", timeout=10)  # the plugin closed the zombie, to resume
+    await gateway.pause_heartbeat_acks(False)
+    await w.state("connected", timeout=10)
+    assert gateway.client_close_codes == [4000] and gateway.resume_count == 1
+    await w.client.request("plugins.set_enabled", name="discord", enabled=False)
+    await w.state("stopped")
+    await gateway.wait_for(lambda g: len(g.client_close_codes) == 2)
+    assert gateway.client_close_codes == [4000, 1000]
+    assert gateway.active_sessions == 0
+
+
 async def test_two_hundred_flaps_leave_stored_equal_to_published(
     config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
 ) -> None:

@@ -482,8 +482,11 @@ class DiscordPlugin(Plugin):
             try:
                 cause = await self._read(ctx, shard, ws, resumed=resume)
             except BaseException:
+                # A stop, a re-shard or a crash: nothing resumes this session, so end it with a
+                # normal close and Discord shows the bot offline now, not after the session
+                # times out (a stale "online" is the lie the indicator exists to avoid).
                 shard.ws = None
-                await _shut(ws)
+                await _shut(ws, code=1000)
                 raise
             shard.ws = None
             if ws.session_id is not None:
@@ -937,6 +940,10 @@ class DiscordPlugin(Plugin):
             # Bounded: a gateway that never answers our close must not hold up a stop.
             with contextlib.suppress(Exception, TimeoutError):
                 await asyncio.wait_for(client.close(), 2.0)
+        if client is not None:
+            # Again: a READY read while close() ran starts a new wait, and once closed its
+            # dispatch finds no loop and leaves a coroutine never awaited.
+            _cancel_ready(client)
 
     def _activity(self, ctx: PluginContext) -> discord.BaseActivity | None:
         text = ctx.settings["status_text"]
@@ -1009,12 +1016,13 @@ async def _rate_limit_cause(response: aiohttp.ClientResponse) -> Cause:
     )
 
 
-async def _shut(ws: GatewaySocket) -> None:
-    """Close a gateway socket with 4000 (never 1000: that would end the session), bounded."""
+async def _shut(ws: GatewaySocket, code: int = 4000) -> None:
+    """Close a gateway socket, bounded: with 4000 to reconnect (1000 would end the session
+    we mean to resume), with 1000 when the session is over (a stop)."""
     beat = ws.heartbeat()
     if beat is not None:
         beat.stop()
     ws._keep_alive = None
     if not ws.socket.closed:
         with contextlib.suppress(Exception, TimeoutError):
-            await asyncio.wait_for(ws.socket.close(code=4000), 2.0)
+            await asyncio.wait_for(ws.socket.close(code=code), 2.0)
