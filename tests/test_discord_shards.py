@@ -310,6 +310,14 @@ def test_parse_shards() -> None:
             parse_shards(bad)
 
 
+def test_parse_shards_takes_plain_digits_only() -> None:
+    # Python's int() also reads "1_0" as 10, "+4" as 4 and Arabic-Indic "٤" as 4: a typo or a
+    # pasted digit must not start a different number of shards than the operator reads.
+    for bad in ("1_0", "+4", "\u0664", "\uff14", "4.0"):
+        with pytest.raises(ValueError, match="shards=auto"):
+            parse_shards(bad)
+
+
 async def test_identify_gate_holds_each_send_and_survives_a_restart() -> None:
     gate = IdentifyGate(1, 0.05)
     await gate.sending(None)

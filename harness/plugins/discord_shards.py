@@ -23,10 +23,8 @@ def parse_shards(value: str) -> ShardMode:
         return None
     if text == "auto":
         return "auto"
-    try:
-        count = int(text)
-    except ValueError:
-        count = -1
+    # ASCII digits only: int() would also read "1_0" as 10, "+4" or a non-Latin digit.
+    count = int(text) if text.isascii() and text.isdigit() else -1
     if not 1 <= count <= MAX_SHARDS:
         raise ValueError(
             f"shards={value!r} is not off, auto or a number from 1 to {MAX_SHARDS}: "
