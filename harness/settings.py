@@ -81,10 +81,11 @@ def _keyword_problem(field: SettingField, value: str) -> str | None:
         lo = field.minimum if field.minimum is not None else "any"
         hi = field.maximum if field.maximum is not None else "any"
         expected = f"must be {words} or a whole number from {lo} to {hi}"
-        try:
-            number = int(text)
-        except ValueError:
+        digits = text.removeprefix("-")
+        # ASCII digits only: int() would also read "1_0" as 10, "+4" or a non-Latin digit.
+        if not (digits.isascii() and digits.isdigit()):
             return f"{expected}; got {clip(value)!r}"
+        number = int(text)
         if (field.minimum is not None and number < field.minimum) or (
             field.maximum is not None and number > field.maximum
         ):

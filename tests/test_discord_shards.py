@@ -19,7 +19,9 @@ from harness.client import ClientError
 from harness.config import Config, ConfigError
 from harness.discord_emulator import LocalDiscordGateway
 from harness.plugins.discord_shards import MAX_SHARDS, IdentifyGate, parse_shards
+from harness.plugins.discord import DiscordPlugin
 from harness.protocol import Connection, Health, Part, aggregate_parts, to_connection
+from harness.settings import check_value
 from tests.conftest import run_cli, subprocess_env
 from tests.test_discord_plugin import (  # noqa: F401  (fixtures used by name)
     BOT,
@@ -311,11 +313,15 @@ def test_parse_shards() -> None:
 
 
 def test_parse_shards_takes_plain_digits_only() -> None:
+    (field,) = (f for f in DiscordPlugin.settings_schema if f.name == "shards")
     # Python's int() also reads "1_0" as 10, "+4" as 4 and Arabic-Indic "٤" as 4: a typo or a
     # pasted digit must not start a different number of shards than the operator reads.
     for bad in ("1_0", "+4", "\u0664", "\uff14", "4.0"):
         with pytest.raises(ValueError, match="shards=auto"):
             parse_shards(bad)
+        # ...and the same is refused when saved, not accepted there and failed at start.
+        assert "must be off, auto or a whole number" in (check_value(field, bad) or "")
+    assert check_value(field, " 16 ") is None
 
 
 async def test_identify_gate_holds_each_send_and_survives_a_restart() -> None:
