@@ -95,7 +95,12 @@ def _where(exc: msgspec.ValidationError) -> tuple[str, str]:
         field = problem.split("`")[1]
         return f"{key}.{field}" if key else field, "unknown key"
     # "Expected `float`, got `str`" -> "expected a number, got text": the file's words.
-    problem = re.sub(r"^Expected `(\w+)`", lambda m: "expected " + _words(m[1], _EXPECTED), problem)
+    # A union ("Expected `object | array`") names each of its types: "a table or a list".
+    problem = re.sub(
+        r"^Expected `([\w |]+)`",
+        lambda m: "expected " + " or ".join(_words(t, _EXPECTED) for t in m[1].split(" | ")),
+        problem,
+    )
     problem = re.sub(r", got `(\w+)`$", lambda m: ", got " + _words(m[1], _GOT), problem)
     return key, problem
 

@@ -104,6 +104,11 @@ BAD_FILES: list[tuple[str, str | bytes, list[str]]] = [
     ("bad log level", '[daemon]\nlog_level = "loud"\n', ["daemon.log_level", "'loud'"]),
     ("daemon not a table", "daemon = 5\n", ["daemon: expected a table, got a whole number"]),
     (
+        "either of two types",
+        "[alerts]\ntargets = 5\n",
+        ["alerts.targets: expected a table or a list, got a whole number"],
+    ),
+    (
         "plugin table value of the wrong type",
         "[plugins]\ndiscord = 5\n",
         ["plugins.discord: expected a table of settings", "got a whole number"],
