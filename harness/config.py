@@ -94,15 +94,18 @@ def _where(exc: msgspec.ValidationError) -> tuple[str, str]:
     if problem.startswith("Object contains unknown field"):
         field = problem.split("`")[1]
         return f"{key}.{field}" if key else field, "unknown key"
-    # "Expected `float`, got `str`" -> "expected a number, got text": the file's words.
-    # A union ("Expected `object | array`") names each of its types: "a table or a list".
+    return key, plain_words(problem)
+
+
+def plain_words(problem: str) -> str:
+    """msgspec's "Expected `float`, got `str`" in the file's words: "expected a number, got
+    text"; a union ("Expected `object | array`") names each type: "a table or a list"."""
     problem = re.sub(
         r"^Expected `([\w |]+)`",
         lambda m: "expected " + " or ".join(_words(t, _EXPECTED) for t in m[1].split(" | ")),
         problem,
     )
-    problem = re.sub(r", got `(\w+)`$", lambda m: ", got " + _words(m[1], _GOT), problem)
-    return key, problem
+    return re.sub(r", got `(\w+)`$", lambda m: ", got " + _words(m[1], _GOT), problem)
 
 
 # msgspec's type names in a TOML file's words.

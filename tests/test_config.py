@@ -109,6 +109,11 @@ BAD_FILES: list[tuple[str, str | bytes, list[str]]] = [
         ["alerts.targets: expected a table or a list, got a whole number"],
     ),
     (
+        "alerts setting of the wrong type",
+        '[alerts]\nhistory_max = "lots"\n',
+        ["alerts.history_max: expected a whole number, got text"],
+    ),
+    (
         "plugin table value of the wrong type",
         "[plugins]\ndiscord = 5\n",
         ["plugins.discord: expected a table of settings", "got a whole number"],

@@ -213,6 +213,9 @@ def _problem(exc: msgspec.ValidationError, struct: type[msgspec.Struct]) -> str:
         expected = ", ".join(struct.__struct_encode_fields__) if not key else ""
         hint = f"; expected one of {expected}" if expected else ""
         return f"{key + '.' if key else ''}{field}: unknown key{hint}"
+    from harness.config import plain_words  # config imports this module
+
+    problem = plain_words(problem)
     if key:
         return f"{key}: {problem}"
     return problem  # __post_init__ messages already start with the field name
