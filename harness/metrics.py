@@ -173,7 +173,8 @@ class Metrics:
         try:
             self._httpd, self._thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
-            what = f"metrics.listen: cannot listen on {host}:{port}: {exc.strerror or exc}"
+            where = _host_port(host, port)
+            what = f"metrics.listen: cannot listen on {where}: {exc.strerror or exc}"
             if exc.errno == errno.EADDRINUSE:
                 what += (
                     ". Another process has that port (a harness daemon already running? "
@@ -189,7 +190,7 @@ class Metrics:
                 host,
                 self.address[1],
             )
-        log.info("metrics at http://%s:%d/metrics", host, self.address[1])
+        log.info("metrics at http://%s/metrics", _host_port(host, self.address[1]))
 
     def close(self) -> None:
         if self._httpd is not None:
@@ -210,6 +211,11 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets (``[::1]:9100``) as in a URL."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class _Collector(Collector):

@@ -18,8 +18,8 @@ from harness import render
 from harness.client import ClientError
 from harness.config import Config, ConfigError
 from harness.discord_emulator import LocalDiscordGateway
-from harness.plugins.discord_shards import MAX_SHARDS, IdentifyGate, parse_shards
 from harness.plugins.discord import DiscordPlugin
+from harness.plugins.discord_shards import MAX_SHARDS, IdentifyGate, parse_shards
 from harness.protocol import Connection, Health, Part, aggregate_parts, to_connection
 from harness.settings import check_value
 from tests.conftest import run_cli, subprocess_env

@@ -167,3 +167,25 @@ async def test_a_busy_metrics_port_exits_2_before_anything_is_created(state_dir:
     assert f"{path}: metrics.listen: cannot listen on 127.0.0.1:{port}" in result.err, result
     assert "[metrics] listen" in result.err and "Traceback" not in result.err
     assert not fresh.exists(), sorted(str(p) for p in fresh.rglob("*"))
+
+
+def test_an_ipv6_address_is_written_in_brackets(caplog: pytest.LogCaptureFixture) -> None:
+    # "http://::1:9/metrics" is no URL, and "::1:9" reads as an address with no port.
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    with socket.socket(socket.AF_INET6) as busy:
+        try:
+            busy.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback here")
+        busy.listen()
+        with pytest.raises(MetricsError, match=r"cannot listen on \[::1\]:\d+: "):
+            Metrics(seq=lambda: 0, clients=lambda: 0).serve("::1", busy.getsockname()[1])
+    metrics = Metrics(seq=lambda: 0, clients=lambda: 0)
+    with caplog.at_level("INFO", logger="harness.metrics"):
+        metrics.serve("::1", 0)
+    try:
+        assert metrics.address is not None
+        assert f"metrics at http://[::1]:{metrics.address[1]}/metrics" in caplog.text
+    finally:
+        metrics.close()
