@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
+
+import msgspec
 
 from harness.protocol import Event, encode
 
@@ -159,30 +161,49 @@ class Subscriber(Protocol):
         """Take one event without blocking (queue it, or give up on the subscriber)."""
 
 
+Write = Callable[[bytes | bytearray], object]
+
+
 class StreamSubscriber:
     """A subscriber that takes frames already joined: one :meth:`receive` per loop iteration
     with every matching frame published in it, shared by all the subscribers with the same
-    patterns. The daemon's socket clients are these: fan-out then costs one ``join`` per
-    subscription and one ``write`` per client per loop iteration, not one per event."""
+    patterns. The daemon's socket clients are these: fan-out then costs one encoding per event
+    and one ``write`` per client per loop iteration, not one per event.
+
+    The buffer handed over is the bus's no longer: the bus never writes to it again, so it
+    may be kept (held during a replay, queued while a transport is paused) without a copy."""
 
     patterns: Patterns
     group: _Group | None = None  # set by the bus while subscribed
 
-    def receive(self, joined: bytes, frames: int) -> None:
+    def receive(self, joined: bytes | bytearray, frames: int) -> None:
         """Take ``frames`` encoded frames joined into one buffer, without blocking."""
         raise NotImplementedError
 
+    def direct_write(self) -> Write | None:
+        """A callable the bus may hand joined frames to in place of :meth:`receive` (a
+        transport's ``write``: one call per client per iteration, as a raw server makes), or
+        None. Asked again whenever the subscriber calls :meth:`Bus.redirect`; it must be None
+        whenever :meth:`receive` would do anything but write (a replay, a paused transport)."""
+        return None
+
 
 class _Group:
-    """The stream subscribers with one set of patterns, and the frames pending for them."""
+    """The stream subscribers with one set of patterns, and the frames pending for them:
+    encoded straight into ``buf`` (``count`` of them), handed over whole at the flush."""
 
-    __slots__ = ("frames", "key", "members", "patterns")
+    __slots__ = ("buf", "count", "key", "members", "patterns")
 
     def __init__(self, patterns: Patterns) -> None:
         self.key = patterns.patterns
         self.patterns = patterns
-        self.members: dict[StreamSubscriber, None] = {}  # insertion-ordered set
-        self.frames: list[bytes] = []
+        # Insertion-ordered; each member's direct write, or None to go through its receive().
+        self.members: dict[StreamSubscriber, Write | None] = {}
+        self.buf = bytearray()
+        self.count = 0
+
+
+_MAX_ROUTES = 4096  # event names are few; this only bounds a pathology
 
 
 class Bus:
@@ -191,8 +212,12 @@ class Bus:
         self.published_seq = last_seq  # highest seq delivered to subscribers
         self._subscribers: list[Subscriber] = []  # per-event (in-process) subscribers
         self._groups: dict[tuple[str, ...], _Group] = {}
+        # Event name -> the groups whose patterns match it, worked out once per name and
+        # forgotten whenever the set of groups changes: publishing does no matching at all.
+        self._routes: dict[str, tuple[_Group, ...]] = {}
         self._pending: list[_Group] = []  # groups with frames to flush, in order of first frame
         self._flush_scheduled = False
+        self._encode_into = msgspec.json.Encoder().encode_into
 
     def next_seq(self) -> int:
         self.last_seq += 1
@@ -205,10 +230,17 @@ class Bus:
         group = self._groups.get(subscriber.patterns.patterns)
         if group is None:
             group = self._groups[subscriber.patterns.patterns] = _Group(subscriber.patterns)
+            self._routes.clear()
         # Frames already pending were published before this subscriber came: not its own.
         self.flush_group(group)
-        group.members[subscriber] = None
+        group.members[subscriber] = subscriber.direct_write()
         subscriber.group = group
+
+    def redirect(self, subscriber: StreamSubscriber) -> None:
+        """Ask ``subscriber`` again where its frames go (its :meth:`direct_write` changed)."""
+        group = subscriber.group
+        if group is not None and subscriber in group.members:
+            group.members[subscriber] = subscriber.direct_write()
 
     def unsubscribe(self, subscriber: Subscriber | StreamSubscriber) -> None:
         if isinstance(subscriber, StreamSubscriber):
@@ -221,6 +253,7 @@ class Bus:
             subscriber.group = None
             if not group.members:
                 self._groups.pop(group.key, None)
+                self._routes.clear()
             return
         try:
             self._subscribers.remove(subscriber)
@@ -231,6 +264,12 @@ class Bus:
     def subscriber_count(self) -> int:
         return len(self._subscribers) + sum(len(g.members) for g in self._groups.values())
 
+    def _route(self, name: str) -> tuple[_Group, ...]:
+        if len(self._routes) >= _MAX_ROUTES:
+            self._routes.clear()
+        route = self._routes[name] = tuple(g for g in self._groups.values() if g.patterns(name))
+        return route
+
     def publish(self, event: Event) -> int:
         """Deliver to every matching subscriber; returns how many got it. Encodes once.
 
@@ -238,14 +277,33 @@ class Bus:
         other frame published in it (:meth:`flush`); a subscriber that writes something of its
         own first calls :meth:`flush_group`, so nothing ever overtakes an event."""
         self.published_seq = event.seq
-        frame = encode(event)
-        name = event.event
+        route = self._routes.get(event.event)
+        if route is None:
+            route = self._route(event.event)
         count = 0
-        for group in self._groups.values():
-            if group.patterns(name):
-                if not group.frames:
+        frame = b""
+        if len(route) == 1 and not self._subscribers:
+            # The common case: encoded straight into the group's buffer, no bytes of its own.
+            group = route[0]
+            buf = group.buf
+            if not buf:
+                self._pending.append(group)
+            start = len(buf)
+            try:
+                self._encode_into(event, buf, -1)
+            except BaseException:
+                del buf[start:]  # nothing half-encoded is ever sent
+                raise
+            buf += b"\n"
+            group.count += 1
+            count = len(group.members)
+        elif route or self._subscribers:
+            frame = encode(event)
+            for group in route:
+                if not group.buf:
                     self._pending.append(group)
-                group.frames.append(frame)
+                group.buf += frame
+                group.count += 1
                 count += len(group.members)
         if self._pending and not self._flush_scheduled:
             try:
@@ -258,26 +316,34 @@ class Bus:
         if self._subscribers:
             # A copy: a subscriber that overflows unsubscribes itself during delivery.
             for sub in tuple(self._subscribers):
-                if sub.patterns(name):
+                if sub.patterns(event.event):
                     sub.deliver(frame, event)
                     count += 1
         return count
 
     def flush(self) -> None:
-        """Hand every group its pending frames: one join per group, one call per member."""
+        """Hand every group its pending frames: one buffer per group, one call per member."""
         self._flush_scheduled = False
         pending, self._pending = self._pending, []
         for group in pending:
             self.flush_group(group)
 
     def flush_group(self, group: _Group) -> None:
-        frames = group.frames
-        if not frames:
+        joined = group.buf
+        if not joined:
             return
-        group.frames = []  # before delivering: a member that leaves meanwhile finds it empty
-        joined = frames[0] if len(frames) == 1 else b"".join(frames)
-        for member in tuple(group.members):
-            member.receive(joined, len(frames))
+        frames = group.count
+        # A new buffer before delivering: a member that leaves meanwhile finds it empty, and
+        # the one handed over is never written to again (a transport may keep a view of it).
+        group.buf = bytearray()
+        group.count = 0
+        # A copy: a member cut off during delivery leaves the group. A direct write may pause
+        # its transport and so change the member's entry, which counts from the next flush.
+        for member, write in tuple(group.members.items()):
+            if write is None:
+                member.receive(joined, frames)
+            else:
+                write(joined)
 
 
 class QueueSubscriber:
