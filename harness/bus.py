@@ -190,9 +190,11 @@ class StreamSubscriber:
 
 class _Group:
     """The stream subscribers with one set of patterns, and the frames pending for them:
-    encoded straight into ``buf`` (``count`` of them), handed over whole at the flush."""
+    encoded straight into ``buf``, handed over whole at the flush. Frames are counted only when
+    someone needs the count (a subscriber on its slow path): a frame is one line, and msgspec
+    escapes every newline inside JSON strings, so the newlines in ``buf`` are its frames."""
 
-    __slots__ = ("buf", "count", "key", "members", "patterns")
+    __slots__ = ("_plan", "buf", "key", "members", "patterns")
 
     def __init__(self, patterns: Patterns) -> None:
         self.key = patterns.patterns
@@ -200,7 +202,27 @@ class _Group:
         # Insertion-ordered; each member's direct write, or None to go through its receive().
         self.members: dict[StreamSubscriber, Write | None] = {}
         self.buf = bytearray()
-        self.count = 0
+        self._plan: tuple[tuple[Write, ...], tuple[StreamSubscriber, ...]] | None = None
+
+    def set(self, member: StreamSubscriber, write: Write | None) -> None:
+        self.members[member] = write
+        self._plan = None
+
+    def remove(self, member: StreamSubscriber) -> None:
+        self.members.pop(member, None)
+        self._plan = None
+
+    def plan(self) -> tuple[tuple[Write, ...], tuple[StreamSubscriber, ...]]:
+        """The direct writes and the members that go through receive(), as two tuples: built
+        again only after a change, so a flush to N clients is N calls and nothing more. Being
+        copies, a member that leaves or pauses during a flush changes the next one."""
+        if self._plan is None:
+            items = self.members.items()
+            self._plan = (
+                tuple(w for _, w in items if w is not None),
+                tuple(m for m, w in items if w is None),
+            )
+        return self._plan
 
 
 _MAX_ROUTES = 4096  # event names are few; this only bounds a pathology
@@ -215,8 +237,12 @@ class Bus:
         # Event name -> the groups whose patterns match it, worked out once per name and
         # forgotten whenever the set of groups changes: publishing does no matching at all.
         self._routes: dict[str, tuple[_Group, ...]] = {}
+        # The names whose route is exactly one group while no in-process subscriber listens:
+        # the short path of publish, one dict lookup to the buffer.
+        self._single: dict[str, _Group] = {}
         self._pending: list[_Group] = []  # groups with frames to flush, in order of first frame
         self._flush_scheduled = False
+        # The same encoding as protocol.encode (a plain msgspec JSON encoder), into a buffer.
         self._encode_into = msgspec.json.Encoder().encode_into
 
     def next_seq(self) -> int:
@@ -226,21 +252,24 @@ class Bus:
     def subscribe(self, subscriber: Subscriber | StreamSubscriber) -> None:
         if not isinstance(subscriber, StreamSubscriber):
             self._subscribers.append(subscriber)
+            self._forget_routes()
             return
         group = self._groups.get(subscriber.patterns.patterns)
         if group is None:
             group = self._groups[subscriber.patterns.patterns] = _Group(subscriber.patterns)
-            self._routes.clear()
+            self._forget_routes()
         # Frames already pending were published before this subscriber came: not its own.
         self.flush_group(group)
-        group.members[subscriber] = subscriber.direct_write()
+        group.set(subscriber, subscriber.direct_write())
         subscriber.group = group
 
     def redirect(self, subscriber: StreamSubscriber) -> None:
         """Ask ``subscriber`` again where its frames go (its :meth:`direct_write` changed)."""
         group = subscriber.group
         if group is not None and subscriber in group.members:
-            group.members[subscriber] = subscriber.direct_write()
+            write = subscriber.direct_write()
+            if group.members[subscriber] != write:
+                group.set(subscriber, write)
 
     def unsubscribe(self, subscriber: Subscriber | StreamSubscriber) -> None:
         if isinstance(subscriber, StreamSubscriber):
@@ -249,26 +278,45 @@ class Bus:
                 return
             # What was published while it was subscribed is still its own: deliver it first.
             self.flush_group(group)
-            group.members.pop(subscriber, None)
+            group.remove(subscriber)
             subscriber.group = None
             if not group.members:
                 self._groups.pop(group.key, None)
-                self._routes.clear()
+                self._forget_routes()
             return
         try:
             self._subscribers.remove(subscriber)
         except ValueError:
             pass
+        self._forget_routes()
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers) + sum(len(g.members) for g in self._groups.values())
 
+    def _forget_routes(self) -> None:
+        self._routes.clear()
+        self._single.clear()
+
     def _route(self, name: str) -> tuple[_Group, ...]:
         if len(self._routes) >= _MAX_ROUTES:
-            self._routes.clear()
+            self._forget_routes()
         route = self._routes[name] = tuple(g for g in self._groups.values() if g.patterns(name))
+        if len(route) == 1 and not self._subscribers:
+            self._single[name] = route[0]
         return route
+
+    def _pend(self, group: _Group) -> None:
+        """``group`` has its first frame of this iteration: flush it at the end of it."""
+        self._pending.append(group)
+        if self._flush_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): the caller flushes now
+            return
+        self._flush_scheduled = True
+        loop.call_soon(self.flush)
 
     def publish(self, event: Event) -> int:
         """Deliver to every matching subscriber; returns how many got it. Encodes once.
@@ -277,42 +325,40 @@ class Bus:
         other frame published in it (:meth:`flush`); a subscriber that writes something of its
         own first calls :meth:`flush_group`, so nothing ever overtakes an event."""
         self.published_seq = event.seq
+        group = self._single.get(event.event)
+        if group is None:
+            return self._publish_widely(event)
+        # The common case, kept short: one group, encoded straight into its buffer.
+        buf = group.buf
+        if not buf:
+            self._pend(group)
+        start = len(buf)
+        try:
+            self._encode_into(event, buf, -1)
+        except BaseException:
+            del buf[start:]  # nothing half-encoded is ever sent
+            raise
+        buf += b"\n"
+        if not self._flush_scheduled:
+            self.flush()
+        return len(group.members)
+
+    def _publish_widely(self, event: Event) -> int:
+        """Several groups, none, or in-process subscribers: encoded once, then copied."""
         route = self._routes.get(event.event)
         if route is None:
             route = self._route(event.event)
+            if event.event in self._single:
+                return self.publish(event)  # the short path from now on
+        frame = encode(event)
         count = 0
-        frame = b""
-        if len(route) == 1 and not self._subscribers:
-            # The common case: encoded straight into the group's buffer, no bytes of its own.
-            group = route[0]
-            buf = group.buf
-            if not buf:
-                self._pending.append(group)
-            start = len(buf)
-            try:
-                self._encode_into(event, buf, -1)
-            except BaseException:
-                del buf[start:]  # nothing half-encoded is ever sent
-                raise
-            buf += b"\n"
-            group.count += 1
-            count = len(group.members)
-        elif route or self._subscribers:
-            frame = encode(event)
-            for group in route:
-                if not group.buf:
-                    self._pending.append(group)
-                group.buf += frame
-                group.count += 1
-                count += len(group.members)
+        for group in route:
+            if not group.buf:
+                self._pend(group)
+            group.buf += frame
+            count += len(group.members)
         if self._pending and not self._flush_scheduled:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # no loop (a synchronous caller): deliver now
-                self.flush()
-            else:
-                self._flush_scheduled = True
-                loop.call_soon(self.flush)
+            self.flush()
         if self._subscribers:
             # A copy: a subscriber that overflows unsubscribes itself during delivery.
             for sub in tuple(self._subscribers):
@@ -332,18 +378,16 @@ class Bus:
         joined = group.buf
         if not joined:
             return
-        frames = group.count
         # A new buffer before delivering: a member that leaves meanwhile finds it empty, and
         # the one handed over is never written to again (a transport may keep a view of it).
         group.buf = bytearray()
-        group.count = 0
-        # A copy: a member cut off during delivery leaves the group. A direct write may pause
-        # its transport and so change the member's entry, which counts from the next flush.
-        for member, write in tuple(group.members.items()):
-            if write is None:
+        direct, slow = group.plan()
+        for write in direct:
+            write(joined)
+        if slow:
+            frames = joined.count(b"\n")
+            for member in slow:
                 member.receive(joined, frames)
-            else:
-                write(joined)
 
 
 class QueueSubscriber:

@@ -115,19 +115,16 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
     def resume_writing(self) -> None:
         self._paused = False
         self._can_write.set()
-        # Hand the transport what waited, about a high-water mark at a time, until it pauses
-        # again or nothing is left (asyncio allows writes from this callback).
+        # Hand the transport what waited, one buffer at a time, until it pauses again (write
+        # calls pause_writing itself) or nothing is left; asyncio allows writes from this
+        # callback. Not joined first: a join would make a temporary copy of up to the whole
+        # backlog, allocated and freed on every resume.
         backlog, transport = self._backlog, self.transport
         while backlog and not self._paused and not self._closed and transport is not None:
-            chunk: list[bytes | bytearray] = []
-            size = 0
-            while backlog and size < _WRITE_HIGH:
-                data, frames = backlog.popleft()
-                chunk.append(data)
-                size += len(data)
-                self._backlog_frames -= frames
-                self._backlog_bytes -= len(data)
-            transport.write(b"".join(chunk))
+            data, frames = backlog.popleft()
+            self._backlog_frames -= frames
+            self._backlog_bytes -= len(data)
+            transport.write(data)
         self.server.bus.redirect(self)  # straight to the transport again, if all was written
 
     def connection_lost(self, exc: Exception | None) -> None:
