@@ -350,6 +350,8 @@ class Bus:
             route = self._route(event.event)
             if event.event in self._single:
                 return self.publish(event)  # the short path from now on
+        if not route and not self._subscribers:
+            return 0  # nobody listens: not even encoded
         frame = encode(event)
         count = 0
         for group in route:
