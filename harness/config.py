@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import tomllib
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from harness.alerts.rules import AlertsConfig, check_section
+from harness.settings import kind
 
 ENV_CONFIG = "HARNESS_CONFIG"
 
@@ -92,7 +94,26 @@ def _where(exc: msgspec.ValidationError) -> tuple[str, str]:
     if problem.startswith("Object contains unknown field"):
         field = problem.split("`")[1]
         return f"{key}.{field}" if key else field, "unknown key"
+    # "Expected `float`, got `str`" -> "expected a number, got text": the file's words.
+    problem = re.sub(r"^Expected `(\w+)`", lambda m: "expected " + _words(m[1], _EXPECTED), problem)
+    problem = re.sub(r", got `(\w+)`$", lambda m: ", got " + _words(m[1], _GOT), problem)
     return key, problem
+
+
+# msgspec's type names in a TOML file's words.
+_EXPECTED = {
+    "str": "text",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "array": "a list",
+    "object": "a table",
+}
+_GOT = {**_EXPECTED, "float": "a number with a fraction", "bool": "true/false", "null": "nothing"}
+
+
+def _words(name: str, words: dict[str, str]) -> str:
+    return words.get(name, f"`{name}`")
 
 
 def user_config_file() -> Path:
@@ -157,7 +178,7 @@ def _load_file(file: Path) -> Config:
             if not isinstance(table, dict):
                 raise ConfigError(
                     f"{file}: plugins.{name}: expected a table of settings "
-                    f"([plugins.{name}]), got {type(table).__name__}"
+                    f"([plugins.{name}]), got {kind(table)}"
                 )
     if "alerts" in data:
         problems = check_section(data["alerts"], str(file))

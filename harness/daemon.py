@@ -18,6 +18,7 @@ from harness import __version__, protocol, settings
 from harness.alerts.service import Alerts
 from harness.bus import Bus
 from harness.config import Config
+from harness.live_health import LiveHealth
 from harness.orchestrator import (
     Orchestrator,
     PluginNotFound,
@@ -49,6 +50,7 @@ class Daemon:
         self.orchestrator: Orchestrator | None = None
         self.server: Server | None = None
         self.alerts: Alerts | None = None
+        self.live_health = LiveHealth()
         self.started = time.time()
         self._lock_fds: list[int] = []
         self.metrics: Metrics | None = None
@@ -70,21 +72,25 @@ class Daemon:
             self._plugins = discover()
         # A bad plugin table is refused before anything exists on disk (no lock, no database).
         check_plugin_tables(cfg, self._plugins)
-        # The default location is harness's own directory; a configured one is the operator's.
-        own_dir = not cfg.daemon.socket
-        ensure_private_dir(socket_path.parent, own=own_dir)
-        # One daemon per socket and one writer per database; both locks are released by the
-        # kernel however the process ends, so they can never go stale.
-        self._lock_fds.append(acquire_lock(socket_path.with_name(socket_path.name + ".lock")))
-        db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if db_path.parent != socket_path.parent:
-            self._lock_fds.append(acquire_lock(db_path.with_name(db_path.name + ".lock")))
+        if cfg.metrics.listen:
+            # So is a busy metrics port: the port is bound before anything exists on disk.
+            self.metrics = self._metrics(cfg.metrics.listen)
         try:
+            # The default location is harness's own directory; a configured one the operator's.
+            own_dir = not cfg.daemon.socket
+            ensure_private_dir(socket_path.parent, own=own_dir)
+            # One daemon per socket and one writer per database; both locks are released by
+            # the kernel however the process ends, so they can never go stale.
+            self._lock_fds.append(acquire_lock(socket_path.with_name(socket_path.name + ".lock")))
+            db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if db_path.parent != socket_path.parent:
+                self._lock_fds.append(acquire_lock(db_path.with_name(db_path.name + ".lock")))
             self.store = await Store.open(db_path)
             self.bus = Bus(await self.store.last_seq())
-            if cfg.metrics.listen:
+            self.bus.subscribe(self.live_health)  # requests answer with the latest health
+            if self.metrics is not None:
                 # Subscribed before the plugins start, so it sees every connection change.
-                self.metrics = self._metrics(cfg.metrics.listen)
+                self.bus.subscribe(self.metrics)
             # Retention runs inside the recorder's own transactions, a small chunk at a time,
             # so the table holds its bound under any rate and no record waits on a big delete.
             self.recorder = Recorder(
@@ -132,19 +138,24 @@ class Daemon:
         )
 
     def _metrics(self, listen: str) -> Metrics:
-        from harness.config import parse_listen
-        from harness.metrics import Metrics
+        from harness.config import ConfigError, parse_listen
+        from harness.metrics import Metrics, MetricsError
 
-        assert self.bus is not None
-        bus = self.bus
         metrics = Metrics(
-            seq=lambda: bus.published_seq,
+            seq=lambda: self.bus.published_seq if self.bus else 0,
             clients=lambda: len(self.server.clients) if self.server else 0,
             storage_ok=lambda: self.recorder.health.ok if self.recorder else True,
+            alerts=lambda: (
+                (dict(self.alerts.delivery.sent_by_target), dict(self.alerts.delivery.failures))
+                if self.alerts
+                else ({}, {})
+            ),
             version=__version__,
         )
-        bus.subscribe(metrics)
-        metrics.serve(*parse_listen(listen))
+        try:
+            metrics.serve(*parse_listen(listen))
+        except MetricsError as exc:
+            raise ConfigError(f"{self.config.source or 'config'}: {exc}") from exc
         return metrics
 
     async def stop(self) -> None:
@@ -256,19 +267,29 @@ class Daemon:
                     "status": p.status,
                     "reason": p.reason,
                     "connection": p.metadata.get("connection"),
+                    **self._health_of(p.name),
                 }
                 for p in plugins
             ],
         }
 
+    def _health_of(self, plugin: str) -> dict[str, Any]:
+        """``{"health": …}`` while the plugin has live heartbeat health, else nothing."""
+        health = self.live_health.of(plugin)
+        return {"health": msgspec.to_builtins(health)} if health is not None else {}
+
     async def _plugins_list(self, _: protocol.NoParams) -> list[Any]:
         assert self.orchestrator
-        return [msgspec.to_builtins(p) for p in await self.orchestrator.list()]
+        return [
+            {**msgspec.to_builtins(p), **self._health_of(p.name)}
+            for p in await self.orchestrator.list()
+        ]
 
     async def _plugins_get(self, params: protocol.PluginName) -> Any:
         assert self.orchestrator
         with _not_found(params.name):
-            return msgspec.to_builtins(await self.orchestrator.info(params.name))
+            info = await self.orchestrator.info(params.name)
+        return {**msgspec.to_builtins(info), **self._health_of(params.name)}
 
     async def _update_settings(self, params: protocol.UpdateSettings) -> Any:
         assert self.orchestrator

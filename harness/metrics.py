@@ -9,6 +9,7 @@ hands it as callables.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -86,6 +87,7 @@ class Metrics:
         seq: Callable[[], int],
         clients: Callable[[], int],
         storage_ok: Callable[[], bool] | None = None,
+        alerts: Callable[[], tuple[Mapping[str, int], Mapping[str, int]]] | None = None,
         version: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -95,6 +97,7 @@ class Metrics:
         self.unpersisted_total = 0
         self._storage_errors = 0
         self._storage_ok = storage_ok
+        self._alerts = alerts  # per alert target: (sent, failed attempts), at scrape time
         self._seq, self._clients = seq, clients
         self._clock = clock
         self._version = version
@@ -170,9 +173,13 @@ class Metrics:
         try:
             self._httpd, self._thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
-            raise MetricsError(
-                f"metrics.listen: cannot listen on {host}:{port}: {exc.strerror or exc}"
-            ) from exc
+            what = f"metrics.listen: cannot listen on {host}:{port}: {exc.strerror or exc}"
+            if exc.errno == errno.EADDRINUSE:
+                what += (
+                    ". Another process has that port (a harness daemon already running? "
+                    "`harness status`): stop it, or set a free port in [metrics] listen"
+                )
+            raise MetricsError(what) from exc
         bound = self._httpd.server_address
         self.address = (str(bound[0]), int(bound[1]))
         if not _is_loopback(host):
@@ -291,3 +298,20 @@ class _Collector(Collector):
                 "1 while the daemon can write its database, 0 while writes fail",
                 value=1 if m._storage_ok() else 0,
             )
+        if m._alerts is not None:
+            sent_by, failed_by = m._alerts()
+            sent = CounterMetricFamily(
+                f"{NAMESPACE}_alert_notifications_sent",
+                "Notifications an alert target accepted, since the daemon started",
+                labels=["target"],
+            )
+            failed = CounterMetricFamily(
+                f"{NAMESPACE}_alert_send_failures",
+                "Failed sends to an alert target, every retry counted (the stream reports "
+                "alert:failed once per notification), since the daemon started",
+                labels=["target"],
+            )
+            for target in sorted(set(sent_by) | set(failed_by)):
+                sent.add_metric([target], sent_by.get(target, 0))
+                failed.add_metric([target], failed_by.get(target, 0))
+            yield from (sent, failed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 
 from harness.protocol import STATE_GLYPHS, Connection, Health, Part
 
@@ -82,6 +83,12 @@ def _overdue(health: Health | None, now: float) -> str | None:
     if health is None or health.ack_overdue_since is None:
         return None
     return f"no heartbeat reply for {span(now - health.ack_overdue_since)}"
+
+
+def _names_code(reason: str | None, code: int) -> bool:
+    """Whether a reason already says its code ("token rejected (4004): …", "4009 session timed
+    out"): then " (code 4004)" after it would say it twice."""
+    return reason is not None and re.search(rf"(?<!\d){code}(?!\d)", reason) is not None
 
 
 def _recent_drop(conn: Connection, now: float) -> str | None:
@@ -169,24 +176,34 @@ def short(
 
 
 def line(
-    conn: Connection | None, now: float, tz: dt.tzinfo | None = None, *, show_since: bool = True
+    conn: Connection | None,
+    now: float,
+    tz: dt.tzinfo | None = None,
+    *,
+    show_since: bool = True,
+    health: Health | None = None,
 ) -> str:
-    """The CLI's line: everything, with absolute times, e.g. ``○ disconnected: 4009 session
-    timed out (code 4009) · retrying in 3 s · attempt 2 (at 12:03:07) since 2026-11-26
-    12:03:01``."""
+    """The CLI's line: everything, with absolute times, e.g. ``○ disconnected: session timed
+    out (code 4009) · retrying in 3 s · attempt 2 (at 12:03:07) since 2026-11-26 12:03:01``.
+    ``health``: the live heartbeat health the daemon last had (the latency, an overdue ACK in
+    the indicator's words)."""
     if conn is None:
         return "-"
     text = f"{glyph(conn.state)} {state_word(conn.state)}"
     if conn.state == "connected":
         if conn.username:
             text += f" as {conn.username}"
-        if conn.latency_ms is not None:
-            text += f" · {conn.latency_ms:.0f} ms"
+        latency = _latency(conn, health)
+        if latency is not None:
+            text += f" · {latency:.0f} ms"
+        overdue = _overdue(health, now)
+        if overdue:
+            text += f" · {overdue}"
         if conn.drop_ms is not None:
             text += f" (after a {drop_span(conn.drop_ms)} drop)"
     if conn.reason:
         text += f": {conn.reason}"
-    if conn.code:
+    if conn.code and not _names_code(conn.reason, conn.code):
         text += f" (code {conn.code})"
     retry = _retry(conn, now) if conn.state in ("disconnected", "connecting") else None
     if retry:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from importlib import resources
 from pathlib import Path
@@ -15,7 +14,13 @@ def template(system: bool) -> str:
     return resources.files("harness.data").joinpath("systemd", name).read_text()
 
 
-def exec_start(config: str | None = None) -> str:
+# systemd refuses an executable path with a quote, a backslash or a control character in it
+# ("Executable name contains special characters"); env runs such a path given as an argument.
+_ENV = "/usr/bin/env"
+_REFUSED_IN_EXECUTABLE = frozenset("'\"\\") | {chr(c) for c in range(32)} | {chr(127)}
+
+
+def command(config: str | None = None) -> list[str]:
     """The command systemd runs: this installation's ``harness`` script when it sits beside
     the interpreter (a venv, ``pipx``, ``uv tool``), else this interpreter with ``-m harness``."""
     script = Path(sys.executable).parent / "harness"
@@ -23,7 +28,34 @@ def exec_start(config: str | None = None) -> str:
     argv.append("run")
     if config:
         argv += ["--config", str(Path(config).expanduser().resolve())]
-    return shlex.join(argv)
+    return argv
+
+
+def exec_start(config: str | None = None) -> str:
+    """``command()`` as an ``ExecStart=`` value, quoted by systemd's rules, not a shell's:
+    systemd knows no ``'"'"'`` and reads ``%`` as a specifier and ``$`` as a variable."""
+    argv = command(config)
+    if _REFUSED_IN_EXECUTABLE.intersection(argv[0]):
+        argv = [_ENV, *argv]
+    # The executable is neither expanded ($) nor allowed to hold what needs a backslash.
+    return " ".join([_quote(argv[0], executable=True), *(_quote(a) for a in argv[1:])])
+
+
+def _quote(arg: str, *, executable: bool = False) -> str:
+    """One word of an ExecStart line, double-quoted (see systemd.service, "Command lines")."""
+    out = []
+    for ch in arg:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "%":
+            out.append("%%")  # a specifier otherwise (%h, %u, ...)
+        elif ch == "$" and not executable:
+            out.append("$$")  # a variable otherwise ($HOME, ${X})
+        elif ord(ch) < 32 or ord(ch) == 127:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def render(*, system: bool, config: str | None = None) -> str:

@@ -19,12 +19,30 @@ class SettingsError(Exception):
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
 
 
+def kind(value: Any) -> str:
+    """What a value is, in the words of a TOML file or a form (not Python's type names: a
+    config file's reader never wrote a ``str``). Never the value itself: it may be a secret."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
+        return "a number with a fraction"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a table"
+    return "nothing" if value is None else type(value).__name__
+
+
 def check_value(field: SettingField, value: Any) -> str | None:
     """Why ``value`` does not fit ``field``, or None when it does."""
     t = field.type
     if t in ("string", "secret", "select"):
         if not isinstance(value, str):
-            return f"expected text, got {type(value).__name__}"
+            return f"expected text, got {kind(value)}"
         limit = max_length(field)
         if len(value) > limit:
             return f"too long: {len(value)} characters; at most {limit}"
@@ -37,7 +55,7 @@ def check_value(field: SettingField, value: Any) -> str | None:
         return None
     if t == "integer":
         if isinstance(value, bool) or not isinstance(value, int):
-            return f"expected a whole number, got {type(value).__name__}"
+            return f"expected a whole number, got {kind(value)}"
         if field.minimum is not None and value < field.minimum:
             return f"must be at least {field.minimum}"
         if field.maximum is not None and value > field.maximum:
@@ -45,7 +63,7 @@ def check_value(field: SettingField, value: Any) -> str | None:
         return None
     if t == "boolean":
         if not isinstance(value, bool):
-            return f"expected true or false, got {type(value).__name__}"
+            return f"expected true or false, got {kind(value)}"
         return None
     return f"unknown field type {t!r}"
 

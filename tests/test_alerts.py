@@ -163,10 +163,15 @@ async def test_a_receiver_that_is_down_gets_it_once_when_back_and_blocks_no_othe
     failed = await next_matching(client, lambda e: e.event == "alert:failed")
     assert failed.data["target"] == "flaky" and failed.data["kind"] == "fired"
     assert failed.data["error"]
-    await next_matching(client, lambda e: e.data["attempts"] >= 3)  # it keeps retrying
-    listing = await client.request("alerts.list")
-    flaky = next(t for t in listing["targets"] if t["name"] == "flaky")
-    assert flaky["pending"] == 1 and flaky["attempts"] >= 3 and flaky["last_error"]
+    # It keeps retrying (reported once on the stream: tests/test_alerts_delivery.py).
+    async with asyncio.timeout(10):
+        while True:
+            listing = await client.request("alerts.list")
+            flaky = next(t for t in listing["targets"] if t["name"] == "flaky")
+            if flaky["attempts"] >= 3:
+                break
+            await asyncio.sleep(0.05)
+    assert flaky["pending"] == 1 and flaky["last_error"]
 
     await down.start()
     try:

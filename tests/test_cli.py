@@ -416,7 +416,8 @@ async def test_events_follow_prints_live_events_until_interrupted(
         assert proc.stdout is not None and proc.stderr is not None
         backlog = await asyncio.wait_for(proc.stdout.readline(), 10)
         assert int(backlog.split()[0]) == head
-        await wait_until(lambda: daemon.bus.subscriber_count == 1)  # type: ignore[union-attr]
+        # The client's subscription, and the daemon's own (harness/live_health.py).
+        await wait_until(lambda: daemon.bus.subscriber_count == 2)  # type: ignore[union-attr]
         live = await daemon.recorder.record("live:event", {"hello": "world"})
         line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
         assert line.split()[0] == str(live.seq) and "live:event" in line
@@ -451,7 +452,7 @@ async def test_events_follow_exits_3_when_the_daemon_goes_away(
     try:
         bus = daemon.bus
         assert bus is not None
-        await wait_until(lambda: bus.subscriber_count == 1, timeout=10)
+        await wait_until(lambda: bus.subscriber_count == 2, timeout=10)  # it, and LiveHealth
         await daemon.stop()
         _, err = await asyncio.wait_for(proc.communicate(), 10)
         assert proc.returncode == 3, err

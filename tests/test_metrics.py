@@ -4,7 +4,9 @@ prometheus_client's own parser, following a plugin's live connection changes."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import urllib.request
+from pathlib import Path
 from typing import ClassVar
 
 import msgspec
@@ -16,7 +18,7 @@ from harness.daemon import Daemon
 from harness.metrics import Metrics, MetricsError
 from harness.plugin import Plugin, PluginContext
 from harness.protocol import STORAGE_EVENT, Event
-from tests.conftest import StartDaemon, wait_until
+from tests.conftest import StartDaemon, run_cli, subprocess_env, wait_until, write_config
 
 
 class Flip(Plugin):
@@ -141,3 +143,27 @@ async def test_live_health_sets_the_latency_and_is_not_a_recorded_event(daemon: 
     s = await asyncio.to_thread(scrape, port)
     assert value(s, "harness_plugin_heartbeat_latency_seconds", plugin="flip") == 0.017
     assert value(s, "harness_events_total") == before
+
+
+async def test_a_busy_metrics_port_exits_2_before_anything_is_created(state_dir: Path) -> None:
+    """Through the real `harness run`: the port is bound before the socket directory, the
+    locks and the database are made, so a busy one leaves nothing behind to clean up."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    fresh = state_dir / "fresh"
+    path = write_config(
+        state_dir,
+        socket=str(fresh / "run" / "harness.sock"),
+        database=str(fresh / "state" / "state.db"),
+    )
+    path.write_text(path.read_text() + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    try:
+        result = await run_cli("run", "--config", str(path), env=subprocess_env(state_dir))
+    finally:
+        busy.close()
+    assert result.rc == 2, result
+    assert f"{path}: metrics.listen: cannot listen on 127.0.0.1:{port}" in result.err, result
+    assert "[metrics] listen" in result.err and "Traceback" not in result.err
+    assert not fresh.exists(), sorted(str(p) for p in fresh.rglob("*"))

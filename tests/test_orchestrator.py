@@ -132,14 +132,14 @@ async def test_a_disabled_plugin_stays_disabled_across_a_restart(
 # -- settings -----------------------------------------------------------------------------------
 
 BAD_SETTINGS: list[tuple[str, Any, str]] = [
-    ("retries", "three", "expected a whole number, got str"),
-    ("retries", True, "expected a whole number, got bool"),
+    ("retries", "three", "expected a whole number, got text"),
+    ("retries", True, "expected a whole number, got true/false"),
     ("retries", 11, "must be at most 10"),
     ("retries", -1, "must be at least 0"),
     ("colour", "red", "unknown setting; known: token, prefix, retries, verbose, mode, greeting"),
     ("mode", "slow", "must be one of: fast, safe"),
-    ("verbose", "yes", "expected true or false, got str"),
-    ("prefix", 5, "expected text, got int"),
+    ("verbose", "yes", "expected true or false, got text"),
+    ("prefix", 5, "expected text, got a whole number"),
     ("token", "   ", "required; must not be empty"),
 ]
 

@@ -92,7 +92,8 @@ async def test_service_install_keeps_the_config_named_by_harness_config(
     env = subprocess_env(state_dir, HARNESS_CONFIG=str(good))
     result = await run_cli("service", "install", "--user", "--print", env=env)
     assert result.rc == 0, result.err
-    assert "ExecStart=" in result.out and f"run --config {good}" in result.out
+    # Each word double-quoted, by systemd's rules (tests/test_systemd.py).
+    assert "ExecStart=" in result.out and f'"run" "--config" "{good}"' in result.out
 
 
 @pytest.mark.parametrize(

@@ -113,4 +113,4 @@ def test_the_wheel_installs_into_a_fresh_venv_and_both_commands_run(tmp_path: Pa
     example = run(bin_dir / "harness", "config", "--example", cwd=tmp_path, env=env)
     assert example == (REPO_ROOT / "config.example.toml").read_text()
     unit = run(bin_dir / "harness", "service", "install", "--print", cwd=tmp_path, env=env)
-    assert f"ExecStart={bin_dir / 'harness'} run" in unit
+    assert f'ExecStart="{bin_dir / "harness"}" "run"' in unit

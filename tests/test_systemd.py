@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -233,7 +234,8 @@ async def test_service_install_writes_the_user_unit_with_this_installation(
     shown = await run_cli("service", "install", "--user", "--print", env=env)
     assert shown.rc == 0 and "Type=notify" in shown.out and "WatchdogSec=" in shown.out
     exec_start = next(line for line in shown.out.splitlines() if line.startswith("ExecStart="))
-    command = exec_start.removeprefix("ExecStart=").split()
+    # Plain paths here: systemd's double quotes then read as a shell's would.
+    command = shlex.split(exec_start.removeprefix("ExecStart="))
     assert Path(command[0]).is_absolute() and Path(command[0]).exists()
     assert command[-1] == "run"
     done = await run_cli("service", "install", "--user", env=env)
@@ -243,3 +245,67 @@ async def test_service_install_writes_the_user_unit_with_this_installation(
     assert unit.read_text() == shown.out
     again = await run_cli("service", "install", "--user", env=env)
     assert again.rc == 2 and "already exists" in again.err and "--force" in again.err
+
+
+def _systemd_word(text: str, *, executable: bool = False) -> str:
+    """What systemd.service(5) says a double-quoted word must look like for ``text``."""
+    text = text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return '"' + (text if executable else text.replace("$", "$$")) + '"'
+
+
+@pytest.mark.parametrize(
+    "venv",
+    ["my venv 100% $HOME", 'it\'s "quoted"'],
+    ids=["space-percent-dollar", "quotes"],
+)
+def test_service_install_quotes_odd_paths_for_systemd(state_dir: Path, venv: str) -> None:
+    """`harness service install` from an installation, and with a config, at paths with
+    spaces, quotes, % and $: the unit passes `systemd-analyze verify`, which also checks
+    that the executable it read exists."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed here")
+    bindir = state_dir / venv / "bin"
+    bindir.mkdir(parents=True)
+    (bindir / "python").symlink_to(sys.executable)  # sys.executable is then this path
+    script = bindir / "harness"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o755)
+    conf_dir = state_dir / 'conf 50% $USER\'s "x"'
+    conf_dir.mkdir()
+    config = conf_dir / "config.toml"
+    config.write_text('[daemon]\nlog_level = "info"\n')
+    env = subprocess_env(
+        state_dir,
+        HARNESS_CONFIG=str(config),
+        PYTHONPATH=os.pathsep.join(p for p in sys.path if p),  # the venv beside the link
+    )
+    done = subprocess.run(
+        [str(bindir / "python"), "-m", "harness", "service", "install", "--user", "--print"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    exec_line = next(line for line in text.splitlines() if line.startswith("ExecStart="))
+    unit = state_dir / "harness.service"
+    unit.write_text(text)
+    result = subprocess.run(
+        [analyze, "verify", "--user", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning", "XDG_RUNTIME_DIR": str(state_dir)},
+    )
+    problems = [
+        line for line in (result.stdout + result.stderr).splitlines() if "harness.service" in line
+    ]
+    assert result.returncode == 0 and not problems, exec_line + "\n" + result.stdout + result.stderr
+    words = ["run", "--config", str(config)]
+    if "'" in venv:  # systemd refuses such an executable path: env runs it
+        expected = [_systemd_word("/usr/bin/env", executable=True), _systemd_word(str(script))]
+    else:
+        expected = [_systemd_word(str(script), executable=True)]
+    assert exec_line == "ExecStart=" + " ".join(expected + [_systemd_word(w) for w in words])

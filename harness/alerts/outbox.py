@@ -171,15 +171,16 @@ async def record_done(store: Store, notice: Notice, *, sent: bool, error: str) -
         )
 
 
-async def head(store: Store, target: str) -> Queued | None:
-    """The oldest pending notification of ``target``: each target delivers in order, so a
-    resolve never overtakes its firing."""
+async def pending(store: Store, target: str, limit: int) -> list[Queued]:
+    """The oldest ``limit`` pending notifications of ``target``, oldest first. Delivery sends
+    them lane by lane (one rule and one plugin), each lane in order, so a resolve never
+    overtakes its firing."""
     async with store.conn.execute(
-        f"SELECT {_COLUMNS} FROM alert_outbox WHERE target = ? AND status = ? ORDER BY id LIMIT 1",
-        (target, PENDING),
+        f"SELECT {_COLUMNS} FROM alert_outbox WHERE target = ? AND status = ? ORDER BY id LIMIT ?",
+        (target, PENDING, limit),
     ) as cur:
-        row = await cur.fetchone()
-    return None if row is None else _queued(row)
+        rows = await cur.fetchall()
+    return [_queued(r) for r in rows]
 
 
 async def mark_sent(store: Store, id: int) -> None:

@@ -14,7 +14,7 @@ import msgspec
 
 from harness import logs, protocol
 from harness.alerts import outbox
-from harness.alerts.delivery import Delivery
+from harness.alerts.delivery import SEND_CONCURRENCY, Delivery
 from harness.alerts.engine import Engine, render, silence_event
 from harness.alerts.heartbeat import Heartbeat
 from harness.alerts.rules import AlertsConfig, seconds
@@ -37,7 +37,9 @@ class Alerts:
         self.store = store
         self.recorder = recorder
         urls = config.target_urls
-        self.targets = {name: Target(name, url) for name, url in urls.items()}
+        self.targets = {
+            name: Target(name, url, workers=SEND_CONCURRENCY) for name, url in urls.items()
+        }
         # Before anything can log a URL: from here on the log filter masks every secret part.
         for target in self.targets.values():
             logs.add_secrets(target.secrets)

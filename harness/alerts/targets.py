@@ -1,8 +1,9 @@
 """Notification targets through apprise: parse a URL, say it without its secrets, send.
 
 apprise is synchronous (it uses requests), so every send runs in a thread of the target's own
-(one-worker) executor: a target that hangs ties up only its own thread, never the event loop,
-the default executor (which also resolves host names) or the other targets.
+executor (``workers`` threads, each with its own apprise instance): a target that hangs ties up
+only its own threads, never the event loop, the default executor (which also resolves host
+names) or the other targets.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
 import urllib.parse
 from typing import Any
 
@@ -116,16 +118,18 @@ def _why(result: Any) -> str:
 class Target:
     """One configured target: its name, the redacted URL shown everywhere, and a sender."""
 
-    def __init__(self, name: str, url: str) -> None:
+    def __init__(self, name: str, url: str, workers: int = 1) -> None:
         self.name = name
         self.shown = redact(url)
         self._url = url
         self._secrets = secrets_of(url)
+        self._workers = workers
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"alert-target-{name}"
+            max_workers=workers, thread_name_prefix=f"alert-target-{name}"
         )
-        self._inflight: asyncio.Future[tuple[bool, str]] | None = None
-        self._apprise: Any = None
+        self._inflight: set[asyncio.Future[tuple[bool, str]]] = set()
+        # One apprise instance per thread: its plugin objects keep per-request state.
+        self._local = threading.local()
 
     @property
     def secrets(self) -> set[str]:
@@ -137,11 +141,12 @@ class Target:
         return text
 
     def _send_blocking(self, title: str, body: str, kind: str) -> tuple[bool, str]:
-        if self._apprise is None:
-            self._apprise = _apprise().Apprise()
-            self._apprise.add(self._url)
+        sender = getattr(self._local, "apprise", None)
+        if sender is None:
+            sender = self._local.apprise = _apprise().Apprise()
+            sender.add(self._url)
         try:
-            result = self._apprise.notify(
+            result = sender.notify(
                 body=body, title=title, notify_type=NOTIFY_TYPES.get(kind, "info")
             )
         except Exception as exc:  # apprise should not raise; a bug there must not kill us
@@ -152,17 +157,18 @@ class Target:
 
     async def send(self, title: str, body: str, kind: str, timeout: float) -> tuple[bool, str]:
         """``(sent, why not)``. A timed-out send counts as failed (it is retried: at least
-        once); its thread is left to finish, and the next send to this target waits for it."""
-        if self._inflight is not None and not self._inflight.done():
-            await asyncio.wait([self._inflight], timeout=timeout)
-            if not self._inflight.done():
+        once); its thread is left to finish, and while every thread is taken by such a send the
+        next one waits for a thread, at most ``timeout``."""
+        self._inflight = {f for f in self._inflight if not f.done()}
+        if len(self._inflight) >= self._workers:
+            await asyncio.wait(self._inflight, timeout=timeout, return_when="FIRST_COMPLETED")
+            if all(not f.done() for f in self._inflight):
                 return False, f"an earlier send is still hanging after {timeout:g} s"
         loop = asyncio.get_running_loop()
-        self._inflight = loop.run_in_executor(
-            self._executor, self._send_blocking, title, body, kind
-        )
+        future = loop.run_in_executor(self._executor, self._send_blocking, title, body, kind)
+        self._inflight.add(future)
         try:
-            return await asyncio.wait_for(asyncio.shield(self._inflight), timeout)
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             return False, f"no answer within {timeout:g} s"
 

@@ -8,8 +8,9 @@ from typing import Any
 
 from harness.cli.common import EXIT_OK, EXIT_USAGE, err, print_json
 
-# Where a value came from, in the words of `harness config`.
-DEFAULT, FILE, ENV, FLAG = "default", "file", "env", "flag"
+# Where a value came from, in the words of `harness config` ("state": chosen with
+# `harness context use`, kept in the user state directory).
+DEFAULT, FILE, ENV, FLAG, STATE = "default", "file", "env", "flag", "state"
 _ORIGIN_WORDS = {
     "flag": "from --config",
     "env": "from $HARNESS_CONFIG",
@@ -17,12 +18,15 @@ _ORIGIN_WORDS = {
 }
 
 
-def explain(config_arg: str | None, socket_arg: str | None) -> dict[str, Any]:
+def explain(
+    config_arg: str | None, socket_arg: str | None, context_arg: str | None = None
+) -> dict[str, Any]:
     """The effective configuration, value by value, with its source. Raises ConfigError for
-    a bad file, or plugin tables that do not fit the installed plugins."""
+    a bad file, or plugin or context tables that do not fit."""
     import msgspec
 
     from harness import config as config_mod
+    from harness import contexts
     from harness.orchestrator import check_plugin_tables
     from harness.plugins import discover
 
@@ -65,6 +69,30 @@ def explain(config_arg: str | None, socket_arg: str | None) -> dict[str, Any]:
             shown = {"set": bool(value)} if key in secrets else value
             put(f"plugins.{name}.{key}", shown, FILE)
 
+    # [contexts.NAME], checked as every client command checks them, then the one in use.
+    targets = contexts.parse_contexts(cfg)
+    for name in sorted(targets):
+        table = cfg.contexts[name]
+        ctx = msgspec.to_builtins(msgspec.convert(table, contexts.ContextConfig))
+        for key, value in ctx.items():
+            if key in table:
+                put(f"contexts.{name}.{key}", value, FILE)
+            elif key == "read_only":
+                put(f"contexts.{name}.{key}", value, DEFAULT)
+            elif key == "remote_harness" and table.get("host"):
+                put(f"contexts.{name}.{key}", "harness", DEFAULT)  # `harness` on its PATH
+    current = context_arg or contexts.current_name()
+    known = current == contexts.DEFAULT or current in targets
+    note = "" if known else "; not in the config: client commands will refuse it"
+    if context_arg:
+        put("context", current, FLAG, "--context" + note)
+    elif os.environ.get(contexts.ENV_CONTEXT):
+        put("context", current, ENV, f"${contexts.ENV_CONTEXT}{note}")
+    elif current != contexts.DEFAULT:
+        put("context", current, STATE, f"`harness context use`: {contexts.state_file()}{note}")
+    else:
+        put("context", current, DEFAULT)
+
     return {
         "file": str(file) if file is not None else None,
         "file_origin": origin,
@@ -84,7 +112,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         print(text, end="")
         return EXIT_OK
     try:
-        report = explain(args.config, args.socket)
+        report = explain(args.config, args.socket, getattr(args, "context", None))
     except config_mod.ConfigError as exc:
         err(f"{exc}\n  fix the file, then check again: harness config")
         return EXIT_USAGE
@@ -123,8 +151,8 @@ def register(sub: Any, parents: Any) -> None:
         help="show the effective configuration and where each value came from",
         description="The configuration harness would use here: which file (--config, "
         "$HARNESS_CONFIG, else ~/.config/harness/config.toml if it exists), and for each key "
-        "its value and source (default, file, env, flag). Checks the file as `harness run` "
-        "would: exit 2 if it is bad.",
+        "its value and source (default, file, env, flag, state), [contexts] included. Checks "
+        "the file as `harness run` would: exit 2 if it is bad.",
     )
     cfg.add_argument("--json", action="store_true", help="machine-readable output")
     cfg.add_argument(

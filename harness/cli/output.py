@@ -39,14 +39,21 @@ def when(ts: float, now: float | None = None) -> str:
     return f"{stamp} ({age(delta)} ago)" if delta >= 0 else f"{stamp} (in {age(-delta)})"
 
 
-def describe_connection(conn: Any) -> str:
+def describe_connection(conn: Any, health: Any = None) -> str:
     """One line, glyph and words (never colour alone), from harness.render, with the CLI's
-    local time and age: ``● connected as Bot#1 · 42 ms since 12:03:04 (5m ago)``."""
+    local time and age: ``● connected as Bot#1 · 42 ms since 12:03:04 (5m ago)``. ``health``:
+    the plugin's live heartbeat health as the daemon answered it (``"health"``), if any."""
+    import msgspec
+
     from harness import render  # msgspec: only when there is something to show
-    from harness.protocol import to_connection
+    from harness.protocol import Health, to_connection
 
     c = to_connection(conn)
-    text = render.line(c, time.time(), show_since=False)
+    try:
+        live = msgspec.convert(health, Health) if isinstance(health, dict) else None
+    except msgspec.ValidationError:
+        live = None  # a newer daemon's shape: the stored connection still says enough
+    text = render.line(c, time.time(), show_since=False, health=live)
     if c is not None and c.since:
         text += f" since {when(c.since)}"
     return text
@@ -82,7 +89,8 @@ def plugin_table(plugins: list[dict[str, Any]]) -> None:
     for p in plugins:
         status = p["status"] + (f" ({p['reason']})" if p.get("reason") else "")
         conn = p.get("connection") or p.get("metadata", {}).get("connection")
-        rows.append([p["name"], "yes" if p["enabled"] else "no", status, describe_connection(conn)])
+        shown = describe_connection(conn, p.get("health"))
+        rows.append([p["name"], "yes" if p["enabled"] else "no", status, shown])
     print()
     table(["PLUGIN", "ENABLED", "STATUS", "CONNECTION"], rows)
 

@@ -74,7 +74,8 @@ def _show_plugin(info: dict[str, Any]) -> None:
     print(f"  enabled     {'yes' if info['enabled'] else 'no'}")
     reason = f" ({info['reason']})" if info.get("reason") else ""
     print(f"  status      {info['status']}{reason}")
-    print(f"  connection  {describe_connection(info['metadata'].get('connection'))}")
+    conn = describe_connection(info["metadata"].get("connection"), info.get("health"))
+    print(f"  connection  {conn}")
     _show_parts(info["metadata"].get("connection"))
     if info["schema"]:
         print("  settings:")

@@ -26,7 +26,7 @@ def cmd_service(args: argparse.Namespace) -> int:
             err(f"{exc}\n  nothing was written; fix the file, then check it: harness config")
             return EXIT_USAGE
     text = service.render(system=system, config=named)
-    executable = service.exec_start(named).split()[0]
+    executable = service.command(named)[0]
     if system and executable.startswith(("/home/", "/root/")):
         # Said on stderr so that --print still gives a clean unit on stdout.
         err(

@@ -1,6 +1,9 @@
 """LinkStatus: the top bar of every screen, saying where we are and whether the daemon is online.
 
-Online/offline is a glyph and a word, never colour alone.
+Online/offline is a glyph and a word, never colour alone. When the link is down for a reason a
+retry will not fix (a socket another user could control, a frame over the protocol's limit), the
+cause is said here too, with the command that gives the whole story: the link's full detail is
+also the bar's tooltip.
 """
 
 from __future__ import annotations
@@ -15,6 +18,22 @@ from tui.state import LinkState, ago
 
 if TYPE_CHECKING:
     from tui.app import HarnessApp
+
+# What the clients say (harness/socket_trust.py) -> the words that fit the bar at 80 columns.
+# Matched on the messages' stable openings: the stream hands the link only the text.
+_CAUSES = (
+    ("refusing to talk to", "socket not trusted"),
+    ("frame larger than", "a frame over the size limit"),
+)
+_HINT = " — see `harness status`"
+
+
+def offline_cause(detail: str) -> str | None:
+    """The short cause of an outage retrying cannot end, or None for an ordinary one."""
+    for opening, words in _CAUSES:
+        if opening in detail:
+            return words
+    return None
 
 
 class LinkStatus(Widget):
@@ -49,6 +68,7 @@ class LinkStatus(Widget):
         self._link = link
         self.set_class(not link.online and link.changed_at > 0, "-offline")
         self.set_class(link.online and link.storage is not None, "-storage")
+        self.tooltip = None if link.online else link.detail
         self.refresh()
 
     def status_text(self) -> str:
@@ -61,6 +81,10 @@ class LinkStatus(Widget):
             return "▲ daemon online"
         if link.changed_at == 0.0:
             return "◌ connecting to the daemon…"
+        cause = offline_cause(link.detail)
+        if cause is not None:
+            self._ages.cancel()  # the cause, not the age, is what matters: it will not pass
+            return f"▼ offline: {cause}"  # render() adds the hint where it fits
         text = "▼ daemon offline"
         if link.ever_online:
             now = self.harness.clock()
@@ -79,6 +103,14 @@ class LinkStatus(Widget):
         if self.harness.demo_control:
             # The footer cannot fit the demo keys beside a screen's own at 80 columns.
             left.append("  · demo keys: f flap, o outage", style="italic")
-        right = Text(self.status_text(), style="bold")
+        status = self.status_text()
+        if not self._link.online and offline_cause(self._link.detail) is not None:
+            # The cause must be read whole: the breadcrumb's extras give way first, then the hint.
+            width = self.size.width
+            if left.cell_len + 1 + len(status) + len(_HINT) > width:
+                left = Text.assemble(("harness", "bold"), " > ", self.where)
+            if left.cell_len + 1 + len(status) + len(_HINT) <= width:
+                status += _HINT
+        right = Text(status, style="bold")
         gap = max(1, self.size.width - left.cell_len - right.cell_len)
         return Text.assemble(left, " " * gap, right)
