@@ -158,6 +158,7 @@ class LocalDiscordGateway:
         recommended_guilds_per_shard: int = 1000,
         session_start_total: int = 1000,
         max_concurrency: int = 1,
+        identify_window: float = 5.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -171,6 +172,9 @@ class LocalDiscordGateway:
         # ``guild_stream_delay`` seconds apart, as a real gateway does for a bot in guilds.
         self.guilds = guilds
         self.guild_stream_delay = guild_stream_delay
+        # The last this-many guilds of each READY stay unavailable (a Discord outage): listed,
+        # never streamed.
+        self.withheld_guilds = 0
         # A client that sends no heartbeat for interval + grace seconds is closed with 4009
         # (None: never, which keeps slow test machines from tripping it by accident).
         self.missed_heartbeat_grace = missed_heartbeat_grace
@@ -183,7 +187,15 @@ class LocalDiscordGateway:
         self.session_start_remaining = session_start_total
         self.session_start_reset_after = 86_400_000  # ms, as Discord sends it
         self.max_concurrency = max_concurrency
-        self.identify_times: list[tuple[float, int | None]] = []  # (monotonic, shard_id)
+        # Discord's concurrency rule: shards share a rate-limit key ``shard_id % max_concurrency``
+        # (an unsharded session is shard 0), and each key may IDENTIFY once per
+        # ``identify_window`` seconds. One more within the window is answered, as Discord
+        # documents, with op 9 Invalid Session (d=false): no session starts, none is counted.
+        self.identify_window = identify_window
+        self._key_last_identify: dict[int, float] = {}  # rate-limit key -> monotonic
+        self.identify_times: list[tuple[float, int | None]] = []  # accepted: (monotonic, shard)
+        # IDENTIFYs refused for coming too soon on their key: (monotonic, shard_id).
+        self.identify_rate_limited: list[tuple[float, int | None]] = []
         # Faults that leave the port open: the gateway answers its HTTP upgrade with this status
         # (REST keeps working), and REST answers with ``rest_status`` (5xx) or a rate limit.
         self.gateway_http_status: int | None = None
@@ -200,6 +212,9 @@ class LocalDiscordGateway:
         self.resume_count = 0
         self.heartbeat_count = 0
         self.connection_count = 0
+        # The codes clients closed their sockets with, in order (Discord ends the session on
+        # 1000/1001, so a bot that goes away with them shows offline at once).
+        self.client_close_codes: list[int | None] = []
         self._tokens = frozenset(tokens)
         self._control_api = control_api
         self._sessions: dict[str, _Session] = {}
@@ -318,10 +333,18 @@ class LocalDiscordGateway:
         self.session_start_remaining = self.session_start_total
         self._changed()
 
-    def guild_ids(self) -> list[str]:
-        """The bot's guilds: snowflakes one creation-time unit apart, so that Discord's routing
-        ``(guild_id >> 22) % shard_count`` spreads them over shards."""
-        return [str(GUILD_ID_BASE + (n << 22)) for n in range(self.guilds)]
+    def guild_ids(self, shard: tuple[int, int] | None = None) -> list[str]:
+        """The bot's guilds (those of ``shard`` = (id, count) if given): snowflakes one
+        creation-time unit apart, so that Discord's routing ``(guild_id >> 22) % shard_count``
+        spreads them over shards. Guild n has ``(id >> 22) = (GUILD_ID_BASE >> 22) + n``, so a
+        shard's guilds are every count-th n: computed directly, not by filtering all of them
+        (320,000 guilds filtered per IDENTIFY held the loop for long enough to misdate the
+        IDENTIFYs behind it)."""
+        if shard is None:
+            return [str(GUILD_ID_BASE + (n << 22)) for n in range(self.guilds)]
+        shard_id, count = shard
+        first = (shard_id - (GUILD_ID_BASE >> 22)) % count
+        return [str(GUILD_ID_BASE + (n << 22)) for n in range(first, self.guilds, count)]
 
     def shard_connections(self) -> dict[int, int]:
         """shard_id -> open connections that identified or resumed as that shard."""
@@ -330,6 +353,34 @@ class LocalDiscordGateway:
             if conn.shard is not None:
                 out[conn.shard[0]] = out.get(conn.shard[0], 0) + 1
         return out
+
+    def _serving(self, guild_id: str) -> list[_Connection]:
+        """The live sessions a guild's events go to: its shard's, or the unsharded ones."""
+        out = []
+        for conn in self._connections:
+            if conn.session is None:
+                continue
+            if conn.shard is None or _shard_of(guild_id, conn.shard[1]) == conn.shard[0]:
+                out.append(conn)
+        return out
+
+    async def join_guild(self) -> str:
+        """The bot joins one more guild: GUILD_CREATE to the session serving it; its id."""
+        self.guilds += 1
+        guild_id = self.guild_ids()[-1]
+        log.info("control: bot joins guild %s", guild_id)
+        for conn in self._serving(guild_id):
+            await self._dispatch(conn, "GUILD_CREATE", self._guild(guild_id, self.guilds - 1))
+        return guild_id
+
+    async def leave_guild(self) -> str:
+        """The bot leaves (is removed from) its newest guild: GUILD_DELETE; its id."""
+        guild_id = self.guild_ids()[-1]
+        self.guilds -= 1
+        log.info("control: bot leaves guild %s", guild_id)
+        for conn in self._serving(guild_id):
+            await self._dispatch(conn, "GUILD_DELETE", {"id": guild_id})
+        return guild_id
 
     async def drop_shard(self, shard_id: int, code: int = 4000) -> None:
         """Close only the connections of one shard with ``code`` (the others stay up)."""
@@ -467,6 +518,7 @@ class LocalDiscordGateway:
         return {
             "login_count": self.login_count,
             "identify_count": self.identify_count,
+            "identify_rate_limited": len(self.identify_rate_limited),
             "resume_count": self.resume_count,
             "heartbeat_count": self.heartbeat_count,
             "connection_count": self.connection_count,
@@ -634,6 +686,11 @@ class LocalDiscordGateway:
             await self._serve(conn)
         finally:
             self._connections.discard(conn)
+            if conn.ended_by is None:
+                self.client_close_codes.append(ws.close_code)
+                if ws.close_code in (1000, 1001) and conn.session is not None:
+                    # As Discord: a normal close ends the session; it cannot be resumed.
+                    self._sessions.pop(conn.session.session_id, None)
             self._changed()
             log.info(
                 "gateway #%d: closed (%s)",
@@ -716,8 +773,8 @@ class LocalDiscordGateway:
             await self._close(conn, 4001)
 
     async def _identify(self, conn: _Connection, data: Any) -> None:
+        now = time.monotonic()
         self.identify_count += 1
-        self.session_start_remaining = max(0, self.session_start_remaining - 1)
         self._changed()
         if conn.session is not None:
             await self._close(conn, 4005)
@@ -726,10 +783,29 @@ class LocalDiscordGateway:
             await self._close(conn, 4002)
             return
         shard = _parse_shard(data.get("shard"))
-        self.identify_times.append((time.monotonic(), shard[0] if shard else None))
         if "shard" in data and shard is None:
             await self._close(conn, 4010)
             return
+        shard_id = shard[0] if shard else None
+        key = (shard_id or 0) % max(1, self.max_concurrency)
+        last = self._key_last_identify.get(key)
+        if last is not None and now - last < self.identify_window:
+            log.info(
+                "gateway #%d: IDENTIFY of shard %s %.3f s after the last on rate-limit key %d "
+                "(window %.3f s): invalid session",
+                conn.number,
+                shard_id,
+                now - last,
+                key,
+                self.identify_window,
+            )
+            self.identify_rate_limited.append((now, shard_id))
+            self._changed()
+            await self._send(conn, OP_INVALID_SESSION, False)
+            return
+        self._key_last_identify[key] = now
+        self.session_start_remaining = max(0, self.session_start_remaining - 1)
+        self.identify_times.append((now, shard_id))
         count = shard[1] if shard else 1
         if -(-self.guilds // count) > self.max_guilds_per_shard:
             log.info(
@@ -760,9 +836,7 @@ class LocalDiscordGateway:
         session.shard = shard
         conn.session = session
         log.info("gateway #%d: IDENTIFY token ok, new session %s", conn.number, session.session_id)
-        guild_ids = [
-            g for g in self.guild_ids() if shard is None or _shard_of(g, shard[1]) == shard[0]
-        ]
+        guild_ids = self.guild_ids(shard)
         ready: dict[str, Any] = {
             "v": 10,
             "user": self._bot_user(),
@@ -775,8 +849,9 @@ class LocalDiscordGateway:
         if "shard" in data:
             ready["shard"] = data["shard"]
         await self._dispatch(conn, "READY", ready)
-        if guild_ids:
-            task = asyncio.create_task(self._stream_guilds(conn, guild_ids))
+        streamed = guild_ids[: max(0, len(guild_ids) - self.withheld_guilds)]
+        if streamed:
+            task = asyncio.create_task(self._stream_guilds(conn, streamed))
             conn.tasks = conn.tasks or set()
             conn.tasks.add(task)
             task.add_done_callback(conn.tasks.discard)
@@ -1009,6 +1084,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="close with 4014 when IDENTIFY asks for members, presences or message_content",
     )
+    parser.add_argument(
+        "--identify-window",
+        type=float,
+        default=5.0,
+        help="seconds each rate-limit key (shard_id %% max_concurrency) must wait between "
+        "IDENTIFYs; one sooner gets op 9 (default: %(default)s, Discord's)",
+    )
     return parser.parse_args(argv)
 
 
@@ -1022,6 +1104,7 @@ async def _run_process(args: argparse.Namespace) -> None:
         heartbeat_interval=args.heartbeat_interval,
         require_privileged_intents=args.require_privileged_intents,
         control_api=True,
+        identify_window=args.identify_window,
     )
     await gateway.start()
     # The one line on stdout: callers that asked for port 0 read the real port from it.

@@ -32,17 +32,22 @@ _IDENTITY = ("username", "extra")
 _SETTABLE = frozenset(Connection.__struct_fields__) - {"state", "seq", "since"}
 
 
-def next_connection(
-    previous: Connection | None, state: str, fields: Mapping[str, Any], seq: int, ts: float
-) -> Connection:
-    """The connection that follows ``previous``: identity kept, transient fields replaced,
-    ``since`` kept while the state is unchanged, fields given as None removed."""
-    unknown = set(fields) - _SETTABLE
+def check_connection_fields(fields: Mapping[str, Any]) -> None:
+    """TypeError naming any field a plugin may not pass to ``set_connection``."""
+    unknown = fields.keys() - _SETTABLE
     if unknown:
         raise TypeError(
             f"unknown connection field(s) {sorted(unknown)}: "
             "a plugin's own fields go in extra={...}"
         )
+
+
+def next_connection(
+    previous: Connection | None, state: str, fields: Mapping[str, Any], seq: int, ts: float
+) -> Connection:
+    """The connection that follows ``previous``: identity kept, transient fields replaced,
+    ``since`` kept while the state is unchanged, fields given as None removed."""
+    check_connection_fields(fields)
     kept: dict[str, Any] = {}
     if previous is not None:
         kept = {k: getattr(previous, k) for k in _IDENTITY}
@@ -122,8 +127,8 @@ class PluginContext:
             raise ValueError(f"unknown connection state {state!r}")
         if isinstance(fields.get("reason"), str):
             fields["reason"] = self._redact(fields["reason"])
-        # Checked now, in the caller's frame, rather than inside the recorder's step.
-        next_connection(None, state, fields, 0, 0.0)
+        # Checked now, in the caller's frame, rather than when the recorder builds it.
+        check_connection_fields(fields)
         built: list[Connection] = []
 
         def build(seq: int, ts: float) -> dict[str, Any]:

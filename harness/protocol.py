@@ -96,6 +96,9 @@ class SettingField(msgspec.Struct, frozen=True, omit_defaults=True):
     advanced: bool = False  # shown folded away in the TUI
     # Characters a string/secret/select may have; None: MAX_STRING_SETTING or MAX_SECRET_SETTING.
     max_length: int | None = None
+    # For ``string``: the value must be one of these words (any case) or, when minimum/maximum
+    # are set, a whole number in that range — e.g. shards: off | auto | 1..1024. Empty: any text.
+    keywords: tuple[str, ...] = ()
 
 
 class PluginInfo(msgspec.Struct, omit_defaults=True):
@@ -515,6 +518,17 @@ class Health(msgspec.Struct, omit_defaults=True, kw_only=True):
     latency_ms: float | None = None  # the last heartbeat round-trip
     ack_overdue_since: float | None = None  # epoch s of the heartbeat still waiting for an ACK
     heartbeat_interval: float | None = None  # seconds between heartbeats
+    # A connection made of parts (shards): each part's own live health, by the part's id; the
+    # fields above are then the aggregate (the parts' mean latency, the oldest overdue beat).
+    parts: list[PartHealth] = msgspec.field(default_factory=list)
+
+
+class PartHealth(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """One part's live heartbeat health, in ``Health.parts``."""
+
+    id: str
+    latency_ms: float | None = None
+    ack_overdue_since: float | None = None
 
 
 def to_connection(value: Any) -> Connection | None:

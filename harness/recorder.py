@@ -1,9 +1,12 @@
 """Persist, then publish: the one path by which any event enters the history and the stream.
 
-Group commit: callers queue events; one writer task drains the queue into ONE transaction, run
-in ONE hop to the database thread, and after the commit publishes the batch in seq order. With
-one caller awaiting each event a batch holds one event; with many callers at once a batch holds
-what queued up during the previous commit, so throughput grows with concurrency.
+Group commit: callers queue events; the writer drains the queue into ONE transaction, run in
+ONE hop to the database thread, and after the commit publishes the batch in seq order. The
+writer is not a task but two callbacks: a caller that finds it idle hands its event to the
+database thread at once, and the thread's completion (one wake-up of the loop) publishes the
+batch and hands over the next. With one caller awaiting each event a batch holds one event;
+with many callers at once a batch holds what queued up during the previous commit, so
+throughput grows with concurrency.
 
 When storage fails (disk full, read-only, I/O error) the batch is still published, each event
 marked ``persisted=False``; the recorder remembers the newest metadata value of every key it
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -79,8 +84,9 @@ class Recorder:
         self.retention = retention
         self.health = StorageHealth()
         self._queue: collections.deque[_Pending] = collections.deque()
-        self._wake: asyncio.Event | None = None
-        self._writer: asyncio.Task[None] | None = None
+        self._busy = False  # a batch is in the database thread (or waiting for its turn)
+        self._retry: asyncio.TimerHandle | None = None  # the next try while storage fails
+        self._drained: asyncio.Future[None] | None = None  # close() waits on it
         self._closing = False
         # While storage fails: the newest value of each (plugin, key) not stored, to store on
         # recovery so the stored state catches up with the published one.
@@ -119,47 +125,100 @@ class Recorder:
             raise RuntimeError("the recorder is closed")
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(name, data, plugin, metadata_key, ts, on_published, future))
-        if self._writer is None:
-            self._wake = asyncio.Event()
-            self._writer = asyncio.get_running_loop().create_task(self._run(), name="recorder")
-        assert self._wake is not None
-        self._wake.set()
+        if not self._busy:
+            # Idle: this event goes to the database thread now, from this call, without a
+            # writer task to wake first. While a batch is in the thread, events queue up and
+            # go together when it is done.
+            self._dispatch()
         # Not shielded (a shield costs a loop iteration per event): a cancelled caller cancels
-        # only this future; the writer still commits and publishes the event.
+        # only this future; the batch still commits and publishes the event.
         return await future
 
     async def close(self) -> None:
-        """Write and publish what is queued, then stop the writer. Never cancels a commit."""
+        """Write and publish what is queued, then stop. Never cancels a commit."""
         self._closing = True
-        if self._writer is not None:
-            assert self._wake is not None
-            self._wake.set()
-            await asyncio.shield(self._writer)
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self._queue and not self._busy:  # not expected: a record always dispatches
+            self._dispatch()
+        if self._busy or self._queue:
+            self._drained = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._drained)
 
-    # -- the writer ------------------------------------------------------------------------
+    # -- the writer: a batch at a time in the database thread, driven by callbacks ----------
 
-    async def _run(self) -> None:
-        assert self._wake is not None
+    def _dispatch(self) -> None:
+        """Take the next batch and hand it to the database thread; :meth:`_done` follows on
+        the loop. Runs from :meth:`record` when idle, else from :meth:`_done` of the batch
+        before: one batch in the thread at a time, so seqs commit and publish in order."""
         while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wake.clear()
-                if self.health.ok:
-                    await self._wake.wait()
-                else:
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), RETRY_INTERVAL)
-                    except TimeoutError:
-                        pass
-            if self._queue or not self.health.ok:
-                batch = self._take()
-                try:
-                    await self._commit(batch)
-                except Exception as exc:  # a bug here must not stop every later record
-                    log.exception("recorder: writing a batch failed unexpectedly")
-                    for p, _, _ in batch:
-                        _fail(p.future, exc)
+            batch = self._take()
+            recovering = not self.health.ok
+            if batch or recovering:
+                break
+            if not self._queue:  # every payload of the batch failed to build
+                self._idle()
+                return
+        rows = [b[2] for b in batch]
+        metadata: list[tuple[str, str, str, float]] = []
+        gap: BatchRow | None = None
+        if recovering:
+            # The event that records the gap takes the seq after the batch, but only if the
+            # commit succeeds: a failed retry must not use up seqs.
+            metadata = [(p, k, v, ts) for (p, k), (v, ts) in self._unstored.items()]
+            gap_data = self._gap_data()
+            gap = BatchRow(self.bus.last_seq + 1, time.time(), STORAGE_EVENT, _encode(gap_data))
+            rows = [*rows, gap]
+        store = self.store
+        first, newest, size = rows[0].seq, rows[-1].seq, len(rows)
+
+        def work(conn: sqlite3.Connection) -> tuple[int, int]:
+            # In the database thread: the retention look-ups and the one transaction.
+            prune_below = self._prune_below(conn, first, newest, size)
+            return prune_below, store.write_batch_here(conn, rows, metadata, prune_below)
+
+        self._busy = True
+        try:
+            store.submit(work, functools.partial(self._done, batch, gap))
+        except BaseException:
+            self._busy = False
+            raise
+
+    def _done(
+        self,
+        batch: list[tuple[_Pending, Event, BatchRow]],
+        gap: BatchRow | None,
+        result: tuple[int, int] | None,
+        exc: BaseException | None,
+    ) -> None:
+        """On the loop, when the batch's transaction is over: publish, then the next batch."""
+        self._busy = False
+        try:
+            self._finish(batch, gap, result, exc)
+        except Exception as bug:  # a bug here must not stop every later record
+            log.exception("recorder: writing a batch failed unexpectedly")
+            for p, _, _ in batch:
+                _fail(p.future, bug)
+        if self._queue:
+            self._dispatch()
+        elif not self.health.ok and not self._closing:
+            # Storage is failing and nothing is queued: try again in a while all the same,
+            # so the stored state catches up without waiting for the next event.
+            if self._retry is not None:
+                self._retry.cancel()
+            self._retry = asyncio.get_running_loop().call_later(RETRY_INTERVAL, self._try_again)
+        else:
+            self._idle()
+
+    def _try_again(self) -> None:
+        self._retry = None
+        if not self._busy and not self._closing:
+            self._dispatch()
+
+    def _idle(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
 
     def _take(self) -> list[tuple[_Pending, Event, BatchRow]]:
         """Up to MAX_BATCH queued events, seqs assigned in order and payloads built. A second
@@ -188,24 +247,14 @@ class Recorder:
             batch.append((p, event, BatchRow(seq, now, p.name, text, p.plugin, p.metadata_key)))
         return batch
 
-    async def _commit(self, batch: list[tuple[_Pending, Event, BatchRow]]) -> None:
-        rows = [b[2] for b in batch]
-        recovering = not self.health.ok
-        metadata: list[tuple[str, str, str, float]] = []
-        gap: BatchRow | None = None
-        if recovering:
-            # The event that records the gap takes the seq after the batch, but only if the
-            # commit succeeds: a failed retry must not use up seqs.
-            metadata = [(p, k, v, ts) for (p, k), (v, ts) in self._unstored.items()]
-            gap_data = self._gap_data()
-            gap = BatchRow(self.bus.last_seq + 1, time.time(), STORAGE_EVENT, _encode(gap_data))
-            rows = [*rows, gap]
-        if not rows:
-            return
-        prune_below = await self._prune_below(rows[0].seq, rows[-1].seq, len(rows))
-        try:
-            removed = await self.store.write_batch(rows, metadata=metadata, prune_below=prune_below)
-        except Exception as exc:
+    def _finish(
+        self,
+        batch: list[tuple[_Pending, Event, BatchRow]],
+        gap: BatchRow | None,
+        result: tuple[int, int] | None,
+        exc: BaseException | None,
+    ) -> None:
+        if exc is not None:
             if not is_storage_error(exc):
                 log.error("recording %d events failed: %s", len(batch), exc)
                 for p, _, _ in batch:
@@ -217,6 +266,8 @@ class Recorder:
             if first_failure:
                 self._announce_failure()
             return
+        assert result is not None
+        prune_below, removed = result
         if prune_below:
             self._oldest = prune_below
             log.debug("retention removed %d events below seq %d", removed, prune_below)
@@ -314,23 +365,24 @@ class Recorder:
 
     # -- retention ---------------------------------------------------------------------------
 
-    async def _prune_below(self, first: int, newest: int, size: int) -> int:
-        """The seq below which this batch's transaction deletes events (0: none): at most
-        ``chunk`` or twice the batch's size, whichever is larger, of the oldest events past
-        the bound. Deleting up to twice what is added keeps the table within a batch of
-        ``keep`` at any rate, and no transaction carries a long delete. A batch never
-        deletes its own events (even with ``keep = 0``): what was just published can be
-        replayed."""
+    def _prune_below(self, conn: sqlite3.Connection, first: int, newest: int, size: int) -> int:
+        """In the database thread, before the batch's transaction: the seq below which that
+        transaction deletes events (0: none): at most ``chunk`` or twice the batch's size,
+        whichever is larger, of the oldest events past the bound. Deleting up to twice what
+        is added keeps the table within a batch of ``keep`` at any rate, and no transaction
+        carries a long delete. A batch never deletes its own events (even with ``keep = 0``):
+        what was just published can be replayed. (Only one batch is in the thread at a time,
+        so the retention fields are never touched by two threads at once.)"""
         r = self.retention
         if r is None:
             return 0
         try:
             if self._oldest is None:
-                self._oldest = await self.store.first_seq()
+                self._oldest = self.store.first_seq_here(conn)
             if r.max_age_days > 0 and time.monotonic() - self._age_checked > AGE_CHECK_INTERVAL:
                 self._age_checked = time.monotonic()
                 cutoff = time.time() - r.max_age_days * 86400
-                self._age_floor = await self.store.seq_before(cutoff)
+                self._age_floor = self.store.seq_before_here(conn, cutoff)
         except Exception as exc:  # retention waits for a later batch; the events do not
             log.debug("retention look-up failed: %s", exc)
             return 0

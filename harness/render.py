@@ -11,6 +11,8 @@ import datetime as dt
 import math
 import re
 
+import msgspec
+
 from harness.protocol import STATE_GLYPHS, Connection, Health, Part
 
 UNKNOWN_GLYPH = "?"
@@ -293,9 +295,26 @@ def part_row(part: Part, now: float, tz: dt.tzinfo | None) -> tuple[str, ...]:
     )
 
 
-def identify_budget(conn: Connection | None, now: float) -> str | None:
+def live_parts(conn: Connection | None, health: Health | None) -> list[Part]:
+    """The connection's parts with each connected part's latency taken from the live
+    ``{plugin}:health`` (its ``parts``) when there is one: the stored part keeps the round-trip
+    of the moment it connected, the health event the latest."""
+    parts = list(conn.parts) if conn is not None else []
+    if health is None or not health.parts:
+        return parts
+    live = {h.id: h.latency_ms for h in health.parts if h.latency_ms is not None}
+    return [
+        msgspec.structs.replace(p, latency_ms=live[p.id])
+        if p.state == "connected" and p.id in live
+        else p
+        for p in parts
+    ]
+
+
+def identify_budget(conn: Connection | None, now: float, *, with_reset: bool = True) -> str | None:
     """ "identifies left: 988/1000, resets in 5 h" from a plugin's ``extra.identify_budget``
-    (total, remaining, resets_at epoch s); None when the plugin reports none."""
+    (total, remaining, resets_at epoch s); None when the plugin reports none. Without
+    ``with_reset`` the countdown is left out: for a title that is not redrawn as it ages."""
     if conn is None:
         return None
     budget = conn.extra.get("identify_budget")
@@ -307,6 +326,6 @@ def identify_budget(conn: Connection | None, now: float) -> str | None:
     except (KeyError, TypeError, ValueError):
         return None
     text = f"identifies left: {remaining}/{total}"
-    if resets_at > now:
+    if with_reset and resets_at > now:
         text += f", resets in {span(resets_at - now)}"
     return text

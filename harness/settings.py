@@ -52,6 +52,8 @@ def check_value(field: SettingField, value: Any) -> str | None:
             return problem
         if t == "select" and value not in field.options:
             return f"must be one of: {', '.join(field.options)}"
+        if t == "string" and field.keywords:
+            return _keyword_problem(field, value)
         return None
     if t == "integer":
         if isinstance(value, bool) or not isinstance(value, int):
@@ -66,6 +68,29 @@ def check_value(field: SettingField, value: Any) -> str | None:
             return f"expected true or false, got {kind(value)}"
         return None
     return f"unknown field type {t!r}"
+
+
+def _keyword_problem(field: SettingField, value: str) -> str | None:
+    """A keyword string (SettingField.keywords): one of the words, or a whole number in range."""
+    text = value.strip().lower()
+    if text in (k.lower() for k in field.keywords):
+        return None
+    ranged = field.minimum is not None or field.maximum is not None
+    words = " or ".join(field.keywords) if not ranged else ", ".join(field.keywords)
+    if ranged:
+        lo = field.minimum if field.minimum is not None else "any"
+        hi = field.maximum if field.maximum is not None else "any"
+        expected = f"must be {words} or a whole number from {lo} to {hi}"
+        try:
+            number = int(text)
+        except ValueError:
+            return f"{expected}; got {clip(value)!r}"
+        if (field.minimum is not None and number < field.minimum) or (
+            field.maximum is not None and number > field.maximum
+        ):
+            return f"{expected}; got {number}"
+        return None
+    return f"must be {words}; got {clip(value)!r}"
 
 
 def max_length(field: SettingField) -> int:

@@ -10,14 +10,16 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import msgspec
 
 from harness.protocol import Event
+
+T = TypeVar("T")
 
 APPLICATION_ID = 0x48524E53  # "HRNS": tells a harness database from any other SQLite file
 SCHEMA_VERSION = 3
@@ -184,6 +186,19 @@ def _write_batch(
         raise
 
 
+def _first_seq(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT min(seq) FROM events").fetchone()
+    return int(row[0] or 0)
+
+
+def _seq_before(conn: sqlite3.Connection, ts: float) -> int:
+    # One seek in the ts index (named: without ANALYZE, SQLite would rather walk the rowids
+    # down from the newest, through every event it keeps). Clocks that step back make ts and
+    # seq disagree slightly; retention then cuts at the newest old timestamp.
+    row = conn.execute(SEQ_BEFORE_SQL, (ts,)).fetchone()
+    return int(row[0] or 0) if row else 0
+
+
 class StoreError(Exception):
     """The database cannot be used; the message says why and what to do."""
 
@@ -263,6 +278,7 @@ class Store:
         # Held by every multi-statement transaction: the group-commit writer's single-hop
         # transaction must never start between another one's BEGIN and COMMIT.
         self._tx_lock = asyncio.Lock()
+        self._waiting: set[asyncio.Task[None]] = set()  # submits waiting for a transaction
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -506,9 +522,76 @@ class Store:
         cost of a small transaction."""
         async with self._tx_lock:
             removed: int = await self._conn._execute(
-                _write_batch, self._conn._conn, rows, metadata, prune_below
+                self.write_batch_here, self._conn._conn, rows, metadata, prune_below
             )
         return removed
+
+    def write_batch_here(
+        self,
+        conn: sqlite3.Connection,
+        rows: Sequence[BatchRow],
+        metadata: Sequence[tuple[str, str, str, float]] = (),
+        prune_below: int = 0,
+    ) -> int:
+        """:meth:`write_batch`'s transaction, run by the caller on the connection's thread
+        (inside a function given to :meth:`submit`)."""
+        return _write_batch(conn, rows, metadata, prune_below)
+
+    def first_seq_here(self, conn: sqlite3.Connection) -> int:
+        """:meth:`first_seq` on the connection's thread (inside a :meth:`submit` function)."""
+        return _first_seq(conn)
+
+    def seq_before_here(self, conn: sqlite3.Connection, ts: float) -> int:
+        """:meth:`seq_before` on the connection's thread (inside a :meth:`submit` function)."""
+        return _seq_before(conn, ts)
+
+    def submit(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        done: Callable[[T | None, BaseException | None], None],
+    ) -> None:
+        """Run ``fn(connection)`` on the connection's thread, after everything queued before
+        it, and then ``done(result, None)`` or ``done(None, exception)`` on this event loop.
+        Never awaits: no future, no task, and one wake-up of the loop when ``fn`` is done,
+        which is what a small group commit costs most of. ``fn`` never runs inside another
+        caller's :meth:`transaction`: while one is open, it waits for its end (in a task)."""
+        loop = asyncio.get_running_loop()
+        if self._tx_lock.locked():
+
+            async def after_transaction() -> None:
+                async with self._tx_lock:
+                    self._enqueue(loop, fn, done)
+
+            task = loop.create_task(after_transaction())
+            self._waiting.add(task)
+            task.add_done_callback(self._waiting.discard)
+            return
+        self._enqueue(loop, fn, done)
+
+    def _enqueue(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fn: Callable[[sqlite3.Connection], T],
+        done: Callable[[T | None, BaseException | None], None],
+    ) -> None:
+        # aiosqlite's own queue (a private part of aiosqlite, pinned in pyproject.toml), so
+        # ``fn`` keeps its place among the statements other callers queue; a None future
+        # tells its worker that nobody awaits the call.
+        aconn = self._conn
+        if not aconn._running or aconn._connection is None:
+            loop.call_soon(done, None, ValueError("Connection closed"))
+            return
+        sconn = aconn._connection
+
+        def work() -> None:
+            try:
+                result = fn(sconn)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(done, None, exc)
+            else:
+                loop.call_soon_threadsafe(done, result, None)
+
+        aconn._tx.put_nowait((None, work))
 
     async def events_after(
         self, since: int, upto: int | None = None, *, limit: int = 1000
@@ -539,10 +622,8 @@ class Store:
         return int(await self._scalar("SELECT min(seq) FROM events") or 0)
 
     async def seq_before(self, ts: float) -> int:
-        """The newest seq of an event older than ``ts`` (0 if none), through the ts index."""
-        # One seek in the ts index (named: without ANALYZE, SQLite would rather walk the
-        # rowids down from the newest, through every event it keeps). Clocks that step back
-        # make ts and seq disagree slightly; retention then cuts at the newest old timestamp.
+        """The newest seq of an event older than ``ts`` (0 if none), through the ts index
+        (see :func:`_seq_before`)."""
         return int(await self._scalar(SEQ_BEFORE_SQL, (ts,)) or 0)
 
     async def retention_floor(self, *, keep: int, max_age_days: float) -> int:

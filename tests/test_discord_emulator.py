@@ -109,8 +109,10 @@ class ProbeShardedClient(discord.AutoShardedClient):
 
 @pytest_asyncio.fixture
 async def gateway(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[LocalDiscordGateway]:
+    # identify_window=0: these raw clients re-identify at once; the concurrency rule is tested
+    # with the plugin in tests/test_discord_shards.py.
     async with LocalDiscordGateway(
-        tokens={TOKEN}, bot_name="HarnessBot", discriminator="1234"
+        tokens={TOKEN}, bot_name="HarnessBot", discriminator="1234", identify_window=0.0
     ) as gw:
         point_discord_at(monkeypatch, gw.host, gw.port)
         yield gw

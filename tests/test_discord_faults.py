@@ -23,6 +23,7 @@ from harness.plugins.discord_gateway import CLOSE_CODES
 from tests.conftest import wait_until
 from tests.test_discord_plugin import (  # noqa: F401  (fixtures used by name)
     BOT,
+    IDENTIFY_WINDOW,
     TOKEN,
     FastDiscord,
     Watcher,
@@ -42,7 +43,7 @@ EXCEPTION_NAME = re.compile(r"\b[A-Z]\w*(Error|Exception|Closed|Failure|WebSocke
 
 @pytest.fixture
 async def gateway() -> AsyncIterator[LocalDiscordGateway]:
-    async with LocalDiscordGateway(tokens={TOKEN}) as gw:
+    async with LocalDiscordGateway(tokens={TOKEN}, identify_window=IDENTIFY_WINDOW) as gw:
         yield gw
 
 
@@ -311,7 +312,9 @@ async def test_rest_429_without_discord_headers_backs_off_for_a_possible_ip_ban(
 async def test_guilds_streaming_after_ready_is_connecting(
     config: Config, start_daemon: Any, watcher: Any
 ) -> None:
-    async with LocalDiscordGateway(tokens={TOKEN}, guilds=3, guild_stream_delay=0.05) as gw:
+    async with LocalDiscordGateway(
+        tokens={TOKEN}, guilds=3, guild_stream_delay=0.05, identify_window=IDENTIFY_WINDOW
+    ) as gw:
         cfg = cfg_for(config, gw)
         await start(start_daemon, cfg)
         w = await watcher(cfg)

@@ -102,3 +102,23 @@ def test_sharded_state_the_plugin_relies_on() -> None:
     for attr in ("self._connection.shard_count", "self._connection.shard_ids"):
         assert attr in launch, f"AutoShardedClient no longer sets {attr}: the plugin sets it"
     assert "shard" in inspect.getsource(DiscordWebSocket.identify)
+
+
+def test_the_parsers_guild_counts_wraps() -> None:
+    """GuildCounts (harness/plugins/discord_gateway.py) replaces the READY, GUILD_CREATE and
+    GUILD_DELETE entries of the state's ``parsers`` dict, which every socket reads as
+    ``_discord_parsers``, and hands READY on without its guild list."""
+    state_src = inspect.getsource(discord.state.ConnectionState)
+    for attr in ("self.parsers", "self._guilds", "self.shard_count"):
+        assert attr in state_src, f"ConnectionState no longer has {attr}: GuildCounts is blind"
+    for parser in ("parse_ready", "parse_guild_create", "parse_guild_delete"):
+        assert hasattr(discord.state.ConnectionState, parser), f"{parser} is gone"
+    assert "ws._discord_parsers = client._connection.parsers" in inspect.getsource(
+        DiscordWebSocket.from_client
+    ), "sockets no longer read the state's parsers dict: GuildCounts' wrappers are skipped"
+    for cls in (discord.state.ConnectionState, discord.state.AutoShardedConnectionState):
+        ready = inspect.getsource(cls.parse_ready)
+        assert "data['guilds']" in ready, f"{cls.__name__}.parse_ready reads guilds elsewhere"
+    assert "data['shard']" in inspect.getsource(
+        discord.state.AutoShardedConnectionState.parse_ready
+    )

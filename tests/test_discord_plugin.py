@@ -31,6 +31,10 @@ from tests.conftest import wait_until
 
 TOKEN = "test-token-Zm9vYmFyYmF6cXV4-0123456789"  # looks real enough to be caught if leaked
 BOT = "HarnessBot#1234"
+# The emulator enforces Discord's one IDENTIFY per rate-limit key per window (op 9 otherwise);
+# tests shorten Discord's 5 s on both sides, the plugin's interval a margin above the
+# emulator's window so that a loaded machine's jitter never reads as a violation.
+IDENTIFY_WINDOW = 0.02
 
 
 class FastDiscord(DiscordPlugin):
@@ -40,6 +44,8 @@ class FastDiscord(DiscordPlugin):
     identify_wait = (0.0, 0.0)
     ack_warn_after = 0.3
     backoff_base = 0.01
+    identify_interval = 0.1  # Discord's 5 s between IDENTIFYs per bucket, shortened
+    identify_margin = 0.0  # the interval above is already 5x the gateway's window
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +58,7 @@ def _restore_discord_urls() -> Any:
 
 @pytest.fixture
 async def gateway() -> AsyncIterator[LocalDiscordGateway]:
-    async with LocalDiscordGateway(tokens={TOKEN}) as gw:
+    async with LocalDiscordGateway(tokens={TOKEN}, identify_window=IDENTIFY_WINDOW) as gw:
         yield gw
 
 
@@ -370,6 +376,27 @@ async def test_new_token_reconnects_and_disable_stops(
     assert w.states()[-1] == "stopped" and gateway.identify_count == 2
     assert stored_connection(cfg) == stopped
     await gateway.wait_for(lambda g: g.active_sessions == 0)
+
+
+async def test_a_stop_ends_the_session_with_a_normal_close_and_a_drop_does_not(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    """Reconnecting closes with 4000 so the session resumes; a stop closes with 1000, which
+    ends the session at Discord and shows the bot offline at once instead of after it times
+    out."""
+    gateway.heartbeat_interval = 300
+    cfg = discord_config(config, gateway)
+    _, w = await connected(start_daemon, watcher, cfg)
+    await gateway.pause_heartbeat_acks(True)
+    await w.state("disconnected", timeout=10)  # the plugin closed the zombie, to resume
+    await gateway.pause_heartbeat_acks(False)
+    await w.state("connected", timeout=10)
+    assert gateway.client_close_codes == [4000] and gateway.resume_count == 1
+    await w.client.request("plugins.set_enabled", name="discord", enabled=False)
+    await w.state("stopped")
+    await gateway.wait_for(lambda g: len(g.client_close_codes) == 2)
+    assert gateway.client_close_codes == [4000, 1000]
+    assert gateway.active_sessions == 0
 
 
 async def test_two_hundred_flaps_leave_stored_equal_to_published(

@@ -5,20 +5,25 @@ Each shard has its own state in ``parts``; the connection is the aggregate (docs
 # ruff: noqa: F811  (pytest fixtures imported from test_discord_plugin are parameters here)
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from harness import render
-from harness.config import Config
+from harness.client import ClientError
+from harness.config import Config, ConfigError
 from harness.discord_emulator import LocalDiscordGateway
-from harness.plugins.discord_shards import IdentifyGate, parse_shards
-from harness.protocol import Connection, Part, aggregate_parts
+from harness.plugins.discord_shards import MAX_SHARDS, IdentifyGate, parse_shards
+from harness.protocol import Connection, Health, Part, aggregate_parts, to_connection
 from tests.conftest import run_cli, subprocess_env
 from tests.test_discord_plugin import (  # noqa: F401  (fixtures used by name)
     BOT,
+    IDENTIFY_WINDOW,
     TOKEN,
     FastDiscord,
     Watcher,
@@ -31,13 +36,17 @@ from tests.test_discord_plugin import (  # noqa: F401  (fixtures used by name)
 
 
 class FastShards(FastDiscord):
-    identify_interval = 0.05  # Discord's 5 s per bucket, shortened
+    pass
 
 
 @pytest.fixture
 async def gateway() -> AsyncIterator[LocalDiscordGateway]:
     async with LocalDiscordGateway(
-        tokens={TOKEN}, guilds=40, max_guilds_per_shard=10, recommended_guilds_per_shard=10
+        tokens={TOKEN},
+        guilds=40,
+        max_guilds_per_shard=10,
+        recommended_guilds_per_shard=10,
+        identify_window=IDENTIFY_WINDOW,
     ) as gw:
         yield gw
 
@@ -159,15 +168,57 @@ async def test_shards_changed_live_reshards_without_a_daemon_restart(
     await gateway.wait_for(lambda g: g.shard_connections() == {n: 1 for n in range(8)})
 
 
-async def test_bad_shards_setting_is_an_error_that_says_what_to_set(
-    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+async def test_bad_shards_value_is_refused_at_save_and_the_bot_carries_on(
+    config: Config,
+    state_dir: Path,
+    gateway: LocalDiscordGateway,
+    start_daemon: Any,
+    watcher: Any,
 ) -> None:
-    cfg = discord_config(config, gateway, shards="lots")
+    # In the config file: the daemon refuses to start, naming the setting and what fits.
+    with pytest.raises(ConfigError, match=r"plugins\.discord\.shards: must be off, auto or a"):
+        await start(start_daemon, discord_config(config, gateway, shards="lots"))
+    cfg = discord_config(config, gateway, shards="4")
     await start(start_daemon, cfg)
     w: Watcher = await watcher(cfg)
-    err = await w.state("error")
-    assert "shards='lots'" in err["reason"] and "shards=auto" in err["reason"]
-    assert gateway.connection_count == 0
+    up = await w.until(all_up(4), timeout=20)
+    identifies = gateway.identify_count
+    # Through the request API: refused with the field named, nothing stored.
+    with pytest.raises(ClientError) as refused:
+        await w.client.request(
+            "plugins.update_settings", name="discord", settings={"shards": "lots"}
+        )
+    assert refused.value.code == "invalid_settings"
+    assert refused.value.details["fields"] == {
+        "shards": f"must be off, auto or a whole number from 1 to {MAX_SHARDS}; got 'lots'"
+    }
+    # Through the CLI: exit 1, the problem on stderr, for a count out of range both ways.
+    for bad, got in (("0", "got 0"), (str(MAX_SHARDS + 1), f"got {MAX_SHARDS + 1}")):
+        result = await run_cli(
+            "plugins",
+            "set",
+            "discord",
+            f"shards={bad}",
+            "--socket",
+            str(cfg.socket_path),
+            env=subprocess_env(state_dir),
+        )
+        assert result.rc == 1, result.out
+        assert f"shards: must be off, auto or a whole number from 1 to {MAX_SHARDS}; {got}" in (
+            result.err
+        )
+    # The plugin carried on: still 4 shards up, none re-identified, the setting unchanged.
+    info = await w.client.request("plugins.get", name="discord")
+    assert info["settings"]["shards"] == "4" and info["status"] == "running"
+    assert stored_connection(cfg) == up
+    assert gateway.identify_count == identifies
+    # And a good value in another case is taken.
+    ok = await w.client.request(
+        "plugins.update_settings", name="discord", settings={"shards": "AUTO"}
+    )
+    assert ok["settings"]["shards"] == "AUTO"
+    await w.until(lambda d: d["state"] != "connected")
+    await w.until(all_up(4), timeout=20)
 
 
 async def test_identify_budget_at_its_floor_stops_identifying_but_resumes_go_on(
@@ -254,9 +305,22 @@ def test_parts_in_words() -> None:
 def test_parse_shards() -> None:
     assert parse_shards("off") is None and parse_shards("") is None
     assert parse_shards("auto") == "auto" and parse_shards(" 16 ") == 16
-    for bad in ("-1", "lots", "99999"):
+    for bad in ("-1", "lots", str(MAX_SHARDS + 1)):
         with pytest.raises(ValueError, match="shards=auto"):
             parse_shards(bad)
+
+
+async def test_identify_gate_holds_each_send_and_survives_a_restart() -> None:
+    gate = IdentifyGate(1, 0.05)
+    await gate.sending(None)
+    first = gate._sent[0]
+    await gate.sending(0)  # the same bucket: held one interval after the last send
+    assert gate._sent[0] - first >= 0.05
+    # A new gate for the next run (a new setting) keeps the rule: Discord's is per bot.
+    again = IdentifyGate(1, 0.05, after=gate)
+    assert again._sent == gate._sent
+    wider = IdentifyGate(4, 0.05, after=gate)
+    assert wider._sent == dict.fromkeys(range(4), gate._sent[0])
 
 
 async def test_identify_gate_spaces_each_bucket() -> None:
@@ -267,3 +331,264 @@ async def test_identify_gate_spaces_each_bucket() -> None:
     assert set(slots) == {0, 1}
     # Each bucket has booked two slots: its next free one is two intervals after its first.
     assert abs(slots[0] - slots[1]) < 0.01
+
+
+# -- Discord's concurrency rule, enforced by the local gateway --------------------------------
+
+
+class PacedShards(FastShards):
+    # Plugin-side interval twice the gateway's window: a loaded machine may deliver one
+    # IDENTIFY late and the next on time, and that jitter must not read as a violation.
+    identify_interval = 0.4
+
+
+async def test_bucketed_start_never_trips_the_gateways_concurrency_rule(
+    config: Config, start_daemon: Any, watcher: Any
+) -> None:
+    async with LocalDiscordGateway(
+        tokens={TOKEN},
+        guilds=40,
+        max_guilds_per_shard=10,
+        recommended_guilds_per_shard=10,
+        max_concurrency=2,
+        identify_window=0.2,
+    ) as gw:
+        cfg = discord_config(config, gw, shards="4")
+        await start_daemon(plugins={"discord": PacedShards}, cfg=cfg)
+        w: Watcher = await watcher(cfg)
+        up = await w.until(all_up(4), timeout=20)
+        assert up["extra"]["identify_budget"]["max_concurrency"] == 2
+        assert gw.identify_rate_limited == []
+        # Buckets in order: shards 0 and 1 (keys 0 and 1) before 2 and 3, each key once per
+        # window.
+        order = [s for _, s in sorted(gw.identify_times)]
+        assert sorted(order[:2]) == [0, 1] and sorted(order[2:]) == [2, 3]
+        by_key: dict[int, list[float]] = {}
+        for t, s in gw.identify_times:
+            by_key.setdefault((s or 0) % 2, []).append(t)
+        for times in by_key.values():
+            times.sort()
+            assert all(b - a >= gw.identify_window for a, b in itertools.pairwise(times))
+
+
+class UnpacedShards(FastShards):
+    # A client that ignores the rule: every shard identifies at once.
+    identify_interval = 0.0
+    identify_margin = 0.0
+    identify_wait = (0.5, 0.5)  # op 9 d=false: wait before identifying again (Discord: 1-5 s)
+
+
+async def test_a_client_identifying_too_fast_gets_invalid_session(
+    config: Config, start_daemon: Any, watcher: Any
+) -> None:
+    async with LocalDiscordGateway(
+        tokens={TOKEN},
+        guilds=40,
+        max_guilds_per_shard=10,
+        recommended_guilds_per_shard=10,
+        identify_window=5.0,  # Discord's own: four shards at once cannot fit
+    ) as gw:
+        cfg = discord_config(config, gw, shards="4")
+        await start_daemon(plugins={"discord": UnpacedShards}, cfg=cfg)
+        w: Watcher = await watcher(cfg)
+        limited = await w.until(
+            lambda d: any(
+                "session invalidated (op 9)" in (p.get("reason") or "")
+                for p in d.get("parts") or []
+            ),
+            timeout=20,
+        )
+        assert gw.identify_rate_limited, "the gateway refused nothing"
+        # One IDENTIFY on the only key was accepted; the others were refused, not counted.
+        assert len(gw.identify_times) == 1
+        assert gw.session_start_remaining == gw.session_start_total - 1
+        assert limited["state"] != "connected"
+        # Stopped while the gateway is still up: the plugin retries every 0.5 s meanwhile.
+        await w.client.request("plugins.set_enabled", name="discord", enabled=False)
+        await w.state("stopped")
+
+
+async def test_unsharded_bot_reads_the_budget_and_holds_at_its_floor(
+    config: Config,
+    state_dir: Path,
+    gateway: LocalDiscordGateway,
+    start_daemon: Any,
+    watcher: Any,
+) -> None:
+    gateway.guilds = 5
+    gateway.session_start_total = 100
+    gateway.session_start_remaining = 6  # floor: 5% of 100; one IDENTIFY left above it
+    gateway.session_start_reset_after = 1000  # ms: Discord's reset, shortened
+    cfg = discord_config(config, gateway)  # shards = off
+    await start(start_daemon, cfg)
+    w: Watcher = await watcher(cfg)
+    up = await w.state("connected", timeout=20)
+    assert "parts" not in up
+    assert up["extra"]["identify_budget"]["remaining"] == 5
+    assert up["extra"]["identify_budget"]["total"] == 100
+    shown = await run_cli(
+        "plugins",
+        "show",
+        "discord",
+        "--socket",
+        str(cfg.socket_path),
+        env=subprocess_env(state_dir),
+    )
+    assert shown.rc == 0, shown.err
+    assert "budget      identifies left: 5/100" in shown.out
+    # A resume is not an IDENTIFY: allowed at the floor.
+    await gateway.drop(4000)
+    await w.state("disconnected")
+    await w.state("connected")
+    assert gateway.resume_count == 1 and gateway.identify_count == 1
+    # The session ends (4009): a new one needs an IDENTIFY, and the budget is at its floor.
+    w.reset()
+    await gateway.drop(4009)
+    held = await w.until(lambda d: "identify budget at its floor" in (d.get("reason") or ""))
+    assert held["state"] == "disconnected"
+    assert "5/100 left (floor 5, identify_floor=5%)" in held["reason"]
+    assert "no new session until" in held["reason"] and "resumes go on" in held["reason"]
+    assert held["retry_at"] > held["since"] - 1
+    assert gateway.identify_count == 1
+    # Discord resets the budget: the plugin reads it again and identifies.
+    gateway.reset_session_starts()
+    up = await w.state("connected", timeout=20)
+    assert up["extra"]["identify_budget"]["remaining"] == 99
+    assert gateway.identify_count == 2
+
+
+# -- live health per part --------------------------------------------------------------------
+
+
+async def test_each_shards_latency_is_live_in_health_events(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, connect: Any
+) -> None:
+    gateway.heartbeat_interval = 300  # ms: ACKs come quickly
+    cfg = discord_config(config, gateway, shards="4")
+    await start(start_daemon, cfg)
+    client = await connect(cfg)
+    await client.subscribe(["discord:connection", "discord:health"], since=0)
+    conn: dict[str, Any] = {}
+
+    async def until(pred: Any) -> Any:
+        async with asyncio.timeout(20):
+            while True:
+                e = await client.next_event()
+                if e.event == "discord:connection":
+                    conn.clear()
+                    conn.update(e.data)
+                elif pred(e.data):
+                    return e.data
+
+    def every_part_measured(h: dict[str, Any]) -> bool:
+        parts = h.get("parts") or []
+        return len(parts) == 4 and all("latency_ms" in p for p in parts)
+
+    health = await until(every_part_measured)
+    assert [p["id"] for p in health["parts"]] == ["0", "1", "2", "3"]
+    mean = sum(p["latency_ms"] for p in health["parts"]) / 4
+    assert health["latency_ms"] == pytest.approx(mean, abs=0.06)
+    # A shard that drops has no round-trip until it is back; the others keep theirs.
+    await gateway.drop_shard(2, 4000)
+    dropped = await until(
+        lambda h: (
+            len(h.get("parts") or []) == 4
+            and "latency_ms" not in h["parts"][2]
+            and all("latency_ms" in h["parts"][i] for i in (0, 1, 3))
+        )
+    )
+    assert dropped["parts"][2] == {"id": "2"}
+    back = await until(every_part_measured)
+    # The parts table takes each connected part's latency from the live health.
+    live = render.live_parts(to_connection(conn), msgspec.convert(back, Health))
+    by_id = {p["id"]: p["latency_ms"] for p in back["parts"]}
+    assert [p.latency_ms for p in live if p.state == "connected"] == [
+        by_id[p.id] for p in live if p.state == "connected"
+    ]
+
+
+# -- guild counts without discord.py's guild cache -------------------------------------------
+
+
+async def test_guild_counts_follow_joins_and_leaves_without_a_guild_cache(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    cfg = discord_config(config, gateway, shards="4")
+    daemon = await start(start_daemon, cfg)
+    w: Watcher = await watcher(cfg)
+    up = await w.until(all_up(4), timeout=20)
+    assert [p["guilds"] for p in up["parts"]] == [10, 10, 10, 10]
+    # The plugin keeps ids, not discord.py's Guild objects (the memory a big bot would spend).
+    assert daemon.orchestrator is not None
+    plugin = daemon.orchestrator._slots["discord"].plugin
+    assert len(plugin._client.guilds) == 0  # type: ignore[attr-defined]
+    # A join and a leave reach the count; a part publishes it with its next change (a resume).
+    joined = await gateway.join_guild()
+    shard = (int(joined) >> 22) % 4
+    await gateway.drop_shard(shard, 4000)
+    back = await w.until(
+        lambda d: d["state"] == "connected" and d["parts"][shard]["guilds"] == 11, timeout=20
+    )
+    assert [p["guilds"] for p in back["parts"]].count(10) == 3
+    assert len(plugin._client.guilds) == 0  # type: ignore[attr-defined]
+    await gateway.leave_guild()
+    await gateway.drop_shard(shard, 4000)
+    await w.until(
+        lambda d: d["state"] == "connected" and d["parts"][shard]["guilds"] == 10, timeout=20
+    )
+    assert gateway.identify_count == 4  # resumes only: no guild was re-sent
+
+
+async def test_guilds_that_stay_unavailable_end_the_wait_after_the_ready_timeout(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    gateway.guilds = 5
+    gateway.withheld_guilds = 2  # an outage at Discord: listed in READY, never streamed
+    cfg = discord_config(config, gateway)
+    await start(start_daemon, cfg)
+    w: Watcher = await watcher(cfg)
+    up = await w.state("connected", timeout=20)
+    assert w.states() == ["connecting", "connecting", "connected"]
+    assert w.events[1].data["reason"] == "receiving 5 guild(s) from Discord"
+    assert up["username"] == BOT
+
+
+def test_the_gateway_lists_each_shards_guilds_by_discords_routing() -> None:
+    gw = LocalDiscordGateway(guilds=1003)
+    for count in (1, 3, 4, 16):
+        for shard in range(count):
+            listed = gw.guild_ids((shard, count))
+            assert all((int(g) >> 22) % count == shard for g in listed)
+        assert sum(len(gw.guild_ids((s, count))) for s in range(count)) == 1003
+
+
+async def test_tui_form_shows_the_daemons_refusal_of_a_bad_shards_value(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, connect: Any
+) -> None:
+    from textual.widgets import Input, Static
+
+    from tests.tui.conftest import make_app, until
+    from tui.screens.settings import SettingsScreen
+    from tui.widgets.setting_field import SettingRow
+
+    cfg = discord_config(config, gateway)
+    await start(start_daemon, cfg)
+    other = await connect(cfg)
+    app = make_app(cfg, plugin="discord")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.link.online, timeout=10)
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        await until(pilot, lambda: screen.form is not None and screen.form.ready, timeout=10)
+        row = screen.query_one("#field-shards", SettingRow)
+        row.query_one(Input).value = "lots"
+        await pilot.press("ctrl+s")
+
+        def error() -> str:
+            shown = row.query_one("#error", Static)
+            return str(shown.render()) if shown.has_class("-shown") else ""
+
+        expected = f"must be off, auto or a whole number from 1 to {MAX_SHARDS}; got 'lots'"
+        await until(pilot, lambda: expected in error(), timeout=10)
+    info = await other.request("plugins.get", name="discord")
+    assert info["settings"]["shards"] == "off" and info["status"] == "running"

@@ -11,7 +11,8 @@ Figures:
 - record → subscriber decoded latency at 1k persisted ev/s: the subscriber is a separate process
   reading the daemon's real Unix socket;
 - a flood through 10 plugins with ``event_retention_max`` set low: the events table's largest size
-  against the max, the WAL's largest size, and the longest single ``broadcast`` call.
+  against the max, the WAL's largest size, and the longest single ``broadcast`` call, beside
+  the longest single raw sqlite3 transaction over the same time (what the disk alone does).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import json
 import socket
 import sqlite3
@@ -27,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +38,18 @@ import msgspec
 from harness import protocol
 from harness import store as store_mod
 from harness.bench import heading, median, percentile, row
+from harness.cli import run as run_mod
 from harness.config import Config, DaemonConfig
 from harness.daemon import Daemon
 from harness.plugin import Plugin, PluginContext
+from harness.recorder import Recorder
 from harness.store import Store
 
 # Looked up, not imported, so this benchmark also runs against the code before group commit
 # (for a before/after in the same way); there the daemon left the limit at SQLite's default.
 JOURNAL_SIZE_LIMIT: int = getattr(store_mod, "JOURNAL_SIZE_LIMIT", -1)
+# Likewise: the daemon froze nothing out of the collector before.
+freeze_startup_objects = getattr(run_mod, "freeze_startup_objects", lambda: None)
 
 PAYLOAD = {"kind": "tick", "text": "a short status line of ordinary size", "n": 0}
 
@@ -84,6 +90,30 @@ def raw_one_row(path: Path, seconds: float) -> float:
     elapsed = time.perf_counter() - start
     conn.close()
     return n / elapsed
+
+
+def raw_stalls(path: Path, seconds: float) -> tuple[float, float]:
+    """The longest and the p99 single one-row transaction (ms) over ``seconds`` of raw sqlite3
+    with SQLite's own checkpoints: what the disk alone does to one commit here, the baseline
+    of the flood's longest ``broadcast`` call."""
+    conn = _raw_connect(path)
+    encode = msgspec.json.encode
+    times: list[float] = []
+    clock = time.perf_counter
+    deadline = clock() + seconds
+    n = 0
+    while clock() < deadline:
+        t0 = clock()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT INTO events (seq, ts, name, data) VALUES (NULL, ?, ?, ?)",
+            (time.time(), "bench0:tick", encode({**PAYLOAD, "n": n}).decode()),
+        )
+        conn.execute("COMMIT")
+        times.append(clock() - t0)
+        n += 1
+    conn.close()
+    return max(times) * 1000, percentile(times, 99) * 1000
 
 
 def raw_batched(path: Path, seconds: float, batch: int = 1000) -> float:
@@ -175,12 +205,14 @@ async def _daemon(
     )
     daemon = Daemon(cfg, classes)
     await daemon.start()
+    freeze_startup_objects()  # as `harness run` does once the daemon is up
     try:
         # boot awaits each plugin's start, so every context is here now
         assert len(_contexts) == plugins, sorted(_contexts)
         yield daemon, [_contexts[f"bench{i}"] for i in range(plugins)]
     finally:
         await daemon.stop()
+        gc.unfreeze()
 
 
 async def _producer(ctx: PluginContext, deadline: float, stalls: list[float] | None = None) -> int:
@@ -275,6 +307,27 @@ def _timed_commits() -> Iterator[list[float]]:
         store_mod._write_batch = original
 
 
+@contextlib.contextmanager
+def _timed_publish() -> Iterator[list[float]]:
+    """Record -> published on the daemon's bus (ms) for each stamped event: the daemon's own
+    share of record -> decoded (the socket write follows in the same loop iteration)."""
+    times: list[float] = []
+    original = Recorder._publish
+
+    def timed(self: Recorder, batch: Any, *, persisted: bool) -> None:
+        now = time.monotonic()
+        for _, event, _ in batch:
+            if isinstance(event.data, dict) and "t" in event.data:
+                times.append((now - event.data["t"]) * 1000)
+        original(self, batch, persisted=persisted)
+
+    Recorder._publish = timed  # type: ignore[method-assign]
+    try:
+        yield times
+    finally:
+        Recorder._publish = original  # type: ignore[method-assign]
+
+
 async def _latency_run(
     root: Path, rate: float, count: int, child: subprocess.Popen[str]
 ) -> list[float]:
@@ -359,6 +412,21 @@ async def daemon_flood(root: Path, keep: int, seconds: float) -> dict[str, float
         }
 
 
+def _have_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _on_uvloop(coro: Coroutine[Any, Any, float]) -> float:
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 # -- main -------------------------------------------------------------------------------------
 
 
@@ -413,6 +481,11 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
                 ("b1", lambda: asyncio.run(daemon_broadcast(fresh(), 1, seconds))),
                 ("b10", lambda: asyncio.run(daemon_broadcast(fresh(), 10, seconds))),
                 ("sc", lambda: asyncio.run(daemon_set_connection(fresh(), seconds))),
+                *(
+                    [("b1u", lambda: _on_uvloop(daemon_broadcast(fresh(), 1, seconds)))]
+                    if _have_uvloop()
+                    else []
+                ),
             ):
                 figures.setdefault(key, []).append(measure())
         one = figures["one"]
@@ -432,7 +505,10 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
             baselines=one,
         )
 
-        heading("daemon: events through the plugin API, persisted (ratio to one-row raw)")
+        heading(
+            "daemon: events through the plugin API, persisted (ratio to one-row raw); on "
+            "asyncio unless the row says uvloop (`harness run` picks uvloop where installed)"
+        )
         _median_row(
             "ctx.broadcast, 1 plugin awaiting each",
             figures["b1"],
@@ -450,13 +526,24 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
         _median_row(
             "ctx.set_connection, 1 plugin awaiting each", figures["sc"], "ev/s", baselines=one
         )
+        if "b1u" in figures:
+            _median_row(
+                "ctx.broadcast, 1 plugin awaiting each, uvloop",
+                figures["b1u"],
+                "ev/s",
+                baselines=one,
+                target=">= 0.5x",
+            )
 
         heading("record -> subscriber decoded (separate process, real socket), 1k ev/s")
-        with _timed_commits() as commits:
+        with _timed_commits() as commits, _timed_publish() as published:
             lat = daemon_latency(fresh(), 1000.0, 2.0 if quick else 5.0)
         row("p50", percentile(lat, 50), "ms")
         row("p99", percentile(lat, 99), "ms", target="<= 2 ms")
         row("max", max(lat) if lat else float("nan"), "ms")
+        if published:
+            row("of which record -> published in the daemon, p50", percentile(published, 50), "ms")
+            row("of which record -> published in the daemon, p99", percentile(published, 99), "ms")
         if commits:
             row("of which the transaction in the db thread, p99", percentile(commits, 99), "ms")
             row("of which the transaction in the db thread, max", max(commits), "ms")
@@ -465,6 +552,7 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
             f"flood through 10 plugins for {flood:.0f} s: without retention, then with "
             f"event_retention_max = {keep:,}"
         )
+        raw_max, raw_p99 = raw_stalls(fresh() / "raw.db", flood)
         base = asyncio.run(daemon_flood(fresh(), 10**12, flood))
         f = asyncio.run(daemon_flood(fresh(), keep, flood))
         row("flood rate, no retention", base["rate"], "ev/s")
@@ -473,7 +561,9 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
         row("events table at the end / max", f["final"] / keep, "x")
         row("WAL file, largest sampled, no retention", base["wal_mib"], "MiB")
         row("WAL file, largest sampled, with retention", f["wal_mib"], "MiB")
-        row("longest broadcast call, no retention", base["stall_ms"], "ms")
+        row("raw sqlite3 one-row transactions, longest", raw_max, "ms")
+        row("raw sqlite3 one-row transactions, p99", raw_p99, "ms")
+        row("longest broadcast call, no retention", base["stall_ms"], "ms", baseline=raw_max)
         row(
             "longest broadcast call, with retention",
             f["stall_ms"],
@@ -481,7 +571,7 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
             baseline=base["stall_ms"],
             target="<= 20 ms",
         )
-        row("broadcast call p99, no retention", base["stall_p99_ms"], "ms")
+        row("broadcast call p99, no retention", base["stall_p99_ms"], "ms", baseline=raw_p99)
         row("broadcast call p99, with retention", f["stall_p99_ms"], "ms")
     return 0
 

@@ -284,7 +284,8 @@ class ServerProcess:
                 'log_level = "warning"\nclient_queue_frames = 10000000\nmax_clients = 4096\n'
                 "event_retention_max = 100000000\n"
             )
-            loop = ["--loop", "uvloop"] if self.kind.endswith("-uvloop") else []
+            # Named either way: the default (auto) would pick uvloop wherever it is installed.
+            loop = ["--loop", "uvloop" if self.kind.endswith("-uvloop") else "asyncio"]
             self.proc = subprocess.Popen(
                 daemon_command(config) + loop,
                 env=daemon_env(self.base / "plugins"),
@@ -601,5 +602,7 @@ if __name__ == "__main__":
         _subscribers_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif len(sys.argv) == 4 and sys.argv[1] == "--server":
         _server_main(sys.argv[2], sys.argv[3])
+    elif "--real-daemon" in sys.argv:  # the same as `python -m harness.bench stream --only daemon`
+        sys.exit(main("--quick" in sys.argv, ["--only", "daemon"]))
     else:
         sys.exit(main("--quick" in sys.argv))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import gc
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from harness.cli.common import EXIT_FAILED, EXIT_USAGE, err
@@ -11,6 +12,7 @@ from harness.cli.common import EXIT_FAILED, EXIT_USAGE, err
 
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
 
     from harness import config as config_mod
     from harness import logs
@@ -29,13 +31,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg.daemon.socket = args.socket
     logs.setup(args.log_level or cfg.daemon.log_level)
     try:
-        loop_factory = _loop_factory(args.loop)
+        loop_name, factory = loop_factory(args.loop)
     except ImportError:
-        err("--loop uvloop: uvloop is not installed; pip install 'harness-daemon[fast]'")
+        err(
+            "--loop uvloop: uvloop is not installed here (it has no build for this platform "
+            "or Python); pip install uvloop, or run with --loop asyncio"
+        )
         return EXIT_USAGE
+    logging.getLogger("harness.daemon").debug("event loop: %s", loop_name)
     try:
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(serve(cfg))
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(_serve(serve, cfg))
     except config_mod.ConfigError as exc:
         err(f"{exc}\n  fix it, then check it with: {check}")
         return EXIT_USAGE
@@ -49,14 +55,47 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
 
 
-def _loop_factory(choice: str) -> Callable[[], Any] | None:
-    """None: the stdlib loop. uvloop only when asked for (the ``fast`` extra); see
-    docs/benchmarks.md for what it changes here."""
-    if choice == "asyncio":
-        return None
-    import uvloop
+LOOPS = ("auto", "asyncio", "uvloop")
 
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
+
+def loop_factory(choice: str) -> tuple[str, Callable[[], Any] | None]:
+    """The event loop ``harness run --loop`` asks for: its name and a factory for
+    ``asyncio.Runner`` (None: the standard library's). ``auto`` is uvloop wherever it is
+    installed (a dependency on Linux and macOS; docs/benchmarks.md says what it changes)
+    and asyncio elsewhere; ``uvloop`` raises ImportError where it is missing."""
+    if choice not in LOOPS:
+        raise ValueError(f"unknown event loop {choice!r}")
+    if choice == "asyncio":
+        return "asyncio", None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise
+        return "asyncio", None
+    return "uvloop", uvloop.new_event_loop
+
+
+async def _serve(serve: Callable[[Any], Awaitable[int]], cfg: Any) -> int:
+    # Everything imported by now (the daemon, its plugins' modules once they load, the
+    # libraries) lives as long as the process: frozen out of the collector once the daemon is
+    # up, so no full collection walks it again (a full pass over it stalled the loop for
+    # tens of ms under load). gc.freeze() needs no other care: new objects are tracked as
+    # before.
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    loop.call_later(STARTUP_SETTLE, freeze_startup_objects)
+    return await serve(cfg)
+
+
+STARTUP_SETTLE = 2.0  # seconds after start: plugins have loaded their modules by then
+
+
+def freeze_startup_objects() -> None:
+    """Move every object alive now out of the collector's reach (``gc.freeze``)."""
+    gc.collect()
+    gc.freeze()
 
 
 def register(sub: Any, parents: Any) -> None:
@@ -75,8 +114,8 @@ def register(sub: Any, parents: Any) -> None:
     )
     run.add_argument(
         "--loop",
-        choices=["asyncio", "uvloop"],
-        default="asyncio",
-        help="event loop (uvloop needs pip install 'harness-daemon[fast]')",
+        choices=LOOPS,
+        default="auto",
+        help="event loop: auto (the default) is uvloop where it is installed, else asyncio",
     )
     run.set_defaults(func=cmd_run)

@@ -24,14 +24,15 @@ from harness.plugin import Plugin, PluginContext
 from harness.plugins.discord_gateway import (
     Cause,
     GatewaySocket,
+    GuildCounts,
     HeartbeatWatch,
     ReconnectWebSocket,
     close_cause,
     connect_cause,
     perf_to_epoch,
 )
-from harness.plugins.discord_shards import IdentifyGate, ShardMode, parse_shards
-from harness.protocol import Health, Part, SettingField, aggregate_parts
+from harness.plugins.discord_shards import MAX_SHARDS, IdentifyGate, ShardMode, parse_shards
+from harness.protocol import Health, Part, PartHealth, SettingField, aggregate_parts
 
 DISCORD_API = "https://discord.com/api/v10"
 DISCORD_GATEWAY = "wss://gateway.discord.gg/"
@@ -51,16 +52,14 @@ class _Bot(discord.Client):
         self._ctx = ctx
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
-        return None  # every wait before an IDENTIFY is the supervisor's (op 9 included)
-
-    async def on_ready(self) -> None:
-        await self._plugin._ready(self._ctx, self, None)
+        # discord.py calls this just before the IDENTIFY goes out: Discord's concurrency rule.
+        await self._plugin._before_identify(shard_id)
 
 
 class _ShardedBot(discord.AutoShardedClient):
     """The sharded client: discord.py's AutoShardedClient for its per-shard state (READY of one
-    shard does not clear the others' guilds), its shards run by our supervisor, one per shard;
-    its own launcher (``connect``) is never called."""
+    shard does not clear the others' state; IDENTIFY carries the shard), its shards run by our
+    supervisor, one per shard; its own launcher (``connect``) is never called."""
 
     def __init__(self, plugin: DiscordPlugin, ctx: PluginContext, **options: Any) -> None:
         super().__init__(**options)
@@ -68,10 +67,8 @@ class _ShardedBot(discord.AutoShardedClient):
         self._ctx = ctx
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
-        return None  # the supervisor waits for the identify gate before connecting
-
-    async def on_shard_ready(self, shard_id: int) -> None:
-        await self._plugin._ready(self._ctx, self, shard_id)
+        # discord.py calls this just before the IDENTIFY goes out: Discord's concurrency rule.
+        await self._plugin._before_identify(shard_id)
 
 
 class _Shard:
@@ -183,10 +180,13 @@ class DiscordPlugin(Plugin):
             label="Shards",
             default="off",
             max_length=8,
+            keywords=("off", "auto"),
+            minimum=1,
+            maximum=MAX_SHARDS,
             advanced=True,
             description="Gateway shards: off (one connection), auto (Discord's recommended "
-            "count; a 'sharding required' close re-shards by itself) or a number. Needed past "
-            "~2,500 servers.",
+            f"count; a 'sharding required' close re-shards by itself) or a number 1..{MAX_SHARDS}. "
+            "Needed past ~2,500 servers.",
         ),
         SettingField(
             "identify_floor",
@@ -203,7 +203,10 @@ class DiscordPlugin(Plugin):
     )
 
     # Timing knobs that tests and the benchmark shorten; not settings an operator needs.
-    guild_ready_timeout: ClassVar[float] = 2.0  # discord.py's wait for more GUILD_CREATEs
+    # After READY, how long without a GUILD_CREATE before the listed guilds still missing are
+    # taken as unavailable and the shard as connected (discord.py's own wait, kept by the plugin
+    # now that guild payloads stop at GuildCounts).
+    guild_ready_timeout: ClassVar[float] = 2.0
     identify_wait: ClassVar[tuple[float, float]] = (1.0, 5.0)  # after op 9 d=false (Discord: 1-5 s)
     ack_warn_after: ClassVar[float] = 5.0  # an ACK this late is shown as overdue
     connect_timeout: ClassVar[float] = 30.0  # one gateway handshake (HELLO + IDENTIFY/RESUME)
@@ -216,9 +219,14 @@ class DiscordPlugin(Plugin):
     presence_interval: ClassVar[float] = 2.0
     # Discord lets each max_concurrency bucket IDENTIFY once per this many seconds.
     identify_interval: ClassVar[float] = 5.0
+    # Added to it: Discord times an IDENTIFY when it reads it, and two sent exactly 5 s apart
+    # can be read closer than that (the first one delayed on the way, the next one not): one
+    # too soon costs an op 9 and a 1-5 s wait. Seen on the local gateway under load.
+    identify_margin: ClassVar[float] = 0.25
 
     def __init__(self) -> None:
         self._client: _Bot | _ShardedBot | None = None
+        self._guilds: GuildCounts | None = None  # per-shard guild counts of self._client
         self._supervisor: asyncio.Task[None] | None = None
         self._presence: asyncio.Task[None] | None = None
         self._presence_wake = asyncio.Event()
@@ -248,8 +256,7 @@ class DiscordPlugin(Plugin):
             return
         self._main = _Shard(None)
         self._shards = {}
-        self._budget = None  # read anew by every start (sharded)
-        self._gate = None
+        self._budget = None  # read anew by every start
         # The stored name may be another token's bot: unknown until this one identifies.
         await ctx.set_connection("connecting", reason="logging in to Discord", username=None)
         self._supervisor = ctx.create_task(self._supervise(ctx), name="supervisor")
@@ -324,13 +331,16 @@ class DiscordPlugin(Plugin):
         else:
             client = _ShardedBot(self, ctx, shard_count=1, **options)
         self._client = client
+        self._guilds = GuildCounts(client, sharded=self._mode is not None)
         self._token = s["bot_token"]
         self._identify_text = self._presence_text = s["status_text"]  # IDENTIFY carries it
         try:
             async with client:
                 await self._login(ctx, client)
                 if self._mode is None:
-                    self._gate = None  # one session: the backoff alone spaces its IDENTIFYs
+                    # One session still has Discord's budget and its 5 s between IDENTIFYs.
+                    _recommended, concurrency = await self._read_gateway_bot(ctx, client)
+                    self._gate = IdentifyGate(concurrency, self._identify_spacing, self._gate)
                     await self._run_gateway(ctx, client, self._main)
                     return
                 count, concurrency = await self._plan_shards(ctx, client, at_least)
@@ -338,14 +348,14 @@ class DiscordPlugin(Plugin):
                 client.shard_count = count
                 client._connection.shard_count = count
                 client._connection.shard_ids = list(range(count))
-                self._gate = IdentifyGate(concurrency, self.identify_interval)
+                self._gate = IdentifyGate(concurrency, self._identify_spacing, self._gate)
                 self._shards = {n: _Shard(n) for n in range(count)}
                 await self._publish_parts(ctx, None)
                 ctx.logger.info(
-                    "discord: starting %d shard(s), %d at a time every %.0f s",
+                    "discord: starting %d shard(s), %d at a time every %.2f s",
                     count,
                     concurrency,
-                    self.identify_interval,
+                    self._identify_spacing,
                 )
                 try:
                     async with asyncio.TaskGroup() as group:
@@ -358,10 +368,11 @@ class DiscordPlugin(Plugin):
         finally:
             _cancel_ready(client)
 
-    async def _plan_shards(
-        self, ctx: PluginContext, client: discord.Client, at_least: int
+    async def _read_gateway_bot(
+        self, ctx: PluginContext, client: discord.Client
     ) -> tuple[int, int]:
-        """How many shards, and how many may IDENTIFY at once: from ``/gateway/bot``."""
+        """``/gateway/bot``: Discord's recommended shard count and how many sessions may
+        IDENTIFY at once; notes the identify budget (``session_start_limit``) on the way."""
         while True:
             try:
                 recommended, _url, limit = await asyncio.wait_for(
@@ -373,7 +384,13 @@ class DiscordPlugin(Plugin):
             except Exception as exc:
                 await self._retry(ctx, self._main, connect_cause(exc, "Discord's API"))
         self._note_budget(dict(limit))
-        concurrency = max(1, int(limit.get("max_concurrency", 1) or 1))
+        return int(recommended), max(1, int(limit.get("max_concurrency", 1) or 1))
+
+    async def _plan_shards(
+        self, ctx: PluginContext, client: discord.Client, at_least: int
+    ) -> tuple[int, int]:
+        """How many shards, and how many may IDENTIFY at once."""
+        recommended, concurrency = await self._read_gateway_bot(ctx, client)
         if self._mode == "auto":
             return max(int(recommended), at_least), concurrency
         assert isinstance(self._mode, int)
@@ -432,8 +449,9 @@ class DiscordPlugin(Plugin):
                 if self._budget is not None:  # booked before the gate: no burst past the floor
                     self._budget["remaining"] = max(0, int(self._budget["remaining"]) - 1)
                 if self._gate is not None:
-                    # Discord's concurrency rule: one IDENTIFY per bucket per identify_interval.
-                    await self._gate.wait(shard.id or 0)
+                    # Discord's concurrency rule: one IDENTIFY per bucket per identify_interval;
+                    # the booking here orders the start, _before_identify holds the send.
+                    await self._gate.wait(shard.id)
             try:
                 ws = await asyncio.wait_for(
                     GatewaySocket.from_client(
@@ -464,8 +482,11 @@ class DiscordPlugin(Plugin):
             try:
                 cause = await self._read(ctx, shard, ws, resumed=resume)
             except BaseException:
+                # A stop, a re-shard or a crash: nothing resumes this session, so end it with a
+                # normal close and Discord shows the bot offline now, not after the session
+                # times out (a stale "online" is the lie the indicator exists to avoid).
                 shard.ws = None
-                await _shut(ws)
+                await _shut(ws, code=1000)
                 raise
             shard.ws = None
             if ws.session_id is not None:
@@ -484,7 +505,7 @@ class DiscordPlugin(Plugin):
         self, ctx: PluginContext, shard: _Shard, ws: GatewaySocket, *, resumed: bool
     ) -> Cause:
         """Read the gateway until it ends; return why. RESUMED/READY are reported from here
-        (and from on_ready when guilds stream in), heartbeat health between payloads."""
+        (READY with guilds once they have streamed in), heartbeat health between payloads."""
         watch = HeartbeatWatch(self.ack_warn_after)
         silent_limit = float(ctx.settings["heartbeat_timeout"])
         last_recv = time.monotonic()
@@ -505,11 +526,19 @@ class DiscordPlugin(Plugin):
                 if new_state != state and new_state in ("ok", "overdue"):
                     state = new_state
                     self._publish_health(ctx, shard, beat, watch)
+            ready_in = await self._guilds_in(ctx, shard)
+            if ready_in is not None:
+                wait = min(wait, ready_in)
             silent = time.monotonic() - last_recv
             if silent >= silent_limit:
                 return Cause(f"gateway silent for {silent:.0f} s")
             try:
-                msg = await ws.socket.receive(timeout=max(0.05, min(wait, silent_limit - silent)))
+                if _queued(ws):
+                    msg = await ws.socket.receive()  # one is already in: no timer to arm
+                else:
+                    msg = await ws.socket.receive(
+                        timeout=max(0.05, min(wait, silent_limit - silent))
+                    )
             except TimeoutError:
                 continue
             last_recv = time.monotonic()
@@ -536,13 +565,6 @@ class DiscordPlugin(Plugin):
                     return Cause(ws.closed_by_us)
                 return close_cause(ws.socket.close_code)
 
-    def _unavailable(self, client: discord.Client, shard: _Shard) -> int:
-        return sum(
-            1
-            for g in client.guilds
-            if g.unavailable and (shard.id is None or g.shard_id == shard.id)
-        )
-
     async def _after_dispatch(
         self, ctx: PluginContext, shard: _Shard, ws: GatewaySocket, *, resumed: bool
     ) -> None:
@@ -556,7 +578,7 @@ class DiscordPlugin(Plugin):
             return
         if not resumed and ws.session_id is not None and client.user is not None:
             self._presence_text = self._identify_text  # what IDENTIFY told Discord
-            unavailable = self._unavailable(client, shard)
+            unavailable = self._guilds.pending(shard.id) if self._guilds is not None else 0
             if unavailable:
                 shard.awaiting_ready = True
                 await self._set(
@@ -572,15 +594,30 @@ class DiscordPlugin(Plugin):
                 return
             await self._report_connected(ctx, shard, str(client.user))
 
-    async def _ready(
-        self, ctx: PluginContext, client: discord.Client, shard_id: int | None
-    ) -> None:
-        """discord.py's on_ready / on_shard_ready: after READY, once the guilds it listed have
-        streamed in."""
-        shard = self._main if shard_id is None else self._shards.get(shard_id)
-        if shard is not None and shard.awaiting_ready:
-            shard.awaiting_ready = False
-            await self._report_connected(ctx, shard, str(client.user))
+    async def _guilds_in(self, ctx: PluginContext, shard: _Shard) -> float | None:
+        """While a shard receives the guilds READY listed: report it connected once they are all
+        in, or once none came for ``guild_ready_timeout`` (Discord may keep some unavailable,
+        as discord.py's own wait assumes). Returns how long until that wait ends (None: not
+        waiting)."""
+        guilds = self._guilds
+        client = self._client
+        if not shard.awaiting_ready or guilds is None or client is None:
+            return None
+        left = self.guild_ready_timeout - guilds.quiet_for(shard.id)
+        if guilds.pending(shard.id) and left > 0:
+            return left
+        shard.awaiting_ready = False
+        await self._report_connected(ctx, shard, str(client.user))
+        return None
+
+    @property
+    def _identify_spacing(self) -> float:
+        return self.identify_interval + self.identify_margin
+
+    async def _before_identify(self, shard_id: int | None) -> None:
+        gate = self._gate
+        if gate is not None:
+            await gate.sending(shard_id)
 
     async def _retry(self, ctx: PluginContext, shard: _Shard, cause: Cause) -> None:
         """Report ``cause``, wait, and return for the next attempt; raise _Stop if fatal."""
@@ -607,6 +644,7 @@ class DiscordPlugin(Plugin):
         was_connected = shard.connected
         shard.connected = False
         shard.awaiting_ready = False
+        shard.health = Health()  # a dead link's round-trip is no longer true
         if shard.outage_started is None:
             shard.outage_started = time.monotonic()
         if not was_connected and cause is not None:
@@ -705,10 +743,9 @@ class DiscordPlugin(Plugin):
         if shard.id is None:
             await ctx.set_connection(state, **fields, **self._parts_fields())
             return
-        client = self._client
         guilds = None
-        if client is not None and state == "connected":
-            guilds = sum(1 for g in client.guilds if g.shard_id == shard.id)
+        if self._guilds is not None and state == "connected":
+            guilds = self._guilds.count(shard.id)
         shard.part = _part(
             shard.part,
             state,
@@ -828,7 +865,8 @@ class DiscordPlugin(Plugin):
         )
         shard.health = health
         if shard.id is not None:
-            # One health for the plugin: the mean round-trip, the oldest overdue heartbeat.
+            # Each shard's own health, live, in `parts`; on top, one for the plugin's headline:
+            # the mean round-trip, the oldest overdue heartbeat.
             healths = [sh.health for sh in self._shards.values()]
             lat = [h.latency_ms for h in healths if h.latency_ms is not None]
             overdue_at = [h.ack_overdue_since for h in healths if h.ack_overdue_since is not None]
@@ -836,6 +874,14 @@ class DiscordPlugin(Plugin):
                 latency_ms=round(sum(lat) / len(lat), 1) if lat else None,
                 ack_overdue_since=min(overdue_at) if overdue_at else None,
                 heartbeat_interval=health.heartbeat_interval,
+                parts=[
+                    PartHealth(
+                        id=str(sh.id),
+                        latency_ms=sh.health.latency_ms,
+                        ack_overdue_since=sh.health.ack_overdue_since,
+                    )
+                    for sh in self._shards.values()
+                ],
             )
         if health != self._health:
             self._health = health
@@ -894,10 +940,23 @@ class DiscordPlugin(Plugin):
             # Bounded: a gateway that never answers our close must not hold up a stop.
             with contextlib.suppress(Exception, TimeoutError):
                 await asyncio.wait_for(client.close(), 2.0)
+        if client is not None:
+            # Again: a READY read while close() ran starts a new wait, and once closed its
+            # dispatch finds no loop and leaves a coroutine never awaited.
+            _cancel_ready(client)
 
     def _activity(self, ctx: PluginContext) -> discord.BaseActivity | None:
         text = ctx.settings["status_text"]
         return discord.Game(name=text) if text else None
+
+
+def _queued(ws: GatewaySocket) -> bool:
+    """Whether aiohttp already holds a received message for this socket. A receive with a
+    timeout arms and cancels a timer each time, about half the read loop's cost while
+    thousands of GUILD_CREATEs stream in; with a message waiting, none is needed. aiohttp's
+    private queue: if it is ever renamed this says False, and every receive is timed as before."""
+    reader = getattr(ws.socket, "_reader", None)
+    return bool(getattr(reader, "_buffer", None))
 
 
 def _cancel_ready(client: discord.Client) -> None:
@@ -957,12 +1016,13 @@ async def _rate_limit_cause(response: aiohttp.ClientResponse) -> Cause:
     )
 
 
-async def _shut(ws: GatewaySocket) -> None:
-    """Close a gateway socket with 4000 (never 1000: that would end the session), bounded."""
+async def _shut(ws: GatewaySocket, code: int = 4000) -> None:
+    """Close a gateway socket, bounded: with 4000 to reconnect (1000 would end the session
+    we mean to resume), with 1000 when the session is over (a stop)."""
     beat = ws.heartbeat()
     if beat is not None:
         beat.stop()
     ws._keep_alive = None
     if not ws.socket.closed:
         with contextlib.suppress(Exception, TimeoutError):
-            await asyncio.wait_for(ws.socket.close(code=4000), 2.0)
+            await asyncio.wait_for(ws.socket.close(code=code), 2.0)

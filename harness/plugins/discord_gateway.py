@@ -214,3 +214,78 @@ class HeartbeatWatch:
 def perf_to_epoch(perf: float) -> float:
     """A ``time.perf_counter()`` reading (discord.py's heartbeat clock) as epoch seconds."""
     return time.time() - (time.perf_counter() - perf)
+
+
+class GuildCounts:
+    """How many guilds each shard serves, and whether its guilds have all streamed in after
+    READY, without discord.py building a single Guild object.
+
+    The plugin needs a count per shard and nothing else about a guild, but discord.py builds
+    and caches a Guild object for every guild, twice over at start (one from READY's list, then
+    again from its GUILD_CREATE): about 1.3 KB and 200 µs each for the local gateway's empty
+    guilds, far more for real ones (channels, roles, members). So the READY, GUILD_CREATE and
+    GUILD_DELETE parsers are wrapped: READY goes to discord.py without its guild list (it still
+    sets the user and the session), and guild payloads stop here as ids per shard.
+
+    The cost: the client holds no guild, so discord.py ignores a guild's events (updates,
+    members, messages) and never fires ``on_ready``/``on_shard_ready`` with guilds; the plugin
+    decides when a shard's guilds are in itself (``pending`` and ``quiet_for``). Right for a
+    plugin that reports the connection; a bot that acts in its guilds would need the cache."""
+
+    def __init__(self, client: discord.Client, *, sharded: bool) -> None:
+        self._state: Any = client._connection  # discord.py's ConnectionState
+        self._sharded = sharded
+        self._ids: dict[int | None, set[int]] = {}  # shard -> its guild ids
+        self._pending: dict[int | None, set[int]] = {}  # listed unavailable in READY, not in yet
+        self._last: dict[int | None, float] = {}  # shard -> monotonic of its last guild payload
+        parsers = self._state.parsers  # event name -> parser; every socket reads this dict
+        parse_ready = parsers["READY"]
+
+        def ready(data: Any) -> None:
+            shard = data["shard"][0] if sharded and data.get("shard") else None
+            guilds = data.get("guilds") or []
+            self._ids[shard] = {int(g["id"]) for g in guilds}
+            self._pending[shard] = {int(g["id"]) for g in guilds if g.get("unavailable")}
+            self._last[shard] = time.monotonic()
+            parse_ready({**data, "guilds": []})
+
+        parsers["READY"] = ready
+        parsers["GUILD_CREATE"] = self._guild_create
+        parsers["GUILD_DELETE"] = self._guild_delete
+
+    def shard_of(self, guild_id: int) -> int | None:
+        """Discord's routing, ``(guild_id >> 22) % shard_count``; None unsharded."""
+        if not self._sharded:
+            return None
+        return (guild_id >> 22) % max(1, int(self._state.shard_count or 1))
+
+    def count(self, shard_id: int | None) -> int:
+        return len(self._ids.get(shard_id, ()))
+
+    def pending(self, shard_id: int | None) -> int:
+        """Guilds READY listed as unavailable that have not streamed in yet."""
+        return len(self._pending.get(shard_id, ()))
+
+    def quiet_for(self, shard_id: int | None) -> float:
+        """Seconds since the shard's READY or last guild payload."""
+        return time.monotonic() - self._last.get(shard_id, 0.0)
+
+    def cached(self) -> int:
+        """Guild objects discord.py holds (none, unless something else built them)."""
+        return len(self._state._guilds)
+
+    def _guild_create(self, data: Any) -> None:
+        guild_id = int(data["id"])
+        shard = self.shard_of(guild_id)
+        self._ids.setdefault(shard, set()).add(guild_id)
+        if data.get("unavailable") is not True:
+            self._pending.get(shard, set()).discard(guild_id)
+        self._last[shard] = time.monotonic()
+
+    def _guild_delete(self, data: Any) -> None:
+        if data.get("unavailable"):
+            return  # an outage: still the bot's guild
+        guild_id = int(data["id"])
+        shard = self.shard_of(guild_id)
+        self._ids.get(shard, set()).discard(guild_id)
+        self._pending.get(shard, set()).discard(guild_id)

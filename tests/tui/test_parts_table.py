@@ -6,7 +6,7 @@ from __future__ import annotations
 from harness.client import Client
 from harness.config import Config
 from harness.plugin import Plugin, PluginContext
-from harness.protocol import Part, SettingField
+from harness.protocol import Health, Part, PartHealth, SettingField
 from tests.conftest import StartDaemon
 from tests.tui.conftest import make_app, open_settings, screen_text, until
 from tui.widgets.connection_status import ConnectionStatus
@@ -110,3 +110,51 @@ async def test_one_part_changed_draws_one_row_again(
             await pilot.pause()
             assert table.rows_drawn == drawn + 3
             assert table.row_texts()[3][1] == "● connected"
+
+
+class LivePool(Plugin):
+    """Four connected parts whose stored latency is 40 ms; ``live`` is published as each
+    part's live heartbeat round-trip, and the connection carries an identify budget."""
+
+    name = "livepool"
+    settings_schema = (SettingField("live", "integer", default=0, minimum=0, maximum=10_000),)
+
+    async def start(self, ctx: PluginContext) -> None:
+        parts = [
+            Part(id=str(n), state="connected", since=1_700_000_000.0, latency_ms=40.0)
+            for n in range(4)
+        ]
+        budget = {"total": 1000, "remaining": 988, "resets_at": 4_000_000_000.0}
+        await ctx.set_connection(
+            "connected", username="Pool#1", parts=parts, extra={"identify_budget": budget}
+        )
+        await self.apply_settings(ctx, frozenset({"live"}))
+
+    async def apply_settings(self, ctx: PluginContext, changed: frozenset[str]) -> bool:
+        live = ctx.settings["live"]
+        if live:
+            ctx.publish_health(
+                Health(
+                    latency_ms=float(live),
+                    parts=[PartHealth(id=str(n), latency_ms=float(live + n)) for n in range(4)],
+                )
+            )
+        return True
+
+
+async def test_each_parts_latency_follows_the_live_health_and_the_budget_is_in_the_title(
+    start_daemon: StartDaemon, config: Config
+) -> None:
+    await start_daemon(plugins={"livepool": LivePool}, cfg=config)
+    app = make_app(config, plugin="livepool")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_settings(pilot, "livepool")
+        table = screen.query_one(PartsTable)
+        await until(pilot, lambda: table.row_count == 4)
+        assert [row[3] for row in table.row_texts()] == ["40 ms"] * 4
+        # The count, not a countdown that would age on a title nobody redraws.
+        assert table.border_title == "4/4 parts connected · identifies left: 988/1000"
+        async with await Client.connect(config.socket_path) as other:
+            await other.request("plugins.update_settings", name="livepool", settings={"live": 70})
+            await until(pilot, lambda: table.row_texts()[3][3] == "73 ms")
+        assert [row[3] for row in table.row_texts()] == ["70 ms", "71 ms", "72 ms", "73 ms"]

@@ -24,7 +24,7 @@ from textual.strip import Strip
 from textual.timer import Timer
 
 from harness import render
-from harness.protocol import STATE_GLYPHS, Connection, Part
+from harness.protocol import STATE_GLYPHS, Connection, Health, Part
 from tui.state import PluginState
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ class PartsTable(ScrollView, can_focus=True):
         super().__init__(id=id)
         self.plugin = plugin
         self.connection: Connection | None = None
+        self.health: Health | None = None  # live-only: each connected part's latest latency
         self._seq = -1
         self._keys: tuple[str, ...] = ()
         self._rows: list[Row] = []
@@ -85,17 +86,23 @@ class PartsTable(ScrollView, can_focus=True):
     def _on_plugins(self, plugins: Mapping[str, PluginState]) -> None:
         state = plugins.get(self.plugin)
         conn = state.connection if state is not None else None
+        health = state.health if state is not None else None
         seq = conn.seq if conn is not None else 0
-        if seq == self._seq:
+        if seq == self._seq and health is self.health:
             return
         self._seq = seq
-        self.show(conn)
+        self.show(conn, health)
 
-    def show(self, conn: Connection | None) -> None:
+    def show(self, conn: Connection | None, health: Health | None = None) -> None:
         self.connection = conn
-        parts: list[Part] = list(conn.parts) if conn is not None else []
+        self.health = health
+        parts = self._parts()
         self.set_class(bool(parts), "-has-parts")
         title = render.parts_summary(conn) or ""
+        # The count only: a "resets in 5 h" here would age without a redraw.
+        budget = render.identify_budget(conn, self.harness.clock(), with_reset=False)
+        if budget and title:
+            title = f"{title} · {budget}"
         if title != self.border_title:
             self.border_title = title
         self._redraw(parts)
@@ -160,7 +167,9 @@ class PartsTable(ScrollView, can_focus=True):
         )
 
     def _parts(self) -> list[Part]:
-        return list(self.connection.parts) if self.connection is not None else []
+        # Stored parts keep the round-trip of the moment each connected; the live health
+        # carries the latest, so a connected part's latency follows it.
+        return render.live_parts(self.connection, self.health)
 
     def row_texts(self) -> list[Row]:
         """Every row as plain cells (tests, screen readers)."""
