@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-from typing import Any
 
 from harness.cli.common import EXIT_NO_DAEMON, EXIT_OK, EXIT_UNTRUSTED, EXIT_USAGE, err
 
@@ -93,14 +92,3 @@ def cmd_dial_stdio(args: argparse.Namespace) -> int:
     finally:
         sock.close()
     return EXIT_OK
-
-
-def register(sub: Any, parents: Any) -> None:
-    p = sub.add_parser(
-        "dial-stdio",
-        parents=[parents.common],
-        help="bridge stdin/stdout to the daemon's socket (run by --host ssh://)",
-        description="Copy bytes between stdin/stdout and the local daemon's socket. "
-        "`--host ssh://server` runs this on the server through your own ssh.",
-    )
-    p.set_defaults(func=cmd_dial_stdio)

@@ -181,31 +181,3 @@ def _json_text(value: Any) -> str:
     import msgspec
 
     return msgspec.json.encode(value).decode()
-
-
-def register(sub: Any, parents: Any) -> None:
-    client = parents.client
-    plugins = sub.add_parser(
-        "plugins",
-        parents=[client],
-        help="list, inspect, enable, disable, configure plugins",
-        description="List, inspect, enable, disable and configure plugins; changes apply live.",
-    )
-    psub = plugins.add_subparsers(dest="action", required=True, metavar="ACTION")
-    plist = psub.add_parser("list", parents=[client], help="all plugins")
-    plist.add_argument("--json", action="store_true")
-    show = psub.add_parser("show", parents=[client], help="one plugin, its settings and state")
-    show.add_argument("name")
-    show.add_argument("--json", action="store_true")
-    for action in ("enable", "disable"):
-        p = psub.add_parser(action, parents=[client], help=f"{action} a plugin (applies live)")
-        p.add_argument("name")
-    pset = psub.add_parser(
-        "set",
-        parents=[client],
-        help="change settings (applies live)",
-        description="KEY=VALUE sets, KEY= unsets. Secrets: KEY=- reads stdin, KEY=@FILE a file.",
-    )
-    pset.add_argument("name")
-    pset.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
-    plugins.set_defaults(func=cmd_plugins)

@@ -57,26 +57,3 @@ def _loop_factory(choice: str) -> Callable[[], Any] | None:
     import uvloop
 
     return uvloop.new_event_loop  # type: ignore[no-any-return]
-
-
-def register(sub: Any, parents: Any) -> None:
-    run = sub.add_parser(
-        "run",
-        parents=[parents.common],
-        help="run the daemon in the foreground",
-        description="Run the daemon in the foreground until SIGTERM or SIGINT: host the "
-        "plugins, keep state in SQLite, serve the Unix socket. Under systemd (Type=notify) it "
-        "reports readiness and pings the watchdog; see `harness service install`.",
-    )
-    run.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        help="overrides daemon.log_level of the config",
-    )
-    run.add_argument(
-        "--loop",
-        choices=["asyncio", "uvloop"],
-        default="asyncio",
-        help="event loop (uvloop needs pip install 'harness-daemon[fast]')",
-    )
-    run.set_defaults(func=cmd_run)

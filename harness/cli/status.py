@@ -45,15 +45,3 @@ def storage_line(storage: Any) -> str:
     if not isinstance(storage, dict):  # a daemon from before storage was reported
         return protocol.describe_storage(None)
     return protocol.describe_storage(msgspec.convert(storage, protocol.StorageHealth))
-
-
-def register(sub: Any, parents: Any) -> None:
-    status = sub.add_parser(
-        "status",
-        parents=[parents.client],
-        help="daemon and plugin status",
-        description="The running daemon (pid, start time, socket, database) and each plugin's "
-        "status and connection. Exit 3 when no daemon answers.",
-    )
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.set_defaults(func=cmd_status)
