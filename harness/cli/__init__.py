@@ -62,7 +62,7 @@ def add_target_options(parser: argparse.ArgumentParser, default: object = None) 
 def build_parser(*, eager: bool = False) -> argparse.ArgumentParser:
     """The whole parser. Each command's own parser is filled in only when argparse reaches it
     (``commands.LazyParser``); ``eager``: fill them all now (to inspect them)."""
-    parser = argparse.ArgumentParser(
+    parser = commands.LazyParser(
         prog="harness",
         description="A plugin-hosting daemon with a Unix-socket event stream.",
         epilog=(
@@ -70,12 +70,14 @@ def build_parser(*, eager: bool = False) -> argparse.ArgumentParser:
             "4 socket not trusted (another user's)"
         ),
     )
+    parser.formatter_class = commands.Unmeasured  # while arguments are added, see there
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     _add(parser, commands.global_args(None))
     add_target_options(parser, None)
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=commands.LazyParser
     )
+    parser.formatter_class = argparse.HelpFormatter
     parents = None
     for command in COMMANDS:
         if isinstance(command, commands.Command):

@@ -18,6 +18,7 @@ import argparse
 
 from harness.cli.common import count
 
+# typing and collections.abc only for the type checker: a one-shot command pays for each import.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -413,12 +414,32 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 
+class Unmeasured(argparse.HelpFormatter):
+    """The formatter argparse uses to check each argument as it is added (it formats it
+    once): a fixed width, so that building a parser does not ask the terminal for its size
+    (``shutil``, and through it bz2 and lzma). Help and errors get the real one."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width or 1000)
+
+
 class LazyParser(argparse.ArgumentParser):
     """A command's parser, created with only what ``harness --help`` shows of it and filled
     in from its :class:`Command` the first time argparse hands it arguments (that is, when
-    it is the command given)."""
+    it is the command given). Arguments are added with :class:`Unmeasured` as formatter."""
 
     command: Command | None = None
+
+    def __init__(self, **kwargs: Any) -> None:  # as argparse's add_parser calls it
+        formatter = kwargs.pop("formatter_class", argparse.HelpFormatter)
+        super().__init__(formatter_class=Unmeasured, **kwargs)  # adds -h
+        self.formatter_class = formatter
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
@@ -448,6 +469,14 @@ def add_command(sub: Any, command: Command, *, eager: bool = False) -> argparse.
 def fill(parser: argparse.ArgumentParser, command: Command, *, eager: bool = False) -> None:
     """Everything ``add_parser`` did not get: the shared options (as argparse's ``parents``
     would add them: after -h, before the command's own), the arguments, the actions."""
+    formatter, parser.formatter_class = parser.formatter_class, Unmeasured
+    try:
+        _fill(parser, command, eager)
+    finally:
+        parser.formatter_class = formatter
+
+
+def _fill(parser: argparse.ArgumentParser, command: Command, eager: bool) -> None:
     groups: dict[str, Any] = {}
     for arg in (*parent_args(command.parents), *command.args):
         target: Any = parser

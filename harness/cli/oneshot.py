@@ -12,11 +12,15 @@ from __future__ import annotations
 import collections
 import json
 import socket
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from harness.socket_trust import why_unreachable
+
+# typing and collections.abc only for the type checker: a one-shot command pays for each import.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
 PROTOCOL_VERSION = 1  # harness.protocol.PROTOCOL_VERSION (not imported: it pulls in msgspec)
 MAX_FRAME_BYTES = 1024 * 1024  # harness.protocol.MAX_FRAME_BYTES

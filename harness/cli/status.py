@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from harness.cli.common import EXIT_OK, print_json, with_connection
-from harness.cli.output import age, fix_hints, plugin_table, when
+
+# typing and collections.abc only for the type checker: a one-shot command pays for each import.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -15,6 +18,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         if args.json:
             print_json(st)
             return EXIT_OK
+        from harness.cli.output import age, fix_hints, plugin_table, when
+
         print(
             f"{st['server']} running: pid {st['pid']}, up {age(st['uptime'])} "
             f"(started {when(st['started']).split(' (')[0]}), "
