@@ -240,10 +240,12 @@ def ssh_status(runs: int) -> tuple[list[float], list[float]] | None:
             shutil.rmtree(base, ignore_errors=True)
 
 
-def main(quick: bool = False) -> int:
+def main(quick: bool = False, ssh_only: bool = False) -> int:
     changes = 10 if quick else 60
     idle = 2.0 if quick else 5.0
     runs = 3 if quick else 15
+    if ssh_only:  # `python -m harness.bench.fleet --ssh-only`: part 2 alone
+        return ssh_part(runs)
 
     async def part1() -> tuple[float, dict[str, Any], dict[str, Any]]:
         async with daemons(DAEMONS) as sockets:
@@ -281,6 +283,11 @@ def main(quick: bool = False) -> int:
     row(f"{DAEMONS} streams", many["cpu"], "%", baseline=one["cpu"] or None)
     row("baseline: 1 stream", one["cpu"], "%")
 
+    return ssh_part(runs)
+
+
+def ssh_part(runs: int) -> int:
+    print(f"load average {os.getloadavg()[0]:.2f}", flush=True)
     heading(
         f"fleet: `harness --host ssh://… status` vs `ssh host harness status` ({runs} runs each)"
     )
@@ -305,3 +312,7 @@ def main(quick: bool = False) -> int:
     row("baseline: ssh host harness status, p50", median(plain), "ms")
     row("baseline: p90", percentile(plain, 90), "ms")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main("--quick" in sys.argv, ssh_only="--ssh-only" in sys.argv))

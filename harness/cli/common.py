@@ -118,19 +118,39 @@ def _targeted(args: argparse.Namespace) -> bool:
 
 def _resolve_target(args: argparse.Namespace) -> Any:
     """The daemon the options name (``--host``/``--socket``/``--context``/the config), as a
-    ``harness.contexts`` target; None after reporting a config error."""
-    from harness import config as config_mod
+    ``harness.contexts`` target; None after reporting a config error.
+
+    ``--host`` or ``--socket`` without ``--config``/``$HARNESS_CONFIG``: nothing in a config
+    could change the answer, so none is read (and msgspec is not imported), as
+    :func:`socket_path` does; a config named on purpose is still checked."""
+    import os
+
     from harness import contexts
 
+    host = getattr(args, "host", None)
     try:
+        if not args.config and not os.environ.get("HARNESS_CONFIG"):
+            target = contexts.direct(
+                host=host,
+                socket=args.socket,
+                remote_harness=getattr(args, "remote_harness", None),
+            )
+            if target is not None:
+                return target
+        from harness import config as config_mod
+
         return contexts.resolve(
             config_mod.load(args.config),
-            host=getattr(args, "host", None),
+            host=host,
             socket=args.socket,
             context=getattr(args, "context", None),
             remote_harness=getattr(args, "remote_harness", None),
         )
-    except config_mod.ConfigError as exc:
+    except Exception as exc:
+        from harness.config import ConfigError
+
+        if not isinstance(exc, ConfigError):
+            raise
         err(str(exc))
         return None
 
@@ -141,7 +161,6 @@ def _with_target_connection(args: argparse.Namespace, body: Callable[[Any], int]
     refuses writes before sending."""
     from harness import __version__, contexts, transport
     from harness.cli.oneshot import Connection, NoDaemon, Refused, TooLarge
-    from harness.protocol import E_READ_ONLY, WRITE_METHODS
     from harness.socket_trust import (
         DaemonUnavailable,
         FrameTooLarge,
@@ -156,6 +175,8 @@ def _with_target_connection(args: argparse.Namespace, body: Callable[[Any], int]
 
     def guard(conn: Any) -> Any:
         if target.read_only:
+            from harness.protocol import E_READ_ONLY, WRITE_METHODS  # msgspec: only here
+
             request = conn.request
 
             def refusing(method: str, **params: Any) -> Any:
@@ -201,6 +222,10 @@ def socket_path(args: argparse.Namespace) -> Path | None:
     if args.socket and not args.config and not os.environ.get("HARNESS_CONFIG"):
         # Nothing else in the config matters to a client: skip loading it (and msgspec).
         return Path(args.socket).expanduser()
+    from harness import config_paths
+
+    if config_paths.locate(args.config)[0] is None:
+        return config_paths.default_socket()  # no file: what Config() would say, without msgspec
     from harness import config as config_mod
 
     try:
