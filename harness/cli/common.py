@@ -63,11 +63,19 @@ def print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
-def with_connection(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
+def with_connection(
+    args: argparse.Namespace,
+    body: Callable[[Any], int],
+    *,
+    prepare: Callable[[], object] | None = None,
+) -> int:
     """Like :func:`with_client` for one-shot commands, on a blocking stdlib connection
     (:mod:`harness.cli.oneshot`): no event loop to start, frames streamed as they come. The
     socket is verified exactly as the asyncio client does it, and failures are reported the
-    same way (:func:`_reporting`)."""
+    same way (:func:`_reporting`).
+
+    ``prepare``: what ``body`` will import, run while ssh connects (``--host``), time that is
+    otherwise spent waiting for the server; locally, body imports it when it gets there."""
     from harness import __version__
     from harness.cli.oneshot import Connection, NoDaemon, Refused, TooLarge
     from harness.socket_trust import (
@@ -78,7 +86,7 @@ def with_connection(args: argparse.Namespace, body: Callable[[Any], int]) -> int
     )
 
     if _targeted(args):
-        return _with_target_connection(args, body)
+        return _with_target_connection(args, body, prepare)
     path = socket_path(args)
     if path is None:
         return EXIT_USAGE
@@ -155,7 +163,9 @@ def _resolve_target(args: argparse.Namespace) -> Any:
         return None
 
 
-def _with_target_connection(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
+def _with_target_connection(
+    args: argparse.Namespace, body: Callable[[Any], int], prepare: Callable[[], object] | None
+) -> int:
     """:func:`with_connection` for a context or ``--host``: a local socket the same way, or
     ssh running ``harness dial-stdio`` on one end of a socket pair; a read-only context
     refuses writes before sending."""
@@ -199,6 +209,8 @@ def _with_target_connection(args: argparse.Namespace, body: Callable[[Any], int]
                     return body(guard(c))
             ours, link = transport.ssh_socketpair(target)
             try:
+                if prepare is not None:
+                    prepare()  # while ssh connects
                 with Connection(
                     str(target.ssh), client=client, sock=ours, timeout=transport.SSH_TIMEOUT
                 ) as c:

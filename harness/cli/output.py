@@ -17,6 +17,12 @@ TIME_KEYS = frozenset({"since", "retry_at", "ts", "started", "updated_at"})
 FIRST_KEYS = ("state", "plugin", "status", "username", "reason", "attempt", "changed")
 
 
+def prepare() -> None:
+    """Import what describing connections takes (msgspec, harness.render): for
+    ``with_connection(prepare=...)``, so that over ssh it happens while ssh connects."""
+    from harness import render  # noqa: F401
+
+
 def age(seconds: float) -> str:
     """``42s``, ``5m``, ``3h 20m``, ``2d 4h``: short, for "(5m ago)"."""
     s = max(0, int(seconds))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err, print_json, with_connection
-from harness.cli.output import describe_connection, fix_hints, plugin_table
+from harness.cli.output import describe_connection, fix_hints, plugin_table, prepare
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -58,7 +58,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         _print_hints([info])
         return EXIT_OK
 
-    return with_connection(args, body)
+    human = not getattr(args, "json", False)  # set (enable) or show/list without --json
+    return with_connection(args, body, prepare=prepare if human else None)
 
 
 def _print_hints(plugins: list[dict[str, Any]]) -> None:

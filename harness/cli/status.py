@@ -38,7 +38,13 @@ def cmd_status(args: argparse.Namespace) -> int:
                     print(f"  {hint}")
         return EXIT_OK
 
-    return with_connection(args, body)
+    return with_connection(args, body, prepare=None if args.json else _prepare)
+
+
+def _prepare() -> None:
+    from harness.cli.output import prepare
+
+    prepare()
 
 
 def storage_line(storage: Any) -> str:
