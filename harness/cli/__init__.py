@@ -88,8 +88,18 @@ def build_parser(*, eager: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+# The one-shot commands: by the time they return they hold no thread, temporary file or
+# child process (ssh is reaped), so the ``harness`` script ends them with os._exit once their
+# output is flushed. Tearing down the interpreter (every module msgspec and the renderer
+# brought in) took longer than the request itself.
+QUICK_EXIT = frozenset({"status", "plugins", "events", "dial-stdio"})
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return _run(build_parser().parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except BrokenPipeError:
@@ -97,5 +107,23 @@ def main(argv: list[str] | None = None) -> int:
         return quiet_broken_pipe()
 
 
+def script() -> None:
+    """The ``harness`` command (and ``python -m harness``): :func:`main`, then the exit."""
+    args = build_parser().parse_args()
+    code = _run(args)
+    if args.command not in QUICK_EXIT:
+        sys.exit(code)
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            quiet_broken_pipe()  # the reader went away: how a pipe ends, as in _run
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    script()
