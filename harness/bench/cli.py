@@ -9,8 +9,11 @@ request, in the same run, against one real ``harness run`` process.
   and request and prints the same answer. Twice: with ``--socket`` (no config to read) and with
   a config file (``--config``) naming the socket.
 - ``harness events --since 0 --json`` over a stored history: wall time and peak RSS against a
-  stdlib client that subscribes the same way and prints each event line (json-decoded to find
-  its type) until the ``replayed`` marker.
+  stdlib client that subscribes the same way and prints each event line (known by its first
+  bytes, as harness does; other frames decoded) until the ``replayed`` marker.
+
+The stdlib clients end with ``os._exit`` after flushing, as the ``harness`` script does for its
+one-shot commands.
 
 Each command is a fresh process (``-m harness``, as the ``harness`` script does); peak memory
 is the child's ``ru_maxrss`` from ``os.wait4``."""
@@ -29,8 +32,10 @@ from pathlib import Path
 from harness.bench import heading, median, row
 from harness.bench.stream import ServerProcess
 
+# Both stdlib clients end with os._exit once their output is flushed, as the harness script
+# does for its one-shot commands: no interpreter teardown on either side.
 STDLIB_STATUS = """
-import json, socket, sys
+import json, os, socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
 s.sendall(b'{"type":"hello","protocol":1,"client":"stdlib"}\\n'
@@ -41,22 +46,26 @@ for line in f:
     if frame.get("type") == "response":
         print(json.dumps(frame["result"], indent=2))
         break
+sys.stdout.flush()
+os._exit(0)
 """
 
+# Event lines are known by their first bytes (the daemon writes ``type`` first), as harness
+# events does; only the other frames are decoded.
 STDLIB_EVENTS = """
-import json, socket, sys
+import json, os, socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
 s.sendall(b'{"type":"hello","protocol":1,"client":"stdlib"}\\n'
           b'{"type":"subscribe","id":1,"events":["*"],"since":0}\\n')
 out = sys.stdout.buffer
 for line in s.makefile("rb"):
-    kind = json.loads(line)["type"]
-    if kind == "event":
+    if line.startswith(b'{"type":"event"'):
         out.write(line)
-    elif kind == "replayed":
+    elif json.loads(line)["type"] == "replayed":
         break
 out.flush()
+os._exit(0)
 """
 
 
