@@ -59,19 +59,22 @@ def cmd_events(args: argparse.Namespace) -> int:
     import json
 
     from harness.cli.oneshot import NoDaemon, Refused
-    from harness.cli.output import event_text
-    from harness.protocol import Event
 
     patterns = args.patterns or ["*"]
     since: Since | None = args.since
     until: Since | None = args.until
     out = sys.stdout.buffer
-    import msgspec  # here, not at the top: `harness --help` does not need it
-
-    decode = msgspec.json.Decoder(Event).decode
     # --json without a time filter prints each event line as the daemon sent it (the same
-    # bytes ``msgspec.json.encode(event)`` gives), without decoding it.
+    # bytes ``msgspec.json.encode(event)`` gives), without decoding it: then msgspec, the
+    # protocol and the renderer are not even imported.
     by_time = (since is not None and since.ts is not None) or until is not None
+    if by_time or not args.json:
+        import msgspec
+
+        from harness.cli.output import event_text
+        from harness.protocol import Event
+
+        decode = msgspec.json.Decoder(Event).decode
 
     def kind_of(line: bytes) -> str:
         if line.startswith(EVENT_PREFIX):
