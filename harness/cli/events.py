@@ -115,7 +115,15 @@ def cmd_events(args: argparse.Namespace) -> int:
         backlog: collections.deque[tuple[bytes, Any]] | None = (
             None if since is not None else collections.deque(maxlen=args.lines)
         )
+        # --json --since without a time filter: an event line goes straight out (what the
+        # general path below does with it too, minus two calls per event).
+        passthrough = args.json and not by_time and backlog is None
+        write = out.write
         for line in lines:
+            if passthrough and line.startswith(EVENT_PREFIX):
+                write(line)
+                write(b"\n")
+                continue
             kind = kind_of(line)
             if kind == "replayed":
                 break
