@@ -29,7 +29,7 @@ from harness.client import ClientError, DaemonUnavailable
 from harness.config import Config, ConfigError, load
 from harness.protocol import Event
 from harness.transport import Target
-from tui import demo
+from tui import collector, demo
 from tui.commands import HarnessCommands
 from tui.screens.alerts import AlertsScreen
 from tui.screens.events import KEPT, EventsScreen
@@ -162,6 +162,12 @@ class HarnessApp(App[None]):
             self.open_settings(self.start_plugin)
         if self.start_fleet:
             self.action_show_fleet()
+
+    def on_ready(self) -> None:
+        collector.freeze()  # the first screen is up: see tui/collector.py
+
+    def on_unmount(self) -> None:
+        collector.unfreeze()
 
     # -- contexts ---------------------------------------------------------------------------
 

@@ -84,3 +84,29 @@ async def test_no_parts_no_table(start_daemon: StartDaemon, configured: Config) 
         await until(pilot, lambda: "Connected" in status.text)
         table = screen.query_one(PartsTable)
         assert not table.has_class("-has-parts") and table.row_count == 0
+
+
+async def test_one_part_changed_draws_one_row_again(
+    start_daemon: StartDaemon, config: Config
+) -> None:
+    """Parts on screen: a change to one part builds that part's line again and no other (the
+    rest are kept, even when the title above changes and the table is repainted)."""
+    await start_daemon(plugins={"pool": Pool}, cfg=config)
+    app = make_app(config, plugin="pool")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_settings(pilot, "pool")
+        table = screen.query_one(PartsTable)
+        await until(pilot, lambda: table.row_count == PARTS and table.rows_drawn >= 8)
+        await pilot.pause()
+        drawn = table.rows_drawn
+        async with await Client.connect(config.socket_path) as other:
+            await other.request("plugins.update_settings", name="pool", settings={"down": 3})
+            await until(pilot, lambda: "peer went away" in screen_text(app))
+            assert table.rows_drawn == drawn + 1
+            # Part 3 back up, part 4 down: two rows change, two lines are built.
+            await other.request("plugins.update_settings", name="pool", settings={"down": 4})
+            await until(pilot, lambda: table.row_texts()[4][1] == "○ disconnected")
+            await until(pilot, lambda: table.rows_drawn >= drawn + 3)
+            await pilot.pause()
+            assert table.rows_drawn == drawn + 3
+            assert table.row_texts()[3][1] == "● connected"

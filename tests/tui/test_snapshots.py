@@ -231,3 +231,34 @@ def test_events_screen(snap_compare: Any, prepared: Config, size: tuple[int, int
         await settled(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_settings_parts(snap_compare: Any, prepared: Config, size: tuple[int, int]) -> None:
+    """A connection of 12 parts, one down and retrying: the table under the indicator, its
+    header in place, scrolling inside its fixed height."""
+    parts = [
+        {"id": str(n), "state": "connected", "since": T0 + 2, "latency_ms": 40.0 + n, "guilds": n}
+        for n in range(12)
+    ]
+    parts[4] = {
+        "id": "4",
+        "state": "disconnected",
+        "since": NOW - 20,
+        "reason": "4000 unknown error",
+        "attempt": 2,
+        "retry_at": NOW + 12,
+        "guilds": 4,
+    }
+    app = snapshot_app(prepared, plugin="echo")
+    assert snap_compare(
+        app,
+        terminal_size=size,
+        run_before=live(
+            echo_info(),
+            state="connecting",
+            reason="degraded: 11/12 parts connected",
+            username="EchoBot#0001",
+            parts=parts,
+        ),
+    )

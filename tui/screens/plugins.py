@@ -51,6 +51,8 @@ class PluginsScreen(Screen[None]):
         yield Footer()
 
     _tick: Timer | None = None
+    _note: str | None = None  # the note last shown
+    _behind = False  # plugins changed while another screen was shown
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -69,14 +71,26 @@ class PluginsScreen(Screen[None]):
             render.short(state.connection, self.harness.clock(), self.harness.tz, state.health),
         )
 
+    def on_screen_resume(self) -> None:
+        if self._behind:
+            self._on_plugins(self.harness.plugins)
+
     def _on_plugins(self, plugins: Mapping[str, PluginState]) -> None:
+        if self.app.screen is not self and self.is_mounted:
+            # Under a settings screen: nobody sees the table, and its updates would still cost
+            # a layout (cell widths) on every change. Catch up once shown again.
+            self._behind = True
+            return
+        self._behind = False
         table = self.query_one(DataTable)
         present = {str(key.value) for key in table.rows}
         for name in sorted(plugins):
             cells = self._row(plugins[name])
             if name in present:
                 for (key, _), value in zip(COLUMNS, cells, strict=True):
-                    table.update_cell(name, key, value, update_width=True)
+                    # Only what changed: each update re-renders the table and may resize it.
+                    if table.get_cell(name, key) != value:
+                        table.update_cell(name, key, value, update_width=True)
             else:
                 table.add_row(*cells, key=name)
         for gone in present - set(plugins):
@@ -117,6 +131,9 @@ class PluginsScreen(Screen[None]):
             )
         elif not self.harness.plugins and link.online:
             note = "The daemon has no plugins installed."
+        if note == self._note:
+            return  # unchanged: an update would cost a layout
+        self._note = note
         note_widget = self.query_one("#plugins-note", Static)
         note_widget.update(note)
         note_widget.display = bool(note)

@@ -47,6 +47,8 @@ class SettingsScreen(Screen[None]):
         self.plugin = plugin
         self.form: SettingsForm | None = None
         self._schema_key: tuple[object, ...] | None = None
+        self._shown: tuple[object, ...] | None = ()  # what the title and form last showed
+        self._shown_info: PluginInfo | None = None
 
     @property
     def harness(self) -> HarnessApp:
@@ -82,10 +84,22 @@ class SettingsScreen(Screen[None]):
         return bool(self.query("#actions"))
 
     def _on_plugins(self, plugins: Mapping[str, PluginState]) -> None:
+        state = plugins.get(self.plugin)
+        # A connection change (the widgets below show it) leaves what this screen draws alone:
+        # redrawing the title and form then would cost a layout of the screen for nothing.
+        # (Checked first: ``_composed`` is a query of the whole screen.)
+        shown = (
+            None
+            if state is None
+            else (state.version, state.enabled, state.status, state.reason, state.description)
+        )
+        if shown == self._shown and state is not None and state.info is self._shown_info:
+            return
         if not self._composed():
             self.call_after_refresh(lambda: self._on_plugins(self.harness.plugins))
             return
-        state = plugins.get(self.plugin)
+        self._shown = shown
+        self._shown_info = state.info if state is not None else None
         title = self.query_one("#plugin-title", Static)
         if state is None:
             title.update(f"{self.plugin}: no such plugin in the database")

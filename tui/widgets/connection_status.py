@@ -26,12 +26,19 @@ if TYPE_CHECKING:
     from tui.app import HarnessApp
 
 
+# Lines of text the indicator keeps room for: connected (headline, since) and disconnected
+# (headline, cause, since) then take the same height, so the usual change repaints the widget
+# in place instead of moving everything below it (a layout of the whole screen).
+MIN_LINES = 3
+
+
 class ConnectionStatus(Widget):
     """Shows one plugin's connection; generic over plugins."""
 
     DEFAULT_CSS = """
     ConnectionStatus {
         height: auto;
+        min-height: 5;  /* MIN_LINES and the border */
         padding: 0 1;
         border: round $panel-lighten-2;
         border-title-color: $text-muted;
@@ -60,6 +67,7 @@ class ConnectionStatus(Widget):
         self._epoch = -1
         self._link = LinkState()
         self._updated_at = 0.0
+        self._drawn = ""  # the text last drawn
         self.border_title = "connection"
 
     @property
@@ -82,13 +90,13 @@ class ConnectionStatus(Widget):
             state.health != self.health
         ):
             self.health = state.health
-            self.refresh(layout=True)
+            self._redraw()
         self.health = state.health
 
     def _on_link(self, link: LinkState) -> None:
         self._link = link
         self.set_class(not link.online and link.changed_at > 0, "-stale")
-        self.refresh(layout=True)
+        self._redraw()
 
     def apply(self, connection: Connection | None, *, updated_at: float = 0.0) -> bool:
         """Show ``connection`` if its seq is newer than the one held; returns whether it did."""
@@ -99,11 +107,28 @@ class ConnectionStatus(Widget):
         self.connection = connection
         self._updated_at = updated_at
         state = connection.state if connection else ""
-        for name in GLYPHS:
-            self.set_class(name == state, f"-{name}")
-        self.refresh(layout=True)  # the number of lines may change
+        # One class change, so the stylesheet is applied once (set_class per state would apply
+        # it for every class removed and added).
+        classes = {c for c in self.classes if c.removeprefix("-") not in GLYPHS}
+        if state in GLYPHS:
+            classes.add(f"-{state}")
+        if classes != set(self.classes):
+            self.set_classes(classes)
+        self._redraw()
         self.post_message(self.Changed(self.plugin, connection))
         return True
+
+    def _redraw(self) -> None:
+        text = self._text(schedule=False).plain
+        if text == self._drawn:
+            # A newer value that reads the same (one part of a several-part connection changed:
+            # the table below shows it): nothing to paint here; book the new value's next tick.
+            self._text(schedule=True)
+            return
+        # A layout of the screen costs far more than repainting this widget: ask for one only
+        # when our height (the number of lines, at least MIN_LINES) changes.
+        lines, drawn = text.count("\n") + 1, self._drawn.count("\n") + 1
+        self.refresh(layout=max(lines, MIN_LINES) != max(drawn, MIN_LINES))
 
     @property
     def text(self) -> str:
@@ -111,6 +136,11 @@ class ConnectionStatus(Widget):
         return self.render().plain
 
     def render(self) -> Text:
+        text = self._text(schedule=True)
+        self._drawn = text.plain
+        return text
+
+    def _text(self, *, schedule: bool) -> Text:
         app = self.harness
         tz: dt.tzinfo | None = app.tz
         now = app.clock()
@@ -119,7 +149,8 @@ class ConnectionStatus(Widget):
         # Health is live-only: while the daemon is away it says nothing about now.
         health = None if offline else self.health
         text = Text("\n".join(render.long(conn, now, tz, health)))
-        self._schedule_tick(render.next_change(conn, now, health))
+        if schedule:
+            self._schedule_tick(render.next_change(conn, now, health))
         if offline:
             known = self._link.changed_at if self._link.ever_online else self._updated_at
             when = ago(now - known) if known else "at an unknown time"
@@ -133,4 +164,4 @@ class ConnectionStatus(Widget):
             self._tick.stop()
             self._tick = None
         if delay is not None:
-            self._tick = self.set_timer(delay, self.refresh)
+            self._tick = self.set_timer(delay, self._redraw)  # a fading line may go

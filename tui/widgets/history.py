@@ -189,11 +189,20 @@ class ConnectionHistory(Widget):
             last = e.seq
             changed = True
         if changed:
-            self.refresh(layout=True)
+            # Painted in the frame after the one that shows the change above (the indicator,
+            # the parts): Textual repaints the band of the screen spanning every widget dirty
+            # in a frame, and with this one, at the bottom, that band was the whole form.
+            self.call_after_refresh(lambda: self._redraw(self._text().plain))
 
     def _if_changed(self) -> None:
-        if self._text().plain != self._drawn:
-            self.refresh()
+        text = self._text().plain
+        if text != self._drawn:
+            self._redraw(text)
+
+    def _redraw(self, text: str) -> None:
+        # Only SHOWN transitions are listed: once that many are, the height stays put and a
+        # repaint will do. Ask for a layout of the screen (far dearer) only when it does not.
+        self.refresh(layout=text.count("\n") != self._drawn.count("\n"))
 
     def render(self) -> Text:
         text = self._text()

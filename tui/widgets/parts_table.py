@@ -2,53 +2,84 @@
 each, under the indicator. Generic over plugins: it reads ``Connection.parts`` and nothing else,
 and is hidden when the connection has none.
 
-A compact DataTable of fixed height that scrolls for 100+ parts. Rows are updated in place
-(``update_cell``) when the set of parts is unchanged, so a change to one part redraws one row,
-not the table."""
+A compact table of fixed height that scrolls for 100+ parts, the header kept in place. It draws
+line by line (Textual's Line API) and keeps each row's line until that row's text changes: a
+change to one part repaints that part's row and nothing else — no layout, no other row drawn
+again. (Textual's DataTable, which this replaces, re-renders every visible cell on any
+``update_cell``: its caches are keyed on a table-wide update count.) Only a change in the
+number of parts changes the height (a layout); a wider cell redraws the visible rows once."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, cast
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, cast
 
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 from textual.timer import Timer
-from textual.widgets import DataTable
 
 from harness import render
-from harness.protocol import Connection, Part
+from harness.protocol import STATE_GLYPHS, Connection, Part
 from tui.state import PluginState
 
 if TYPE_CHECKING:
     from tui.app import HarnessApp
 
+Row = tuple[str, ...]
 
-class PartsTable(DataTable[str]):
+# Widest a column other than the last may grow; the last (the detail) takes what is left.
+MAX_COLUMN = 24
+PADDING = 1  # a space each side of a cell
+STATE_WIDTH = max(cell_len(f"{render.glyph(s)} {render.state_word(s)}") for s in STATE_GLYPHS)
+
+
+class PartsTable(ScrollView, can_focus=True):
     DEFAULT_CSS = """
     PartsTable {
         height: auto;
         max-height: 11;
+        width: 1fr;
+        overflow-x: hidden;
+        overflow-y: auto;
         border: round $panel-lighten-2;
         border-title-color: $text-muted;
         display: none;
         &.-has-parts { display: block; }
+        & > .parts-table--header { text-style: bold; background: $panel; }
+        & > .parts-table--odd-row { background: $boost; }
     }
     """
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"parts-table--header", "parts-table--odd-row"}
 
     def __init__(self, plugin: str, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True, show_cursor=False)
+        super().__init__(id=id)
         self.plugin = plugin
         self.connection: Connection | None = None
         self._seq = -1
         self._keys: tuple[str, ...] = ()
+        self._rows: list[Row] = []
+        self._drawn_parts: tuple[Part, ...] = ()  # the parts _rows were made from
+        self._widths = self._measure(())
+        # Drawn lines by row index, each with what it was drawn from; a row whose text, width
+        # or style changed is drawn again, and only then.
+        self._lines: dict[int, tuple[tuple[object, ...], Strip]] = {}
+        self.rows_drawn = 0  # row lines built since mount (tests: one change, one row)
         self._tick: Timer | None = None
 
     @property
     def harness(self) -> HarnessApp:
         return cast("HarnessApp", self.app)
 
+    @property
+    def row_count(self) -> int:
+        return len(self._rows)
+
     def on_mount(self) -> None:
-        self.add_columns(*render.PART_COLUMNS)
         self.watch(self.app, "plugins", self._on_plugins)
 
     def _on_plugins(self, plugins: Mapping[str, PluginState]) -> None:
@@ -64,35 +95,114 @@ class PartsTable(DataTable[str]):
         self.connection = conn
         parts: list[Part] = list(conn.parts) if conn is not None else []
         self.set_class(bool(parts), "-has-parts")
-        self.border_title = render.parts_summary(conn) or ""
+        title = render.parts_summary(conn) or ""
+        if title != self.border_title:
+            self.border_title = title
         self._redraw(parts)
 
-    def _redraw(self, parts: list[Part]) -> None:
+    def _redraw(self, parts: Sequence[Part]) -> None:
         now = self.harness.clock()
         tz: dt.tzinfo | None = self.harness.tz
         keys = tuple(p.id for p in parts)
-        rows = [render.part_row(p, now, tz) for p in parts]
+        # A part equal to the one drawn before reads the same, unless a countdown runs in it:
+        # of 64 parts, one or two are formatted again, not all.
+        before = dict(zip(self._keys, zip(self._drawn_parts, self._rows, strict=True), strict=True))
+        rows: list[Row] = []
+        for part in parts:
+            held = before.get(part.id)
+            if held is not None and held[0] == part and part.retry_at is None:
+                rows.append(held[1])
+            else:
+                rows.append(render.part_row(part, now, tz))
+        old = self._rows
+        self._rows = rows
+        self._drawn_parts = tuple(parts)
+        widths = self._measure(rows, self._widths if keys == self._keys else ())
         if keys != self._keys:
-            self.clear()
-            for key, row in zip(keys, rows, strict=True):
-                self.add_row(*row, key=key)
+            # Parts came or went: the height may change, so a layout (rare: a re-shard).
             self._keys = keys
+            self._widths = widths
+            self.virtual_size = Size(sum(widths), len(rows) + 1)
+            self._lines.clear()
+            self.refresh(layout=True)
+        elif widths != self._widths:
+            self._widths = widths  # a wider cell: every visible row moves, draw them again
+            self.refresh()
         else:
-            for key, row in zip(keys, rows, strict=True):
-                for column, cell in zip(self.ordered_columns, row, strict=True):
-                    if self.get_cell(key, column.key) != cell:
-                        self.update_cell(key, column.key, cell)
+            scroll_y = round(self.scroll_y)
+            for index, (was, now_row) in enumerate(zip(old, rows, strict=True)):
+                y = index + 1 - scroll_y  # the line on screen, under the header
+                if was != now_row and 1 <= y < self.size.height:
+                    self.refresh_line(index + 1)  # that line alone (ScrollView subtracts scroll)
         # A countdown ("retrying in 12 s") ticks once a second while any part waits.
         waiting = any(p.retry_at is not None and p.retry_at > now for p in parts)
         if self._tick is not None:
             self._tick.stop()
             self._tick = None
         if waiting:
-            self._tick = self.set_timer(1.0, lambda: self._redraw(list(self._parts())))
+            self._tick = self.set_timer(1.0, lambda: self._redraw(self._parts()))
+
+    def _measure(self, rows: Sequence[Row], before: Sequence[int] = ()) -> tuple[int, ...]:
+        """Column widths with padding. The last column (the detail) takes what is left of the
+        line, so it is not measured; the others only grow while the parts stay the same
+        (``before``), so a part going down and up again does not move every row."""
+        columns = render.PART_COLUMNS[:-1]
+        widths = [cell_len(name) for name in columns]
+        widths[1] = max(widths[1], STATE_WIDTH)  # any state fits: a change moves no column
+        for row in rows:
+            for i, cell in enumerate(row[:-1]):
+                widths[i] = max(widths[i], cell_len(cell))
+        measured = [min(w, MAX_COLUMN) + 2 * PADDING for w in widths]
+        return (
+            tuple(max(w, b) for w, b in zip(measured, before, strict=True))
+            if before
+            else (tuple(measured))
+        )
 
     def _parts(self) -> list[Part]:
         return list(self.connection.parts) if self.connection is not None else []
 
-    def row_texts(self) -> list[tuple[str, ...]]:
+    def row_texts(self) -> list[Row]:
         """Every row as plain cells (tests, screen readers)."""
-        return [tuple(str(c) for c in self.get_row(key)) for key in self._keys]
+        return list(self._rows)
+
+    def get_row(self, key: str) -> Row:
+        """The cells of the part called ``key``."""
+        return self._rows[self._keys.index(key)]
+
+    # -- drawing -----------------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        base = self.rich_style
+        if y == 0:
+            header = self.get_component_rich_style("parts-table--header")
+            return self._line(render.PART_COLUMNS, width, base + header)
+        index = y - 1 + round(self.scroll_y)
+        if index >= len(self._rows):
+            return Strip.blank(width, base)
+        style = base
+        if index % 2:
+            style = base + self.get_component_rich_style("parts-table--odd-row")
+        row = self._rows[index]
+        key = (row, width, self._widths, style)
+        cached = self._lines.get(index)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        strip = self._line(row, width, style)
+        self._lines[index] = (key, strip)
+        self.rows_drawn += 1
+        return strip
+
+    def _line(self, cells: Sequence[str], width: int, style: Style) -> Strip:
+        pad = " " * PADDING
+        text = "".join(
+            pad + set_cell_size(cell, w - 2 * PADDING) + pad
+            for cell, w in zip(cells, self._widths, strict=False)  # the last takes the rest
+        )
+        text += pad + cells[-1]
+        return Strip([Segment(set_cell_size(text, width), style)], width)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._lines.clear()  # a theme change: every line is drawn again in the new colours
