@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
+
+import msgspec
 
 from harness.protocol import Event, encode
 
@@ -159,30 +161,71 @@ class Subscriber(Protocol):
         """Take one event without blocking (queue it, or give up on the subscriber)."""
 
 
+Write = Callable[[bytes | bytearray], object]
+
+
 class StreamSubscriber:
     """A subscriber that takes frames already joined: one :meth:`receive` per loop iteration
     with every matching frame published in it, shared by all the subscribers with the same
-    patterns. The daemon's socket clients are these: fan-out then costs one ``join`` per
-    subscription and one ``write`` per client per loop iteration, not one per event."""
+    patterns. The daemon's socket clients are these: fan-out then costs one encoding per event
+    and one ``write`` per client per loop iteration, not one per event.
+
+    The buffer handed over is the bus's no longer: the bus never writes to it again, so it
+    may be kept (held during a replay, queued while a transport is paused) without a copy."""
 
     patterns: Patterns
     group: _Group | None = None  # set by the bus while subscribed
 
-    def receive(self, joined: bytes, frames: int) -> None:
+    def receive(self, joined: bytes | bytearray, frames: int) -> None:
         """Take ``frames`` encoded frames joined into one buffer, without blocking."""
         raise NotImplementedError
 
+    def direct_write(self) -> Write | None:
+        """A callable the bus may hand joined frames to in place of :meth:`receive` (a
+        transport's ``write``: one call per client per iteration, as a raw server makes), or
+        None. Asked again whenever the subscriber calls :meth:`Bus.redirect`; it must be None
+        whenever :meth:`receive` would do anything but write (a replay, a paused transport)."""
+        return None
+
 
 class _Group:
-    """The stream subscribers with one set of patterns, and the frames pending for them."""
+    """The stream subscribers with one set of patterns, and the frames pending for them:
+    encoded straight into ``buf``, handed over whole at the flush. Frames are counted only when
+    someone needs the count (a subscriber on its slow path): a frame is one line, and msgspec
+    escapes every newline inside JSON strings, so the newlines in ``buf`` are its frames."""
 
-    __slots__ = ("frames", "key", "members", "patterns")
+    __slots__ = ("_plan", "buf", "key", "members", "patterns")
 
     def __init__(self, patterns: Patterns) -> None:
         self.key = patterns.patterns
         self.patterns = patterns
-        self.members: dict[StreamSubscriber, None] = {}  # insertion-ordered set
-        self.frames: list[bytes] = []
+        # Insertion-ordered; each member's direct write, or None to go through its receive().
+        self.members: dict[StreamSubscriber, Write | None] = {}
+        self.buf = bytearray()
+        self._plan: tuple[tuple[Write, ...], tuple[StreamSubscriber, ...]] | None = None
+
+    def set(self, member: StreamSubscriber, write: Write | None) -> None:
+        self.members[member] = write
+        self._plan = None
+
+    def remove(self, member: StreamSubscriber) -> None:
+        self.members.pop(member, None)
+        self._plan = None
+
+    def plan(self) -> tuple[tuple[Write, ...], tuple[StreamSubscriber, ...]]:
+        """The direct writes and the members that go through receive(), as two tuples: built
+        again only after a change, so a flush to N clients is N calls and nothing more. Being
+        copies, a member that leaves or pauses during a flush changes the next one."""
+        if self._plan is None:
+            items = self.members.items()
+            self._plan = (
+                tuple(w for _, w in items if w is not None),
+                tuple(m for m, w in items if w is None),
+            )
+        return self._plan
+
+
+_MAX_ROUTES = 4096  # event names are few; this only bounds a pathology
 
 
 class Bus:
@@ -191,8 +234,16 @@ class Bus:
         self.published_seq = last_seq  # highest seq delivered to subscribers
         self._subscribers: list[Subscriber] = []  # per-event (in-process) subscribers
         self._groups: dict[tuple[str, ...], _Group] = {}
+        # Event name -> the groups whose patterns match it, worked out once per name and
+        # forgotten whenever the set of groups changes: publishing does no matching at all.
+        self._routes: dict[str, tuple[_Group, ...]] = {}
+        # The names whose route is exactly one group while no in-process subscriber listens:
+        # the short path of publish, one dict lookup to the buffer.
+        self._single: dict[str, _Group] = {}
         self._pending: list[_Group] = []  # groups with frames to flush, in order of first frame
         self._flush_scheduled = False
+        # The same encoding as protocol.encode (a plain msgspec JSON encoder), into a buffer.
+        self._encode_into = msgspec.json.Encoder().encode_into
 
     def next_seq(self) -> int:
         self.last_seq += 1
@@ -201,14 +252,24 @@ class Bus:
     def subscribe(self, subscriber: Subscriber | StreamSubscriber) -> None:
         if not isinstance(subscriber, StreamSubscriber):
             self._subscribers.append(subscriber)
+            self._forget_routes()
             return
         group = self._groups.get(subscriber.patterns.patterns)
         if group is None:
             group = self._groups[subscriber.patterns.patterns] = _Group(subscriber.patterns)
+            self._forget_routes()
         # Frames already pending were published before this subscriber came: not its own.
         self.flush_group(group)
-        group.members[subscriber] = None
+        group.set(subscriber, subscriber.direct_write())
         subscriber.group = group
+
+    def redirect(self, subscriber: StreamSubscriber) -> None:
+        """Ask ``subscriber`` again where its frames go (its :meth:`direct_write` changed)."""
+        group = subscriber.group
+        if group is not None and subscriber in group.members:
+            write = subscriber.direct_write()
+            if group.members[subscriber] != write:
+                group.set(subscriber, write)
 
     def unsubscribe(self, subscriber: Subscriber | StreamSubscriber) -> None:
         if isinstance(subscriber, StreamSubscriber):
@@ -217,19 +278,45 @@ class Bus:
                 return
             # What was published while it was subscribed is still its own: deliver it first.
             self.flush_group(group)
-            group.members.pop(subscriber, None)
+            group.remove(subscriber)
             subscriber.group = None
             if not group.members:
                 self._groups.pop(group.key, None)
+                self._forget_routes()
             return
         try:
             self._subscribers.remove(subscriber)
         except ValueError:
             pass
+        self._forget_routes()
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers) + sum(len(g.members) for g in self._groups.values())
+
+    def _forget_routes(self) -> None:
+        self._routes.clear()
+        self._single.clear()
+
+    def _route(self, name: str) -> tuple[_Group, ...]:
+        if len(self._routes) >= _MAX_ROUTES:
+            self._forget_routes()
+        route = self._routes[name] = tuple(g for g in self._groups.values() if g.patterns(name))
+        if len(route) == 1 and not self._subscribers:
+            self._single[name] = route[0]
+        return route
+
+    def _pend(self, group: _Group) -> None:
+        """``group`` has its first frame of this iteration: flush it at the end of it."""
+        self._pending.append(group)
+        if self._flush_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): the caller flushes now
+            return
+        self._flush_scheduled = True
+        loop.call_soon(self.flush)
 
     def publish(self, event: Event) -> int:
         """Deliver to every matching subscriber; returns how many got it. Encodes once.
@@ -238,46 +325,71 @@ class Bus:
         other frame published in it (:meth:`flush`); a subscriber that writes something of its
         own first calls :meth:`flush_group`, so nothing ever overtakes an event."""
         self.published_seq = event.seq
+        group = self._single.get(event.event)
+        if group is None:
+            return self._publish_widely(event)
+        # The common case, kept short: one group, encoded straight into its buffer.
+        buf = group.buf
+        if not buf:
+            self._pend(group)
+        start = len(buf)
+        try:
+            self._encode_into(event, buf, -1)
+        except BaseException:
+            del buf[start:]  # nothing half-encoded is ever sent
+            raise
+        buf += b"\n"
+        if not self._flush_scheduled:
+            self.flush()
+        return len(group.members)
+
+    def _publish_widely(self, event: Event) -> int:
+        """Several groups, none, or in-process subscribers: encoded once, then copied."""
+        route = self._routes.get(event.event)
+        if route is None:
+            route = self._route(event.event)
+            if event.event in self._single:
+                return self.publish(event)  # the short path from now on
+        if not route and not self._subscribers:
+            return 0  # nobody listens: not even encoded
         frame = encode(event)
-        name = event.event
         count = 0
-        for group in self._groups.values():
-            if group.patterns(name):
-                if not group.frames:
-                    self._pending.append(group)
-                group.frames.append(frame)
-                count += len(group.members)
+        for group in route:
+            if not group.buf:
+                self._pend(group)
+            group.buf += frame
+            count += len(group.members)
         if self._pending and not self._flush_scheduled:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # no loop (a synchronous caller): deliver now
-                self.flush()
-            else:
-                self._flush_scheduled = True
-                loop.call_soon(self.flush)
+            self.flush()
         if self._subscribers:
             # A copy: a subscriber that overflows unsubscribes itself during delivery.
             for sub in tuple(self._subscribers):
-                if sub.patterns(name):
+                if sub.patterns(event.event):
                     sub.deliver(frame, event)
                     count += 1
         return count
 
     def flush(self) -> None:
-        """Hand every group its pending frames: one join per group, one call per member."""
+        """Hand every group its pending frames: one buffer per group, one call per member."""
         self._flush_scheduled = False
         pending, self._pending = self._pending, []
         for group in pending:
             self.flush_group(group)
 
     def flush_group(self, group: _Group) -> None:
-        frames = group.frames
-        if not frames:
+        joined = group.buf
+        if not joined:
             return
-        group.frames = []  # before delivering: a member that leaves meanwhile finds it empty
-        joined = frames[0] if len(frames) == 1 else b"".join(frames)
-        for member in tuple(group.members):
-            member.receive(joined, len(frames))
+        # A new buffer before delivering: a member that leaves meanwhile finds it empty, and
+        # the one handed over is never written to again (a transport may keep a view of it).
+        group.buf = bytearray()
+        direct, slow = group.plan()
+        for write in direct:
+            write(joined)
+        if slow:
+            frames = joined.count(b"\n")
+            for member in slow:
+                member.receive(joined, frames)
 
 
 class QueueSubscriber:

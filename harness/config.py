@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -12,9 +11,18 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from harness.alerts.rules import AlertsConfig, check_section
-from harness.settings import kind
 
-ENV_CONFIG = "HARNESS_CONFIG"
+# Where the files are: in a module of their own (stdlib and platformdirs only), so that a
+# client without a config file finds the default socket without importing this one.
+from harness.config_paths import (  # noqa: F401 (re-exported: harness.config.locate etc.)
+    ENV_CONFIG,
+    default_database,
+    default_socket,
+    locate,
+    runtime_dir,
+    user_config_file,
+)
+from harness.settings import kind
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -66,23 +74,6 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return default_database()
 
 
-def runtime_dir() -> Path:
-    """Where the socket lives: ``$XDG_RUNTIME_DIR/harness``, else a private dir in the temp dir."""
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    if base and Path(base).is_dir():
-        return Path(base) / "harness"
-    return Path(tempfile.gettempdir()) / f"harness-{os.getuid()}"
-
-
-def default_socket() -> Path:
-    return runtime_dir() / "harness.sock"
-
-
-def default_database() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "harness" / "state.db"
-
-
 def _where(exc: msgspec.ValidationError) -> tuple[str, str]:
     """Split msgspec's "Expected `int`, got `str` - at `$.daemon.x`" into (key, problem)."""
     text = str(exc)
@@ -122,26 +113,6 @@ _GOT = {**_EXPECTED, "float": "a number with a fraction", "bool": "true/false", 
 
 def _words(name: str, words: dict[str, str]) -> str:
     return words.get(name, f"`{name}`")
-
-
-def user_config_file() -> Path:
-    """``$XDG_CONFIG_HOME/harness/config.toml`` (``~/.config/harness/config.toml``)."""
-    import platformdirs
-
-    return platformdirs.user_config_path("harness") / "config.toml"
-
-
-def locate(path: str | os.PathLike[str] | None = None) -> tuple[Path | None, str]:
-    """Which file to read and why: ``flag`` (``--config``), ``env`` (``$HARNESS_CONFIG``),
-    ``discovered`` (the user config file, when it exists), or ``(None, "default")``."""
-    if path is not None:
-        return Path(path).expanduser(), "flag"
-    if env := os.environ.get(ENV_CONFIG):
-        return Path(env).expanduser(), "env"
-    found = user_config_file()
-    if found.is_file():
-        return found, "discovered"
-    return None, "default"
 
 
 def parse_listen(value: str) -> tuple[str, int]:

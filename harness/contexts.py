@@ -3,36 +3,55 @@ rule that turns ``--host`` / ``--socket`` / ``--context`` into one :class:`Targe
 
 Precedence, first that applies: ``--host`` or ``--socket``; ``--context``; ``$HARNESS_CONTEXT``;
 the current context (``harness context use``); the config's own socket (context "default").
+
+``--host`` and ``--socket`` need no config (:func:`direct`): this module imports the config
+(msgspec, tomllib) only when a context has to be looked up, so ``harness --host ssh://… status``
+does not pay for it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
-from typing import Any
 
-import msgspec
-
-from harness.config import Config, ConfigError
 from harness.transport import Target, TargetError, parse_host
+
+TYPE_CHECKING = False  # typing itself is not imported at run time: see harness/cli/oneshot.py
+if TYPE_CHECKING:
+    from typing import Any
+
+    from harness.config import Config
 
 ENV_CONTEXT = "HARNESS_CONTEXT"
 DEFAULT = "default"  # the daemon of the config itself: never a [contexts] table
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
-class ContextConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """One ``[contexts.NAME]`` table: exactly one of ``host`` and ``socket``."""
+@functools.cache
+def context_config() -> type[Any]:
+    """The struct one ``[contexts.NAME]`` table is checked against (made on first use, so
+    that importing this module does not import msgspec)."""
+    import msgspec
 
-    host: str = ""  # ssh://[user@]server[:port]
-    socket: str = ""  # a local socket path
-    read_only: bool = False
-    remote_harness: str = ""  # the command to run on the server, if not `harness` on PATH
+    class ContextConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+        """One ``[contexts.NAME]`` table: exactly one of ``host`` and ``socket``."""
+
+        host: str = ""  # ssh://[user@]server[:port]
+        socket: str = ""  # a local socket path
+        read_only: bool = False
+        remote_harness: str = ""  # the command to run on the server, if not `harness` on PATH
+
+    return ContextConfig
 
 
 def parse_contexts(config: Config) -> dict[str, Target]:
     """The config's ``[contexts]``, checked; errors name the file and the key."""
+    import msgspec
+
+    from harness.config import ConfigError
+
     where = config.source or "config"
     targets: dict[str, Target] = {}
     for name, table in config.contexts.items():
@@ -42,7 +61,7 @@ def parse_contexts(config: Config) -> dict[str, Target]:
                 f"'-' (and not {DEFAULT!r})"
             )
         try:
-            ctx = msgspec.convert(table, ContextConfig)
+            ctx = msgspec.convert(table, context_config())
         except msgspec.ValidationError as exc:
             raise ConfigError(f"{where}: contexts.{name}: {exc}") from None
         if bool(ctx.host) == bool(ctx.socket):
@@ -113,16 +132,11 @@ def resolve(
     remote_harness: str | None = None,
 ) -> Target:
     """The one daemon a command talks to. ConfigError (exit 2) when it cannot be named."""
-    if host and socket:
-        raise ConfigError("--host and --socket name two different daemons: pass one")
-    if host:
-        try:
-            ssh = parse_host(host)
-        except TargetError as exc:
-            raise ConfigError(str(exc)) from None
-        return Target(name=host, ssh=ssh, remote_harness=remote_harness or "harness")
-    if socket:
-        return Target(name=socket, socket=Path(socket).expanduser())
+    from harness.config import ConfigError
+
+    target = direct(host=host, socket=socket, remote_harness=remote_harness)
+    if target is not None:
+        return target
     name = context or current_name()
     targets = all_targets(config)
     if name not in targets:
@@ -141,6 +155,28 @@ def resolve(
             read_only=target.read_only,
         )
     return target
+
+
+def direct(
+    *, host: str | None = None, socket: str | None = None, remote_harness: str | None = None
+) -> Target | None:
+    """The daemon ``--host`` or ``--socket`` names, which no config or context can change
+    (None: neither was given). ConfigError (exit 2) for a bad or conflicting value."""
+    if host and socket:
+        from harness.config import ConfigError
+
+        raise ConfigError("--host and --socket name two different daemons: pass one")
+    if host:
+        try:
+            ssh = parse_host(host)
+        except TargetError as exc:
+            from harness.config import ConfigError
+
+            raise ConfigError(str(exc)) from None
+        return Target(name=host, ssh=ssh, remote_harness=remote_harness or "harness")
+    if socket:
+        return Target(name=socket, socket=Path(socket).expanduser())
+    return None
 
 
 def read_only_message(target: Target) -> str:

@@ -21,7 +21,7 @@ from typing import Any, cast
 import msgspec
 
 from harness import __version__, protocol
-from harness.bus import Bus, Patterns, StreamSubscriber
+from harness.bus import Bus, Patterns, StreamSubscriber, Write
 from harness.protocol import Ack, Error, Lagged, Replayed, Response, Welcome
 from harness.store import Store
 
@@ -71,13 +71,13 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         self._discarding = False  # inside an oversized frame: skip to its newline
         self._hello = False
         self._replaying = False
-        self._held: list[bytes] = []  # live events (joined) that arrive during a replay
+        self._held: list[bytes | bytearray] = []  # live events (joined) during a replay
         self._held_frames = 0
         # While the transport is paused (its buffer above the high-water mark), frames wait
         # here, not in the transport: on Python 3.11 a large transport buffer costs a memmove
         # of all of it per send. Past the limits the client is cut off (``_lagged``).
         self._paused = False
-        self._backlog: collections.deque[tuple[bytes, int]] = collections.deque()
+        self._backlog: collections.deque[tuple[bytes | bytearray, int]] = collections.deque()
         self._backlog_frames = 0
         self._backlog_bytes = 0
         self._can_write = asyncio.Event()
@@ -110,23 +110,22 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
     def pause_writing(self) -> None:
         self._paused = True
         self._can_write.clear()
+        self.server.bus.redirect(self)  # events now go through receive(), to the backlog
 
     def resume_writing(self) -> None:
         self._paused = False
         self._can_write.set()
-        # Hand the transport what waited, about a high-water mark at a time, until it pauses
-        # again or nothing is left (asyncio allows writes from this callback).
+        # Hand the transport what waited, one buffer at a time, until it pauses again (write
+        # calls pause_writing itself) or nothing is left; asyncio allows writes from this
+        # callback. Not joined first: a join would make a temporary copy of up to the whole
+        # backlog, allocated and freed on every resume.
         backlog, transport = self._backlog, self.transport
         while backlog and not self._paused and not self._closed and transport is not None:
-            chunk: list[bytes] = []
-            size = 0
-            while backlog and size < _WRITE_HIGH:
-                data, frames = backlog.popleft()
-                chunk.append(data)
-                size += len(data)
-                self._backlog_frames -= frames
-                self._backlog_bytes -= len(data)
-            transport.write(b"".join(chunk))
+            data, frames = backlog.popleft()
+            self._backlog_frames -= frames
+            self._backlog_bytes -= len(data)
+            transport.write(data)
+        self.server.bus.redirect(self)  # straight to the transport again, if all was written
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -192,13 +191,13 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         pending for this client in the bus, so that nothing overtakes them."""
         if self._closed:
             return
-        if self.group is not None and self.group.frames:
+        if self.group is not None and self.group.buf:
             self.server.bus.flush_group(self.group)
             if self._closed:  # that flush cut us off
                 return
         self._write(frame, frames)
 
-    def _write(self, data: bytes, frames: int) -> None:
+    def _write(self, data: bytes | bytearray, frames: int) -> None:
         assert self.transport is not None
         if self._paused or self._backlog:
             self._backlog.append((data, frames))
@@ -220,8 +219,16 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
     ) -> None:
         self.send_frame(Error(code=code, message=message, id=id, details=details))
 
-    def receive(self, joined: bytes, frames: int) -> None:
-        """Bus callback, once per loop iteration: must never block or await."""
+    def direct_write(self) -> Write | None:
+        """The bus writes events straight to the transport, as a raw server would, only while
+        nothing else stands between: no replay holding them, no paused transport or backlog."""
+        if self._closed or self._replaying or self._paused or self._backlog:
+            return None
+        return self.transport.write if self.transport is not None else None
+
+    def receive(self, joined: bytes | bytearray, frames: int) -> None:
+        """Bus callback, once per loop iteration, whenever :meth:`direct_write` is None: must
+        never block or await."""
         if self._closed:
             return
         if self._replaying:
@@ -367,6 +374,7 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         self._replaying = False
         if held:
             self._write(b"".join(held), held_frames)
+        self.server.bus.redirect(self)
 
     async def _on_request(self, frame: protocol.Request) -> None:
         params_type = protocol.METHODS.get(frame.method)

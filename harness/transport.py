@@ -5,26 +5,29 @@ For ``ssh://`` the operator's own ``ssh`` binary is run (so ``~/.ssh/config``, a
 hosts work) with the remote ``harness dial-stdio`` bridging its stdin/stdout to the remote
 daemon's socket; the protocol on top is unchanged. ssh's own failures are read from its stderr
 and put into words the operator can act on.
+
+asyncio is imported only by the asyncio half (:func:`connect`, :class:`SshLink`): the one-shot
+commands (``harness --host ssh://… status``) use the blocking half at the end and should not pay
+for it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import ctypes
 import os
 import shlex
-import signal
 import socket
-import subprocess
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+TYPE_CHECKING = False  # typing itself is not imported at run time: see harness/cli/oneshot.py
 if TYPE_CHECKING:
+    import asyncio
+    import subprocess
+    from collections.abc import Callable
+
     from harness.client import Client
 
 ENV_SSH = "HARNESS_SSH"  # the ssh command line, e.g. "ssh -F ~/.ssh/harness_config"
@@ -122,6 +125,9 @@ def _die_with_parent_hook() -> Callable[[], None] | None:
 
     The libc function is looked up here, in the parent: a dlopen in the child of a threaded
     process (the TUI has threads) could deadlock on the loader's lock."""
+    import ctypes
+    import signal
+
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
@@ -178,6 +184,8 @@ class SshLink:
     """The ssh child of one connection: started, watched and always reaped."""
 
     def __init__(self, proc: asyncio.subprocess.Process, ssh: SshHost) -> None:
+        import asyncio
+
         self.proc = proc
         self.ssh = ssh
         self.stderr: deque[str] = deque(maxlen=STDERR_LINES)
@@ -191,6 +199,8 @@ class SshLink:
 
     async def failure(self, timeout: float = 2.0) -> str:
         """Why the link ended (waits briefly for ssh to exit and say so)."""
+        import asyncio
+
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.proc.wait(), timeout)
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
@@ -206,6 +216,8 @@ class SshLink:
 
     async def close(self) -> None:
         """Kill ssh (if still running) and reap it: no orphan, no zombie."""
+        import asyncio
+
         if self.proc.returncode is None:
             self.terminate()
             try:
@@ -221,6 +233,8 @@ class SshLink:
 
 async def connect(target: Target, *, client: str, timeout: float | None = None) -> Client:
     """A connected, greeted :class:`Client` for ``target``; DaemonUnavailable says why not."""
+    import asyncio
+
     from harness.client import READ_LIMIT, Client, DaemonUnavailable
 
     if target.ssh is None:
@@ -270,6 +284,8 @@ def _eof(proc: asyncio.subprocess.Process) -> bool:
 def ssh_socketpair(target: Target) -> tuple[socket.socket, subprocess.Popen[bytes]]:
     """ssh running ``harness dial-stdio`` with one end of a socket pair as its stdin and
     stdout; the other end is returned, ready for a blocking connection."""
+    import subprocess
+
     assert target.ssh is not None
     ours, theirs = socket.socketpair()
     try:
@@ -283,7 +299,7 @@ def ssh_socketpair(target: Target) -> tuple[socket.socket, subprocess.Popen[byte
         )
     except OSError as exc:
         ours.close()
-        from harness.client import DaemonUnavailable
+        from harness.socket_trust import DaemonUnavailable
 
         raise DaemonUnavailable(f"cannot run ssh: {exc.strerror or exc}") from exc
     finally:
@@ -293,6 +309,8 @@ def ssh_socketpair(target: Target) -> tuple[socket.socket, subprocess.Popen[byte
 
 def blocking_failure(target: Target, proc: subprocess.Popen[bytes]) -> str:
     """Why ssh ended, from its exit status and stderr (waits up to 2 s for it to exit)."""
+    import subprocess
+
     assert target.ssh is not None
     try:
         proc.wait(2.0)
@@ -307,6 +325,8 @@ def blocking_failure(target: Target, proc: subprocess.Popen[bytes]) -> str:
 
 def end_blocking(proc: subprocess.Popen[bytes]) -> None:
     """Stop ssh and reap it."""
+    import subprocess
+
     if proc.poll() is None:
         proc.terminate()
         try:

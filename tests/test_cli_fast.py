@@ -1,5 +1,6 @@
 """The one-shot commands stay cheap: ``--help`` and requests import no asyncio, Textual or
-discord.py, and ``events --since`` prints each replayed frame as it arrives (no buffering)."""
+discord.py (nor msgspec, rich, tomllib or platformdirs where they do not need them), and
+``events --since`` prints each replayed frame as it arrives (no buffering)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ import msgspec
 import pytest
 
 from harness import protocol
-from harness.config import Config
+from harness.config import Config, DaemonConfig
 from tests.conftest import REPO_ROOT, SpawnDaemon, StartDaemon, subprocess_env, write_config
 from tests.sample_plugins import Echo
 
 HEAVY = ("asyncio", "textual", "discord", "aiosqlite")
+# What the light paths (--help, status --json, --host) must not import either: each costs a
+# one-shot command more than its whole request (docs/benchmarks.md, "cli").
+LIGHT = (*HEAVY, "msgspec", "rich", "tomllib", "platformdirs", "harness.config", "dataclasses")
+WATCHED = (*LIGHT, "harness.cli.run", "harness.cli.plugins", "harness.cli.events")
 
 # Runs the CLI in a child and reports on stderr which heavy modules it ended up importing.
 PROBE = """
@@ -25,10 +30,11 @@ try:
     rc = main(sys.argv[1:])
 except SystemExit as exc:
     rc = exc.code
-heavy = sorted({m.split(".")[0] for m in sys.modules} & set(__HEAVY__))
+loaded = set(sys.modules) | {m.split(".")[0] for m in sys.modules}
+heavy = sorted(loaded & set(__HEAVY__))
 print("HEAVY=" + ",".join(heavy), file=sys.stderr)
 sys.exit(rc)
-""".replace("__HEAVY__", repr(HEAVY))
+""".replace("__HEAVY__", repr(WATCHED))
 
 
 async def probe(*args: str, env: dict[str, str]) -> tuple[int, str, list[str]]:
@@ -49,12 +55,19 @@ async def probe(*args: str, env: dict[str, str]) -> tuple[int, str, list[str]]:
     return proc.returncode or 0, out.decode(), [m for m in heavy[-1][6:].split(",") if m]
 
 
+def heavy_only(modules: list[str]) -> list[str]:
+    return [m for m in modules if m in HEAVY]
+
+
 async def test_help_imports_nothing_heavy(state_dir: Path) -> None:
-    rc, out, heavy = await probe("--help", env=subprocess_env(state_dir))
+    rc, out, loaded = await probe("--help", env=subprocess_env(state_dir))
     assert rc == 0 and "usage: harness" in out
-    assert heavy == []
-    rc, out, heavy = await probe("plugins", "set", "--help", env=subprocess_env(state_dir))
-    assert rc == 0 and "KEY=VALUE" in out and heavy == []
+    # Not even a command module: the parser is built from harness/cli/commands.py.
+    assert loaded == []
+    rc, out, loaded = await probe("plugins", "set", "--help", env=subprocess_env(state_dir))
+    assert rc == 0 and "KEY=VALUE" in out and loaded == []
+    rc, out, loaded = await probe("events", "--help", env=subprocess_env(state_dir))
+    assert rc == 0 and "--since WHEN" in out and loaded == []
 
 
 async def test_one_shot_requests_import_nothing_heavy(
@@ -65,19 +78,109 @@ async def test_one_shot_requests_import_nothing_heavy(
     await daemon.recorder.record("x:tick", {"i": 1})
     env = subprocess_env(state_dir)
     sock = str(config.socket_path)
-    rc, out, heavy = await probe("status", "--json", "--socket", sock, env=env)
+    rc, out, loaded = await probe("status", "--json", "--socket", sock, env=env)
     assert rc == 0 and msgspec.json.decode(out)["pid"] > 0
-    assert heavy == []
-    rc, out, heavy = await probe("plugins", "show", "echo", "--socket", sock, env=env)
-    assert rc == 0 and out.startswith("echo 1.2.3") and heavy == []
-    rc, out, heavy = await probe(
+    assert loaded == []  # not even msgspec, rich, the config or another command's module
+    rc, out, loaded = await probe("plugins", "show", "echo", "--socket", sock, env=env)
+    assert rc == 0 and out.startswith("echo 1.2.3") and heavy_only(loaded) == []
+    rc, out, loaded = await probe(
         "events", "--since", "0", "--json", "x:*", "--socket", sock, env=env
     )
-    assert rc == 0 and heavy == []
+    # Event lines are passed through undecoded: no msgspec either.
+    assert rc == 0 and heavy_only(loaded) == [] and "msgspec" not in loaded
     assert [msgspec.json.decode(line)["data"] for line in out.splitlines()] == [{"i": 1}]
+    # The table in a pipe is laid out without rich (same lines: see the test below).
+    rc, out, loaded = await probe("status", "--socket", sock, env=env)
+    assert rc == 0 and "PLUGIN" in out and "echo" in out
+    assert "rich" not in loaded and heavy_only(loaded) == []
     # No daemon: the same clear error and exit code as before.
-    rc, _, heavy = await probe("status", "--socket", str(state_dir / "none.sock"), env=env)
-    assert rc == 3 and heavy == []
+    rc, _, loaded = await probe("status", "--socket", str(state_dir / "none.sock"), env=env)
+    assert rc == 3 and loaded == []
+
+
+async def test_status_without_options_or_config_file_reads_no_config_module(
+    start_daemon: StartDaemon, state_dir: Path
+) -> None:
+    """No --socket and no config file: the default socket, found without harness.config."""
+    env = subprocess_env(state_dir)
+    default = state_dir / "harness" / "harness.sock"  # $XDG_RUNTIME_DIR/harness/harness.sock
+    await start_daemon(
+        cfg=Config(daemon=DaemonConfig(socket=str(default), database=str(state_dir / "d.db")))
+    )
+    assert not (state_dir / "xdg-config" / "harness" / "config.toml").exists()
+    rc, out, loaded = await probe("status", "--json", env=env)
+    assert rc == 0 and msgspec.json.decode(out)["socket"] == str(default), out
+    # platformdirs finds the (absent) config file and the current-context file.
+    assert [m for m in loaded if m != "platformdirs"] == []
+    # A config file is still read and checked as before (see test_cli.py for a bad one).
+    cfg = write_config(state_dir, socket=str(default))
+    rc, out, loaded = await probe("status", "--json", "--config", str(cfg), env=env)
+    assert rc == 0 and "harness.config" in loaded and heavy_only(loaded) == []
+
+
+def fake_ssh(tmp_path: Path) -> str:
+    """An ``ssh`` that runs the remote command here: enough to exercise --host's local side
+    (the real sshd is in tests/test_fleet.py)."""
+    script = tmp_path / "fake-ssh"
+    script.write_text('#!/bin/sh\nfor last; do :; done\nexec /bin/sh -c "$last"\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+async def test_host_and_dial_stdio_import_nothing_they_do_not_need(
+    start_daemon: StartDaemon, config: Config, state_dir: Path, tmp_path: Path
+) -> None:
+    await start_daemon(plugins={"echo": Echo})
+    sock = str(config.socket_path)
+    env = subprocess_env(state_dir, HARNESS_SSH=fake_ssh(tmp_path))
+    remote = f"{sys.executable} -m harness --socket {sock}"
+    rc, out, loaded = await probe(
+        "status", "--json", "--host", "ssh://server", "--remote-harness", remote, env=env
+    )
+    assert rc == 0 and msgspec.json.decode(out)["socket"] == sock, out
+    # No asyncio, msgspec or config: transport's blocking half only (its Target and SshHost
+    # are dataclasses, a few ms against an ssh connection's hundreds).
+    assert loaded == ["dataclasses"]
+    # The server's side: what ssh runs for every --host command.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        PROBE,
+        "--socket",
+        sock,
+        "dial-stdio",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=REPO_ROOT,
+        env=env,
+    )
+    hello = b'{"type":"hello","protocol":1,"client":"t"}\n'
+    async with asyncio.timeout(30):
+        answer, err = await proc.communicate(hello)
+    assert proc.returncode == 0 and b'"welcome"' in answer, err
+    assert "HEAVY=\n" in err.decode()  # nothing watched imported
+
+
+def test_plain_table_is_richs_table() -> None:
+    """In a pipe the CLI lays its tables out itself (no rich import): the same lines."""
+    from rich.cells import cell_len
+
+    from harness.cli.output import NARROW, plain_lines, rich_lines
+    from harness.protocol import STATE_GLYPHS
+    from harness.render import UNKNOWN_GLYPH
+
+    assert all(cell_len(c) == 1 for c in NARROW)
+    # The glyphs rendered in a table are laid out here, not handed to rich.
+    assert set(STATE_GLYPHS.values()) <= NARROW | {UNKNOWN_GLYPH}
+    tables = [
+        (["PLUGIN", "ENABLED", "STATUS", "CONNECTION"], []),
+        (["A", "B"], [["", " x "], ["long cell [b]x[/b]", "● connected · 42 ms"]]),
+        (["KEY", "VALUE", "SOURCE"], [["daemon.socket", "/run/h.sock", "file"], ["x", "", ""]]),
+        (["N"], [[":smile: …"], ["  lead"]]),
+    ]
+    for headers, rows in tables:
+        assert plain_lines(headers, rows) == rich_lines(headers, rows, 100_000)
 
 
 async def test_events_since_prints_each_frame_before_the_replay_ends(

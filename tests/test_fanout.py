@@ -5,17 +5,28 @@ events are whose."""
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-from harness.bus import Bus, Patterns, StreamSubscriber
-from harness.protocol import Event, encode
+import msgspec
+import pytest
+
+from harness.bus import Bus, Patterns, QueueSubscriber, StreamSubscriber
+from harness.client import Client
+from harness.config import Config
+from harness.protocol import PROTOCOL_VERSION, Event, encode
+from tests.conftest import StartDaemon, collect, wait_until
+
+Connect = Callable[..., Awaitable[Client]]
 
 
 class Stream(StreamSubscriber):
     def __init__(self, *patterns: str) -> None:
         self.patterns = Patterns(patterns)
-        self.received: list[tuple[bytes, int]] = []
+        self.received: list[tuple[bytes | bytearray, int]] = []
 
-    def receive(self, joined: bytes, frames: int) -> None:
+    def receive(self, joined: bytes | bytearray, frames: int) -> None:
         self.received.append((joined, frames))
 
 
@@ -64,3 +75,182 @@ def test_without_a_running_loop_delivery_is_immediate() -> None:
     bus.subscribe(sub)
     bus.publish(ev(1))
     assert sub.received == [(encode(ev(1)), 1)]
+
+
+class Direct(Stream):
+    """A stream subscriber that, like a socket client, may be written to directly."""
+
+    def __init__(self, *patterns: str) -> None:
+        super().__init__(*patterns)
+        self.written: list[bytes | bytearray] = []
+        self.direct = True
+
+    def direct_write(self) -> Callable[[bytes | bytearray], object] | None:
+        return self.written.append if self.direct else None
+
+    def everything(self) -> bytes:
+        return b"".join(self.written) + b"".join(j for j, _ in self.received)
+
+
+async def test_a_direct_subscriber_is_written_to_until_it_redirects_and_keeps_its_order() -> None:
+    bus = Bus()
+    sub = Direct("*")
+    bus.subscribe(sub)
+    bus.publish(ev(1))
+    await asyncio.sleep(0)
+    assert sub.written == [encode(ev(1))] and sub.received == []
+    sub.direct = False  # say, its transport paused: frames now go through receive()
+    bus.redirect(sub)
+    bus.publish(ev(2))
+    bus.publish(ev(3))
+    await asyncio.sleep(0)
+    assert sub.received == [(encode(ev(2)) + encode(ev(3)), 2)]  # counted for the slow path
+    sub.direct = True
+    bus.redirect(sub)
+    bus.publish(ev(4))
+    await asyncio.sleep(0)
+    assert sub.written[-1] == encode(ev(4))
+    # In order: what went through receive() in between was only ever seq 2 and 3.
+    assert sub.written == [encode(ev(1)), encode(ev(4))]
+
+
+async def test_routes_follow_groups_coming_and_going_and_each_sees_its_events_in_order() -> None:
+    bus = Bus()
+    wide, narrow = Direct("*"), Direct("a:*")
+    bus.subscribe(wide)
+    events = [ev(1, "a:x"), ev(2, "b:y")]
+    for e in events:
+        bus.publish(e)  # routes worked out with one group: the short path
+    bus.subscribe(narrow)  # a second group: a:x now goes to two groups, b:y to one
+    events += [ev(3, "a:x"), ev(4, "b:y"), ev(5, "a:z")]
+    assert [bus.publish(e) for e in events[2:]] == [2, 1, 2]
+    bus.unsubscribe(wide)  # back to one group for a:*, none for b:*
+    events += [ev(6, "a:x"), ev(7, "b:y")]
+    assert [bus.publish(e) for e in events[5:]] == [1, 0]
+    await asyncio.sleep(0)
+    assert wide.everything() == b"".join(encode(e) for e in events[:5])
+    assert narrow.everything() == b"".join(encode(events[n]) for n in (2, 4, 5))
+
+
+async def test_in_process_subscribers_and_stream_groups_get_the_same_events() -> None:
+    bus = Bus()
+    stream = Direct("a:*")
+    queue = QueueSubscriber(["a:*"])
+    bus.subscribe(stream)
+    bus.publish(ev(1))
+    bus.subscribe(queue)  # the short path gives way: the queue needs each event
+    bus.publish(ev(2))
+    bus.unsubscribe(queue)
+    bus.publish(ev(3))  # and comes back
+    await asyncio.sleep(0)
+    assert stream.everything() == encode(ev(1)) + encode(ev(2)) + encode(ev(3))
+    assert queue.queue.qsize() == 1 and queue.queue.get_nowait() == ev(2)
+
+
+async def test_an_event_that_cannot_be_encoded_leaves_nothing_half_written() -> None:
+    bus = Bus()
+    sub = Direct("*")
+    bus.subscribe(sub)
+    bus.publish(ev(1))
+    bad = Event(seq=2, ts=1.0, event="a:x", data={"oops": object()})
+    with pytest.raises(TypeError):
+        bus.publish(bad)
+    bus.publish(ev(3))
+    await asyncio.sleep(0)
+    assert sub.everything() == encode(ev(1)) + encode(ev(3))
+
+
+# -- through real sockets ------------------------------------------------------------------------
+
+
+async def test_a_paused_client_in_a_shared_group_catches_up_in_order_then_goes_direct_again(
+    start_daemon: StartDaemon, connect: Connect, config: Config
+) -> None:
+    """Two clients with the same patterns share one group. One stops reading: its transport
+    pauses, its events wait in its backlog (not cut off: within the bounds), the other gets
+    everything meanwhile. Once it reads, it gets every event in order, and is written to
+    directly again."""
+    daemon = await start_daemon()
+    assert daemon.bus is not None and daemon.server is not None and daemon.recorder is not None
+    fast = await connect()
+    first = await fast.subscribe(["*"]) + 1
+    slow = await _silent_subscriber(config.socket_path)
+    try:
+        (client,) = [c for c in daemon.server.clients if c.peer.startswith("silent")]
+        group = client.group
+        assert group is not None and len(group.members) == 2  # one group, shared
+        pad = "x" * 100_000
+        last = first - 1
+        async with asyncio.timeout(20):
+            while group.members[client] is not None or last - first < 3:  # until it pauses
+                last = (await daemon.recorder.record("flood:blob", {"pad": pad})).seq
+        for _ in range(5):  # more while paused: these wait in its backlog
+            last = (await daemon.recorder.record("flood:blob", {"pad": pad})).seq
+        assert client._backlog and not client._closed
+        await _assert_got_everything(fast, first, last)
+        got = await _read_events(slow, first, last)
+        assert got == list(range(first, last + 1))
+        await wait_until(lambda: group.members.get(client) is not None)  # direct again
+        after = (await daemon.recorder.record("after:resume", {})).seq
+        assert await _read_events(slow, after, after) == [after]
+    finally:
+        slow.close()
+
+
+class _Silent:
+    """A raw subscriber to everything that reads only when asked to."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    async def frames(self) -> list[dict[str, object]]:
+        """The complete frames that the next read brings."""
+        loop = asyncio.get_running_loop()
+        while b"\n" not in self.buf:
+            chunk = await loop.sock_recv(self.sock, 1 << 20)
+            if not chunk:
+                raise EOFError("the daemon closed the connection")
+            self.buf += chunk
+        *lines, self.buf = self.buf.split(b"\n")
+        return [msgspec.json.decode(line) for line in lines]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def _silent_subscriber(path: Path) -> _Silent:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, str(path))
+    hello = {"type": "hello", "protocol": PROTOCOL_VERSION, "client": "silent"}
+    subscribe = {"type": "subscribe", "id": 1, "events": ["*"]}
+    await loop.sock_sendall(
+        sock, msgspec.json.encode(hello) + b"\n" + msgspec.json.encode(subscribe) + b"\n"
+    )
+    silent = _Silent(sock)
+    async with asyncio.timeout(5):
+        while not any(f["type"] == "ack" for f in await silent.frames()):
+            pass
+    return silent
+
+
+async def _read_events(silent: _Silent, first: int, last: int) -> list[int]:
+    """The seqs of the events from ``first`` to ``last`` as they arrive, others skipped."""
+    seqs: list[int] = []
+    async with asyncio.timeout(10):
+        while not seqs or seqs[-1] < last:
+            for frame in await silent.frames():
+                assert frame["type"] == "event", frame  # never lagged, never an error
+                seq = frame["seq"]
+                assert isinstance(seq, int)
+                if seq >= first:
+                    seqs.append(seq)
+    return seqs
+
+
+async def _assert_got_everything(client: Client, first: int, last: int) -> None:
+    seqs = [e.seq for e in await collect(client, last - first + 1, timeout=10)]
+    assert seqs == list(range(first, last + 1))

@@ -113,3 +113,28 @@ async def test_the_daemon_runs_and_persists_on_the_loop_chosen(
     finally:
         db.close()
     assert count > 0
+
+
+async def test_the_aiosqlite_internals_submit_relies_on(tmp_path: Path) -> None:
+    """``Store.submit`` puts work on aiosqlite's own queue (pinned in pyproject.toml). If an
+    aiosqlite release moves these, this names what changed instead of every daemon test
+    failing on a closed connection."""
+    store = await Store.open(tmp_path / "state.db")
+    try:
+        aconn = store.conn
+        assert hasattr(aconn, "_tx") and hasattr(aconn._tx, "put_nowait"), "aiosqlite: _tx queue"
+        assert aconn._running is True, "aiosqlite: Connection._running"
+        assert isinstance(aconn._connection, sqlite3.Connection), "aiosqlite: _connection"
+        loop = asyncio.get_running_loop()
+        got: asyncio.Future[object] = loop.create_future()
+        store.submit(
+            lambda conn: conn.execute("SELECT 41 + 1").fetchone()[0],
+            lambda result, exc: got.set_exception(exc) if exc else got.set_result(result),
+        )
+        # The worker runs a (None, fn) item: no future to resolve, fn's own callback answers.
+        assert await asyncio.wait_for(got, 10) == 42
+    finally:
+        await store.close()
+    done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+    store.submit(lambda conn: None, lambda result, exc: done.set_result(exc))
+    assert isinstance(await asyncio.wait_for(done, 10), ValueError)  # closed: said, not hung

@@ -187,24 +187,36 @@ def test_sshd() -> Iterator[Any]:
         yield None
 
 
-def timed(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
-        samples.append((time.perf_counter() - t0) * 1000)
-        if done.returncode != 0:
-            raise RuntimeError(f"{argv[0]} failed: {done.stderr.strip()}")
-    return samples
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall ms and local CPU ms of one run: the command and what it reaped (for ours, its
+    ssh), from this process's RUSAGE_CHILDREN around it (sshd and the daemon, our other
+    children, are reaped only at the end). The server's side (sshd's session, the remote
+    harness) is in the wall time only."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    wall = (time.perf_counter() - t0) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed: {done.stderr.strip()}")
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
+    return wall, cpu
 
 
-def ssh_status(runs: int) -> tuple[list[float], list[float]] | None:
+def ssh_status(
+    runs: int,
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]]] | None:
     with test_sshd() as sshd:
         if sshd is None:
             return None
         base = Path(tempfile.mkdtemp(prefix="hb-ssh-"))
         cfg = _write_config(base, 0)
-        sshd.authorize(env={"HARNESS_CONFIG": str(cfg)})
+        remote_env = {"HARNESS_CONFIG": str(cfg)}
+        if pythonpath := os.environ.get("PYTHONPATH"):  # a before/after run: both ends alike
+            remote_env["PYTHONPATH"] = pythonpath
+        sshd.authorize(env=remote_env)
         harness = str(Path(sys.executable).with_name("harness"))
         daemon = subprocess.Popen(
             [sys.executable, "-m", "harness", "run", "--config", str(cfg)],
@@ -228,11 +240,11 @@ def ssh_status(runs: int) -> tuple[list[float], list[float]] | None:
                 f"{sshd.user}@127.0.0.1",
                 "harness status",
             ]
-            timed(ours, env, 1), timed(plain, env, 1)  # warm caches alike
+            timed(ours, env), timed(plain, env)  # warm caches alike
             a, b = [], []
             for _ in range(runs):  # interleaved: load on the machine hits both alike
-                a += timed(ours, env, 1)
-                b += timed(plain, env, 1)
+                a.append(timed(ours, env))
+                b.append(timed(plain, env))
             return a, b
         finally:
             daemon.terminate()
@@ -240,10 +252,12 @@ def ssh_status(runs: int) -> tuple[list[float], list[float]] | None:
             shutil.rmtree(base, ignore_errors=True)
 
 
-def main(quick: bool = False) -> int:
+def main(quick: bool = False, ssh_only: bool = False) -> int:
     changes = 10 if quick else 60
     idle = 2.0 if quick else 5.0
     runs = 3 if quick else 15
+    if ssh_only:  # `python -m harness.bench.fleet --ssh-only`: part 2 alone
+        return ssh_part(runs)
 
     async def part1() -> tuple[float, dict[str, Any], dict[str, Any]]:
         async with daemons(DAEMONS) as sockets:
@@ -281,6 +295,11 @@ def main(quick: bool = False) -> int:
     row(f"{DAEMONS} streams", many["cpu"], "%", baseline=one["cpu"] or None)
     row("baseline: 1 stream", one["cpu"], "%")
 
+    return ssh_part(runs)
+
+
+def ssh_part(runs: int) -> int:
+    print(f"load average {os.getloadavg()[0]:.2f}", flush=True)
     heading(
         f"fleet: `harness --host ssh://… status` vs `ssh host harness status` ({runs} runs each)"
     )
@@ -288,7 +307,8 @@ def main(quick: bool = False) -> int:
     if result is None:
         print("  skipped: OpenSSH (sshd) is not installed here", flush=True)
         return 0
-    ours, plain = result
+    ours_runs, plain_runs = result
+    ours, plain = [r[0] for r in ours_runs], [r[0] for r in plain_runs]
     row(
         "harness --host ssh://… status, p50",
         median(ours),
@@ -304,4 +324,12 @@ def main(quick: bool = False) -> int:
     )
     row("baseline: ssh host harness status, p50", median(plain), "ms")
     row("baseline: p90", percentile(plain, 90), "ms")
+    ours_cpu, plain_cpu = median([r[1] for r in ours_runs]), median([r[1] for r in plain_runs])
+    row("local CPU, harness --host (with its ssh), p50", ours_cpu, "ms", baseline=plain_cpu)
+    row("local CPU, baseline ssh, p50", plain_cpu, "ms")
+    print(f"load average {os.getloadavg()[0]:.2f}", flush=True)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main("--quick" in sys.argv, ssh_only="--ssh-only" in sys.argv))

@@ -1,8 +1,9 @@
 """The ``harness`` command line: ``run`` the daemon, ``demo``, and clients that talk to it.
 
-One module per command (``harness/cli/<command>.py``), each with ``register(sub, parents)`` that
-adds its parser and sets ``func``. Command modules import asyncio, the client and the daemon
-inside their functions, so ``--help`` and the parser stay cheap.
+Every command's arguments are in one table (``harness/cli/commands.py``); its implementation is
+a module of its own (``harness/cli/<command>.py``), imported only when that command runs, so
+``--help`` and the one-shot commands stay cheap. Command modules import asyncio, the client and
+the daemon inside their functions.
 
 Exit codes: 0 success; 1 the operation failed (the daemon said no, a database problem, a daemon
 already running); 2 usage or configuration error; 3 no daemon to talk to; 4 the socket is not
@@ -16,19 +17,7 @@ import argparse
 import sys
 
 from harness import __version__
-from harness.cli import (
-    alerts,
-    config_cmd,
-    context,
-    demo,
-    dial_stdio,
-    events,
-    plugins,
-    run,
-    service,
-    silence,
-    status,
-)
+from harness.cli import commands
 from harness.cli.common import (
     EXIT_FAILED,
     EXIT_NO_DAEMON,
@@ -37,78 +26,43 @@ from harness.cli.common import (
     quiet_broken_pipe,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["EXIT_FAILED", "EXIT_NO_DAEMON", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
-# The order of ``harness --help``.
-COMMANDS = (
-    run,
-    demo,
-    status,
-    events,
-    plugins,
-    alerts,
-    silence,
-    context,
-    config_cmd,
-    service,
-    dial_stdio,
-)
-
-
-def _add_global_options(parser: argparse.ArgumentParser, default: object) -> None:
-    # harness.config.ENV_CONFIG, spelled out: importing the config module (msgspec, tomllib)
-    # would cost ``--help`` more than the rest of it.
-    ENV_CONFIG = "HARNESS_CONFIG"
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        default=default,
-        help=f"config file (default: ${ENV_CONFIG}, else ~/.config/harness/config.toml "
-        "if it exists, else built-in defaults)",
-    )
-    parser.add_argument(
-        "--socket", metavar="PATH", default=default, help="daemon socket (overrides the config)"
-    )
+# The order of ``harness --help``: the table's commands. A module with the older
+# ``register(sub, parents)`` may be listed here too (it is then imported on every run).
+COMMANDS: tuple[Any, ...] = commands.COMMANDS
 
 
 class Parents:
-    """Option groups shared by the commands: ``common`` (all), ``client`` (those that talk to
-    the daemon). The same options are accepted before the command (``harness --socket X
-    status``); here they default to SUPPRESS so that, given after it, they override the value
-    given before, and not given, they leave it alone."""
+    """Option groups shared by the commands, for modules with ``register(sub, parents)``:
+    ``common`` (all), ``client`` (those that talk to the daemon), as argparse ``parents``."""
 
     def __init__(self) -> None:
         self.common = argparse.ArgumentParser(add_help=False)
-        _add_global_options(self.common, argparse.SUPPRESS)
-        self.client = argparse.ArgumentParser(add_help=False, parents=[self.common])
-        add_target_options(self.client, argparse.SUPPRESS)
+        _add(self.common, commands.parent_args(commands.COMMON))
+        self.client = argparse.ArgumentParser(add_help=False)
+        _add(self.client, commands.parent_args(commands.CLIENT))
+
+
+def _add(parser: argparse.ArgumentParser, args: tuple[commands.Arg, ...]) -> None:
+    for arg in args:
+        parser.add_argument(*arg.flags, **arg.options)
 
 
 def add_target_options(parser: argparse.ArgumentParser, default: object = None) -> None:
     """--host / --context / --remote-harness: for the client commands (before or after the
     command, like --socket) and harness-tui."""
-    parser.add_argument(
-        "--host",
-        metavar="ssh://[USER@]SERVER[:PORT]",
-        default=default,
-        help="talk to the daemon on SERVER through your own ssh (runs `harness dial-stdio`)",
-    )
-    parser.add_argument(
-        "--context",
-        metavar="NAME",
-        default=default,
-        help="a [contexts.NAME] from the config (see `harness context`)",
-    )
-    parser.add_argument(
-        "--remote-harness",
-        metavar="CMD",
-        default=default,
-        help="the harness command on the server, if not `harness` on its PATH",
-    )
+    _add(parser, commands.target_args(default))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser(*, eager: bool = False) -> argparse.ArgumentParser:
+    """The whole parser. Each command's own parser is filled in only when argparse reaches it
+    (``commands.LazyParser``); ``eager``: fill them all now (to inspect them)."""
+    parser = commands.LazyParser(
         prog="harness",
         description="A plugin-hosting daemon with a Unix-socket event stream.",
         epilog=(
@@ -116,18 +70,36 @@ def build_parser() -> argparse.ArgumentParser:
             "4 socket not trusted (another user's)"
         ),
     )
+    parser.formatter_class = commands.Unmeasured  # while arguments are added, see there
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
-    _add_global_options(parser, None)
+    _add(parser, commands.global_args(None))
     add_target_options(parser, None)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    parents = Parents()
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=commands.LazyParser
+    )
+    parser.formatter_class = argparse.HelpFormatter
+    parents = None
     for command in COMMANDS:
-        command.register(sub, parents)
+        if isinstance(command, commands.Command):
+            commands.add_command(sub, command, eager=eager)
+        else:
+            parents = parents or Parents()
+            command.register(sub, parents)
     return parser
 
 
+# The one-shot commands: by the time they return they hold no thread, temporary file or
+# child process (ssh is reaped), so the ``harness`` script ends them with os._exit once their
+# output is flushed. Tearing down the interpreter (every module msgspec and the renderer
+# brought in) took longer than the request itself.
+QUICK_EXIT = frozenset({"status", "plugins", "events", "dial-stdio"})
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return _run(build_parser().parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except BrokenPipeError:
@@ -135,5 +107,23 @@ def main(argv: list[str] | None = None) -> int:
         return quiet_broken_pipe()
 
 
+def script() -> None:
+    """The ``harness`` command (and ``python -m harness``): :func:`main`, then the exit."""
+    args = build_parser().parse_args()
+    code = _run(args)
+    if args.command not in QUICK_EXIT:
+        sys.exit(code)
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            quiet_broken_pipe()  # the reader went away: how a pipe ends, as in _run
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    script()

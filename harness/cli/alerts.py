@@ -119,30 +119,3 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         return EXIT_OK if result["sent"] else EXIT_FAILED
 
     return with_client(args, body)
-
-
-def register(sub: Any, parents: Any) -> None:
-    client = parents.client
-    alerts = sub.add_parser(
-        "alerts",
-        parents=[client],
-        help="alert rules, targets and delivery state; history; test-send",
-        description="Without an action: rules, targets (redacted) with what is pending or "
-        "failing, alerts firing, silences and the heartbeat.",
-    )
-    alerts.add_argument("--json", action="store_true", help="machine-readable output")
-    asub = alerts.add_subparsers(dest="action", metavar="ACTION")
-    alist = asub.add_parser("list", parents=[client], help="the overview (the default)")
-    # SUPPRESS: `harness alerts --json list` keeps the --json given before the action.
-    json_opt = {"action": "store_true", "default": argparse.SUPPRESS, "help": "machine-readable"}
-    alist.add_argument("--json", **json_opt)
-    hist = asub.add_parser("history", parents=[client], help="notifications, newest first")
-    hist.add_argument("--limit", type=int, default=30, help="how many (1-1000, default 30)")
-    hist.add_argument("--target", help="only this target's")
-    hist.add_argument("--json", **json_opt)
-    test = asub.add_parser(
-        "test", parents=[client], help="send a test notification to one target now"
-    )
-    test.add_argument("target", help="a target's name, as `harness alerts` lists it")
-    test.add_argument("--json", **json_opt)
-    alerts.set_defaults(func=cmd_alerts)

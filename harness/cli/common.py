@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+
+# typing and collections.abc only for the type checker: a one-shot command pays for each import.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_DAEMON = 0, 1, 2, 3
 # The socket (its directory, or the process behind it) may be another user's: nothing was sent.
@@ -59,11 +63,19 @@ def print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
-def with_connection(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
+def with_connection(
+    args: argparse.Namespace,
+    body: Callable[[Any], int],
+    *,
+    prepare: Callable[[], object] | None = None,
+) -> int:
     """Like :func:`with_client` for one-shot commands, on a blocking stdlib connection
     (:mod:`harness.cli.oneshot`): no event loop to start, frames streamed as they come. The
     socket is verified exactly as the asyncio client does it, and failures are reported the
-    same way (:func:`_reporting`)."""
+    same way (:func:`_reporting`).
+
+    ``prepare``: what ``body`` will import, run while ssh connects (``--host``), time that is
+    otherwise spent waiting for the server; locally, body imports it when it gets there."""
     from harness import __version__
     from harness.cli.oneshot import Connection, NoDaemon, Refused, TooLarge
     from harness.socket_trust import (
@@ -74,7 +86,7 @@ def with_connection(args: argparse.Namespace, body: Callable[[Any], int]) -> int
     )
 
     if _targeted(args):
-        return _with_target_connection(args, body)
+        return _with_target_connection(args, body, prepare)
     path = socket_path(args)
     if path is None:
         return EXIT_USAGE
@@ -114,30 +126,51 @@ def _targeted(args: argparse.Namespace) -> bool:
 
 def _resolve_target(args: argparse.Namespace) -> Any:
     """The daemon the options name (``--host``/``--socket``/``--context``/the config), as a
-    ``harness.contexts`` target; None after reporting a config error."""
-    from harness import config as config_mod
+    ``harness.contexts`` target; None after reporting a config error.
+
+    ``--host`` or ``--socket`` without ``--config``/``$HARNESS_CONFIG``: nothing in a config
+    could change the answer, so none is read (and msgspec is not imported), as
+    :func:`socket_path` does; a config named on purpose is still checked."""
+    import os
+
     from harness import contexts
 
+    host = getattr(args, "host", None)
     try:
+        if not args.config and not os.environ.get("HARNESS_CONFIG"):
+            target = contexts.direct(
+                host=host,
+                socket=args.socket,
+                remote_harness=getattr(args, "remote_harness", None),
+            )
+            if target is not None:
+                return target
+        from harness import config as config_mod
+
         return contexts.resolve(
             config_mod.load(args.config),
-            host=getattr(args, "host", None),
+            host=host,
             socket=args.socket,
             context=getattr(args, "context", None),
             remote_harness=getattr(args, "remote_harness", None),
         )
-    except config_mod.ConfigError as exc:
+    except Exception as exc:
+        from harness.config import ConfigError
+
+        if not isinstance(exc, ConfigError):
+            raise
         err(str(exc))
         return None
 
 
-def _with_target_connection(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
+def _with_target_connection(
+    args: argparse.Namespace, body: Callable[[Any], int], prepare: Callable[[], object] | None
+) -> int:
     """:func:`with_connection` for a context or ``--host``: a local socket the same way, or
     ssh running ``harness dial-stdio`` on one end of a socket pair; a read-only context
     refuses writes before sending."""
     from harness import __version__, contexts, transport
     from harness.cli.oneshot import Connection, NoDaemon, Refused, TooLarge
-    from harness.protocol import E_READ_ONLY, WRITE_METHODS
     from harness.socket_trust import (
         DaemonUnavailable,
         FrameTooLarge,
@@ -152,6 +185,8 @@ def _with_target_connection(args: argparse.Namespace, body: Callable[[Any], int]
 
     def guard(conn: Any) -> Any:
         if target.read_only:
+            from harness.protocol import E_READ_ONLY, WRITE_METHODS  # msgspec: only here
+
             request = conn.request
 
             def refusing(method: str, **params: Any) -> Any:
@@ -174,6 +209,8 @@ def _with_target_connection(args: argparse.Namespace, body: Callable[[Any], int]
                     return body(guard(c))
             ours, link = transport.ssh_socketpair(target)
             try:
+                if prepare is not None:
+                    prepare()  # while ssh connects
                 with Connection(
                     str(target.ssh), client=client, sock=ours, timeout=transport.SSH_TIMEOUT
                 ) as c:
@@ -197,6 +234,10 @@ def socket_path(args: argparse.Namespace) -> Path | None:
     if args.socket and not args.config and not os.environ.get("HARNESS_CONFIG"):
         # Nothing else in the config matters to a client: skip loading it (and msgspec).
         return Path(args.socket).expanduser()
+    from harness import config_paths
+
+    if config_paths.locate(args.config)[0] is None:
+        return config_paths.default_socket()  # no file: what Config() would say, without msgspec
     from harness import config as config_mod
 
     try:

@@ -73,7 +73,7 @@ def explain(
     targets = contexts.parse_contexts(cfg)
     for name in sorted(targets):
         table = cfg.contexts[name]
-        ctx = msgspec.to_builtins(msgspec.convert(table, contexts.ContextConfig))
+        ctx = msgspec.to_builtins(msgspec.convert(table, contexts.context_config()))
         for key, value in ctx.items():
             if key in table:
                 put(f"contexts.{name}.{key}", value, FILE)
@@ -142,22 +142,3 @@ def cmd_config(args: argparse.Namespace) -> int:
         rows.append([key, shown, source])
     table(["KEY", "VALUE", "SOURCE"], rows)
     return EXIT_OK
-
-
-def register(sub: Any, parents: Any) -> None:
-    cfg = sub.add_parser(
-        "config",
-        parents=[parents.client],
-        help="show the effective configuration and where each value came from",
-        description="The configuration harness would use here: which file (--config, "
-        "$HARNESS_CONFIG, else ~/.config/harness/config.toml if it exists), and for each key "
-        "its value and source (default, file, env, flag, state), [contexts] included. Checks "
-        "the file as `harness run` would: exit 2 if it is bad.",
-    )
-    cfg.add_argument("--json", action="store_true", help="machine-readable output")
-    cfg.add_argument(
-        "--example",
-        action="store_true",
-        help="print the example config (every key, its default and what it does) and exit",
-    )
-    cfg.set_defaults(func=cmd_config)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from harness.cli.common import EXIT_OK, EXIT_USAGE, err, print_json
 
@@ -51,23 +50,3 @@ def cmd_context(args: argparse.Namespace) -> int:
             if value is not None:
                 print(f"{key:<15} {value}")
     return EXIT_OK
-
-
-def register(sub: Any, parents: Any) -> None:
-    p = sub.add_parser(
-        "context",
-        help="list, show or choose the daemon client commands talk to",
-        description="Contexts are [contexts.NAME] tables in the config: host = "
-        '"ssh://user@server" or socket = "/path", optional read_only = true and '
-        "remote_harness. `default` is the config's own daemon.",
-    )
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    common = [parents.common]
-    ls = actions.add_parser("list", parents=common, help="every context; * marks the current one")
-    use = actions.add_parser("use", parents=common, help="make NAME the current context")
-    use.add_argument("name", metavar="NAME")
-    show = actions.add_parser("show", parents=common, help="one context (default: the current one)")
-    show.add_argument("name", metavar="NAME", nargs="?")
-    for q in (ls, use, show):
-        q.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_context)

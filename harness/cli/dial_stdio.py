@@ -10,9 +10,15 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-from typing import Any
 
-from harness.cli.common import EXIT_NO_DAEMON, EXIT_OK, EXIT_UNTRUSTED, EXIT_USAGE, err
+from harness.cli.common import (
+    EXIT_NO_DAEMON,
+    EXIT_OK,
+    EXIT_UNTRUSTED,
+    EXIT_USAGE,
+    err,
+    socket_path,
+)
 
 CHUNK = 256 * 1024
 
@@ -47,18 +53,16 @@ def bridge(sock: socket.socket, fd_in: int = 0, fd_out: int = 1) -> None:
 
 
 def cmd_dial_stdio(args: argparse.Namespace) -> int:
-    from harness import config as config_mod
-
-    try:
-        cfg = config_mod.load(args.config)
-    except config_mod.ConfigError as exc:
-        err(str(exc))
-        return EXIT_USAGE
+    # The config is read as for any client command: not at all for --socket alone, and not
+    # for the default socket when there is no config file (harness.config means msgspec).
+    found = socket_path(args)
+    if found is None:
+        return EXIT_USAGE  # a bad config, already reported
     # socket_trust, not harness.client: the same checks without importing asyncio and msgspec
     # on every remote command (`--host` pays for this start-up on the server).
     from harness.socket_trust import UntrustedSocket, verify_peer, verify_socket_path
 
-    path = os.path.expanduser(args.socket) if args.socket else str(cfg.socket_path)
+    path = str(found)
     # The checks a local client makes, before and after connecting: the socket, its directory
     # and the process listening must be this user's (or root's); nothing is sent otherwise.
     try:
@@ -93,14 +97,3 @@ def cmd_dial_stdio(args: argparse.Namespace) -> int:
     finally:
         sock.close()
     return EXIT_OK
-
-
-def register(sub: Any, parents: Any) -> None:
-    p = sub.add_parser(
-        "dial-stdio",
-        parents=[parents.common],
-        help="bridge stdin/stdout to the daemon's socket (run by --host ssh://)",
-        description="Copy bytes between stdin/stdout and the local daemon's socket. "
-        "`--host ssh://server` runs this on the server through your own ssh.",
-    )
-    p.set_defaults(func=cmd_dial_stdio)

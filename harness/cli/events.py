@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from harness.cli.common import EXIT_OK, count, with_connection
+from harness.cli.common import EXIT_OK, with_connection
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -59,19 +59,22 @@ def cmd_events(args: argparse.Namespace) -> int:
     import json
 
     from harness.cli.oneshot import NoDaemon, Refused
-    from harness.cli.output import event_text
-    from harness.protocol import Event
 
     patterns = args.patterns or ["*"]
     since: Since | None = args.since
     until: Since | None = args.until
     out = sys.stdout.buffer
-    import msgspec  # here, not at the top: `harness --help` does not need it
-
-    decode = msgspec.json.Decoder(Event).decode
     # --json without a time filter prints each event line as the daemon sent it (the same
-    # bytes ``msgspec.json.encode(event)`` gives), without decoding it.
+    # bytes ``msgspec.json.encode(event)`` gives), without decoding it: then msgspec, the
+    # protocol and the renderer are not even imported.
     by_time = (since is not None and since.ts is not None) or until is not None
+    if by_time or not args.json:
+        import msgspec
+
+        from harness.cli.output import event_text
+        from harness.protocol import Event
+
+        decode = msgspec.json.Decoder(Event).decode
 
     def kind_of(line: bytes) -> str:
         if line.startswith(EVENT_PREFIX):
@@ -112,7 +115,15 @@ def cmd_events(args: argparse.Namespace) -> int:
         backlog: collections.deque[tuple[bytes, Any]] | None = (
             None if since is not None else collections.deque(maxlen=args.lines)
         )
+        # --json --since without a time filter: an event line goes straight out (what the
+        # general path below does with it too, minus two calls per event).
+        passthrough = args.json and not by_time and backlog is None
+        write = out.write
         for line in lines:
+            if passthrough and line.startswith(EVENT_PREFIX):
+                write(line)
+                write(b"\n")
+                continue
             kind = kind_of(line)
             if kind == "replayed":
                 break
@@ -152,44 +163,3 @@ def cmd_events(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return with_connection(args, body)
-
-
-def register(sub: Any, parents: Any) -> None:
-    events = sub.add_parser(
-        "events",
-        parents=[parents.client],
-        help="show (and follow) events",
-        description="Stored events, then (with -f) live ones. --since and --until take a "
-        "seq (1042), a duration ago (30s, 10m, 2h, 1d) or a local time "
-        "(2026-11-25T10:00, 10:00 today).",
-    )
-    events.add_argument(
-        "patterns",
-        nargs="*",
-        metavar="PATTERN",
-        help="glob on event names, e.g. '*:connection' (default: all)",
-    )
-    events.add_argument("-f", "--follow", action="store_true", help="keep printing live events")
-    events.add_argument(
-        "--since",
-        type=parse_point,
-        metavar="WHEN",
-        help="every stored event after a seq, or from a time or duration ago",
-    )
-    events.add_argument(
-        "--until",
-        type=parse_point,
-        metavar="WHEN",
-        help="stop at this seq or time (with -f: stop following once it passes)",
-    )
-    events.add_argument(
-        "-n",
-        "--lines",
-        type=count,
-        default=20,
-        metavar="N",
-        help="without --since: how many of the newest to show (default 20)",
-    )
-    events.add_argument("--scan", type=count, default=5000, help=argparse.SUPPRESS)
-    events.add_argument("--json", action="store_true", help="one JSON event per line")
-    events.set_defaults(func=cmd_events)

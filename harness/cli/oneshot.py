@@ -12,11 +12,15 @@ from __future__ import annotations
 import collections
 import json
 import socket
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from harness.socket_trust import why_unreachable
+
+# typing and collections.abc only for the type checker: a one-shot command pays for each import.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
 PROTOCOL_VERSION = 1  # harness.protocol.PROTOCOL_VERSION (not imported: it pulls in msgspec)
 MAX_FRAME_BYTES = 1024 * 1024  # harness.protocol.MAX_FRAME_BYTES
@@ -48,7 +52,12 @@ class Refused(Exception):
 
 class Connection:
     """One blocking connection: ``Connection(path)``, then :meth:`request` or
-    :meth:`subscribe` and :meth:`lines`."""
+    :meth:`subscribe` and :meth:`lines`.
+
+    The hello is sent at once and the first request right behind it, before the welcome is
+    read (the daemon handles a connection's frames in order): one round trip fewer, which over
+    ``--host`` is a trip through ssh, sshd and ``dial-stdio``. The welcome is read and checked
+    before any answer is (:attr:`welcome`)."""
 
     def __init__(
         self,
@@ -82,20 +91,43 @@ class Connection:
         except BaseException:
             self._sock.close()
             raise
+        self._welcome: dict[str, Any] | None = None
+        self._send_early({"type": "hello", "protocol": PROTOCOL_VERSION, "client": client})
+
+    @property
+    def welcome(self) -> dict[str, Any]:
+        """The daemon's welcome (read, once, after whatever was sent behind the hello)."""
+        if self._welcome is not None:
+            return self._welcome
         try:
-            self._send({"type": "hello", "protocol": PROTOCOL_VERSION, "client": client})
             frame = self._frame(next(self.lines(), None))
         except (OSError, ValueError) as exc:
             self._sock.close()
-            raise NoDaemon(f"no daemon at {path}: {why_unreachable(exc)}") from exc
+            raise NoDaemon(f"no daemon at {self.path}: {why_unreachable(exc)}") from exc
+        except BaseException:
+            self._sock.close()
+            raise
         if frame.get("type") == "error":
             self._sock.close()
             raise Refused(frame)
         if frame.get("type") != "welcome":
             self._sock.close()
-            raise NoDaemon(f"unexpected first frame from {path}: {frame!r}")
-        self.welcome = frame
+            raise NoDaemon(f"unexpected first frame from {self.path}: {frame!r}")
+        self._welcome = frame
         self._sock.settimeout(None)  # a request may take as long as a plugin needs to stop
+        return frame
+
+    def _send_early(self, frame: dict[str, Any]) -> None:
+        """Send ``frame``; before the welcome, a failure is "no daemon", or the error frame
+        the daemon sent before closing (a refused hello: its words, not a broken pipe)."""
+        try:
+            self._send(frame)
+        except OSError as exc:
+            if self._welcome is not None:
+                raise
+            self.welcome  # noqa: B018 - raises Refused or NoDaemon if the daemon said why
+            self._sock.close()
+            raise NoDaemon(f"no daemon at {self.path}: {why_unreachable(exc)}") from exc
 
     def close(self) -> None:
         self._sock.close()
@@ -160,12 +192,14 @@ class Connection:
 
     def request(self, method: str, **params: Any) -> Any:
         self._ids += 1
-        self._send({"type": "request", "id": self._ids, "method": method, "params": params})
+        self._send_early({"type": "request", "id": self._ids, "method": method, "params": params})
+        self.welcome  # noqa: B018 - checked before the answer is read
         return self._answer(self._ids)["result"]
 
     def subscribe(self, events: list[str], since: int | None = None) -> int:
         """Subscribe; returns the head seq. Then read :meth:`lines`: replayed events, a
         ``replayed`` frame (when ``since`` was given), live events."""
         self._ids += 1
-        self._send({"type": "subscribe", "id": self._ids, "events": events, "since": since})
+        self._send_early({"type": "subscribe", "id": self._ids, "events": events, "since": since})
+        self.welcome  # noqa: B018 - checked before the answer is read
         return int(self._answer(self._ids)["seq"])

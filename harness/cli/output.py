@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+
+# typing and collections.abc only for the type checker: a one-shot command pays for each import.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 # Keys of event data that hold a Unix time: shown as local time with age, never as an epoch.
 TIME_KEYS = frozenset({"since", "retry_at", "ts", "started", "updated_at"})
 # The keys that say most about an event go first.
 FIRST_KEYS = ("state", "plugin", "status", "username", "reason", "attempt", "changed")
+
+
+def prepare() -> None:
+    """Import what describing connections takes (msgspec, harness.render): for
+    ``with_connection(prepare=...)``, so that over ssh it happens while ssh connects."""
+    from harness import render  # noqa: F401
 
 
 def age(seconds: float) -> str:
@@ -59,9 +68,39 @@ def describe_connection(conn: Any, health: Any = None) -> str:
     return text
 
 
+# Characters outside ASCII that the tables show (harness.render's glyphs and separators), each
+# one terminal cell wide (tests/test_cli_fast.py checks them with rich's own measure).
+NARROW = frozenset("·—…→■○◌●✖")
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """Aligned columns whatever the cell widths (rich measures wide glyphs too). On a terminal
-    the last columns wrap inside their cell at its width; in a pipe nothing is cut."""
+    the last columns wrap inside their cell at its width; in a pipe nothing is cut.
+
+    In a pipe, a table whose every cell is printable ASCII or :data:`NARROW` (the usual case)
+    is laid out by :func:`plain_lines`, with the same result as rich's (tests/test_cli_fast.py
+    compares them): importing rich costs a one-shot command more than the rest of it."""
+    tty = sys.stdout.isatty()
+    if not tty and all(_narrow(cell) for cell in (*headers, *(c for r in rows for c in r))):
+        lines = plain_lines(headers, rows)
+    else:
+        import shutil
+
+        lines = rich_lines(headers, rows, shutil.get_terminal_size().columns if tty else 100_000)
+    for line in lines:
+        print(line)
+
+
+def plain_lines(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """The table as rich lays it out at an unlimited width, for cells one column per char."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    return [
+        "".join(f"{c:<{w}}  " for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in (headers, *rows)
+    ]
+
+
+def rich_lines(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int) -> list[str]:
     import io
 
     from rich.console import Console
@@ -73,12 +112,17 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         out.add_column(header, no_wrap=i < len(headers) - 1, overflow="fold")
     for row in rows:
         out.add_row(*row)
-    tty = sys.stdout.isatty()
-    width = shutil.get_terminal_size().columns if tty else 100_000
     buffer = io.StringIO()
-    Console(file=buffer, width=width, color_system=None, highlight=False, markup=False).print(out)
-    for line in buffer.getvalue().splitlines():
-        print(line.rstrip())
+    # emoji=False: a ":smile:" in a name is shown as written, not as the emoji.
+    Console(
+        file=buffer, width=width, color_system=None, highlight=False, markup=False, emoji=False
+    ).print(out)
+    return [line.rstrip() for line in buffer.getvalue().splitlines()]
+
+
+def _narrow(cell: str) -> bool:
+    """One terminal cell per character, nothing rich would lay out differently."""
+    return cell.isprintable() and (cell.isascii() or all(c.isascii() or c in NARROW for c in cell))
 
 
 def plugin_table(plugins: list[dict[str, Any]]) -> None:

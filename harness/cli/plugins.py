@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err, print_json, with_connection
-from harness.cli.output import describe_connection, fix_hints, plugin_table
+from harness.cli.output import describe_connection, fix_hints, plugin_table, prepare
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -58,7 +58,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         _print_hints([info])
         return EXIT_OK
 
-    return with_connection(args, body)
+    human = not getattr(args, "json", False)  # set (enable) or show/list without --json
+    return with_connection(args, body, prepare=prepare if human else None)
 
 
 def _print_hints(plugins: list[dict[str, Any]]) -> None:
@@ -182,31 +183,3 @@ def _json_text(value: Any) -> str:
     import msgspec
 
     return msgspec.json.encode(value).decode()
-
-
-def register(sub: Any, parents: Any) -> None:
-    client = parents.client
-    plugins = sub.add_parser(
-        "plugins",
-        parents=[client],
-        help="list, inspect, enable, disable, configure plugins",
-        description="List, inspect, enable, disable and configure plugins; changes apply live.",
-    )
-    psub = plugins.add_subparsers(dest="action", required=True, metavar="ACTION")
-    plist = psub.add_parser("list", parents=[client], help="all plugins")
-    plist.add_argument("--json", action="store_true")
-    show = psub.add_parser("show", parents=[client], help="one plugin, its settings and state")
-    show.add_argument("name")
-    show.add_argument("--json", action="store_true")
-    for action in ("enable", "disable"):
-        p = psub.add_parser(action, parents=[client], help=f"{action} a plugin (applies live)")
-        p.add_argument("name")
-    pset = psub.add_parser(
-        "set",
-        parents=[client],
-        help="change settings (applies live)",
-        description="KEY=VALUE sets, KEY= unsets. Secrets: KEY=- reads stdin, KEY=@FILE a file.",
-    )
-    pset.add_argument("name")
-    pset.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
-    plugins.set_defaults(func=cmd_plugins)

@@ -96,26 +96,3 @@ def freeze_startup_objects() -> None:
     """Move every object alive now out of the collector's reach (``gc.freeze``)."""
     gc.collect()
     gc.freeze()
-
-
-def register(sub: Any, parents: Any) -> None:
-    run = sub.add_parser(
-        "run",
-        parents=[parents.common],
-        help="run the daemon in the foreground",
-        description="Run the daemon in the foreground until SIGTERM or SIGINT: host the "
-        "plugins, keep state in SQLite, serve the Unix socket. Under systemd (Type=notify) it "
-        "reports readiness and pings the watchdog; see `harness service install`.",
-    )
-    run.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        help="overrides daemon.log_level of the config",
-    )
-    run.add_argument(
-        "--loop",
-        choices=LOOPS,
-        default="auto",
-        help="event loop: auto (the default) is uvloop where it is installed, else asyncio",
-    )
-    run.set_defaults(func=cmd_run)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from harness.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
 
@@ -65,30 +64,3 @@ def cmd_service(args: argparse.Namespace) -> int:
         print("  journalctl --user -u harness -f     # its log")
         print('  loginctl enable-linger "$USER"      # keep it running while logged out')
     return EXIT_OK
-
-
-def register(sub: Any, parents: Any) -> None:
-    service = sub.add_parser(
-        "service",
-        help="install the systemd unit for this installation",
-        description="Write a systemd unit whose ExecStart is this installation of harness.",
-    )
-    ssub = service.add_subparsers(dest="action", required=True, metavar="ACTION")
-    install = ssub.add_parser(
-        "install",
-        parents=[parents.common],
-        help="write the unit file (user: ~/.config/systemd/user/harness.service)",
-        description="Write the systemd unit with this installation's absolute paths. "
-        "--user (the default) for a user service, --system for /etc/systemd/system "
-        "(as root). --print shows it instead.",
-    )
-    scope = install.add_mutually_exclusive_group()
-    scope.add_argument(
-        "--user", dest="scope", action="store_const", const="user", help="a user service"
-    )
-    scope.add_argument(
-        "--system", dest="scope", action="store_const", const="system", help="a system service"
-    )
-    install.add_argument("--print", action="store_true", help="print the unit; write nothing")
-    install.add_argument("--force", action="store_true", help="replace an existing unit file")
-    install.set_defaults(func=cmd_service, scope="user")

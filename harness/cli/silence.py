@@ -42,23 +42,3 @@ def cmd_silence(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return with_client(args, body)
-
-
-def register(sub: Any, parents: Any) -> None:
-    client = parents.client
-    silence = sub.add_parser(
-        "silence",
-        help="maintenance windows: no alerts for a plugin for a while",
-        description="e.g. `harness silence add discord 30m --reason deploy`",
-    )
-    ssub = silence.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = ssub.add_parser("add", parents=[client], help="silence a plugin (a name or glob)")
-    add.add_argument("plugin", help="plugin name, or a glob such as '*'")
-    add.add_argument("duration", help="how long: 30m, 2h, 90s")
-    add.add_argument("--reason", default="", help="shown with the silence")
-    end = ssub.add_parser("end", parents=[client], help="end a silence now")
-    end.add_argument("id", type=int)
-    ssub.add_parser("list", parents=[client], help="silences of the last 24 h")
-    for p in ssub.choices.values():
-        p.add_argument("--json", action="store_true", help="machine-readable output")
-    silence.set_defaults(func=cmd_silence)

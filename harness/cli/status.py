@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from harness.cli.common import EXIT_OK, print_json, with_connection
-from harness.cli.output import age, fix_hints, plugin_table, when
+
+# typing and collections.abc only for the type checker: a one-shot command pays for each import.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -15,6 +18,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         if args.json:
             print_json(st)
             return EXIT_OK
+        from harness.cli.output import age, fix_hints, plugin_table, when
+
         print(
             f"{st['server']} running: pid {st['pid']}, up {age(st['uptime'])} "
             f"(started {when(st['started']).split(' (')[0]}), "
@@ -33,7 +38,13 @@ def cmd_status(args: argparse.Namespace) -> int:
                     print(f"  {hint}")
         return EXIT_OK
 
-    return with_connection(args, body)
+    return with_connection(args, body, prepare=None if args.json else _prepare)
+
+
+def _prepare() -> None:
+    from harness.cli.output import prepare
+
+    prepare()
 
 
 def storage_line(storage: Any) -> str:
@@ -45,15 +56,3 @@ def storage_line(storage: Any) -> str:
     if not isinstance(storage, dict):  # a daemon from before storage was reported
         return protocol.describe_storage(None)
     return protocol.describe_storage(msgspec.convert(storage, protocol.StorageHealth))
-
-
-def register(sub: Any, parents: Any) -> None:
-    status = sub.add_parser(
-        "status",
-        parents=[parents.client],
-        help="daemon and plugin status",
-        description="The running daemon (pid, start time, socket, database) and each plugin's "
-        "status and connection. Exit 3 when no daemon answers.",
-    )
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.set_defaults(func=cmd_status)
