@@ -42,6 +42,9 @@ def check_value(field: SettingField, value: Any) -> str | None:
     t = field.type
     if t in ("string", "secret", "select"):
         if not isinstance(value, str):
+            if field.keywords and isinstance(value, int) and not isinstance(value, bool):
+                # `shards = 4` in TOML: the field is a word or a number, so it is kept as text.
+                return f'expected text, got a whole number: write it in quotes, "{value}"'
             return f"expected text, got {kind(value)}"
         limit = max_length(field)
         if len(value) > limit:

@@ -322,6 +322,8 @@ def test_parse_shards_takes_plain_digits_only() -> None:
         # ...and the same is refused when saved, not accepted there and failed at start.
         assert "must be off, auto or a whole number" in (check_value(field, bad) or "")
     assert check_value(field, " 16 ") is None
+    # `shards = 4` in the config file: TOML makes it a number; the message says how to write it.
+    assert check_value(field, 4) == 'expected text, got a whole number: write it in quotes, "4"'
 
 
 async def test_identify_gate_holds_each_send_and_survives_a_restart() -> None:
