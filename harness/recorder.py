@@ -163,6 +163,7 @@ class Recorder:
         rows = [b[2] for b in batch]
         metadata: list[tuple[str, str, str, float]] = []
         gap: BatchRow | None = None
+        gap_data: dict[str, Any] = {}
         if recovering:
             # The event that records the gap takes the seq after the batch, but only if the
             # commit succeeds: a failed retry must not use up seqs.
@@ -173,10 +174,22 @@ class Recorder:
         store = self.store
         first, newest, size = rows[0].seq, rows[-1].seq, len(rows)
 
-        def work(conn: sqlite3.Connection) -> tuple[int, int]:
+        def stamp() -> None:
+            # With the write lock held: storage takes writes again now, not when this retry was
+            # handed over (BEGIN IMMEDIATE may have waited seconds for another process's lock).
+            # The loop reads the gap's data only in _done, after this thread is finished.
+            assert gap is not None
+            now = time.time()
+            gap_data["recovered_at"] = now
+            rows[-1] = BatchRow(gap.seq, now, gap.name, _encode(gap_data))
+
+        def work(conn: sqlite3.Connection) -> tuple[int, int, BatchRow | None]:
             # In the database thread: the retention look-ups and the one transaction.
             prune_below = self._prune_below(conn, first, newest, size)
-            return prune_below, store.write_batch_here(conn, rows, metadata, prune_below)
+            removed = store.write_batch_here(
+                conn, rows, metadata, prune_below, stamp if gap is not None else None
+            )
+            return prune_below, removed, rows[-1] if gap is not None else None
 
         self._busy = True
         try:
@@ -189,7 +202,7 @@ class Recorder:
         self,
         batch: list[tuple[_Pending, Event, BatchRow]],
         gap: BatchRow | None,
-        result: tuple[int, int] | None,
+        result: tuple[int, int, BatchRow | None] | None,
         exc: BaseException | None,
     ) -> None:
         """On the loop, when the batch's transaction is over: publish, then the next batch."""
@@ -251,7 +264,7 @@ class Recorder:
         self,
         batch: list[tuple[_Pending, Event, BatchRow]],
         gap: BatchRow | None,
-        result: tuple[int, int] | None,
+        result: tuple[int, int, BatchRow | None] | None,
         exc: BaseException | None,
     ) -> None:
         if exc is not None:
@@ -267,7 +280,9 @@ class Recorder:
                 self._announce_failure()
             return
         assert result is not None
-        prune_below, removed = result
+        prune_below, removed, stamped = result
+        if stamped is not None:
+            gap = stamped  # the row as committed: stamped when the write lock was ours
         if prune_below:
             self._oldest = prune_below
             log.debug("retention removed %d events below seq %d", removed, prune_below)

@@ -149,11 +149,16 @@ def _write_batch(
     rows: Sequence[BatchRow],
     metadata: Sequence[tuple[str, str, str, float]],
     prune_below: int,
+    after_begin: Callable[[], None] | None = None,
 ) -> int:
     """Runs in the connection's thread: one transaction for a whole batch. Returns how many
-    events retention removed. Either everything commits or nothing does."""
+    events retention removed. Either everything commits or nothing does. ``after_begin`` runs
+    once the write lock is held (BEGIN IMMEDIATE may have waited ``busy_timeout`` for it),
+    before ``rows`` are read: the moment to stamp a row with when storage took writes again."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if after_begin is not None:
+            after_begin()
         if rows:
             conn.executemany(
                 "INSERT INTO events (seq, ts, name, data) VALUES (?, ?, ?, ?)",
@@ -532,10 +537,11 @@ class Store:
         rows: Sequence[BatchRow],
         metadata: Sequence[tuple[str, str, str, float]] = (),
         prune_below: int = 0,
+        after_begin: Callable[[], None] | None = None,
     ) -> int:
         """:meth:`write_batch`'s transaction, run by the caller on the connection's thread
         (inside a function given to :meth:`submit`)."""
-        return _write_batch(conn, rows, metadata, prune_below)
+        return _write_batch(conn, rows, metadata, prune_below, after_begin)
 
     def first_seq_here(self, conn: sqlite3.Connection) -> int:
         """:meth:`first_seq` on the connection's thread (inside a :meth:`submit` function)."""

@@ -23,6 +23,7 @@ from harness.config import Config
 from harness.daemon import Daemon
 from harness.plugin import Plugin, PluginContext
 from harness.protocol import STORAGE_EVENT, Event, SettingField
+from harness.recorder import RETRY_INTERVAL
 from harness.store import MAX_PAGES_ENV, Store
 from tests.conftest import (
     REPO_ROOT,
@@ -348,3 +349,35 @@ async def test_start_on_an_immutable_database_is_refused(state_dir: Path) -> Non
     finally:
         assert chattr("-i", db)
     assert_refused(rc, err, db, "read-only")
+
+
+async def test_recovered_at_is_when_storage_took_writes_again_not_when_the_retry_began(
+    start_daemon: StartDaemon, connect: Connect, config: Config
+) -> None:
+    """Another process holds the database's write lock: records fail after SQLite's busy
+    timeout, and each retry waits on that lock too. The "recovered" record must carry the moment
+    the lock was ours, not the moment the retry waiting for it was handed over."""
+    Link.contexts.clear()
+    daemon = await start_daemon(plugins={"link": Link})
+    assert daemon.recorder is not None
+    client: Client = await connect()
+    await client.subscribe([STORAGE_EVENT])
+    other = sqlite3.connect(config.database_path, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        event = await daemon.recorder.record("test:locked", {"n": 1})
+        assert event.persisted is False
+        await next_matching(client, lambda e: e.data.get("state") == "failing")
+        # A retry is now waiting in BEGIN IMMEDIATE for the lock (one every second, each
+        # waiting up to busy_timeout); it gets the lock only once this releases it.
+        await asyncio.sleep(2 * RETRY_INTERVAL)
+        released = time.time()
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    recovered = await next_matching(
+        client, lambda e: e.data.get("state") == "recovered", timeout=15
+    )
+    assert recovered.data["recovered_at"] >= released
+    assert recovered.ts >= released
+    assert recovered.data["failed_since"] < released
