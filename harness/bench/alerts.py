@@ -89,6 +89,35 @@ async def _baseline(receiver: _Receiver, n: int) -> list[float]:
     return samples
 
 
+async def _drain(daemon: Daemon, receiver: _Receiver, notes: list[tuple[str, str, str]]) -> float:
+    """Seconds to send ``notes`` (dedup key, rule, body), queued at once in the outbox."""
+    assert daemon.alerts is not None and daemon.store is not None
+    delivery = daemon.alerts.delivery
+    start_sent = delivery.sent
+    notices = [
+        outbox.Notice(
+            dedup_key=f"{key}@bench",
+            target="bench",
+            kind="fired",
+            rule=rule,
+            plugin="bench",
+            title="harness: drain",
+            body=body,
+        )
+        for key, rule, body in notes
+    ]
+    t0 = time.perf_counter()
+    await outbox.enqueue(daemon.store, notices)
+    delivery.wake({"bench"})
+    # Polling a counter the delivery worker bumps; 10 ms is far below the drain time.
+    while delivery.sent - start_sent < len(notices):  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    elapsed = time.perf_counter() - t0
+    while not receiver.arrived.empty():
+        receiver.arrived.get_nowait()
+    return elapsed
+
+
 async def _run(n: int, drain: int) -> None:
     receiver = _Receiver()
     await receiver.start()
@@ -140,31 +169,13 @@ async def _run(n: int, drain: int) -> None:
             )
 
         heading(f"outbox drain: {drain} notifications queued at once, twice")
-        delivery = daemon.alerts.delivery
         rss = [rss_mib()]
         for round_ in range(2):
-            start_sent = delivery.sent
-            notices = [
-                outbox.Notice(
-                    dedup_key=f"drain/{round_}/{i}@bench",
-                    target="bench",
-                    kind="fired",
-                    rule="drain",
-                    plugin="bench",
-                    title="harness: drain",
-                    body=f"drain {round_} {i}",
-                )
-                for i in range(drain)
-            ]
-            t0 = time.perf_counter()
-            await outbox.enqueue(daemon.store, notices)  # type: ignore[arg-type]
-            delivery.wake({"bench"})
-            # Polling a counter the delivery worker bumps; 10 ms is far below the drain time.
-            while delivery.sent - start_sent < drain:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
-            elapsed = time.perf_counter() - t0
-            while not receiver.arrived.empty():
-                receiver.arrived.get_nowait()
+            elapsed = await _drain(
+                daemon,
+                receiver,
+                [(f"drain/{round_}/{i}", "drain", f"drain {round_} {i}") for i in range(drain)],
+            )
             rss.append(rss_mib())
             row(f"round {round_ + 1}: drained in", elapsed, "s")
             row(f"round {round_ + 1}: throughput", drain / elapsed, "msg/s")
@@ -180,27 +191,11 @@ async def _run(n: int, drain: int) -> None:
             receiver.delay = delay
             answer = f"answer after {delay * 1000:.0f} ms" if delay else "answer at once"
             heading(f"outbox drain: {drain} notifications over {lanes} lanes, {answer}")
-            start_sent = delivery.sent
-            notices = [
-                outbox.Notice(
-                    dedup_key=f"lanes/{delay}/{i}@bench",
-                    target="bench",
-                    kind="fired",
-                    rule=f"drain{i % lanes}",
-                    plugin="bench",
-                    title="harness: drain",
-                    body=f"lanes {i}",
-                )
-                for i in range(drain)
-            ]
-            t0 = time.perf_counter()
-            await outbox.enqueue(daemon.store, notices)  # type: ignore[arg-type]
-            delivery.wake({"bench"})
-            while delivery.sent - start_sent < drain:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
-            elapsed = time.perf_counter() - t0
-            while not receiver.arrived.empty():
-                receiver.arrived.get_nowait()
+            elapsed = await _drain(
+                daemon,
+                receiver,
+                [(f"lanes/{delay}/{i}", f"drain{i % lanes}", f"lanes {i}") for i in range(drain)],
+            )
             row(f"{lanes} lanes: drained in", elapsed, "s")
             row(f"{lanes} lanes: throughput", drain / elapsed, "msg/s")
     finally:
