@@ -221,6 +221,20 @@ def _shows(expect: str) -> Callable[[Any], bool]:
     return check
 
 
+async def _online_widget(
+    app: Any, pilot: Any, baseline: bool, baseline_id: str, widget_type: type[Any]
+) -> Any:
+    """The widget a latency run watches, once the app is online: ``baseline_id`` in a minimal
+    app, else the HarnessApp's ``widget_type`` on its current screen."""
+    if baseline:
+        while not app.online:
+            await pilot.pause(0.01)
+        return app.query_one(baseline_id)
+    while not (app.link.online and app.screen.query(widget_type)):
+        await pilot.pause(0.01)
+    return app.screen.query_one(widget_type)
+
+
 async def change_latency(changes: int, *, baseline: bool) -> list[float]:
     """ms from ``set_connection`` being called to the first frame showing the change."""
     from tui.app import HarnessApp
@@ -233,14 +247,7 @@ async def change_latency(changes: int, *, baseline: bool) -> list[float]:
         else:
             app = HarnessApp(config, plugin="bench")
         async with app.run_test(size=(100, 30)) as pilot:
-            if baseline:
-                while not app.online:
-                    await pilot.pause(0.01)
-                widget: Any = app.query_one("#conn")
-            else:
-                while not (app.link.online and app.screen.query(ConnectionStatus)):
-                    await pilot.pause(0.01)
-                widget = app.screen.query_one(ConnectionStatus)
+            widget = await _online_widget(app, pilot, baseline, "#conn", ConnectionStatus)
             await pilot.pause(0.2)  # settled: the first layout and the seed are drawn
             stamp = FrameStamp(app)
             stamp.watch(widget, "render")
@@ -353,14 +360,7 @@ async def parts_latency(changes: int, parts: int, *, baseline: bool = False) -> 
         else:
             app = HarnessApp(config, plugin="bench")
         async with app.run_test(size=(100, 30)) as pilot:
-            if baseline:
-                while not app.online:
-                    await pilot.pause(0.01)
-                table: Any = app.query_one("#parts")
-            else:
-                while not (app.link.online and app.screen.query(PartsTable)):
-                    await pilot.pause(0.01)
-                table = app.screen.query_one(PartsTable)
+            table = await _online_widget(app, pilot, baseline, "#parts", PartsTable)
             # The baseline has no seed: both are shown the parts once more, live.
             await ctx.set_connection(
                 "connected", username="Bench#0", parts=bench_parts(parts, -1, "", since)
