@@ -934,16 +934,16 @@ class DiscordPlugin(Plugin):
 
     async def _close_client(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
-            _cancel_ready(client)
-        if client is not None and not client.is_closed():
+        if client is None:
+            return
+        _cancel_ready(client)
+        if not client.is_closed():
             # Bounded: a gateway that never answers our close must not hold up a stop.
             with contextlib.suppress(Exception, TimeoutError):
                 await asyncio.wait_for(client.close(), 2.0)
-        if client is not None:
-            # Again: a READY read while close() ran starts a new wait, and once closed its
-            # dispatch finds no loop and leaves a coroutine never awaited.
-            _cancel_ready(client)
+        # Again: a READY read while close() ran starts a new wait, and once closed its
+        # dispatch finds no loop and leaves a coroutine never awaited.
+        _cancel_ready(client)
 
     def _activity(self, ctx: PluginContext) -> discord.BaseActivity | None:
         text = ctx.settings["status_text"]
