@@ -30,6 +30,7 @@ from tests.conftest import (
     StartDaemon,
     next_matching,
     subprocess_env,
+    wait_until,
     write_config,
 )
 
@@ -368,9 +369,10 @@ async def test_recovered_at_is_when_storage_took_writes_again_not_when_the_retry
         event = await daemon.recorder.record("test:locked", {"n": 1})
         assert event.persisted is False
         await next_matching(client, lambda e: e.data.get("state") == "failing")
-        # A retry is now waiting in BEGIN IMMEDIATE for the lock (one every second, each
-        # waiting up to busy_timeout); it gets the lock only once this releases it.
-        await asyncio.sleep(2 * RETRY_INTERVAL)
+        # Then a retry (due RETRY_INTERVAL later) waits in BEGIN IMMEDIATE for the lock, up
+        # to busy_timeout; it gets the lock only once this releases it.
+        recorder = daemon.recorder
+        await wait_until(lambda: recorder._busy, timeout=5 * RETRY_INTERVAL)
         released = time.time()
         other.execute("ROLLBACK")
     finally:
