@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +73,9 @@ class Client:
         # then decides, instead of this process buffering without limit.
         self._events: asyncio.Queue[Event | Replayed | None] = asyncio.Queue(EVENT_BUFFER)
         self._failure: BaseException | None = None
+        # Monotonic time of the last frame read: how long the daemon has been quiet
+        # (harness.liveness asks a quiet daemon whether it is still there).
+        self.last_heard = time.monotonic()
         self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
         self.closed = asyncio.Event()
 
@@ -161,6 +165,7 @@ class Client:
         lagged = False
         try:
             while line := await self._reader.readline():
+                self.last_heard = time.monotonic()
                 frame = protocol.decode_server(line)
                 if isinstance(frame, (Event, Replayed)):
                     await self._events.put(frame)

@@ -261,6 +261,8 @@ class SilenceEnd(msgspec.Struct, forbid_unknown_fields=True):
 
 
 METHODS: dict[str, type[msgspec.Struct]] = {
+    # Liveness (harness/liveness.py): a quiet stream's client asks, and any answer will do.
+    "ping": NoParams,
     "connections.snapshot": NoParams,
     "events.history": EventsHistory,
     "status": NoParams,

@@ -126,6 +126,12 @@ def headline(conn: Connection | None, now: float, health: Health | None = None) 
     return f"{UNKNOWN_GLYPH} Unknown state {conn.state!r}"
 
 
+def last_known(headline_text: str) -> str:
+    """A headline that is no longer known to be true (the daemon is offline or not
+    responding): "? last known: ● Connected as Bot#1"."""
+    return f"{UNKNOWN_GLYPH} last known: {headline_text}"
+
+
 def long(
     conn: Connection | None, now: float, tz: dt.tzinfo | None, health: Health | None = None
 ) -> list[str]:
