@@ -32,4 +32,3 @@ async def test_a_socket_in_a_directory_anyone_may_write_is_a_setup_error(
     assert result.rc == 2, result
     assert "writable by every user" in result.err and "chmod 700" in result.err, result
     assert result.out == ""
-
