@@ -51,6 +51,7 @@ def parse_contexts(config: Config) -> dict[str, Target]:
     import msgspec
 
     from harness.config import ConfigError
+    from harness.config import _where as config_key
 
     where = config.source or "config"
     targets: dict[str, Target] = {}
@@ -63,13 +64,18 @@ def parse_contexts(config: Config) -> dict[str, Target]:
         try:
             ctx = msgspec.convert(table, context_config())
         except msgspec.ValidationError as exc:
-            raise ConfigError(f"{where}: contexts.{name}: {exc}") from None
+            # Named as the file has it (contexts.prod.socket) and in its words, as every
+            # other config error is (harness.config._where).
+            key, problem = config_key(exc)
+            path = f"contexts.{name}" + (f".{key}" if key else "")
+            raise ConfigError(f"{where}: {path}: {problem}") from None
         if bool(ctx.host) == bool(ctx.socket):
             raise ConfigError(f"{where}: contexts.{name}: set exactly one of host and socket")
         try:
             ssh = parse_host(ctx.host) if ctx.host else None
         except TargetError as exc:
-            raise ConfigError(f"{where}: contexts.{name}: {exc}") from None
+            said = str(exc).removeprefix("--host ")  # it is the file's key, not the option
+            raise ConfigError(f"{where}: contexts.{name}.host: {said}") from None
         targets[name] = Target(
             name=name,
             socket=Path(ctx.socket).expanduser() if ctx.socket else None,
