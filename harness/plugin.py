@@ -17,6 +17,7 @@ from harness.protocol import (
     Event,
     Health,
     SettingField,
+    check_event_size,
     connection_event,
     health_event,
 )
@@ -157,12 +158,16 @@ class PluginContext:
         seq of its own (it carries the seq of the last event published, see docs/protocol.md)."""
         bus = self._recorder.bus
         data: dict[str, Any] = msgspec.to_builtins(health)
+        # Not through the recorder, so its frame check is made here (a bot of many shards).
+        check_event_size(health_event(self.name), msgspec.json.encode(data).decode())
         bus.publish(
             Event(seq=bus.published_seq, ts=time.time(), event=health_event(self.name), data=data)
         )
 
     async def broadcast(self, event: str, data: dict[str, Any]) -> None:
-        """Record and publish ``{plugin}:{event}``."""
+        """Record and publish ``{plugin}:{event}``. Data that would make a frame over the
+        protocol's 1 MiB raises :class:`harness.protocol.EventTooLarge` here (nothing stored or
+        sent; the daemon and its clients carry on); so does ``set_connection``."""
         await self._recorder.record(f"{self.name}:{event}", data)
 
     async def update_metadata(self, **values: Any) -> None:

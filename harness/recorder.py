@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 
 from harness.bus import Bus
-from harness.protocol import STORAGE_EVENT, Event, StorageHealth
+from harness.protocol import STORAGE_EVENT, Event, StorageHealth, check_event_size
 from harness.store import BatchRow, Store, describe_error, is_storage_error
 
 log = logging.getLogger(__name__)
@@ -253,6 +253,7 @@ class Recorder:
             try:
                 payload = p.data(seq, now) if callable(p.data) else p.data
                 text = _encode(payload)
+                check_event_size(p.name, text)  # over a frame: EventTooLarge, to this caller
             except Exception as exc:  # this caller's bug: it alone hears of it
                 _fail(p.future, exc)
                 continue
