@@ -171,10 +171,23 @@ class PluginContext:
         await self._recorder.record(f"{self.name}:{event}", data)
 
     async def update_metadata(self, **values: Any) -> None:
-        """Merge keys into this plugin's metadata (``None`` deletes); other keys survive."""
+        """Merge keys into this plugin's metadata (``None`` deletes); other keys survive.
+
+        When storage fails (disk full, read-only, I/O error) this returns normally, as
+        ``set_connection`` and ``broadcast`` do: the operator is told (``daemon:storage``) and
+        the values are stored by the first write that succeeds (docs/protocol.md)."""
         if "connection" in values:
             raise ValueError("metadata.connection is written by set_connection only")
-        await self._store.merge_metadata(self.name, values)
+        try:
+            await self._store.merge_metadata(self.name, values)
+        except Exception as exc:
+            from harness.store import is_storage_error
+
+            if not is_storage_error(exc):
+                raise
+            self._recorder.keep_metadata(self.name, values, exc)
+        else:
+            self._recorder.metadata_stored(self.name, values)
 
     def create_task(self, coro: Coroutine[Any, Any, Any], *, name: str = "") -> asyncio.Task[Any]:
         """A task owned by the plugin: cancelled when it stops; if it fails, the plugin is
