@@ -200,13 +200,22 @@ class Client:
             self.closed.set()
 
     async def _call(self, frame_for_id: Any) -> Any:
+        return await self._send(frame_for_id)
+
+    def _send(self, frame_for_id: Any) -> asyncio.Future[Any]:
         if self.closed.is_set():
             raise DaemonUnavailable("the connection to the daemon is closed")
         frame_id = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[frame_id] = fut
         self._writer.write(protocol.encode(frame_for_id(frame_id)))
-        return await fut
+        return fut
+
+    def ping(self) -> asyncio.Future[Any]:
+        """Send a ``ping`` now; the future ends with the answer (a ``Response``, or
+        ``ClientError`` from a daemon too old to know it: an answer too) or the connection's
+        end. No task or coroutine: harness.liveness calls it from a timer."""
+        return self._send(lambda i: protocol.Request(id=i, method="ping"))
 
     async def request(self, method: str, **params: Any) -> Any:
         if self.read_only is not None and method in protocol.WRITE_METHODS:

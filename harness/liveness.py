@@ -12,18 +12,19 @@ With the defaults a frozen daemon is noticed 5-10 s after its last frame; an idl
 one small request per 5 s of silence. ``$HARNESS_PING_INTERVAL`` (seconds) sets both.
 
 Used by every client: the TUI's stream (harness.client.Client, local or over ssh) through
-:func:`watch`, and ``harness events --follow`` (the blocking one-shot connection,
+:class:`Watch`, and ``harness events --follow`` (the blocking one-shot connection,
 ``harness.cli.oneshot.Connection.keepalive``) with the same intervals and words."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import asyncio
+
     from harness.client import Client
 
 ENV_INTERVAL = "HARNESS_PING_INTERVAL"
@@ -59,40 +60,76 @@ def not_responding(silent_for: float) -> str:
 OnChange = Callable[[float | None], None]
 
 
-async def watch(
-    client: Client,
-    on_change: OnChange,
-    *,
-    after: float = PING_AFTER,
-    timeout: float = PING_TIMEOUT,
-) -> None:
-    """Watch ``client``'s connection until it closes (or this task is cancelled): after
-    ``after`` seconds without a frame, ping; no answer within ``timeout``: ``on_change(last
-    heard, wall clock)``; the answer at last: ``on_change(None)``. The connection's own end is
-    not reported here: the reader of its events sees that."""
-    import asyncio
+class Watch:
+    """Watch ``client``'s connection until it closes or :meth:`cancel`: after ``after``
+    seconds without a frame, ping; no answer within ``timeout``: ``on_change(last heard, wall
+    clock)``; the answer at last: ``on_change(None)``. The connection's own end is not
+    reported here: the reader of its events sees that.
 
-    from harness.client import ClientError, DaemonUnavailable
+    Timers and a done-callback, no task: an idle client's whole cost is one timer and one
+    small request per ``after`` seconds."""
 
-    while not client.closed.is_set():
+    def __init__(
+        self,
+        client: Client,
+        on_change: OnChange,
+        *,
+        after: float = PING_AFTER,
+        timeout: float = PING_TIMEOUT,
+    ) -> None:
+        import asyncio
+
+        self.client, self.on_change = client, on_change
+        self.after, self.timeout = after, timeout
+        self.silent = False
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(after, self._check)
+        self._ping: asyncio.Future[Any] | None = None
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._ping is not None:
+            self._ping.remove_done_callback(self._answered)
+            self._ping = None
+
+    def _check(self) -> None:
+        self._timer = None
+        client = self.client
+        if client.closed.is_set():
+            return
         quiet = time.monotonic() - client.last_heard
-        if quiet < after:
-            await asyncio.sleep(after - quiet)
-            continue
-        ping = asyncio.ensure_future(client.request("ping"))
+        if quiet < self.after:  # heard from meanwhile: ask only after a quiet spell
+            self._timer = self._loop.call_later(self.after - quiet, self._check)
+            return
+        from harness.client import DaemonUnavailable
+
         try:
-            done, _ = await asyncio.wait({ping}, timeout=timeout)
-            if not done:
-                heard = time.time() - (time.monotonic() - client.last_heard)
-                on_change(heard)
-                await asyncio.wait({ping})  # as long as it takes: SIGCONT, or the end
-                if client.closed.is_set() and ping.exception() is not None:
-                    return  # gone, not back: the stream reports the loss itself
-                on_change(None)
-            with contextlib.suppress(ClientError, DaemonUnavailable):
-                ping.result()  # an error answer (an older daemon) is an answer too
-        finally:
-            if not ping.done():
-                ping.cancel()
-            elif not ping.cancelled():
-                ping.exception()  # retrieved: the connection's end is reported elsewhere
+            self._ping = client.ping()
+        except DaemonUnavailable:
+            return  # closed: the stream reports it
+        self._ping.add_done_callback(self._answered)
+        self._timer = self._loop.call_later(self.timeout, self._late)
+
+    def _late(self) -> None:
+        self._timer = None
+        self.silent = True
+        self.on_change(time.time() - (time.monotonic() - self.client.last_heard))
+
+    def _answered(self, ping: asyncio.Future[Any]) -> None:
+        self._ping = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if ping.cancelled():
+            return
+        from harness.client import ClientError
+
+        error = ping.exception()  # retrieved either way
+        if error is not None and not isinstance(error, ClientError):
+            return  # the connection ended: an outage, which the stream reports
+        if self.silent:
+            self.silent = False
+            self.on_change(None)
+        self._timer = self._loop.call_later(self.after, self._check)

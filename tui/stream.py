@@ -179,11 +179,8 @@ class Stream:
         infos = await client.request("plugins.list")
         self.apply_infos(msgspec.convert(infos, list[PluginInfo]))
         self.set_online(head, await self._storage(client))
-        watcher = asyncio.create_task(
-            liveness.watch(
-                client, self._on_liveness, after=self.ping_after, timeout=self.ping_timeout
-            ),
-            name="liveness",
+        watcher = liveness.Watch(
+            client, self._on_liveness, after=self.ping_after, timeout=self.ping_timeout
         )
         try:
             handled = 0

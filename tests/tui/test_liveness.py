@@ -12,6 +12,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from textual.widgets import Static
 
 from harness import config as config_mod
 from harness import contexts, liveness, transport
@@ -74,6 +75,8 @@ async def test_stopped_daemon_is_shown_as_not_responding_then_recovers(
             assert text.startswith("? last known: ● Connected as EchoBot"), text
             assert "daemon not responding — last known" in text
             assert "not responding" in app.link.detail
+            note = app.screen.query_one("#form-note", Static)
+            await until(pilot, lambda: "daemon is not responding" in str(note.render()))
 
         # SIGCONT: the same connection answers again, and is live (a change arrives).
         await until(pilot, lambda: app.link.online and app.link.responding, timeout=10)
