@@ -17,6 +17,7 @@ Used by every client: the TUI's stream (harness.client.Client, local or over ssh
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -42,7 +43,7 @@ def intervals() -> tuple[float, float]:
             value = float(raw)
         except ValueError:
             value = 0.0
-        if value >= MIN_INTERVAL and value == value and value != float("inf"):
+        if value >= MIN_INTERVAL and math.isfinite(value):
             return value, value
     return PING_AFTER, PING_TIMEOUT
 
@@ -84,15 +85,13 @@ class Watch:
         self.silent = False
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = self._loop.call_later(after, self._check)
-        self._ping: asyncio.Future[Any] | None = None
+        self._over = False
 
     def cancel(self) -> None:
+        self._over = True  # a ping still out is left to end; its answer is read and dropped
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._ping is not None:
-            self._ping.remove_done_callback(self._answered)
-            self._ping = None
 
     def _check(self) -> None:
         self._timer = None
@@ -106,10 +105,10 @@ class Watch:
         from harness.client import DaemonUnavailable
 
         try:
-            self._ping = client.ping()
+            ping = client.ping()
         except DaemonUnavailable:
             return  # closed: the stream reports it
-        self._ping.add_done_callback(self._answered)
+        ping.add_done_callback(self._answered)
         self._timer = self._loop.call_later(self.timeout, self._late)
 
     def _late(self) -> None:
@@ -118,15 +117,16 @@ class Watch:
         self.on_change(time.time() - (time.monotonic() - self.client.last_heard))
 
     def _answered(self, ping: asyncio.Future[Any]) -> None:
-        self._ping = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if ping.cancelled():
             return
         from harness.client import ClientError
 
-        error = ping.exception()  # retrieved either way
+        error = ping.exception()  # retrieved either way: asyncio would log it otherwise
+        if self._over:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if error is not None and not isinstance(error, ClientError):
             return  # the connection ended: an outage, which the stream reports
         if self.silent:
