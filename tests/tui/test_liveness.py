@@ -21,6 +21,7 @@ from tests import ext_plugins
 from tests.conftest import REPO_ROOT, DaemonProcess, SpawnDaemon, subprocess_env, write_config
 from tests.sshd import Sshd, running_sshd
 from tests.tui.conftest import make_app, screen_text, until
+from tui.screens.fleet import FleetScreen
 from tui.widgets.connection_status import ConnectionStatus
 
 TOKEN = "liveness-t0ken"
@@ -148,3 +149,30 @@ async def test_over_ssh_a_stopped_daemon_is_not_responding_then_recovers(
             assert indicator.text.startswith("? last known: ● Connected as EchoBot")
         await until(pilot, lambda: app.link.online and app.link.responding, timeout=10)
         await until(pilot, lambda: "daemon online" in screen_text(app))
+
+
+async def test_fleet_shows_a_stopped_daemon_as_not_responding_then_live(
+    spawn_daemon: SpawnDaemon,
+    daemon_env: dict[str, str],
+    config_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(liveness.ENV_INTERVAL, PING)
+    daemon = await spawn_daemon(config_path, env=daemon_env)
+    config = config_mod.load(config_path)
+    config = msgspec.structs.replace(
+        config, contexts={"frozen": {"socket": str(config.socket_path)}}
+    )
+    app = make_app(config, fleet=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, FleetScreen))
+        screen = app.screen
+        assert isinstance(screen, FleetScreen)
+        member = screen.members["frozen"]
+        await until(pilot, lambda: member.online and "echo" in member.connections, 15)
+        with stopped(daemon):
+            await until(pilot, lambda: not member.responding, timeout=10)
+            await until(pilot, lambda: "? frozen  not responding" in screen_text(app))
+            assert "not responding" in member.reason and not member.online
+        await until(pilot, lambda: member.online and member.responding, timeout=10)
+        await until(pilot, lambda: "▲ frozen  online" in screen_text(app))
