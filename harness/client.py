@@ -129,7 +129,17 @@ class Client:
             if isinstance(exc, msgspec.DecodeError):
                 raise DaemonUnavailable(f"handshake with {path} failed: {exc}") from exc
             raise FrameTooLarge(_TOO_LARGE) from exc
-        except (OSError, TimeoutError) as exc:
+        except TimeoutError as exc:
+            writer.close()
+            if link is not None:  # ssh may still be connecting: not the daemon's silence
+                raise DaemonUnavailable(f"handshake with {path} failed: timed out") from exc
+            # Connected, but no welcome: a daemon that is there and answers nothing.
+            raise DaemonUnavailable(
+                f"the daemon at {path} is not responding: connected, but no welcome within "
+                f"{timeout:g} s (timed out); it may be stopped (SIGSTOP, a debugger) or its "
+                "event loop blocked"
+            ) from exc
+        except OSError as exc:
             writer.close()
             raise DaemonUnavailable(
                 f"handshake with {path} failed: {why_unreachable(exc)}"

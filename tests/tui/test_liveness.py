@@ -16,7 +16,7 @@ from textual.widgets import Static
 
 from harness import config as config_mod
 from harness import contexts, liveness, transport
-from harness.client import Client
+from harness.client import Client, DaemonUnavailable
 from tests import ext_plugins
 from tests.conftest import REPO_ROOT, DaemonProcess, SpawnDaemon, subprocess_env, write_config
 from tests.sshd import Sshd, running_sshd
@@ -78,6 +78,9 @@ async def test_stopped_daemon_is_shown_as_not_responding_then_recovers(
             assert "not responding" in app.link.detail
             note = app.screen.query_one("#form-note", Static)
             await until(pilot, lambda: "daemon is not responding" in str(note.render()))
+            # A new connection meanwhile is told the same, not "no daemon".
+            with pytest.raises(DaemonUnavailable, match="is not responding: connected, but no"):
+                await Client.connect(config.socket_path, timeout=0.3)
 
         # SIGCONT: the same connection answers again, and is live (a change arrives).
         await until(pilot, lambda: app.link.online and app.link.responding, timeout=10)
