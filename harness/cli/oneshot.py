@@ -252,7 +252,10 @@ class Connection:
 
     def _ping(self) -> None:
         self._ids += 1
-        self._send({"type": "request", "id": self._ids, "method": "ping", "params": {}})
+        try:
+            self._send({"type": "request", "id": self._ids, "method": "ping", "params": {}})
+        except OSError as exc:  # not BrokenPipeError to the caller: that is our stdout's
+            raise NoDaemon(f"connection to the daemon lost: {why_unreachable(exc)}") from exc
 
     def _answer(self, frame_id: int) -> dict[str, Any]:
         for line in self.lines():
