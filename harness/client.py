@@ -134,10 +134,10 @@ class Client:
             if link is not None:  # ssh may still be connecting: not the daemon's silence
                 raise DaemonUnavailable(f"handshake with {path} failed: timed out") from exc
             # Connected, but no welcome: a daemon that is there and answers nothing.
+            # The cause first: a fleet row or a tooltip may show only the start.
             raise DaemonUnavailable(
-                f"the daemon at {path} is not responding: connected, but no welcome within "
-                f"{timeout:g} s (timed out); it may be stopped (SIGSTOP, a debugger) or its "
-                "event loop blocked"
+                f"no welcome from {path} within {timeout:g} s (timed out): the daemon is not "
+                "responding; it may be stopped (SIGSTOP, a debugger) or its event loop blocked"
             ) from exc
         except OSError as exc:
             writer.close()
