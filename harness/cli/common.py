@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-# typing and collections.abc only for the type checker: a one-shot command pays for each import.
+# typing, collections.abc and argparse only for the type checker: a one-shot command pays for
+# each import (argparse is not needed for the forms harness/cli/quick_parse.py parses).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Awaitable, Callable
     from typing import Any
 
@@ -26,9 +27,9 @@ def count(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise _type_error(f"expected a whole number, got {text!r}") from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+        raise _type_error(f"must be 0 or more, got {value}")
     return value
 
 
@@ -36,8 +37,16 @@ def seq(text: str) -> int:
     """argparse type: an event seq, 0 .. 2**63-1 (what the daemon accepts as ``since``)."""
     value = count(text)
     if value > 2**63 - 1:
-        raise argparse.ArgumentTypeError(f"must be at most 2**63-1, got {value}")
+        raise _type_error(f"must be at most 2**63-1, got {value}")
     return value
+
+
+def _type_error(message: str) -> Exception:
+    """argparse's "bad value" error (argparse imported only then: the quick parser calls
+    these types too, see harness/cli/quick_parse.py)."""
+    import argparse
+
+    return argparse.ArgumentTypeError(message)
 
 
 def quiet_broken_pipe() -> int:
