@@ -97,6 +97,7 @@ async def test_one_shot_requests_import_nothing_heavy(
     )
     # Event lines are passed through undecoded: no msgspec either.
     assert rc == 0 and heavy_only(loaded) == [] and "msgspec" not in loaded
+    assert not {"argparse", "dataclasses", "harness.config"} & set(loaded), loaded
     assert [msgspec.json.decode(line)["data"] for line in out.splitlines()] == [{"i": 1}]
     # The table in a pipe is laid out without rich (same lines: see the test below).
     rc, out, loaded = await probe("status", "--socket", sock, env=env)
