@@ -23,18 +23,17 @@ if TYPE_CHECKING:
 _KEY = r"[A-Za-z0-9_-]+"
 _COMMENT = r"(?:#[^\x00-\x1f\x7f]*)?"
 # A string without escapes, a plain integer or decimal, a boolean: one group each.
-_SCALAR = (
+_SCALAR = re.compile(
     r"\"([^\"\\\x00-\x1f\x7f]*)\"|'([^'\x00-\x1f\x7f]*)'"
     r"|(-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,17})?)|(true|false)"
 )
 _HEADER = re.compile(rf" *\[({_KEY}(?:\.{_KEY})*)\] *{_COMMENT}")
-# key = a scalar, or a one-line array of them (what is inside the brackets checked below).
-_PAIR = re.compile(rf" *({_KEY}) *= *(?:{_SCALAR}|\[([^\[\]]*)\]) *{_COMMENT}")
-_ITEM = re.compile(rf" *(?:{_SCALAR}) *")
-_SKIP = re.compile(rf" *{_COMMENT}")
+_ASSIGN = re.compile(rf" *({_KEY}) *= *")
+_END = re.compile(rf" *{_COMMENT}")  # what may end a line (all of a blank or comment line)
 
 
-def _value(basic: str | None, literal: str | None, number: str | None, boolean: str | None) -> Any:
+def _scalar(match: re.Match[str]) -> Any:
+    basic, literal, number, boolean = match.groups()
     if basic is not None:
         return basic
     if literal is not None:
@@ -44,21 +43,30 @@ def _value(basic: str | None, literal: str | None, number: str | None, boolean: 
     return boolean == "true"
 
 
-def _array(inside: str) -> list[Any] | None:
-    """The items of a one-line array (a trailing comma allowed, as in TOML), or None."""
+def _value(line: str, at: int) -> tuple[Any, int] | None:
+    """The value that starts at ``at`` and where it ends: a scalar, or a one-line array of
+    them (a trailing comma allowed, as in TOML); None for anything else."""
+    if not line.startswith("[", at):
+        match = _SCALAR.match(line, at)
+        return None if match is None else (_scalar(match), match.end())
     items: list[Any] = []
-    at, end = 0, len(inside)
-    while inside[at:].strip(" "):
-        item = _ITEM.match(inside, at)
-        if item is None:
-            return None
-        items.append(_value(*item.groups()))
-        at = item.end()
-        if at < end:
-            if inside[at] != ",":
-                return None
+    at += 1
+    while True:
+        while line.startswith(" ", at):
             at += 1
-    return items
+        if line.startswith("]", at):
+            return items, at + 1
+        match = _SCALAR.match(line, at)
+        if match is None:
+            return None
+        items.append(_scalar(match))
+        at = match.end()
+        while line.startswith(" ", at):
+            at += 1
+        if line.startswith(",", at):
+            at += 1
+        elif not line.startswith("]", at):
+            return None
 
 
 def loads(text: str) -> dict[str, Any] | None:
@@ -69,18 +77,15 @@ def loads(text: str) -> dict[str, Any] | None:
     table = root
     defined: set[str] = set()  # the tables a header named (naming one twice is an error)
     for line in text.split("\n"):
-        pair = _PAIR.fullmatch(line)
-        if pair is not None:
-            key, *scalar, inside = pair.groups()
+        assign = _ASSIGN.match(line)
+        if assign is not None:
+            key = assign[1]
+            found = _value(line, assign.end())
+            if found is None or _END.fullmatch(line, found[1]) is None:
+                return None
             if key in table:
                 return None  # a key given twice, or a key and a table of one name
-            if inside is None:
-                table[key] = _value(*scalar)
-                continue
-            items = _array(inside)
-            if items is None:
-                return None
-            table[key] = items
+            table[key] = found[0]
             continue
         header = _HEADER.fullmatch(line)
         if header is not None:
@@ -94,6 +99,6 @@ def loads(text: str) -> dict[str, Any] | None:
                 if not isinstance(table, dict):
                     return None  # a value where a table is named
             continue
-        if _SKIP.fullmatch(line) is None:
+        if _END.fullmatch(line) is None:
             return None
     return root
