@@ -5,12 +5,13 @@ client command longer than the rest of reading its config (docs/benchmarks.md, "
 
 What it reads: ``[table]`` and ``[table.sub]`` headers; ``key = value`` lines with a bare key
 and a value that is a string without escapes (``"..."`` or ``'...'``), a plain integer
-(``-12``), a plain decimal (``0.5``), ``true`` or ``false``; blank lines and comments. For
-anything else (an array, an inline table, a date, an escape, a dotted or quoted key, a repeated
-key or table, a tab, a carriage return, invalid TOML) :func:`loads` returns None and the caller
-reads the file with tomllib, which also words every error. So this either gives exactly what
-tomllib gives or steps aside: ``tests/test_plain_toml.py`` checks that on generated files,
-hostile ones included."""
+(``-12``), a plain decimal (``0.5``), ``true`` or ``false``, or an array of those (over
+several lines too, with comments); blank lines and comments. For anything else (an array of
+arrays, an inline table, a date, an escape, a multi-line string, a dotted or quoted key, a
+repeated key or table, a tab, a carriage return, invalid TOML) :func:`loads` returns None and
+the caller reads the file with tomllib, which also words every error. So this either gives
+exactly what tomllib gives or steps aside: ``tests/test_plain_toml.py`` checks that on
+generated files, hostile ones included."""
 
 from __future__ import annotations
 
@@ -43,30 +44,40 @@ def _scalar(match: re.Match[str]) -> Any:
     return boolean == "true"
 
 
-def _value(line: str, at: int) -> tuple[Any, int] | None:
-    """The value that starts at ``at`` and where it ends: a scalar, or a one-line array of
-    them (a trailing comma allowed, as in TOML); None for anything else."""
-    if not line.startswith("[", at):
-        match = _SCALAR.match(line, at)
+def _value(text: str, at: int) -> tuple[Any, int] | None:
+    """The value that starts at ``at`` and where it ends: a scalar, or an array of them
+    (over several lines, with comments, a trailing comma allowed, as in TOML); None for
+    anything else."""
+    if not text.startswith("[", at):
+        match = _SCALAR.match(text, at)
         return None if match is None else (_scalar(match), match.end())
     items: list[Any] = []
     at += 1
     while True:
-        while line.startswith(" ", at):
-            at += 1
-        if line.startswith("]", at):
+        at = _array_space(text, at)
+        if text.startswith("]", at):
             return items, at + 1
-        match = _SCALAR.match(line, at)
+        match = _SCALAR.match(text, at)
         if match is None:
             return None
         items.append(_scalar(match))
-        at = match.end()
-        while line.startswith(" ", at):
+        at = _array_space(text, match.end())
+        if text.startswith(",", at):
             at += 1
-        if line.startswith(",", at):
-            at += 1
-        elif not line.startswith("]", at):
+        elif not text.startswith("]", at):
             return None
+
+
+def _array_space(text: str, at: int) -> int:
+    """Past the spaces, newlines and comments between an array's items."""
+    while True:
+        while text.startswith((" ", "\n"), at):
+            at += 1
+        if not text.startswith("#", at):
+            return at
+        comment = _END.match(text, at)
+        assert comment is not None  # _END matches the empty string at least
+        at = comment.end()  # at a newline, the end, or a character no comment may hold
 
 
 def loads(text: str) -> dict[str, Any] | None:
@@ -76,18 +87,27 @@ def loads(text: str) -> dict[str, Any] | None:
     root: dict[str, Any] = {}
     table = root
     defined: set[str] = set()  # the tables a header named (naming one twice is an error)
-    for line in text.split("\n"):
-        assign = _ASSIGN.match(line)
+    at, size = 0, len(text)
+    while at <= size:
+        end = text.find("\n", at)
+        end = size if end < 0 else end
+        assign = _ASSIGN.match(text, at, end)
         if assign is not None:
             key = assign[1]
-            found = _value(line, assign.end())
-            if found is None or _END.fullmatch(line, found[1]) is None:
+            found = _value(text, assign.end())
+            if found is None:
+                return None
+            value, at = found
+            end = text.find("\n", at)  # the line the value ended on
+            end = size if end < 0 else end
+            if _END.fullmatch(text, at, end) is None:
                 return None
             if key in table:
                 return None  # a key given twice, or a key and a table of one name
-            table[key] = found[0]
+            table[key] = value
+            at = end + 1
             continue
-        header = _HEADER.fullmatch(line)
+        header = _HEADER.fullmatch(text, at, end)
         if header is not None:
             path = header[1]
             if path in defined:
@@ -98,7 +118,7 @@ def loads(text: str) -> dict[str, Any] | None:
                 table = table.setdefault(part, {})
                 if not isinstance(table, dict):
                     return None  # a value where a table is named
-            continue
-        if _END.fullmatch(line) is None:
+        elif _END.fullmatch(text, at, end) is None:
             return None
+        at = end + 1
     return root

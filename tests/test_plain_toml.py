@@ -72,6 +72,17 @@ LINES = [
     "l = [,]",
     "l = [[1]]",
     "l = [1, # c",
+    "l = [",
+    "l = [ # opened",
+    '  "a",',
+    "  1, # one",
+    "  2",
+    "  # a comment alone",
+    "  , 3",
+    ",",
+    "]",
+    "] # closed",
+    "]]",
     "i = { a = 1 }",
     "a.b = 1",
     '"q" = 1',
@@ -124,6 +135,8 @@ def test_what_it_does_not_read_is_left_to_tomllib() -> None:
         'a = "x\\ny"',  # an escape
         "[[a]]",
         "x = 1979-05-27",
+        "l = [\n  [1],\n]",  # an array of arrays
+        "l = [\n  1\n",  # never closed
     ):
         assert plain_toml.loads(text) is None, text
 
@@ -138,3 +151,15 @@ def test_generated_files_agree_with_tomllib() -> None:
     for _ in range(3000):
         taken += check("\n".join(rng.choices(LINES, k=rng.randint(0, 12))))
     assert taken > 1000  # compared on many files it read, not only on refusals
+
+
+def test_generated_arrays_over_several_lines_agree_with_tomllib() -> None:
+    items = ['  "a",', "  1, # one", "  # a comment alone", "", "  2", "  , 3", ",", '  "b"']
+    rng = random.Random(8)
+    taken = 0
+    for _ in range(3000):
+        opening = rng.choice(["l = [", "l = [ # opened", "l = [1,", "l = [1"])
+        closing = rng.choice(["]", "] # closed", "  ]", "]]", "] x", ", ]"])
+        body = rng.choices(items, k=rng.randint(0, 5))
+        taken += check("\n".join(["[daemon]", opening, *body, closing, 'socket = "/s"', ""]))
+    assert taken > 300
