@@ -21,8 +21,8 @@ Byte code: the children run with ``PYTHONPYCACHEPREFIX`` in the temporary direct
 write byte code there (one warm-up run each before timing). With ``PYTHONDONTWRITEBYTECODE``
 set, as it may be on a development machine, an editable install compiled every harness module
 from source on every run while the standard library's came precompiled: the figures measured
-the compiler (12 ms of ``status``'s 57), not what an installed harness, whose byte code pip
-writes at install, does.
+the compiler (about 12 ms of CPU per ``status`` here), not what an installed harness, whose
+byte code pip writes at install, does.
 
 The stdlib clients end with ``os._exit`` after flushing, as the ``harness`` script does for its
 one-shot commands.
