@@ -4,10 +4,10 @@ Why: importing tomllib (typing, datetime, string and its regular expressions) to
 client command longer than the rest of reading its config (docs/benchmarks.md, "cli").
 
 What it reads: ``[table]`` and ``[table.sub]`` headers; ``key = value`` lines with a bare key
-and a value that is a string without escapes (``"..."`` or ``'...'``), a plain integer
-(``-12``), a plain decimal (``0.5``), ``true`` or ``false``, or an array of those (over
-several lines too, with comments); blank lines and comments. For anything else (an array of
-arrays, an inline table, a date, an escape, a multi-line string, a dotted or quoted key, a
+and a value that is a one-line string (``"..."`` with TOML's escapes, or ``'...'``), a plain
+integer (``-12``), a plain decimal (``0.5``), ``true`` or ``false``, or an array of those
+(over several lines too, with comments); blank lines and comments. For anything else (an
+array of arrays, an inline table, a date, a multi-line string, a dotted or quoted key, a
 repeated key or table, a tab, a carriage return, invalid TOML) :func:`loads` returns None and
 the caller reads the file with tomllib, which also words every error. So this either gives
 exactly what tomllib gives or steps aside: ``tests/test_plain_toml.py`` checks that on
@@ -23,9 +23,11 @@ if TYPE_CHECKING:
 
 _KEY = r"[A-Za-z0-9_-]+"
 _COMMENT = r"(?:#[^\x00-\x1f\x7f]*)?"
-# A string without escapes, a plain integer or decimal, a boolean: one group each.
+# A string (each backslash one of TOML's escapes), a plain integer or decimal, a boolean: one
+# group each.
 _SCALAR = re.compile(
-    r"\"([^\"\\\x00-\x1f\x7f]*)\"|'([^'\x00-\x1f\x7f]*)'"
+    r"\"((?:[^\"\\\x00-\x1f\x7f]|\\[btnfr\"\\]|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8})*)\""
+    r"|'([^'\x00-\x1f\x7f]*)'"
     r"|(-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,17})?)|(true|false)"
 )
 _HEADER = re.compile(rf" *\[({_KEY}(?:\.{_KEY})*)\] *{_COMMENT}")
@@ -33,10 +35,29 @@ _ASSIGN = re.compile(rf" *({_KEY}) *= *")
 _END = re.compile(rf" *{_COMMENT}")  # what may end a line (all of a blank or comment line)
 
 
+# Compiled on first use (by re's cache): most files have no escape.
+_ESCAPE = r"\\(?:([btnfr\"\\])|u([0-9A-Fa-f]{4})|U([0-9A-Fa-f]{8}))"
+_ESCAPED = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
+
+
+class _NotPlain(Exception):
+    """Something TOML refuses that the patterns let through (a \\u escape of a surrogate)."""
+
+
+def _unescape(match: re.Match[str]) -> str:
+    char, short, long = match.groups()
+    if char is not None:
+        return _ESCAPED[char]
+    code = int(short or long, 16)
+    if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+        raise _NotPlain  # not a Unicode scalar value: tomllib says so
+    return chr(code)
+
+
 def _scalar(match: re.Match[str]) -> Any:
     basic, literal, number, boolean = match.groups()
     if basic is not None:
-        return basic
+        return re.sub(_ESCAPE, _unescape, basic) if "\\" in basic else basic
     if literal is not None:
         return literal
     if number is not None:
@@ -94,7 +115,10 @@ def loads(text: str) -> dict[str, Any] | None:
         assign = _ASSIGN.match(text, at, end)
         if assign is not None:
             key = assign[1]
-            found = _value(text, assign.end())
+            try:
+                found = _value(text, assign.end())
+            except _NotPlain:
+                return None
             if found is None:
                 return None
             value, at = found
