@@ -90,9 +90,13 @@ def load(path: str | os.PathLike[str] | None = None) -> ClientConfig:
     contexts = data.get("contexts", {})
     if not isinstance(contexts, dict):
         raise ConfigError(f"{file}: contexts: {expected('object', contexts)}")
-    for table in contexts.values():
-        if not isinstance(table, dict):
-            raise ConfigError(f"{file}: contexts[...]: {expected('object', table)}")
+    for name, table in contexts.items():
+        if not isinstance(table, dict):  # named as the file has it, as harness.config does
+            got = expected("object", table).split(", got ", 1)[1]
+            raise ConfigError(
+                f"{file}: contexts.{name}: expected a table ([contexts.{name}] with host or "
+                f"socket), got {got}"
+            )
     return ClientConfig(socket=socket, contexts=contexts, source=str(file))
 
 

@@ -114,14 +114,18 @@ def _load_file(file: Path) -> Config:
     if "source" in data:  # an internal field, not a key the file may set
         raise ConfigError(f"{file}: source: unknown key")
     # Checked before msgspec, which names a bad value in a table of tables only as
-    # `plugins[...]`, not by the plugin's name.
-    plugins = data.get("plugins")
-    if isinstance(plugins, dict):
-        for name, table in plugins.items():
+    # `plugins[...]` (or `contexts[...]`), not by the name the file gives it.
+    for section, wanted in (
+        ("plugins", "a table of settings ([plugins.{}])"),
+        ("contexts", "a table ([contexts.{}] with host or socket)"),
+    ):
+        tables = data.get(section)
+        if not isinstance(tables, dict):
+            continue
+        for name, table in tables.items():
             if not isinstance(table, dict):
                 raise ConfigError(
-                    f"{file}: plugins.{name}: expected a table of settings "
-                    f"([plugins.{name}]), got {kind(table)}"
+                    f"{file}: {section}.{name}: expected {wanted.format(name)}, got {kind(table)}"
                 )
     if "alerts" in data:
         problems = check_section(data["alerts"], str(file))

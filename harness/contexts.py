@@ -67,13 +67,20 @@ def parse_contexts(config: Config) -> dict[str, Target]:
         try:
             ctx = msgspec.convert(table, context_config())
         except msgspec.ValidationError as exc:
-            raise ConfigError(f"{where}: contexts.{name}: {exc}") from None
+            # Named as the file has it (contexts.prod.socket) and in its words, as every
+            # other config error is (harness.config._where).
+            from harness.config import _where as config_key
+
+            key, problem = config_key(exc)
+            path = f"contexts.{name}" + (f".{key}" if key else "")
+            raise ConfigError(f"{where}: {path}: {problem}") from None
         if bool(ctx.host) == bool(ctx.socket):
             raise ConfigError(f"{where}: contexts.{name}: set exactly one of host and socket")
         try:
             ssh = parse_host(ctx.host) if ctx.host else None
         except TargetError as exc:
-            raise ConfigError(f"{where}: contexts.{name}: {exc}") from None
+            said = str(exc).removeprefix("--host ")  # it is the file's key, not the option
+            raise ConfigError(f"{where}: contexts.{name}.host: {said}") from None
         targets[name] = Target(
             name=name,
             socket=Path(ctx.socket).expanduser() if ctx.socket else None,

@@ -69,6 +69,7 @@ BAD = [
     '[daemon]\nsokcet = "/x"\n',
     "contexts = 1\n",
     '[contexts]\nprod = "x"\n',
+    "[contexts]\nprod = 5\n",
     "[daemon\n",
     'a = "\\q"\n',
 ]

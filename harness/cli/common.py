@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_DAEMON = 0, 1, 2, 3
 # The socket (its directory, or the process behind it) may be another user's: nothing was sent.
-EXIT_UNTRUSTED = 4
+# A setup the operator must fix (the message says how), so a usage/config error: the documented
+# codes are 0-3, and a script that knows them must not meet a fifth.
+EXIT_UNTRUSTED = EXIT_USAGE
 
 
 def err(message: str) -> None:

@@ -59,6 +59,23 @@ def parse_point(text: str, now: float | None = None) -> Since:
 EVENT_PREFIX = b'{"type":"event"'
 
 
+def _pinger(where: str) -> Any:
+    """Following, a daemon that stops answering (SIGSTOP, a blocked loop) is said on stderr,
+    once, and waited for, as ``tail -f`` waits for a file; its return is said too."""
+    from harness import liveness
+    from harness.cli.common import err
+    from harness.cli.oneshot import Pinger
+
+    def silent(seconds: float) -> None:
+        err(f"{liveness.not_responding(seconds)}; still following {where} (Ctrl-C to stop)")
+
+    def back() -> None:
+        err("the daemon is responding again; following")
+
+    after, timeout = liveness.intervals()
+    return Pinger(after, timeout, silent, back)
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     import json
 
@@ -164,6 +181,7 @@ def cmd_events(args: argparse.Namespace) -> int:
             show(line, event)
         out.flush()
         if args.follow:
+            conn.keepalive(_pinger(conn.path))
             for line in lines:
                 kind = kind_of(line)
                 if kind == "event":

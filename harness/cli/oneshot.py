@@ -50,6 +50,55 @@ class Refused(Exception):
         self.details: dict[str, Any] = frame.get("details") or {}
 
 
+class Pinger:
+    """Liveness for a blocking connection (why: harness/liveness.py): after ``after`` quiet
+    seconds a ping goes out; no frame within ``timeout`` more and ``on_silent(seconds quiet)``
+    is called once; the next frame calls ``on_back()``. Any frame counts as an answer."""
+
+    def __init__(
+        self,
+        after: float,
+        timeout: float,
+        on_silent: Callable[[float], None],
+        on_back: Callable[[], None],
+    ) -> None:
+        import time
+
+        self._now = time.monotonic
+        self.after, self.timeout = after, timeout
+        self.on_silent, self.on_back = on_silent, on_back
+        self.last_heard = self._now()
+        self.pinged_at: float | None = None
+        self.silent = False
+
+    def wait(self) -> float | None:
+        """How long the next read may block before :meth:`quiet` is due (None: for ever)."""
+        if self.silent:
+            return None  # said once; now wait for the daemon as long as it takes
+        due = (
+            self.last_heard + self.after
+            if self.pinged_at is None
+            else (self.pinged_at + self.timeout)
+        )
+        return max(0.01, due - self._now())
+
+    def quiet(self, send: Callable[[], None]) -> None:
+        """The read timed out: ping, or, if the ping went unanswered, say so."""
+        if self.pinged_at is None:
+            send()
+            self.pinged_at = self._now()
+        else:
+            self.silent = True
+            self.on_silent(self._now() - self.last_heard)
+
+    def heard(self) -> None:
+        self.last_heard = self._now()
+        self.pinged_at = None
+        if self.silent:
+            self.silent = False
+            self.on_back()
+
+
 class Connection:
     """One blocking connection: ``Connection(path)``, then :meth:`request` or
     :meth:`subscribe` and :meth:`lines`.
@@ -75,6 +124,7 @@ class Connection:
         self._ready: collections.deque[bytes] = collections.deque()  # received, not yet read
         self._partial = b""  # the start of a frame whose newline has not come yet
         self._ids = 0
+        self._pinger: Pinger | None = None
         try:
             self._sock.settimeout(timeout)
             if sock is None:
@@ -166,10 +216,24 @@ class Connection:
                     yield line
             if before_wait is not None:
                 before_wait()
+            pinger = self._pinger
             try:
+                if pinger is not None:
+                    self._sock.settimeout(pinger.wait())
                 chunk = self._sock.recv(_READ)
+            except TimeoutError:
+                if pinger is None:  # the welcome, late: the daemon is there but frozen
+                    raise NoDaemon(
+                        f"the daemon at {self.path} is not responding (no answer within "
+                        f"{self._sock.gettimeout() or 0:g} s): it may be stopped (SIGSTOP, a "
+                        "debugger) or its event loop blocked"
+                    ) from None
+                pinger.quiet(self._ping)
+                continue
             except OSError as exc:
                 raise NoDaemon(f"connection to the daemon lost: {why_unreachable(exc)}") from exc
+            if pinger is not None:
+                pinger.heard()
             if not chunk:
                 return
             # Split whole reads at C speed; only the unfinished last frame is carried over.
@@ -179,6 +243,19 @@ class Connection:
 
                 raise TooLarge(too_large_message(MAX_FRAME_BYTES))
             ready.extend(complete)
+
+    def keepalive(self, pinger: Pinger) -> None:
+        """From now on, :meth:`lines` asks a quiet daemon whether it is there (a ``ping``
+        request, whose answer comes through :meth:`lines` like any frame: skip it) and says
+        when it is not (``pinger``'s callbacks)."""
+        self._pinger = pinger
+
+    def _ping(self) -> None:
+        self._ids += 1
+        try:
+            self._send({"type": "request", "id": self._ids, "method": "ping", "params": {}})
+        except OSError as exc:  # not BrokenPipeError to the caller: that is our stdout's
+            raise NoDaemon(f"connection to the daemon lost: {why_unreachable(exc)}") from exc
 
     def copy_lines(
         self,
