@@ -19,6 +19,7 @@ from the moment the subscribers are in until they have decoded everything. Clock
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
@@ -146,10 +147,17 @@ def _subscribers_main(path: str, count: int, expect: int) -> None:
 
 
 class RawServer:
-    """The strongest simple raw fan-out: per loop iteration, every frame encoded straight into
-    one buffer (msgspec ``encode_into``, no bytes object per frame, no join) and one write of
-    that buffer per subscriber. Subscribers count once they have sent their hello and
-    subscribe lines. No flow control: a transport's buffer grows as it must.
+    """The strongest simple raw fan-out doing the daemon's job: per loop iteration, every frame
+    encoded straight into one buffer (msgspec ``encode_into``, no bytes object per frame, no
+    join) and one write of that buffer per subscriber. Subscribers count once they have sent
+    their hello and subscribe lines.
+
+    The same flow control as the daemon's server: a transport pauses above the same 1 MiB,
+    and a paused subscriber's buffers wait in a list of its own (not in the transport, whose
+    buffer asyncio would memmove on every send), written out when it resumes; past the same
+    16 MiB it is cut off. The writes of the subscribers not paused are kept in a list, so a
+    flush is one call per subscriber. ``FLOW_CONTROL = False`` (the RSS section) leaves all
+    of that out and lets the transports' buffers grow.
 
     The buffer is kept from one iteration to the next with ``ROOM`` bytes of never-sent room
     before the frames, and each flush writes a copy of the frames: as the daemon's bus does
@@ -158,30 +166,79 @@ class RawServer:
     cannot grow it in place (callgrind: 313 such copies per 20,000 events here)."""
 
     ROOM = 1 << 17  # at least twice an iteration's frames (256 events of ~170 bytes)
+    FLOW_CONTROL = True
 
     def __init__(self) -> None:
+        self.writes: list[Callable[[bytearray], object]] = []  # subscribers not paused
+        self.direct: tuple[Callable[[bytearray], object], ...] | None = None  # its snapshot
+        self.paused: list[Any] = []  # their Proto, each with a backlog
         self.transports: list[asyncio.Transport] = []
         self.buf = bytearray(self.ROOM)
         self.pending = False
         self.encode_into = msgspec.json.Encoder().encode_into
 
     async def start(self, path: str) -> None:
+        from harness.server import _WRITE_HIGH, MAX_QUEUED_BYTES
+
         server = self
+        flow = self.FLOW_CONTROL
 
         class Proto(asyncio.Protocol):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
                 self.transport = cast(asyncio.Transport, transport)  # uvloop's is duck-typed
                 self.lines = 0
+                self.subscribed = self.is_paused = self.queueing = False
+                self.backlog: collections.deque[bytearray] = collections.deque()
+                self.queued = 0
+                if flow:
+                    self.transport.set_write_buffer_limits(high=_WRITE_HIGH)
 
             def data_received(self, data: bytes) -> None:
                 before, self.lines = self.lines, self.lines + data.count(b"\n")
                 if before < 2 <= self.lines:
+                    self.subscribed = True
                     server.transports.append(self.transport)
+                    server.writes.append(self.transport.write)
+                    server.direct = None
                     self.transport.write(protocol.encode(protocol.Ack(id=1, seq=0)))
+
+            def pause_writing(self) -> None:
+                self.is_paused = True
+                if flow and self.subscribed and not self.queueing:
+                    self.queueing = True  # frames go to its backlog until it is all written
+                    server.writes.remove(self.transport.write)
+                    server.direct = None
+                    server.paused.append(self)
+
+            def resume_writing(self) -> None:
+                self.is_paused = False
+                if not self.queueing:
+                    return
+                while self.backlog and not self.is_paused:  # write() may pause it again
+                    data = self.backlog.popleft()
+                    self.queued -= len(data)
+                    self.transport.write(data)
+                if not self.backlog:
+                    self.queueing = False
+                    server.paused.remove(self)
+                    server.writes.append(self.transport.write)
+                    server.direct = None
+
+            def queue(self, data: bytearray) -> None:
+                self.backlog.append(data)
+                self.queued += len(data)
+                if self.queued > MAX_QUEUED_BYTES:  # cut off, as the daemon does
+                    self.backlog.clear()
+                    self.transport.abort()
 
             def connection_lost(self, exc: Exception | None) -> None:
                 if self.transport in server.transports:
                     server.transports.remove(self.transport)
+                    if self.queueing:
+                        server.paused.remove(self)
+                    else:
+                        server.writes.remove(self.transport.write)
+                        server.direct = None
 
         await asyncio.get_running_loop().create_unix_server(Proto, path, backlog=4096)
 
@@ -204,8 +261,22 @@ class RawServer:
         # a view of it until sent), and the buffer is written to again.
         self.pending = False
         joined = self.buf[self.ROOM :]
-        for t in self.transports:
-            t.write(joined)
+        # Both taken before writing: a subscriber that pauses during this flush was written to
+        # already and must not queue the same frames again.
+        writes = self.direct
+        if writes is None:
+            writes = self.direct = tuple(self.writes)
+        paused = tuple(self.paused) if self.paused else ()
+        for write in writes:
+            write(joined)
+        for proto in paused:
+            proto.queue(joined)
+
+
+class UnboundedRawServer(RawServer):
+    """Raw without flow control: a stuck subscriber's transport buffer grows without end."""
+
+    FLOW_CONTROL = False
 
 
 class FanoutServer:
@@ -590,7 +661,7 @@ def _report_daemon(servers: dict[str, ServerProcess], loops: list[str], quick: b
 def rss(quick: bool) -> None:
     heading("RSS growth with one subscriber that never reads, 10k ev/s (server in this process)")
     seconds = 2.0 if quick else 10.0
-    naive = asyncio.run(_stuck_rss(RawServer, 10_000, seconds))
+    naive = asyncio.run(_stuck_rss(UnboundedRawServer, 10_000, seconds))
 
     def ours() -> Any:
         server = FanoutServer()
