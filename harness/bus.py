@@ -281,12 +281,15 @@ class Bus:
         self.published_seq = last_seq  # highest seq delivered to subscribers
         self._subscribers: list[Subscriber] = []  # per-event (in-process) subscribers
         self._groups: dict[tuple[str, ...], _Group] = {}
-        # Event name -> the groups whose patterns match it, worked out once per name and
-        # forgotten whenever the set of groups changes: publishing does no matching at all.
-        self._routes: dict[str, tuple[_Group, ...]] = {}
+        # Event name -> the groups and the in-process subscribers whose patterns match it,
+        # worked out once per name and forgotten whenever either set changes: publishing does
+        # no matching at all.
+        self._routes: dict[str, tuple[tuple[_Group, ...], tuple[Subscriber, ...]]] = {}
         # Every name routed so far -> its one group when the route is exactly one group and no
-        # in-process subscriber listens (the short path of publish: one subscript to the
-        # buffer), else None (the wide path). A name not in it is new: it is routed once.
+        # in-process subscriber wants the name (the short path of publish: one subscript to
+        # the buffer), else None (the wide path). A name not in it is new: it is routed once.
+        # The daemon always has in-process subscribers (its live health; metrics), each for
+        # some names only: the others, most events, still take the short path.
         self._single: dict[str, _Group | None] = {}
         self._pending: list[_Group] = []  # groups with frames to flush, in order of first frame
         self._flush_scheduled = False
@@ -346,11 +349,13 @@ class Bus:
         self._routes.clear()
         self._single.clear()
 
-    def _route(self, name: str) -> tuple[_Group, ...]:
+    def _route(self, name: str) -> tuple[tuple[_Group, ...], tuple[Subscriber, ...]]:
         if len(self._routes) >= _MAX_ROUTES:
             self._forget_routes()
-        route = self._routes[name] = tuple(g for g in self._groups.values() if g.patterns(name))
-        self._single[name] = route[0] if len(route) == 1 and not self._subscribers else None
+        groups = tuple(g for g in self._groups.values() if g.patterns(name))
+        subs = tuple(sub for sub in self._subscribers if sub.patterns(name))
+        route = self._routes[name] = (groups, subs)
+        self._single[name] = groups[0] if len(groups) == 1 and not subs else None
         return route
 
     def _pend(self, group: _Group) -> None:
@@ -418,11 +423,12 @@ class Bus:
         route = self._routes.get(event.event)
         if route is None:  # forgotten since publish looked (a subscriber left meanwhile)
             route = self._route(event.event)
-        if not route and not self._subscribers:
+        groups, subs = route
+        if not groups and not subs:
             return 0  # nobody listens: not even encoded
         frame = encode(event)
         count = 0
-        for group in route:
+        for group in groups:
             if not group.pending:
                 self._pend(group)
                 del group.buf[group.base :]  # the last iteration's frames, handed over
@@ -430,12 +436,10 @@ class Bus:
             count += group.size
         if self._pending and not self._flush_scheduled:
             self.flush()
-        if self._subscribers:
-            # A copy: a subscriber that overflows unsubscribes itself during delivery.
-            for sub in tuple(self._subscribers):
-                if sub.patterns(event.event):
-                    sub.deliver(frame, event)
-                    count += 1
+        # A tuple, so a copy: a subscriber that overflows unsubscribes itself during delivery.
+        for sub in subs:
+            sub.deliver(frame, event)
+            count += 1
         return count
 
     def flush(self) -> None:

@@ -147,6 +147,24 @@ async def test_in_process_subscribers_and_stream_groups_get_the_same_events() ->
     assert queue.queue.qsize() == 1 and queue.queue.get_nowait() == ev(2)
 
 
+async def test_in_process_subscribers_for_other_names_leave_the_short_path_alone() -> None:
+    """As in the daemon, whose live health always listens to ``*:health`` and
+    ``*:connection``: the names it does not want go the short path to the one group, the
+    ones it wants go the wide path, and each side gets exactly its events, in order."""
+    bus = Bus()
+    stream = Direct("*")
+    health = QueueSubscriber(["*:health", "*:connection"])
+    bus.subscribe(stream)
+    bus.subscribe(health)
+    events = [ev(1, "a:tick"), ev(2, "a:health"), ev(3, "a:tick"), ev(4, "a:connection")]
+    assert [bus.publish(e) for e in events] == [1, 2, 1, 2]
+    assert bus._single["a:tick"] is stream.group  # the short path
+    assert bus._single["a:health"] is None  # the wide path: the queue needs it
+    await asyncio.sleep(0)
+    assert stream.everything() == b"".join(encode(e) for e in events)
+    assert [health.queue.get_nowait().seq for _ in range(health.queue.qsize())] == [2, 4]
+
+
 async def test_an_event_that_cannot_be_encoded_leaves_nothing_half_written() -> None:
     bus = Bus()
     sub = Direct("*")

@@ -284,11 +284,14 @@ class FanoutServer:
 
     async def start(self, path: str) -> None:
         from harness.bus import Bus
+        from harness.live_health import LiveHealth
         from harness.server import Server
         from harness.store import Store
 
         self.store = await Store.open(Path(path).with_suffix(".db"))
         self.bus = Bus(await self.store.last_seq())
+        # As in the daemon, which always has its live health listening on the bus.
+        self.bus.subscribe(LiveHealth())
         self.server = Server(
             Path(path), self.bus, self.store, {}, max_queued_frames=10_000_000, max_clients=4096
         )
