@@ -22,7 +22,11 @@ TYPE_CHECKING = False  # typing itself is not imported at run time: see harness/
 if TYPE_CHECKING:
     from typing import Any
 
-    from harness.config import Config
+    from harness.client_config import ClientConfig
+    from harness.config import Config as FullConfig
+
+    # The daemon's whole config, or the part a client command reads (harness.client_config).
+    Config = FullConfig | ClientConfig
 
 ENV_CONTEXT = "HARNESS_CONTEXT"
 DEFAULT = "default"  # the daemon of the config itself: never a [contexts] table
@@ -50,7 +54,7 @@ def parse_contexts(config: Config) -> dict[str, Target]:
     """The config's ``[contexts]``, checked; errors name the file and the key."""
     import msgspec
 
-    from harness.config import ConfigError
+    from harness.config_paths import ConfigError
 
     where = config.source or "config"
     targets: dict[str, Target] = {}
@@ -94,9 +98,9 @@ def all_targets(config: Config) -> dict[str, Target]:
 
 
 def state_file() -> Path:
-    import platformdirs
+    from harness.config_paths import user_state_dir
 
-    return Path(platformdirs.user_state_dir("harness")) / "context"
+    return user_state_dir() / "context"
 
 
 def current_name() -> str:
@@ -132,7 +136,7 @@ def resolve(
     remote_harness: str | None = None,
 ) -> Target:
     """The one daemon a command talks to. ConfigError (exit 2) when it cannot be named."""
-    from harness.config import ConfigError
+    from harness.config_paths import ConfigError
 
     target = direct(host=host, socket=socket, remote_harness=remote_harness)
     if target is not None:
@@ -163,14 +167,14 @@ def direct(
     """The daemon ``--host`` or ``--socket`` names, which no config or context can change
     (None: neither was given). ConfigError (exit 2) for a bad or conflicting value."""
     if host and socket:
-        from harness.config import ConfigError
+        from harness.config_paths import ConfigError
 
         raise ConfigError("--host and --socket name two different daemons: pass one")
     if host:
         try:
             ssh = parse_host(host)
         except TargetError as exc:
-            from harness.config import ConfigError
+            from harness.config_paths import ConfigError
 
             raise ConfigError(str(exc)) from None
         return Target(name=host, ssh=ssh, remote_harness=remote_harness or "harness")
