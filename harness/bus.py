@@ -189,9 +189,11 @@ class StreamSubscriber:
 
 
 # A group whose frames in one loop iteration reach this many bytes keeps a scratch buffer
-# (see _Group); one whose frames fall far below it again gives the scratch up.
+# (see _Group); one whose frames fall far below it again gives the scratch up. Above the
+# maximum the buffer is fresh again, to bound memory: a scratch costs up to about 6x an
+# iteration's frames (under 2 MiB at the maximum).
 _SCRATCH_MIN = 16 * 1024
-_SCRATCH_MAX = 1024 * 1024
+_SCRATCH_MAX = 256 * 1024
 
 
 class _Group:
