@@ -191,7 +191,7 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         pending for this client in the bus, so that nothing overtakes them."""
         if self._closed:
             return
-        if self.group is not None and self.group.buf:
+        if self.group is not None and self.group.pending:
             self.server.bus.flush_group(self.group)
             if self._closed:  # that flush cut us off
                 return

@@ -147,6 +147,24 @@ async def test_in_process_subscribers_and_stream_groups_get_the_same_events() ->
     assert queue.queue.qsize() == 1 and queue.queue.get_nowait() == ev(2)
 
 
+async def test_in_process_subscribers_for_other_names_leave_the_short_path_alone() -> None:
+    """As in the daemon, whose live health always listens to ``*:health`` and
+    ``*:connection``: the names it does not want go the short path to the one group, the
+    ones it wants go the wide path, and each side gets exactly its events, in order."""
+    bus = Bus()
+    stream = Direct("*")
+    health = QueueSubscriber(["*:health", "*:connection"])
+    bus.subscribe(stream)
+    bus.subscribe(health)
+    events = [ev(1, "a:tick"), ev(2, "a:health"), ev(3, "a:tick"), ev(4, "a:connection")]
+    assert [bus.publish(e) for e in events] == [1, 2, 1, 2]
+    assert bus._single["a:tick"] is stream.group  # the short path
+    assert bus._single["a:health"] is None  # the wide path: the queue needs it
+    await asyncio.sleep(0)
+    assert stream.everything() == b"".join(encode(e) for e in events)
+    assert [health.queue.get_nowait().seq for _ in range(health.queue.qsize())] == [2, 4]
+
+
 async def test_an_event_that_cannot_be_encoded_leaves_nothing_half_written() -> None:
     bus = Bus()
     sub = Direct("*")
@@ -158,6 +176,57 @@ async def test_an_event_that_cannot_be_encoded_leaves_nothing_half_written() -> 
     bus.publish(ev(3))
     await asyncio.sleep(0)
     assert sub.everything() == encode(ev(1)) + encode(ev(3))
+
+
+def big(seq: int, name: str = "a:x") -> Event:
+    """About 1 KiB encoded: 32 of them in one iteration pass the bus's scratch threshold."""
+    return Event(seq=seq, ts=1.0, event=name, data={"seq": seq, "pad": "p" * 1000})
+
+
+async def test_a_busy_groups_scratch_buffer_hands_over_exact_frames_that_never_change() -> None:
+    """Busy iterations go through the group's kept buffer (room, then the frames); quieter
+    ones give it up again. Every handed-over buffer holds exactly that iteration's frames,
+    and stays so after later iterations wrote over the kept buffer."""
+    bus = Bus()
+    sub = Direct("*")
+    bus.subscribe(sub)
+    group = sub.group
+    assert group is not None
+    sizes = [40, 40, 5, 40, 200, 40, 1, 1, 40]  # frames per iteration
+    expected: list[bytes] = []
+    bases: list[int] = []
+    seq = 0
+    for count in sizes:
+        events = [big(seq + i) for i in range(count)]
+        seq += count
+        for e in events:
+            bus.publish(e)
+        expected.append(b"".join(encode(e) for e in events))
+        await asyncio.sleep(0)
+        bases.append(group.base)
+    assert sub.written == expected  # compared after every iteration ran: none changed since
+    assert 0 in bases and any(bases)  # it took the scratch, gave it up and took it again
+    assert len(set(bases) - {0}) > 1  # and resized it for the 200-frame iteration
+
+
+async def test_a_bad_event_in_a_busy_iteration_drops_only_itself() -> None:
+    bus = Bus()
+    sub = Direct("*")
+    bus.subscribe(sub)
+    assert sub.group is not None
+    for n in range(40):  # a busy iteration first: the group now writes at its room
+        bus.publish(big(n))
+    await asyncio.sleep(0)
+    assert sub.group.base > 0
+    bad = Event(seq=99, ts=1.0, event="a:x", data={"oops": object()})
+    with pytest.raises(TypeError):
+        bus.publish(bad)  # the first frame of an iteration, written at the room
+    bus.publish(big(100))
+    with pytest.raises(TypeError):
+        bus.publish(bad)  # a later one, appended
+    bus.publish(big(101))
+    await asyncio.sleep(0)
+    assert sub.written[-1] == encode(big(100)) + encode(big(101))
 
 
 # -- through real sockets ------------------------------------------------------------------------
