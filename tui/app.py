@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import msgspec
 from textual import on, work
@@ -19,25 +19,29 @@ from textual.notifications import SeverityLevel
 from textual.reactive import var
 from textual.signal import Signal
 from textual.theme import Theme
-from textual.widgets import HelpPanel
 from textual.worker import Worker, WorkerState
 
 import harness
 from harness import contexts
-from harness.alerts.silences import Silence
 from harness.client import ClientError, DaemonUnavailable
 from harness.config import Config, ConfigError, load
 from harness.protocol import Event
 from harness.transport import Target
 from tui import collector, demo
 from tui.commands import HarnessCommands
-from tui.screens.alerts import AlertsScreen
-from tui.screens.events import KEPT, EventsScreen
 from tui.screens.plugins import PluginsScreen
-from tui.screens.settings import SettingsScreen
-from tui.state import Clock, EventBatch, LinkState, PluginState
+from tui.state import KEPT, Clock, EventBatch, LinkState, PluginState
 from tui.stream import BeforeSeed, Stream
 from tui.ui_state import UiState
+
+# Only the first screen's code is imported at start: the other screens, the key panel (it
+# brings in a Markdown parser) and the alerts' types come in when first used, so the first
+# paint does not wait for them (docs/benchmarks.md, "tui").
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+    from harness.alerts.silences import Silence
+    from tui.screens.settings import SettingsScreen
 
 STREAM_RESTART_DELAY = 1.0  # seconds before restarting a stream worker that crashed (a bug)
 TOAST_MAX_AGE = 60.0  # seconds: an alert event older than this (a replay) shows no toast
@@ -75,13 +79,31 @@ def alert_toast(e: Event) -> tuple[str, str, SeverityLevel] | None:
     return None
 
 
+def _events_screen() -> Screen[None]:
+    from tui.screens.events import EventsScreen
+
+    return EventsScreen()
+
+
+def _alerts_screen() -> Screen[None]:
+    from tui.screens.alerts import AlertsScreen
+
+    return AlertsScreen()
+
+
+def _showing(screen: object, module: str, name: str) -> bool:
+    """Whether ``screen`` is a ``module.name``, without importing a screen never opened."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(screen, getattr(loaded, name))
+
+
 class HarnessApp(App[None]):
     """The monitor. ``clock`` and ``tz`` are injectable so snapshots can freeze time."""
 
     # Absolute, so subclasses defined elsewhere (tests, benchmarks) find it too.
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "harness"
-    MODES: ClassVar = {"plugins": PluginsScreen, "events": EventsScreen, "alerts": AlertsScreen}
+    MODES: ClassVar = {"plugins": PluginsScreen, "events": _events_screen, "alerts": _alerts_screen}
     DEFAULT_MODE = "plugins"
     COMMANDS = App.COMMANDS | {HarnessCommands}
     BINDINGS = [
@@ -216,6 +238,8 @@ class HarnessApp(App[None]):
             listed = await self.stream.request("silences.list")
         except (DaemonUnavailable, ClientError):
             return  # an older daemon or gone again: the next link change retries
+        from harness.alerts.silences import Silence
+
         self.silences = tuple(msgspec.convert(s, Silence, strict=False) for s in listed)
 
     def _on_alert_events(self, batch: EventBatch) -> None:
@@ -232,6 +256,8 @@ class HarnessApp(App[None]):
                     self.notify(message, title=title, severity=severity, timeout=8)
 
     def _apply_silence(self, data: dict[str, object]) -> None:
+        from harness.alerts.silences import Silence
+
         try:
             silence = msgspec.convert(data, Silence, strict=False)
         except msgspec.ValidationError:
@@ -250,6 +276,8 @@ class HarnessApp(App[None]):
     def silence_plugin(self, plugin: str) -> None:
         """Open the silence dialog for ``plugin`` (from the command palette)."""
         self.switch_mode("alerts")
+        from tui.screens.alerts import AlertsScreen
+
         screen = self.screen
         if isinstance(screen, AlertsScreen):
             screen.action_silence(plugin)
@@ -276,6 +304,8 @@ class HarnessApp(App[None]):
 
     def open_settings(self, name: str) -> SettingsScreen:
         """Show the settings screen of ``name`` (on the plugins stack)."""
+        from tui.screens.settings import SettingsScreen
+
         if self.current_mode != "plugins":
             self.switch_mode("plugins")
         if isinstance(self.screen, SettingsScreen) and self.screen.plugin == name:
@@ -303,11 +333,13 @@ class HarnessApp(App[None]):
         if self.current_mode != "plugins":
             self.switch_mode("plugins")
         # From a settings screen the plugins list is below it on the same stack.
-        while isinstance(self.screen, SettingsScreen):
+        while _showing(self.screen, "tui.screens.settings", "SettingsScreen"):
             self.pop_screen()
 
     def action_toggle_keys(self) -> None:
         """``?``: the keys of this screen (Textual's key panel), and ``?`` again hides it."""
+        from textual.widgets import HelpPanel
+
         if self.screen.query(HelpPanel):
             self.action_hide_help_panel()
         else:
@@ -324,9 +356,9 @@ class HarnessApp(App[None]):
         # The key for the screen already shown only takes footer room (80 columns are few).
         if action == "show_plugins" and isinstance(self.screen, PluginsScreen):
             return False
-        if action == "show_events" and isinstance(self.screen, EventsScreen):
+        if action == "show_events" and _showing(self.screen, "tui.screens.events", "EventsScreen"):
             return False
-        if action == "show_alerts" and isinstance(self.screen, AlertsScreen):
+        if action == "show_alerts" and _showing(self.screen, "tui.screens.alerts", "AlertsScreen"):
             return False
         return True
 

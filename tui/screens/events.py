@@ -27,13 +27,12 @@ from textual.widgets import Footer, Input, Log, Static
 
 from harness.bus import Patterns
 from harness.protocol import Event
-from tui.state import EventBatch
+from tui.state import KEPT, EventBatch
 from tui.widgets.link_status import LinkStatus
 
 if TYPE_CHECKING:
     from tui.app import HarnessApp
 
-KEPT = 1000  # rows held (and shown) at most
 DATA_WIDTH = 160  # characters of event data per row
 DETAIL_EVERY = 0.2  # seconds between redraws of the detail pane while following the newest
 
