@@ -10,10 +10,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from harness import render
 from tui.state import LinkState, PluginState
+from tui.widgets.footer import KeysFooter
 from tui.widgets.link_status import LinkStatus
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class PluginsScreen(Screen[None]):
         yield LinkStatus("Plugins")
         yield DataTable(id="plugins-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="plugins-note", markup=False)
-        yield Footer()
+        yield KeysFooter()
 
     _tick: Timer | None = None
     _note: str | None = None  # the note last shown
