@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import sys
 import time
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import msgspec
 from textual import on, work
-from textual.app import App
+from textual.app import App, ScreenStackError
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
 from textual.reactive import var
@@ -44,6 +45,11 @@ if TYPE_CHECKING:
     from tui.screens.settings import SettingsScreen
 
 STREAM_RESTART_DELAY = 1.0  # seconds before restarting a stream worker that crashed (a bug)
+# Longest the first frame waits for the daemon's state (online, or offline with the stored
+# state), so the operator's first sight is the real screen, not "connecting…" over an empty
+# table redrawn a moment later. A daemon that has not answered by then (a slow ssh link, a
+# stopped process) gets the placeholder, and the screen fills in when it answers.
+FIRST_PAINT_WAIT = 0.5
 TOAST_MAX_AGE = 60.0  # seconds: an alert event older than this (a replay) shows no toast
 
 
@@ -79,16 +85,34 @@ def alert_toast(e: Event) -> tuple[str, str, SeverityLevel] | None:
     return None
 
 
+def _mode_screen(screen: Screen[None]) -> Screen[None]:
+    """A mode's first screen, marked as styled with the App's current CSS.
+
+    Textual gives a new screen an out-of-date mark (-1), so the first screen of every mode made
+    it re-parse every stylesheet of the App and restyle the DOM (``App.refresh_css``): 15-20 ms
+    before the first frame, again on first opening the events and the alerts screens. Nothing
+    is out of date: a new screen's widgets are styled with the current stylesheet as they are
+    mounted, as the default screen of an App without modes is (Textual does not refresh it).
+    A theme change still refreshes every screen: it bumps the App's count past this one.
+    Pinned by tests/tui/test_first_paint.py."""
+    screen._css_update_count = screen.app._css_update_count
+    return screen
+
+
+def _plugins_screen() -> Screen[None]:
+    return _mode_screen(PluginsScreen())
+
+
 def _events_screen() -> Screen[None]:
     from tui.screens.events import EventsScreen
 
-    return EventsScreen()
+    return _mode_screen(EventsScreen())
 
 
 def _alerts_screen() -> Screen[None]:
     from tui.screens.alerts import AlertsScreen
 
-    return AlertsScreen()
+    return _mode_screen(AlertsScreen())
 
 
 def _showing(screen: object, module: str, name: str) -> bool:
@@ -103,7 +127,11 @@ class HarnessApp(App[None]):
     # Absolute, so subclasses defined elsewhere (tests, benchmarks) find it too.
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "harness"
-    MODES: ClassVar = {"plugins": PluginsScreen, "events": _events_screen, "alerts": _alerts_screen}
+    MODES: ClassVar = {
+        "plugins": _plugins_screen,
+        "events": _events_screen,
+        "alerts": _alerts_screen,
+    }
     DEFAULT_MODE = "plugins"
     COMMANDS = App.COMMANDS | {HarnessCommands}
     BINDINGS = [
@@ -173,20 +201,67 @@ class HarnessApp(App[None]):
         database = self.config.database_path if own else None
         return Stream(self, self.target, database, before_seed=self.before_seed)
 
-    def on_mount(self) -> None:
+    def on_load(self) -> None:
+        # The stream starts before the first screen is composed, not after it is mounted: the
+        # daemon answers (and the seed is read) while the screen is built, so the first frame
+        # can show them. Everything the stream feeds is wired up here first.
         self.events_signal.subscribe(self, self._remember_events)
         self.events_signal.subscribe(self, self._on_alert_events)
         self.watch(self, "link", self._fetch_silences, init=False)
-        self.theme_changed_signal.subscribe(self, self._keep_theme)
         if self.start_stream:
+            self._hold_first_paint()
             self.run_stream()
+
+    _paint_held: contextlib.ExitStack | None = None
+    _first_screen_built = False
+
+    def _hold_first_paint(self) -> None:
+        """No frame until the first screen is built and the stream has the daemon's state, or
+        FIRST_PAINT_WAIT after the screen is built."""
+        self._paint_held = contextlib.ExitStack()
+        self._paint_held.enter_context(self.batch_update())  # Textual draws nothing in a batch
+        self.watch(self, "link", self._paint_when_ready, init=False)
+
+    def _paint_when_ready(self, _: object = None) -> None:
+        # The stream has decided (online, or offline with the stored state seeded): a frame now
+        # shows the real screen.
+        if self.link.changed_at and self._first_screen_built:
+            self._release_paint()
+
+    def _release_paint(self) -> None:
+        held, self._paint_held = self._paint_held, None
+        if held is None:
+            return
+        held.close()
+        with contextlib.suppress(ScreenStackError):
+            screen = self.screen
+            # What was rendered while held went nowhere, but the compositor counts it as shown:
+            # its next update would be only the regions changed since (an incomplete screen,
+            # completed a frame later). The whole screen is marked dirty, so the first frame
+            # is all of it. Pinned by tests/tui/test_first_paint.py.
+            compositor = screen._compositor
+            compositor._dirty_regions.add(compositor.size.region)
+            screen.refresh()  # as App.delay_update ends its batch
+        collector.freeze()  # the first screen is up: see tui/collector.py
+
+    def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, self._keep_theme)
         if self.start_plugin:
             self.open_settings(self.start_plugin)
         if self.start_fleet:
             self.action_show_fleet()
+        # After a screen pushed above has mounted its widgets (its mount is queued first).
+        self.call_next(self._first_screen_ready)
+
+    def _first_screen_ready(self) -> None:
+        self._first_screen_built = True
+        if self._paint_held is not None:
+            self.set_timer(FIRST_PAINT_WAIT, self._release_paint)
+        self._paint_when_ready()
 
     def on_ready(self) -> None:
-        collector.freeze()  # the first screen is up: see tui/collector.py
+        if self._paint_held is None:  # else when the held first frame is let through
+            collector.freeze()  # the first screen is up: see tui/collector.py
 
     def on_unmount(self) -> None:
         collector.unfreeze()
