@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 import pytest
 from textual.css.stylesheet import Stylesheet
+from textual.widgets import DataTable
 
 from harness.config import Config
 from tests.conftest import StartDaemon
@@ -149,3 +150,22 @@ print(json.dumps([m for m in later if m in sys.modules]))
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+async def test_plugin_cells_are_shown_as_written_not_read_as_markup(config: Config) -> None:
+    """The plugins table hands DataTable Text, not str (which it parses as Rich markup): a
+    reason with "[...]" in it is shown whole, and no markup is parsed for the first frame."""
+    from harness.protocol import Connection
+    from tui.state import PluginState
+
+    from .conftest import screen_text
+
+    app = make_app(config, stream=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: bool(app.screen.query(KeysFooter)))
+        conn = Connection(state="disconnected", seq=1, since=0.0, reason="[bold]refused[/bold]")
+        app.plugins = {"echo": PluginState(name="echo", status="running", connection=conn)}
+        table = app.screen.query_one(DataTable)
+        await until(pilot, lambda: table.row_count == 1)
+        await pilot.pause()  # laid out with the row's widths before the screen is read
+        assert "○ disconnected  [bold]refused[/bold]" in screen_text(app)

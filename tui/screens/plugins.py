@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -58,18 +59,24 @@ class PluginsScreen(Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for key, label in COLUMNS:
-            table.add_column(label, key=key)
+            table.add_column(Text(label), key=key)
         self.watch(self.app, "plugins", self._on_plugins)
         self.watch(self.app, "link", self._on_link)
         table.focus()
 
-    def _row(self, state: PluginState) -> tuple[str, ...]:
-        return (
-            state.name,
-            state.version or "—",
-            enabled_cell(state.enabled),
-            state.status or "—",
-            render.short(state.connection, self.harness.clock(), self.harness.tz, state.health),
+    def _row(self, state: PluginState) -> tuple[Text, ...]:
+        # Text, not str: DataTable reads a str cell as Rich markup, so a name or a reason with
+        # "[...]" in it lost that part, and parsing markup (and loading Rich's emoji table for
+        # it) cost the first frame time.
+        return tuple(
+            Text(cell, end="")
+            for cell in (
+                state.name,
+                state.version or "—",
+                enabled_cell(state.enabled),
+                state.status or "—",
+                render.short(state.connection, self.harness.clock(), self.harness.tz, state.health),
+            )
         )
 
     def on_screen_resume(self) -> None:
