@@ -223,10 +223,18 @@ class HarnessApp(App[None]):
         self.watch(self, "link", self._paint_when_ready, init=False)
 
     def _paint_when_ready(self, _: object = None) -> None:
-        # The stream has decided (online, or offline with the stored state seeded): a frame now
-        # shows the real screen.
-        if self.link.changed_at and self._first_screen_built:
+        # The stream has decided (online, or offline with the stored state seeded) and the
+        # screen shown has built what that state made it add (the settings form's rows): a
+        # frame now shows the real screen.
+        if not (self.link.changed_at and self._first_screen_built):
+            return
+        ready = getattr(self.screen, "first_paint_ready", None)
+        if ready is None or ready():
             self._release_paint()
+
+    def on_settings_form_ready(self) -> None:
+        if self._paint_held is not None:
+            self._paint_when_ready()
 
     def _release_paint(self) -> None:
         held, self._paint_held = self._paint_held, None

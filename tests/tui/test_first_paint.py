@@ -40,6 +40,7 @@ def record_frames(app: HarnessApp) -> list[dict[str, Any]]:
                     "online": app.link.online,
                     "decided": app.link.changed_at > 0,
                     "rows": {name: p.status for name, p in app.plugins.items()},
+                    "form": getattr(getattr(app.screen, "form", None), "ready", None),
                 }
             )
         display(screen, renderable)
@@ -62,6 +63,19 @@ async def test_the_first_frame_shows_the_daemons_state_whole(
         assert first["rows"] == {"echo": "running"}, first
         # The whole screen, not the regions changed since a frame rendered while held.
         assert first["kind"] == "LayoutUpdate", first
+
+
+async def test_the_settings_screens_first_frame_has_its_form(
+    start_daemon: StartDaemon, configured: Config
+) -> None:
+    """Opened straight on a plugin (``--plugin``, as the demo does): the first frame has the
+    form's rows, not an empty settings box that fills in a moment later."""
+    await start_daemon(cfg=configured)
+    app = make_app(configured, plugin="echo")
+    frames = record_frames(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: bool(frames))
+        assert frames[0]["online"] and frames[0]["form"] is True, frames[0]
 
 
 async def test_a_daemon_that_never_answers_still_gets_a_first_frame(

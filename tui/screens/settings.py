@@ -51,6 +51,11 @@ class SettingsScreen(Screen[None]):
         self._shown: tuple[object, ...] | None = ()  # what the title and form last showed
         self._shown_info: PluginInfo | None = None
 
+    def first_paint_ready(self) -> bool:
+        """Whether a first frame now shows this screen whole: not while the form's rows are
+        still mounting (the App holds its first frame for it; see HarnessApp)."""
+        return self.form is None or self.form.ready
+
     @property
     def harness(self) -> HarnessApp:
         return cast("HarnessApp", self.app)
