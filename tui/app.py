@@ -250,7 +250,7 @@ class HarnessApp(App[None]):
             compositor = screen._compositor
             compositor._dirty_regions.add(compositor.size.region)
             screen.refresh()  # as App.delay_update ends its batch
-        collector.freeze()  # the first screen is up: see tui/collector.py
+        self._freeze()
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._keep_theme)
@@ -269,6 +269,13 @@ class HarnessApp(App[None]):
 
     def on_ready(self) -> None:
         if self._paint_held is None:  # else when the held first frame is let through
+            self._freeze()
+
+    _frozen = False
+
+    def _freeze(self) -> None:
+        if not self._frozen:  # once: at Ready, or at the held first frame if that is later
+            self._frozen = True
             collector.freeze()  # the first screen is up: see tui/collector.py
 
     def on_unmount(self) -> None:
