@@ -215,6 +215,11 @@ class HarnessApp(App[None]):
     _paint_held: contextlib.ExitStack | None = None
     _first_screen_built = False
 
+    @property
+    def first_frame_released(self) -> bool:
+        """Frames are drawn: the first one is no longer held for the daemon's state."""
+        return self._paint_held is None
+
     def _hold_first_paint(self) -> None:
         """No frame until the first screen is built and the stream has the daemon's state, or
         FIRST_PAINT_WAIT after the screen is built."""
