@@ -25,7 +25,8 @@ from textual.worker import Worker, WorkerState
 import harness
 from harness import contexts
 from harness.client import ClientError, DaemonUnavailable
-from harness.config import Config, ConfigError, load
+from harness.client_config import load
+from harness.config_paths import ConfigError
 from harness.protocol import Event
 from harness.transport import Target
 from tui import collector, demo
@@ -155,7 +156,7 @@ class HarnessApp(App[None]):
 
     def __init__(
         self,
-        config: Config,
+        config: contexts.Config,
         *,
         plugin: str | None = None,
         demo_control: str | None = None,
@@ -503,14 +504,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def read_config(args: argparse.Namespace) -> tuple[contexts.Config, Target]:
+    """The config's client part and the daemon to watch. Like every client command, the TUI
+    reads only ``[daemon].socket``/``database`` and ``[contexts]`` (harness.client_config): a
+    mistake elsewhere in the file is ``harness run``'s and ``harness config``'s to report, and
+    must not keep the operator from watching the daemon. Raises ConfigError."""
+    config = load(args.config)
+    target = contexts.resolve(
+        config, host=args.host, context=args.context, remote_harness=args.remote_harness
+    )
+    return config, target
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``harness-tui``; returns the exit status."""
     args = parse_args(argv)
     try:
-        config = load(args.config)
-        target = contexts.resolve(
-            config, host=args.host, context=args.context, remote_harness=args.remote_harness
-        )
+        config, target = read_config(args)
     except ConfigError as exc:
         # Before Textual starts, so the message lands on a normal terminal.
         print(f"harness-tui: {exc}", file=sys.stderr)
