@@ -85,6 +85,9 @@ class Recorder:
         self.health = StorageHealth()
         self._queue: collections.deque[_Pending] = collections.deque()
         self._busy = False  # a batch is in the database thread (or waiting for its turn)
+        # Just published a batch: the callers it woke run before _collect, so their next
+        # events go to the database thread together instead of the first one alone.
+        self._collecting = False
         self._retry: asyncio.TimerHandle | None = None  # the next try while storage fails
         self._drained: asyncio.Future[None] | None = None  # close() waits on it
         self._closing = False
@@ -125,7 +128,7 @@ class Recorder:
             raise RuntimeError("the recorder is closed")
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(name, data, plugin, metadata_key, ts, on_published, future))
-        if not self._busy:
+        if not self._busy and not self._collecting:
             # Idle: this event goes to the database thread now, from this call, without a
             # writer task to wake first. While a batch is in the thread, events queue up and
             # go together when it is done.
@@ -140,9 +143,9 @@ class Recorder:
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
-        if self._queue and not self._busy:  # not expected: a record always dispatches
+        if self._queue and not self._busy and not self._collecting:  # not expected
             self._dispatch()
-        if self._busy or self._queue:
+        if self._busy or self._collecting or self._queue:
             self._drained = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._drained)
 
@@ -213,7 +216,15 @@ class Recorder:
             log.exception("recorder: writing a batch failed unexpectedly")
             for p, _, _ in batch:
                 _fail(p.future, bug)
-        if self._queue:
+        if self.health.ok and not self._closing:
+            # The callers this batch just woke run in the loop's next iteration, before this
+            # callback (a loop runs its callbacks in order): their next events join what is
+            # queued and leave as one batch. Dispatching at once, from here or from the first
+            # woken caller, split 10 plugins at once into batches of 1 and 9 (half the
+            # commits). A caller woken later finds the writer idle and dispatches at once.
+            self._collecting = True
+            asyncio.get_running_loop().call_soon(self._collect)
+        elif self._queue:
             self._dispatch()
         elif not self.health.ok and not self._closing:
             # Storage is failing and nothing is queued: try again in a while all the same,
@@ -221,6 +232,15 @@ class Recorder:
             if self._retry is not None:
                 self._retry.cancel()
             self._retry = asyncio.get_running_loop().call_later(RETRY_INTERVAL, self._try_again)
+        else:
+            self._idle()
+
+    def _collect(self) -> None:
+        self._collecting = False
+        if self._busy:
+            return
+        if self._queue:
+            self._dispatch()
         else:
             self._idle()
 

@@ -7,6 +7,7 @@ import asyncio
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,3 +139,37 @@ async def test_the_aiosqlite_internals_submit_relies_on(tmp_path: Path) -> None:
     done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
     store.submit(lambda conn: None, lambda result, exc: done.set_result(exc))
     assert isinstance(await asyncio.wait_for(done, 10), ValueError)  # closed: said, not hung
+
+
+async def test_callers_woken_by_a_commit_go_together_in_the_next_one(tmp_path: Path) -> None:
+    """10 callers each awaiting its record: after the first round every transaction carries one
+    event of each. Dispatching the first woken caller's event alone split them 1 + 9."""
+    store = await Store.open(tmp_path / "state.db")
+    bus = Bus(await store.last_seq())
+    recorder = Recorder(store, bus)
+    sizes: list[int] = []
+    take = recorder._take
+
+    def counted() -> list[Any]:
+        batch = take()
+        sizes.append(len(batch))
+        return batch
+
+    recorder._take = counted  # type: ignore[method-assign]
+    rounds, callers = 30, 10
+
+    async def caller(i: int) -> None:
+        for n in range(rounds):
+            await recorder.record(f"p{i}:tick", {"n": n})
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(caller(i) for i in range(callers))), 30)
+    finally:
+        await recorder.close()
+    assert sum(sizes) == rounds * callers
+    # The very first call finds the writer idle and goes alone; from then on each commit
+    # carries one event of every caller (the last, the 9 left over).
+    assert sizes[0] == 1 and sizes[-1] == callers - 1, sizes
+    assert set(sizes[1:-1]) == {callers}, sizes
+    assert len(await store.events_after(0, limit=1000)) == rounds * callers
+    await store.close()
