@@ -97,6 +97,9 @@ class Recorder:
         self._oldest: int | None = None  # oldest stored seq, for retention by seq range
         self._age_floor = 0
         self._age_checked = 0.0
+        # The longest DELETE of one retention chunk so far (seconds, in the database thread):
+        # what retention added to a commit at worst; the persist benchmark reports it.
+        self.longest_prune = 0.0
         self._last_gap: dict[str, Any] = {}
         # While the daemon boots, a storage failure ends the start with one message of the
         # daemon's own; the recorder's log line would only repeat it.
@@ -186,13 +189,13 @@ class Recorder:
             gap_data["recovered_at"] = now
             rows[-1] = BatchRow(gap.seq, now, gap.name, _encode(gap_data))
 
-        def work(conn: sqlite3.Connection) -> tuple[int, int, BatchRow | None]:
+        def work(conn: sqlite3.Connection) -> tuple[int, int, float, BatchRow | None]:
             # In the database thread: the retention look-ups and the one transaction.
             prune_below = self._prune_below(conn, first, newest, size)
-            removed = store.write_batch_here(
+            removed, took = store.write_batch_here(
                 conn, rows, metadata, prune_below, stamp if gap is not None else None
             )
-            return prune_below, removed, rows[-1] if gap is not None else None
+            return prune_below, removed, took, rows[-1] if gap is not None else None
 
         self._busy = True
         try:
@@ -205,7 +208,7 @@ class Recorder:
         self,
         batch: list[tuple[_Pending, Event, BatchRow]],
         gap: BatchRow | None,
-        result: tuple[int, int, BatchRow | None] | None,
+        result: tuple[int, int, float, BatchRow | None] | None,
         exc: BaseException | None,
     ) -> None:
         """On the loop, when the batch's transaction is over: publish, then the next batch."""
@@ -284,7 +287,7 @@ class Recorder:
         self,
         batch: list[tuple[_Pending, Event, BatchRow]],
         gap: BatchRow | None,
-        result: tuple[int, int, BatchRow | None] | None,
+        result: tuple[int, int, float, BatchRow | None] | None,
         exc: BaseException | None,
     ) -> None:
         if exc is not None:
@@ -300,11 +303,12 @@ class Recorder:
                 self._announce_failure()
             return
         assert result is not None
-        prune_below, removed, stamped = result
+        prune_below, removed, took, stamped = result
         if stamped is not None:
             gap = stamped  # the row as committed: stamped when the write lock was ours
         if prune_below:
             self._oldest = prune_below
+            self.longest_prune = max(self.longest_prune, took)
             log.debug("retention removed %d events below seq %d", removed, prune_below)
         if gap is not None:
             self._recovered(gap)

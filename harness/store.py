@@ -150,11 +150,12 @@ def _write_batch(
     metadata: Sequence[tuple[str, str, str, float]],
     prune_below: int,
     after_begin: Callable[[], None] | None = None,
-) -> int:
+) -> tuple[int, float]:
     """Runs in the connection's thread: one transaction for a whole batch. Returns how many
-    events retention removed. Either everything commits or nothing does. ``after_begin`` runs
-    once the write lock is held (BEGIN IMMEDIATE may have waited ``busy_timeout`` for it),
-    before ``rows`` are read: the moment to stamp a row with when storage took writes again."""
+    events retention removed and how long their DELETE took (seconds). Either everything
+    commits or nothing does. ``after_begin`` runs once the write lock is held (BEGIN
+    IMMEDIATE may have waited ``busy_timeout`` for it), before ``rows`` are read: the moment
+    to stamp a row with when storage took writes again."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         if after_begin is not None:
@@ -178,11 +179,14 @@ def _write_batch(
                 "updated_at = ? WHERE name = ?",
                 updates,
             )
-        removed = 0
+        removed, took = 0, 0.0
         if prune_below > 0:
+            # Timed: what retention adds to this commit (issue 10: at most 20 ms).
+            t0 = time.perf_counter()
             removed = conn.execute("DELETE FROM events WHERE seq < ?", (prune_below,)).rowcount
+            took = time.perf_counter() - t0
         conn.execute("COMMIT")
-        return removed
+        return removed, took
     except BaseException:
         # A failed COMMIT (SQLITE_FULL, SQLITE_IOERR) may or may not have ended the
         # transaction; a transaction left open would refuse every later one.
@@ -526,10 +530,10 @@ class Store:
         aiosqlite would hop threads and wake the event loop once each, which is most of the
         cost of a small transaction."""
         async with self._tx_lock:
-            removed: int = await self._conn._execute(
+            removed: tuple[int, float] = await self._conn._execute(
                 self.write_batch_here, self._conn._conn, rows, metadata, prune_below
             )
-        return removed
+        return removed[0]
 
     def write_batch_here(
         self,
@@ -538,9 +542,10 @@ class Store:
         metadata: Sequence[tuple[str, str, str, float]] = (),
         prune_below: int = 0,
         after_begin: Callable[[], None] | None = None,
-    ) -> int:
+    ) -> tuple[int, float]:
         """:meth:`write_batch`'s transaction, run by the caller on the connection's thread
-        (inside a function given to :meth:`submit`)."""
+        (inside a function given to :meth:`submit`). Returns how many events retention removed
+        and the seconds their DELETE took."""
         return _write_batch(conn, rows, metadata, prune_below, after_begin)
 
     def first_seq_here(self, conn: sqlite3.Connection) -> int:

@@ -13,7 +13,7 @@ import pytest
 
 from harness.bus import Bus, QueueSubscriber
 from harness.cli.run import loop_factory
-from harness.recorder import Recorder
+from harness.recorder import Recorder, Retention
 from harness.store import Store
 from tests.conftest import SpawnDaemon, wait_until, write_config
 
@@ -172,4 +172,19 @@ async def test_callers_woken_by_a_commit_go_together_in_the_next_one(tmp_path: P
     assert sizes[0] == 1 and sizes[-1] == callers - 1, sizes
     assert set(sizes[1:-1]) == {callers}, sizes
     assert len(await store.events_after(0, limit=1000)) == rounds * callers
+    await store.close()
+
+
+async def test_the_recorder_times_its_retention_deletes(tmp_path: Path) -> None:
+    """The benchmark's "longest prune chunk" is the DELETE timed inside its commit."""
+    store = await Store.open(tmp_path / "state.db")
+    recorder = Recorder(store, Bus(await store.last_seq()), retention=Retention(keep=5))
+    try:
+        assert recorder.longest_prune == 0.0
+        for n in range(20):
+            await recorder.record("p:tick", {"n": n})
+    finally:
+        await recorder.close()
+    assert 0.0 < recorder.longest_prune < 10.0
+    assert [e.data["n"] for e in await store.events_after(0)] == list(range(15, 20))
     await store.close()

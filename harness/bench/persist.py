@@ -12,7 +12,10 @@ Figures:
   reading the daemon's real Unix socket;
 - a flood through 10 plugins with ``event_retention_max`` set low: the events table's largest size
   against the max, the WAL's largest size, and the longest single ``broadcast`` call, beside
-  the longest single raw sqlite3 transaction over the same time (what the disk alone does).
+  the same flood without retention and the longest single raw sqlite3 transaction over the
+  same time (what the disk alone does). The stall target is about pruning, so two rows say
+  what retention adds: the longest call with it minus the longest without, and the longest
+  DELETE of one retention chunk, timed inside its commit in the database thread.
 """
 
 from __future__ import annotations
@@ -293,7 +296,7 @@ def _timed_commits() -> Iterator[list[float]]:
         yield times
         return
 
-    def timed(*args: Any) -> int:
+    def timed(*args: Any) -> Any:
         t0 = time.perf_counter()
         try:
             return original(*args)
@@ -409,6 +412,9 @@ async def daemon_flood(root: Path, keep: int, seconds: float) -> dict[str, float
             "wal_mib": largest_wal / 2**20,
             "stall_ms": max(stalls) * 1000,
             "stall_p99_ms": percentile(stalls, 99) * 1000,
+            # The longest DELETE of one retention chunk, timed in the database thread (the
+            # code before this figure existed did not time it: NaN).
+            "prune_ms": getattr(daemon.recorder, "longest_prune", float("nan")) * 1000,
         }
 
 
@@ -564,11 +570,19 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
         row("raw sqlite3 one-row transactions, longest", raw_max, "ms")
         row("raw sqlite3 one-row transactions, p99", raw_p99, "ms")
         row("longest broadcast call, no retention", base["stall_ms"], "ms", baseline=raw_max)
+        row("longest broadcast call, with retention", f["stall_ms"], "ms", baseline=raw_max)
+        # The target is about what pruning adds: the longest call with retention beside the one
+        # without (same flood, same disk), and the prune's own time inside its commit.
         row(
-            "longest broadcast call, with retention",
-            f["stall_ms"],
+            "  what retention added to the longest call",
+            f["stall_ms"] - base["stall_ms"],
             "ms",
-            baseline=base["stall_ms"],
+            target="<= 20 ms",
+        )
+        row(
+            "  longest prune chunk (its DELETE, in the db thread)",
+            f["prune_ms"],
+            "ms",
             target="<= 20 ms",
         )
         row("broadcast call p99, no retention", base["stall_p99_ms"], "ms", baseline=raw_p99)
