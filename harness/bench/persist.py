@@ -52,6 +52,7 @@ from harness.store import Store
 # Looked up, not imported, so this benchmark also runs against the code before group commit
 # (for a before/after in the same way); there the daemon left the limit at SQLite's default.
 JOURNAL_SIZE_LIMIT: int = getattr(store_mod, "JOURNAL_SIZE_LIMIT", -1)
+WAL_AUTOCHECKPOINT: int = getattr(store_mod, "WAL_AUTOCHECKPOINT", 1000)  # SQLite's default
 # Likewise: the daemon froze nothing out of the collector before.
 freeze_startup_objects = getattr(run_mod, "freeze_startup_objects", lambda: None)
 
@@ -71,6 +72,7 @@ def _raw_connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")  # what the daemon's store sets
     conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")  # the daemon's, too
     return conn
 
 
