@@ -4,9 +4,10 @@ Group commit: callers queue events; the writer drains the queue into ONE transac
 ONE hop to the database thread, and after the commit publishes the batch in seq order. The
 writer is not a task but two callbacks: a caller that finds it idle hands its event to the
 database thread at once, and the thread's completion (one wake-up of the loop) publishes the
-batch and hands over the next. With one caller awaiting each event a batch holds one event;
-with many callers at once a batch holds what queued up during the previous commit, so
-throughput grows with concurrency.
+batch; the next batch leaves in the loop's next iteration, after the callers the publish woke
+have queued their next events. With one caller awaiting each event a batch holds one event;
+with many callers at once a batch holds what queued up during the previous commit plus what
+its own callers send next, so throughput grows with concurrency.
 
 When storage fails (disk full, read-only, I/O error) the batch is still published, each event
 marked ``persisted=False``; the recorder remembers the newest metadata value of every key it
