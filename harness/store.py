@@ -18,6 +18,7 @@ import aiosqlite
 import msgspec
 
 from harness.protocol import Event
+from harness.wal_flush import WalFlusher
 
 T = TypeVar("T")
 
@@ -294,6 +295,7 @@ class Store:
         # transaction must never start between another one's BEGIN and COMMIT.
         self._tx_lock = asyncio.Lock()
         self._waiting: set[asyncio.Task[None]] = set()  # submits waiting for a transaction
+        self._flusher: WalFlusher | None = None  # the daemon's store only (harness/wal_flush.py)
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -322,6 +324,8 @@ class Store:
         except BaseException:
             await conn.close()
             raise
+        store._flusher = WalFlusher(path)
+        store._flusher.start()
         return store
 
     @classmethod
@@ -422,6 +426,9 @@ class Store:
         return int(await self._scalar("PRAGMA page_count"))
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.to_thread(self._flusher.stop)
+            self._flusher = None
         if not self.readonly:
             with contextlib.suppress(sqlite3.Error):
                 await self._conn.execute("PRAGMA optimize")
@@ -553,7 +560,10 @@ class Store:
         """:meth:`write_batch`'s transaction, run by the caller on the connection's thread
         (inside a function given to :meth:`submit`). Returns how many events retention removed
         and the seconds their DELETE took."""
-        return _write_batch(conn, rows, metadata, prune_below, after_begin)
+        result = _write_batch(conn, rows, metadata, prune_below, after_begin)
+        if self._flusher is not None:
+            self._flusher.poke()
+        return result
 
     def first_seq_here(self, conn: sqlite3.Connection) -> int:
         """:meth:`first_seq` on the connection's thread (inside a :meth:`submit` function)."""
