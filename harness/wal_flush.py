@@ -8,7 +8,8 @@ machine's disk against 16-25 ms with this flusher; raw sqlite3 one-row commits, 
 Here a thread of its own calls ``fdatasync`` on the WAL at most every :data:`INTERVAL`
 seconds while commits keep coming (each commit pokes it), and sleeps while nothing is written:
 no wake-ups on an idle daemon. It takes no SQLite lock and changes nothing SQLite relies on;
-it only syncs sooner what SQLite would sync later.
+it only syncs sooner what SQLite would sync later. (A side effect: at a few events per second
+each commit is on disk within ``INTERVAL``, not at the next checkpoint.)
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-INTERVAL = 0.1  # seconds between syncs while commits keep coming
+# Seconds between syncs while commits keep coming. In 12 s floods through 10 plugins (4,000-page
+# checkpoints) the longest broadcast call was 61-74 ms at 0.1 s, 44-59 at 0.05 and 40-50 at
+# 0.025: under a flood 0.1 s of WAL is megabytes, left for the checkpoint to sync.
+INTERVAL = 0.025
 
 
 class WalFlusher:
