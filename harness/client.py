@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +73,9 @@ class Client:
         # then decides, instead of this process buffering without limit.
         self._events: asyncio.Queue[Event | Replayed | None] = asyncio.Queue(EVENT_BUFFER)
         self._failure: BaseException | None = None
+        # Monotonic time of the last frame read: how long the daemon has been quiet
+        # (harness.liveness asks a quiet daemon whether it is still there).
+        self.last_heard = time.monotonic()
         self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
         self.closed = asyncio.Event()
 
@@ -125,7 +129,17 @@ class Client:
             if isinstance(exc, msgspec.DecodeError):
                 raise DaemonUnavailable(f"handshake with {path} failed: {exc}") from exc
             raise FrameTooLarge(_TOO_LARGE) from exc
-        except (OSError, TimeoutError) as exc:
+        except TimeoutError as exc:
+            writer.close()
+            if link is not None:  # ssh may still be connecting: not the daemon's silence
+                raise DaemonUnavailable(f"handshake with {path} failed: timed out") from exc
+            # Connected, but no welcome: a daemon that is there and answers nothing.
+            # The cause first: a fleet row or a tooltip may show only the start.
+            raise DaemonUnavailable(
+                f"no welcome from {path} within {timeout:g} s (timed out): the daemon is not "
+                "responding; it may be stopped (SIGSTOP, a debugger) or its event loop blocked"
+            ) from exc
+        except OSError as exc:
             writer.close()
             raise DaemonUnavailable(
                 f"handshake with {path} failed: {why_unreachable(exc)}"
@@ -161,6 +175,7 @@ class Client:
         lagged = False
         try:
             while line := await self._reader.readline():
+                self.last_heard = time.monotonic()
                 frame = protocol.decode_server(line)
                 if isinstance(frame, (Event, Replayed)):
                     await self._events.put(frame)
@@ -195,13 +210,22 @@ class Client:
             self.closed.set()
 
     async def _call(self, frame_for_id: Any) -> Any:
+        return await self._send(frame_for_id)
+
+    def _send(self, frame_for_id: Any) -> asyncio.Future[Any]:
         if self.closed.is_set():
             raise DaemonUnavailable("the connection to the daemon is closed")
         frame_id = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[frame_id] = fut
         self._writer.write(protocol.encode(frame_for_id(frame_id)))
-        return await fut
+        return fut
+
+    def ping(self) -> asyncio.Future[Any]:
+        """Send a ``ping`` now; the future ends with the answer (a ``Response``, or
+        ``ClientError`` from a daemon too old to know it: an answer too) or the connection's
+        end. No task or coroutine: harness.liveness calls it from a timer."""
+        return self._send(lambda i: protocol.Request(id=i, method="ping"))
 
     async def request(self, method: str, **params: Any) -> Any:
         if self.read_only is not None and method in protocol.WRITE_METHODS:

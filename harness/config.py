@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -12,10 +10,14 @@ import msgspec
 
 from harness.alerts.rules import AlertsConfig, check_section
 
+# What a client command reads of the file is checked there (stdlib only), in the same words.
+from harness.client_config import plain_words, read_toml
+
 # Where the files are: in a module of their own (stdlib and platformdirs only), so that a
 # client without a config file finds the default socket without importing this one.
 from harness.config_paths import (  # noqa: F401 (re-exported: harness.config.locate etc.)
     ENV_CONFIG,
+    ConfigError,
     default_database,
     default_socket,
     locate,
@@ -25,10 +27,6 @@ from harness.config_paths import (  # noqa: F401 (re-exported: harness.config.lo
 from harness.settings import kind
 
 LogLevel = Literal["debug", "info", "warning", "error"]
-
-
-class ConfigError(Exception):
-    """A configuration problem, already phrased for the operator (file, key, what was expected)."""
 
 
 class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -88,33 +86,6 @@ def _where(exc: msgspec.ValidationError) -> tuple[str, str]:
     return key, plain_words(problem)
 
 
-def plain_words(problem: str) -> str:
-    """msgspec's "Expected `float`, got `str`" in the file's words: "expected a number, got
-    text"; a union ("Expected `object | array`") names each type: "a table or a list"."""
-    problem = re.sub(
-        r"^Expected `([\w |]+)`",
-        lambda m: "expected " + " or ".join(_words(t, _EXPECTED) for t in m[1].split(" | ")),
-        problem,
-    )
-    return re.sub(r", got `(\w+)`$", lambda m: ", got " + _words(m[1], _GOT), problem)
-
-
-# msgspec's type names in a TOML file's words.
-_EXPECTED = {
-    "str": "text",
-    "int": "a whole number",
-    "float": "a number",
-    "bool": "true or false",
-    "array": "a list",
-    "object": "a table",
-}
-_GOT = {**_EXPECTED, "float": "a number with a fraction", "bool": "true/false", "null": "nothing"}
-
-
-def _words(name: str, words: dict[str, str]) -> str:
-    return words.get(name, f"`{name}`")
-
-
 def parse_listen(value: str) -> tuple[str, int]:
     """``host:port`` (``[::1]:9464`` for IPv6) into its parts; ValueError says what is wrong."""
     host, sep, port = value.rpartition(":")
@@ -135,14 +106,7 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
 def load_raw(file: Path) -> dict[str, Any]:
     """The TOML tables of ``file`` as read (for ``harness config``, which says which keys the
     file sets); raises ConfigError like :func:`load`."""
-    try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read the config file: {exc.strerror}") from exc
-    try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    return read_toml(file)
 
 
 def _load_file(file: Path) -> Config:
@@ -150,14 +114,18 @@ def _load_file(file: Path) -> Config:
     if "source" in data:  # an internal field, not a key the file may set
         raise ConfigError(f"{file}: source: unknown key")
     # Checked before msgspec, which names a bad value in a table of tables only as
-    # `plugins[...]`, not by the plugin's name.
-    plugins = data.get("plugins")
-    if isinstance(plugins, dict):
-        for name, table in plugins.items():
+    # `plugins[...]` (or `contexts[...]`), not by the name the file gives it.
+    for section, wanted in (
+        ("plugins", "a table of settings ([plugins.{}])"),
+        ("contexts", "a table ([contexts.{}] with host or socket)"),
+    ):
+        tables = data.get(section)
+        if not isinstance(tables, dict):
+            continue
+        for name, table in tables.items():
             if not isinstance(table, dict):
                 raise ConfigError(
-                    f"{file}: plugins.{name}: expected a table of settings "
-                    f"([plugins.{name}]), got {kind(table)}"
+                    f"{file}: {section}.{name}: expected {wanted.format(name)}, got {kind(table)}"
                 )
     if "alerts" in data:
         problems = check_section(data["alerts"], str(file))

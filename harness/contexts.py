@@ -22,7 +22,11 @@ TYPE_CHECKING = False  # typing itself is not imported at run time: see harness/
 if TYPE_CHECKING:
     from typing import Any
 
-    from harness.config import Config
+    from harness.client_config import ClientConfig
+    from harness.config import Config as FullConfig
+
+    # The daemon's whole config, or the part a client command reads (harness.client_config).
+    Config = FullConfig | ClientConfig
 
 ENV_CONTEXT = "HARNESS_CONTEXT"
 DEFAULT = "default"  # the daemon of the config itself: never a [contexts] table
@@ -50,7 +54,7 @@ def parse_contexts(config: Config) -> dict[str, Target]:
     """The config's ``[contexts]``, checked; errors name the file and the key."""
     import msgspec
 
-    from harness.config import ConfigError
+    from harness.config_paths import ConfigError
 
     where = config.source or "config"
     targets: dict[str, Target] = {}
@@ -63,13 +67,20 @@ def parse_contexts(config: Config) -> dict[str, Target]:
         try:
             ctx = msgspec.convert(table, context_config())
         except msgspec.ValidationError as exc:
-            raise ConfigError(f"{where}: contexts.{name}: {exc}") from None
+            # Named as the file has it (contexts.prod.socket) and in its words, as every
+            # other config error is (harness.config._where).
+            from harness.config import _where as config_key
+
+            key, problem = config_key(exc)
+            path = f"contexts.{name}" + (f".{key}" if key else "")
+            raise ConfigError(f"{where}: {path}: {problem}") from None
         if bool(ctx.host) == bool(ctx.socket):
             raise ConfigError(f"{where}: contexts.{name}: set exactly one of host and socket")
         try:
             ssh = parse_host(ctx.host) if ctx.host else None
         except TargetError as exc:
-            raise ConfigError(f"{where}: contexts.{name}: {exc}") from None
+            said = str(exc).removeprefix("--host ")  # it is the file's key, not the option
+            raise ConfigError(f"{where}: contexts.{name}.host: {said}") from None
         targets[name] = Target(
             name=name,
             socket=Path(ctx.socket).expanduser() if ctx.socket else None,
@@ -94,9 +105,9 @@ def all_targets(config: Config) -> dict[str, Target]:
 
 
 def state_file() -> Path:
-    import platformdirs
+    from harness.config_paths import user_state_dir
 
-    return Path(platformdirs.user_state_dir("harness")) / "context"
+    return user_state_dir() / "context"
 
 
 def current_name() -> str:
@@ -132,7 +143,7 @@ def resolve(
     remote_harness: str | None = None,
 ) -> Target:
     """The one daemon a command talks to. ConfigError (exit 2) when it cannot be named."""
-    from harness.config import ConfigError
+    from harness.config_paths import ConfigError
 
     target = direct(host=host, socket=socket, remote_harness=remote_harness)
     if target is not None:
@@ -163,14 +174,14 @@ def direct(
     """The daemon ``--host`` or ``--socket`` names, which no config or context can change
     (None: neither was given). ConfigError (exit 2) for a bad or conflicting value."""
     if host and socket:
-        from harness.config import ConfigError
+        from harness.config_paths import ConfigError
 
         raise ConfigError("--host and --socket name two different daemons: pass one")
     if host:
         try:
             ssh = parse_host(host)
         except TargetError as exc:
-            from harness.config import ConfigError
+            from harness.config_paths import ConfigError
 
             raise ConfigError(str(exc)) from None
         return Target(name=host, ssh=ssh, remote_harness=remote_harness or "harness")

@@ -17,6 +17,7 @@ from harness.protocol import (
     Event,
     Health,
     SettingField,
+    check_event_size,
     connection_event,
     health_event,
 )
@@ -157,19 +158,36 @@ class PluginContext:
         seq of its own (it carries the seq of the last event published, see docs/protocol.md)."""
         bus = self._recorder.bus
         data: dict[str, Any] = msgspec.to_builtins(health)
+        # Not through the recorder, so its frame check is made here (a bot of many shards).
+        check_event_size(health_event(self.name), msgspec.json.encode(data).decode())
         bus.publish(
             Event(seq=bus.published_seq, ts=time.time(), event=health_event(self.name), data=data)
         )
 
     async def broadcast(self, event: str, data: dict[str, Any]) -> None:
-        """Record and publish ``{plugin}:{event}``."""
+        """Record and publish ``{plugin}:{event}``. Data that would make a frame over the
+        protocol's 1 MiB raises :class:`harness.protocol.EventTooLarge` here (nothing stored or
+        sent; the daemon and its clients carry on); so does ``set_connection``."""
         await self._recorder.record(f"{self.name}:{event}", data)
 
     async def update_metadata(self, **values: Any) -> None:
-        """Merge keys into this plugin's metadata (``None`` deletes); other keys survive."""
+        """Merge keys into this plugin's metadata (``None`` deletes); other keys survive.
+
+        When storage fails (disk full, read-only, I/O error) this returns normally, as
+        ``set_connection`` and ``broadcast`` do: the operator is told (``daemon:storage``) and
+        the values are stored by the first write that succeeds (docs/protocol.md)."""
         if "connection" in values:
             raise ValueError("metadata.connection is written by set_connection only")
-        await self._store.merge_metadata(self.name, values)
+        try:
+            await self._store.merge_metadata(self.name, values)
+        except Exception as exc:
+            from harness.store import is_storage_error
+
+            if not is_storage_error(exc):
+                raise
+            self._recorder.keep_metadata(self.name, values, exc)
+        else:
+            self._recorder.metadata_stored(self.name, values)
 
     def create_task(self, coro: Coroutine[Any, Any, Any], *, name: str = "") -> asyncio.Task[Any]:
         """A task owned by the plugin: cancelled when it stops; if it fails, the plugin is

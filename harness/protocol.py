@@ -196,6 +196,33 @@ class Lagged(msgspec.Struct, tag="lagged", tag_field="type"):
 
 ServerFrame = Welcome | Ack | Replayed | Event | Response | Error | Lagged
 
+# The most an event frame adds around its name and data: type, a 19-digit seq, a ts, the keys,
+# "persisted":false. So name + data + this <= MAX_FRAME_BYTES keeps every event readable.
+EVENT_FRAME_OVERHEAD = 128
+
+
+class EventTooLarge(ValueError):
+    """An event whose frame would be over MAX_FRAME_BYTES: every subscriber would have to drop
+    its connection to read it (and every replay after), so it is refused before it is stored
+    or sent, to its publisher alone."""
+
+
+def check_event_size(name: str, data_json: str) -> None:
+    """Raise :class:`EventTooLarge` if the event ``name`` with ``data_json`` (its data as
+    msgspec encodes it, as text) would not fit in a frame. Costs a comparison for any event
+    under a quarter of the limit (a character is at most 4 bytes of UTF-8)."""
+    if (len(data_json) + len(name)) * 4 + EVENT_FRAME_OVERHEAD <= MAX_FRAME_BYTES:
+        return
+    size = len(data_json.encode()) + len(_encoder.encode(name)) + EVENT_FRAME_OVERHEAD
+    if size > MAX_FRAME_BYTES:
+        raise EventTooLarge(
+            f"event {clip(name)} not published: its data is {len(data_json.encode()):,} bytes "
+            f"as JSON, and a frame may be at most {MAX_FRAME_BYTES:,} bytes (1 MiB) whole; "
+            "nothing was stored or sent. Publish less (a summary, or a reference to where the "
+            "rest is) or split it into several events"
+        )
+
+
 # -- request methods and their params ---------------------------------------------------------
 
 
@@ -261,6 +288,8 @@ class SilenceEnd(msgspec.Struct, forbid_unknown_fields=True):
 
 
 METHODS: dict[str, type[msgspec.Struct]] = {
+    # Liveness (harness/liveness.py): a quiet stream's client asks, and any answer will do.
+    "ping": NoParams,
     "connections.snapshot": NoParams,
     "events.history": EventsHistory,
     "status": NoParams,

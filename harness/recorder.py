@@ -24,13 +24,13 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
 
 from harness.bus import Bus
-from harness.protocol import STORAGE_EVENT, Event, StorageHealth
+from harness.protocol import STORAGE_EVENT, Event, StorageHealth, check_event_size
 from harness.store import BatchRow, Store, describe_error, is_storage_error
 
 log = logging.getLogger(__name__)
@@ -277,6 +277,7 @@ class Recorder:
             try:
                 payload = p.data(seq, now) if callable(p.data) else p.data
                 text = _encode(payload)
+                check_event_size(p.name, text)  # over a frame: EventTooLarge, to this caller
             except Exception as exc:  # this caller's bug: it alone hears of it
                 _fail(p.future, exc)
                 continue
@@ -334,6 +335,25 @@ class Recorder:
                 p.future.set_result(event)
 
     # -- storage faults ----------------------------------------------------------------------
+
+    def keep_metadata(self, plugin: str, values: dict[str, Any], exc: BaseException) -> None:
+        """A metadata write beside the batches (``ctx.update_metadata``) failed on storage:
+        keep its values like an unstored connection, for the first commit that succeeds (a
+        key deleted with None is stored as null then). The failure is told as any other."""
+        now = time.time()
+        for key, value in values.items():
+            self._unstored[(plugin, key)] = (_encode(value), now)
+        if self.health.ok:
+            self._failed(exc, [])
+            self._announce_failure()
+        if not self._busy and self._retry is None and not self._closing:
+            self._retry = asyncio.get_running_loop().call_later(RETRY_INTERVAL, self._try_again)
+
+    def metadata_stored(self, plugin: str, keys: Iterable[str]) -> None:
+        """Those keys were just written: a value kept from before must not overwrite them."""
+        if self._unstored:
+            for key in keys:
+                self._unstored.pop((plugin, key), None)
 
     def _failed(self, exc: BaseException, batch: list[tuple[_Pending, Event, BatchRow]]) -> None:
         h = self.health

@@ -93,6 +93,15 @@ def _names_code(reason: str | None, code: int) -> bool:
     return reason is not None and re.search(rf"(?<!\d){code}(?!\d)", reason) is not None
 
 
+def with_code(reason: str | None, code: int | None) -> str:
+    """A cause with its code, each said once: "session timed out (code 4009)", but "4009
+    session timed out" as it is. The one rule for every form (long, line)."""
+    text = reason or ""
+    if code and not _names_code(reason, code):
+        text += f" (code {code})" if text else f"code {code}"
+    return text
+
+
 def _recent_drop(conn: Connection, now: float) -> str | None:
     if conn.state != "connected" or conn.drop_ms is None or now - conn.since >= RECENT_DROP_S:
         return None
@@ -126,6 +135,12 @@ def headline(conn: Connection | None, now: float, health: Health | None = None) 
     return f"{UNKNOWN_GLYPH} Unknown state {conn.state!r}"
 
 
+def last_known(headline_text: str) -> str:
+    """A headline that is no longer known to be true (the daemon is offline or not
+    responding): "? last known: ● Connected as Bot#1"."""
+    return f"{UNKNOWN_GLYPH} last known: {headline_text}"
+
+
 def long(
     conn: Connection | None, now: float, tz: dt.tzinfo | None, health: Health | None = None
 ) -> list[str]:
@@ -135,7 +150,7 @@ def long(
     if conn is None:
         return lines
     if conn.state == "disconnected" and conn.reason:
-        lines.append(conn.reason + (f" (code {conn.code})" if conn.code else ""))
+        lines.append(with_code(conn.reason, conn.code))
     if conn.state == "connected":
         for extra in (_overdue(health, now), _recent_drop(conn, now)):
             if extra:

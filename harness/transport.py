@@ -171,7 +171,9 @@ def explain_ssh_failure(ssh: SshHost, returncode: int | None, stderr: list[str])
     if returncode == 3:  # dial-stdio: no daemon on the server
         said = last.removeprefix("harness: ").removeprefix("no daemon: ")
         return f"no daemon on {ssh.display}: {said or 'is `harness run` running there?'}"
-    if returncode == 4:  # dial-stdio refused an untrusted socket on the server
+    # dial-stdio: a config problem or an untrusted socket on the server (2; a server from
+    # before exit codes were 0-3 said 4 for the latter).
+    if returncode in (2, 4):
         return f"on {ssh.display}: {last.removeprefix('harness: ')}"
     if returncode == 255:
         return f"ssh to {ssh.display} failed: {last or 'exit 255'}"

@@ -617,7 +617,7 @@ async def test_a_directory_planted_by_another_user_gets_no_token(
         )
     finally:
         sock.close()
-    assert result.rc == 4, result
+    assert result.rc == 2, result
     assert str(planted) in result.err and f"uid {NOBODY}" in result.err
     assert "Remove" in result.err
     assert listener.accepted == 0 and TOKEN.encode() not in listener.received
@@ -664,7 +664,7 @@ async def test_a_listener_running_as_another_user_gets_no_token(
         result = await run_cli(
             "plugins", "set", "discord", "bot_token=-", "--socket", str(path), input=TOKEN
         )
-        assert result.rc == 4, result
+        assert result.rc == 2, result
         assert f"uid {NOBODY}" in result.err and str(path) in result.err
         async with asyncio.timeout(10):
             out, err = await child.communicate()
@@ -681,7 +681,7 @@ async def test_a_socket_that_is_a_symlink_or_in_a_world_writable_directory_is_re
     link = state_dir / "link.sock"
     link.symlink_to(shared.socket)
     result = await run_cli("status", "--socket", str(link))
-    assert result.rc == 4 and "not a socket" in result.err, result
+    assert result.rc == 2 and "not a socket" in result.err, result
     open_dir = state_dir / "open"
     open_dir.mkdir()
     open_dir.chmod(0o777)
@@ -692,7 +692,7 @@ async def test_a_socket_that_is_a_symlink_or_in_a_world_writable_directory_is_re
         result = await run_cli("status", "--socket", str(open_dir / "h.sock"))
     finally:
         sock.close()
-    assert result.rc == 4 and "writable by every user" in result.err, result
+    assert result.rc == 2 and "writable by every user" in result.err, result
 
 
 # -- 2. the daemon follows no link it did not create ----------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from tests.conftest import run_cli, subprocess_env, write_config
 
@@ -58,3 +59,40 @@ async def test_a_bad_context_table_is_a_config_error(state_dir: Path) -> None:
     result = await run_cli("--config", str(path), "config", env=subprocess_env(state_dir))
     assert result.rc == 2, result
     assert f"{path}: contexts.both: set exactly one of host and socket" in result.err
+
+
+@pytest.mark.parametrize(
+    ("table", "said"),
+    [
+        (
+            "[contexts.prod]\nsocket = 5\n",
+            "contexts.prod.socket: expected text, got a whole number",
+        ),
+        ('[contexts.prod]\nsockt = "/x"\n', "contexts.prod.sockt: unknown key"),
+        (
+            '[contexts.prod]\nsocket = "/x"\nread_only = "yes"\n',
+            "contexts.prod.read_only: expected true or false, got text",
+        ),
+        ("[contexts]\nprod = 5\n", "contexts.prod: expected a table ([contexts.prod] with host"),
+        (
+            '[contexts.prod]\nhost = "http://a"\n',
+            "contexts.prod.host: 'http://a': only ssh://",
+        ),
+    ],
+)
+async def test_context_errors_name_the_key_as_the_file_has_it(
+    state_dir: Path, table: str, said: str
+) -> None:
+    # As every other config error does (daemon.max_clients: expected ...): the TOML path, in
+    # the file's words, never msgspec's `contexts[...]` or `$.socket`.
+    path = write_config(state_dir)
+    path.write_text(path.read_text() + "\n" + table)
+    env = subprocess_env(state_dir)
+    commands = [("--context", "prod", "status")]
+    if "socket = 5" in table:  # `harness config` checks the same way (it is slower: once)
+        commands.append(("config",))
+    for argv in commands:
+        result = await run_cli("--config", str(path), *argv, env=env)
+        assert result.rc == 2, result
+        assert f"{path}: {said}" in result.err, result
+        assert "[...]" not in result.err and "$." not in result.err and "Expected" not in result.err

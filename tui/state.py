@@ -62,6 +62,9 @@ class LinkState:
     detail: str = "connecting to the daemon…"
     database: bool = True  # False: there is no database file yet
     storage: str | None = None  # "storage failing: disk full since 12:03 (…)", None when fine
+    # False while the daemon keeps the connection open but answers nothing (stopped, wedged:
+    # harness.liveness); ``online`` is then False too and ``changed_at`` is when it was last heard.
+    responding: bool = True
 
 
 @dataclass(frozen=True)

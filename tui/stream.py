@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from harness import __version__, transport
+from harness import __version__, liveness, transport
 from harness.client import Client, ClientError, DaemonUnavailable
 from harness.protocol import (
     STORAGE_EVENT,
@@ -125,6 +125,9 @@ class Stream:
         self._refresh: set[str] = set()
         self._flush_scheduled = False
         self._last_flush = 0.0
+        # Liveness (harness.liveness): ask a daemon quiet this long, and call it not responding
+        # when the answer takes longer than the timeout.
+        self.ping_after, self.ping_timeout = liveness.intervals()
 
     # -- the worker body ---------------------------------------------------------------------
 
@@ -176,13 +179,27 @@ class Stream:
         infos = await client.request("plugins.list")
         self.apply_infos(msgspec.convert(infos, list[PluginInfo]))
         self.set_online(head, await self._storage(client))
-        handled = 0
-        while True:
-            self.on_event(await client.next_event())
-            handled += 1
-            if handled % YIELD_EVERY == 0:
-                # next_event() does not suspend while events are queued; let the UI breathe.
-                await asyncio.sleep(0)
+        watcher = liveness.Watch(
+            client, self._on_liveness, after=self.ping_after, timeout=self.ping_timeout
+        )
+        try:
+            handled = 0
+            while True:
+                self.on_event(await client.next_event())
+                handled += 1
+                if handled % YIELD_EVERY == 0:
+                    # next_event() does not suspend while events are queued; let the UI breathe.
+                    await asyncio.sleep(0)
+        finally:
+            watcher.cancel()
+
+    def _on_liveness(self, last_heard: float | None) -> None:
+        if self.app.stream is not self:
+            return  # replaced by a context switch
+        if last_heard is None:
+            self.set_responding()
+        else:
+            self.set_not_responding(last_heard)
 
     async def _storage(self, client: Client) -> str | None:
         # Storage may have been failing before we connected; later changes come as events.
@@ -438,6 +455,25 @@ class Stream:
             storage=storage,
         )
 
+    def set_not_responding(self, last_heard: float) -> None:
+        """The connection is open but the daemon answers nothing: what is shown is only as true
+        as ``last_heard`` (wall clock). Widgets treat it as offline (stale, read-only)."""
+        silent = self.app.clock() - last_heard
+        self.app.link = dataclasses.replace(
+            self.app.link,
+            online=False,
+            responding=False,
+            changed_at=last_heard,
+            detail=liveness.not_responding(silent),
+        )
+
+    def set_responding(self) -> None:
+        """The daemon answered again on the same connection: live, nothing was lost (events
+        queued meanwhile arrive in order)."""
+        self.app.link = dataclasses.replace(
+            self.app.link, online=True, responding=True, changed_at=self.app.clock(), detail="live"
+        )
+
     def set_offline(self, why: str) -> None:
         """Mark the stream down; widgets keep their values and show them as last known."""
         link = self.app.link
@@ -445,7 +481,9 @@ class Stream:
             changed_at = self.app.clock()
         else:
             changed_at = link.changed_at  # still the same outage: keep when it began
-        self.app.link = dataclasses.replace(link, online=False, changed_at=changed_at, detail=why)
+        self.app.link = dataclasses.replace(
+            link, online=False, responding=True, changed_at=changed_at, detail=why
+        )
 
     def _set_link(self, *, database: bool | None = None, detail: str | None = None) -> None:
         link = self.app.link

@@ -364,7 +364,16 @@ class ServerProcess:
                 raise RuntimeError(f"{self.kind} server did not start")
             time.sleep(0.02)
         if self.kind.startswith("daemon"):
-            self._request("plugins.get", name="flood")  # the plugin is there and running
+            # The socket file exists from bind(), before listen(): refused until then (seen
+            # under load). Asked again until it answers; the plugin is then there and running.
+            while True:
+                try:
+                    self._request("plugins.get", name="flood")
+                    break
+                except ConnectionRefusedError:
+                    if time.monotonic() > deadline or self.proc.poll() is not None:
+                        raise
+                    time.sleep(0.02)
 
     def _request(self, method: str, **params: Any) -> Any:
         """A blocking one-shot request (the benchmark's own loop stays out of the picture)."""

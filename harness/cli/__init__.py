@@ -13,11 +13,8 @@ nothing was sent to it.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from harness import __version__
-from harness.cli import commands
 from harness.cli.common import (
     EXIT_FAILED,
     EXIT_NO_DAEMON,
@@ -26,15 +23,27 @@ from harness.cli.common import (
     quiet_broken_pipe,
 )
 
+# argparse and the command table are imported only when argparse parses the command line:
+# the common one-shot forms are parsed without them (harness/cli/quick_parse.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
+
+    from harness.cli import commands
 
 __all__ = ["EXIT_FAILED", "EXIT_NO_DAEMON", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
-# The order of ``harness --help``: the table's commands. A module with the older
-# ``register(sub, parents)`` may be listed here too (it is then imported on every run).
-COMMANDS: tuple[Any, ...] = commands.COMMANDS
+# The order of ``harness --help``: the table's commands (``harness.cli.commands.COMMANDS``). A
+# module with the older ``register(sub, parents)`` may be listed here too (it is then
+# imported on every run). None: the table's, read when the parser is built.
+COMMANDS: tuple[Any, ...] | None = None
+
+
+def _commands() -> tuple[Any, ...]:
+    from harness.cli import commands
+
+    return COMMANDS if COMMANDS is not None else commands.COMMANDS
 
 
 class Parents:
@@ -42,6 +51,10 @@ class Parents:
     ``common`` (all), ``client`` (those that talk to the daemon), as argparse ``parents``."""
 
     def __init__(self) -> None:
+        import argparse
+
+        from harness.cli import commands
+
         self.common = argparse.ArgumentParser(add_help=False)
         _add(self.common, commands.parent_args(commands.COMMON))
         self.client = argparse.ArgumentParser(add_help=False)
@@ -56,12 +69,19 @@ def _add(parser: argparse.ArgumentParser, args: tuple[commands.Arg, ...]) -> Non
 def add_target_options(parser: argparse.ArgumentParser, default: object = None) -> None:
     """--host / --context / --remote-harness: for the client commands (before or after the
     command, like --socket) and harness-tui."""
+    from harness.cli import commands
+
     _add(parser, commands.target_args(default))
 
 
 def build_parser(*, eager: bool = False) -> argparse.ArgumentParser:
     """The whole parser. Each command's own parser is filled in only when argparse reaches it
     (``commands.LazyParser``); ``eager``: fill them all now (to inspect them)."""
+    import argparse
+
+    from harness import __version__
+    from harness.cli import commands
+
     parser = commands.LazyParser(
         prog="harness",
         description="A plugin-hosting daemon with a Unix-socket event stream.",
@@ -79,7 +99,7 @@ def build_parser(*, eager: bool = False) -> argparse.ArgumentParser:
     )
     parser.formatter_class = argparse.HelpFormatter
     parents = None
-    for command in COMMANDS:
+    for command in _commands():
         if isinstance(command, commands.Command):
             commands.add_command(sub, command, eager=eager)
         else:
@@ -96,7 +116,19 @@ QUICK_EXIT = frozenset({"status", "plugins", "events", "dial-stdio"})
 
 
 def main(argv: list[str] | None = None) -> int:
-    return _run(build_parser().parse_args(argv))
+    return _run(parse_args(argv))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, parsed: the common one-shot forms without argparse
+    (:mod:`harness.cli.quick_parse`, which yields the same namespace), the rest by argparse,
+    which also prints help and usage errors (exit 2) as always."""
+    from harness.cli import quick_parse
+
+    quick = quick_parse.parse(sys.argv[1:] if argv is None else argv)
+    if quick is not None:
+        return quick  # type: ignore[return-value]  # the same attributes
+    return build_parser().parse_args(argv)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -109,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def script() -> None:
     """The ``harness`` command (and ``python -m harness``): :func:`main`, then the exit."""
-    args = build_parser().parse_args()
+    args = parse_args()
     code = _run(args)
     if args.command not in QUICK_EXIT:
         sys.exit(code)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 
+from harness.cli import quick_parse
 from harness.cli.common import count
 
 # typing and collections.abc only for the type checker: a one-shot command pays for each import.
@@ -78,21 +79,9 @@ class OptionalActions(Command):
     actions_required = False
 
 
-class Impl:
-    """``args.func``: imports the command's module only when it is called."""
-
-    __slots__ = ("function", "module")
-
-    def __init__(self, where: str) -> None:
-        self.module, _, self.function = where.partition(":")
-
-    def __call__(self, args: argparse.Namespace) -> int:
-        import importlib
-
-        return int(getattr(importlib.import_module(self.module), self.function)(args))
-
-    def __repr__(self) -> str:
-        return f"Impl({self.module}:{self.function})"
+# ``args.func``: the command's module imported only when called. Defined with the quick
+# parser, which makes the same namespace for the common one-shot commands.
+Impl = quick_parse.Impl
 
 
 def parse_point(text: str) -> Any:

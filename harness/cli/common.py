@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-# typing and collections.abc only for the type checker: a one-shot command pays for each import.
+# typing, collections.abc and argparse only for the type checker: a one-shot command pays for
+# each import (argparse is not needed for the forms harness/cli/quick_parse.py parses).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Awaitable, Callable
     from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_DAEMON = 0, 1, 2, 3
 # The socket (its directory, or the process behind it) may be another user's: nothing was sent.
-EXIT_UNTRUSTED = 4
+# A setup the operator must fix (the message says how), so a usage/config error: the documented
+# codes are 0-3, and a script that knows them must not meet a fifth.
+EXIT_UNTRUSTED = EXIT_USAGE
 
 
 def err(message: str) -> None:
@@ -26,9 +29,9 @@ def count(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise _type_error(f"expected a whole number, got {text!r}") from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+        raise _type_error(f"must be 0 or more, got {value}")
     return value
 
 
@@ -36,8 +39,16 @@ def seq(text: str) -> int:
     """argparse type: an event seq, 0 .. 2**63-1 (what the daemon accepts as ``since``)."""
     value = count(text)
     if value > 2**63 - 1:
-        raise argparse.ArgumentTypeError(f"must be at most 2**63-1, got {value}")
+        raise _type_error(f"must be at most 2**63-1, got {value}")
     return value
+
+
+def _type_error(message: str) -> Exception:
+    """argparse's "bad value" error (argparse imported only then: the quick parser calls
+    these types too, see harness/cli/quick_parse.py)."""
+    import argparse
+
+    return argparse.ArgumentTypeError(message)
 
 
 def quiet_broken_pipe() -> int:
@@ -118,15 +129,16 @@ def _targeted(args: argparse.Namespace) -> bool:
         return False
     if os.environ.get("HARNESS_CONTEXT"):  # harness.contexts.ENV_CONTEXT
         return True
-    import platformdirs
+    from harness.config_paths import user_state_dir
 
     # harness.contexts.state_file(): `harness context use` has chosen one.
-    return (Path(platformdirs.user_state_dir("harness")) / "context").exists()
+    return (user_state_dir() / "context").exists()
 
 
 def _resolve_target(args: argparse.Namespace) -> Any:
     """The daemon the options name (``--host``/``--socket``/``--context``/the config), as a
-    ``harness.contexts`` target; None after reporting a config error.
+    ``harness.contexts`` target; None after reporting a config error. The config is read as
+    a client reads it (:mod:`harness.client_config`).
 
     ``--host`` or ``--socket`` without ``--config``/``$HARNESS_CONFIG``: nothing in a config
     could change the answer, so none is read (and msgspec is not imported), as
@@ -145,17 +157,17 @@ def _resolve_target(args: argparse.Namespace) -> Any:
             )
             if target is not None:
                 return target
-        from harness import config as config_mod
+        from harness import client_config
 
         return contexts.resolve(
-            config_mod.load(args.config),
+            client_config.load(args.config),  # only what a client reads of it
             host=host,
             socket=args.socket,
             context=getattr(args, "context", None),
             remote_harness=getattr(args, "remote_harness", None),
         )
     except Exception as exc:
-        from harness.config import ConfigError
+        from harness.config_paths import ConfigError
 
         if not isinstance(exc, ConfigError):
             raise
@@ -232,17 +244,16 @@ def socket_path(args: argparse.Namespace) -> Path | None:
     import os
 
     if args.socket and not args.config and not os.environ.get("HARNESS_CONFIG"):
-        # Nothing else in the config matters to a client: skip loading it (and msgspec).
+        # Nothing else in the config matters to a client: skip reading it (and tomllib).
         return Path(args.socket).expanduser()
-    from harness import config_paths
-
-    if config_paths.locate(args.config)[0] is None:
-        return config_paths.default_socket()  # no file: what Config() would say, without msgspec
-    from harness import config as config_mod
+    from harness import client_config
+    from harness.config_paths import ConfigError
 
     try:
-        cfg = config_mod.load(args.config)
-    except config_mod.ConfigError as exc:
+        # Only what a client reads of the file (harness.client_config): a mistake elsewhere
+        # in it is for `harness config` and `harness run` to report.
+        cfg = client_config.load(args.config)
+    except ConfigError as exc:
         err(str(exc))
         return None
     return Path(args.socket).expanduser() if args.socket else cfg.socket_path

@@ -8,13 +8,15 @@ from harness.cli.common import EXIT_OK, EXIT_USAGE, err, print_json
 
 
 def cmd_context(args: argparse.Namespace) -> int:
-    from harness import config as config_mod
-    from harness import contexts
+    from harness import client_config, contexts
+    from harness.config_paths import ConfigError
 
     try:
-        cfg = config_mod.load(args.config)
+        # What a client reads of the file: [daemon].socket and [contexts] (not the daemon's
+        # other sections: `harness config` checks those).
+        cfg = client_config.load(args.config)
         targets = contexts.all_targets(cfg)
-    except config_mod.ConfigError as exc:
+    except ConfigError as exc:
         err(str(exc))
         return EXIT_USAGE
     current = contexts.current_name()

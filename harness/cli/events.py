@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import datetime as dt
-import re
+import collections
 import sys
 import time
-from typing import Any
 
 from harness.cli.common import EXIT_OK, with_connection
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+# argparse, datetime, re and typing only when needed: ``events --since 1042 --json`` is a
+# one-shot command that pays for each import (docs/benchmarks.md, "cli").
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterator
+    from typing import Any
+
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
-
-@dataclasses.dataclass(frozen=True)
-class Since:
-    """A point in the stream: after an event ``seq``, or from a Unix time ``ts``."""
-
-    seq: int | None = None
-    ts: float | None = None
+# A point in the stream: after an event ``seq``, or from a Unix time ``ts``. (A named tuple:
+# immutable and compared by value, like the frozen dataclass it was, without dataclasses.)
+Since = collections.namedtuple("Since", ["seq", "ts"], defaults=[None, None])
 
 
 def parse_point(text: str, now: float | None = None) -> Since:
@@ -31,14 +30,20 @@ def parse_point(text: str, now: float | None = None) -> Since:
     text = text.strip()
     if text.isdigit():
         return Since(seq=int(text))
-    if m := _DURATION.match(text):
+    import re
+
+    if m := re.match(r"^(\d+(?:\.\d+)?)([smhd])$", text):
         return Since(ts=now - float(m.group(1)) * _UNIT[m.group(2)])
+    import datetime as dt
+
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
         try:
             clock = dt.time.fromisoformat(text)
         except ValueError:
+            import argparse
+
             raise argparse.ArgumentTypeError(
                 f"expected a seq (1042), a duration (10m, 2h, 1d) or a local time "
                 f"(2026-11-25T10:00, 10:00), got {text!r}"
@@ -54,8 +59,24 @@ def parse_point(text: str, now: float | None = None) -> Since:
 EVENT_PREFIX = b'{"type":"event"'
 
 
+def _pinger(where: str) -> Any:
+    """Following, a daemon that stops answering (SIGSTOP, a blocked loop) is said on stderr,
+    once, and waited for, as ``tail -f`` waits for a file; its return is said too."""
+    from harness import liveness
+    from harness.cli.common import err
+    from harness.cli.oneshot import Pinger
+
+    def silent(seconds: float) -> None:
+        err(f"{liveness.not_responding(seconds)}; still following {where} (Ctrl-C to stop)")
+
+    def back() -> None:
+        err("the daemon is responding again; following")
+
+    after, timeout = liveness.intervals()
+    return Pinger(after, timeout, silent, back)
+
+
 def cmd_events(args: argparse.Namespace) -> int:
-    import collections
     import json
 
     from harness.cli.oneshot import NoDaemon, Refused
@@ -119,7 +140,19 @@ def cmd_events(args: argparse.Namespace) -> int:
         # general path below does with it too, minus two calls per event).
         passthrough = args.json and not by_time and backlog is None
         write = out.write
-        for line in lines:
+
+        def replay() -> Iterator[bytes]:
+            # With passthrough, runs of event lines are copied out by the connection in
+            # whole blocks as they arrive; only the other lines come through here.
+            while True:
+                if passthrough:
+                    conn.copy_lines(EVENT_PREFIX, write, before_wait=out.flush)
+                line = next(lines, None)
+                if line is None:
+                    return
+                yield line
+
+        for line in replay():
             if passthrough and line.startswith(EVENT_PREFIX):
                 write(line)
                 write(b"\n")
@@ -148,6 +181,7 @@ def cmd_events(args: argparse.Namespace) -> int:
             show(line, event)
         out.flush()
         if args.follow:
+            conn.keepalive(_pinger(conn.path))
             for line in lines:
                 kind = kind_of(line)
                 if kind == "event":

@@ -50,6 +50,55 @@ class Refused(Exception):
         self.details: dict[str, Any] = frame.get("details") or {}
 
 
+class Pinger:
+    """Liveness for a blocking connection (why: harness/liveness.py): after ``after`` quiet
+    seconds a ping goes out; no frame within ``timeout`` more and ``on_silent(seconds quiet)``
+    is called once; the next frame calls ``on_back()``. Any frame counts as an answer."""
+
+    def __init__(
+        self,
+        after: float,
+        timeout: float,
+        on_silent: Callable[[float], None],
+        on_back: Callable[[], None],
+    ) -> None:
+        import time
+
+        self._now = time.monotonic
+        self.after, self.timeout = after, timeout
+        self.on_silent, self.on_back = on_silent, on_back
+        self.last_heard = self._now()
+        self.pinged_at: float | None = None
+        self.silent = False
+
+    def wait(self) -> float | None:
+        """How long the next read may block before :meth:`quiet` is due (None: for ever)."""
+        if self.silent:
+            return None  # said once; now wait for the daemon as long as it takes
+        due = (
+            self.last_heard + self.after
+            if self.pinged_at is None
+            else (self.pinged_at + self.timeout)
+        )
+        return max(0.01, due - self._now())
+
+    def quiet(self, send: Callable[[], None]) -> None:
+        """The read timed out: ping, or, if the ping went unanswered, say so."""
+        if self.pinged_at is None:
+            send()
+            self.pinged_at = self._now()
+        else:
+            self.silent = True
+            self.on_silent(self._now() - self.last_heard)
+
+    def heard(self) -> None:
+        self.last_heard = self._now()
+        self.pinged_at = None
+        if self.silent:
+            self.silent = False
+            self.on_back()
+
+
 class Connection:
     """One blocking connection: ``Connection(path)``, then :meth:`request` or
     :meth:`subscribe` and :meth:`lines`.
@@ -75,6 +124,7 @@ class Connection:
         self._ready: collections.deque[bytes] = collections.deque()  # received, not yet read
         self._partial = b""  # the start of a frame whose newline has not come yet
         self._ids = 0
+        self._pinger: Pinger | None = None
         try:
             self._sock.settimeout(timeout)
             if sock is None:
@@ -166,10 +216,24 @@ class Connection:
                     yield line
             if before_wait is not None:
                 before_wait()
+            pinger = self._pinger
             try:
+                if pinger is not None:
+                    self._sock.settimeout(pinger.wait())
                 chunk = self._sock.recv(_READ)
+            except TimeoutError:
+                if pinger is None:  # the welcome, late: the daemon is there but frozen
+                    raise NoDaemon(
+                        f"the daemon at {self.path} is not responding (no answer within "
+                        f"{self._sock.gettimeout() or 0:g} s): it may be stopped (SIGSTOP, a "
+                        "debugger) or its event loop blocked"
+                    ) from None
+                pinger.quiet(self._ping)
+                continue
             except OSError as exc:
                 raise NoDaemon(f"connection to the daemon lost: {why_unreachable(exc)}") from exc
+            if pinger is not None:
+                pinger.heard()
             if not chunk:
                 return
             # Split whole reads at C speed; only the unfinished last frame is carried over.
@@ -179,6 +243,73 @@ class Connection:
 
                 raise TooLarge(too_large_message(MAX_FRAME_BYTES))
             ready.extend(complete)
+
+    def keepalive(self, pinger: Pinger) -> None:
+        """From now on, :meth:`lines` asks a quiet daemon whether it is there (a ``ping``
+        request, whose answer comes through :meth:`lines` like any frame: skip it) and says
+        when it is not (``pinger``'s callbacks)."""
+        self._pinger = pinger
+
+    def _ping(self) -> None:
+        self._ids += 1
+        try:
+            self._send({"type": "request", "id": self._ids, "method": "ping", "params": {}})
+        except OSError as exc:  # not BrokenPipeError to the caller: that is our stdout's
+            raise NoDaemon(f"connection to the daemon lost: {why_unreachable(exc)}") from exc
+
+    def copy_lines(
+        self,
+        prefix: bytes,
+        write: Callable[[bytes], object],
+        before_wait: Callable[[], None] | None = None,
+    ) -> None:
+        """Write every frame line that starts with ``prefix`` to ``write``, each with its
+        newline, as they arrive, until a line that does not (or the daemon closes the
+        connection); that line and what came after it are left for :meth:`lines`.
+
+        Why: a replay is mostly event lines passed on unchanged (``events --since --json``).
+        A received block whose lines all start with ``prefix`` goes out in one write,
+        checked at C speed: a newline never occurs inside a frame (JSON escapes it), so the
+        lines that start with ``prefix`` are the block's start plus each ``\\n`` + prefix.
+        Memory as :meth:`lines`: one read plus one partial frame."""
+        ready = self._ready
+        while ready:  # lines already split off by lines()
+            line = ready[0]
+            if line and not line.startswith(prefix):
+                return
+            ready.popleft()
+            if line:
+                write(line + b"\n")
+        inner = b"\n" + prefix
+        while True:
+            if before_wait is not None:
+                before_wait()
+            try:
+                chunk = self._sock.recv(_READ)
+            except OSError as exc:
+                raise NoDaemon(f"connection to the daemon lost: {why_unreachable(exc)}") from exc
+            if not chunk:
+                return  # lines() sees the end too
+            data = self._partial + chunk if self._partial else chunk
+            end = data.rfind(b"\n") + 1
+            if len(data) - end > MAX_FRAME_BYTES:
+                from harness.socket_trust import too_large_message
+
+                raise TooLarge(too_large_message(MAX_FRAME_BYTES))
+            self._partial = data[end:]
+            if not end:
+                continue
+            lines_in = data.count(b"\n", 0, end)
+            if data.startswith(prefix) and data.count(inner, 0, end) == lines_in - 1:
+                write(data[:end] if end < len(data) else data)  # every line an event
+                continue
+            *lines, _ = data[:end].split(b"\n")
+            for at, line in enumerate(lines):
+                if line and not line.startswith(prefix):
+                    ready.extend(lines[at:])
+                    return
+                if line:
+                    write(line + b"\n")
 
     def _answer(self, frame_id: int) -> dict[str, Any]:
         for line in self.lines():

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-
 from harness.cli.common import EXIT_OK, print_json, with_connection
 
-# typing and collections.abc only for the type checker: a one-shot command pays for each import.
+# typing, collections.abc and argparse only for the type checker: a one-shot command pays for
+# each import.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 

@@ -51,6 +51,8 @@ class Member:
     ever_online: bool = False
     changed_at: float = 0.0  # when it last went online or offline (0: still the first try)
     reason: str = "connecting…"
+    # False while connected but answering nothing (harness.liveness); ``online`` is False too.
+    responding: bool = True
     server: str = ""
     connections: dict[str, Connection] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
@@ -108,10 +110,33 @@ class FleetLink:
         }
         m.status = {p.name: ("enabled" if p.enabled else "disabled") for p in snapshot.plugins}
         m.server = client.welcome.server
-        m.online = m.ever_online = True
+        m.online = m.ever_online = m.responding = True
         m.changed_at = self.clock()
         m.reason = "live"
         self.row.refresh(layout=True)
+        from harness import liveness
+
+        after, timeout = liveness.intervals()
+        watch = liveness.Watch(client, self._on_liveness, after=after, timeout=timeout)
+        try:
+            await self._stream(client)
+        finally:
+            watch.cancel()
+
+    def _on_liveness(self, last_heard: float | None) -> None:
+        from harness import liveness
+
+        m = self.member
+        m.online = m.responding = last_heard is None
+        if last_heard is None:
+            m.changed_at, m.reason = self.clock(), "live"
+        else:  # aged from the last word heard, as the watched stream does
+            m.changed_at = last_heard
+            m.reason = liveness.not_responding(self.clock() - last_heard)
+        self.row.refresh(layout=True)
+
+    async def _stream(self, client: Client) -> None:
+        m = self.member
         while True:
             event = await client.next_event()
             plugin = plugin_of_connection_event(event.event)
@@ -139,6 +164,7 @@ class FleetLink:
         if m.online or m.changed_at == 0.0:
             m.changed_at = self.clock()
         m.online = False
+        m.responding = True  # gone, not frozen: an ordinary outage from here
         m.reason = reason
         self.row.refresh(layout=True)
 
@@ -183,6 +209,8 @@ class FleetRow(Widget):
             head, words = "▲", "online"
         elif m.changed_at == 0.0:
             head, words = "◌", "connecting…"
+        elif not m.responding:
+            head, words = "?", f"not responding {ago(now - m.changed_at).removesuffix(' ago')}"
         else:
             head, words = "▼", f"offline {ago(now - m.changed_at).removesuffix(' ago')}"
         text.append(f"{current}{head} ")

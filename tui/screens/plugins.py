@@ -126,7 +126,8 @@ class PluginsScreen(Screen[None]):
                 "start the daemon (harness run) to create it."
             )
         elif not link.online and link.changed_at > 0:
-            note = "Daemon offline: showing the last known state" + (
+            why = "Daemon offline" if link.responding else "Daemon not responding"
+            note = f"{why}: showing the last known state" + (
                 "." if self.harness.stream.database_path is None else " from the database."
             )
         elif not self.harness.plugins and link.online:

@@ -161,7 +161,7 @@ class SettingsScreen(Screen[None]):
             if not self.form.dirty and info.settings != self.form.values:
                 self.form.load(info.settings)  # changed elsewhere; no edit here to lose
         if read_only:
-            note.update("Read-only: the daemon is offline. Values are the last ones seen.")
+            note.update(f"Read-only: the daemon is {_away(link)}. Values are the last ones seen.")
         elif not info.schema:
             note.update("This plugin has no settings.")
         else:
@@ -204,7 +204,8 @@ class SettingsScreen(Screen[None]):
         if self._refused_read_only():
             return
         if form is None or not self.harness.link.online:
-            self.notify("The daemon is offline: nothing was saved.", severity="warning")
+            away = _away(self.harness.link)
+            self.notify(f"The daemon is {away}: nothing was saved.", severity="warning")
             return
         changes, errors = form.collect()
         form.show_errors(errors)
@@ -259,7 +260,8 @@ class SettingsScreen(Screen[None]):
         if self._refused_read_only():
             return
         if state is None or not self.harness.link.online:
-            self.notify("The daemon is offline: cannot enable or disable.", severity="warning")
+            away = _away(self.harness.link)
+            self.notify(f"The daemon is {away}: cannot enable or disable.", severity="warning")
             return
         enable = not state.enabled
         verb = "Enable" if enable else "Disable"
@@ -281,3 +283,8 @@ class SettingsScreen(Screen[None]):
             return
         self.harness.stream.apply_infos([msgspec.convert(result, PluginInfo)])
         self.notify(f"{self.plugin} {'enabled' if enable else 'disabled'}.")
+
+
+def _away(link: LinkState) -> str:
+    """Why the daemon cannot be asked: gone, or there but answering nothing (liveness)."""
+    return "offline" if link.responding else "not responding"

@@ -148,13 +148,19 @@ class ConnectionStatus(Widget):
         offline = not self._link.online and self._link.changed_at > 0
         # Health is live-only: while the daemon is away it says nothing about now.
         health = None if offline else self.health
-        text = Text("\n".join(render.long(conn, now, tz, health)))
+        lines = render.long(conn, now, tz, health)
+        if offline and conn is not None:
+            # Not the truth of now: the last known value, said so in words, not only dimmed.
+            lines[0] = render.last_known(lines[0])
+        text = Text("\n".join(lines))
         if schedule:
             self._schedule_tick(render.next_change(conn, now, health))
         if offline:
             known = self._link.changed_at if self._link.ever_online else self._updated_at
             when = ago(now - known) if known else "at an unknown time"
-            text.append(f"\n▼ daemon offline — last known {when}", style="italic")
+            why = "daemon offline" if self._link.responding else "daemon not responding"
+            glyph = "▼" if self._link.responding else "?"
+            text.append(f"\n{glyph} {why} — last known {when}", style="italic")
         return text
 
     def _schedule_tick(self, delay: float | None) -> None:

@@ -81,6 +81,11 @@ class LinkStatus(Widget):
             return "▲ daemon online"
         if link.changed_at == 0.0:
             return "◌ connecting to the daemon…"
+        if not link.responding:
+            # Connected, but nothing answers: the age is how long ago it was last heard.
+            now = self.harness.clock()
+            self._ages.drawn(now, [now - link.changed_at])
+            return f"? daemon not responding ({ago(now - link.changed_at).removesuffix(' ago')})"
         cause = offline_cause(link.detail)
         if cause is not None:
             self._ages.cancel()  # the cause, not the age, is what matters: it will not pass

@@ -1,0 +1,133 @@
+"""``harness events --follow`` against a daemon that stops answering (SIGSTOP) with its socket
+open: a clear warning on stderr instead of silence, the command keeps following, says when the
+daemon is back, and prints what comes next (a real `harness run` subprocess, locally and over
+a real sshd)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import liveness, transport
+from harness.client import Client
+from tests import ext_plugins
+from tests.conftest import REPO_ROOT, SpawnDaemon, subprocess_env, write_config
+from tests.sshd import Sshd, running_sshd
+
+TOKEN = "liveness-cli-t0ken"
+
+
+class Follower:
+    """``harness events -f`` as a child: its stdout and stderr read line by line."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.err: list[str] = []
+
+    async def line(self, stream: asyncio.StreamReader, want: str, timeout: float) -> str:
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await stream.readline()
+                if not raw:
+                    raise AssertionError(f"ended before {want!r}; stderr: {self.err}")
+                text = raw.decode()
+                if stream is self.proc.stderr:
+                    self.err.append(text)
+                if want in text:
+                    return text
+
+    async def out(self, want: str, timeout: float = 15.0) -> str:
+        assert self.proc.stdout is not None
+        return await self.line(self.proc.stdout, want, timeout)
+
+    async def stderr(self, want: str, timeout: float = 15.0) -> str:
+        assert self.proc.stderr is not None
+        return await self.line(self.proc.stderr, want, timeout)
+
+
+@contextlib.asynccontextmanager
+async def following(*args: str, env: dict[str, str]) -> AsyncIterator[Follower]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "harness",
+        "events",
+        "-f",
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=REPO_ROOT,
+        env=env,
+    )
+    try:
+        yield Follower(proc)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+@contextlib.contextmanager
+def stopped(pid: int) -> Iterator[None]:
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
+@pytest.fixture(scope="module")
+def sshd() -> Iterator[Sshd]:
+    with running_sshd() as server:
+        yield server
+
+
+async def _freeze_and_resume(
+    spawn_daemon: SpawnDaemon, state_dir: Path, args: tuple[str, ...], env: dict[str, str]
+) -> None:
+    site = ext_plugins.install(state_dir / "site", echo="tests.sample_plugins:Echo")
+    config = write_config(state_dir, plugins={"echo": {"token": TOKEN}})
+    daemon = await spawn_daemon(
+        config, env=subprocess_env(state_dir, PYTHONPATH=f"{site}{os.pathsep}{REPO_ROOT}")
+    )
+    async with following(*args, "*:connection", env=env) as follower:
+        await follower.out("EchoBot")  # the backlog: it is following
+        with stopped(daemon.pid):
+            said = await follower.stderr("not responding")
+            assert "still following" in said and "Ctrl-C" in said
+            assert follower.proc.returncode is None  # it waits, as `tail -f` would
+        await follower.stderr("responding again")
+        client = await Client.connect(daemon.socket_path)
+        try:
+            await client.request("plugins.update_settings", name="echo", settings={"prefix": "Re"})
+        finally:
+            await client.close()
+        await follower.out("ReBot")  # and what came next is printed
+        assert follower.proc.returncode is None
+
+
+async def test_follow_warns_about_a_stopped_daemon_and_carries_on(
+    spawn_daemon: SpawnDaemon, state_dir: Path
+) -> None:
+    env = subprocess_env(state_dir, **{liveness.ENV_INTERVAL: "0.3"})
+    socket = str(state_dir / "run" / "harness.sock")
+    await _freeze_and_resume(spawn_daemon, state_dir, ("--socket", socket), env)
+
+
+async def test_follow_over_ssh_warns_about_a_stopped_daemon(
+    spawn_daemon: SpawnDaemon, state_dir: Path, sshd: Sshd
+) -> None:
+    sshd.authorize(env={"HARNESS_CONFIG": str(state_dir / "harness.toml")})
+    env = subprocess_env(
+        state_dir, **{liveness.ENV_INTERVAL: "0.3", transport.ENV_SSH: sshd.ssh_env}
+    )
+    await _freeze_and_resume(spawn_daemon, state_dir, ("--host", sshd.url), env)
