@@ -4,9 +4,10 @@ Group commit: callers queue events; the writer drains the queue into ONE transac
 ONE hop to the database thread, and after the commit publishes the batch in seq order. The
 writer is not a task but two callbacks: a caller that finds it idle hands its event to the
 database thread at once, and the thread's completion (one wake-up of the loop) publishes the
-batch and hands over the next. With one caller awaiting each event a batch holds one event;
-with many callers at once a batch holds what queued up during the previous commit, so
-throughput grows with concurrency.
+batch; the next batch leaves in the loop's next iteration, after the callers the publish woke
+have queued their next events. With one caller awaiting each event a batch holds one event;
+with many callers at once a batch holds what queued up during the previous commit plus what
+its own callers send next, so throughput grows with concurrency.
 
 When storage fails (disk full, read-only, I/O error) the batch is still published, each event
 marked ``persisted=False``; the recorder remembers the newest metadata value of every key it
@@ -85,6 +86,9 @@ class Recorder:
         self.health = StorageHealth()
         self._queue: collections.deque[_Pending] = collections.deque()
         self._busy = False  # a batch is in the database thread (or waiting for its turn)
+        # Just published a batch: the callers it woke run before _collect, so their next
+        # events go to the database thread together instead of the first one alone.
+        self._collecting = False
         self._retry: asyncio.TimerHandle | None = None  # the next try while storage fails
         self._drained: asyncio.Future[None] | None = None  # close() waits on it
         self._closing = False
@@ -94,6 +98,9 @@ class Recorder:
         self._oldest: int | None = None  # oldest stored seq, for retention by seq range
         self._age_floor = 0
         self._age_checked = 0.0
+        # The longest DELETE of one retention chunk so far (seconds, in the database thread):
+        # what retention added to a commit at worst; the persist benchmark reports it.
+        self.longest_prune = 0.0
         self._last_gap: dict[str, Any] = {}
         # While the daemon boots, a storage failure ends the start with one message of the
         # daemon's own; the recorder's log line would only repeat it.
@@ -125,7 +132,7 @@ class Recorder:
             raise RuntimeError("the recorder is closed")
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(name, data, plugin, metadata_key, ts, on_published, future))
-        if not self._busy:
+        if not self._busy and not self._collecting:
             # Idle: this event goes to the database thread now, from this call, without a
             # writer task to wake first. While a batch is in the thread, events queue up and
             # go together when it is done.
@@ -140,9 +147,9 @@ class Recorder:
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
-        if self._queue and not self._busy:  # not expected: a record always dispatches
+        if self._queue and not self._busy and not self._collecting:  # not expected
             self._dispatch()
-        if self._busy or self._queue:
+        if self._busy or self._collecting or self._queue:
             self._drained = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._drained)
 
@@ -183,13 +190,13 @@ class Recorder:
             gap_data["recovered_at"] = now
             rows[-1] = BatchRow(gap.seq, now, gap.name, _encode(gap_data))
 
-        def work(conn: sqlite3.Connection) -> tuple[int, int, BatchRow | None]:
+        def work(conn: sqlite3.Connection) -> tuple[int, int, float, BatchRow | None]:
             # In the database thread: the retention look-ups and the one transaction.
             prune_below = self._prune_below(conn, first, newest, size)
-            removed = store.write_batch_here(
+            removed, took = store.write_batch_here(
                 conn, rows, metadata, prune_below, stamp if gap is not None else None
             )
-            return prune_below, removed, rows[-1] if gap is not None else None
+            return prune_below, removed, took, rows[-1] if gap is not None else None
 
         self._busy = True
         try:
@@ -202,7 +209,7 @@ class Recorder:
         self,
         batch: list[tuple[_Pending, Event, BatchRow]],
         gap: BatchRow | None,
-        result: tuple[int, int, BatchRow | None] | None,
+        result: tuple[int, int, float, BatchRow | None] | None,
         exc: BaseException | None,
     ) -> None:
         """On the loop, when the batch's transaction is over: publish, then the next batch."""
@@ -213,7 +220,15 @@ class Recorder:
             log.exception("recorder: writing a batch failed unexpectedly")
             for p, _, _ in batch:
                 _fail(p.future, bug)
-        if self._queue:
+        if self.health.ok and not self._closing:
+            # The callers this batch just woke run in the loop's next iteration, before this
+            # callback (a loop runs its callbacks in order): their next events join what is
+            # queued and leave as one batch. Dispatching at once, from here or from the first
+            # woken caller, split 10 plugins at once into batches of 1 and 9 (half the
+            # commits). A caller woken later finds the writer idle and dispatches at once.
+            self._collecting = True
+            asyncio.get_running_loop().call_soon(self._collect)
+        elif self._queue:
             self._dispatch()
         elif not self.health.ok and not self._closing:
             # Storage is failing and nothing is queued: try again in a while all the same,
@@ -221,6 +236,15 @@ class Recorder:
             if self._retry is not None:
                 self._retry.cancel()
             self._retry = asyncio.get_running_loop().call_later(RETRY_INTERVAL, self._try_again)
+        else:
+            self._idle()
+
+    def _collect(self) -> None:
+        self._collecting = False
+        if self._busy:
+            return
+        if self._queue:
+            self._dispatch()
         else:
             self._idle()
 
@@ -265,7 +289,7 @@ class Recorder:
         self,
         batch: list[tuple[_Pending, Event, BatchRow]],
         gap: BatchRow | None,
-        result: tuple[int, int, BatchRow | None] | None,
+        result: tuple[int, int, float, BatchRow | None] | None,
         exc: BaseException | None,
     ) -> None:
         if exc is not None:
@@ -281,11 +305,12 @@ class Recorder:
                 self._announce_failure()
             return
         assert result is not None
-        prune_below, removed, stamped = result
+        prune_below, removed, took, stamped = result
         if stamped is not None:
             gap = stamped  # the row as committed: stamped when the write lock was ours
         if prune_below:
             self._oldest = prune_below
+            self.longest_prune = max(self.longest_prune, took)
             log.debug("retention removed %d events below seq %d", removed, prune_below)
         if gap is not None:
             self._recovered(gap)

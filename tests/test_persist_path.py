@@ -7,12 +7,13 @@ import asyncio
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.bus import Bus, QueueSubscriber
 from harness.cli.run import loop_factory
-from harness.recorder import Recorder
+from harness.recorder import Recorder, Retention
 from harness.store import Store
 from tests.conftest import SpawnDaemon, wait_until, write_config
 
@@ -138,3 +139,52 @@ async def test_the_aiosqlite_internals_submit_relies_on(tmp_path: Path) -> None:
     done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
     store.submit(lambda conn: None, lambda result, exc: done.set_result(exc))
     assert isinstance(await asyncio.wait_for(done, 10), ValueError)  # closed: said, not hung
+
+
+async def test_callers_woken_by_a_commit_go_together_in_the_next_one(tmp_path: Path) -> None:
+    """10 callers each awaiting its record: after the first round every transaction carries one
+    event of each. Dispatching the first woken caller's event alone split them 1 + 9."""
+    store = await Store.open(tmp_path / "state.db")
+    bus = Bus(await store.last_seq())
+    recorder = Recorder(store, bus)
+    sizes: list[int] = []
+    take = recorder._take
+
+    def counted() -> list[Any]:
+        batch = take()
+        sizes.append(len(batch))
+        return batch
+
+    recorder._take = counted  # type: ignore[method-assign]
+    rounds, callers = 30, 10
+
+    async def caller(i: int) -> None:
+        for n in range(rounds):
+            await recorder.record(f"p{i}:tick", {"n": n})
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(caller(i) for i in range(callers))), 30)
+    finally:
+        await recorder.close()
+    assert sum(sizes) == rounds * callers
+    # The very first call finds the writer idle and goes alone; from then on each commit
+    # carries one event of every caller (the last, the 9 left over).
+    assert sizes[0] == 1 and sizes[-1] == callers - 1, sizes
+    assert set(sizes[1:-1]) == {callers}, sizes
+    assert len(await store.events_after(0, limit=1000)) == rounds * callers
+    await store.close()
+
+
+async def test_the_recorder_times_its_retention_deletes(tmp_path: Path) -> None:
+    """The benchmark's "longest prune chunk" is the DELETE timed inside its commit."""
+    store = await Store.open(tmp_path / "state.db")
+    recorder = Recorder(store, Bus(await store.last_seq()), retention=Retention(keep=5))
+    try:
+        assert recorder.longest_prune == 0.0
+        for n in range(20):
+            await recorder.record("p:tick", {"n": n})
+    finally:
+        await recorder.close()
+    assert 0.0 < recorder.longest_prune < 10.0
+    assert [e.data["n"] for e in await store.events_after(0)] == list(range(15, 20))
+    await store.close()

@@ -355,9 +355,11 @@ async def test_the_age_cutoff_uses_the_ts_index_not_a_scan(store: Store, db_path
 
 
 async def test_the_wal_is_bounded_by_a_journal_size_limit(store: Store) -> None:
-    from harness.store import JOURNAL_SIZE_LIMIT
+    from harness.store import JOURNAL_SIZE_LIMIT, WAL_AUTOCHECKPOINT
 
     assert await store._scalar("PRAGMA journal_size_limit") == JOURNAL_SIZE_LIMIT
+    # checkpoints (and their fsync inside a commit) every WAL_AUTOCHECKPOINT pages, not 1000
+    assert await store._scalar("PRAGMA wal_autocheckpoint") == WAL_AUTOCHECKPOINT
 
 
 async def test_an_empty_database_with_a_leftover_wal_is_refused_untouched(db_path: Path) -> None:
