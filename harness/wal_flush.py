@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 # 0.025: under a flood 0.1 s of WAL is megabytes, left for the checkpoint to sync.
 INTERVAL = 0.025
 
+# fdatasync where the platform has it (Linux); macOS has only fsync.
+_datasync = getattr(os, "fdatasync", os.fsync)
+
 
 class WalFlusher:
     def __init__(self, database: Path, interval: float = INTERVAL, *, poked: bool = True) -> None:
@@ -71,7 +74,7 @@ class WalFlusher:
         try:
             fd = self._open()
             if fd is not None:
-                os.fdatasync(fd)
+                _datasync(fd)
                 self.syncs += 1
         except OSError as exc:  # the disk's trouble shows in the commits; this only retries
             log.debug("syncing %s failed: %s", self.wal, exc)
