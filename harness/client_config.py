@@ -24,7 +24,7 @@ import os
 import re
 from pathlib import Path
 
-from harness.config_paths import ConfigError, default_socket, locate
+from harness.config_paths import ConfigError, default_database, default_socket, locate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,19 +46,22 @@ DAEMON_KEYS = (
 
 
 class ClientConfig:
-    """The parts of the config a client command uses: ``[daemon].socket`` and ``[contexts]``
-    (the tables as read; :func:`harness.contexts.parse_contexts` checks each one)."""
+    """The parts of the config a client uses: ``[daemon].socket``, ``[daemon].database`` (the
+    TUI shows the stored state from it while its own daemon is down) and ``[contexts]`` (the
+    tables as read; :func:`harness.contexts.parse_contexts` checks each one)."""
 
-    __slots__ = ("contexts", "socket", "source")
+    __slots__ = ("contexts", "database", "socket", "source")
 
     def __init__(
         self,
         *,
         socket: str = "",
+        database: str = "",
         contexts: dict[str, dict[str, Any]] | None = None,
         source: str = "",
     ) -> None:
         self.socket = socket
+        self.database = database
         self.contexts = contexts or {}
         self.source = source
 
@@ -66,6 +69,11 @@ class ClientConfig:
     def socket_path(self) -> Path:
         """As :attr:`harness.config.Config.socket_path`."""
         return Path(self.socket).expanduser() if self.socket else default_socket()
+
+    @property
+    def database_path(self) -> Path:
+        """As :attr:`harness.config.Config.database_path`."""
+        return Path(self.database).expanduser() if self.database else default_database()
 
 
 def load(path: str | os.PathLike[str] | None = None) -> ClientConfig:
@@ -87,6 +95,9 @@ def load(path: str | os.PathLike[str] | None = None) -> ClientConfig:
     socket = daemon.get("socket", "")
     if not isinstance(socket, str):
         raise ConfigError(f"{file}: daemon.socket: {expected('str', socket)}")
+    database = daemon.get("database", "")
+    if not isinstance(database, str):
+        raise ConfigError(f"{file}: daemon.database: {expected('str', database)}")
     contexts = data.get("contexts", {})
     if not isinstance(contexts, dict):
         raise ConfigError(f"{file}: contexts: {expected('object', contexts)}")
@@ -97,7 +108,7 @@ def load(path: str | os.PathLike[str] | None = None) -> ClientConfig:
                 f"{file}: contexts.{name}: expected a table ([contexts.{name}] with host or "
                 f"socket), got {got}"
             )
-    return ClientConfig(socket=socket, contexts=contexts, source=str(file))
+    return ClientConfig(socket=socket, database=database, contexts=contexts, source=str(file))
 
 
 def read_toml(file: Path) -> dict[str, Any]:

@@ -3,43 +3,54 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import sys
 import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import msgspec
 from textual import on, work
-from textual.app import App
+from textual.app import App, ScreenStackError
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
 from textual.reactive import var
 from textual.signal import Signal
 from textual.theme import Theme
-from textual.widgets import HelpPanel
 from textual.worker import Worker, WorkerState
 
 import harness
 from harness import contexts
-from harness.alerts.silences import Silence
 from harness.client import ClientError, DaemonUnavailable
-from harness.config import Config, ConfigError, load
+from harness.client_config import load
+from harness.config_paths import ConfigError
 from harness.protocol import Event
 from harness.transport import Target
 from tui import collector, demo
 from tui.commands import HarnessCommands
-from tui.screens.alerts import AlertsScreen
-from tui.screens.events import KEPT, EventsScreen
 from tui.screens.plugins import PluginsScreen
-from tui.screens.settings import SettingsScreen
-from tui.state import Clock, EventBatch, LinkState, PluginState
+from tui.state import KEPT, Clock, EventBatch, LinkState, PluginState
 from tui.stream import BeforeSeed, Stream
 from tui.ui_state import UiState
 
+# Only the first screen's code is imported at start: the other screens, the key panel (it
+# brings in a Markdown parser) and the alerts' types come in when first used, so the first
+# paint does not wait for them (docs/benchmarks.md, "tui").
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+    from harness.alerts.silences import Silence
+    from tui.screens.settings import SettingsScreen
+
 STREAM_RESTART_DELAY = 1.0  # seconds before restarting a stream worker that crashed (a bug)
+# Longest the first frame waits for the daemon's state (online, or offline with the stored
+# state), so the operator's first sight is the real screen, not "connecting…" over an empty
+# table redrawn a moment later. A daemon that has not answered by then (a slow ssh link, a
+# stopped process) gets the placeholder, and the screen fills in when it answers.
+FIRST_PAINT_WAIT = 0.5
 TOAST_MAX_AGE = 60.0  # seconds: an alert event older than this (a replay) shows no toast
 
 
@@ -75,13 +86,53 @@ def alert_toast(e: Event) -> tuple[str, str, SeverityLevel] | None:
     return None
 
 
+def _mode_screen(screen: Screen[None]) -> Screen[None]:
+    """A mode's first screen, marked as styled with the App's current CSS.
+
+    Textual gives a new screen an out-of-date mark (-1), so the first screen of every mode made
+    it re-parse every stylesheet of the App and restyle the DOM (``App.refresh_css``): 15-20 ms
+    before the first frame, again on first opening the events and the alerts screens. Nothing
+    is out of date: a new screen's widgets are styled with the current stylesheet as they are
+    mounted, as the default screen of an App without modes is (Textual does not refresh it).
+    A theme change still refreshes every screen: it bumps the App's count past this one.
+    Pinned by tests/tui/test_first_paint.py."""
+    screen._css_update_count = screen.app._css_update_count
+    return screen
+
+
+def _plugins_screen() -> Screen[None]:
+    return _mode_screen(PluginsScreen())
+
+
+def _events_screen() -> Screen[None]:
+    from tui.screens.events import EventsScreen
+
+    return _mode_screen(EventsScreen())
+
+
+def _alerts_screen() -> Screen[None]:
+    from tui.screens.alerts import AlertsScreen
+
+    return _mode_screen(AlertsScreen())
+
+
+def _showing(screen: object, module: str, name: str) -> bool:
+    """Whether ``screen`` is a ``module.name``, without importing a screen never opened."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(screen, getattr(loaded, name))
+
+
 class HarnessApp(App[None]):
     """The monitor. ``clock`` and ``tz`` are injectable so snapshots can freeze time."""
 
     # Absolute, so subclasses defined elsewhere (tests, benchmarks) find it too.
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "harness"
-    MODES: ClassVar = {"plugins": PluginsScreen, "events": EventsScreen, "alerts": AlertsScreen}
+    MODES: ClassVar = {
+        "plugins": _plugins_screen,
+        "events": _events_screen,
+        "alerts": _alerts_screen,
+    }
     DEFAULT_MODE = "plugins"
     COMMANDS = App.COMMANDS | {HarnessCommands}
     BINDINGS = [
@@ -105,7 +156,7 @@ class HarnessApp(App[None]):
 
     def __init__(
         self,
-        config: Config,
+        config: contexts.Config,
         *,
         plugin: str | None = None,
         demo_control: str | None = None,
@@ -151,20 +202,87 @@ class HarnessApp(App[None]):
         database = self.config.database_path if own else None
         return Stream(self, self.target, database, before_seed=self.before_seed)
 
-    def on_mount(self) -> None:
+    def on_load(self) -> None:
+        # The stream starts before the first screen is composed, not after it is mounted: the
+        # daemon answers (and the seed is read) while the screen is built, so the first frame
+        # can show them. Everything the stream feeds is wired up here first.
         self.events_signal.subscribe(self, self._remember_events)
         self.events_signal.subscribe(self, self._on_alert_events)
         self.watch(self, "link", self._fetch_silences, init=False)
-        self.theme_changed_signal.subscribe(self, self._keep_theme)
         if self.start_stream:
+            self._hold_first_paint()
             self.run_stream()
+
+    _paint_held: contextlib.ExitStack | None = None
+    _first_screen_built = False
+
+    @property
+    def first_frame_released(self) -> bool:
+        """Frames are drawn: the first one is no longer held for the daemon's state."""
+        return self._paint_held is None
+
+    def _hold_first_paint(self) -> None:
+        """No frame until the first screen is built and the stream has the daemon's state, or
+        FIRST_PAINT_WAIT after the screen is built."""
+        self._paint_held = contextlib.ExitStack()
+        self._paint_held.enter_context(self.batch_update())  # Textual draws nothing in a batch
+        self.watch(self, "link", self._paint_when_ready, init=False)
+
+    def _paint_when_ready(self, _: object = None) -> None:
+        # The stream has decided (online, or offline with the stored state seeded) and the
+        # screen shown has built what that state made it add (the settings form's rows): a
+        # frame now shows the real screen.
+        if not (self.link.changed_at and self._first_screen_built):
+            return
+        ready = getattr(self.screen, "first_paint_ready", None)
+        if ready is None or ready():
+            self._release_paint()
+
+    def on_settings_form_ready(self) -> None:
+        if self._paint_held is not None:
+            self._paint_when_ready()
+
+    def _release_paint(self) -> None:
+        held, self._paint_held = self._paint_held, None
+        if held is None:
+            return
+        held.close()
+        with contextlib.suppress(ScreenStackError):
+            screen = self.screen
+            # What was rendered while held went nowhere, but the compositor counts it as shown:
+            # its next update would be only the regions changed since (an incomplete screen,
+            # completed a frame later). The whole screen is marked dirty, so the first frame
+            # is all of it. Pinned by tests/tui/test_first_paint.py.
+            compositor = screen._compositor
+            compositor._dirty_regions.add(compositor.size.region)
+            screen.refresh()  # as App.delay_update ends its batch
+        self._freeze()
+
+    def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, self._keep_theme)
         if self.start_plugin:
             self.open_settings(self.start_plugin)
         if self.start_fleet:
             self.action_show_fleet()
+        # After a screen pushed above has mounted its widgets (its mount is queued first).
+        self.call_next(self._first_screen_ready)
+
+    def _first_screen_ready(self) -> None:
+        self._first_screen_built = True
+        if self._paint_held is not None:
+            self.set_timer(FIRST_PAINT_WAIT, self._release_paint)
+        self._paint_when_ready()
 
     def on_ready(self) -> None:
-        collector.freeze()  # the first screen is up: see tui/collector.py
+        if self._paint_held is None:  # else when the held first frame is let through
+            self._freeze()
+
+    _frozen = False
+
+    def _freeze(self) -> None:
+        if not self._frozen:  # once: at Ready, or at the held first frame if that is later
+            self._frozen = True
+            collector.freeze()  # the first screen is up: see tui/collector.py
 
     def on_unmount(self) -> None:
         collector.unfreeze()
@@ -216,6 +334,8 @@ class HarnessApp(App[None]):
             listed = await self.stream.request("silences.list")
         except (DaemonUnavailable, ClientError):
             return  # an older daemon or gone again: the next link change retries
+        from harness.alerts.silences import Silence
+
         self.silences = tuple(msgspec.convert(s, Silence, strict=False) for s in listed)
 
     def _on_alert_events(self, batch: EventBatch) -> None:
@@ -232,6 +352,8 @@ class HarnessApp(App[None]):
                     self.notify(message, title=title, severity=severity, timeout=8)
 
     def _apply_silence(self, data: dict[str, object]) -> None:
+        from harness.alerts.silences import Silence
+
         try:
             silence = msgspec.convert(data, Silence, strict=False)
         except msgspec.ValidationError:
@@ -250,6 +372,8 @@ class HarnessApp(App[None]):
     def silence_plugin(self, plugin: str) -> None:
         """Open the silence dialog for ``plugin`` (from the command palette)."""
         self.switch_mode("alerts")
+        from tui.screens.alerts import AlertsScreen
+
         screen = self.screen
         if isinstance(screen, AlertsScreen):
             screen.action_silence(plugin)
@@ -276,6 +400,8 @@ class HarnessApp(App[None]):
 
     def open_settings(self, name: str) -> SettingsScreen:
         """Show the settings screen of ``name`` (on the plugins stack)."""
+        from tui.screens.settings import SettingsScreen
+
         if self.current_mode != "plugins":
             self.switch_mode("plugins")
         if isinstance(self.screen, SettingsScreen) and self.screen.plugin == name:
@@ -303,11 +429,13 @@ class HarnessApp(App[None]):
         if self.current_mode != "plugins":
             self.switch_mode("plugins")
         # From a settings screen the plugins list is below it on the same stack.
-        while isinstance(self.screen, SettingsScreen):
+        while _showing(self.screen, "tui.screens.settings", "SettingsScreen"):
             self.pop_screen()
 
     def action_toggle_keys(self) -> None:
         """``?``: the keys of this screen (Textual's key panel), and ``?`` again hides it."""
+        from textual.widgets import HelpPanel
+
         if self.screen.query(HelpPanel):
             self.action_hide_help_panel()
         else:
@@ -324,9 +452,9 @@ class HarnessApp(App[None]):
         # The key for the screen already shown only takes footer room (80 columns are few).
         if action == "show_plugins" and isinstance(self.screen, PluginsScreen):
             return False
-        if action == "show_events" and isinstance(self.screen, EventsScreen):
+        if action == "show_events" and _showing(self.screen, "tui.screens.events", "EventsScreen"):
             return False
-        if action == "show_alerts" and isinstance(self.screen, AlertsScreen):
+        if action == "show_alerts" and _showing(self.screen, "tui.screens.alerts", "AlertsScreen"):
             return False
         return True
 
@@ -376,14 +504,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def read_config(args: argparse.Namespace) -> tuple[contexts.Config, Target]:
+    """The config's client part and the daemon to watch. Like every client command, the TUI
+    reads only ``[daemon].socket``/``database`` and ``[contexts]`` (harness.client_config): a
+    mistake elsewhere in the file is ``harness run``'s and ``harness config``'s to report, and
+    must not keep the operator from watching the daemon. Raises ConfigError."""
+    config = load(args.config)
+    target = contexts.resolve(
+        config, host=args.host, context=args.context, remote_harness=args.remote_harness
+    )
+    return config, target
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``harness-tui``; returns the exit status."""
     args = parse_args(argv)
     try:
-        config = load(args.config)
-        target = contexts.resolve(
-            config, host=args.host, context=args.context, remote_harness=args.remote_harness
-        )
+        config, target = read_config(args)
     except ConfigError as exc:
         # Before Textual starts, so the message lands on a normal terminal.
         print(f"harness-tui: {exc}", file=sys.stderr)

@@ -14,6 +14,8 @@ from harness import render
 from harness.protocol import STATE_GLYPHS, Connection, Event, Health, PluginInfo
 
 Clock = Callable[[], float]
+# Raw events held at most: the events screen's rows, and the App's recent events behind them.
+KEPT = 1000
 
 
 @dataclass(frozen=True)

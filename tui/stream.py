@@ -168,17 +168,29 @@ class Stream:
             from harness.contexts import read_only_message
 
             client.read_only = read_only_message(self.target)
-        head = await client.subscribe(["*"])
-        if self.before_seed is not None:
-            await self.before_seed()
-        if self.history_from_daemon:
-            await self.seed_from_daemon(client)
-        else:
-            await self.seed()
-        self.client = client
-        infos = await client.request("plugins.list")
-        self.apply_infos(msgspec.convert(infos, list[PluginInfo]))
-        self.set_online(head, await self._storage(client))
+        # Sent together, in this order, without waiting for each answer: the two requests'
+        # round trips overlap the seed read instead of following it. Only the seed must wait
+        # for the subscription (list-then-watch); the answers are applied after the seed.
+        subscribed = asyncio.ensure_future(client.subscribe(["*"]))
+        listed = asyncio.ensure_future(client.request("plugins.list"))
+        storage = asyncio.ensure_future(self._storage(client))
+        try:
+            head = await subscribed
+            if self.before_seed is not None:
+                await self.before_seed()
+            if self.history_from_daemon:
+                await self.seed_from_daemon(client)
+            else:
+                await self.seed()
+            self.client = client
+            self.apply_infos(msgspec.convert(await listed, list[PluginInfo]))
+            self.set_online(head, await storage)
+        finally:
+            for pending in (subscribed, listed, storage):
+                if not pending.done():
+                    pending.cancel()
+                elif not pending.cancelled():
+                    pending.exception()  # retrieved: the one raised above says it already
         watcher = liveness.Watch(
             client, self._on_liveness, after=self.ping_after, timeout=self.ping_timeout
         )

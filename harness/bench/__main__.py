@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
     args, rest = parser.parse_known_args(argv)
     module = importlib.import_module(f"harness.bench.{args.bench}")
-    if args.bench in ("persist", "stream"):  # options of their own (--flood-seconds, --only)
+    if args.bench in ("persist", "stream", "tui"):  # options of their own (--only, ...)
         return int(module.main(quick=args.quick, argv=rest) or 0)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")

@@ -12,6 +12,7 @@ publisher and TUI together; the baseline shares that setup.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -25,7 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.bench import heading, median, percentile, row
+from harness.bench import heading, median, paint, percentile, row
 from harness.client import Client, DaemonUnavailable
 from harness.config import Config, DaemonConfig
 from harness.daemon import Daemon
@@ -462,52 +463,7 @@ async def flood_keys(seconds: float, presses: int, *, baseline: bool) -> dict[st
     }
 
 
-# -- part 3: first paint ---------------------------------------------------------------------
-
-_CHILD_TUI = """
-import time
-from harness.config import Config, DaemonConfig
-from tui.app import HarnessApp
-
-class Timed(HarnessApp):
-    def on_ready(self) -> None:
-        print(time.time(), flush=True)
-        self.exit()
-
-base = {base!r}
-Timed(Config(daemon=DaemonConfig(socket=base + "/none.sock",
-                                  database=base + "/none.db"))).run(headless=True)
-"""
-
-_CHILD_BASELINE = """
-import time
-from textual.app import App
-from textual.widgets import Static
-
-class Timed(App):
-    def compose(self):
-        yield Static("hello")
-
-    def on_ready(self) -> None:
-        print(time.time(), flush=True)
-        self.exit()
-
-Timed().run(headless=True)
-"""
-
-
-_CHILD_LIVE_TUI = """
-import sys, time
-from harness.config import Config, DaemonConfig
-from tui.app import HarnessApp
-
-class Timed(HarnessApp):
-    def on_ready(self) -> None:
-        print(time.time(), flush=True)
-        self.exit()
-
-Timed(Config(daemon=DaemonConfig(socket={socket!r}, database={database!r}))).run(headless=True)
-"""
+# -- part 3: first paint (harness/bench/paint.py) ------------------------------------------
 
 # Idle: say "ready" once settled, then sit until killed; the parent reads our CPU time.
 _CHILD_IDLE_TUI = """
@@ -564,7 +520,9 @@ def idle_cpu(code: str, seconds: float) -> float:
     return cpu / wall * 100
 
 
-def live_daemon_figures(quick: bool) -> None:
+def live_daemon_figures(
+    quick: bool, *, first: bool = True, idle: bool = True, against: Path | None = None
+) -> None:
     """First paint and idle CPU against a real ``harness run`` with a seeded database."""
     from harness.bench.stream import ServerProcess
 
@@ -582,23 +540,11 @@ def live_daemon_figures(quick: bool) -> None:
                     raise RuntimeError("seeding the database timed out")
                 time.sleep(0.2)
             socket_path, database = daemon.path, str(daemon.base / "state.db")
-            heading(
-                f"tui: first paint against a live daemon ({seed:,} events stored; headless, "
-                f"median of {runs})"
-            )
-            base_paint = first_paint(_CHILD_BASELINE, runs)
-            tui_paint = first_paint(
-                _CHILD_LIVE_TUI.format(socket=socket_path, database=database), runs
-            )
-            row(
-                "first paint, live daemon",
-                median(tui_paint),
-                "ms",
-                baseline=median(base_paint),
-                target="<= 1.3x",
-            )
-            row("baseline first paint (minimal app)", median(base_paint), "ms")
-
+            if first:
+                config = daemon.base / "harness.toml"
+                live_first_paint(daemon._request("plugins.list"), config, runs, against)
+            if not idle:
+                return
             heading(f"tui: idle CPU over {idle_seconds:g} s (live daemon, nothing changing)")
             settle = 3.0
             base_cpu = idle_cpu(_CHILD_IDLE_BASELINE.format(settle=settle), idle_seconds)
@@ -615,33 +561,103 @@ def live_daemon_figures(quick: bool) -> None:
             daemon.stop()
 
 
-def first_paint(code: str, runs: int) -> list[float]:
-    samples = []
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    for _ in range(runs):
-        started = time.time()
-        out = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(code)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=True,
+def live_first_paint(
+    listed: list[dict[str, Any]], config: Path, runs: int, against: Path | None
+) -> None:
+    heading(
+        f"tui: first paint against a live daemon (a real terminal, 100x30: process start -> "
+        f"the plugins screen shows every plugin's status and the link online; median of {runs}, "
+        "interleaved)"
+    )
+    # Every plugin's row with its live status, the link online, the footer drawn.
+    live = paint.rows_shown(
+        [(info["name"], info["status"]) for info in listed], "daemon online", "Quit"
+    )
+    paints = _first_paints(_tui_argvs(["--config", str(config)], live, against), runs)
+    _paint_rows("first paint, live daemon", paints, target="<= 1.3x")
+
+
+def _tui_argvs(
+    args: list[str], shown: paint.Shown, against: Path | None
+) -> list[tuple[str, list[str], paint.Shown]]:
+    """The TUI of this checkout; with ``against``, also that checkout's (its .venv)."""
+    apps = [("tui", [sys.executable, "-c", paint.TUI_CODE, *args], shown)]
+    if against is not None:
+        # PYTHONPATH (this checkout, for the baseline) would win over that venv's editable
+        # install: the other checkout's tree goes first on the path.
+        code = f"import sys; sys.path.insert(0, {str(against)!r}); " + paint.TUI_CODE
+        apps.append(
+            ("against", [str(against / ".venv" / "bin" / "python"), "-c", code, *args], shown)
         )
-        painted = float(out.stdout.strip().splitlines()[-1])
-        samples.append((painted - started) * 1000)
-    return samples
+    return apps
+
+
+def _first_paints(
+    apps: list[tuple[str, list[str], paint.Shown]], runs: int
+) -> dict[str, list[paint.Paint]]:
+    """First paints of ``apps`` and of the minimal baseline app, interleaved."""
+    baseline = ("baseline", [sys.executable, "-c", paint.BASELINE_CODE], paint.contains("hello"))
+    with tempfile.TemporaryDirectory(prefix="harness-bench-pyc-") as pycache:
+        env = paint.child_env(
+            Path(pycache), {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        )
+        return paint.measure([baseline, *apps], runs, env)
+
+
+def _paint_rows(label: str, paints: dict[str, list[paint.Paint]], target: str) -> None:
+    base = paints["baseline"]
+    base_wall, base_cpu = median([p.wall_ms for p in base]), median([p.cpu_ms for p in base])
+    for name, prefix in (("tui", ""), ("against", "--against: ")):
+        if name not in paints:
+            continue
+        wall, cpu = (
+            median([p.wall_ms for p in paints[name]]),
+            median([p.cpu_ms for p in paints[name]]),
+        )
+        row(prefix + label, wall, "ms", baseline=base_wall, target=target)
+        row(prefix + "  its CPU time until then", cpu, "ms", baseline=base_cpu)
+    row("baseline first paint (minimal app)", base_wall, "ms")
+    row("  its CPU time until then", base_cpu, "ms")
 
 
 # -- main ------------------------------------------------------------------------------------
 
 
-def main(quick: bool = False) -> int:
-    """Run the three measurements and print them with their baselines and targets."""
+PARTS = ("indicator", "parts", "keys", "paint", "idle")
+
+
+def main(quick: bool = False, argv: list[str] | None = None) -> int:
+    """Run the measurements and print them with their baselines and targets."""
+    parser = argparse.ArgumentParser(prog="python -m harness.bench tui")
+    parser.add_argument(
+        "--only", choices=PARTS, action="append", help="run only this part (may be repeated)"
+    )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="CHECKOUT",
+        help="first paint: also time the TUI of another checkout (with its own .venv), "
+        "interleaved with this one's",
+    )
+    args = parser.parse_args(argv or [])
+    only = set(args.only or PARTS)
     changes = 20 if quick else 200
     seconds, presses = (2.0, 5) if quick else (10.0, 20)
     runs = 2 if quick else 5
+    if "indicator" in only:
+        indicator_figures(changes)
+    if "parts" in only:
+        parts_figures(changes)
+    if "keys" in only:
+        key_figures(seconds, presses)
+    if "paint" in only:
+        no_daemon_first_paint(runs, args.against)
+    if only & {"paint", "idle"}:
+        live_daemon_figures(quick, first="paint" in only, idle="idle" in only, against=args.against)
+    return 0
 
+
+def indicator_figures(changes: int) -> None:
     heading(f"tui: daemon set_connection -> ConnectionStatus rendered ({changes} changes)")
     base = asyncio.run(change_latency(changes, baseline=True))
     tui = asyncio.run(change_latency(changes, baseline=False))
@@ -656,6 +672,8 @@ def main(quick: bool = False) -> int:
     row("baseline p50 (one Static per event)", median(base), "ms")
     row("baseline p99", percentile(base, 99), "ms")
 
+
+def parts_figures(changes: int) -> None:
     heading(f"tui: one part of 64 changed -> parts table painted ({changes} changes)")
     parts_base = asyncio.run(parts_latency(changes, 64, baseline=True))
     parts = asyncio.run(parts_latency(changes, 64))
@@ -670,6 +688,8 @@ def main(quick: bool = False) -> int:
     row("baseline p50 (one DataTable, update_cell)", median(parts_base), "ms")
     row("baseline p99", percentile(parts_base, 99), "ms")
 
+
+def key_figures(seconds: float, presses: int) -> None:
     heading(
         f"tui: key press -> screen changed, under {FLOOD_RATE:,} events/s for "
         f"{seconds:g} s ({presses} presses; daemon in the same process)"
@@ -688,18 +708,16 @@ def main(quick: bool = False) -> int:
         if not figures["online"]:
             print(f"  note: the {label} app was cut off by the daemon (lagged) during the flood")
 
-    heading(f"tui: process start -> first paint, no daemon (headless, median of {runs})")
-    base_paint = first_paint(_CHILD_BASELINE, runs)
-    with tempfile.TemporaryDirectory(prefix="harness-bench-paint-") as tmp:
-        tui_paint = first_paint(_CHILD_TUI.format(base=tmp), runs)
-    row(
-        "first paint",
-        median(tui_paint),
-        "ms",
-        baseline=median(base_paint),
-        target="target <= 1000 ms",
-    )
-    row("baseline first paint (minimal app)", median(base_paint), "ms")
 
-    live_daemon_figures(quick)
-    return 0
+def no_daemon_first_paint(runs: int, against: Path | None) -> None:
+    heading(
+        "tui: first paint, no daemon (a real terminal, 100x30: process start -> the plugins "
+        f"screen says there is no database yet and the link is offline; median of {runs}, "
+        "interleaved)"
+    )
+    with tempfile.TemporaryDirectory(prefix="harness-bench-paint-") as tmp:
+        config = Path(tmp) / "harness.toml"
+        config.write_text(f'[daemon]\nsocket = "{tmp}/none.sock"\ndatabase = "{tmp}/none.db"\n')
+        offline = paint.contains("No database yet", "offline", "Quit")
+        paints = _first_paints(_tui_argvs(["--config", str(config)], offline, against), runs)
+    _paint_rows("first paint", paints, target="target <= 1000 ms")

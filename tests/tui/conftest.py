@@ -49,10 +49,12 @@ def screen_text(app: HarnessApp) -> str:
 
 
 async def open_settings(pilot: Pilot[Any], name: str) -> SettingsScreen:
-    """Open ``name``'s settings screen and wait until it is mounted."""
+    """Open ``name``'s settings screen and wait until it is mounted and frames are drawn (at
+    start the first frame is held for the daemon's state: see HarnessApp)."""
     app = pilot.app
     assert isinstance(app, HarnessApp)
     screen = app.open_settings(name)
     await until(pilot, lambda: app.screen is screen and screen.is_mounted)
+    await until(pilot, lambda: app.first_frame_released)
     await until(pilot, lambda: bool(screen.query(ConnectionStatus)))
     return screen

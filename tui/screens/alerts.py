@@ -12,11 +12,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Input, Label, Static
+from textual.widgets import Button, DataTable, Input, Label, Static
 
 from harness.alerts.rules import format_duration as _seconds
 from harness.client import ClientError, DaemonUnavailable
 from tui.state import EventBatch
+from tui.widgets.footer import KeysFooter
 from tui.widgets.link_status import LinkStatus
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class AlertsScreen(Screen[None]):
         yield Static("loading…", id="alerts-summary", markup=False)
         yield DataTable(id="alerts-silences", cursor_type="row")
         yield DataTable(id="alerts-history", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         silences = self.query_one("#alerts-silences", DataTable)

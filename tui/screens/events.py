@@ -23,17 +23,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Log, Static
+from textual.widgets import Input, Log, Static
 
 from harness.bus import Patterns
 from harness.protocol import Event
-from tui.state import EventBatch
+from tui.state import KEPT, EventBatch
+from tui.widgets.footer import KeysFooter
 from tui.widgets.link_status import LinkStatus
 
 if TYPE_CHECKING:
     from tui.app import HarnessApp
 
-KEPT = 1000  # rows held (and shown) at most
 DATA_WIDTH = 160  # characters of event data per row
 DETAIL_EVERY = 0.2  # seconds between redraws of the detail pane while following the newest
 
@@ -186,7 +186,7 @@ class EventsScreen(Screen[None]):
         log.highlighter = MatchHighlighter()
         yield log
         yield Static("", id="event-detail", markup=False)
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.harness.events_signal.subscribe(self, self._on_batch)

@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from harness import render
 from harness.client import Client, ClientError, DaemonUnavailable
@@ -33,6 +33,7 @@ from harness.protocol import (
 from harness.transport import Target
 from tui.state import ago, connection_seq
 from tui.stream import CLIENT_NAME, backoff
+from tui.widgets.footer import KeysFooter
 from tui.widgets.link_status import LinkStatus
 
 if TYPE_CHECKING:
@@ -304,7 +305,7 @@ class FleetScreen(Screen[None]):
                 self.members[name] = member
                 self.rows[name] = row
                 yield row
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         for name, member in self.members.items():

@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from harness import render
 from tui.state import LinkState, PluginState
+from tui.widgets.footer import KeysFooter
 from tui.widgets.link_status import LinkStatus
 
 if TYPE_CHECKING:
@@ -48,7 +50,7 @@ class PluginsScreen(Screen[None]):
         yield LinkStatus("Plugins")
         yield DataTable(id="plugins-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="plugins-note", markup=False)
-        yield Footer()
+        yield KeysFooter()
 
     _tick: Timer | None = None
     _note: str | None = None  # the note last shown
@@ -57,18 +59,24 @@ class PluginsScreen(Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for key, label in COLUMNS:
-            table.add_column(label, key=key)
+            table.add_column(Text(label), key=key)
         self.watch(self.app, "plugins", self._on_plugins)
         self.watch(self.app, "link", self._on_link)
         table.focus()
 
-    def _row(self, state: PluginState) -> tuple[str, ...]:
-        return (
-            state.name,
-            state.version or "—",
-            enabled_cell(state.enabled),
-            state.status or "—",
-            render.short(state.connection, self.harness.clock(), self.harness.tz, state.health),
+    def _row(self, state: PluginState) -> tuple[Text, ...]:
+        # Text, not str: DataTable reads a str cell as Rich markup, so a name or a reason with
+        # "[...]" in it lost that part, and parsing markup (and loading Rich's emoji table for
+        # it) cost the first frame time.
+        return tuple(
+            Text(cell, end="")
+            for cell in (
+                state.name,
+                state.version or "—",
+                enabled_cell(state.enabled),
+                state.status or "—",
+                render.short(state.connection, self.harness.clock(), self.harness.tz, state.health),
+            )
         )
 
     def on_screen_resume(self) -> None:

@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Static
+from textual.widgets import Button, Static
 
 from harness import render
 from harness.client import ClientError, DaemonUnavailable
@@ -24,6 +24,7 @@ from harness.protocol import E_INVALID_SETTINGS, PluginInfo, to_connection
 from tui.screens.confirm import ConfirmScreen
 from tui.state import LinkState, PluginState
 from tui.widgets.connection_status import ConnectionStatus
+from tui.widgets.footer import KeysFooter
 from tui.widgets.history import ConnectionHistory
 from tui.widgets.link_status import LinkStatus
 from tui.widgets.parts_table import PartsTable
@@ -50,6 +51,11 @@ class SettingsScreen(Screen[None]):
         self._shown: tuple[object, ...] | None = ()  # what the title and form last showed
         self._shown_info: PluginInfo | None = None
 
+    def first_paint_ready(self) -> bool:
+        """Whether a first frame now shows this screen whole: not while the form's rows are
+        still mounting (the App holds its first frame for it; see HarnessApp)."""
+        return self.form is None or self.form.ready
+
     @property
     def harness(self) -> HarnessApp:
         return cast("HarnessApp", self.app)
@@ -67,7 +73,7 @@ class SettingsScreen(Screen[None]):
                     yield Button("Save (ctrl+s)", id="save", variant="primary", compact=True)
                     yield Button("Disable (ctrl+t)", id="toggle", compact=True)
             yield ConnectionHistory(self.plugin, id="history")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.watch(self.app, "plugins", self._on_plugins)

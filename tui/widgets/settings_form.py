@@ -11,6 +11,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import Collapsible
 
 from harness.protocol import SettingField
@@ -67,8 +68,12 @@ class SettingsForm(Vertical):
         self.set_read_only(self.read_only)
         self.call_after_refresh(self._mark_ready)
 
+    class Ready(Message):
+        """Every control has mounted: the form is drawn whole from now on."""
+
     def _mark_ready(self) -> None:
         self.ready = True
+        self.post_message(self.Ready())
         if self._pending_load:
             self._pending_load = False
             self.load(self.values)

@@ -1,0 +1,185 @@
+"""The first frame: the real screen with the daemon's state, drawn whole, and built cheaply.
+
+What is timed lives in ``python -m harness.bench tui`` (first paint against a live daemon);
+these tests pin what the speed relies on and what the operator must see.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from textual.css.stylesheet import Stylesheet
+from textual.widgets import DataTable
+
+from harness.config import Config
+from tests.conftest import StartDaemon
+from tui.app import HarnessApp
+from tui.widgets.footer import KeysFooter
+
+from .conftest import make_app, until
+
+
+def record_frames(app: HarnessApp) -> list[dict[str, Any]]:
+    """What the app hands its driver, frame by frame (the headless driver then drops it), with
+    the state the frame was drawn from."""
+    frames: list[dict[str, Any]] = []
+    display = app._display
+
+    def recorded(screen: Any, renderable: Any) -> None:
+        if renderable is not None and not app._batch_count:  # Textual draws it
+            frames.append(
+                {
+                    "kind": type(renderable).__name__,
+                    "online": app.link.online,
+                    "decided": app.link.changed_at > 0,
+                    "rows": {name: p.status for name, p in app.plugins.items()},
+                    "form": getattr(getattr(app.screen, "form", None), "ready", None),
+                }
+            )
+        display(screen, renderable)
+
+    app._display = recorded  # type: ignore[method-assign]
+    return frames
+
+
+async def test_the_first_frame_shows_the_daemons_state_whole(
+    start_daemon: StartDaemon, configured: Config
+) -> None:
+    await start_daemon(cfg=configured)
+    app = make_app(configured)
+    frames = record_frames(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: bool(frames))
+        first = frames[0]
+        # Not "connecting…" over an empty table redrawn later: online, every plugin's status.
+        assert first["online"], first
+        assert first["rows"] == {"echo": "running"}, first
+        # The whole screen, not the regions changed since a frame rendered while held.
+        assert first["kind"] == "LayoutUpdate", first
+
+
+async def test_the_settings_screens_first_frame_has_its_form(
+    start_daemon: StartDaemon, configured: Config
+) -> None:
+    """Opened straight on a plugin (``--plugin``, as the demo does): the first frame has the
+    form's rows, not an empty settings box that fills in a moment later."""
+    await start_daemon(cfg=configured)
+    app = make_app(configured, plugin="echo")
+    frames = record_frames(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: bool(frames))
+        assert frames[0]["online"] and frames[0]["form"] is True, frames[0]
+
+
+async def test_a_daemon_that_never_answers_still_gets_a_first_frame(
+    config: Config, state_dir: Path
+) -> None:
+    """The hold has a deadline: a daemon that accepts and says nothing (stopped, or a slow
+    link) gets the placeholder after FIRST_PAINT_WAIT, not a blank terminal."""
+    run = state_dir / "mute"
+    run.mkdir(mode=0o700)
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(run / "h.sock"))
+    listener.listen()
+    try:
+        daemon = msgspec.structs.replace(config.daemon, socket=str(run / "h.sock"))
+        app = make_app(msgspec.structs.replace(config, daemon=daemon))
+        frames = record_frames(app)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: bool(frames))
+            assert not frames[0]["online"] and not frames[0]["decided"], frames[0]
+            assert frames[0]["kind"] == "LayoutUpdate", frames[0]
+    finally:
+        listener.close()
+
+
+async def test_no_stylesheet_is_parsed_again_while_the_first_screen_is_built(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Textual re-parses every stylesheet when a mode's first screen is older than the App's
+    CSS; the App marks its mode screens current (tui.app._mode_screen). Also pins Textual's
+    private ``_css_update_count`` that this relies on."""
+    reparsed: list[object] = []
+    reparse = Stylesheet.reparse
+
+    def counted(self: Stylesheet) -> None:
+        reparsed.append(self)
+        reparse(self)
+
+    monkeypatch.setattr(Stylesheet, "reparse", counted)
+    app = make_app(config, stream=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: bool(app.screen.query(KeysFooter)))
+        assert app.screen._css_update_count == app._css_update_count
+        await pilot.press("e")
+        await until(pilot, lambda: app.current_mode == "events")
+        assert reparsed == []
+        app.theme = "nord"  # a theme change still restyles: Textual re-parses for it
+        await until(pilot, lambda: bool(reparsed))
+
+
+async def test_the_footer_is_built_once_and_follows_a_change_of_keys(config: Config) -> None:
+    app = make_app(config, stream=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: bool(app.screen.query(KeysFooter)))
+        footer = app.screen.query_one(KeysFooter)
+        await until(pilot, lambda: len(footer.children) > 1)
+        keys = list(footer.children)
+        app.refresh_bindings()  # bindings signalled, nothing shown changed: no rebuild
+        await pilot.pause()
+        await pilot.pause()
+        assert list(footer.children) == keys
+        app.demo_control = "http://127.0.0.1:1"  # the demo keys appear
+        app.refresh_bindings()
+        await until(pilot, lambda: "f" in {getattr(k, "key", None) for k in footer.children})
+        assert list(footer.children) != keys
+
+
+def test_the_first_screen_imports_no_other_screen(config: Config, state_dir: Path) -> None:
+    """The events, alerts, settings and fleet screens, and the key panel (with its Markdown
+    parser), are imported when first opened, not before the first frame."""
+    code = f"""
+import json, sys
+from harness.config import Config, DaemonConfig
+from tui.app import HarnessApp
+
+class Up(HarnessApp):
+    def on_ready(self):
+        self.exit()
+
+Up(Config(daemon=DaemonConfig(socket={str(state_dir / "none.sock")!r},
+                              database={str(state_dir / "none.db")!r}))).run(headless=True)
+later = ("tui.screens.events", "tui.screens.alerts", "tui.screens.settings",
+         "tui.screens.fleet", "textual.widgets._help_panel", "markdown_it")
+print(json.dumps([m for m in later if m in sys.modules]))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+async def test_plugin_cells_are_shown_as_written_not_read_as_markup(config: Config) -> None:
+    """The plugins table hands DataTable Text, not str (which it parses as Rich markup): a
+    reason with "[...]" in it is shown whole, and no markup is parsed for the first frame."""
+    from harness.protocol import Connection
+    from tui.state import PluginState
+
+    from .conftest import screen_text
+
+    app = make_app(config, stream=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: bool(app.screen.query(KeysFooter)))
+        conn = Connection(state="disconnected", seq=1, since=0.0, reason="[bold]refused[/bold]")
+        app.plugins = {"echo": PluginState(name="echo", status="running", connection=conn)}
+        table = app.screen.query_one(DataTable)
+        await until(pilot, lambda: table.row_count == 1)
+        await pilot.pause()  # laid out with the row's widths before the screen is read
+        assert "○ disconnected  [bold]refused[/bold]" in screen_text(app)
