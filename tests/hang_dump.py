@@ -46,6 +46,8 @@ def dump_tasks(title: str) -> None:
 
 
 def arm(item: pytest.Item) -> threading.Timer | None:
+    if not item.config.pluginmanager.hasplugin("timeout"):
+        return None  # a venv from before pytest-timeout: no limit, nothing to dump ahead of
     limit = test_timeout(item)
     if limit <= 0:
         return None
