@@ -28,6 +28,8 @@ __all__ = ["LocalDiscordGateway", "main"]
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v10"
+# How long stop() waits for its close handshakes (each is bounded by the websocket's own 5 s).
+_STOP_CLOSE_WAIT = 10.0
 BOT_USER_ID = "1100000000000000001"
 OWNER_USER_ID = "1100000000000000002"
 
@@ -270,7 +272,16 @@ class LocalDiscordGateway:
         if self._reopen_task is not None:
             self._reopen_task.cancel()
             self._reopen_task = None
-        await self._close_all(1001, "server stopping")
+        try:
+            # Bounded: a client that stopped reading (or never answers our close) must not
+            # hold up a stop; what is left is aborted, as a network failure would.
+            async with asyncio.timeout(_STOP_CLOSE_WAIT):
+                await self._close_all(1001, "server stopping")
+        except TimeoutError:
+            log.warning("stop: %d websocket(s) did not close in time", len(self._connections))
+            for conn in list(self._connections):
+                if conn.request.transport is not None:
+                    conn.request.transport.abort()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

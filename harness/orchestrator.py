@@ -253,13 +253,17 @@ class Orchestrator:
         slot.stopping = True
         reason: str | None = None
         try:
-            await asyncio.wait_for(slot.plugin.stop(ctx), self.stop_timeout)
+            # Not wait_for: on Python 3.11 it can lose a cancellation of this stop.
+            async with asyncio.timeout(self.stop_timeout):
+                await slot.plugin.stop(ctx)
         except TimeoutError:
             reason = f"did not stop within {self.stop_timeout:g} s; its tasks were cancelled"
         except Exception as exc:
             log.exception("plugin %s failed to stop", slot.plugin.name)
             reason = f"stop failed: {_describe(exc)}"
-        await ctx._cancel_tasks()
+        if stuck := await ctx._cancel_tasks():
+            # Bounded all the same: the stop ends, and says what it left running.
+            reason = f"{reason or 'stopped'}; task(s) {', '.join(stuck)} ignored cancellation"
         await self._ensure_stopped_connection(ctx, why)
         if reason:
             log.error("plugin %s: %s", slot.plugin.name, reason)

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from harness.recorder import Recorder
     from harness.store import Store
 
+# How long a stop waits for the plugin's cancelled tasks: with the orchestrator's lock wait, a
+# stop ends within stop_timeout + 1 s whatever a task does (harness/orchestrator.py).
+CANCEL_WAIT = 0.5
+_RECANCEL_INTERVAL = 0.05
+
 # Identity survives a partial update (a resume does not repeat the username); every other field
 # describes the current state only and is dropped unless the update gives it again.
 _IDENTITY = ("username", "extra")
@@ -202,9 +207,33 @@ class PluginContext:
         if not task.cancelled() and (exc := task.exception()) is not None:
             self._on_task_failed(exc)
 
-    async def _cancel_tasks(self) -> None:
-        tasks = list(self._tasks)
-        for t in tasks:
+    async def _cancel_tasks(self, timeout: float = CANCEL_WAIT) -> list[str]:
+        """Cancel the plugin's tasks and wait for them, ``timeout`` at most; return the names
+        of those still running then. A stop must end whatever a task does: one that swallows
+        its cancellation (Python 3.11's ``asyncio.wait_for`` loses a cancel that lands as the
+        awaited call completes) is cancelled again, then left behind, logged, not waited for."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pending = set(self._tasks)
+        for t in pending:
             t.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        # Half the time for a clean exit (a task may close its sockets as it unwinds), then
+        # the stragglers are cancelled again every interval until the deadline.
+        wait = timeout / 2
+        while pending:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            _done, pending = await asyncio.wait(pending, timeout=min(wait, left))
+            for t in pending:
+                t.cancel()
+            wait = _RECANCEL_INTERVAL
+        stuck = sorted(t.get_name() for t in pending)
+        if stuck:
+            self.logger.error(
+                "plugin %s: task(s) %s still running %.1f s after being cancelled; left behind",
+                self.name,
+                ", ".join(stuck),
+                timeout,
+            )
+        return stuck

@@ -24,6 +24,7 @@ from harness.config import Config, DaemonConfig
 from harness.daemon import Daemon
 from harness.plugin import Plugin
 from harness.protocol import PROTOCOL_VERSION, Event
+from tests import hang_dump
 from tests.sample_plugins import Echo
 
 T = TypeVar("T")
@@ -31,6 +32,17 @@ T = TypeVar("T")
 # Snapshot determinism (see shared notes): these change every snapshot.
 os.environ.pop("NO_COLOR", None)
 os.environ.pop("TEXTUAL_THEME", None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    # Near pytest-timeout's limit, print what each asyncio task awaits (tests/hang_dump.py).
+    timer = hang_dump.arm(item)
+    try:
+        return (yield)
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 @pytest.fixture
@@ -52,6 +64,21 @@ def config(state_dir: Path) -> Config:
     )
 
 
+# Teardown waits have deadlines: a stop that never ends must fail the test that caused it,
+# loudly, not hang the suite (pytest-timeout, set in pyproject.toml, is only the last resort).
+TEARDOWN_TIMEOUT = 30.0
+
+
+@contextlib.asynccontextmanager
+async def deadline(what: str, seconds: float = TEARDOWN_TIMEOUT) -> AsyncIterator[None]:
+    """Fail with ``what`` named if the block has not finished within ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        pytest.fail(f"{what} did not finish within {seconds:g} s", pytrace=False)
+
+
 StartDaemon = Callable[..., Awaitable[Daemon]]
 
 
@@ -70,7 +97,9 @@ async def start_daemon(config: Config) -> AsyncIterator[StartDaemon]:
 
     yield start
     for daemon in reversed(running):
-        await daemon.stop()
+        # A daemon's stop ends within stop_timeout + 1 s whatever its plugins do.
+        async with deadline("teardown: Daemon.stop()"):
+            await daemon.stop()
 
 
 @pytest.fixture
@@ -84,7 +113,8 @@ async def connect(config: Config) -> AsyncIterator[Callable[..., Awaitable[Clien
 
     yield make
     for c in clients:
-        await c.close()
+        async with deadline("teardown: Client.close()"):
+            await c.close()
 
 
 async def wait_until(
@@ -182,7 +212,8 @@ async def raw(config: Config) -> AsyncIterator[Callable[..., Awaitable[RawConnec
 
     yield make
     for conn in opened:
-        await conn.close()
+        async with deadline("teardown: a raw connection's close"):
+            await conn.close()
 
 
 # -- subprocesses: the real `python -m harness` --------------------------------------------

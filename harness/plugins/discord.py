@@ -375,9 +375,8 @@ class DiscordPlugin(Plugin):
         IDENTIFY at once; notes the identify budget (``session_start_limit``) on the way."""
         while True:
             try:
-                recommended, _url, limit = await asyncio.wait_for(
-                    client.http.get_bot_gateway(), _LOGIN_TIMEOUT
-                )
+                async with asyncio.timeout(_LOGIN_TIMEOUT):
+                    recommended, _url, limit = await client.http.get_bot_gateway()
                 break
             except asyncio.CancelledError:
                 raise
@@ -406,7 +405,8 @@ class DiscordPlugin(Plugin):
             cause = await self._probe_rest(ctx, token)
             if cause is None:
                 try:
-                    await asyncio.wait_for(client.login(token), _LOGIN_TIMEOUT)
+                    async with asyncio.timeout(_LOGIN_TIMEOUT):
+                        await client.login(token)
                     return
                 except discord.LoginFailure:
                     cause = _token_rejected(401)
@@ -453,8 +453,11 @@ class DiscordPlugin(Plugin):
                     # the booking here orders the start, _before_identify holds the send.
                     await self._gate.wait(shard.id)
             try:
-                ws = await asyncio.wait_for(
-                    GatewaySocket.from_client(
+                # asyncio.timeout, never wait_for, in this plugin: on Python 3.11 wait_for loses a
+                # cancellation that lands as the awaited call completes, and this loop then ran
+                # on after a stop, forever (a stop that never ends; docs/plugins.md).
+                async with asyncio.timeout(self.connect_timeout):
+                    ws = await GatewaySocket.from_client(
                         client,
                         initial=initial,
                         gateway=gateway if resume else None,
@@ -462,9 +465,7 @@ class DiscordPlugin(Plugin):
                         session=session,
                         sequence=sequence,
                         resume=resume,
-                    ),
-                    self.connect_timeout,
-                )
+                    )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -803,9 +804,8 @@ class DiscordPlugin(Plugin):
                     if self._budget_read_at != read_at:
                         continue
                     try:
-                        _n, _url, limit = await asyncio.wait_for(
-                            client.http.get_bot_gateway(), _LOGIN_TIMEOUT
-                        )
+                        async with asyncio.timeout(_LOGIN_TIMEOUT):
+                            _n, _url, limit = await client.http.get_bot_gateway()
                         self._note_budget(dict(limit))
                         continue
                     except asyncio.CancelledError:
@@ -911,7 +911,8 @@ class DiscordPlugin(Plugin):
                     # Each shard's socket carries its own presence; discord.py's Client sends
                     # on client.ws, which a sharded client does not have.
                     send = client.change_presence if self._mode is None else ws.change_presence
-                    await asyncio.wait_for(send(activity=self._activity(ctx)), 10)
+                    async with asyncio.timeout(10):
+                        await send(activity=self._activity(ctx))
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -940,7 +941,8 @@ class DiscordPlugin(Plugin):
         if not client.is_closed():
             # Bounded: a gateway that never answers our close must not hold up a stop.
             with contextlib.suppress(Exception, TimeoutError):
-                await asyncio.wait_for(client.close(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await client.close()
         # Again: a READY read while close() ran starts a new wait, and once closed its
         # dispatch finds no loop and leaves a coroutine never awaited.
         _cancel_ready(client)
@@ -1025,4 +1027,5 @@ async def _shut(ws: GatewaySocket, code: int = 4000) -> None:
     ws._keep_alive = None
     if not ws.socket.closed:
         with contextlib.suppress(Exception, TimeoutError):
-            await asyncio.wait_for(ws.socket.close(code=code), 2.0)
+            async with asyncio.timeout(2.0):
+                await ws.socket.close(code=code)
