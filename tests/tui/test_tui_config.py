@@ -12,17 +12,9 @@ from harness.config import Config
 from harness.config_paths import ConfigError
 from tests.conftest import write_config
 from tests.sample_plugins import Echo
+from tests.test_client_config import DAEMONS_OWN  # mistakes only `harness run` looks at
 from tests.tui.conftest import make_app, screen_text, until
 from tui.app import main, parse_args, read_config
-
-# Mistakes only `harness run` and `harness config` look at.
-DAEMONS_OWN = """
-[alerts]
-no_such_key = 1
-
-[metrics]
-listen = "9464"
-"""
 
 
 async def test_a_mistake_in_the_daemons_sections_does_not_stop_the_tui(
