@@ -87,9 +87,10 @@ class Client:
         :func:`verify_socket_path` and :func:`verify_peer`), then shake hands."""
         verify_socket_path(path)
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(str(path), limit=READ_LIMIT), timeout
-            )
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can lose a cancel that
+            # lands as the connect completes (the connection then leaks; see plugin.py).
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_unix_connection(str(path), limit=READ_LIMIT)
         except (OSError, TimeoutError) as exc:
             raise DaemonUnavailable(
                 f"no daemon at {path}: {why_unreachable(exc)}",
@@ -120,7 +121,8 @@ class Client:
             writer.write(
                 protocol.encode(protocol.Hello(protocol=protocol.PROTOCOL_VERSION, client=client))
             )
-            line = await asyncio.wait_for(reader.readline(), timeout)
+            async with asyncio.timeout(timeout):
+                line = await reader.readline()
             if not line:
                 raise DaemonUnavailable(f"the daemon at {path} closed the connection")
             frame = protocol.decode_server(line)

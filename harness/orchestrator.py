@@ -172,7 +172,10 @@ class Orchestrator:
 
     async def _locked_stop(self, slot: _Slot, why: str) -> None:
         try:
-            await asyncio.wait_for(slot.lock.acquire(), _SHUTDOWN_LOCK_WAIT)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can take the lock and still
+            # raise (a cancel or the timeout landing as acquire completes), leaving it held.
+            async with asyncio.timeout(_SHUTDOWN_LOCK_WAIT):
+                await slot.lock.acquire()
         except TimeoutError:
             # Something holds the lock (a start or a settings change still running): shutting
             # down wins; its tasks are cancelled by the stop.
@@ -372,10 +375,8 @@ class Orchestrator:
         to apply, or takes longer than stop_timeout, is restarted with the new settings rather
         than left in ``error``: a settings change must never strand it."""
         try:
-            return await asyncio.wait_for(
-                slot.plugin.apply_settings(slot.ctx, changed),  # type: ignore[arg-type]
-                self.stop_timeout,
-            )
+            async with asyncio.timeout(self.stop_timeout):  # not wait_for: see _locked_stop
+                return await slot.plugin.apply_settings(slot.ctx, changed)  # type: ignore[arg-type]
         except Exception as exc:
             log.warning(
                 "plugin %s could not apply settings in place (%s); restarting it",
