@@ -229,8 +229,12 @@ async def test_fleet_overview_live_killed_and_slow(
         assert members["doomed"].reason
         await until(pilot, lambda: not members["slow"].online and members["slow"].changed_at, 5)
         assert "timed out" in members["slow"].reason
-        text = screen_text(app)
-        assert "▼ doomed" in text and "▼ slow" in text and "timed out" in text
+        # The rows are painted after the members change: wait for the frame, do not race it.
+        await until(
+            pilot,
+            lambda: all(s in screen_text(app) for s in ("▼ doomed", "▼ slow", "timed out")),
+            timeout=5,
+        )
         assert members["live"].online
         # A change on the live daemon reaches its row.
         assert daemon.orchestrator is not None
