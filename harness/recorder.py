@@ -68,6 +68,12 @@ class _Pending:
         self.ts, self.on_published, self.future = ts, on_published, future
 
 
+# A batch on its way: each caller's pending entry, its event and its row. What the database
+# thread hands back: (prune_below, rows removed, seconds the prune took, the stamped gap row).
+_Batch = list[tuple[_Pending, Event, BatchRow]]
+_Written = tuple[int, int, float, BatchRow | None]
+
+
 def _fail(future: asyncio.Future[Event], exc: BaseException) -> None:
     if not future.done():  # done: its caller was cancelled and no longer waits
         future.set_exception(exc)
@@ -190,7 +196,7 @@ class Recorder:
             gap_data["recovered_at"] = now
             rows[-1] = BatchRow(gap.seq, now, gap.name, _encode(gap_data))
 
-        def work(conn: sqlite3.Connection) -> tuple[int, int, float, BatchRow | None]:
+        def work(conn: sqlite3.Connection) -> _Written:
             # In the database thread: the retention look-ups and the one transaction.
             prune_below = self._prune_below(conn, first, newest, size)
             removed, took = store.write_batch_here(
@@ -207,9 +213,9 @@ class Recorder:
 
     def _done(
         self,
-        batch: list[tuple[_Pending, Event, BatchRow]],
+        batch: _Batch,
         gap: BatchRow | None,
-        result: tuple[int, int, float, BatchRow | None] | None,
+        result: _Written | None,
         exc: BaseException | None,
     ) -> None:
         """On the loop, when the batch's transaction is over: publish, then the next batch."""
@@ -257,11 +263,11 @@ class Recorder:
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
-    def _take(self) -> list[tuple[_Pending, Event, BatchRow]]:
+    def _take(self) -> _Batch:
         """Up to MAX_BATCH queued events, seqs assigned in order and payloads built. A second
         event for a (plugin, key) already in the batch waits for the next one, so its builder
         sees the state published by the first."""
-        batch: list[tuple[_Pending, Event, BatchRow]] = []
+        batch: _Batch = []
         keys: set[tuple[str, str]] = set()
         queue = self._queue
         while queue and len(batch) < MAX_BATCH:
@@ -287,9 +293,9 @@ class Recorder:
 
     def _finish(
         self,
-        batch: list[tuple[_Pending, Event, BatchRow]],
+        batch: _Batch,
         gap: BatchRow | None,
-        result: tuple[int, int, float, BatchRow | None] | None,
+        result: _Written | None,
         exc: BaseException | None,
     ) -> None:
         if exc is not None:
@@ -320,7 +326,7 @@ class Recorder:
             assert seq == gap.seq
             self.bus.publish(Event(seq=seq, ts=gap.ts, event=gap.name, data=self._last_gap))
 
-    def _publish(self, batch: list[tuple[_Pending, Event, BatchRow]], *, persisted: bool) -> None:
+    def _publish(self, batch: _Batch, *, persisted: bool) -> None:
         for p, event, _ in batch:
             if not persisted:
                 event.persisted = False
@@ -355,7 +361,7 @@ class Recorder:
             for key in keys:
                 self._unstored.pop((plugin, key), None)
 
-    def _failed(self, exc: BaseException, batch: list[tuple[_Pending, Event, BatchRow]]) -> None:
+    def _failed(self, exc: BaseException, batch: _Batch) -> None:
         h = self.health
         if h.ok:
             self.health = h = StorageHealth(
