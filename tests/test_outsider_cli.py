@@ -4,12 +4,19 @@ subprocess, a real daemon)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import signal
+import sys
 from pathlib import Path
 
+import pytest
+
+from harness.client import Client, DaemonUnavailable
 from harness.config import Config
 from harness.daemon import Daemon
-from tests.conftest import StartDaemon, run_cli, subprocess_env, write_config
+from tests.conftest import REPO_ROOT, StartDaemon, run_cli, subprocess_env, write_config
 from tests.sample_plugins import Echo
 
 
@@ -87,3 +94,58 @@ async def test_a_silence_for_no_known_plugin_is_refused_and_times_read_as_times(
     events = await run_cli("events", "alert:silence", *sock, env=env)
     assert events.rc == 0 and "starts=" in events.out, events
     assert not re.search(r"(starts|ends)=\d{9,}", events.out), events.out
+
+
+async def test_the_demo_cleans_up_when_terminated(state_dir: Path) -> None:
+    """`kill PID` (SIGTERM) of `harness demo` killed it at once: its daemon and gateway went
+    (they die with their parent) but its state directory stayed in the temp dir, one more
+    with every demo stopped that way. SIGTERM now leaves as `q` and a hang-up do."""
+    env = subprocess_env(state_dir, TMPDIR=str(state_dir))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "harness",
+        "demo",
+        "--flap-every",
+        "0",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=REPO_ROOT,
+        env=env,
+    )
+    assert proc.stderr is not None
+    seen = bytearray()
+
+    async def drain() -> None:  # the TUI draws on stderr too: keep reading it
+        assert proc.stderr is not None
+        while chunk := await proc.stderr.read(65536):
+            seen.extend(chunk)
+
+    try:
+        async with asyncio.timeout(60):
+            first = await proc.stderr.readline()  # said before anything starts
+            m = re.search(rb"state in (\S+);", first)
+            assert m, first
+            state = Path(m[1].decode())
+            reader = asyncio.create_task(drain())
+            while True:  # the daemon answers: the demo has started its children
+                try:
+                    client = await Client.connect(state / "harness.sock", timeout=1.0)
+                except DaemonUnavailable:
+                    await asyncio.sleep(0.05)
+                    continue
+                daemon_pid = client.welcome.pid
+                await client.close()
+                break
+            proc.send_signal(signal.SIGTERM)
+            rc = await proc.wait()
+            await reader
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert rc == 128 + signal.SIGTERM, (rc, bytes(seen[-2000:]))
+    assert not state.exists(), sorted(p.name for p in state.iterdir())
+    with pytest.raises(ProcessLookupError):
+        os.kill(daemon_pid, 0)
