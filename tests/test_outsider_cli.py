@@ -149,3 +149,15 @@ async def test_the_demo_cleans_up_when_terminated(state_dir: Path) -> None:
     assert not state.exists(), sorted(p.name for p in state.iterdir())
     with pytest.raises(ProcessLookupError):
         os.kill(daemon_pid, 0)
+
+
+async def test_a_config_value_outside_its_choices_lists_them(state_dir: Path) -> None:
+    """`log_level = "verbose"` was refused with msgspec's "Invalid enum value 'verbose'",
+    which does not say what would do."""
+    bad = state_dir / "bad.toml"
+    bad.write_text('[daemon]\nlog_level = "verbose"\n')
+    result = await run_cli("--config", str(bad), "config", env=subprocess_env(state_dir))
+    assert result.rc == 2, result
+    assert (
+        "daemon.log_level: expected one of debug, error, info, warning, got 'verbose'" in result.err
+    ), result.err
