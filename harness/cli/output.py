@@ -17,6 +17,7 @@ TIME_KEYS = frozenset(
         *("since", "retry_at", "ts", "started", "updated_at"),
         # daemon:storage's gap, alert:resolved, alert:silence
         *("failed_since", "recovered_at", "fired_at", "starts", "ends", "ended"),
+        "ack_overdue_since",  # {plugin}:health, with -f
     }
 )
 # The keys that say most about an event go first.

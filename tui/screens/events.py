@@ -47,7 +47,10 @@ FIRST_KEYS = ("state", "attempt", "reason", "plugin", "status", "changed", "user
 
 # Keys of event data that hold a Unix time: shown as a clock time, never as an epoch.
 TIME_KEYS = frozenset(
-    {"since", "retry_at", "failed_since", "recovered_at", "fired_at", "starts", "ends", "ended"}
+    {
+        *("since", "retry_at", "ack_overdue_since"),
+        *("failed_since", "recovered_at", "fired_at", "starts", "ends", "ended"),
+    }
 )
 
 
