@@ -45,7 +45,7 @@ from harness.protocol import (
     plugin_of_health_event,
     to_connection,
 )
-from harness.store import PluginRow, Store, StoreError
+from harness.store import PluginRow, StoreError, read_plugins_readonly
 from harness.transport import Target
 from tui.state import EventBatch, LinkState, PluginState, connection_seq
 
@@ -247,18 +247,15 @@ class Stream:
         if self.database_path is None:
             return
         try:
-            store = await Store.open_readonly(self.database_path)
+            # One hop to a thread and back (harness.store.read_plugins_readonly says why).
+            rows = await asyncio.to_thread(read_plugins_readonly, self.database_path)
         except StoreError as exc:
             missing = not self.database_path.exists()
             self._set_link(database=not missing, detail=str(exc) if not missing else None)
             return
-        try:
-            rows = await store.list_plugins()
         except Exception as exc:  # a corrupt or half-migrated file: say so, keep going
             self._set_link(detail=f"cannot read the database: {exc}")
             return
-        finally:
-            await store.close()
         self._apply_rows(rows)
         if not self.app.link.database:
             self._set_link(database=True)
