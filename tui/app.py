@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import sys
@@ -29,7 +28,7 @@ from harness.client_config import load
 from harness.config_paths import ConfigError
 from harness.protocol import Event
 from harness.transport import Target
-from tui import collector, demo
+from tui import collector, demo, quick_args
 from tui.commands import HarnessCommands
 from tui.screens.plugins import PluginsScreen
 from tui.state import KEPT, Clock, EventBatch, LinkState, PluginState
@@ -40,6 +39,9 @@ from tui.ui_state import UiState
 # brings in a Markdown parser) and the alerts' types come in when first used, so the first
 # paint does not wait for them (docs/benchmarks.md, "tui").
 if TYPE_CHECKING:
+    import argparse
+    from types import SimpleNamespace
+
     from textual.screen import Screen
 
     from harness.alerts.silences import Silence
@@ -477,6 +479,8 @@ class HarnessApp(App[None]):
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="harness-tui",
         description="Monitor and configure the harness daemon: plugins, connections, events.",
@@ -504,7 +508,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def read_config(args: argparse.Namespace) -> tuple[contexts.Config, Target]:
+def read_config(args: argparse.Namespace | SimpleNamespace) -> tuple[contexts.Config, Target]:
     """The config's client part and the daemon to watch. Like every client command, the TUI
     reads only ``[daemon].socket``/``database`` and ``[contexts]`` (harness.client_config): a
     mistake elsewhere in the file is ``harness run``'s and ``harness config``'s to report, and
@@ -518,7 +522,8 @@ def read_config(args: argparse.Namespace) -> tuple[contexts.Config, Target]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``harness-tui``; returns the exit status."""
-    args = parse_args(argv)
+    # A plain command line without argparse (tui/quick_args.py says why); argparse otherwise.
+    args = quick_args.parse(sys.argv[1:] if argv is None else argv) or parse_args(argv)
     try:
         config, target = read_config(args)
     except ConfigError as exc:

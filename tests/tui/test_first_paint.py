@@ -144,7 +144,8 @@ async def test_the_footer_is_built_once_and_follows_a_change_of_keys(config: Con
 
 def test_the_first_screen_imports_no_other_screen(config: Config, state_dir: Path) -> None:
     """The events, alerts, settings and fleet screens, and the key panel (with its Markdown
-    parser), are imported when first opened, not before the first frame."""
+    parser), are imported when first opened, not before the first frame; nor are aiosqlite
+    (the seed reads through plain sqlite3) and argparse (tui/quick_args.py)."""
     code = f"""
 import json, sys
 from harness.config import Config, DaemonConfig
@@ -157,7 +158,8 @@ class Up(HarnessApp):
 Up(Config(daemon=DaemonConfig(socket={str(state_dir / "none.sock")!r},
                               database={str(state_dir / "none.db")!r}))).run(headless=True)
 later = ("tui.screens.events", "tui.screens.alerts", "tui.screens.settings",
-         "tui.screens.fleet", "textual.widgets._help_panel", "markdown_it")
+         "tui.screens.fleet", "textual.widgets._help_panel", "markdown_it",
+         "aiosqlite", "argparse")
 print(json.dumps([m for m in later if m in sys.modules]))
 """
     out = subprocess.run(
