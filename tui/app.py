@@ -217,6 +217,7 @@ class HarnessApp(App[None]):
 
     _paint_held: contextlib.ExitStack | None = None
     _first_screen_built = False
+    _silences_after_paint = False
 
     @property
     def first_frame_released(self) -> bool:
@@ -259,6 +260,9 @@ class HarnessApp(App[None]):
             compositor._dirty_regions.add(compositor.size.region)
             screen.refresh()  # as App.delay_update ends its batch
         self._freeze()
+        if self._silences_after_paint:
+            self._silences_after_paint = False
+            self.call_after_refresh(lambda: self._fetch_silences(self.link))
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._keep_theme)
@@ -328,8 +332,14 @@ class HarnessApp(App[None]):
     # -- alerts ----------------------------------------------------------------------------
 
     def _fetch_silences(self, link: LinkState) -> None:
-        if link.online:
-            self.run_worker(self._load_silences(), group="silences", exit_on_error=False)
+        if not link.online:
+            return
+        if self._paint_held is not None:
+            # Nothing on a first screen shows them: asked once the first frame is drawn, so
+            # the request, its answer and the alerts' types stay off the path to that frame.
+            self._silences_after_paint = True
+            return
+        self.run_worker(self._load_silences(), group="silences", exit_on_error=False)
 
     async def _load_silences(self) -> None:
         try:
