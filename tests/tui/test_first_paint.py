@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from textual._compositor import Compositor
 from textual.css.stylesheet import Stylesheet
 from textual.widgets import DataTable
 
@@ -63,6 +64,30 @@ async def test_the_first_frame_shows_the_daemons_state_whole(
         assert first["rows"] == {"echo": "running"}, first
         # The whole screen, not the regions changed since a frame rendered while held.
         assert first["kind"] == "LayoutUpdate", first
+
+
+async def test_nothing_is_rendered_while_the_first_frame_is_held(
+    start_daemon: StartDaemon, configured: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Textual renders the whole screen after each layout even in a batch, where the App then
+    draws nothing; the plugins screen renders nothing until the hold ends
+    (tui/screens/held.py), and its first frame is still the whole screen."""
+    await start_daemon(cfg=configured)
+    app = make_app(configured)
+    frames = record_frames(app)
+    held_renders: list[int] = []
+    render_update = Compositor.render_update
+
+    def counted(self: Compositor, *args: Any, **kwargs: Any) -> Any:
+        if app._batch_count and not frames:
+            held_renders.append(app._batch_count)
+        return render_update(self, *args, **kwargs)
+
+    monkeypatch.setattr(Compositor, "render_update", counted)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: bool(frames))
+        assert held_renders == []
+        assert frames[0]["online"] and frames[0]["kind"] == "LayoutUpdate", frames[0]
 
 
 async def test_the_settings_screens_first_frame_has_its_form(
