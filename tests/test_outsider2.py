@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT, run_cli, subprocess_env, write_config
+from tests.conftest import REPO_ROOT, DaemonProcess, run_cli, subprocess_env, write_config
 
 # -- 1. the monitor without a terminal ----------------------------------------------------------
 
@@ -127,3 +127,55 @@ async def test_events_with_the_end_after_the_start_still_runs(state_dir: Path) -
     ):
         result = await run_cli(*argv, env=subprocess_env(state_dir))
         assert result.rc == 3, (argv, result)
+
+
+# -- 3. relative paths in the config ------------------------------------------------------------
+
+
+async def test_relative_paths_in_the_config_are_the_files_not_each_processs(
+    state_dir: Path,
+) -> None:
+    """`socket = "run/h.sock"` was resolved against each process's working directory: the
+    daemon started in one directory and `harness status` run in another looked at two
+    different sockets. Both (and a context's socket) now read it beside the config file."""
+    conf_dir = state_dir / "conf"
+    conf_dir.mkdir()
+    cfg = conf_dir / "harness.toml"
+    cfg.write_text(
+        '[daemon]\nsocket = "run/h.sock"\ndatabase = "data/state.db"\n\n'
+        '[contexts.here]\nsocket = "run/h.sock"\n'
+    )
+    daemon_cwd = state_dir / "daemon-cwd"
+    daemon_cwd.mkdir()
+    env = subprocess_env(state_dir)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        "--config",
+        str(cfg),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=daemon_cwd,
+        env=env,
+    )
+    daemon = DaemonProcess(proc, conf_dir / "run" / "h.sock")
+    try:
+        await daemon.wait_ready()
+        assert (conf_dir / "data" / "state.db").exists()
+        assert not (daemon_cwd / "run").exists() and not (daemon_cwd / "data").exists()
+        # The client runs in another directory (the repository): it finds the same daemon.
+        status = await run_cli("--config", str(cfg), "status", "--json", env=env)
+        assert status.rc == 0, status
+        assert f'"{conf_dir / "run" / "h.sock"}"' in status.out, status.out
+        via_context = await run_cli(
+            "--config", str(cfg), "status", "--context", "here", "--json", env=env
+        )
+        assert via_context.rc == 0, via_context
+        shown = await run_cli("--config", str(cfg), "config", "--json", env=env)
+        assert shown.rc == 0 and str(conf_dir / "data" / "state.db") in shown.out, shown
+    finally:
+        daemon.kill()
+        await daemon.wait()
