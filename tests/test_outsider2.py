@@ -10,7 +10,19 @@ import re
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT, DaemonProcess, run_cli, subprocess_env, write_config
+import msgspec
+
+from harness.client import Client
+from harness.config import Config
+from tests.conftest import (
+    REPO_ROOT,
+    DaemonProcess,
+    StartDaemon,
+    run_cli,
+    subprocess_env,
+    write_config,
+)
+from tests.sample_plugins import Echo
 
 # -- 1. the monitor without a terminal ----------------------------------------------------------
 
@@ -179,3 +191,36 @@ async def test_relative_paths_in_the_config_are_the_files_not_each_processs(
     finally:
         daemon.kill()
         await daemon.wait()
+
+
+# -- 4. a save that changes nothing -------------------------------------------------------------
+
+
+async def test_plugins_set_that_changes_nothing_says_so(
+    start_daemon: StartDaemon, config: Config, state_dir: Path
+) -> None:
+    """`harness plugins set echo retries=` with retries already at its default said "echo:
+    saved retries" though the daemon's plugin:settings event said changed=[]."""
+    cfg = msgspec.structs.replace(config, plugins={"echo": {"token": "t-0123456789"}})
+    await start_daemon(plugins={"echo": Echo}, cfg=cfg)
+    env = subprocess_env(state_dir)
+    sock = str(cfg.socket_path)
+    async with await Client.connect(cfg.socket_path) as watcher:
+        await watcher.subscribe(["plugin:settings"])
+        result = await run_cli("plugins", "set", "echo", "retries=", "--socket", sock, env=env)
+        assert result.rc == 0, result
+        assert result.out.strip() == "Nothing changed for echo: retries already had that value."
+        async with asyncio.timeout(10):
+            event = await watcher.next_event()
+        assert event.data["changed"] == [], event
+        # Only what really changed is named as saved.
+        result = await run_cli(
+            "plugins", "set", "echo", "retries=3", "prefix=New", "--socket", sock, env=env
+        )
+        assert result.rc == 0, result
+        assert result.out.startswith("echo: saved prefix; plugin running"), result.out
+        # A secret given a value counts as changed: its view ({"set": true}) cannot tell.
+        result = await run_cli(
+            "plugins", "set", "echo", "token=-", "--socket", sock, input="t-9876543210\n", env=env
+        )
+        assert result.rc == 0 and result.out.startswith("echo: saved token;"), result
