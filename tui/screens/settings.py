@@ -222,7 +222,8 @@ class SettingsScreen(Screen[None]):
         if not changes:
             self.notify("Nothing to save: no field was changed.")
             return
-        before = dict(self.state.info.settings) if self.state else {}
+        state = self.state
+        before = dict(state.info.settings) if state and state.info else {}
         try:
             result = await self.harness.stream.request(
                 "plugins.update_settings", name=self.plugin, settings=changes
