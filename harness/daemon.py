@@ -209,7 +209,6 @@ class Daemon:
     def _handlers(self) -> dict[str, Any]:
         assert self.alerts
         return {
-            "ping": self._ping,
             "status": self._status,
             "plugins.list": self._plugins_list,
             "plugins.get": self._plugins_get,
@@ -219,11 +218,6 @@ class Daemon:
             "events.history": self._events_history,
             **self.alerts.handlers(),
         }
-
-    async def _ping(self, _: protocol.NoParams) -> dict[str, int]:
-        """The cheapest answer there is: a client that hears it knows the loop is running."""
-        assert self.bus
-        return {"seq": self.bus.published_seq}
 
     async def _connections_snapshot(self, _: protocol.NoParams) -> Any:
         """The stored rows, for a client with no database of its own (a remote TUI). Read
