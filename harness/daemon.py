@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from harness import __version__, protocol, settings
+from harness import __version__, oversized, protocol, settings
 from harness.alerts.service import Alerts
 from harness.bus import Bus
 from harness.config import Config
@@ -240,7 +240,7 @@ class Daemon:
         events = await self.store.recent_events(
             params.name, limit=params.limit, since_ts=params.since_ts
         )
-        return {"events": events}
+        return {"events": oversized.fit_events(events)}
 
     async def _connections(self) -> dict[str, Any]:
         """Each plugin's current connection object, for the alert engine's first judgement."""
