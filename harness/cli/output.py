@@ -58,7 +58,7 @@ def when(ts: float, now: float | None = None) -> str:
 
 def describe_connection(conn: Any, health: Any = None) -> str:
     """One line, glyph and words (never colour alone), from harness.render, with the CLI's
-    local time and age: ``● connected as Bot#1 · 42 ms since 12:03:04 (5m ago)``. ``health``:
+    local time and age: ``● connected as Bot#1 · 42 ms since 12:03:04 (5 min ago)``. ``health``:
     the plugin's live heartbeat health as the daemon answered it (``"health"``), if any."""
     import msgspec
 
