@@ -348,7 +348,6 @@ class Bus:
             self._forget_routes()
         # Frames already pending were published before this subscriber came: not its own.
         self.flush_group(group)
-        self._cool()  # the hot lane's size would be one short
         group.set(subscriber, subscriber.direct_write())
         subscriber.group = group
 
@@ -367,7 +366,6 @@ class Bus:
                 return
             # What was published while it was subscribed is still its own: deliver it first.
             self.flush_group(group)
-            self._cool()
             group.remove(subscriber)
             subscriber.group = None
             if not group.members:
@@ -436,10 +434,17 @@ class Bus:
                 self._encode_into(event, buf, -1)
             except BaseException:
                 del buf[start:]  # nothing half-encoded is ever sent
+                self._failed(event)
                 raise
             buf += b"\n"
             return self._hot_size
         return self._publish_short(event)
+
+    def _failed(self, event: Event) -> None:
+        """An event of the hot lane could not be encoded: its seq still counts as published
+        (as on every other path, where it is stored first), so the lane cools with it."""
+        self._cool()
+        self._published_seq = event.seq
 
     def _publish_short(self, event: Event) -> int:
         """The route of a name not in the hot lane: one group (the short path, which makes
@@ -459,6 +464,7 @@ class Bus:
                 self._encode_into(event, buf, -1)
             except BaseException:
                 del buf[start:]
+                self._failed(event)
                 raise
             buf += b"\n"
             return self._hot_size

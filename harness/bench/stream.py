@@ -412,6 +412,22 @@ async def _serve(kind: str, path: str) -> None:
 # -- driving a server process ------------------------------------------------------------------
 
 
+def server_env(env: dict[str, str]) -> dict[str, str]:
+    """Every server process gets the same string hashing. With a random seed per process the
+    same dicts (an event's data, the globals its code looks up) collide differently in each:
+    callgrind counted up to 1 % more or fewer instructions per event from one start of the
+    same server to the next, and that luck stayed with one side for a whole run."""
+    env["PYTHONHASHSEED"] = "0"
+    return env
+
+
+def turns(rounds: int) -> list[tuple[str, str]]:
+    """Which side runs first in each round: raw and daemon take turns at going first, so
+    neither always runs straight after the other's load (its socket buffers, its page cache,
+    the scheduler's view of who is busy)."""
+    return [("raw", "daemon") if r % 2 == 0 else ("daemon", "raw") for r in range(rounds)]
+
+
 class ServerProcess:
     """One server under test as a subprocess: ``raw``, ``fanout`` or ``daemon``; a
     ``-uvloop`` suffix runs it on uvloop."""
@@ -438,7 +454,7 @@ class ServerProcess:
             loop = ["--loop", "uvloop" if self.kind.endswith("-uvloop") else "asyncio"]
             self.proc = subprocess.Popen(
                 daemon_command(config) + loop,
-                env=daemon_env(self.base / "plugins"),
+                env=server_env(daemon_env(self.base / "plugins")),
                 stdin=subprocess.DEVNULL,
             )
         else:
@@ -446,6 +462,7 @@ class ServerProcess:
                 [sys.executable, "-m", "harness.bench.stream", "--server", self.kind, self.path],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
+                env=server_env(dict(os.environ)),
             )
             assert self.proc.stdout is not None
             self.proc.stdout.readline()
@@ -644,11 +661,13 @@ def _have_uvloop() -> bool:
 
 
 def _report_fanout(servers: dict[str, ServerProcess], loops: list[str], quick: bool) -> None:
-    """Each figure is the best of ``rounds`` runs, raw and daemon taking turns: on a shared
-    machine other processes only ever add CPU time and take throughput away, so the best run
-    is the closest to what each server costs, and both sides get the same treatment."""
+    """Each figure is the best of ``rounds`` runs, raw and daemon taking turns at going first
+    (:func:`turns`): on a shared machine other processes only ever add CPU time and take
+    throughput away, so the best run is the closest to what each server costs, and both sides
+    get the same treatment. Each server first serves one untimed run at each size, so that no
+    timed run is a process's first at that size (code paths, buffers, the heap)."""
     scale = 10 if quick else 1
-    rounds = 1 if quick else 3
+    rounds = 1 if quick else 4
     for loop in loops:
         suffix = "" if loop == "asyncio" else "-uvloop"
         raw, fanout = servers["raw" + suffix], servers["fanout" + suffix]
@@ -660,9 +679,12 @@ def _report_fanout(servers: dict[str, ServerProcess], loops: list[str], quick: b
         for subs, per_sub in ((1, 200_000), (10, 50_000), (100, 5_000), (1000, 500)):
             n = max(100, per_sub // scale)
             runs: dict[str, list[tuple[float, float]]] = {"raw": [], "daemon": []}
-            for _ in range(rounds):
-                for name, server in (("raw", raw), ("daemon", fanout)):
-                    m = measure(server, subs, n, 0)
+            sides = {"raw": raw, "daemon": fanout}
+            for server in sides.values():
+                measure(server, subs, max(100, n // 10), 0)  # untimed: the warm-up
+            for order in turns(rounds):
+                for name in order:
+                    m = measure(sides[name], subs, n, 0)
                     rate = subs * n / (m["end"] - m["start"])
                     runs[name].append((rate, m["cpu"] / (subs * n) * 1e6))
             r_rate = max(rate for rate, _ in runs["raw"])
