@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import msgspec
 
 from harness.protocol import Event, encode
+
+log = logging.getLogger(__name__)
 
 _Token = str | tuple[bool, frozenset[str], tuple[tuple[str, str], ...]] | None
 _STAR, _ANY = None, ""  # tokens: a literal character, `?`, `*`, or a `[...]` class
@@ -429,21 +432,24 @@ class Bus:
         the hot lane's buffer. The first one, a new name and the wide routes go elsewhere."""
         if event.event == self._hot_name:
             buf = self._hot_buf
-            start = len(buf)
             try:
                 self._encode_into(event, buf, -1)
             except BaseException:
-                del buf[start:]  # nothing half-encoded is ever sent
-                self._failed(event)
+                self._failed(event)  # nothing half-encoded is ever sent
                 raise
             buf += b"\n"
             return self._hot_size
         return self._publish_short(event)
 
     def _failed(self, event: Event) -> None:
-        """An event of the hot lane could not be encoded: its seq still counts as published
-        (as on every other path, where it is stored first), so the lane cools with it."""
-        self._cool()
+        """An event of the hot lane could not be encoded. Its frame is cut off, and its seq
+        still counts as published (as on every other path, where it is stored first), so
+        the lane cools with it."""
+        group = self._hot_group
+        assert group is not None
+        _cut_partial(self._hot_buf, group.base, event)
+        self._hot_name = self._hot_group = None  # cooled; no need to read its last seq
+        self._hot_buf = _COLD
         self._published_seq = event.seq
 
     def _publish_short(self, event: Event) -> int:
@@ -551,6 +557,54 @@ class Bus:
             frames = joined.count(b"\n")
             for member in slow:
                 member.receive(joined, frames)
+
+
+def _frame_head(event: Event) -> bytes | None:
+    """The bytes that every encoding of ``event`` starts with: the tag and the fields before
+    its data, as msgspec writes them (tag first, then the fields in order); None if one of
+    those fields cannot be encoded."""
+    try:
+        seq, ts, name = (_head_encoder.encode(v) for v in (event.seq, event.ts, event.event))
+    except Exception:
+        return None
+    return b"".join((_SEQ_AT, seq, b',"ts":', ts, b',"event":', name, b',"data":'))
+
+
+_head_encoder = msgspec.json.Encoder()
+
+
+def _cut_partial(buf: bytearray, base: int, event: Event) -> None:
+    """Cut off the frame of ``event`` that a failed ``encode_into`` left half-written at the
+    end of ``buf`` (whose frames start at ``base``): publishing keeps no length per event to
+    cut back to, as a raw server's publish keeps none.
+
+    msgspec leaves the buffer as long as the room it grew it to: the part of the frame that
+    it wrote, then whatever that room held before (older frames, newlines and all). So the
+    cut is found from the front: the half frame starts a line, as every frame does, and it
+    starts as this event's encoding does (:func:`_frame_head`: what it wrote before the data,
+    where a plugin's bad value sits), which no complete frame of this iteration does, as
+    their seq, time or name differ (one could match only if the same Event were published
+    twice in one iteration, the second time with data that no longer encodes)."""
+    head = _frame_head(event)
+    start, end = base, len(buf)
+    while head is not None and start < end:
+        if buf.startswith(head, start):
+            del buf[start:]
+            return
+        newline = buf.find(b"\n", start, end)
+        if newline < 0:
+            break
+        start = newline + 1
+    # Its seq or time cannot be encoded (never so for the daemon's own events), or msgspec
+    # ran out of memory before it wrote its head: where the half frame starts is not known,
+    # and every frame of this iteration for this subscription goes rather than a broken one.
+    log.error(
+        "event seq %r could not be encoded and its frame not be found; %d bytes of frames "
+        "for one subscription were dropped",
+        event.seq,
+        end - base,
+    )
+    del buf[base:]
 
 
 class QueueSubscriber:

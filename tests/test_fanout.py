@@ -405,3 +405,59 @@ async def test_published_seq_is_the_last_published_at_every_step_of_a_hot_lane()
     await asyncio.sleep(0)
     assert sub.everything() == b"".join(encode(e) for e in published)
     assert late.everything() == b"".join(encode(e) for e in published if e.seq > head)
+
+
+async def test_bad_events_on_the_hot_lane_drop_only_themselves_whatever_the_room_held() -> None:
+    """The hot lane keeps no length per event: a frame that fails half-way is cut off where it
+    starts, found from the front, though msgspec leaves the buffer's old bytes (old frames,
+    newlines and all) after it. Frames of every size, bad events anywhere, the same bad event
+    again: every subscriber gets exactly the good frames, iteration after iteration."""
+    import random
+
+    rng = random.Random(7)
+    bus = Bus()
+    sub = Direct("*")
+    bus.subscribe(sub)
+    bad_data = {"ok": 1, "oops": object()}
+    again = Event(seq=-1, ts=2.0, event="a:x", data=bad_data)  # published more than once
+    expected: list[bytes] = []
+    seq = 0
+    for _ in range(30):
+        good: list[Event] = []
+        for _ in range(rng.choice([1, 5, 40, 120])):
+            seq += 1
+            if rng.random() < 0.15:
+                bad = again if rng.random() < 0.3 else Event(seq, 1.0, "a:x", bad_data)
+                with pytest.raises(TypeError):
+                    bus.publish(bad)
+                continue
+            e = Event(
+                seq=seq, ts=1.0, event="a:x", data={"n": seq, "pad": "p" * rng.randrange(2000)}
+            )
+            bus.publish(e)
+            good.append(e)
+        await asyncio.sleep(0)
+        expected.append(b"".join(encode(e) for e in good))
+    assert b"".join(sub.written) == b"".join(expected)
+    for joined in sub.written:
+        for line in bytes(joined).splitlines():
+            msgspec.json.decode(line)  # every frame whole
+
+
+async def test_a_bad_seq_on_the_hot_lane_drops_its_iteration_rather_than_send_a_broken_frame(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Never from the daemon's own events (it sets every seq and time itself): when an
+    event's head cannot be encoded, where its half frame starts is not known, and the frames
+    of that iteration for the subscription go, with an error logged."""
+    bus = Bus()
+    sub = Direct("*")
+    bus.subscribe(sub)
+    bus.publish(ev(1))
+    bus.publish(ev(2))
+    with pytest.raises(TypeError):
+        bus.publish(Event(seq=object(), ts=1.0, event="a:x", data={}))  # type: ignore[arg-type]
+    bus.publish(ev(3))
+    await asyncio.sleep(0)
+    assert sub.everything() == encode(ev(3))
+    assert "could not be encoded and its frame not be found" in caplog.text
