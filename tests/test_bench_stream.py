@@ -4,7 +4,11 @@ started with the same hashing and allocator settings (harness/bench/stream.py)."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from harness.bench import stream
 from harness.bench.stream import ServerProcess, server_env, turns
 
 
@@ -28,5 +32,37 @@ def test_every_server_process_starts_with_the_same_hashing_and_malloc_settings(
         environ = Path(f"/proc/{server.proc.pid}/environ").read_bytes().split(b"\0")
         got = dict(e.decode().split("=", 1) for e in environ if b"=" in e)
         assert {k: got.get(k) for k in wanted} == wanted
+    finally:
+        server.stop()
+
+
+def test_a_run_whose_subscriber_was_cut_off_under_load_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a loaded machine the reader process can starve until either server cuts it off
+    (16 MiB behind): that run measures the load, so it is made again once the server has
+    finished publishing; a third cut-off in a row still fails the benchmark."""
+    server = ServerProcess("raw", tmp_path)
+    server.start()
+    try:
+        calls: list[int] = []
+
+        def flaky(s: ServerProcess, subscribers: int, count: int, rate: int) -> dict[str, Any]:
+            calls.append(count)
+            if len(calls) == 1:
+                raise stream.CutOff("raw: a subscriber missed events: [5]")
+            return {"counts": [count]}
+
+        monkeypatch.setattr(stream, "measure", flaky)
+        assert stream.measure_kept_up(server, 1, 10) == {"counts": [10]}
+        assert calls == [10, 10]
+        assert "cut off under load; made again" in capsys.readouterr().out
+
+        def always(s: ServerProcess, subscribers: int, count: int, rate: int) -> dict[str, Any]:
+            raise stream.CutOff("raw: a subscriber missed events: [5]")
+
+        monkeypatch.setattr(stream, "measure", always)
+        with pytest.raises(stream.CutOff):
+            stream.measure_kept_up(server, 1, 10)
     finally:
         server.stop()
