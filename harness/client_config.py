@@ -24,7 +24,7 @@ import os
 import re
 from pathlib import Path
 
-from harness.config_paths import ConfigError, default_database, default_socket, locate
+from harness.config_paths import ConfigError, beside, default_database, default_socket, locate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -108,7 +108,13 @@ def load(path: str | os.PathLike[str] | None = None) -> ClientConfig:
                 f"{file}: contexts.{name}: expected a table ([contexts.{name}] with host or "
                 f"socket), got {got}"
             )
-    return ClientConfig(socket=socket, database=database, contexts=contexts, source=str(file))
+    # Relative paths are the file's, as the daemon reads them (harness.config_paths.beside).
+    return ClientConfig(
+        socket=beside(socket, file),
+        database=beside(database, file),
+        contexts=contexts,
+        source=str(file),
+    )
 
 
 def read_toml(file: Path) -> dict[str, Any]:

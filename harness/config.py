@@ -18,6 +18,7 @@ from harness.client_config import plain_words, read_toml
 from harness.config_paths import (  # noqa: F401 (re-exported: harness.config.locate etc.)
     ENV_CONFIG,
     ConfigError,
+    beside,
     default_database,
     default_socket,
     locate,
@@ -159,4 +160,7 @@ def _load_file(file: Path) -> Config:
         except ValueError as exc:
             raise ConfigError(f"{file}: metrics.listen: {exc}") from exc
     config.source = str(file)
+    # Relative paths are the file's, not this process's working directory's.
+    config.daemon.socket = beside(config.daemon.socket, file)
+    config.daemon.database = beside(config.daemon.database, file)
     return config

@@ -20,6 +20,21 @@ class ConfigError(Exception):
     :mod:`harness.config`; ``harness.config.ConfigError`` is this class."""
 
 
+def beside(value: str, file: str | os.PathLike[str]) -> str:
+    """A path from the config ``file``: a relative one is relative to the file's directory.
+
+    Each process used to resolve it against its own working directory, so a daemon started in
+    one directory and a client (or the TUI) run in another read the same ``socket = "h.sock"``
+    as two different sockets. Empty (the default) and absolute paths (``~`` expanded) are left
+    as they are."""
+    if not value:
+        return value
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return value
+    return str(Path(file).absolute().parent / path)
+
+
 def runtime_dir() -> Path:
     """Where the socket lives: ``$XDG_RUNTIME_DIR/harness``, else a private dir in the temp dir."""
     base = os.environ.get("XDG_RUNTIME_DIR")

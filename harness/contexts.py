@@ -54,7 +54,7 @@ def parse_contexts(config: Config) -> dict[str, Target]:
     """The config's ``[contexts]``, checked; errors name the file and the key."""
     import msgspec
 
-    from harness.config_paths import ConfigError
+    from harness.config_paths import ConfigError, beside
 
     where = config.source or "config"
     targets: dict[str, Target] = {}
@@ -83,7 +83,12 @@ def parse_contexts(config: Config) -> dict[str, Target]:
             raise ConfigError(f"{where}: contexts.{name}.host: {said}") from None
         targets[name] = Target(
             name=name,
-            socket=Path(ctx.socket).expanduser() if ctx.socket else None,
+            # Relative to the config file, as [daemon] socket is (config_paths.beside).
+            socket=Path(
+                beside(ctx.socket, config.source) if config.source else ctx.socket
+            ).expanduser()
+            if ctx.socket
+            else None,
             ssh=ssh,
             remote_harness=ctx.remote_harness or "harness",
             read_only=ctx.read_only,

@@ -101,6 +101,12 @@ def _hang_up(signum: int, frame: object) -> None:
 
 
 def run_demo(*, keep: bool = False, flap_every: float = 20.0) -> int:
+    from tui.need_terminal import refusal
+
+    if no_terminal := refusal("harness demo"):
+        # Before anything starts: nothing to clean up, and no screen drawn into a pipe.
+        print(no_terminal, file=sys.stderr)
+        return 2
     signal.signal(signal.SIGHUP, _hang_up)
     signal.signal(signal.SIGTERM, _hang_up)
     state = Path(tempfile.mkdtemp(prefix="harness-demo-"))

@@ -44,3 +44,26 @@ def install(site: Path, **plugins: str) -> Path:
     lines = ["[harness.plugins]", *(f"{name} = {target}" for name, target in plugins.items())]
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
     return site
+
+
+class Beat(Plugin):
+    """Connects at once and, when ``$BEAT_MS`` is set, publishes live heartbeat health with
+    that latency every 0.1 s, as a gateway plugin does with each heartbeat ACK."""
+
+    name = "beat"
+    version = "0.1"
+
+    async def start(self, ctx: PluginContext) -> None:
+        await ctx.set_connection("connected", username="Beat#1")
+        if latency := os.environ.get("BEAT_MS"):
+            ctx.create_task(self._beat(ctx, float(latency)), name="beat")
+
+    async def _beat(self, ctx: PluginContext, latency: float) -> None:
+        from harness.protocol import Health
+
+        while True:
+            ctx.publish_health(Health(latency_ms=latency))
+            await asyncio.sleep(0.1)
+
+    async def stop(self, ctx: PluginContext) -> None:
+        await ctx.set_connection("stopped")

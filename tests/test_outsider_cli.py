@@ -100,7 +100,8 @@ async def test_the_demo_cleans_up_when_terminated(state_dir: Path) -> None:
     """`kill PID` (SIGTERM) of `harness demo` killed it at once: its daemon and gateway went
     (they die with their parent) but its state directory stayed in the temp dir, one more
     with every demo stopped that way. SIGTERM now leaves as `q` and a hang-up do."""
-    env = subprocess_env(state_dir, TMPDIR=str(state_dir))
+    # No terminal here: the documented override lets the demo start anyway.
+    env = subprocess_env(state_dir, TMPDIR=str(state_dir), HARNESS_TUI_ANY_TERMINAL="1")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -540,6 +540,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Before Textual starts, so the message lands on a normal terminal.
         print(f"harness-tui: {exc}", file=sys.stderr)
         return 2
+    from tui.need_terminal import refusal
+
+    if no_terminal := refusal("harness-tui"):
+        print(no_terminal, file=sys.stderr)
+        return 2
     HarnessApp(
         config,
         plugin=args.plugin,

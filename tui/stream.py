@@ -175,6 +175,7 @@ class Stream:
         storage = asyncio.ensure_future(self._storage(client))
         try:
             head = await subscribed
+            self._forget_health()
             if self.before_seed is not None:
                 await self.before_seed()
             if self.history_from_daemon:
@@ -225,6 +226,20 @@ class Stream:
         except msgspec.ValidationError:
             return None
         return None if described == "ok" else described
+
+    def _forget_health(self) -> None:
+        """A new stream: the heartbeat health heard on an earlier one is not current. After a
+        daemon restart the plugins table showed the previous run's latency as if measured now,
+        until the first heartbeat (up to a heartbeat interval later). None until one arrives,
+        as on the first connection; live health is never stored, so there is nothing to seed.
+        (While offline the last one stays, shown as last known.)"""
+        self._pending_health.clear()
+        plugins = self.app.plugins
+        if any(state.health is not None for state in plugins.values()):
+            self.app.plugins = {
+                name: msgspec.structs.replace(state, health=None) if state.health else state
+                for name, state in plugins.items()
+            }
 
     # -- seed --------------------------------------------------------------------------------
 

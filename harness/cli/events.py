@@ -83,14 +83,46 @@ def _pinger(where: str, doing: list[str]) -> Any:
     return Pinger(after, timeout, silent, back)
 
 
+def _point_text(point: Since) -> str:
+    if point.seq is not None:
+        return f"seq {point.seq}"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(point.ts))
+
+
+def empty_range(since: Since | None, until: Since | None) -> str | None:
+    """Why ``--since``/``--until`` cannot match any event (the end not after the start), or
+    None. Said instead of printing nothing and exiting 0, which reads as "nothing happened".
+    A seq and a time cannot be compared here: that range is left to the events."""
+    if since is None or until is None:
+        return None
+    if since.seq is not None and until.seq is not None:
+        # --since N is "after event N", --until N "up to event N": N..N holds nothing.
+        empty = until.seq <= since.seq
+    elif since.ts is not None and until.ts is not None:
+        empty = until.ts < since.ts
+    else:
+        return None
+    if not empty:
+        return None
+    return (
+        f"--until ({_point_text(until)}) is not after --since ({_point_text(since)}): no event"
+        " can be in that range; give the earlier point to --since and the later to --until"
+    )
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     import json
 
+    from harness.cli.common import EXIT_USAGE, err
     from harness.cli.oneshot import NoDaemon, Refused
 
     patterns = args.patterns or ["*"]
     since: Since | None = args.since
     until: Since | None = args.until
+    # Both parsers (harness/cli/quick_parse.py and argparse) come here: checked once for both.
+    if (empty := empty_range(since, until)) is not None:
+        err(empty)
+        return EXIT_USAGE
     out = sys.stdout.buffer
     # --json without a time filter prints each event line as the daemon sent it (the same
     # bytes ``msgspec.json.encode(event)`` gives), without decoding it: then msgspec, the

@@ -46,8 +46,17 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         except ValueError as exc:
             err(f"{exc}; nothing was changed")
             return EXIT_USAGE
+        before = info["settings"]
         info = client.request("plugins.update_settings", name=args.name, settings=values)
-        saved = f"{args.name}: saved {', '.join(sorted(values))}"
+        from harness.settings_saved import really_changed, unchanged_message
+
+        secrets = [f["name"] for f in info["schema"] if f.get("type") == "secret"]
+        changed = really_changed(values, before, info["settings"], secrets)
+        if not changed:  # e.g. an emptied field already at its default
+            print(unchanged_message(args.name, values))
+            _print_hints([info])
+            return EXIT_OK
+        saved = f"{args.name}: saved {', '.join(changed)}"
         conn = describe_connection(info["metadata"].get("connection"))
         if info["status"] == "error":
             # Stored, but the plugin did not come back: say so, and fail.

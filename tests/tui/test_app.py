@@ -45,6 +45,7 @@ def test_help_and_options(
     for option in ("--config", "--plugin", "--demo-control"):
         assert option in out
     monkeypatch.delenv("HARNESS_CONFIG", raising=False)
+    monkeypatch.setenv("HARNESS_TUI_ANY_TERMINAL", "1")  # no terminal under pytest; run is stubbed
     built: list[app_module.HarnessApp] = []
     monkeypatch.setattr(app_module.HarnessApp, "run", lambda self: built.append(self))
     assert app_module.main(["--plugin", "echo", "--demo-control", "http://127.0.0.1:1"]) == 0

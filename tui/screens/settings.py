@@ -21,6 +21,7 @@ from textual.widgets import Button, Static
 from harness import render
 from harness.client import ClientError, DaemonUnavailable
 from harness.protocol import E_INVALID_SETTINGS, PluginInfo, to_connection
+from harness.settings_saved import really_changed, unchanged_message
 from tui.screens.confirm import ConfirmScreen
 from tui.state import LinkState, PluginState
 from tui.widgets.connection_status import ConnectionStatus
@@ -221,6 +222,8 @@ class SettingsScreen(Screen[None]):
         if not changes:
             self.notify("Nothing to save: no field was changed.")
             return
+        state = self.state
+        before = dict(state.info.settings) if state and state.info else {}
         try:
             result = await self.harness.stream.request(
                 "plugins.update_settings", name=self.plugin, settings=changes
@@ -246,7 +249,12 @@ class SettingsScreen(Screen[None]):
         self.harness.stream.apply_infos([info])
         # Names only: a secret's value never goes into a notification. The toast says what
         # really happened: stored, and whether the plugin is up, waiting or in error.
-        saved = f"Saved {self.plugin}: {', '.join(sorted(changes))}."
+        secrets = [f.name for f in info.schema if f.type == "secret"]
+        changed = really_changed(changes, before, info.settings, secrets)
+        if not changed:  # an emptied field already at its default: nothing to restart or apply
+            self.notify(unchanged_message(self.plugin, changes))
+            return
+        saved = f"Saved {self.plugin}: {', '.join(changed)}."
         if info.status == "error":
             self.notify(
                 f"{saved} But the plugin is in error: {info.reason or 'see the log'}",
