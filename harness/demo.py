@@ -15,6 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from harness import hangup
 from harness.client import Client, DaemonUnavailable
 
 DEMO_TOKEN = "demo-token-not-a-real-secret-0000000000"
@@ -71,6 +72,8 @@ def _wait_for_daemon(socket_path: Path, daemon: subprocess.Popen[bytes], log: Pa
             try:
                 client = await Client.connect(socket_path, client="harness-demo")
             except DaemonUnavailable:
+                if hangup.signalled:
+                    return
                 if daemon.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the daemon did not start; its log: {log}") from None
                 await asyncio.sleep(0.05)
@@ -94,12 +97,6 @@ def _flapper(url: str, every: float, stop: threading.Event) -> None:
         outage = not outage
 
 
-def _hang_up(signum: int, frame: object) -> None:
-    # A dropped SSH session, or `kill`: leave through the normal path, so the clean-up below
-    # runs (with SIGTERM's default the demo died at once and left its directory behind).
-    raise SystemExit(128 + signum)
-
-
 def run_demo(*, keep: bool = False, flap_every: float = 20.0) -> int:
     from tui.need_terminal import refusal
 
@@ -107,8 +104,10 @@ def run_demo(*, keep: bool = False, flap_every: float = 20.0) -> int:
         # Before anything starts: nothing to clean up, and no screen drawn into a pipe.
         print(no_terminal, file=sys.stderr)
         return 2
-    signal.signal(signal.SIGHUP, _hang_up)
-    signal.signal(signal.SIGTERM, _hang_up)
+    # A dropped SSH session, or `kill`: leave through the clean-up below (with SIGTERM's
+    # default the demo died at once and left its directory behind). Recorded, and looked at
+    # where leaving is safe: harness.hangup says why the handler does not raise.
+    hangup.install()
     state = Path(tempfile.mkdtemp(prefix="harness-demo-"))
     procs: list[subprocess.Popen[bytes] | subprocess.Popen[str]] = []
     stop = threading.Event()
@@ -134,10 +133,13 @@ def run_demo(*, keep: bool = False, flap_every: float = 20.0) -> int:
         procs.append(daemon)
         _say(f"state in {state}; starting the daemon and the local Discord gateway at {url}")
         _wait_for_daemon(state / "harness.sock", daemon, log)
+        if hangup.signalled:
+            return hangup.signalled  # the clean-up below still runs
         if flap_every > 0:
             threading.Thread(target=_flapper, args=(url, flap_every, stop), daemon=True).start()
         from tui.app import main as tui_main
 
+        # The TUI leaves on a SIGTERM or SIGHUP recorded before it started, too.
         code = tui_main(["--config", str(config), "--plugin", "discord", "--demo-control", url])
     except RuntimeError as exc:
         _say(str(exc))

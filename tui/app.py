@@ -22,7 +22,7 @@ from textual.theme import Theme
 from textual.worker import Worker, WorkerState
 
 import harness
-from harness import contexts
+from harness import contexts, hangup
 from harness.client import ClientError, DaemonUnavailable
 from harness.client_config import load
 from harness.config_paths import ConfigError
@@ -211,6 +211,8 @@ class HarnessApp(App[None]):
         self.events_signal.subscribe(self, self._remember_events)
         self.events_signal.subscribe(self, self._on_alert_events)
         self.watch(self, "link", self._fetch_silences, init=False)
+        if hangup.signalled:
+            self.exit(None, hangup.signalled)  # a signal came while the app was being set up
         if self.start_stream:
             self._hold_first_paint()
             self.run_stream()
@@ -530,6 +532,24 @@ def read_config(args: argparse.Namespace | SimpleNamespace) -> tuple[contexts.Co
     return config, target
 
 
+def leave_on_signals(app: HarnessApp) -> None:
+    """`kill` (SIGTERM) and a dropped SSH link (SIGHUP) leave as `q` does: the terminal is
+    restored and whoever started the TUI (`harness demo`) runs its clean-up. The signal is
+    recorded (harness.hangup says why it is not raised); the running loop, if there is one, is
+    asked to exit the app, and on_load looks at the record if the app was still being set up."""
+    import asyncio
+
+    def leave(code: int) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not started yet: on_load sees hangup.signalled
+        loop.call_soon_threadsafe(app.exit, None, code)
+
+    hangup.install()
+    hangup.on_signal(leave)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``harness-tui``; returns the exit status."""
     # A plain command line without argparse (tui/quick_args.py says why); argparse otherwise.
@@ -545,15 +565,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if no_terminal := refusal("harness-tui"):
         print(no_terminal, file=sys.stderr)
         return 2
-    HarnessApp(
+    app = HarnessApp(
         config,
         plugin=args.plugin,
         demo_control=args.demo_control,
         target=target,
         fleet=args.fleet,
         ui_state=UiState.load(),
-    ).run()
-    return 0
+    )
+    leave_on_signals(app)
+    app.run()
+    return app.return_code or 0
 
 
 if __name__ == "__main__":
