@@ -1,0 +1,97 @@
+"""Commit small batches on the event loop's own thread, when that is safe.
+
+A group commit through the database thread costs two thread hops (loop -> thread -> loop), each
+a wake-up of a sleeping thread; for one caller awaiting each event the hops cost more than the
+transaction (issue 10). With ``synchronous = NORMAL`` in WAL mode a commit appends a few pages to
+the WAL and does not sync, so it can run on the loop, on a second connection of its own, as long
+as it never waits:
+
+- ``busy_timeout = 0``: when another connection holds the write lock (the database thread's
+  autocommit statements, an operator's sqlite3 shell) BEGIN fails at once with SQLITE_BUSY, and
+  the batch goes to the database thread, which waits there as before. Any other failure (disk
+  full, read-only, I/O error) also sends the batch to the thread: its outcome, published as
+  persisted or not, is decided there exactly as before.
+- ``wal_autocheckpoint = 0``: this connection never checkpoints. SQLite's automatic checkpoint
+  (the database thread's connection keeps :data:`harness.store.WAL_AUTOCHECKPOINT`) runs inside
+  the commit that finds the WAL at that many frames; so once the WAL holds that many, the next
+  batch goes to the thread, where the checkpoint runs in its commit, as it did for every batch
+  before (the loop writes nothing meanwhile: one batch at a time).
+
+The frame count is read from the WAL index (the ``-shm`` file SQLite maps into every connection
+using the database; https://www.sqlite.org/walformat.html, "The WAL-Index Header" and "The
+Checkpoint Information"): ``mxFrame``, the number of valid frames in the WAL, a native-endian
+u32 at byte 16, less ``nBackfill``, how many of them a checkpoint already copied, at byte 96.
+The format has not changed since WAL mode was introduced; ``tests/test_loop_commit.py`` checks
+the count against SQLite's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import sqlite3
+import struct
+from pathlib import Path
+
+_U32 = struct.Struct("=I")  # native byte order
+_MX_FRAME = 16  # WalIndexHdr.mxFrame
+_N_BACKFILL = 96  # WalCkptInfo.nBackfill, after the header's two 48-byte copies
+
+
+def open_writer(
+    path: Path, *, journal_size_limit: int, max_pages: int | None
+) -> sqlite3.Connection:
+    """The loop thread's connection to the daemon's (already prepared, WAL) database. Opened
+    in a worker thread; used only from the loop's thread afterwards."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA busy_timeout = 0")  # never wait on the loop
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints stay in the db thread
+        conn.execute(f"PRAGMA journal_size_limit = {int(journal_size_limit)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if max_pages is not None:  # the full-disk test hook is per connection
+            conn.execute(f"PRAGMA max_page_count = {int(max_pages)}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class WalFrames:
+    """The number of frames in ``database``'s WAL not yet copied into the database by a
+    checkpoint, read from its WAL index; None when that cannot be read (then the caller must
+    not assume the WAL is small)."""
+
+    def __init__(self, database: Path) -> None:
+        self.shm = database.with_name(database.name + "-shm")
+        self._map: mmap.mmap | None = None
+
+    def count(self) -> int | None:
+        if self._map is None and not self._open():
+            return None
+        assert self._map is not None
+        m = self._map
+        return int(_U32.unpack_from(m, _MX_FRAME)[0]) - int(_U32.unpack_from(m, _N_BACKFILL)[0])
+
+    def _open(self) -> bool:
+        try:
+            fd = os.open(self.shm, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            if os.fstat(fd).st_size < mmap.PAGESIZE:  # SQLite makes it 32 KiB at once
+                return False
+            self._map = mmap.mmap(fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ)
+        except (OSError, ValueError):
+            return False
+        finally:
+            os.close(fd)
+        return True
+
+    def close(self) -> None:
+        if self._map is not None:
+            with contextlib.suppress(BufferError):
+                self._map.close()
+            self._map = None
