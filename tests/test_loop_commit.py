@@ -14,10 +14,10 @@ import msgspec
 import pytest
 
 from harness.bus import Bus, QueueSubscriber
-from harness.loop_commit import WalFrames
+from harness.loop_commit import WalFrames, open_writer
 from harness.protocol import Event
 from harness.recorder import Recorder
-from harness.store import WAL_AUTOCHECKPOINT, Store
+from harness.store import JOURNAL_SIZE_LIMIT, WAL_AUTOCHECKPOINT, Store
 from tests.conftest import wait_until
 
 
@@ -136,10 +136,12 @@ async def test_checkpoints_are_left_to_the_database_thread(
 async def test_batches_on_either_road_keep_seq_order_and_stored_equals_published(
     parts: tuple[Store, Recorder, QueueSubscriber], tmp_path: Path
 ) -> None:
-    """Callers record while other writers come and go: transactions of the store's own (the
-    batch waits for them in the database thread) and autocommit statements (the loop's commit
-    finds the lock taken and leaves the batch to the thread). Every event is stored and
-    published once, in seq order, and each plugin's stored connection is its last published."""
+    """A caller awaiting each event (its batches commit on the loop) and callers now and then
+    at once (their batches go to the thread) record while other writers come and go:
+    transactions of the store's own (a batch waits for them in the database thread) and
+    autocommit statements (the loop's commit finds the lock taken and leaves the batch to the
+    thread). Every event is stored and published once, in seq order, and each plugin's stored
+    connection is its last published."""
     store, recorder, sub = parts
     await store.ensure_plugins([f"p{i}" for i in range(4)])
     stop = False
@@ -153,17 +155,21 @@ async def test_batches_on_either_road_keep_seq_order_and_stored_equals_published
                 )
             await store.set_enabled("p1", n % 2 == 0)
             n += 1
+            for _ in range(10):  # now and then, so that most batches find the lock free
+                await asyncio.sleep(0)
 
-    async def caller(i: int) -> None:
+    async def caller(i: int, pause: int) -> None:
         for n in range(100):
             await recorder.record(f"p{i}:tick", {"n": n})
             await recorder.record(
                 f"p{i}:connection", {"state": f"s{n}"}, plugin=f"p{i}", metadata_key="connection"
             )
+            for _ in range(pause):  # the others' events mostly go alone, sometimes together
+                await asyncio.sleep(0)
 
     writer = asyncio.get_running_loop().create_task(other_writer())
     try:
-        await asyncio.wait_for(asyncio.gather(*(caller(i) for i in range(4))), 60)
+        await asyncio.wait_for(asyncio.gather(*(caller(i, 7 * i) for i in range(4))), 60)
     finally:
         stop = True
         await writer
@@ -178,6 +184,34 @@ async def test_batches_on_either_road_keep_seq_order_and_stored_equals_published
         rows = dict(conn.execute("SELECT name, metadata FROM plugin_config").fetchall())
     for i in range(4):
         assert msgspec.json.decode(rows[f"p{i}"])["connection"] == {"state": "s99"}
+
+
+async def test_the_full_disk_hook_holds_for_commits_on_the_loop(
+    parts: tuple[Store, Recorder, QueueSubscriber],
+) -> None:
+    """``limit_pages`` (the full-disk test hook, a per-connection cap) applies to the loop's
+    connection too: the first event that needs a new page is not stored, as on a full disk."""
+    store, recorder, _ = parts
+    await recorder.record("p:tick", {"n": 0})
+    await store.limit_pages(await store.page_count())
+    event = await asyncio.wait_for(recorder.record("p:tick", {"x": "f" * 20_000}), 10)
+    assert event.persisted is False
+    assert not recorder.health.ok
+
+
+def test_the_loop_writer_never_waits_and_never_checkpoints(tmp_path: Path) -> None:
+    """What the loop's connection must be: no busy wait (a lock held elsewhere is SQLITE_BUSY at
+    once, and the batch goes to the database thread) and no automatic checkpoint."""
+    path = tmp_path / "x.db"
+    sqlite3.connect(path).execute("PRAGMA journal_mode = WAL").close()
+    conn = open_writer(path, journal_size_limit=JOURNAL_SIZE_LIMIT, max_pages=None)
+    try:
+        assert conn.execute("PRAGMA busy_timeout").fetchone() == (0,)
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        assert conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+        assert conn.execute("PRAGMA journal_size_limit").fetchone() == (JOURNAL_SIZE_LIMIT,)
+    finally:
+        conn.close()
 
 
 def test_the_wal_frame_count_is_sqlites_own(tmp_path: Path) -> None:
