@@ -186,6 +186,25 @@ async def test_batches_on_either_road_keep_seq_order_and_stored_equals_published
         assert msgspec.json.decode(rows[f"p{i}"])["connection"] == {"state": "s99"}
 
 
+async def test_each_commit_on_the_loop_is_synced_in_the_background(
+    parts: tuple[Store, Recorder, QueueSubscriber],
+) -> None:
+    """Commits on the loop poke the WAL flusher as the database thread's do, and a commit
+    after a sync gets a sync of its own (the poke that finds the flag set is the only one
+    skipped)."""
+    store, recorder, _ = parts
+    flusher = store._flusher
+    assert flusher is not None
+    release = block_the_database_thread(store)  # so these commits can only be the loop's
+    try:
+        for n in range(3):
+            before = flusher.syncs
+            await asyncio.wait_for(recorder.record("p:tick", {"n": n}), 10)
+            await wait_until(lambda: flusher.syncs > before, timeout=10)  # noqa: B023
+    finally:
+        release.set()
+
+
 async def test_the_full_disk_hook_holds_for_commits_on_the_loop(
     parts: tuple[Store, Recorder, QueueSubscriber],
 ) -> None:
