@@ -83,7 +83,7 @@ class WalFrames:
         try:
             if os.fstat(fd).st_size < mmap.PAGESIZE:  # SQLite makes it 32 KiB at once
                 return False
-            self._map = mmap.mmap(fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ)
+            self._map = mmap.mmap(fd, mmap.PAGESIZE, access=mmap.ACCESS_READ)  # shared
         except (OSError, ValueError):
             return False
         finally:
