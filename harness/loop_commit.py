@@ -27,8 +27,6 @@ the count against SQLite's own.
 
 from __future__ import annotations
 
-import contextlib
-import mmap
 import os
 import sqlite3
 import struct
@@ -62,36 +60,38 @@ def open_writer(
 class WalFrames:
     """The number of frames in ``database``'s WAL not yet copied into the database by a
     checkpoint, read from its WAL index; None when that cannot be read (then the caller must
-    not assume the WAL is small)."""
+    not assume the WAL is small).
+
+    One descriptor, opened on first use and closed only by :meth:`close`, which the store calls
+    after its SQLite connections are closed. Closing any descriptor of a file drops every POSIX
+    lock the process holds on it, SQLite's own included: opening and closing the ``-shm`` file
+    per read dropped SQLite's lock that tells other processes the WAL index is in use, and the
+    next process to open the database truncated it under this one's mapping (the daemon died
+    of SIGBUS). Read with ``pread``, not through a mapping of our own: a short read past the
+    end is harmless where a mapped page past it is SIGBUS."""
 
     def __init__(self, database: Path) -> None:
         self.shm = database.with_name(database.name + "-shm")
-        self._map: mmap.mmap | None = None
+        self._fd: int | None = None
 
     def count(self) -> int | None:
-        if self._map is None and not self._open():
-            return None
-        assert self._map is not None
-        m = self._map
-        return int(_U32.unpack_from(m, _MX_FRAME)[0]) - int(_U32.unpack_from(m, _N_BACKFILL)[0])
-
-    def _open(self) -> bool:
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.shm, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return None
         try:
-            fd = os.open(self.shm, os.O_RDONLY | os.O_CLOEXEC)
+            head = os.pread(self._fd, _N_BACKFILL + 4 - _MX_FRAME, _MX_FRAME)
         except OSError:
-            return False
-        try:
-            if os.fstat(fd).st_size < mmap.PAGESIZE:  # SQLite makes it 32 KiB at once
-                return False
-            self._map = mmap.mmap(fd, mmap.PAGESIZE, access=mmap.ACCESS_READ)  # shared
-        except (OSError, ValueError):
-            return False
-        finally:
-            os.close(fd)
-        return True
+            return None
+        if len(head) < _N_BACKFILL + 4 - _MX_FRAME:  # being initialised
+            return None
+        mx_frame = _U32.unpack_from(head, 0)[0]
+        backfilled = _U32.unpack_from(head, _N_BACKFILL - _MX_FRAME)[0]
+        return int(mx_frame) - int(backfilled)
 
     def close(self) -> None:
-        if self._map is not None:
-            with contextlib.suppress(BufferError):
-                self._map.close()
-            self._map = None
+        """Only once no SQLite connection of this process uses the database (see above)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)

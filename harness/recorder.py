@@ -253,15 +253,16 @@ class Recorder:
             log.exception("recorder: writing a batch failed unexpectedly")
             for p, _, _ in batch:
                 _fail(p.future, bug)
-        if self.health.ok and not self._closing:
+        if self.health.ok and (not self._closing or self._queue):
             # The callers this batch just woke run in the loop's next iteration, before this
             # callback (a loop runs its callbacks in order): their next events join what is
             # queued and leave as one batch. Dispatching at once, from here or from the first
             # woken caller, split 10 plugins at once into batches of 1 and 9 (half the
-            # commits). A caller woken later finds the writer idle and dispatches at once.
+            # commits). Also while closing: a batch committed on the loop calls this from
+            # _dispatch, so dispatching from here would nest a call per batch.
             self._collecting = True
             asyncio.get_running_loop().call_soon(self._collect)
-        elif self._queue:
+        elif self._queue:  # storage failing: the database thread's road, never nested
             self._dispatch()
         elif not self.health.ok and not self._closing:
             # Storage is failing and nothing is queued: try again in a while all the same,

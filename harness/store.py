@@ -451,9 +451,6 @@ class Store:
         if self._writer is not None:
             writer, self._writer = self._writer, None
             await asyncio.to_thread(writer.close)
-        if self._wal_frames is not None:
-            self._wal_frames.close()
-            self._wal_frames = None
         if self._flusher is not None:
             await asyncio.to_thread(self._flusher.stop)
             self._flusher = None
@@ -461,6 +458,9 @@ class Store:
             with contextlib.suppress(sqlite3.Error):
                 await self._conn.execute("PRAGMA optimize")
         await self._conn.close()
+        if self._wal_frames is not None:  # last: closing it drops this process's shm locks
+            self._wal_frames.close()
+            self._wal_frames = None
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
@@ -608,7 +608,7 @@ class Store:
             return None
         try:
             result = _write_batch(writer, rows, (), prune_below)
-        except sqlite3.Error as exc:
+        except Exception as exc:  # rolled back; the thread's attempt reports a bug as a bug
             log.debug("commit on the loop's thread declined: %s", exc)
             return None
         if self._flusher is not None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -233,6 +235,63 @@ def test_the_loop_writer_never_waits_and_never_checkpoints(tmp_path: Path) -> No
         conn.close()
 
 
+async def test_closing_with_thousands_of_one_event_batches_queued(tmp_path: Path) -> None:
+    """Updates of one plugin's connection never share a batch, so 3,000 of them queued (sent
+    without awaiting each) are 3,000 one-event commits on the loop. Closing writes them all,
+    in order: each next batch is a callback of its own, not a call inside the one before
+    (3,000 nested calls would exceed Python's recursion limit)."""
+    store = await Store.open(tmp_path / "state.db")
+    await store.ensure_plugins(["p"])
+    recorder = Recorder(store, Bus(await store.last_seq()))
+    loop = asyncio.get_running_loop()
+    tasks = [
+        loop.create_task(
+            recorder.record("p:connection", {"n": n}, plugin="p", metadata_key="connection")
+        )
+        for n in range(3000)
+    ]
+    await asyncio.sleep(0)  # every record has queued
+    await asyncio.wait_for(recorder.close(), 60)
+    events = [t.result() for t in tasks]
+    assert all(e.persisted is True for e in events)
+    assert [d["n"] for _, _, d in stored(tmp_path / "state.db")] == list(range(3000))
+    await store.close()
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        (meta,) = conn.execute("SELECT metadata FROM plugin_config WHERE name = 'p'").fetchone()
+    assert msgspec.json.decode(meta)["connection"] == {"n": 2999}
+
+
+def _dms_lock_free(shm: str) -> bool:
+    """In another process: can it take SQLite's "WAL index in use" lock (byte 128 of the
+    -shm file) for writing? Then no process holds it, and the next one to open the database
+    would truncate the WAL index."""
+    code = (
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "try:\n"
+        "    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)\n"
+        "except OSError:\n"
+        "    sys.exit(1)\n"
+        "sys.exit(0)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code, shm], check=False).returncode == 0
+
+
+async def test_reading_the_frame_count_keeps_sqlites_locks(
+    parts: tuple[Store, Recorder, QueueSubscriber], tmp_path: Path
+) -> None:
+    """The daemon keeps SQLite's shared lock on the WAL index while it runs, however many
+    commits on the loop read the frame count (a descriptor opened and closed per read
+    released it; a reader in another process then truncated the index and the daemon died
+    of SIGBUS)."""
+    _, recorder, _ = parts
+    shm = str(tmp_path / "state.db-shm")
+    assert not _dms_lock_free(shm)
+    for n in range(5):
+        await recorder.record("p:tick", {"n": n})
+    assert not _dms_lock_free(shm)
+
+
 def test_the_wal_frame_count_is_sqlites_own(tmp_path: Path) -> None:
     """WalFrames reads the WAL index's header (a documented format); SQLite's checkpoint
     reports the same number of frames, and none left once it has copied them."""
@@ -250,7 +309,7 @@ def test_the_wal_frame_count_is_sqlites_own(tmp_path: Path) -> None:
         assert (busy, copied) == (0, log)
         assert before == log > 200
         assert frames.count() == 0
-        frames.close()
     finally:
         conn.close()
+        frames.close()
     assert WalFrames(tmp_path / "missing.db").count() is None
