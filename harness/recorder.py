@@ -373,10 +373,17 @@ class Recorder:
     def keep_metadata(self, plugin: str, values: dict[str, Any], exc: BaseException) -> None:
         """A metadata write beside the batches (``ctx.update_metadata``) failed on storage:
         keep its values like an unstored connection, for the first commit that succeeds (a
-        key deleted with None is stored as null then). The failure is told as any other."""
+        key deleted with None is deleted then). The failure is told as any other."""
         now = time.time()
         for key, value in values.items():
             self._unstored[(plugin, key)] = (_encode(value), now)
+        self.write_failed(exc)
+
+    def write_failed(self, exc: BaseException) -> None:
+        """A write beside the batches met a storage fault: told like a failed batch and
+        retried, so ``status`` and the TUI's header say "failing" until a write succeeds.
+        A settings change that failed is not kept (its request said so); before this, such a
+        failure left the health "ok" until the next event happened to fail too."""
         if self.health.ok:
             self._failed(exc, [])
             self._announce_failure()

@@ -20,9 +20,10 @@ from typing import Any, cast
 
 import msgspec
 
-from harness import __version__, protocol
+from harness import __version__, oversized, protocol
 from harness.bus import Bus, Patterns, StreamSubscriber, Write
 from harness.protocol import Ack, Error, Lagged, Replayed, Response, Welcome
+from harness.reads import read_in_heap
 from harness.store import Store
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,11 @@ MAX_QUEUED_BYTES = 16 * 1024 * 1024
 REPLAY_PAGE = 500
 _WRITE_HIGH = 1024 * 1024  # a transport buffer above this pauses writing
 _LAGGED_GRACE = 1.0  # seconds a lagged client gets to read its "lagged" frame before the abort
+# Seconds a new connection gets to complete its hello line. A connection that says nothing (or
+# a byte now and then) would otherwise hold one of max_clients for ever: enough of them and
+# every `harness status` is turned away. Clients send hello at once; over ssh it comes one
+# round trip after dial-stdio connects.
+HELLO_TIMEOUT = 30.0
 
 
 class RequestError(Exception):
@@ -84,10 +90,14 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         self._can_write.set()
         self._closed = False
         self._subscription: asyncio.Task[None] | None = None
+        self._hello_timer: asyncio.TimerHandle | None = None
+        self.made = False  # connection_made has run (the server counts clients by it)
 
     # -- transport callbacks ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made = True
+        self.server._unmade -= 1
         # A duck-typed check: uvloop's transports are not asyncio.Transport subclasses.
         assert hasattr(transport, "write") and hasattr(transport, "pause_reading")
         self.transport = cast(asyncio.Transport, transport)
@@ -97,6 +107,7 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         self.peer = f"uid={uid}" if uid is not None else "peer"
         # Large enough that the writer batches, small enough that memory stays bounded.
         transport.set_write_buffer_limits(high=_WRITE_HIGH)
+        read_in_heap(transport)  # a client's requests (pings) read without mmap
         if uid is not None and uid not in (os.getuid(), 0):
             log.warning("refused a client with uid %s (only uid %s may connect)", uid, os.getuid())
             transport.write(
@@ -106,6 +117,17 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
             self._closed = True
             return
         self.server.clients.add(self)
+        self._hello_timer = asyncio.get_running_loop().call_later(HELLO_TIMEOUT, self._no_hello)
+
+    def _no_hello(self) -> None:
+        self._hello_timer = None
+        if self._hello or self._closed or self.transport is None:
+            return
+        log.debug("closed a client that sent no hello within %g s (%s)", HELLO_TIMEOUT, self.peer)
+        self.send_error(
+            protocol.E_PROTOCOL, f"no hello within {HELLO_TIMEOUT:g} s; closing the connection"
+        )
+        self.transport.close()
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -129,6 +151,9 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
         if self._abort_timer is not None:
             # Closed in time after ``lagged``: the abort is moot, and left pending it would
             # outlive a loop that stops meanwhile.
@@ -291,8 +316,21 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
                 self._subscription.cancel()
             self.server.bus.unsubscribe(self)
             self.send_frame(Ack(id=frame.id, seq=self.server.bus.published_seq))
+        elif frame.method == "ping":
+            self._ping(frame)
         else:
             self.server.track(self._on_request(frame))
+
+    def _ping(self, frame: protocol.Request) -> None:
+        """The liveness check (harness.liveness) every idle client sends every few seconds:
+        the cheapest answer there is, in this step, with no task or handler. A client that
+        hears it knows the loop is running."""
+        if frame.params:
+            self.send_error(
+                protocol.E_BAD_PARAMS, "invalid params for ping: it takes none", frame.id
+            )
+            return
+        self.send_frame(Response(id=frame.id, result={"seq": self.server.bus.published_seq}))
 
     def _on_hello(self, frame: protocol.Hello) -> None:
         if self._hello:
@@ -306,6 +344,9 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
             )
             return
         self._hello = True
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
         self.peer = f"{protocol.clip(frame.client, 64)} ({self.peer})"
         self.send_frame(
             Welcome(
@@ -343,6 +384,10 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
                 if not page:
                     break
                 frames = [protocol.encode(e) for e in page if self.patterns(e.event)]
+                if frames and max(map(len, frames)) > protocol.MAX_FRAME_BYTES + 1:
+                    # Stored by older code: sent as a stand-in, not as a broken frame.
+                    matched = [e for e in page if self.patterns(e.event)]
+                    frames = oversized.fit_frames(frames, matched, self.peer)
                 if frames:
                     self.send(b"".join(frames), len(frames))  # one write per page
                     replayed += len(frames)
@@ -380,7 +425,7 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         params_type = protocol.METHODS.get(frame.method)
         handler = self.server.handlers.get(frame.method)
         if params_type is None or handler is None:
-            known = ", ".join(sorted(self.server.handlers))
+            known = ", ".join(sorted({*self.server.handlers, "ping"}))
             self.send_error(
                 protocol.E_UNKNOWN_METHOD,
                 f"unknown method {protocol.clip(frame.method)!r}; known: {known}",
@@ -491,7 +536,11 @@ class Server:
         self.max_clients = max_clients
         self.clients: set[ClientConnection] = set()
         self._requests: set[asyncio.Task[None]] = set()
-        self._starting: set[asyncio.Task[None]] = set()  # accepted, not yet connection_made
+        self._starting: set[asyncio.Task[None]] = set()  # accepted, being set up
+        # Accepted and not yet in ``clients`` (connection_made has not run). Not
+        # len(_starting): a task stays there a step after its connection_made, so a client
+        # accepted in that step was counted twice and turned away below max_clients.
+        self._unmade = 0
         self._sock: socket.socket | None = None
         # One descriptor held in reserve: at the fd limit it is given up to accept a client
         # just long enough to tell it why it is turned away, instead of leaving it hanging.
@@ -537,7 +586,7 @@ class Server:
                 else:
                     self._accept_failed(exc)
                 return
-            if len(self.clients) + len(self._starting) >= self.max_clients:
+            if len(self.clients) + self._unmade >= self.max_clients:
                 self._log_accept_problem(
                     f"{self.max_clients} clients connected (max_clients); turning new ones away"
                 )
@@ -553,12 +602,24 @@ class Server:
         conn.setblocking(False)
         loop = asyncio.get_running_loop()
 
+        made: list[ClientConnection] = []
+
+        def protocol() -> ClientConnection:
+            made.append(ClientConnection(self))
+            return made[0]
+
         async def serve() -> None:
             try:
-                await loop.connect_accepted_socket(lambda: ClientConnection(self), sock=conn)
-            except Exception as exc:
+                await loop.connect_accepted_socket(protocol, sock=conn)
+            except BaseException as exc:
+                if not (made and made[0].made):
+                    self._unmade -= 1  # its connection_made never ran
+                if not isinstance(exc, Exception):
+                    raise
                 conn.close()
                 self._log_accept_problem(f"could not set up a client connection: {exc}")
+
+        self._unmade += 1
 
         task = loop.create_task(serve())
         self._starting.add(task)
