@@ -371,7 +371,7 @@ def part_row(
 ) -> tuple[str, ...]:
     """One part as table cells (PART_COLUMNS): glyph and word, never colour alone.
     ``overdue_since``: when the heartbeat this connected part still waits an ACK for was sent
-    (``parts_overdue``); the detail then says so, with its age."""
+    (``parts_overdue``); the detail then says so, with its age ("no heartbeat reply: 14 s")."""
     detail = ""
     if part.state in ("disconnected", "connecting") and part.retry_at is not None:
         left = part.retry_at - now
@@ -381,7 +381,9 @@ def part_row(
     if part.reason:
         detail = f"{part.reason}" + (f" · {detail}" if detail else "")
     if part.state == "connected" and overdue_since is not None:
-        late = f"no heartbeat reply for {span(now - overdue_since)}"
+        # Short, with the age in it, so the table's detail column holds it whole at 80
+        # columns (an ACK is late for at most one heartbeat interval: "41 s").
+        late = f"no heartbeat reply: {span(now - overdue_since)}"
         detail = late + (f" · {detail}" if detail else "")
     return (
         part.id,

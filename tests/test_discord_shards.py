@@ -580,7 +580,7 @@ async def test_one_shards_overdue_ack_is_its_own_in_health_status_and_plugins_sh
     rows = {
         ln.split()[0]: ln for ln in shown.out.splitlines() if ln.startswith("    ") and "●" in ln
     }
-    assert "no heartbeat reply for " in rows["2"], shown.out
+    assert "no heartbeat reply: " in rows["2"], shown.out
     assert not any("heartbeat" in rows[i] for i in ("0", "1", "3")), shown.out
 
     # The late link ends as a zombie: its warning, and the plugin's aggregate one, are

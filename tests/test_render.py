@@ -108,7 +108,7 @@ def test_a_parts_overdue_ack_is_on_its_row_and_in_every_form() -> None:
     )
     now = T + 114
     assert render.parts_overdue(conn, health) == {"1": T + 100}
-    assert render.part_row(parts[1], now, UTC, T + 100)[-1] == "no heartbeat reply for 14 s"
+    assert render.part_row(parts[1], now, UTC, T + 100)[-1] == "no heartbeat reply: 14 s"
     assert render.part_row(parts[0], now, UTC, None)[-1] == ""
     # A part that is down has no link to be late: its row says why it is down.
     assert render.part_row(parts[2], now, UTC, T + 90)[-1] == "lost · retrying in 16 s"

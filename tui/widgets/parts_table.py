@@ -48,6 +48,7 @@ class PartsTable(ScrollView, can_focus=True):
         overflow-y: auto;
         border: round $panel-lighten-2;
         border-title-color: $text-muted;
+        border-subtitle-color: $text-muted;
         display: none;
         &.-has-parts { display: block; }
         & > .parts-table--header { text-style: bold; background: $panel; }
@@ -102,17 +103,19 @@ class PartsTable(ScrollView, can_focus=True):
         self._redraw(parts)
 
     def _title(self, now: float) -> float | None:
-        """Set the title; return when it would next read differently (None: never by itself).
-        The identify budget's "resets in" is shown, counting down, only while new sessions
-        wait for it (``render.budget_held``): otherwise the count alone, which does not age."""
+        """Set the title (the parts' count) and, in the bottom border, the identify budget;
+        return when they would next read differently (None: never by themselves). The
+        budget's "resets in" is shown, counting down, only while new sessions wait for it
+        (``render.budget_held``); otherwise the count alone, which does not age. In its own
+        border, the countdown is not what a narrow terminal cuts from a long title."""
         conn = self.connection
         title = render.parts_summary(conn) or ""
         held = render.budget_held(conn, now)
-        budget = render.identify_budget(conn, now, with_reset=held)
-        if budget and title:
-            title = f"{title} · {budget}"
+        budget = (render.identify_budget(conn, now, with_reset=held) or "") if title else ""
         if title != self.border_title:
             self.border_title = title
+        if budget != self.border_subtitle:
+            self.border_subtitle = budget
         return render.budget_next_change(conn, now) if held else None
 
     def _redraw(self, parts: Sequence[Part]) -> None:
