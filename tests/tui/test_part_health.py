@@ -3,6 +3,7 @@ counting down while new sessions wait for it: the real app through its pilot, ag
 in-process daemon on a real socket, the live health taken from the daemon's answer when the TUI
 connects (health is never stored) and ordered against the stream by its place in it."""
 
+# ruff: noqa: F811  (pytest fixtures imported from test_discord_shards are parameters here)
 from __future__ import annotations
 
 import time
@@ -10,9 +11,16 @@ from typing import Any, ClassVar
 
 from harness.client import Client
 from harness.config import Config
+from harness.discord_emulator import LocalDiscordGateway
 from harness.plugin import Plugin, PluginContext
 from harness.protocol import Health, Part, PartHealth, SettingField
 from tests.conftest import StartDaemon
+from tests.test_discord_plugin import discord_config
+from tests.test_discord_shards import (  # noqa: F401  (fixtures used by name)
+    FastShards,
+    _restore_discord_urls,
+    gateway,
+)
 from tests.tui.conftest import make_app, open_settings, screen_text, until
 from tui.widgets.connection_status import ConnectionStatus
 from tui.widgets.parts_table import PartsTable
@@ -109,7 +117,8 @@ async def test_an_overdue_ack_already_late_when_the_tui_connects_is_on_that_part
         await until(pilot, lambda: "no heartbeat reply: " in screen_text(app))
 
         # The ACK comes: the row is plain again and nothing is left to age.
-        plugin.ctx.publish_health(Health(latency_ms=41.0, parts=[PartHealth(id="2")]))  # type: ignore[union-attr]
+        assert plugin.ctx is not None
+        plugin.ctx.publish_health(Health(latency_ms=41.0, parts=[PartHealth(id="2")]))
         await until(pilot, lambda: details(table)[2] == "")
         assert table._tick is None
 
@@ -205,3 +214,27 @@ async def test_the_identify_budgets_reset_counts_down_only_while_sessions_wait_f
             await other.request("plugins.update_settings", name="shards", settings={"held": False})
         await until(pilot, lambda: "resets in" not in str(table.border_subtitle))
         assert table._tick is None
+
+
+async def test_the_real_bots_late_shard_is_shown_on_its_row(
+    start_daemon: StartDaemon, config: Config, gateway: LocalDiscordGateway
+) -> None:
+    """End to end: the local gateway stops answering shard 1's heartbeats; the real plugin
+    (discord.py, our supervisor per shard) says so in its live health, and the table shows it
+    on shard 1's row alone, then clears it when the late link is dropped and resumed."""
+    gateway.heartbeat_interval = 4_000  # the warning 0.3 s after a beat, the zombie at 4 s
+    cfg = discord_config(config, gateway, shards="4")
+    await start_daemon(plugins={"discord": FastShards}, cfg=cfg)
+    app = make_app(cfg, plugin="discord")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_settings(pilot, "discord")
+        table = screen.query_one(PartsTable)
+        up = "4/4 parts connected"
+        await until(pilot, lambda: table.border_title == up, timeout=20)
+        assert str(table.border_subtitle).startswith("identifies left: ")
+        await gateway.pause_heartbeat_acks(True, shard=1)
+        await until(pilot, lambda: details(table)[1].startswith("no heartbeat reply: "), 20)
+        assert [d for i, d in enumerate(details(table)) if i != 1] == ["", "", ""]
+        assert "(part 1)" in screen.query_one(ConnectionStatus).text
+        await gateway.pause_heartbeat_acks(False, shard=1)
+        await until(pilot, lambda: details(table)[1] == "" and table.border_title == up, 20)
