@@ -209,6 +209,17 @@ async def test_the_identify_budgets_reset_counts_down_only_while_sessions_wait_f
         await until(pilot, lambda: str(table.border_subtitle) != title, timeout=5)
         assert "resets in 5" in str(table.border_subtitle)
         await until(pilot, lambda: "resets in" in screen_text(app))
+        # Another screen in front (the events screen): the next timed redraw finds the table
+        # hidden and books none, so nothing wakes the app for it; back, it catches up.
+        await pilot.press("e")
+        await until(pilot, lambda: table._asleep, timeout=5)
+        assert table._tick is None
+        ticks, shown = table.ticks, str(table.border_subtitle)
+        app.switch_mode("plugins")
+        await until(pilot, lambda: app.screen is screen and table._tick is not None)
+        await until(pilot, lambda: str(table.border_subtitle) != shown, timeout=5)
+        await until(pilot, lambda: table.ticks > ticks, timeout=5)  # counting down again
+        assert "resets in" in screen_text(app)
         # Back above the floor: the countdown goes, and its timer with it.
         async with await Client.connect(config.socket_path) as other:
             await other.request("plugins.update_settings", name="shards", settings={"held": False})

@@ -73,6 +73,8 @@ class PartsTable(ScrollView, can_focus=True):
         self._lines: dict[int, tuple[tuple[object, ...], Strip]] = {}
         self.rows_drawn = 0  # row lines built since mount (tests: one change, one row)
         self._tick: Timer | None = None
+        self.ticks = 0  # timed redraws since mount (tests: none while hidden)
+        self._asleep = False  # a timed redraw found the table hidden: none booked since
 
     @property
     def harness(self) -> HarnessApp:
@@ -84,6 +86,17 @@ class PartsTable(ScrollView, can_focus=True):
 
     def on_mount(self) -> None:
         self.watch(self.app, "plugins", self._on_plugins)
+        self.app.screen_change_signal.subscribe(self, self._on_screen_change)
+
+    def _shown(self) -> bool:
+        # On the current mode's stack: another mode (the events screen) hides it, while a
+        # dialog over it leaves it in view.
+        return self.screen in self.app.screen_stack
+
+    def _on_screen_change(self, _screen: object) -> None:
+        if self._asleep and self._shown():
+            self._asleep = False
+            self._redraw(self._parts())  # what aged meanwhile, and the next timer
 
     def _on_plugins(self, plugins: Mapping[str, PluginState]) -> None:
         state = plugins.get(self.plugin)
@@ -172,6 +185,11 @@ class PartsTable(ScrollView, can_focus=True):
 
     def _on_tick(self) -> None:
         self._tick = None
+        if not self._shown():
+            # Not on screen: nothing to count down for; shown again, it catches up.
+            self._asleep = True
+            return
+        self.ticks += 1
         self._redraw(self._parts())
 
     def _measure(self, rows: Sequence[Row], before: Sequence[int] = ()) -> tuple[int, ...]:
