@@ -130,9 +130,10 @@ def _overdue_since(conn: Connection, health: Health | None) -> tuple[float, list
     for a single connection); None when no ACK is overdue or the health says nothing of now."""
     if health is None or not keeps_health(conn.state, (p.state for p in conn.parts)):
         return None
-    if conn.parts:
+    if conn.parts and health.parts:
         late = parts_overdue(conn, health)
         return (min(late.values()), list(late)) if late else None
+    # A single connection, or a plugin whose health has no per-part entries: the aggregate.
     if health.ack_overdue_since is None:
         return None
     return health.ack_overdue_since, []

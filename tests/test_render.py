@@ -126,6 +126,10 @@ def test_a_parts_overdue_ack_is_on_its_row_and_in_every_form() -> None:
         parts=[msgspec.structs.replace(p, state="disconnected") for p in parts],
     )
     assert "heartbeat" not in render.line(down, now, UTC, health=health)
+    # A plugin with parts whose health has no per-part entries: its aggregate is still said.
+    whole = Health(ack_overdue_since=T + 100)
+    assert "no heartbeat reply for 14 s" in render.line(conn, now, UTC, health=whole)
+    assert "(part" not in render.line(conn, now, UTC, health=whole)
 
 
 def test_the_identify_budgets_reset_is_counted_down_while_new_sessions_wait() -> None:
