@@ -12,13 +12,18 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import aiosqlite
 import msgspec
 
 from harness.protocol import Event
 from harness.wal_flush import WalFlusher
+
+# aiosqlite (and its queue and threading machinery) is imported where a Store is opened: the
+# TUI's seed reads the stored rows through :func:`read_plugins_readonly` (plain sqlite3, one
+# thread hop) and must not pay for it before its first frame.
+if TYPE_CHECKING:
+    import aiosqlite
 
 T = TypeVar("T")
 
@@ -284,6 +289,64 @@ def _check_header(path: Path) -> None:
         )
 
 
+def _corrupt(path: Path, exc: BaseException) -> str:
+    return (
+        f"{path}: the database is unreadable ({exc}); nothing was changed. "
+        "Move the file aside (keep it for inspection) and start again for a fresh one."
+    )
+
+
+def _judge_version(path: Path, app_id: Any, version: Any, tables: Any) -> int:
+    """The schema version of a file whose header pragmas say ``app_id``/``version``/``tables``;
+    StoreError if it is not a harness database, or one newer than this code."""
+    if app_id != APPLICATION_ID and not (app_id == 0 and tables == 0):
+        raise StoreError(
+            f"{path}: this SQLite file is not a harness database; nothing was changed. "
+            "Point [daemon] database at another path."
+        )
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: the database has schema version {version}, newer than this "
+            f"harness understands ({SCHEMA_VERSION}); upgrade harness. Nothing was changed."
+        )
+    return int(version)
+
+
+_PLUGIN_ROWS = (
+    "SELECT name, enabled, settings, metadata, updated_at FROM plugin_config ORDER BY name"
+)
+
+
+def read_plugins_readonly(path: Path) -> list[PluginRow]:
+    """Every stored plugin row, read through a read-only connection opened and closed here,
+    with the checks :meth:`Store.open_readonly` makes (StoreError, worded the same).
+
+    Blocking: call it in a thread. It is the TUI's seed: one hop to a thread and back, where
+    the same read through aiosqlite took about fifteen (open, three pragmas, the query, close),
+    each waiting for the UI's event loop to come round, which put it last on the path to the
+    first frame (docs/benchmarks.md, "tui")."""
+    if not path.exists():
+        raise StoreError(f"{path}: no database yet (the daemon creates it on first start)")
+    _check_header(path)
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open the database: {exc}") from exc
+    try:
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+            ).fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(_corrupt(path, exc)) from exc
+        _judge_version(path, app_id, version, tables)
+        return [_row(r) for r in conn.execute(_PLUGIN_ROWS).fetchall()]
+    finally:
+        conn.close()
+
+
 class Store:
     """One aiosqlite connection. Use :meth:`open` (the daemon) or :meth:`open_readonly` (TUI)."""
 
@@ -314,6 +377,8 @@ class Store:
         if not path.exists():
             # Created by us with 0600 before SQLite touches it: it holds plugin secrets.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        import aiosqlite
+
         try:
             conn = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
@@ -334,6 +399,8 @@ class Store:
         if not path.exists():
             raise StoreError(f"{path}: no database yet (the daemon creates it on first start)")
         _check_header(path)
+        import aiosqlite
+
         try:
             conn = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
         except sqlite3.Error as exc:
@@ -357,18 +424,8 @@ class Store:
             version = await self._scalar("PRAGMA user_version")
             tables = await self._scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
         except sqlite3.DatabaseError as exc:
-            raise StoreError(self._corrupt(exc)) from exc
-        if app_id != APPLICATION_ID and not (app_id == 0 and tables == 0):
-            raise StoreError(
-                f"{self.path}: this SQLite file is not a harness database; nothing was changed. "
-                "Point [daemon] database at another path."
-            )
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path}: the database has schema version {version}, newer than this "
-                f"harness understands ({SCHEMA_VERSION}); upgrade harness. Nothing was changed."
-            )
-        return int(version)
+            raise StoreError(_corrupt(self.path, exc)) from exc
+        return _judge_version(self.path, app_id, version, tables)
 
     def _cannot_use(self, exc: BaseException) -> str:
         cause = describe_error(exc)
@@ -381,10 +438,7 @@ class Store:
         )
 
     def _corrupt(self, exc: BaseException) -> str:
-        return (
-            f"{self.path}: the database is unreadable ({exc}); nothing was changed. "
-            "Move the file aside (keep it for inspection) and start again for a fresh one."
-        )
+        return _corrupt(self.path, exc)
 
     async def _prepare(self) -> None:
         version = await self._check_version()
@@ -463,9 +517,7 @@ class Store:
             )
 
     async def list_plugins(self) -> list[PluginRow]:
-        async with self._conn.execute(
-            "SELECT name, enabled, settings, metadata, updated_at FROM plugin_config ORDER BY name"
-        ) as cur:
+        async with self._conn.execute(_PLUGIN_ROWS) as cur:
             return [_row(r) for r in await cur.fetchall()]
 
     async def get_plugin(self, name: str) -> PluginRow | None:

@@ -12,7 +12,14 @@ import msgspec
 import pytest
 
 from harness.protocol import Event
-from harness.store import APPLICATION_ID, SCHEMA_VERSION, SEQ_BEFORE_SQL, Store, StoreError
+from harness.store import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    SEQ_BEFORE_SQL,
+    Store,
+    StoreError,
+    read_plugins_readonly,
+)
 from tests.conftest import file_digest
 
 
@@ -141,18 +148,21 @@ REFUSALS: list[tuple[str, Callable[[Path], None], str]] = [
 ]
 
 
-@pytest.mark.parametrize("readonly", [False, True], ids=["daemon", "readonly"])
+@pytest.mark.parametrize("opener", ["daemon", "readonly", "seed"])
 @pytest.mark.parametrize(
     ("make", "message"), [(m, msg) for _, m, msg in REFUSALS], ids=[r[0] for r in REFUSALS]
 )
 async def test_a_database_it_cannot_use_is_refused_and_left_unchanged(
-    db_path: Path, make: Callable[[Path], None], message: str, readonly: bool
+    db_path: Path, make: Callable[[Path], None], message: str, opener: str
 ) -> None:
+    """By the daemon's Store, the TUI's read-only one, and the TUI's seed read alike."""
     db_path.parent.mkdir(parents=True)
     make(db_path)
     before = file_digest(db_path)
     with pytest.raises(StoreError) as info:
-        if readonly:
+        if opener == "seed":
+            read_plugins_readonly(db_path)
+        elif opener == "readonly":
             await Store.open_readonly(db_path)
         else:
             await Store.open(db_path)
@@ -165,7 +175,17 @@ async def test_a_database_it_cannot_use_is_refused_and_left_unchanged(
 async def test_readonly_open_of_a_missing_file_creates_nothing(db_path: Path) -> None:
     with pytest.raises(StoreError, match="no database yet"):
         await Store.open_readonly(db_path)
+    with pytest.raises(StoreError, match="no database yet"):
+        read_plugins_readonly(db_path)
     assert not db_path.exists()
+
+
+async def test_the_seed_read_gives_the_rows_the_store_lists(store: Store, db_path: Path) -> None:
+    """The TUI's seed (plain sqlite3, one thread hop) reads what Store.list_plugins reads,
+    while the daemon's connection is open."""
+    await store.merge_metadata("alpha", {"connection": {"state": "connected", "seq": 3}})
+    await store.set_enabled("beta", False)
+    assert read_plugins_readonly(db_path) == await store.list_plugins()
 
 
 async def test_readonly_store_reads_committed_data_and_cannot_write(

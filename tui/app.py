@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import sys
@@ -29,7 +28,7 @@ from harness.client_config import load
 from harness.config_paths import ConfigError
 from harness.protocol import Event
 from harness.transport import Target
-from tui import collector, demo
+from tui import collector, demo, quick_args
 from tui.commands import HarnessCommands
 from tui.screens.plugins import PluginsScreen
 from tui.state import KEPT, Clock, EventBatch, LinkState, PluginState
@@ -40,6 +39,9 @@ from tui.ui_state import UiState
 # brings in a Markdown parser) and the alerts' types come in when first used, so the first
 # paint does not wait for them (docs/benchmarks.md, "tui").
 if TYPE_CHECKING:
+    import argparse
+    from types import SimpleNamespace
+
     from textual.screen import Screen
 
     from harness.alerts.silences import Silence
@@ -215,6 +217,7 @@ class HarnessApp(App[None]):
 
     _paint_held: contextlib.ExitStack | None = None
     _first_screen_built = False
+    _silences_after_paint = False
 
     @property
     def first_frame_released(self) -> bool:
@@ -257,6 +260,9 @@ class HarnessApp(App[None]):
             compositor._dirty_regions.add(compositor.size.region)
             screen.refresh()  # as App.delay_update ends its batch
         self._freeze()
+        if self._silences_after_paint:
+            self._silences_after_paint = False
+            self.call_after_refresh(lambda: self._fetch_silences(self.link))
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._keep_theme)
@@ -326,8 +332,14 @@ class HarnessApp(App[None]):
     # -- alerts ----------------------------------------------------------------------------
 
     def _fetch_silences(self, link: LinkState) -> None:
-        if link.online:
-            self.run_worker(self._load_silences(), group="silences", exit_on_error=False)
+        if not link.online:
+            return
+        if self._paint_held is not None:
+            # Nothing on a first screen shows them: asked once the first frame is drawn, so
+            # the request, its answer and the alerts' types stay off the path to that frame.
+            self._silences_after_paint = True
+            return
+        self.run_worker(self._load_silences(), group="silences", exit_on_error=False)
 
     async def _load_silences(self) -> None:
         try:
@@ -477,6 +489,8 @@ class HarnessApp(App[None]):
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="harness-tui",
         description="Monitor and configure the harness daemon: plugins, connections, events.",
@@ -504,7 +518,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def read_config(args: argparse.Namespace) -> tuple[contexts.Config, Target]:
+def read_config(args: argparse.Namespace | SimpleNamespace) -> tuple[contexts.Config, Target]:
     """The config's client part and the daemon to watch. Like every client command, the TUI
     reads only ``[daemon].socket``/``database`` and ``[contexts]`` (harness.client_config): a
     mistake elsewhere in the file is ``harness run``'s and ``harness config``'s to report, and
@@ -518,7 +532,8 @@ def read_config(args: argparse.Namespace) -> tuple[contexts.Config, Target]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``harness-tui``; returns the exit status."""
-    args = parse_args(argv)
+    # A plain command line without argparse (tui/quick_args.py says why); argparse otherwise.
+    args = quick_args.parse(sys.argv[1:] if argv is None else argv) or parse_args(argv)
     try:
         config, target = read_config(args)
     except ConfigError as exc:

@@ -1,14 +1,17 @@
 """Immutable app state shared by every screen: one PluginState per plugin, one LinkState.
 
 The stream worker is the only writer; widgets watch the App reactives holding these values.
-Frozen dataclasses make "did it change?" a plain equality test, so watchers fire only on change.
+Frozen structs make "did it change?" a plain equality test, so watchers fire only on change.
+They are msgspec Structs, not dataclasses: a frozen dataclass is made by compiling generated
+source for each of its methods, which cost these three about 15 M instructions (callgrind) on
+the way to the first frame; a Struct class is made in C (docs/benchmarks.md, "tui").
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+
+import msgspec
 
 from harness import render
 from harness.protocol import STATE_GLYPHS, Connection, Event, Health, PluginInfo, keeps_health
@@ -18,8 +21,7 @@ Clock = Callable[[], float]
 KEPT = 1000
 
 
-@dataclass(frozen=True)
-class PluginState:
+class PluginState(msgspec.Struct, frozen=True):
     """What the TUI knows about one plugin. ``connection`` is the stored/broadcast
     ``Connection``; ``health`` the live-only heartbeat health (``{plugin}:health``), None until
     one arrives and after the stream is lost."""
@@ -51,11 +53,10 @@ class PluginState:
         if connection_seq(connection) <= self.seq:
             return self
         health = self.health if health_applies(connection) else None
-        return dataclasses.replace(self, connection=connection, health=health, updated_at=ts)
+        return msgspec.structs.replace(self, connection=connection, health=health, updated_at=ts)
 
 
-@dataclass(frozen=True)
-class LinkState:
+class LinkState(msgspec.Struct, frozen=True):
     """The stream connection to the daemon, as the header and the stale markers show it."""
 
     online: bool = False
@@ -70,8 +71,7 @@ class LinkState:
     responding: bool = True
 
 
-@dataclass(frozen=True)
-class EventBatch:
+class EventBatch(msgspec.Struct, frozen=True):
     """Raw events fanned out to the events screen and the history, oldest first. ``dropped``
     counts events that fell out of the bounded buffer before this batch was delivered."""
 

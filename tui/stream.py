@@ -19,7 +19,6 @@ state updates a second.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -45,7 +44,7 @@ from harness.protocol import (
     plugin_of_health_event,
     to_connection,
 )
-from harness.store import PluginRow, Store, StoreError
+from harness.store import PluginRow, StoreError, read_plugins_readonly
 from harness.transport import Target
 from tui.state import EventBatch, LinkState, PluginState, connection_seq, health_applies
 
@@ -253,18 +252,15 @@ class Stream:
         if self.database_path is None:
             return
         try:
-            store = await Store.open_readonly(self.database_path)
+            # One hop to a thread and back (harness.store.read_plugins_readonly says why).
+            rows = await asyncio.to_thread(read_plugins_readonly, self.database_path)
         except StoreError as exc:
             missing = not self.database_path.exists()
             self._set_link(database=not missing, detail=str(exc) if not missing else None)
             return
-        try:
-            rows = await store.list_plugins()
         except Exception as exc:  # a corrupt or half-migrated file: say so, keep going
             self._set_link(detail=f"cannot read the database: {exc}")
             return
-        finally:
-            await store.close()
         self._apply_rows(rows)
         if not self.app.link.database:
             self._set_link(database=True)
@@ -285,13 +281,13 @@ class Stream:
             if prev.info is None and described is not None:
                 # Never seen the daemon this session: its stored description of the plugin
                 # (secrets only as set / not set) stands in until plugins.list answers.
-                prev = dataclasses.replace(
+                prev = msgspec.structs.replace(
                     prev,
                     info=described,
                     version=described.version,
                     description=described.description,
                 )
-            new[row.name] = dataclasses.replace(
+            new[row.name] = msgspec.structs.replace(
                 prev,
                 enabled=row.enabled,
                 # Offline, nothing is running; plugins.list fills this in once online.
@@ -308,7 +304,7 @@ class Stream:
         plugins = dict(self.app.plugins)
         for info in infos:
             prev = plugins.get(info.name) or PluginState(name=info.name, epoch=self._epoch)
-            state = dataclasses.replace(
+            state = msgspec.structs.replace(
                 prev,
                 version=info.version,
                 description=info.description,
@@ -343,7 +339,7 @@ class Stream:
                     pass  # a health shape we do not know: nothing to show
             self._pending_health.pop(prev.name, None)
             if health != prev.health:
-                plugins[prev.name] = dataclasses.replace(prev, health=health)
+                plugins[prev.name] = msgspec.structs.replace(prev, health=health)
         if plugins != self.app.plugins:
             self.app.plugins = plugins
 
@@ -397,7 +393,7 @@ class Stream:
             )
         else:
             text = None
-        self.app.link = dataclasses.replace(self.app.link, storage=text)
+        self.app.link = msgspec.structs.replace(self.app.link, storage=text)
 
     def _schedule(self) -> None:
         if self._flush_scheduled:
@@ -435,7 +431,7 @@ class Stream:
             for name, health in self._pending_health.items():
                 prev = plugins.get(name) or PluginState(name=name, epoch=self._epoch)
                 if health_applies(prev.connection):
-                    plugins[name] = dataclasses.replace(prev, health=health)
+                    plugins[name] = msgspec.structs.replace(prev, health=health)
             self._pending_health.clear()
             for name, (data, ts) in self._pending_status.items():
                 prev = plugins.get(name) or PluginState(name=name, epoch=self._epoch)
@@ -443,7 +439,7 @@ class Stream:
                 enabled = data.get("enabled")
                 if not isinstance(enabled, bool):  # a daemon from before "enabled" was sent
                     enabled = {"running": True, "disabled": False}.get(status, prev.enabled)
-                plugins[name] = dataclasses.replace(
+                plugins[name] = msgspec.structs.replace(
                     prev,
                     status=status,
                     reason=data.get("reason"),
@@ -503,7 +499,7 @@ class Stream:
         """The connection is open but the daemon answers nothing: what is shown is only as true
         as ``last_heard`` (wall clock). Widgets treat it as offline (stale, read-only)."""
         silent = self.app.clock() - last_heard
-        self.app.link = dataclasses.replace(
+        self.app.link = msgspec.structs.replace(
             self.app.link,
             online=False,
             responding=False,
@@ -514,7 +510,7 @@ class Stream:
     def set_responding(self) -> None:
         """The daemon answered again on the same connection: live, nothing was lost (events
         queued meanwhile arrive in order)."""
-        self.app.link = dataclasses.replace(
+        self.app.link = msgspec.structs.replace(
             self.app.link, online=True, responding=True, changed_at=self.app.clock(), detail="live"
         )
 
@@ -525,13 +521,13 @@ class Stream:
             changed_at = self.app.clock()
         else:
             changed_at = link.changed_at  # still the same outage: keep when it began
-        self.app.link = dataclasses.replace(
+        self.app.link = msgspec.structs.replace(
             link, online=False, responding=True, changed_at=changed_at, detail=why
         )
 
     def _set_link(self, *, database: bool | None = None, detail: str | None = None) -> None:
         link = self.app.link
-        self.app.link = dataclasses.replace(
+        self.app.link = msgspec.structs.replace(
             link,
             database=link.database if database is None else database,
             detail=link.detail if detail is None else detail,

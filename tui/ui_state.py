@@ -3,7 +3,6 @@ config directory, so the operator's config.toml and its comments are never rewri
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -17,8 +16,9 @@ def default_path() -> Path:
     return platformdirs.user_config_path("harness") / "tui.json"
 
 
-@dataclasses.dataclass
-class UiState:
+class UiState(msgspec.Struct):
+    # A Struct, not a dataclass: made in C, where a dataclass compiles generated source for
+    # its methods on the way to the first frame (tui/state.py says the same).
     theme: str | None = None
     path: Path | None = None  # where it lives
 

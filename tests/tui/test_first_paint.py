@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from textual._compositor import Compositor
 from textual.css.stylesheet import Stylesheet
 from textual.widgets import DataTable
 
@@ -63,6 +64,30 @@ async def test_the_first_frame_shows_the_daemons_state_whole(
         assert first["rows"] == {"echo": "running"}, first
         # The whole screen, not the regions changed since a frame rendered while held.
         assert first["kind"] == "LayoutUpdate", first
+
+
+async def test_nothing_is_rendered_while_the_first_frame_is_held(
+    start_daemon: StartDaemon, configured: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Textual renders the whole screen after each layout even in a batch, where the App then
+    draws nothing; the plugins screen renders nothing until the hold ends
+    (tui/screens/held.py), and its first frame is still the whole screen."""
+    await start_daemon(cfg=configured)
+    app = make_app(configured)
+    frames = record_frames(app)
+    held_renders: list[int] = []
+    render_update = Compositor.render_update
+
+    def counted(self: Compositor, *args: Any, **kwargs: Any) -> Any:
+        if app._batch_count and not frames:
+            held_renders.append(app._batch_count)
+        return render_update(self, *args, **kwargs)
+
+    monkeypatch.setattr(Compositor, "render_update", counted)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: bool(frames))
+        assert held_renders == []
+        assert frames[0]["online"] and frames[0]["kind"] == "LayoutUpdate", frames[0]
 
 
 async def test_the_settings_screens_first_frame_has_its_form(
@@ -144,7 +169,8 @@ async def test_the_footer_is_built_once_and_follows_a_change_of_keys(config: Con
 
 def test_the_first_screen_imports_no_other_screen(config: Config, state_dir: Path) -> None:
     """The events, alerts, settings and fleet screens, and the key panel (with its Markdown
-    parser), are imported when first opened, not before the first frame."""
+    parser), are imported when first opened, not before the first frame; nor are aiosqlite
+    (the seed reads through plain sqlite3) and argparse (tui/quick_args.py)."""
     code = f"""
 import json, sys
 from harness.config import Config, DaemonConfig
@@ -157,7 +183,8 @@ class Up(HarnessApp):
 Up(Config(daemon=DaemonConfig(socket={str(state_dir / "none.sock")!r},
                               database={str(state_dir / "none.db")!r}))).run(headless=True)
 later = ("tui.screens.events", "tui.screens.alerts", "tui.screens.settings",
-         "tui.screens.fleet", "textual.widgets._help_panel", "markdown_it")
+         "tui.screens.fleet", "textual.widgets._help_panel", "markdown_it",
+         "aiosqlite", "argparse")
 print(json.dumps([m for m in later if m in sys.modules]))
 """
     out = subprocess.run(

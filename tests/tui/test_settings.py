@@ -121,7 +121,8 @@ async def test_secret_is_write_only_and_never_drawn(
         await ready_form(app, pilot)
         status = app.screen.query_one(ConnectionStatus)
         await until(pilot, lambda: "Not configured" in status.text)
-        # Drawn in a frame after the form is ready (its rows mounted): wait for that frame.
+        # Read off the screen once laid out: the form is ready (mounted) a layout before the
+        # compositor has placed its rows, which the screen's next update does.
         await until(pilot, lambda: "○ not set" in screen_text(app))
         secret_input = row(app, "token").query_one(Input)
         assert secret_input.password

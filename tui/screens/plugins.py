@@ -9,11 +9,11 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Static
 
 from harness import render
+from tui.screens.held import HeldScreen
 from tui.state import LinkState, PluginState
 from tui.widgets.footer import KeysFooter
 from tui.widgets.link_status import LinkStatus
@@ -34,7 +34,7 @@ def enabled_cell(enabled: bool) -> str:
     return "✔ yes" if enabled else "✘ no"
 
 
-class PluginsScreen(Screen[None]):
+class PluginsScreen(HeldScreen):
     """A DataTable of plugins, kept live from the App's plugin state."""
 
     BINDINGS = [

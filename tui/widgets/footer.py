@@ -47,13 +47,17 @@ class KeysFooter(Footer):
     def compose(self) -> ComposeResult:
         self._shown = self._keys()
         for widget in super().compose():
-            if isinstance(widget, FooterKey) and "compact" in (widget._reactive_connect or {}):
-                # A key bound to the footer's compact (all but the palette key) starts compact
-                # (FooterKey's default) and is then set to the footer's (False): two class
-                # changes, each restyling it, before it is shown. Made as it will be, it is
-                # styled once.
-                widget.set_reactive(FooterKey.compact, self.compact)
-                widget.set_class(self.compact, "-compact", update=False)
+            if isinstance(widget, FooterKey):
+                if "compact" in (widget._reactive_connect or {}):
+                    # A key bound to the footer's compact (all but the palette key) starts
+                    # compact (FooterKey's default) and is then set to the footer's (False):
+                    # two class changes, each restyling it, before it is shown. Made as it
+                    # will be, it is styled once.
+                    widget.set_reactive(FooterKey.compact, self.compact)
+                # The class its compact watcher sets when mounted (the palette key's too,
+                # which is not bound to the footer), so that watcher changes nothing and the
+                # key is not restyled before the first frame.
+                widget.set_class(widget.compact, "-compact", update=False)
             yield widget
 
     def bindings_changed(self, screen: Screen[object]) -> None:
