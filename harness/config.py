@@ -86,6 +86,18 @@ def _where(exc: msgspec.ValidationError) -> tuple[str, str]:
     return key, plain_words(problem)
 
 
+def _choices(key: str) -> tuple[Any, ...] | None:
+    """The values a ``Literal`` key of :class:`Config` (``daemon.log_level``) takes."""
+    import msgspec.inspect as mi
+
+    info: Any = mi.type_info(Config)
+    for part in key.split("."):
+        if not isinstance(info, mi.StructType):
+            return None
+        info = next((f.type for f in info.fields if f.encode_name == part), None)
+    return info.values if isinstance(info, mi.LiteralType) else None
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     """``host:port`` (``[::1]:9464`` for IPv6) into its parts; ValueError says what is wrong."""
     host, sep, port = value.rpartition(":")
@@ -135,6 +147,11 @@ def _load_file(file: Path) -> Config:
         config = msgspec.convert(data, Config)
     except msgspec.ValidationError as exc:
         key, problem = _where(exc)
+        allowed = _choices(key)
+        if allowed and problem.startswith("Invalid enum value "):
+            # msgspec names the bad value only: "Invalid enum value 'verbose'".
+            got = problem.removeprefix("Invalid enum value ")
+            problem = f"expected one of {', '.join(map(str, allowed))}, got {got}"
         raise ConfigError(f"{file}: {key or 'top level'}: {problem}") from exc
     if config.metrics.listen:
         try:

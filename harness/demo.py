@@ -95,12 +95,14 @@ def _flapper(url: str, every: float, stop: threading.Event) -> None:
 
 
 def _hang_up(signum: int, frame: object) -> None:
-    # A dropped SSH session: leave through the normal path, so the clean-up below runs.
+    # A dropped SSH session, or `kill`: leave through the normal path, so the clean-up below
+    # runs (with SIGTERM's default the demo died at once and left its directory behind).
     raise SystemExit(128 + signum)
 
 
 def run_demo(*, keep: bool = False, flap_every: float = 20.0) -> int:
     signal.signal(signal.SIGHUP, _hang_up)
+    signal.signal(signal.SIGTERM, _hang_up)
     state = Path(tempfile.mkdtemp(prefix="harness-demo-"))
     procs: list[subprocess.Popen[bytes] | subprocess.Popen[str]] = []
     stop = threading.Event()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import msgspec
@@ -16,7 +16,7 @@ from harness.config import Config, ConfigError
 from harness.plugin import Plugin, PluginContext, next_connection
 from harness.protocol import PluginInfo, connection_event, to_connection
 from harness.recorder import Recorder
-from harness.store import Store
+from harness.store import Store, is_storage_error
 
 log = logging.getLogger(__name__)
 
@@ -320,6 +320,16 @@ class Orchestrator:
         if self.closing:
             raise ShuttingDown("the daemon is shutting down; try again once it is back")
 
+    async def _written(self, write: Awaitable[None]) -> None:
+        """A request's own write (settings, enabled): a storage fault fails the request and is
+        told as storage failing, like an event that could not be stored."""
+        try:
+            await write
+        except Exception as exc:
+            if is_storage_error(exc):
+                self.recorder.write_failed(exc)
+            raise
+
     def _slot(self, name: str) -> _Slot:
         try:
             return self._slots[name]
@@ -330,7 +340,7 @@ class Orchestrator:
         slot = self._slot(name)
         async with slot.lock:
             self._refuse_if_closing()
-            await self.store.set_enabled(name, enabled)
+            await self._written(self.store.set_enabled(name, enabled))
             slot.enabled = enabled
             if enabled and slot.status != "running":
                 await self._start(slot)
@@ -356,7 +366,7 @@ class Orchestrator:
             # Before the write: at debug level aiosqlite logs each statement with its
             # parameters, and the new secret must already be masked there.
             logs.add_secrets(settings.secret_values(schema, stored))
-            await self.store.set_settings(name, stored)
+            await self._written(self.store.set_settings(name, stored))
             ctx._replace_settings(new)
             await self._describe(slot)
             changed = frozenset(k for k in new if new[k] != old.get(k))

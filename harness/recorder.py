@@ -349,6 +349,13 @@ class Recorder:
         now = time.time()
         for key, value in values.items():
             self._unstored[(plugin, key)] = (_encode(value), now)
+        self.write_failed(exc)
+
+    def write_failed(self, exc: BaseException) -> None:
+        """A write beside the batches met a storage fault: told like a failed batch and
+        retried, so ``status`` and the TUI's header say "failing" until a write succeeds.
+        A settings change that failed is not kept (its request said so); before this, such a
+        failure left the health "ok" until the next event happened to fail too."""
         if self.health.ok:
             self._failed(exc, [])
             self._announce_failure()

@@ -36,6 +36,11 @@ MAX_QUEUED_BYTES = 16 * 1024 * 1024
 REPLAY_PAGE = 500
 _WRITE_HIGH = 1024 * 1024  # a transport buffer above this pauses writing
 _LAGGED_GRACE = 1.0  # seconds a lagged client gets to read its "lagged" frame before the abort
+# Seconds a new connection gets to complete its hello line. A connection that says nothing (or
+# a byte now and then) would otherwise hold one of max_clients for ever: enough of them and
+# every `harness status` is turned away. Clients send hello at once; over ssh it comes one
+# round trip after dial-stdio connects.
+HELLO_TIMEOUT = 30.0
 
 
 class RequestError(Exception):
@@ -84,10 +89,14 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         self._can_write.set()
         self._closed = False
         self._subscription: asyncio.Task[None] | None = None
+        self._hello_timer: asyncio.TimerHandle | None = None
+        self.made = False  # connection_made has run (the server counts clients by it)
 
     # -- transport callbacks ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made = True
+        self.server._unmade -= 1
         # A duck-typed check: uvloop's transports are not asyncio.Transport subclasses.
         assert hasattr(transport, "write") and hasattr(transport, "pause_reading")
         self.transport = cast(asyncio.Transport, transport)
@@ -106,6 +115,17 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
             self._closed = True
             return
         self.server.clients.add(self)
+        self._hello_timer = asyncio.get_running_loop().call_later(HELLO_TIMEOUT, self._no_hello)
+
+    def _no_hello(self) -> None:
+        self._hello_timer = None
+        if self._hello or self._closed or self.transport is None:
+            return
+        log.debug("closed a client that sent no hello within %g s (%s)", HELLO_TIMEOUT, self.peer)
+        self.send_error(
+            protocol.E_PROTOCOL, f"no hello within {HELLO_TIMEOUT:g} s; closing the connection"
+        )
+        self.transport.close()
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -129,6 +149,9 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
         if self._abort_timer is not None:
             # Closed in time after ``lagged``: the abort is moot, and left pending it would
             # outlive a loop that stops meanwhile.
@@ -306,6 +329,9 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
             )
             return
         self._hello = True
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
         self.peer = f"{protocol.clip(frame.client, 64)} ({self.peer})"
         self.send_frame(
             Welcome(
@@ -491,7 +517,11 @@ class Server:
         self.max_clients = max_clients
         self.clients: set[ClientConnection] = set()
         self._requests: set[asyncio.Task[None]] = set()
-        self._starting: set[asyncio.Task[None]] = set()  # accepted, not yet connection_made
+        self._starting: set[asyncio.Task[None]] = set()  # accepted, being set up
+        # Accepted and not yet in ``clients`` (connection_made has not run). Not
+        # len(_starting): a task stays there a step after its connection_made, so a client
+        # accepted in that step was counted twice and turned away below max_clients.
+        self._unmade = 0
         self._sock: socket.socket | None = None
         # One descriptor held in reserve: at the fd limit it is given up to accept a client
         # just long enough to tell it why it is turned away, instead of leaving it hanging.
@@ -537,7 +567,7 @@ class Server:
                 else:
                     self._accept_failed(exc)
                 return
-            if len(self.clients) + len(self._starting) >= self.max_clients:
+            if len(self.clients) + self._unmade >= self.max_clients:
                 self._log_accept_problem(
                     f"{self.max_clients} clients connected (max_clients); turning new ones away"
                 )
@@ -553,12 +583,24 @@ class Server:
         conn.setblocking(False)
         loop = asyncio.get_running_loop()
 
+        made: list[ClientConnection] = []
+
+        def protocol() -> ClientConnection:
+            made.append(ClientConnection(self))
+            return made[0]
+
         async def serve() -> None:
             try:
-                await loop.connect_accepted_socket(lambda: ClientConnection(self), sock=conn)
-            except Exception as exc:
+                await loop.connect_accepted_socket(protocol, sock=conn)
+            except BaseException as exc:
+                if not (made and made[0].made):
+                    self._unmade -= 1  # its connection_made never ran
+                if not isinstance(exc, Exception):
+                    raise
                 conn.close()
                 self._log_accept_problem(f"could not set up a client connection: {exc}")
+
+        self._unmade += 1
 
         task = loop.create_task(serve())
         self._starting.add(task)

@@ -479,4 +479,5 @@ async def test_an_empty_secret_from_stdin_or_a_file_does_not_wipe_the_stored_one
         result = await harness("plugins", "set", "echo", f"token=@{empty}")
     assert result.rc == 2, result
     assert "token: the secret read from" in result.err and "token=" in result.err
+    assert result.err.count("nothing was changed") == 1, result.err  # said once, not twice
     assert stored_settings(configured, "echo") == {"token": "kept-Secret-0044"}

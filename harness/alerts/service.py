@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -208,6 +209,15 @@ class Alerts:
         return describe_all(await self.silences.recent(now - 86400), now)
 
     async def _silences_add(self, params: protocol.SilenceAdd) -> dict[str, Any]:
+        # A silence for a misspelt name would cover nothing while its author believes the
+        # plugin quiet: refused, with the names it could have meant.
+        names = [row.name for row in await self.store.list_plugins()]
+        if not any(fnmatch.fnmatchcase(name, params.plugin) for name in names):
+            raise RequestError(
+                protocol.E_NOT_FOUND,
+                f"silence not added: no plugin matches {protocol.clip(params.plugin)!r}; "
+                f"known: {', '.join(names) or 'none'}",
+            )
         try:
             duration = seconds(params.duration)
             silence = await self.silences.add(params.plugin, duration, params.reason)

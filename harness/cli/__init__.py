@@ -86,8 +86,8 @@ def build_parser(*, eager: bool = False) -> argparse.ArgumentParser:
         prog="harness",
         description="A plugin-hosting daemon with a Unix-socket event stream.",
         epilog=(
-            "exit codes: 0 ok, 1 failed, 2 usage or config error, 3 no daemon running, "
-            "4 socket not trusted (another user's)"
+            "exit codes: 0 ok, 1 failed, 2 usage or config error, 3 no daemon running; "
+            "a socket that is not trusted (another user's) is a config error: 2"
         ),
     )
     parser.formatter_class = commands.Unmeasured  # while arguments are added, see there

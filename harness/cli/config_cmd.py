@@ -114,7 +114,9 @@ def cmd_config(args: argparse.Namespace) -> int:
     try:
         report = explain(args.config, args.socket, getattr(args, "context", None))
     except config_mod.ConfigError as exc:
-        err(f"{exc}\n  fix the file, then check again: harness config")
+        # The same --config, or `harness config` would check another file than the one named.
+        again = "harness config" + (f" --config {args.config}" if args.config else "")
+        err(f"{exc}\n  fix the file, then check again: {again}")
         return EXIT_USAGE
     if args.json:
         print_json(report)

@@ -12,7 +12,14 @@ if TYPE_CHECKING:
     from typing import Any
 
 # Keys of event data that hold a Unix time: shown as local time with age, never as an epoch.
-TIME_KEYS = frozenset({"since", "retry_at", "ts", "started", "updated_at"})
+TIME_KEYS = frozenset(
+    {
+        *("since", "retry_at", "ts", "started", "updated_at"),
+        # daemon:storage's gap, alert:resolved, alert:silence
+        *("failed_since", "recovered_at", "fired_at", "starts", "ends", "ended"),
+        "ack_overdue_since",  # {plugin}:health, with -f
+    }
+)
 # The keys that say most about an event go first.
 FIRST_KEYS = ("state", "plugin", "status", "username", "reason", "attempt", "changed")
 

@@ -158,8 +158,7 @@ def parse_assignments(items: list[str], schema: list[dict[str, Any]]) -> dict[st
                 # Empty input (a script run without stdin, an empty file) would otherwise
                 # unset the stored secret, which only ``KEY=`` should do.
                 raise ValueError(
-                    f"{key}: the secret read from {source} is empty; nothing was changed "
-                    f"(to unset it, pass {key}=)"
+                    f"{key}: the secret read from {source} is empty (to unset it, pass {key}=)"
                 )
         if raw == "":
             values[key] = None

@@ -48,11 +48,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     except AlreadyRunning as exc:
         err(f"{exc}\n  talk to it: harness status   (or stop it first)")
         return EXIT_FAILED
-    except (StoreError, FileExistsError, PermissionError, MetricsError) as exc:
+    except (StoreError, MetricsError) as exc:
         err(str(exc))
+        return EXIT_FAILED
+    except OSError as exc:
+        # harness's own refusals (UnsafePath, "exists and is not a socket") carry a message
+        # of their own; the file system's (a read-only mount, a file where a directory should
+        # be, no space left) get the path and the cause, not a traceback.
+        err(str(exc) if exc.strerror is None else cannot_start(exc, check))
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+
+
+def cannot_start(exc: OSError, check: str) -> str:
+    """What ``harness run`` says when the file system refuses a path it needs."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    cause = exc.strerror or str(exc)
+    if isinstance(exc, FileExistsError):
+        cause = "exists and is not a directory"  # mkdir(exist_ok=True) met a file there
+    return (
+        f"cannot start: {where}{cause}\n"
+        "  the socket and the database (and their .lock files) need a writable place; "
+        f"see where they are with: {check}"
+    )
 
 
 LOOPS = ("auto", "asyncio", "uvloop")

@@ -46,7 +46,12 @@ FIRST_KEYS = ("state", "attempt", "reason", "plugin", "status", "changed", "user
 
 
 # Keys of event data that hold a Unix time: shown as a clock time, never as an epoch.
-TIME_KEYS = frozenset({"since", "retry_at"})
+TIME_KEYS = frozenset(
+    {
+        *("since", "retry_at", "ack_overdue_since"),
+        *("failed_since", "recovered_at", "fired_at", "starts", "ends", "ended"),
+    }
+)
 
 
 def compact(event: Event, width: int = DATA_WIDTH, tz: dt.tzinfo | None = None) -> str:
