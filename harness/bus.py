@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import msgspec
 
 from harness.protocol import Event, encode
+
+log = logging.getLogger(__name__)
 
 _Token = str | tuple[bool, frozenset[str], tuple[tuple[str, str], ...]] | None
 _STAR, _ANY = None, ""  # tokens: a literal character, `?`, `*`, or a `[...]` class
@@ -275,12 +278,16 @@ class _Group:
 
 
 _MAX_ROUTES = 4096  # event names are few; this only bounds a pathology
+_COLD = bytearray()  # the hot lane's buffer while it has none; never written to
+# How every event frame starts (msgspec writes the tag, then the fields in order): the hot
+# lane's last seq is read back from its last frame (Bus.published_seq).
+_SEQ_AT = b'{"type":"event","seq":'
 
 
 class Bus:
     def __init__(self, last_seq: int = 0) -> None:
         self.last_seq = last_seq  # highest seq assigned
-        self.published_seq = last_seq  # highest seq delivered to subscribers
+        self._published_seq = last_seq  # see published_seq
         self._subscribers: list[Subscriber] = []  # per-event (in-process) subscribers
         self._groups: dict[tuple[str, ...], _Group] = {}
         # Event name -> the groups and the in-process subscribers whose patterns match it,
@@ -297,6 +304,37 @@ class Bus:
         self._flush_scheduled = False
         # The same encoding as protocol.encode (a plain msgspec JSON encoder), into a buffer.
         self._encode_into = msgspec.json.Encoder().encode_into
+        # The hot lane: the name of the last event that took the short path to a group which
+        # still has this iteration's frames pending, that group's buffer and its size. The
+        # next event of that name (a flood is mostly one name) is one string compare away
+        # from its buffer: no route lookup, no pending check, as a raw server's publish. Only
+        # ever set while its group is pending and its route unchanged: whatever flushes the
+        # group, changes its members or forgets routes cools it first (_cool).
+        self._hot_name: str | None = None
+        self._hot_group: _Group | None = None
+        self._hot_buf = _COLD
+        self._hot_size = 0
+
+    @property
+    def published_seq(self) -> int:
+        """The seq of the last event published (the highest: seqs only grow). Events on the
+        hot lane do not store theirs one by one, as a raw server keeps no such count: while
+        a name is hot, the last event published is the last frame in its buffer, and its seq
+        is read from there; cooling the lane stores it."""
+        if self._hot_group is None:
+            return self._published_seq
+        return self._hot_seq()
+
+    def _hot_seq(self) -> int:
+        group = self._hot_group
+        assert group is not None
+        buf, base = self._hot_buf, group.base
+        end = len(buf) - 1  # the newline that ends the last frame
+        start = max(buf.rfind(b"\n", base, end) + 1, base)
+        if buf.startswith(_SEQ_AT, start):
+            at = start + len(_SEQ_AT)
+            return int(buf[at : buf.index(b",", at)])
+        return msgspec.json.decode(buf[start:end], type=Event).seq  # not how Event encodes
 
     def next_seq(self) -> int:
         self.last_seq += 1
@@ -350,6 +388,15 @@ class Bus:
     def _forget_routes(self) -> None:
         self._routes.clear()
         self._single.clear()
+        self._cool()
+
+    def _cool(self) -> None:
+        """Forget the hot lane (see __init__), keeping the seq of its last event: the next
+        event takes the long way round."""
+        if self._hot_group is not None:
+            self._published_seq = self._hot_seq()
+            self._hot_name = self._hot_group = None
+            self._hot_buf = _COLD
 
     def _route(self, name: str) -> tuple[tuple[_Group, ...], tuple[Subscriber, ...]]:
         if len(self._routes) >= _MAX_ROUTES:
@@ -380,27 +427,71 @@ class Bus:
         other frame published in it (:meth:`flush`); a subscriber that writes something of its
         own first calls :meth:`flush_group`, so nothing ever overtakes an event.
 
-        Kept to the few steps a raw server takes (append the encoded frame to the pending
-        buffer): a subscript to the name's one group, and for every frame but the first of an
-        iteration nothing else; the first one, a new name and the wide routes go elsewhere."""
-        self.published_seq = event.seq
+        Kept to the steps a raw server takes (append the encoded frame to the pending buffer)
+        for every event but the first of its name in an iteration: one string compare finds
+        the hot lane's buffer. The first one, a new name and the wide routes go elsewhere."""
+        if event.event == self._hot_name:
+            buf = self._hot_buf
+            try:
+                self._encode_into(event, buf, -1)
+            except BaseException:
+                self._failed(event)  # nothing half-encoded is ever sent
+                raise
+            buf += b"\n"
+            return self._hot_size
+        return self._publish_short(event)
+
+    def _failed(self, event: Event) -> None:
+        """An event of the hot lane could not be encoded. Its frame is cut off, and its seq
+        still counts as published (as on every other path, where it is stored first), so
+        the lane cools with it."""
+        group = self._hot_group
+        assert group is not None
+        _cut_partial(self._hot_buf, group.base, event)
+        self._hot_name = self._hot_group = None  # cooled; no need to read its last seq
+        self._hot_buf = _COLD
+        self._published_seq = event.seq
+
+    def _publish_short(self, event: Event) -> int:
+        """The route of a name not in the hot lane: one group (the short path, which makes
+        the name hot) or the wide path; a name not seen since the groups changed is routed."""
         try:
             group = self._single[event.event]
         except KeyError:  # a name not seen since the groups last changed
             self._route(event.event)
-            return self.publish(event)
+            return self._publish_short(event)
+        if group is not None and group is self._hot_group:
+            # Another name for the hot lane's group: the same buffer, so this name is hot now
+            # (names that take turns in one subscription cost no more than before).
+            self._hot_name = event.event
+            buf = self._hot_buf
+            start = len(buf)
+            try:
+                self._encode_into(event, buf, -1)
+            except BaseException:
+                del buf[start:]
+                self._failed(event)
+                raise
+            buf += b"\n"
+            return self._hot_size
+        self._cool()  # its seq stored, so the one below is the last
+        self._published_seq = event.seq
         if group is None:
             return self._publish_widely(event)
         if not group.pending:
-            return self._publish_first(group, event)
-        buf = group.buf
-        start = len(buf)
-        try:
-            self._encode_into(event, buf, -1)
-        except BaseException:
-            del buf[start:]  # nothing half-encoded is ever sent
-            raise
-        buf += b"\n"
+            self._publish_first(group, event)
+        else:
+            buf = group.buf
+            start = len(buf)
+            try:
+                self._encode_into(event, buf, -1)
+            except BaseException:
+                del buf[start:]
+                raise
+            buf += b"\n"
+        if group.pending:  # not flushed at once (no running loop): the name is hot
+            self._hot_name, self._hot_group = event.event, group
+            self._hot_buf, self._hot_size = group.buf, group.size
         return group.size
 
     def _publish_first(self, group: _Group, event: Event) -> int:
@@ -454,6 +545,8 @@ class Bus:
     def flush_group(self, group: _Group) -> None:
         if not group.pending:
             return
+        if group is self._hot_group:
+            self._cool()  # its buffer is handed over (or written over) below
         # Taken before delivering: a member that leaves meanwhile finds nothing pending, and
         # the buffer handed over is never written to again (a transport may keep a view of it).
         joined = group.take()
@@ -464,6 +557,54 @@ class Bus:
             frames = joined.count(b"\n")
             for member in slow:
                 member.receive(joined, frames)
+
+
+def _frame_head(event: Event) -> bytes | None:
+    """The bytes that every encoding of ``event`` starts with: the tag and the fields before
+    its data, as msgspec writes them (tag first, then the fields in order); None if one of
+    those fields cannot be encoded."""
+    try:
+        seq, ts, name = (_head_encoder.encode(v) for v in (event.seq, event.ts, event.event))
+    except Exception:
+        return None
+    return b"".join((_SEQ_AT, seq, b',"ts":', ts, b',"event":', name, b',"data":'))
+
+
+_head_encoder = msgspec.json.Encoder()
+
+
+def _cut_partial(buf: bytearray, base: int, event: Event) -> None:
+    """Cut off the frame of ``event`` that a failed ``encode_into`` left half-written at the
+    end of ``buf`` (whose frames start at ``base``): publishing keeps no length per event to
+    cut back to, as a raw server's publish keeps none.
+
+    msgspec leaves the buffer as long as the room it grew it to: the part of the frame that
+    it wrote, then whatever that room held before (older frames, newlines and all). So the
+    cut is found from the front: the half frame starts a line, as every frame does, and it
+    starts as this event's encoding does (:func:`_frame_head`: what it wrote before the data,
+    where a plugin's bad value sits), which no complete frame of this iteration does, as
+    their seq, time or name differ (one could match only if the same Event were published
+    twice in one iteration, the second time with data that no longer encodes)."""
+    head = _frame_head(event)
+    start, end = base, len(buf)
+    while head is not None and start < end:
+        if buf.startswith(head, start):
+            del buf[start:]
+            return
+        newline = buf.find(b"\n", start, end)
+        if newline < 0:
+            break
+        start = newline + 1
+    # Its seq or time cannot be encoded (never so for the daemon's own events), or msgspec
+    # ran out of memory before it wrote its head: where the half frame starts is not known,
+    # and every frame of this iteration for this subscription goes rather than a broken one.
+    log.error(
+        "event seq %r could not be encoded and its frame not be found; %d bytes of frames "
+        "for one subscription were dropped",
+        event.seq,
+        end - base,
+    )
+    del buf[base:]
 
 
 class QueueSubscriber:

@@ -14,6 +14,7 @@ import msgspec
 
 from harness import __version__, protocol
 from harness.protocol import Ack, Error, Event, Lagged, Replayed, Response, Welcome
+from harness.reads import read_in_heap
 from harness.socket_trust import (  # re-exported: they were defined here first
     DaemonUnavailable as DaemonUnavailable,
 )
@@ -66,6 +67,7 @@ class Client:
         # Set by the caller for a read-only context: writes are refused here, before sending.
         self.read_only: str | None = None
         self._writer = writer
+        read_in_heap(writer.transport)  # an idle client's ping answer without mmap
         self.welcome = welcome
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
@@ -230,11 +232,25 @@ class Client:
         self._writer.write(protocol.encode(frame_for_id(frame_id)))
         return fut
 
-    def ping(self) -> asyncio.Future[Any]:
-        """Send a ``ping`` now; the future ends with the answer (a ``Response``, or
-        ``ClientError`` from a daemon too old to know it: an answer too) or the connection's
-        end. No task or coroutine: harness.liveness calls it from a timer."""
-        return self._send(lambda i: protocol.Request(id=i, method="ping"))
+    def send_ping(self) -> int:
+        """Write a ``ping`` and return its id, with no future waiting for it: its answer, as
+        any frame, moves :attr:`last_heard`, which is all harness.liveness reads while the
+        daemon answers (the cheapest idle cycle there is). :meth:`expect` waits for it."""
+        if self.closed.is_set():
+            raise DaemonUnavailable("the connection to the daemon is closed")
+        frame_id = next(self._ids)
+        self._writer.write(protocol.encode(protocol.Request(id=frame_id, method="ping")))
+        return frame_id
+
+    def expect(self, frame_id: int) -> asyncio.Future[Any]:
+        """A future for the answer to a request already sent (:meth:`send_ping`) and not yet
+        answered: it ends with the answer (a ``Response``, or ``ClientError`` from a daemon
+        too old to know the method: an answer too) or the connection's end."""
+        if self.closed.is_set():
+            raise DaemonUnavailable("the connection to the daemon is closed")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[frame_id] = fut
+        return fut
 
     async def request(self, method: str, **params: Any) -> Any:
         if self.read_only is not None and method in protocol.WRITE_METHODS:

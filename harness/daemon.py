@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from harness import __version__, protocol, settings
+from harness import __version__, oversized, protocol, settings
 from harness.alerts.service import Alerts
 from harness.bus import Bus
 from harness.config import Config
@@ -209,7 +209,6 @@ class Daemon:
     def _handlers(self) -> dict[str, Any]:
         assert self.alerts
         return {
-            "ping": self._ping,
             "status": self._status,
             "plugins.list": self._plugins_list,
             "plugins.get": self._plugins_get,
@@ -219,11 +218,6 @@ class Daemon:
             "events.history": self._events_history,
             **self.alerts.handlers(),
         }
-
-    async def _ping(self, _: protocol.NoParams) -> dict[str, int]:
-        """The cheapest answer there is: a client that hears it knows the loop is running."""
-        assert self.bus
-        return {"seq": self.bus.published_seq}
 
     async def _connections_snapshot(self, _: protocol.NoParams) -> Any:
         """The stored rows, for a client with no database of its own (a remote TUI). Read
@@ -246,7 +240,7 @@ class Daemon:
         events = await self.store.recent_events(
             params.name, limit=params.limit, since_ts=params.since_ts
         )
-        return {"events": events}
+        return {"events": oversized.fit_events(events)}
 
     async def _connections(self) -> dict[str, Any]:
         """Each plugin's current connection object, for the alert engine's first judgement."""

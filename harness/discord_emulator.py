@@ -964,7 +964,8 @@ class LocalDiscordGateway:
         # Bounded: a client that stopped reading must not hold up a control call.
         for conn in list(self._connections):
             with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
-                await asyncio.wait_for(self._send(conn, op, data), 5.0)
+                async with asyncio.timeout(5.0):  # not wait_for: it can lose a cancel (3.11)
+                    await self._send(conn, op, data)
 
     async def _close(self, conn: _Connection, code: int, reason: str | None = None) -> None:
         conn.ended_by = conn.ended_by or f"closed by server, code {code}"

@@ -67,8 +67,13 @@ class Watch:
     clock)``; the answer at last: ``on_change(None)``. The connection's own end is not
     reported here: the reader of its events sees that.
 
-    Timers and a done-callback, no task: an idle client's whole cost is one timer and one
-    small request per ``after`` seconds."""
+    Made to cost as little as it can while idle (the idle-CPU target, issue 10), since an idle
+    TUI does nothing else: one timer per cycle, never cancelled; the ping is written without a
+    future or a callback, because its answer, like any frame, moves ``client.last_heard``, and
+    the timer that fires ``timeout`` later reads that. An idle cycle is thus one timer wake-up
+    and one write here, and one read in the client's reader task; nothing reaches Textual
+    unless the answer changes what is shown. Only a ping found late is given a future, so
+    that a daemon that resumes is shown as answering the moment it does."""
 
     def __init__(
         self,
@@ -82,39 +87,63 @@ class Watch:
 
         self.client, self.on_change = client, on_change
         self.after, self.timeout = after, timeout
+        # An answer may come this much before the timer that reads it: a ping then follows
+        # at once instead of a second wake-up a round trip later (detection stays within
+        # after + timeout of the daemon's last frame).
+        self._slack = after / 10
         self.silent = False
         self._loop = asyncio.get_running_loop()
-        self._timer: asyncio.TimerHandle | None = self._loop.call_later(after, self._check)
+        self._sent = -math.inf  # monotonic time the ping still out was written
+        self._ping_id = 0  # its request id; 0: none out
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(after, self._tick)
         self._over = False
 
     def cancel(self) -> None:
-        self._over = True  # a ping still out is left to end; its answer is read and dropped
+        self._over = True  # a late ping's future is left to end; its answer is dropped
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _check(self) -> None:
+    def _tick(self) -> None:
         self._timer = None
         client = self.client
         if client.closed.is_set():
             return
-        quiet = time.monotonic() - client.last_heard
-        if quiet < self.after:  # heard from meanwhile: ask only after a quiet spell
-            self._timer = self._loop.call_later(self.after - quiet, self._check)
+        now = time.monotonic()
+        heard = client.last_heard
+        if self._ping_id and heard < self._sent:  # no frame since the ping went out
+            if now - self._sent >= self.timeout:
+                self._late(now)
+                return
+            self._arm(self._sent + self.timeout - now)
+            return
+        self._ping_id = 0
+        wait = heard + self.after - now
+        if wait > self._slack:  # heard from meanwhile: ask only after a quiet spell
+            self._arm(wait)
             return
         from harness.client import DaemonUnavailable
 
         try:
-            ping = client.ping()
+            self._ping_id = client.send_ping()
         except DaemonUnavailable:
             return  # closed: the stream reports it
-        ping.add_done_callback(self._answered)
-        self._timer = self._loop.call_later(self.timeout, self._late)
+        self._sent = now
+        self._arm(self.timeout)
 
-    def _late(self) -> None:
-        self._timer = None
+    def _arm(self, delay: float) -> None:
+        self._timer = self._loop.call_later(delay, self._tick)
+
+    def _late(self, now: float) -> None:
         self.silent = True
-        self.on_change(time.time() - (time.monotonic() - self.client.last_heard))
+        from harness.client import DaemonUnavailable
+
+        try:
+            answer = self.client.expect(self._ping_id)
+        except DaemonUnavailable:  # pragma: no cover - closed in the same step
+            return
+        answer.add_done_callback(self._answered)
+        self.on_change(time.time() - (now - self.client.last_heard))
 
     def _answered(self, ping: asyncio.Future[Any]) -> None:
         if ping.cancelled():
@@ -124,12 +153,9 @@ class Watch:
         error = ping.exception()  # retrieved either way: asyncio would log it otherwise
         if self._over:
             return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if error is not None and not isinstance(error, ClientError):
             return  # the connection ended: an outage, which the stream reports
-        if self.silent:
-            self.silent = False
-            self.on_change(None)
-        self._timer = self._loop.call_later(self.after, self._check)
+        self._ping_id = 0
+        self.silent = False
+        self.on_change(None)
+        self._arm(self.after)

@@ -303,7 +303,8 @@ class Orchestrator:
                 # A restart may have happened while we waited for the lock: that run is new.
                 if slot.status == "running" and slot.generation == generation:
                     try:
-                        await asyncio.wait_for(slot.plugin.stop(slot.ctx), self.stop_timeout)  # type: ignore[arg-type]
+                        async with asyncio.timeout(self.stop_timeout):  # not wait_for: see _stop
+                            await slot.plugin.stop(slot.ctx)  # type: ignore[arg-type]
                     except Exception:
                         log.exception("plugin %s failed to stop after a task failure", name)
                     await self._fail(slot, f"task failed: {_describe(exc)}")

@@ -345,7 +345,7 @@ class Recorder:
     def keep_metadata(self, plugin: str, values: dict[str, Any], exc: BaseException) -> None:
         """A metadata write beside the batches (``ctx.update_metadata``) failed on storage:
         keep its values like an unstored connection, for the first commit that succeeds (a
-        key deleted with None is stored as null then). The failure is told as any other."""
+        key deleted with None is deleted then). The failure is told as any other."""
         now = time.time()
         for key, value in values.items():
             self._unstored[(plugin, key)] = (_encode(value), now)

@@ -178,8 +178,22 @@ def _write_batch(
                 [(r.seq, r.ts, r.name, r.data) for r in rows],
             )
         # The extra values first: they are older than any row of this batch (values left
-        # unstored by a storage failure), so a row's newer value for the same key wins.
-        updates = [(_key_path(key), value, ts, plugin) for plugin, key, value, ts in metadata]
+        # unstored by a storage failure), so a row's newer value for the same key wins. A
+        # key deleted meanwhile (None, kept as JSON null) is deleted, as merge_metadata does.
+        deleted = [
+            (_key_path(key), ts, plugin) for plugin, key, value, ts in metadata if value == "null"
+        ]
+        if deleted:
+            conn.executemany(
+                "UPDATE plugin_config SET metadata = json_remove(metadata, ?), updated_at = ? "
+                "WHERE name = ?",
+                deleted,
+            )
+        updates = [
+            (_key_path(key), value, ts, plugin)
+            for plugin, key, value, ts in metadata
+            if value != "null"
+        ]
         updates += [
             (_key_path(r.metadata_key), r.data, r.ts, r.plugin)
             for r in rows

@@ -203,10 +203,14 @@ class SshLink:
         """Why the link ended (waits briefly for ssh to exit and say so)."""
         import asyncio
 
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can lose a cancel that lands
+        # as the awaited wait completes, and the caller (a client closing) then never ends.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.proc.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.proc.wait()
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(self._stderr_task), 0.5)
+            async with asyncio.timeout(0.5):
+                await asyncio.shield(self._stderr_task)
         return explain_ssh_failure(self.ssh, self.proc.returncode, list(self.stderr))
 
     def terminate(self) -> None:
@@ -223,7 +227,8 @@ class SshLink:
         if self.proc.returncode is None:
             self.terminate()
             try:
-                await asyncio.wait_for(self.proc.wait(), 2.0)
+                async with asyncio.timeout(2.0):  # not wait_for: see failure()
+                    await self.proc.wait()
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     self.proc.kill()

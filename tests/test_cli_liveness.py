@@ -17,7 +17,7 @@ import pytest
 
 from harness import liveness, transport
 from harness.client import Client
-from tests import ext_plugins
+from tests import ext_plugins, stored_history
 from tests.conftest import REPO_ROOT, SpawnDaemon, subprocess_env, write_config
 from tests.sshd import Sshd, running_sshd
 
@@ -72,6 +72,11 @@ async def following(*args: str, env: dict[str, str]) -> AsyncIterator[Follower]:
     finally:
         if proc.returncode is None:
             proc.kill()
+        # Read to the end: asyncio's wait() also waits for the pipes, and a reader holding
+        # much unread output has paused reading them.
+        for stream in (proc.stdout, proc.stderr):
+            assert stream is not None
+            await stream.read()
         await proc.wait()
 
 
@@ -131,3 +136,39 @@ async def test_follow_over_ssh_warns_about_a_stopped_daemon(
         state_dir, **{liveness.ENV_INTERVAL: "0.3", transport.ENV_SSH: sshd.ssh_env}
     )
     await _freeze_and_resume(spawn_daemon, state_dir, ("--host", sshd.url), env)
+
+
+async def test_follow_warns_about_a_daemon_stopped_during_the_replay(
+    spawn_daemon: SpawnDaemon, state_dir: Path
+) -> None:
+    """Frozen before following starts, while the backlog is being replayed: the same warning
+    (naming the replay), and the replay and then the following carry on once it answers.
+
+    The replay (about 6 MB) is far larger than what the pipes and the daemon's buffers hold,
+    and this test reads nothing of the follower's output until the daemon is stopped: the
+    follower cannot have reached the end of the replay before the stop."""
+    last = await stored_history.seed(
+        state_dir / "state" / "state.db", stored_history.padded(3000, 2000)
+    )
+    site = ext_plugins.install(state_dir / "site", echo="tests.sample_plugins:Echo")
+    config = write_config(state_dir, plugins={"echo": {"token": TOKEN}})
+    daemon = await spawn_daemon(
+        config, env=subprocess_env(state_dir, PYTHONPATH=f"{site}{os.pathsep}{REPO_ROOT}")
+    )
+    env = subprocess_env(state_dir, **{liveness.ENV_INTERVAL: "0.3"})
+    socket = str(state_dir / "run" / "harness.sock")
+    async with following("--socket", socket, "--since", "0", "--json", env=env) as follower:
+        await follower.out('"seq":1,')  # replaying: now stop the daemon in the middle of it
+        with stopped(daemon.pid):
+            said = await follower.stderr("not responding")
+            assert "still waiting for the replay" in said and "Ctrl-C" in said
+            assert follower.proc.returncode is None
+        assert "responding again; replaying" in await follower.stderr("responding again")
+        await follower.out(f'"seq":{last},')  # the replay went on to its end
+        client = await Client.connect(daemon.socket_path)
+        try:
+            await client.request("plugins.update_settings", name="echo", settings={"prefix": "Re"})
+        finally:
+            await client.close()
+        await follower.out("ReBot")  # and following began
+        assert follower.proc.returncode is None

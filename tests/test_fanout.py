@@ -323,3 +323,141 @@ async def _read_events(silent: _Silent, first: int, last: int) -> list[int]:
 async def _assert_got_everything(client: Client, first: int, last: int) -> None:
     seqs = [e.seq for e in await collect(client, last - first + 1, timeout=10)]
     assert seqs == list(range(first, last + 1))
+
+
+# -- the hot lane: a flood of one name costs what a raw server's publish costs -----------------
+
+
+class _CountingDict(dict[str, object]):
+    lookups = 0
+
+    def __getitem__(self, key: str) -> object:
+        self.lookups += 1
+        return super().__getitem__(key)
+
+
+async def test_a_flood_of_one_name_looks_its_route_up_once_per_iteration() -> None:
+    """The first event of a name in a loop iteration finds its route; the ones after it go
+    straight to the buffer (the hot lane). A name that takes turns with another in the same
+    subscription, and a wide event in between, still arrive in order."""
+    bus = Bus()
+    sub = Direct("*")
+    bus.subscribe(sub)
+    bus.publish(ev(0))  # routed
+    await asyncio.sleep(0)
+    counting = _CountingDict(bus._single)
+    bus._single = counting  # type: ignore[assignment]
+    events = [ev(n) for n in range(1, 11)]
+    assert [bus.publish(e) for e in events] == [1] * 10
+    assert counting.lookups == 1  # per event before: 10
+    await asyncio.sleep(0)
+    more = [ev(11), ev(12, "a:y"), ev(13), ev(14)]
+    assert [bus.publish(e) for e in more] == [1] * 4
+    # A new iteration (1), a name never seen (2: missed, then routed), the first name again (1).
+    assert counting.lookups == 1 + (1 + 2 + 1)
+    await asyncio.sleep(0)
+    assert sub.written == [
+        encode(ev(0)),
+        b"".join(encode(e) for e in events),
+        b"".join(encode(e) for e in more),
+    ]
+
+
+async def test_published_seq_is_the_last_published_at_every_step_of_a_hot_lane() -> None:
+    """The hot lane stores no seq per event (see Bus.published_seq): whatever happens between
+    its events, published_seq is the seq of the last event published, and a subscriber that
+    joins mid-iteration gets exactly the events after the head it read."""
+    bus = Bus(last_seq=100)
+    sub = Direct("*")
+    health = QueueSubscriber(["*:health"])
+    bus.subscribe(sub)
+    bus.subscribe(health)
+    assert bus.published_seq == 100
+    seqs = iter(range(101, 200))
+    published: list[Event] = []
+
+    def publish(name: str = "a:x") -> None:
+        e = ev(next(seqs), name)
+        bus.publish(e)
+        published.append(e)
+        assert bus.published_seq == e.seq, name
+
+    for _ in range(3):
+        publish()  # hot after the first
+    publish("a:y")  # another name, same group: the lane follows it
+    publish()
+    publish("a:health")  # the wide path (an in-process subscriber wants it) cools the lane
+    publish()
+    head = bus.published_seq
+    late = Direct("*")
+    bus.subscribe(late)  # mid-iteration, as a socket client's subscribe
+    publish()
+    publish()
+    bad = Event(seq=next(seqs), ts=1.0, event="a:x", data={"oops": object()})
+    with pytest.raises(TypeError):
+        bus.publish(bad)
+    assert bus.published_seq == bad.seq  # counted, as on every path: stored before encoding
+    for _ in range(3):
+        publish()
+    await asyncio.sleep(0)
+    assert bus.published_seq == published[-1].seq  # and after the flush
+    publish()
+    await asyncio.sleep(0)
+    assert sub.everything() == b"".join(encode(e) for e in published)
+    assert late.everything() == b"".join(encode(e) for e in published if e.seq > head)
+
+
+async def test_bad_events_on_the_hot_lane_drop_only_themselves_whatever_the_room_held() -> None:
+    """The hot lane keeps no length per event: a frame that fails half-way is cut off where it
+    starts, found from the front, though msgspec leaves the buffer's old bytes (old frames,
+    newlines and all) after it. Frames of every size, bad events anywhere, the same bad event
+    again: every subscriber gets exactly the good frames, iteration after iteration."""
+    import random
+
+    rng = random.Random(7)
+    bus = Bus()
+    sub = Direct("*")
+    bus.subscribe(sub)
+    bad_data = {"ok": 1, "oops": object()}
+    again = Event(seq=-1, ts=2.0, event="a:x", data=bad_data)  # published more than once
+    expected: list[bytes] = []
+    seq = 0
+    for _ in range(30):
+        good: list[Event] = []
+        for _ in range(rng.choice([1, 5, 40, 120])):
+            seq += 1
+            if rng.random() < 0.15:
+                bad = again if rng.random() < 0.3 else Event(seq, 1.0, "a:x", bad_data)
+                with pytest.raises(TypeError):
+                    bus.publish(bad)
+                continue
+            e = Event(
+                seq=seq, ts=1.0, event="a:x", data={"n": seq, "pad": "p" * rng.randrange(2000)}
+            )
+            bus.publish(e)
+            good.append(e)
+        await asyncio.sleep(0)
+        expected.append(b"".join(encode(e) for e in good))
+    assert b"".join(sub.written) == b"".join(expected)
+    for joined in sub.written:
+        for line in bytes(joined).splitlines():
+            msgspec.json.decode(line)  # every frame whole
+
+
+async def test_a_bad_seq_on_the_hot_lane_drops_its_iteration_rather_than_send_a_broken_frame(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Never from the daemon's own events (it sets every seq and time itself): when an
+    event's head cannot be encoded, where its half frame starts is not known, and the frames
+    of that iteration for the subscription go, with an error logged."""
+    bus = Bus()
+    sub = Direct("*")
+    bus.subscribe(sub)
+    bus.publish(ev(1))
+    bus.publish(ev(2))
+    with pytest.raises(TypeError):
+        bus.publish(Event(seq=object(), ts=1.0, event="a:x", data={}))  # type: ignore[arg-type]
+    bus.publish(ev(3))
+    await asyncio.sleep(0)
+    assert sub.everything() == encode(ev(3))
+    assert "could not be encoded and its frame not be found" in caplog.text

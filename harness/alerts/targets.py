@@ -168,7 +168,9 @@ class Target:
         future = loop.run_in_executor(self._executor, self._send_blocking, title, body, kind)
         self._inflight.add(future)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            # asyncio.timeout, not wait_for (Python 3.11's can lose a cancel: the outbox's stop).
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(future)
         except TimeoutError:
             return False, f"no answer within {timeout:g} s"
 

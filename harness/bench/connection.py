@@ -55,7 +55,8 @@ class _Probe(discord.Client):
 
 async def _wait_state(next_state: Any, state: str) -> float:
     while True:
-        got, at = await asyncio.wait_for(next_state(), 20)
+        async with asyncio.timeout(20):
+            got, at = await next_state()
         if got == state:
             return at
 
@@ -156,7 +157,8 @@ class _Daemon:
             await self.client.close()
         if self.proc is not None:
             self.proc.terminate()
-            await asyncio.wait_for(self.proc.wait(), 20)
+            async with asyncio.timeout(20):
+                await self.proc.wait()
 
     async def next_event(self) -> tuple[str, dict[str, Any], float]:
         assert self.client is not None
@@ -201,9 +203,11 @@ async def _faults(n: int) -> dict[str, list[float]]:
             samples = out.setdefault(name, [])
             for _ in range(n):
                 t0 = time.monotonic()
-                await asyncio.wait_for(fault(), 30)
+                async with asyncio.timeout(30):
+                    await fault()
                 while True:
-                    state, at = await asyncio.wait_for(d.next_state(), 30)
+                    async with asyncio.timeout(30):
+                        state, at = await d.next_state()
                     if state != "connected":
                         break
                 samples.append((at - t0) * 1000)
@@ -232,7 +236,8 @@ async def _ack_overdue(n: int, interval_ms: int) -> list[float | None]:
                     pass
                 out.append(got)
                 await gw.pause_heartbeat_acks(False)
-                await asyncio.wait_for(_settle(d), 60)
+                async with asyncio.timeout(60):
+                    await _settle(d)
     return out
 
 
@@ -264,7 +269,8 @@ async def _outages(outages: list[float], max_backoff: int) -> list[tuple[float, 
             try:
                 await gw.wait_for(attempted, timeout=300)
                 first = time.monotonic()
-                _, up = await asyncio.wait_for(_until_connected(d), 300)
+                async with asyncio.timeout(300):
+                    _, up = await _until_connected(d)
             except TimeoutError:
                 out.append((seconds, float("nan"), float("nan")))
                 continue

@@ -82,7 +82,8 @@ async def daemons(count: int) -> AsyncIterator[list[Path]]:
                 p.terminate()
         for p in procs:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(p.wait(), 10)
+                async with asyncio.timeout(10):
+                    await p.wait()
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -385,7 +385,8 @@ async def _latency_run(
 ) -> list[tuple[int, float]]:
     assert child.stdout is not None
     async with _daemon(root, plugins=1) as (_, (ctx,)):
-        ready = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 30)
+        async with asyncio.timeout(30):
+            ready = await asyncio.to_thread(child.stdout.readline)
         assert ready.strip() == "ready", ready
         start = time.monotonic()
         for i in range(count):
@@ -394,7 +395,8 @@ async def _latency_run(
             if delay > 0:
                 await asyncio.sleep(delay)
             await ctx.broadcast("tick", {**PAYLOAD, "n": i, "t": time.monotonic()})
-        out = await asyncio.wait_for(asyncio.to_thread(child.stdout.read), 30)
+        async with asyncio.timeout(30):
+            out = await asyncio.to_thread(child.stdout.read)
     return [(seq, x * 1000) for seq, x in json.loads(out.strip().splitlines()[-1])]
 
 

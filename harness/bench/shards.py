@@ -46,7 +46,8 @@ class _ShardedDaemon(_Daemon):
 
     async def next_state(self) -> tuple[str, float]:
         try:
-            return await asyncio.wait_for(super().next_state(), 10)
+            async with asyncio.timeout(10):
+                return await super().next_state()
         except TimeoutError:
             return "(no change for 10 s)", time.monotonic()
 

@@ -208,7 +208,8 @@ class FrameStamp:
 
     async def wait(self, timeout: float = 5.0) -> float:
         try:
-            await asyncio.wait_for(self.done.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.done.wait()
         except TimeoutError:
             raise TimeoutError("the change was never painted") from None
         return self.seen_at

@@ -59,18 +59,25 @@ def parse_point(text: str, now: float | None = None) -> Since:
 EVENT_PREFIX = b'{"type":"event"'
 
 
-def _pinger(where: str) -> Any:
+def _pinger(where: str, doing: list[str]) -> Any:
     """Following, a daemon that stops answering (SIGSTOP, a blocked loop) is said on stderr,
-    once, and waited for, as ``tail -f`` waits for a file; its return is said too."""
+    once, and waited for, as ``tail -f`` waits for a file; its return is said too. From the
+    subscription on: frozen before following starts (during the replay) is said the same way.
+    ``doing[0]`` is what the command is at: "replaying", then "following"."""
     from harness import liveness
     from harness.cli.common import err
     from harness.cli.oneshot import Pinger
 
     def silent(seconds: float) -> None:
-        err(f"{liveness.not_responding(seconds)}; still following {where} (Ctrl-C to stop)")
+        at = (
+            f"following {where}"
+            if doing[0] == "following"
+            else f"waiting for the replay from {where}"
+        )
+        err(f"{liveness.not_responding(seconds)}; still {at} (Ctrl-C to stop)")
 
     def back() -> None:
-        err("the daemon is responding again; following")
+        err(f"the daemon is responding again; {doing[0]}")
 
     after, timeout = liveness.intervals()
     return Pinger(after, timeout, silent, back)
@@ -128,6 +135,9 @@ def cmd_events(args: argparse.Namespace) -> int:
             start = since.seq
         else:
             start = 0  # the stream is addressed by seq: replay all, keep those after the time
+        doing = ["replaying"]
+        if args.follow:  # a ping's answer is a frame like any other: skipped below
+            conn.keepalive(_pinger(conn.path, doing))
         conn.subscribe(patterns, since=start)
         # Output is flushed whenever we would wait for the daemon: frames show as they come.
         lines = conn.lines(before_wait=out.flush)
@@ -181,7 +191,7 @@ def cmd_events(args: argparse.Namespace) -> int:
             show(line, event)
         out.flush()
         if args.follow:
-            conn.keepalive(_pinger(conn.path))
+            doing[0] = "following"
             for line in lines:
                 kind = kind_of(line)
                 if kind == "event":

@@ -216,24 +216,9 @@ class Connection:
                     yield line
             if before_wait is not None:
                 before_wait()
-            pinger = self._pinger
-            try:
-                if pinger is not None:
-                    self._sock.settimeout(pinger.wait())
-                chunk = self._sock.recv(_READ)
-            except TimeoutError:
-                if pinger is None:  # the welcome, late: the daemon is there but frozen
-                    raise NoDaemon(
-                        f"the daemon at {self.path} is not responding (no answer within "
-                        f"{self._sock.gettimeout() or 0:g} s): it may be stopped (SIGSTOP, a "
-                        "debugger) or its event loop blocked"
-                    ) from None
-                pinger.quiet(self._ping)
+            chunk = self._recv()
+            if chunk is None:
                 continue
-            except OSError as exc:
-                raise NoDaemon(f"connection to the daemon lost: {why_unreachable(exc)}") from exc
-            if pinger is not None:
-                pinger.heard()
             if not chunk:
                 return
             # Split whole reads at C speed; only the unfinished last frame is carried over.
@@ -244,10 +229,33 @@ class Connection:
                 raise TooLarge(too_large_message(MAX_FRAME_BYTES))
             ready.extend(complete)
 
+    def _recv(self) -> bytes | None:
+        """One read (empty: the daemon closed the connection). With a pinger, a read that
+        waited long enough pings, or says the daemon is not responding: None, read again."""
+        pinger = self._pinger
+        try:
+            if pinger is not None:
+                self._sock.settimeout(pinger.wait())
+            chunk = self._sock.recv(_READ)
+        except TimeoutError:
+            if pinger is None:  # the welcome, late: the daemon is there but frozen
+                raise NoDaemon(
+                    f"the daemon at {self.path} is not responding (no answer within "
+                    f"{self._sock.gettimeout() or 0:g} s): it may be stopped (SIGSTOP, a "
+                    "debugger) or its event loop blocked"
+                ) from None
+            pinger.quiet(self._ping)
+            return None
+        except OSError as exc:
+            raise NoDaemon(f"connection to the daemon lost: {why_unreachable(exc)}") from exc
+        if pinger is not None:
+            pinger.heard()
+        return chunk
+
     def keepalive(self, pinger: Pinger) -> None:
-        """From now on, :meth:`lines` asks a quiet daemon whether it is there (a ``ping``
-        request, whose answer comes through :meth:`lines` like any frame: skip it) and says
-        when it is not (``pinger``'s callbacks)."""
+        """From now on, :meth:`lines` and :meth:`copy_lines` ask a quiet daemon whether it is
+        there (a ``ping`` request, whose answer comes through :meth:`lines` like any frame:
+        skip it) and say when it is not (``pinger``'s callbacks)."""
         self._pinger = pinger
 
     def _ping(self) -> None:
@@ -284,10 +292,9 @@ class Connection:
         while True:
             if before_wait is not None:
                 before_wait()
-            try:
-                chunk = self._sock.recv(_READ)
-            except OSError as exc:
-                raise NoDaemon(f"connection to the daemon lost: {why_unreachable(exc)}") from exc
+            chunk = self._recv()
+            if chunk is None:
+                continue
             if not chunk:
                 return  # lines() sees the end too
             data = self._partial + chunk if self._partial else chunk

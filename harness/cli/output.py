@@ -31,22 +31,23 @@ def prepare() -> None:
 
 
 def age(seconds: float) -> str:
-    """``42s``, ``5m``, ``3h 20m``, ``2d 4h``: short, for "(5m ago)"."""
+    """``42 s``, ``5 min``, ``3 h 20 min``, ``2 d 4 h``: short, for "(5 min ago)"; the units
+    as the TUI and harness.render write them ("42 s ago"), so both say an age alike."""
     s = max(0, int(seconds))
     if s < 60:
-        return f"{s}s"
+        return f"{s} s"
     if s < 3600:
-        return f"{s // 60}m"
+        return f"{s // 60} min"
     if s < 86400:
         h, m = divmod(s // 60, 60)
-        return f"{h}h {m}m" if m else f"{h}h"
+        return f"{h} h {m} min" if m else f"{h} h"
     d, h = divmod(s // 3600, 24)
-    return f"{d}d {h}h" if h else f"{d}d"
+    return f"{d} d {h} h" if h else f"{d} d"
 
 
 def when(ts: float, now: float | None = None) -> str:
-    """Local time with its age: ``12:03:04 (5m ago)`` today, ``2026-11-24 09:10 (1d 3h ago)``
-    otherwise; a time in the future says ``in 5m``."""
+    """Local time with its age: ``12:03:04 (5 min ago)`` today, ``2026-11-24 09:10 (1 d 3 h
+    ago)`` otherwise; a time in the future says ``in 5 min``."""
     now = time.time() if now is None else now
     local = time.localtime(ts)
     same_day = time.localtime(now)[:3] == local[:3]
@@ -57,7 +58,7 @@ def when(ts: float, now: float | None = None) -> str:
 
 def describe_connection(conn: Any, health: Any = None) -> str:
     """One line, glyph and words (never colour alone), from harness.render, with the CLI's
-    local time and age: ``● connected as Bot#1 · 42 ms since 12:03:04 (5m ago)``. ``health``:
+    local time and age: ``● connected as Bot#1 · 42 ms since 12:03:04 (5 min ago)``. ``health``:
     the plugin's live heartbeat health as the daemon answered it (``"health"``), if any."""
     import msgspec
 
