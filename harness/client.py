@@ -78,6 +78,10 @@ class Client:
         # Monotonic time of the last frame read: how long the daemon has been quiet
         # (harness.liveness asks a quiet daemon whether it is still there).
         self.last_heard = time.monotonic()
+        # Events read off the socket so far, and for a request_marked() the count when its
+        # answer was read (by request id): what came before an answer is older than it.
+        self.events_read = 0
+        self._marks: dict[int, int] = {}
         self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
         self.closed = asyncio.Event()
 
@@ -182,8 +186,11 @@ class Client:
                 self.last_heard = time.monotonic()
                 frame = protocol.decode_server(line)
                 if isinstance(frame, (Event, Replayed)):
+                    self.events_read += isinstance(frame, Event)
                     await self._events.put(frame)
                 elif isinstance(frame, (Response, Ack)):
+                    if frame.id in self._marks:
+                        self._marks[frame.id] = self.events_read
                     fut = self._pending.pop(frame.id, None)
                     if fut and not fut.done():
                         fut.set_result(frame)
@@ -250,6 +257,26 @@ class Client:
             raise ClientError(Error(code=protocol.E_READ_ONLY, message=self.read_only))
         response = await self._call(lambda i: protocol.Request(id=i, method=method, params=params))
         return response.result
+
+    async def request_marked(self, method: str, **params: Any) -> tuple[Any, int]:
+        """A request whose answer is to be merged with the stream: returns the result and how
+        many events had been read when the answer came. The daemon writes an answer after
+        every event it sent before it (``server.send``), so the events up to that count
+        (``events_read``, from this connection's first) are older than the answer, and the rest
+        newer: the order a value without a seq of its own (live health) needs."""
+        frame_id = 0
+
+        def frame(i: int) -> protocol.Request:
+            nonlocal frame_id
+            frame_id = i
+            self._marks[i] = -1
+            return protocol.Request(id=i, method=method, params=params)
+
+        try:
+            response = await self._call(frame)
+            return response.result, self._marks[frame_id]
+        finally:
+            self._marks.pop(frame_id, None)
 
     async def subscribe(self, events: Iterable[str] = ("*",), since: int | None = None) -> int:
         """Subscribe; returns the head seq (events after it are live). Replayed events with

@@ -170,6 +170,7 @@ class LocalDiscordGateway:
         self.heartbeat_interval = heartbeat_interval
         self.require_privileged_intents = require_privileged_intents
         self.heartbeat_acks_paused = False
+        self.heartbeat_acks_paused_shards: set[int] = set()  # these shards' beats go unanswered
         # READY lists this many guilds as unavailable, then one GUILD_CREATE streams per guild,
         # ``guild_stream_delay`` seconds apart, as a real gateway does for a bot in guilds.
         self.guilds = guilds
@@ -475,10 +476,20 @@ class LocalDiscordGateway:
         self._rate_limit_headers = discord_headers
         self._changed()
 
-    async def pause_heartbeat_acks(self, paused: bool = True) -> None:
-        """Stop (or resume) answering HEARTBEAT with HEARTBEAT_ACK."""
-        log.info("control: heartbeat acks %s", "paused" if paused else "resumed")
-        self.heartbeat_acks_paused = paused
+    async def pause_heartbeat_acks(self, paused: bool = True, shard: int | None = None) -> None:
+        """Stop (or resume) answering HEARTBEAT with HEARTBEAT_ACK: on every connection, or,
+        with ``shard``, only on the connections of that shard (one shard's link going bad)."""
+        log.info(
+            "control: heartbeat acks %s%s",
+            "paused" if paused else "resumed",
+            "" if shard is None else f" on shard {shard}",
+        )
+        if shard is None:
+            self.heartbeat_acks_paused = paused
+        elif paused:
+            self.heartbeat_acks_paused_shards.add(shard)
+        else:
+            self.heartbeat_acks_paused_shards.discard(shard)
         self._changed()
 
     async def refuse_connections(self, seconds: float) -> None:
@@ -536,6 +547,7 @@ class LocalDiscordGateway:
             "active_sessions": self.active_sessions,
             "refusing": self.refusing,
             "heartbeat_acks_paused": self.heartbeat_acks_paused,
+            "heartbeat_acks_paused_shards": sorted(self.heartbeat_acks_paused_shards),
             "require_privileged_intents": self.require_privileged_intents,
             "gateway_http_status": self.gateway_http_status,
             "rest_status": self.rest_status,
@@ -768,7 +780,10 @@ class LocalDiscordGateway:
             conn.last_heartbeat = time.monotonic()
             self.heartbeat_count += 1
             self._changed()
-            if not self.heartbeat_acks_paused:
+            paused = self.heartbeat_acks_paused or (
+                conn.shard is not None and conn.shard[0] in self.heartbeat_acks_paused_shards
+            )
+            if not paused:
                 await self._send(conn, OP_HEARTBEAT_ACK, None)
         elif op == OP_IDENTIFY:
             await self._identify(conn, data)
@@ -1032,7 +1047,10 @@ class LocalDiscordGateway:
             paused = _parse_bool(request.query.get("paused", "true"))
         except ValueError:
             return _error(400, "paused must be true or false")
-        await self.pause_heartbeat_acks(paused)
+        raw = request.query.get("shard")
+        if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= 4):
+            return _error(400, "shard must be a shard id (0..9999)")
+        await self.pause_heartbeat_acks(paused, None if raw is None else int(raw))
         return _json_response(200, self.state())
 
     async def _control_refuse(self, request: web.Request) -> web.Response:

@@ -4,7 +4,8 @@ answer with it.
 ``{plugin}:health`` is live only (never stored, never replayed) and published only when it
 changes, so a client that asks after the fact (``harness status``, ``harness plugins show``)
 would otherwise never learn that a heartbeat ACK is overdue. The rule for when a health ends is
-the TUI's (``tui/state.py``): a new connection state other than ``connected`` ends it.
+every client's (``protocol.keeps_health``): a new connection state other than ``connected``
+ends it, unless some part of a connection made of parts is still connected.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import msgspec
 
 from harness.bus import Patterns
-from harness.protocol import Event, Health, plugin_of_health_event
+from harness.protocol import Event, Health, keeps_health, plugin_of_health_event
 
 
 class LiveHealth:
@@ -34,14 +35,16 @@ class LiveHealth:
                 self._health.pop(plugin, None)  # a shape we cannot read says nothing now
             return
         plugin = event.event.removesuffix(":connection")
-        if _state(event.data) != "connected":
+        state, parts = _field(event.data, "state"), _field(event.data, "parts")
+        part_states = [_field(p, "state") for p in parts] if isinstance(parts, list) else []
+        if not keeps_health(state, part_states):
             self._health.pop(plugin, None)
 
     def of(self, plugin: str) -> Health | None:
         return self._health.get(plugin)
 
 
-def _state(data: Any) -> Any:
+def _field(data: Any, name: str) -> Any:
     if isinstance(data, Mapping):
-        return data.get("state")
-    return getattr(data, "state", None)
+        return data.get(name)
+    return getattr(data, name, None)

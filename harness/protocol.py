@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -558,6 +558,28 @@ class PartHealth(msgspec.Struct, omit_defaults=True, kw_only=True):
     id: str
     latency_ms: float | None = None
     ack_overdue_since: float | None = None
+
+
+class IdentifyBudget(msgspec.Struct, kw_only=True):
+    """A plugin's budget of new sessions, in ``Connection.extra["identify_budget"]`` (Discord's
+    ``session_start_limit``): ``remaining`` of ``total`` until ``resets_at`` (epoch s), started
+    at most ``max_concurrency`` at once. At ``floor`` or below the plugin starts none: they
+    wait for the reset (None from a plugin that does not say)."""
+
+    total: int
+    remaining: int
+    resets_at: float = 0.0
+    max_concurrency: int = 1
+    floor: int | None = None
+
+
+def keeps_health(state: str, part_states: Iterable[str] = ()) -> bool:
+    """Whether a plugin's live health outlives a connection in ``state`` (with parts in
+    ``part_states``): a connected link keeps it, and so does a connection of parts while any
+    part is still connected (one shard's overdue ACK is true while another shard is down); any
+    other state ends it, as a heartbeat warning belongs to the link that had it. The one rule
+    for the daemon (``harness.live_health``) and every client."""
+    return state == "connected" or any(s == "connected" for s in part_states)
 
 
 def to_connection(value: Any) -> Connection | None:

@@ -13,11 +13,20 @@ import re
 
 import msgspec
 
-from harness.protocol import STATE_GLYPHS, Connection, Health, Part
+from harness.protocol import (
+    STATE_GLYPHS,
+    Connection,
+    Health,
+    IdentifyBudget,
+    Part,
+    keeps_health,
+)
 
 UNKNOWN_GLYPH = "?"
 # How long "reconnected 3 s ago after a 9 ms drop" stays shown after a short drop.
 RECENT_DROP_S = 60.0
+# A redraw booked for the moment a text changes lands this far past it, so the new text is drawn.
+STEP_EPSILON = 0.01
 
 
 def glyph(state: str) -> str:
@@ -57,6 +66,32 @@ def span(seconds: float) -> str:
     return f"{math.ceil(s / 3600)} h"
 
 
+def span_change(seconds: float, *, growing: bool) -> float | None:
+    """Seconds until ``span(seconds)`` reads differently, as ``seconds`` grows (an age) or
+    shrinks (a countdown); None for a countdown at its end. Exact at every unit ("89 s" ->
+    "2 min" -> "90 min" -> "2 h"), so a redraw booked for it is never one that changes nothing."""
+    s = max(0, math.ceil(seconds))
+    if growing:
+        # The text is a function of s = ceil(seconds): it stays while s <= top, the last s
+        # that reads the same (the end of this unit, or of this form: 89 s, 90 min).
+        if s < 90:
+            top = s
+        elif s < 5400:
+            top = min(60 * math.ceil(s / 60), 5399)
+        else:
+            top = 3600 * math.ceil(s / 3600)
+        return max(0.0, top - seconds) + STEP_EPSILON
+    if s <= 0:
+        return None
+    if s < 90:
+        below = s - 1.0
+    elif s < 5400:
+        below = max(60.0 * (math.ceil(s / 60) - 1), 89.0)
+    else:
+        below = max(3600.0 * (math.ceil(s / 3600) - 1), 5399.0)
+    return max(0.0, seconds - below) + STEP_EPSILON
+
+
 def drop_span(ms: float) -> str:
     """How long a drop lasted: "9 ms", "2.3 s", "4 min"."""
     if ms < 1000:
@@ -81,10 +116,40 @@ def _retry(conn: Connection, now: float) -> str | None:
     return f"{when} · attempt {conn.attempt}" if conn.attempt else when
 
 
-def _overdue(health: Health | None, now: float) -> str | None:
-    if health is None or health.ack_overdue_since is None:
+def parts_overdue(conn: Connection | None, health: Health | None) -> dict[str, float]:
+    """Each connected part whose heartbeat ACK is overdue, by id: since when (epoch s), from
+    the live health's ``parts``. A part that is not connected has no live link to be late."""
+    if conn is None or health is None or not health.parts:
+        return {}
+    late = {h.id: h.ack_overdue_since for h in health.parts if h.ack_overdue_since is not None}
+    return {p.id: late[p.id] for p in conn.parts if p.state == "connected" and p.id in late}
+
+
+def _overdue_since(conn: Connection, health: Health | None) -> tuple[float, list[str]] | None:
+    """When the oldest heartbeat still waiting for its ACK was sent, and which parts wait (none
+    for a single connection); None when no ACK is overdue or the health says nothing of now."""
+    if health is None or not keeps_health(conn.state, (p.state for p in conn.parts)):
         return None
-    return f"no heartbeat reply for {span(now - health.ack_overdue_since)}"
+    if conn.parts and health.parts:
+        late = parts_overdue(conn, health)
+        return (min(late.values()), list(late)) if late else None
+    # A single connection, or a plugin whose health has no per-part entries: the aggregate.
+    if health.ack_overdue_since is None:
+        return None
+    return health.ack_overdue_since, []
+
+
+def _overdue(conn: Connection, health: Health | None, now: float) -> str | None:
+    """ "no heartbeat reply for 14 s", and for a connection of parts which: "(part 2)"."""
+    found = _overdue_since(conn, health)
+    if found is None:
+        return None
+    since, ids = found
+    text = f"no heartbeat reply for {span(now - since)}"
+    if ids:
+        named = ", ".join(ids[:3]) + (f" +{len(ids) - 3}" if len(ids) > 3 else "")
+        text += f" ({'part' if len(ids) == 1 else 'parts'} {named})"
+    return text
 
 
 def _names_code(reason: str | None, code: int) -> bool:
@@ -151,10 +216,10 @@ def long(
         return lines
     if conn.state == "disconnected" and conn.reason:
         lines.append(with_code(conn.reason, conn.code))
-    if conn.state == "connected":
-        for extra in (_overdue(health, now), _recent_drop(conn, now)):
-            if extra:
-                lines.append(extra)
+    # An overdue ACK also while a connection of parts is degraded: the parts still up have it.
+    for extra in (_overdue(conn, health, now), _recent_drop(conn, now)):
+        if extra:
+            lines.append(extra)
     if conn.since:
         age = ago(now - conn.since).removesuffix(" ago")
         lines.append(f"since {clock_time(conn.since, tz)} ({age})")
@@ -176,11 +241,15 @@ def short(
         latency = _latency(conn, health)
         if latency is not None:
             detail += f" · {latency:.0f} ms"
-        overdue = _overdue(health, now)
+        overdue = _overdue(conn, health, now)
         if overdue:
             detail += f" · {overdue}"
         if detail:
             parts.append(detail.removeprefix(" · "))
+    elif overdue := _overdue(conn, health, now):  # degraded: before the reason, which is long
+        parts.append(overdue)
+        if conn.reason:
+            parts.append(conn.reason)
     elif conn.state == "disconnected":
         retry = _retry(conn, now)
         if retry:
@@ -213,7 +282,7 @@ def line(
         latency = _latency(conn, health)
         if latency is not None:
             text += f" · {latency:.0f} ms"
-        overdue = _overdue(health, now)
+        overdue = _overdue(conn, health, now)
         if overdue:
             text += f" · {overdue}"
         if conn.drop_ms is not None:
@@ -222,6 +291,8 @@ def line(
         text += f": {conn.reason}"
     if conn.code and not _names_code(conn.reason, conn.code):
         text += f" (code {conn.code})"
+    if conn.state != "connected" and (overdue := _overdue(conn, health, now)):
+        text += f" · {overdue}"  # degraded: the parts still connected may be late too
     retry = _retry(conn, now) if conn.state in ("disconnected", "connecting") else None
     if retry:
         text += f" · {retry}"
@@ -248,13 +319,19 @@ def next_change(
             if fade > 0:
                 times.append(fade)
     if conn.retry_at is not None and conn.retry_at > now:
-        left = conn.retry_at - now
-        # span() rounds up: the text changes when `left` crosses a whole second (or minute).
-        unit = 1.0 if left < 90 else 60.0
-        times.append((left % unit) or unit)
-    if health is not None and health.ack_overdue_since is not None:
-        times.append(1.0 - ((now - health.ack_overdue_since) % 1.0))
+        times.append(_countdown_change(conn.retry_at - now))
+    overdue = _overdue_since(conn, health)
+    if overdue is not None:
+        times.append(span_change(now - overdue[0], growing=True) or 1.0)
     return max(0.05, min(times)) if times else None
+
+
+def _countdown_change(left: float) -> float:
+    """Seconds until "retrying in {span(left)}" (or "retrying now" under 0.5 s) changes."""
+    if left <= 0.5:
+        return 1.0  # "retrying now": final until a new value comes; a slow recheck at most
+    step = span_change(left, growing=False) or 1.0
+    return min(step, left - 0.5 + STEP_EPSILON)
 
 
 def _age_step(age: float) -> float:
@@ -290,8 +367,12 @@ def parts_summary(conn: Connection | None) -> str | None:
 PART_COLUMNS = ("part", "state", "since", "latency", "guilds", "detail")
 
 
-def part_row(part: Part, now: float, tz: dt.tzinfo | None) -> tuple[str, ...]:
-    """One part as table cells (PART_COLUMNS): glyph and word, never colour alone."""
+def part_row(
+    part: Part, now: float, tz: dt.tzinfo | None, overdue_since: float | None = None
+) -> tuple[str, ...]:
+    """One part as table cells (PART_COLUMNS): glyph and word, never colour alone.
+    ``overdue_since``: when the heartbeat this connected part still waits an ACK for was sent
+    (``parts_overdue``); the detail then says so, with its age ("no heartbeat reply: 14 s")."""
     detail = ""
     if part.state in ("disconnected", "connecting") and part.retry_at is not None:
         left = part.retry_at - now
@@ -300,6 +381,11 @@ def part_row(part: Part, now: float, tz: dt.tzinfo | None) -> tuple[str, ...]:
             detail += f" · attempt {part.attempt}"
     if part.reason:
         detail = f"{part.reason}" + (f" · {detail}" if detail else "")
+    if part.state == "connected" and overdue_since is not None:
+        # Short, with the age in it, so the table's detail column holds it whole at 80
+        # columns (an ACK is late for at most one heartbeat interval: "41 s").
+        late = f"no heartbeat reply: {span(now - overdue_since)}"
+        detail = late + (f" · {detail}" if detail else "")
     return (
         part.id,
         f"{glyph(part.state)} {state_word(part.state)}",
@@ -308,6 +394,18 @@ def part_row(part: Part, now: float, tz: dt.tzinfo | None) -> tuple[str, ...]:
         str(part.guilds) if part.guilds is not None else "",
         detail,
     )
+
+
+def part_next_change(part: Part, now: float, overdue_since: float | None = None) -> float | None:
+    """Seconds until ``part_row`` would read differently with no new event (its countdown or
+    its overdue ACK's age); None if it is final."""
+    times = []
+    if part.state in ("disconnected", "connecting") and part.retry_at is not None:
+        if part.retry_at - now > 0.5:
+            times.append(_countdown_change(part.retry_at - now))
+    if part.state == "connected" and overdue_since is not None:
+        times.append(span_change(now - overdue_since, growing=True) or 1.0)
+    return max(0.05, min(times)) if times else None
 
 
 def live_parts(conn: Connection | None, health: Health | None) -> list[Part]:
@@ -326,21 +424,42 @@ def live_parts(conn: Connection | None, health: Health | None) -> list[Part]:
     ]
 
 
-def identify_budget(conn: Connection | None, now: float, *, with_reset: bool = True) -> str | None:
-    """ "identifies left: 988/1000, resets in 5 h" from a plugin's ``extra.identify_budget``
-    (total, remaining, resets_at epoch s); None when the plugin reports none. Without
-    ``with_reset`` the countdown is left out: for a title that is not redrawn as it ages."""
-    if conn is None:
-        return None
-    budget = conn.extra.get("identify_budget")
-    if not isinstance(budget, dict):
+def budget_of(conn: Connection | None) -> IdentifyBudget | None:
+    """The connection's identify budget, or None when the plugin reports none (or a shape
+    that does not fit)."""
+    raw = conn.extra.get("identify_budget") if conn is not None else None
+    if not isinstance(raw, dict):
         return None
     try:
-        total, remaining = int(budget["total"]), int(budget["remaining"])
-        resets_at = float(budget.get("resets_at") or 0.0)
-    except (KeyError, TypeError, ValueError):
+        return msgspec.convert(raw, IdentifyBudget, strict=False)
+    except msgspec.ValidationError:
         return None
-    text = f"identifies left: {remaining}/{total}"
-    if with_reset and resets_at > now:
-        text += f", resets in {span(resets_at - now)}"
+
+
+def budget_held(conn: Connection | None, now: float) -> bool:
+    """Whether new sessions wait for the budget's reset: it is at its floor, the reset to come."""
+    b = budget_of(conn)
+    return b is not None and b.floor is not None and b.remaining <= b.floor and b.resets_at > now
+
+
+def identify_budget(conn: Connection | None, now: float, *, with_reset: bool = True) -> str | None:
+    """ "identifies left: 988/1000, resets in 5 h" from a plugin's ``extra.identify_budget``;
+    None when the plugin reports none. Without ``with_reset`` the countdown is left out: for a
+    place that redraws it only while new sessions wait for it (``budget_held``)."""
+    b = budget_of(conn)
+    if b is None:
+        return None
+    text = f"identifies left: {b.remaining}/{b.total}"
+    if with_reset and b.resets_at > now:
+        text += f", resets in {span(b.resets_at - now)}"
     return text
+
+
+def budget_next_change(conn: Connection | None, now: float) -> float | None:
+    """Seconds until the "resets in" of ``identify_budget`` reads differently; None when there
+    is no reset to come."""
+    b = budget_of(conn)
+    if b is None or b.resets_at <= now:
+        return None
+    # At the reset the countdown goes: the text changes then too.
+    return span_change(b.resets_at - now, growing=False) or (b.resets_at - now + STEP_EPSILON)

@@ -84,3 +84,32 @@ async def test_a_fatal_close_code_is_said_once(
     ):
         assert "token rejected (4004)" in out, out
         assert out.count("4004") == 1, out
+
+
+def test_the_daemon_keeps_a_health_while_a_part_is_still_connected() -> None:
+    """What `status` answers with (harness.live_health): one shard down leaves the others' live
+    health standing; every part down ends it, as a plain connection's drop does."""
+    import msgspec
+
+    from harness.live_health import LiveHealth
+    from harness.protocol import Connection, Event, Health, Part, PartHealth
+
+    live = LiveHealth()
+
+    def publish(name: str, data: object) -> None:
+        live.deliver(b"", Event(seq=1, ts=0.0, event=name, data=msgspec.to_builtins(data)))
+
+    health = Health(parts=[PartHealth(id="0", ack_overdue_since=5.0), PartHealth(id="1")])
+    publish("bot:health", health)
+    degraded = Connection(
+        state="connecting",
+        parts=[Part(id="0", state="connected"), Part(id="1", state="disconnected")],
+    )
+    publish("bot:connection", degraded)
+    assert live.of("bot") == health
+    down = Connection(
+        state="disconnected",
+        parts=[Part(id="0", state="disconnected"), Part(id="1", state="disconnected")],
+    )
+    publish("bot:connection", down)
+    assert live.of("bot") is None

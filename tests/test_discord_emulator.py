@@ -409,6 +409,20 @@ async def test_process_mode(
                 f"{base}/_control/heartbeat_acks", params={"paused": "maybe"}
             ) as response:
                 assert response.status == 400
+            # One shard's heartbeats go unanswered; a shard that is not an id is refused.
+            async with session.post(
+                f"{base}/_control/heartbeat_acks", params={"paused": "true", "shard": "2"}
+            ) as response:
+                assert response.status == 200
+                assert (await response.json())["heartbeat_acks_paused_shards"] == [2]
+            async with session.post(
+                f"{base}/_control/heartbeat_acks", params={"paused": "false", "shard": "2"}
+            ) as response:
+                assert (await response.json())["heartbeat_acks_paused_shards"] == []
+            async with session.post(
+                f"{base}/_control/heartbeat_acks", params={"shard": "-1"}
+            ) as response:
+                assert response.status == 400
             # An outage in one request: the control API shares the port it closes.
             started = time.monotonic()
             async with session.post(

@@ -245,6 +245,9 @@ async def test_identify_budget_at_its_floor_stops_identifying_but_resumes_go_on(
     assert low["state"] == "connecting" and low["reason"].startswith("degraded: 1/4 shards")
     reason = low["parts"][1]["reason"]
     assert "5/100 left (floor 5, identify_floor=5%)" in reason and "resumes go on" in reason
+    # The budget says its floor, so a client can tell that new sessions wait for the reset.
+    assert low["extra"]["identify_budget"]["floor"] == 5
+    assert render.budget_held(to_connection(low), low["parts"][1]["since"])
     assert low["parts"][1]["retry_at"] > low["parts"][1]["since"]
     assert gateway.identify_count == 1
     # A resume is not an IDENTIFY: shard 0 comes back while the others wait.
@@ -521,6 +524,79 @@ async def test_each_shards_latency_is_live_in_health_events(
     assert [p.latency_ms for p in live if p.state == "connected"] == [
         by_id[p.id] for p in live if p.state == "connected"
     ]
+
+
+async def test_one_shards_overdue_ack_is_its_own_in_health_status_and_plugins_show(
+    config: Config,
+    state_dir: Path,
+    gateway: LocalDiscordGateway,
+    start_daemon: Any,
+    watcher: Any,
+    connect: Any,
+) -> None:
+    """Shard 2's gateway stops answering its heartbeats; the others' go on. The live health
+    says which shard is late, `harness status` and `harness plugins show` say it on that
+    shard, and when the late link is dropped (a zombie) its warning ends with it."""
+    # The warning shows 0.3 s after an unanswered beat, and a whole interval after it the
+    # link is a zombie (dropped, resumed): 6 s leaves a CLI time to ask.
+    gateway.heartbeat_interval = 6_000
+    cfg = discord_config(config, gateway, shards="4")
+    await start(start_daemon, cfg)
+    w: Watcher = await watcher(cfg)
+    await w.until(all_up(4), timeout=20)
+    live = await connect(cfg)
+    await live.subscribe(["discord:health", "discord:connection"])
+    await gateway.pause_heartbeat_acks(True, shard=2)
+
+    def late(h: dict[str, Any]) -> list[str]:
+        return [p["id"] for p in h.get("parts") or [] if "ack_overdue_since" in p]
+
+    async def next_late() -> dict[str, Any]:
+        async with asyncio.timeout(20):
+            while True:
+                e = await live.next_event()
+                if e.event == "discord:health" and late(e.data):
+                    return e.data
+
+    for _ in range(4):  # each warning lasts ~5.7 s; under load a CLI may miss one
+        health = await next_late()
+        assert late(health) == ["2"], health
+        shown, status = await asyncio.gather(
+            run_cli(
+                "plugins",
+                "show",
+                "discord",
+                "--socket",
+                str(cfg.socket_path),
+                env=subprocess_env(state_dir),
+            ),
+            run_cli("status", "--socket", str(cfg.socket_path), env=subprocess_env(state_dir)),
+        )
+        assert shown.rc == 0 and status.rc == 0, (shown, status)
+        if "no heartbeat reply" in shown.out and "no heartbeat reply" in status.out:
+            break
+    line = next(x for x in status.out.splitlines() if x.startswith("discord"))
+    assert "no heartbeat reply for " in line and "(part 2)" in line, line
+    rows = {
+        ln.split()[0]: ln for ln in shown.out.splitlines() if ln.startswith("    ") and "●" in ln
+    }
+    assert "no heartbeat reply: " in rows["2"], shown.out
+    assert not any("heartbeat" in rows[i] for i in ("0", "1", "3")), shown.out
+
+    # The late link ends as a zombie: its warning, and the plugin's aggregate one, are
+    # withdrawn as the link is dropped, before the shard is reported down (not at the next
+    # ACK of another shard, or of shard 2's next link).
+    cleared: dict[str, Any] | None = None
+    async with asyncio.timeout(20):
+        while True:
+            e = await live.next_event()
+            if e.event == "discord:health" and "2" not in late(e.data):
+                cleared = e.data
+            elif e.event == "discord:connection" and e.data["parts"][2]["state"] != "connected":
+                break
+    assert cleared is not None, "shard 2 was reported down with its warning still live"
+    assert cleared["parts"][2] == {"id": "2"} and "ack_overdue_since" not in cleared
+    await gateway.pause_heartbeat_acks(False, shard=2)
 
 
 # -- guild counts without discord.py's guild cache -------------------------------------------

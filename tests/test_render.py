@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+import msgspec
+
 from harness import render
-from harness.protocol import Connection, Health
+from harness.protocol import Connection, Health, Part, PartHealth
 
 UTC = dt.UTC
 T = 1_700_000_000.0
+STEP = render.STEP_EPSILON
 
 
 def test_connected_shows_name_and_latency_then_a_recent_drop_fades() -> None:
@@ -28,7 +31,8 @@ def test_overdue_ack_is_said_and_counts_up() -> None:
     health = Health(latency_ms=40.0, ack_overdue_since=T + 100)
     assert "no heartbeat reply for 14 s" in render.long(conn, T + 114, UTC, health)
     assert "no heartbeat reply for 14 s" in render.short(conn, T + 114, UTC, health)
-    assert render.next_change(conn, T + 114.25, health, short_form=True) == 0.75
+    # Just past the second the shown age changes at (15 s -> 16 s), not on it.
+    assert render.next_change(conn, T + 114.25, health, short_form=True) == 0.75 + STEP
 
 
 def test_disconnected_counts_down_to_the_next_attempt() -> None:
@@ -50,7 +54,7 @@ def test_disconnected_counts_down_to_the_next_attempt() -> None:
     assert "4009 session timed out · retrying in 12 s · attempt 3 (at" in line
     # The countdown changes at the next whole second; nothing after the retry has passed but
     # the age.
-    assert render.next_change(conn, T + 0.25, short_form=True) == 0.75
+    assert render.next_change(conn, T + 0.25, short_form=True) == 0.75 + STEP
     assert render.next_change(conn, T + 20, short_form=True) is None
 
 
@@ -67,3 +71,83 @@ def test_spans() -> None:
     assert render.span(89) == "89 s"
     assert render.span(900) == "15 min"
     assert render.drop_span(2300) == "2.3 s"
+
+
+def test_span_change_lands_just_past_each_step_of_the_text() -> None:
+    """Every value of a countdown and an age, every 0.1 s over 3 h: the booked redraw shows a
+    new text, and no text changes before it."""
+    for tenths in range(1, 3 * 36000, 7):
+        x = tenths / 10
+        for growing, sign in ((True, 1), (False, -1)):
+            step = render.span_change(x, growing=growing)
+            if step is None:
+                continue
+            after = x + sign * step
+            before = x + sign * (step - 2 * STEP)
+            assert render.span(after) != render.span(x), (x, growing, step)
+            assert render.span(before) == render.span(x), (x, growing, step)
+    assert render.span_change(0.0, growing=False) is None
+
+
+def test_a_parts_overdue_ack_is_on_its_row_and_in_every_form() -> None:
+    parts = [
+        Part(id="0", state="connected", since=T, latency_ms=40.0),
+        Part(id="1", state="connected", since=T, latency_ms=41.0),
+        Part(id="2", state="disconnected", since=T, reason="lost", retry_at=T + 130),
+    ]
+    conn = Connection(
+        state="connecting", seq=3, since=T, reason="degraded: 2/3 parts connected", parts=parts
+    )
+    health = Health(
+        ack_overdue_since=T + 90,  # the aggregate: part 2's old link, not connected now
+        parts=[
+            PartHealth(id="0", latency_ms=40.0),
+            PartHealth(id="1", latency_ms=41.0, ack_overdue_since=T + 100),
+            PartHealth(id="2", ack_overdue_since=T + 90),
+        ],
+    )
+    now = T + 114
+    assert render.parts_overdue(conn, health) == {"1": T + 100}
+    assert render.part_row(parts[1], now, UTC, T + 100)[-1] == "no heartbeat reply: 14 s"
+    assert render.part_row(parts[0], now, UTC, None)[-1] == ""
+    # A part that is down has no link to be late: its row says why it is down.
+    assert render.part_row(parts[2], now, UTC, T + 90)[-1] == "lost · retrying in 16 s"
+    assert render.part_next_change(parts[1], now + 0.25, T + 100) == 0.75 + STEP
+    assert render.part_next_change(parts[0], now, None) is None
+    # Degraded, the indicator, the table cell and the CLI line name the late part.
+    said = "no heartbeat reply for 14 s (part 1)"
+    assert said in render.long(conn, now, UTC, health)
+    assert said in render.short(conn, now, UTC, health)
+    assert said in render.line(conn, now, UTC, health=health)
+    # Every part down: the health says nothing of now.
+    down = msgspec.structs.replace(
+        conn,
+        state="disconnected",
+        parts=[msgspec.structs.replace(p, state="disconnected") for p in parts],
+    )
+    assert "heartbeat" not in render.line(down, now, UTC, health=health)
+    # A plugin with parts whose health has no per-part entries: its aggregate is still said.
+    whole = Health(ack_overdue_since=T + 100)
+    assert "no heartbeat reply for 14 s" in render.line(conn, now, UTC, health=whole)
+    assert "(part" not in render.line(conn, now, UTC, health=whole)
+
+
+def test_the_identify_budgets_reset_is_counted_down_while_new_sessions_wait() -> None:
+    budget = {"total": 1000, "remaining": 988, "resets_at": T + 5 * 3600, "floor": 50}
+    conn = Connection(state="connected", seq=1, since=T, extra={"identify_budget": budget})
+    assert not render.budget_held(conn, T)
+    assert render.identify_budget(conn, T) == "identifies left: 988/1000, resets in 5 h"
+    held = msgspec.structs.replace(conn, extra={"identify_budget": {**budget, "remaining": 50}})
+    assert render.budget_held(held, T)
+    assert not render.budget_held(held, T + 5 * 3600)  # the reset has come
+    # "5 h" until 4 h 59 min 59 s... is "5 h" down to 4 h, then "4 h".
+    assert render.budget_next_change(held, T) == 3600 + STEP
+    assert (
+        render.identify_budget(held, T + 3600 + STEP) == "identifies left: 50/1000, resets in 4 h"
+    )
+    assert render.budget_next_change(held, T + 5 * 3600 - 0.5) == 0.5 + STEP
+    # A plugin that does not say its floor: the count, no claim that sessions wait.
+    old = {k: v for k, v in budget.items() if k != "floor"}
+    assert not render.budget_held(
+        msgspec.structs.replace(conn, extra={"identify_budget": {**old, "remaining": 1}}), T
+    )

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 import msgspec
 
 from harness import render
-from harness.protocol import STATE_GLYPHS, Connection, Event, Health, PluginInfo
+from harness.protocol import STATE_GLYPHS, Connection, Event, Health, PluginInfo, keeps_health
 
 Clock = Callable[[], float]
 # Raw events held at most: the events screen's rows, and the App's recent events behind them.
@@ -48,10 +48,11 @@ class PluginState(msgspec.Struct, frozen=True):
 
     def with_connection(self, connection: Connection, ts: float) -> PluginState:
         """This state with ``connection`` applied if, and only if, it is newer. A new state
-        ends the health it had (a heartbeat warning belongs to the connection that had it)."""
+        ends the health it had (a heartbeat warning belongs to the connection that had it),
+        unless a part of it is still connected (``protocol.keeps_health``)."""
         if connection_seq(connection) <= self.seq:
             return self
-        health = self.health if connection.state == "connected" else None
+        health = self.health if health_applies(connection) else None
         return msgspec.structs.replace(self, connection=connection, health=health, updated_at=ts)
 
 
@@ -80,6 +81,13 @@ class EventBatch(msgspec.Struct, frozen=True):
 
 def connection_seq(connection: Connection | None) -> int:
     return connection.seq if connection is not None else 0
+
+
+def health_applies(connection: Connection | None) -> bool:
+    """Whether live health says anything about ``connection`` (``protocol.keeps_health``)."""
+    return connection is not None and keeps_health(
+        connection.state, (p.state for p in connection.parts)
+    )
 
 
 # -- presentation: harness.render says it; these names stay for the widgets that draw glyphs --

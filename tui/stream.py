@@ -46,7 +46,7 @@ from harness.protocol import (
 )
 from harness.store import PluginRow, StoreError, read_plugins_readonly
 from harness.transport import Target
-from tui.state import EventBatch, LinkState, PluginState, connection_seq
+from tui.state import EventBatch, LinkState, PluginState, connection_seq, health_applies
 
 if TYPE_CHECKING:
     from tui.app import HarnessApp
@@ -171,7 +171,8 @@ class Stream:
         # round trips overlap the seed read instead of following it. Only the seed must wait
         # for the subscription (list-then-watch); the answers are applied after the seed.
         subscribed = asyncio.ensure_future(client.subscribe(["*"]))
-        listed = asyncio.ensure_future(client.request("plugins.list"))
+        # Marked: the live health in its answer is ordered against the events by position.
+        listed = asyncio.ensure_future(client.request_marked("plugins.list"))
         storage = asyncio.ensure_future(self._storage(client))
         try:
             head = await subscribed
@@ -183,7 +184,9 @@ class Stream:
             else:
                 await self.seed()
             self.client = client
-            self.apply_infos(msgspec.convert(await listed, list[PluginInfo]))
+            answer, mark = await listed
+            self.apply_infos(msgspec.convert(answer, list[PluginInfo]))
+            self.apply_health(answer)
             self.set_online(head, await storage)
         finally:
             for pending in (subscribed, listed, storage):
@@ -197,8 +200,11 @@ class Stream:
         try:
             handled = 0
             while True:
-                self.on_event(await client.next_event())
+                event = await client.next_event()
                 handled += 1
+                # The first `mark` events came before the plugins.list answer: their health is
+                # older than the answer's, already applied (no seq says so; their place does).
+                self.on_event(event, stale_health=handled <= mark)
                 if handled % YIELD_EVERY == 0:
                     # next_event() does not suspend while events are queued; let the UI breathe.
                     await asyncio.sleep(0)
@@ -328,10 +334,36 @@ class Stream:
             plugins[info.name] = state
         self.app.plugins = plugins
 
+    def apply_health(self, answer: Iterable[Any]) -> None:
+        """Each plugin's live health as the daemon's ``plugins.list`` answered it (health is
+        never stored, so the seed cannot hold it; without this an ACK already overdue when the
+        TUI connects would show only at the next change). A plugin the answer gives no health
+        has none now: one kept from an earlier connection is dropped."""
+        plugins = dict(self.app.plugins)
+        for item in answer:
+            name = item.get("name") if isinstance(item, dict) else None
+            prev = plugins.get(name) if isinstance(name, str) else None
+            if prev is None:
+                continue
+            health = None
+            raw = item.get("health")
+            if isinstance(raw, dict) and health_applies(prev.connection):
+                try:
+                    health = msgspec.convert(raw, Health)
+                except msgspec.ValidationError:
+                    pass  # a health shape we do not know: nothing to show
+            self._pending_health.pop(prev.name, None)
+            if health != prev.health:
+                plugins[prev.name] = msgspec.structs.replace(prev, health=health)
+        if plugins != self.app.plugins:
+            self.app.plugins = plugins
+
     # -- events ------------------------------------------------------------------------------
 
-    def on_event(self, event: Event) -> None:
-        """Take one streamed event: keep the latest value per key, schedule a flush."""
+    def on_event(self, event: Event, *, stale_health: bool = False) -> None:
+        """Take one streamed event: keep the latest value per key, schedule a flush.
+        ``stale_health``: the event was read before an answer whose health was applied, so a
+        health event is older than what is shown and is not applied."""
         self.events_received += 1
         if len(self._pending_events) == EVENT_BUFFER:
             self._dropped += 1
@@ -343,7 +375,7 @@ class Stream:
         if plugin is not None:
             data = event.data if "seq" in event.data else {**event.data, "seq": event.seq}
             conn = to_connection(data)
-        if health_of is not None:
+        if health_of is not None and not stale_health:
             try:
                 self._pending_health[health_of] = msgspec.convert(event.data, Health)
             except msgspec.ValidationError:
@@ -413,7 +445,7 @@ class Stream:
                 plugins[name] = prev.with_connection(conn, ts)
             for name, health in self._pending_health.items():
                 prev = plugins.get(name) or PluginState(name=name, epoch=self._epoch)
-                if prev.connection is not None and prev.connection.state == "connected":
+                if health_applies(prev.connection):
                     plugins[name] = msgspec.structs.replace(prev, health=health)
             self._pending_health.clear()
             for name, (data, ts) in self._pending_status.items():

@@ -86,7 +86,7 @@ def _show_plugin(info: dict[str, Any]) -> None:
     print(f"  status      {info['status']}{reason}")
     conn = describe_connection(info["metadata"].get("connection"), info.get("health"))
     print(f"  connection  {conn}")
-    _show_parts(info["metadata"].get("connection"))
+    _show_parts(info["metadata"].get("connection"), info.get("health"))
     if info["schema"]:
         print("  settings:")
     for field in info["schema"]:
@@ -102,14 +102,22 @@ def _show_plugin(info: dict[str, Any]) -> None:
         )
 
 
-def _show_parts(value: Any) -> None:
-    """A connection's parts (a Discord bot's shards), one line each, and its identify budget."""
+def _show_parts(value: Any, health_value: Any = None) -> None:
+    """A connection's parts (a Discord bot's shards), one line each, and its identify budget;
+    with the live health the daemon answered, each connected part's latest round-trip and an
+    overdue ACK on its line ("no heartbeat reply for 14 s"), as the TUI's table has them."""
     import time
 
+    import msgspec
+
     from harness import render
-    from harness.protocol import to_connection
+    from harness.protocol import Health, to_connection
 
     conn = to_connection(value)
+    try:
+        health = msgspec.convert(health_value, Health) if isinstance(health_value, dict) else None
+    except msgspec.ValidationError:
+        health = None  # a newer daemon's shape: the stored parts still say enough
     now = time.time()
     budget = render.identify_budget(conn, now)
     if budget:
@@ -118,7 +126,9 @@ def _show_parts(value: Any) -> None:
     if conn is None or summary is None:
         return
     print(f"  parts       {summary}")
-    rows = [render.PART_COLUMNS, *(render.part_row(p, now, None) for p in conn.parts)]
+    late = render.parts_overdue(conn, health)
+    parts = render.live_parts(conn, health)
+    rows = [render.PART_COLUMNS, *(render.part_row(p, now, None, late.get(p.id)) for p in parts)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(render.PART_COLUMNS) - 1)]
     for row in rows:
         cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]

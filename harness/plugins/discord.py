@@ -17,6 +17,7 @@ import aiohttp
 import discord
 import discord.gateway
 import discord.http
+import msgspec
 import yarl
 
 from harness import __version__
@@ -32,7 +33,14 @@ from harness.plugins.discord_gateway import (
     perf_to_epoch,
 )
 from harness.plugins.discord_shards import MAX_SHARDS, IdentifyGate, ShardMode, parse_shards
-from harness.protocol import Health, Part, PartHealth, SettingField, aggregate_parts
+from harness.protocol import (
+    Health,
+    IdentifyBudget,
+    Part,
+    PartHealth,
+    SettingField,
+    aggregate_parts,
+)
 
 DISCORD_API = "https://discord.com/api/v10"
 DISCORD_GATEWAY = "wss://gateway.discord.gg/"
@@ -238,6 +246,7 @@ class DiscordPlugin(Plugin):
         self._budget_lock = asyncio.Lock()
         self._budget: dict[str, Any] | None = None  # session_start_limit, as last read
         self._budget_read_at = 0.0
+        self._floor_pct = 5
         self._gate: IdentifyGate | None = None
         self._presence_text: str | None = None  # what Discord shows now (None: unknown)
         self._identify_text: str | None = None  # what the client's IDENTIFY sends
@@ -257,6 +266,7 @@ class DiscordPlugin(Plugin):
         self._main = _Shard(None)
         self._shards = {}
         self._budget = None  # read anew by every start
+        self._floor_pct = int(ctx.settings["identify_floor"])  # a change restarts the plugin
         # The stored name may be another token's bot: unknown until this one identifies.
         await ctx.set_connection("connecting", reason="logging in to Discord", username=None)
         self._supervisor = ctx.create_task(self._supervise(ctx), name="supervisor")
@@ -646,6 +656,10 @@ class DiscordPlugin(Plugin):
         shard.connected = False
         shard.awaiting_ready = False
         shard.health = Health()  # a dead link's round-trip is no longer true
+        if shard.id is not None and self._health.parts:
+            # Said now, not at the next ACK of another shard or of this shard's next link: an
+            # overdue ACK of this link is over, in the aggregate and in what the daemon answers.
+            self._publish_shards_health(ctx, self._health.heartbeat_interval)
         if shard.outage_started is None:
             shard.outage_started = time.monotonic()
         if not was_connected and cause is not None:
@@ -783,7 +797,7 @@ class DiscordPlugin(Plugin):
         if self._shards:
             out["parts"] = [sh.part for sh in self._shards.values()]
         if self._budget is not None:
-            out["extra"] = {"identify_budget": self._budget_view()}
+            out["extra"] = {"identify_budget": msgspec.to_builtins(self._budget_view())}
         return out
 
     async def _within_budget(
@@ -793,12 +807,11 @@ class DiscordPlugin(Plugin):
         until when, and wait for Discord's reset (a RESUME never comes here)."""
         while self._budget is not None:
             view = self._budget_view()
-            pct = int(ctx.settings["identify_floor"])
-            floor = -(-view["total"] * pct // 100)
-            if view["remaining"] > floor:
+            pct, floor = self._floor_pct, view.floor
+            if floor is None or view.remaining > floor:
                 return
             now = time.time()
-            if now >= view["resets_at"]:
+            if now >= view.resets_at:
                 read_at = self._budget_read_at
                 async with self._budget_lock:  # one shard reads it anew for all
                     if self._budget_read_at != read_at:
@@ -815,9 +828,9 @@ class DiscordPlugin(Plugin):
                         self._budget["reset_after"] = 60_000
                         self._budget_read_at = now
                         view = self._budget_view()
-            until = view["resets_at"]
+            until = view.resets_at
             reason = (
-                f"identify budget at its floor: {view['remaining']}/{view['total']} left "
+                f"identify budget at its floor: {view.remaining}/{view.total} left "
                 f"(floor {floor}, identify_floor={pct}%); no new session until "
                 f"{time.strftime('%H:%M', time.localtime(until))}, resumes go on"
             )
@@ -837,15 +850,18 @@ class DiscordPlugin(Plugin):
             )
             await asyncio.sleep(max(0.05, min(until - now, 3600.0)))
 
-    def _budget_view(self) -> dict[str, Any]:
+    def _budget_view(self) -> IdentifyBudget:
         b = self._budget or {}
         reset_after = float(b.get("reset_after", 0) or 0) / 1000
-        return {
-            "total": int(b.get("total", 0) or 0),
-            "remaining": int(b.get("remaining", 0) or 0),
-            "resets_at": round(self._budget_read_at + reset_after, 3),
-            "max_concurrency": int(b.get("max_concurrency", 1) or 1),
-        }
+        total = int(b.get("total", 0) or 0)
+        return IdentifyBudget(
+            total=total,
+            remaining=int(b.get("remaining", 0) or 0),
+            resets_at=round(self._budget_read_at + reset_after, 3),
+            max_concurrency=int(b.get("max_concurrency", 1) or 1),
+            # Said with the budget, so a client can tell when new sessions wait for the reset.
+            floor=-(-total * self._floor_pct // 100),
+        )
 
     def _latency_ms(self, shard: _Shard) -> float | None:
         ws = shard.ws
@@ -865,24 +881,30 @@ class DiscordPlugin(Plugin):
         )
         shard.health = health
         if shard.id is not None:
-            # Each shard's own health, live, in `parts`; on top, one for the plugin's headline:
-            # the mean round-trip, the oldest overdue heartbeat.
-            healths = [sh.health for sh in self._shards.values()]
-            lat = [h.latency_ms for h in healths if h.latency_ms is not None]
-            overdue_at = [h.ack_overdue_since for h in healths if h.ack_overdue_since is not None]
-            health = Health(
-                latency_ms=round(sum(lat) / len(lat), 1) if lat else None,
-                ack_overdue_since=min(overdue_at) if overdue_at else None,
-                heartbeat_interval=health.heartbeat_interval,
-                parts=[
-                    PartHealth(
-                        id=str(sh.id),
-                        latency_ms=sh.health.latency_ms,
-                        ack_overdue_since=sh.health.ack_overdue_since,
-                    )
-                    for sh in self._shards.values()
-                ],
-            )
+            self._publish_shards_health(ctx, health.heartbeat_interval)
+        elif health != self._health:
+            self._health = health
+            ctx.publish_health(health)
+
+    def _publish_shards_health(self, ctx: PluginContext, interval: float | None) -> None:
+        """Each shard's own health, live, in `parts`; on top, one for the plugin's headline:
+        the mean round-trip, the oldest overdue heartbeat. Published when it changes."""
+        healths = [sh.health for sh in self._shards.values()]
+        lat = [h.latency_ms for h in healths if h.latency_ms is not None]
+        overdue_at = [h.ack_overdue_since for h in healths if h.ack_overdue_since is not None]
+        health = Health(
+            latency_ms=round(sum(lat) / len(lat), 1) if lat else None,
+            ack_overdue_since=min(overdue_at) if overdue_at else None,
+            heartbeat_interval=interval,
+            parts=[
+                PartHealth(
+                    id=str(sh.id),
+                    latency_ms=sh.health.latency_ms,
+                    ack_overdue_since=sh.health.ack_overdue_since,
+                )
+                for sh in self._shards.values()
+            ],
+        )
         if health != self._health:
             self._health = health
             ctx.publish_health(health)

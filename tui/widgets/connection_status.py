@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.message import Message
 from textual.timer import Timer
@@ -126,9 +127,20 @@ class ConnectionStatus(Widget):
             self._text(schedule=True)
             return
         # A layout of the screen costs far more than repainting this widget: ask for one only
-        # when our height (the number of lines, at least MIN_LINES) changes.
-        lines, drawn = text.count("\n") + 1, self._drawn.count("\n") + 1
+        # when our height (the number of lines as wrapped, at least MIN_LINES) changes.
+        lines, drawn = self._rows(text), self._rows(self._drawn)
         self.refresh(layout=max(lines, MIN_LINES) != max(drawn, MIN_LINES))
+
+    def _rows(self, text: str) -> int:
+        """Lines ``text`` takes at the widget's width: a long cause wraps, and a line added
+        under a wrapped headline makes the widget taller though the count of lines stays
+        within MIN_LINES."""
+        width = self.content_size.width
+        if width <= 0:
+            return text.count("\n") + 1
+        if all(cell_len(line) <= width for line in text.split("\n")):
+            return text.count("\n") + 1  # the usual case: nothing wraps, nothing to measure
+        return len(Text(text).wrap(self.app.console, width))
 
     @property
     def text(self) -> str:

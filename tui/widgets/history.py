@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, cast
 
 import msgspec
 from rich.text import Text
+from textual import work
 from textual.widget import Widget
 
 from harness.client import ClientError, DaemonUnavailable
@@ -123,8 +124,11 @@ class ConnectionHistory(Widget):
             self.reload()  # transitions that happened while we were away are in the store
 
     def reload(self) -> None:
-        self.run_worker(self._load(), exclusive=True, group="history", exit_on_error=False)
+        self._load()
 
+    # A worker made by @work from the method, not from a coroutine made beforehand: a load
+    # replaced (exclusive) before it started left that coroutine never awaited (a warning).
+    @work(exclusive=True, group="history", exit_on_error=False)
     async def _load(self) -> None:
         stream = self.harness.stream
         if stream.history_from_daemon:

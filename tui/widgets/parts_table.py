@@ -48,6 +48,7 @@ class PartsTable(ScrollView, can_focus=True):
         overflow-y: auto;
         border: round $panel-lighten-2;
         border-title-color: $text-muted;
+        border-subtitle-color: $text-muted;
         display: none;
         &.-has-parts { display: block; }
         & > .parts-table--header { text-style: bold; background: $panel; }
@@ -64,13 +65,16 @@ class PartsTable(ScrollView, can_focus=True):
         self._seq = -1
         self._keys: tuple[str, ...] = ()
         self._rows: list[Row] = []
-        self._drawn_parts: tuple[Part, ...] = ()  # the parts _rows were made from
+        # The parts _rows were made from, each with its overdue ACK's time (None: none).
+        self._drawn_parts: tuple[tuple[Part, float | None], ...] = ()
         self._widths = self._measure(())
         # Drawn lines by row index, each with what it was drawn from; a row whose text, width
         # or style changed is drawn again, and only then.
         self._lines: dict[int, tuple[tuple[object, ...], Strip]] = {}
         self.rows_drawn = 0  # row lines built since mount (tests: one change, one row)
         self._tick: Timer | None = None
+        self.ticks = 0  # timed redraws since mount (tests: none while hidden)
+        self._asleep = False  # a timed redraw found the table hidden: none booked since
 
     @property
     def harness(self) -> HarnessApp:
@@ -82,6 +86,17 @@ class PartsTable(ScrollView, can_focus=True):
 
     def on_mount(self) -> None:
         self.watch(self.app, "plugins", self._on_plugins)
+        self.app.screen_change_signal.subscribe(self, self._on_screen_change)
+
+    def _shown(self) -> bool:
+        # On the current mode's stack: another mode (the events screen) hides it, while a
+        # dialog over it leaves it in view.
+        return self.screen in self.app.screen_stack
+
+    def _on_screen_change(self, _screen: object) -> None:
+        if self._asleep and self._shown():
+            self._asleep = False
+            self._redraw(self._parts())  # what aged meanwhile, and the next timer
 
     def _on_plugins(self, plugins: Mapping[str, PluginState]) -> None:
         state = plugins.get(self.plugin)
@@ -98,32 +113,51 @@ class PartsTable(ScrollView, can_focus=True):
         self.health = health
         parts = self._parts()
         self.set_class(bool(parts), "-has-parts")
+        self._redraw(parts)
+
+    def _title(self, now: float) -> float | None:
+        """Set the title (the parts' count) and, in the bottom border, the identify budget;
+        return when they would next read differently (None: never by themselves). The
+        budget's "resets in" is shown, counting down, only while new sessions wait for it
+        (``render.budget_held``); otherwise the count alone, which does not age. In its own
+        border, the countdown is not what a narrow terminal cuts from a long title."""
+        conn = self.connection
         title = render.parts_summary(conn) or ""
-        # The count only: a "resets in 5 h" here would age without a redraw.
-        budget = render.identify_budget(conn, self.harness.clock(), with_reset=False)
-        if budget and title:
-            title = f"{title} · {budget}"
+        held = render.budget_held(conn, now)
+        budget = (render.identify_budget(conn, now, with_reset=held) or "") if title else ""
         if title != self.border_title:
             self.border_title = title
-        self._redraw(parts)
+        if budget != self.border_subtitle:
+            self.border_subtitle = budget
+        return render.budget_next_change(conn, now) if held else None
 
     def _redraw(self, parts: Sequence[Part]) -> None:
         now = self.harness.clock()
         tz: dt.tzinfo | None = self.harness.tz
         keys = tuple(p.id for p in parts)
-        # A part equal to the one drawn before reads the same, unless a countdown runs in it:
-        # of 64 parts, one or two are formatted again, not all.
+        late = render.parts_overdue(self.connection, self.health)
+        # A part equal to the one drawn before reads the same, unless a countdown or an age
+        # runs in it: of 64 parts, one or two are formatted again, not all.
         before = dict(zip(self._keys, zip(self._drawn_parts, self._rows, strict=True), strict=True))
         rows: list[Row] = []
+        changes: list[float] = []
         for part in parts:
             held = before.get(part.id)
-            if held is not None and held[0] == part and part.retry_at is None:
+            overdue = late.get(part.id)
+            drawn = (part, overdue)
+            if held is not None and held[0] == drawn and part.retry_at is None and overdue is None:
                 rows.append(held[1])
-            else:
-                rows.append(render.part_row(part, now, tz))
+                continue
+            rows.append(render.part_row(part, now, tz, overdue))
+            step = render.part_next_change(part, now, overdue)
+            if step is not None:
+                changes.append(step)
+        title_step = self._title(now)
+        if title_step is not None:
+            changes.append(title_step)
         old = self._rows
         self._rows = rows
-        self._drawn_parts = tuple(parts)
+        self._drawn_parts = tuple((p, late.get(p.id)) for p in parts)
         widths = self._measure(rows, self._widths if keys == self._keys else ())
         if keys != self._keys:
             # Parts came or went: the height may change, so a layout (rare: a re-shard).
@@ -141,13 +175,22 @@ class PartsTable(ScrollView, can_focus=True):
                 y = index + 1 - scroll_y  # the line on screen, under the header
                 if was != now_row and 1 <= y < self.size.height:
                     self.refresh_line(index + 1)  # that line alone (ScrollView subtracts scroll)
-        # A countdown ("retrying in 12 s") ticks once a second while any part waits.
-        waiting = any(p.retry_at is not None and p.retry_at > now for p in parts)
+        # A countdown ("retrying in 12 s", "resets in 5 h") or an age ("no heartbeat reply for
+        # 14 s") is redrawn at the moment its text changes; with none shown, no timer at all.
         if self._tick is not None:
             self._tick.stop()
             self._tick = None
-        if waiting:
-            self._tick = self.set_timer(1.0, lambda: self._redraw(self._parts()))
+        if changes:
+            self._tick = self.set_timer(min(changes), self._on_tick, name="parts-tick")
+
+    def _on_tick(self) -> None:
+        self._tick = None
+        if not self._shown():
+            # Not on screen: nothing to count down for; shown again, it catches up.
+            self._asleep = True
+            return
+        self.ticks += 1
+        self._redraw(self._parts())
 
     def _measure(self, rows: Sequence[Row], before: Sequence[int] = ()) -> tuple[int, ...]:
         """Column widths with padding. The last column (the detail) takes what is left of the
