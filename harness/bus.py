@@ -441,13 +441,15 @@ class Bus:
             return self._hot_size
         return self._publish_short(event)
 
-    def _failed(self, event: Event) -> None:
-        """An event of the hot lane could not be encoded. Its frame is cut off, and its seq
-        still counts as published (as on every other path, where it is stored first), so
-        the lane cools with it."""
+    def _failed(self, event: Event, *, cut: bool = True) -> None:
+        """An event of the hot lane could not be encoded. Its frame is cut off (unless the
+        caller knew where it started and cut it already), and its seq still counts as
+        published (as on every other path, where it is stored first), so the lane cools with
+        it."""
         group = self._hot_group
         assert group is not None
-        _cut_partial(self._hot_buf, group.base, event)
+        if cut:
+            _cut_partial(self._hot_buf, group.base, event)
         self._hot_name = self._hot_group = None  # cooled; no need to read its last seq
         self._hot_buf = _COLD
         self._published_seq = event.seq
@@ -469,8 +471,10 @@ class Bus:
             try:
                 self._encode_into(event, buf, -1)
             except BaseException:
+                # Where its frame started is known: cut there. Looking for it again would not
+                # find it and drop every good frame pending for the subscription.
                 del buf[start:]
-                self._failed(event)
+                self._failed(event, cut=False)
                 raise
             buf += b"\n"
             return self._hot_size

@@ -444,6 +444,25 @@ async def test_bad_events_on_the_hot_lane_drop_only_themselves_whatever_the_room
             msgspec.json.decode(line)  # every frame whole
 
 
+async def test_a_bad_event_of_another_name_joining_the_hot_lane_drops_only_itself() -> None:
+    """A second name on the hot subscription's buffer knows where its frame starts and cuts
+    it there; it then looked for the frame again, did not find it, and dropped every good
+    frame pending for the subscription in that iteration (found by a review)."""
+    bus = Bus()
+    sub = Direct("*")
+    bus.subscribe(sub)
+    good = [Event(seq=n, ts=1.0, event="a:x", data={"n": n}) for n in (1, 2)]  # a:x hot
+    for e in good:
+        bus.publish(e)
+    with pytest.raises(TypeError):
+        bus.publish(Event(seq=3, ts=1.0, event="b:y", data={"oops": object()}))
+    after = Event(seq=4, ts=1.0, event="b:y", data={"n": 4})
+    bus.publish(after)
+    await asyncio.sleep(0)
+    assert b"".join(sub.written) == b"".join(encode(e) for e in [*good, after])
+    assert bus.published_seq == 4
+
+
 async def test_a_bad_seq_on_the_hot_lane_drops_its_iteration_rather_than_send_a_broken_frame(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
