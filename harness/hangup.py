@@ -10,12 +10,14 @@ of it; code that blocks looks at :data:`signalled` at the points where leaving i
 
 from __future__ import annotations
 
+import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 signalled = 0
-"""128 + the first SIGTERM or SIGHUP received since :func:`install`, or 0."""
+"""128 + the first SIGTERM or SIGHUP received while recording, or 0."""
 
+SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 _listeners: list[Callable[[int], None]] = []
 
 
@@ -28,15 +30,27 @@ def _on_signal(signum: int, frame: object) -> None:
 
 
 def install() -> None:
-    """Record SIGTERM and SIGHUP from now on (the main thread only, as Python requires)."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    """Record SIGTERM and SIGHUP from now on, for the rest of the process (the main thread
+    only, as Python requires): for a command whose process ends with it (`harness demo`)."""
+    for sig in SIGNALS:
         signal.signal(sig, _on_signal)
 
 
-def on_signal(listener: Callable[[int], None]) -> None:
-    """Call ``listener(status)`` from the signal handler on each signal; at once if one came
-    already. It runs between two bytecodes of the main thread: keep it to a flag or a
+@contextlib.contextmanager
+def recording(listener: Callable[[int], None]) -> Iterator[None]:
+    """Record SIGTERM and SIGHUP inside the block and call ``listener(status)`` from the
+    handler on each (at once if one came already); the handlers from before come back after
+    it, so a process that goes on (a test calling `harness-tui`'s main) keeps its own. The
+    listener runs between two bytecodes of the main thread: keep it to a flag or a
     ``call_soon_threadsafe``."""
+    before = {sig: signal.signal(sig, _on_signal) for sig in SIGNALS}
     _listeners.append(listener)
-    if signalled:
-        listener(signalled)
+    try:
+        if signalled:
+            listener(signalled)
+        yield
+    finally:
+        _listeners.remove(listener)
+        for sig, handler in before.items():
+            # None: a handler not installed from Python, which cannot be put back as it was.
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)

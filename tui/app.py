@@ -532,11 +532,12 @@ def read_config(args: argparse.Namespace | SimpleNamespace) -> tuple[contexts.Co
     return config, target
 
 
-def leave_on_signals(app: HarnessApp) -> None:
-    """`kill` (SIGTERM) and a dropped SSH link (SIGHUP) leave as `q` does: the terminal is
-    restored and whoever started the TUI (`harness demo`) runs its clean-up. The signal is
-    recorded (harness.hangup says why it is not raised); the running loop, if there is one, is
-    asked to exit the app, and on_load looks at the record if the app was still being set up."""
+def leave_on_signals(app: HarnessApp) -> contextlib.AbstractContextManager[None]:
+    """While the app runs, `kill` (SIGTERM) and a dropped SSH link (SIGHUP) leave as `q`
+    does: the terminal is restored and whoever started the TUI (`harness demo`) runs its
+    clean-up. The signal is recorded (harness.hangup says why it is not raised); the running
+    loop, if there is one, is asked to exit the app, and on_load looks at the record if the
+    app was still being set up."""
     import asyncio
 
     def leave(code: int) -> None:
@@ -546,8 +547,7 @@ def leave_on_signals(app: HarnessApp) -> None:
             return  # not started yet: on_load sees hangup.signalled
         loop.call_soon_threadsafe(app.exit, None, code)
 
-    hangup.install()
-    hangup.on_signal(leave)
+    return hangup.recording(leave)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -573,8 +573,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fleet=args.fleet,
         ui_state=UiState.load(),
     )
-    leave_on_signals(app)
-    app.run()
+    with leave_on_signals(app):
+        app.run()
     return app.return_code or 0
 
 

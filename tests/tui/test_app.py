@@ -53,6 +53,24 @@ def test_help_and_options(
     assert built[0].demo_control == "http://127.0.0.1:1"
 
 
+def test_main_records_sigterm_only_while_the_app_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """harness-tui records SIGTERM and SIGHUP (harness.hangup) while its app runs, and puts the
+    handlers from before back after it: main() called in a process that goes on (this one)
+    left a handler that only records, and the process no longer ended on `kill`."""
+    import signal
+
+    monkeypatch.delenv("HARNESS_CONFIG", raising=False)
+    monkeypatch.setenv("HARNESS_TUI_ANY_TERMINAL", "1")
+    during: list[object] = []
+    monkeypatch.setattr(
+        app_module.HarnessApp, "run", lambda self: during.append(signal.getsignal(signal.SIGTERM))
+    )
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
+    assert app_module.main(["--plugin", "echo"]) == 0
+    assert during and during[0] not in before  # recorded while it ran
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == before
+
+
 def test_no_heavy_imports() -> None:
     """The TUI never pulls in discord.py or aiohttp (start-up time, and no reason to)."""
     import subprocess
