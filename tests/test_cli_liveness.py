@@ -145,8 +145,11 @@ async def test_follow_warns_about_a_daemon_stopped_during_the_replay(
     (naming the replay), and the replay and then the following carry on once it answers.
 
     The replay (about 6 MB) is far larger than what the pipes and the daemon's buffers hold,
-    and this test reads nothing of the follower's output until the daemon is stopped: the
-    follower cannot have reached the end of the replay before the stop."""
+    and this test reads nothing of the follower's output after its first line until the daemon
+    is stopped: the follower cannot have reached the end of the replay before the stop. From
+    the stop on, its output is read as a terminal would read it: a follower blocked writing to
+    a full pipe could not say anything (CI once stopped the daemon only after the follower had
+    filled the pipe, and the warning never came)."""
     last = await stored_history.seed(
         state_dir / "state" / "state.db", stored_history.padded(3000, 2000)
     )
@@ -158,13 +161,21 @@ async def test_follow_warns_about_a_daemon_stopped_during_the_replay(
     env = subprocess_env(state_dir, **{liveness.ENV_INTERVAL: "0.3"})
     socket = str(state_dir / "run" / "harness.sock")
     async with following("--socket", socket, "--since", "0", "--json", env=env) as follower:
-        await follower.out('"seq":1,')  # replaying: now stop the daemon in the middle of it
+        await follower.out('"seq":1,'); await asyncio.sleep(1.0)  # replaying: now stop the daemon in the middle of it
         with stopped(daemon.pid):
-            said = await follower.stderr("not responding")
-            assert "still waiting for the replay" in said and "Ctrl-C" in said
-            assert follower.proc.returncode is None
+            to_the_end = asyncio.create_task(follower.out(f'"seq":{last},', timeout=60.0))
+            try:
+                said = await follower.stderr("not responding")
+                assert "still waiting for the replay" in said and "Ctrl-C" in said
+                assert follower.proc.returncode is None
+                assert not to_the_end.done()  # stopped in the middle of the replay
+            except BaseException:
+                to_the_end.cancel()
+                with contextlib.suppress(BaseException):
+                    await to_the_end
+                raise
         assert "responding again; replaying" in await follower.stderr("responding again")
-        await follower.out(f'"seq":{last},')  # the replay went on to its end
+        await to_the_end  # the replay went on to its end
         client = await Client.connect(daemon.socket_path)
         try:
             await client.request("plugins.update_settings", name="echo", settings={"prefix": "Re"})
