@@ -17,16 +17,22 @@ Used by every client: the TUI's stream (harness.client.Client, local or over ssh
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
+# typing, collections.abc and math not at run time: the one-shot commands (`harness status`)
+# import this module for intervals() and the wording, and pay for every import.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Callable
+    from typing import Any
 
     from harness.client import Client
+
+    # Called with the wall-clock time the daemon was last heard when it stops answering, and
+    # with None when it answers again.
+    OnChange = Callable[[float | None], None]
 
 ENV_INTERVAL = "HARNESS_PING_INTERVAL"
 PING_AFTER = 5.0  # seconds of silence before asking
@@ -43,7 +49,7 @@ def intervals() -> tuple[float, float]:
             value = float(raw)
         except ValueError:
             value = 0.0
-        if value >= MIN_INTERVAL and math.isfinite(value):
+        if MIN_INTERVAL <= value < float("inf"):  # (not NaN either)
             return value, value
     return PING_AFTER, PING_TIMEOUT
 
@@ -54,11 +60,6 @@ def not_responding(silent_for: float) -> str:
         f"the daemon is not responding (nothing heard for {silent_for:.0f} s, and no answer "
         "to a ping): it may be stopped (SIGSTOP, a debugger) or its event loop blocked"
     )
-
-
-# Called with the wall-clock time the daemon was last heard when it stops answering, and with
-# None when it answers again.
-OnChange = Callable[[float | None], None]
 
 
 class Watch:
@@ -93,7 +94,7 @@ class Watch:
         self._slack = after / 10
         self.silent = False
         self._loop = asyncio.get_running_loop()
-        self._sent = -math.inf  # monotonic time the ping still out was written
+        self._sent = float("-inf")  # monotonic time the ping still out was written
         self._ping_id = 0  # its request id; 0: none out
         self._timer: asyncio.TimerHandle | None = self._loop.call_later(after, self._tick)
         self._over = False

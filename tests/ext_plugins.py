@@ -105,3 +105,22 @@ class Fill(Plugin):
 
     async def stop(self, ctx: PluginContext) -> None:
         await ctx.set_connection("stopped")
+
+
+class Slow(Plugin):
+    """Takes as long to stop as the test wants, with the event loop running all along: its
+    stop writes ``$SLOW_DIR/stopping`` and waits (asleep, not blocking) for
+    ``$SLOW_DIR/release``."""
+
+    name = "slow"
+    version = "0.1"
+
+    async def start(self, ctx: PluginContext) -> None:
+        await ctx.set_connection("connected", username="Slow#1")
+
+    async def stop(self, ctx: PluginContext) -> None:
+        where = Path(os.environ["SLOW_DIR"])
+        (where / "stopping").write_text("")
+        while not (where / "release").exists():  # noqa: ASYNC110 - a file is the trigger
+            await asyncio.sleep(0.02)
+        await ctx.set_connection("stopped")

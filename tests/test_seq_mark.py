@@ -29,7 +29,7 @@ def stored_seqs(db: Path) -> list[tuple[int, str, dict[str, object]]]:
 
 async def wait_for_file(path: Path, timeout: float = 60.0) -> str:
     async with asyncio.timeout(timeout):
-        while not path.exists():
+        while not path.exists():  # noqa: ASYNC110 - a file, not an event, is the signal
             await asyncio.sleep(0.02)
     return path.read_text()
 
