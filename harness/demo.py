@@ -137,7 +137,11 @@ def run_demo(*, keep: bool = False, flap_every: float = 20.0) -> int:
             return hangup.signalled  # the clean-up below still runs
         if flap_every > 0:
             threading.Thread(target=_flapper, args=(url, flap_every, stop), daemon=True).start()
+        from tui import leaving
         from tui.app import main as tui_main
+
+        if not keep:  # a wedged TUI forced out by a second SIGTERM still leaves no directory
+            leaving.before_forced_exit(lambda: shutil.rmtree(state, ignore_errors=True))
 
         # The TUI leaves on a SIGTERM or SIGHUP recorded before it started, too.
         code = tui_main(["--config", str(config), "--plugin", "discord", "--demo-control", url])
