@@ -25,8 +25,10 @@ import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Callable
-    from typing import Any
+    from collections.abc import Awaitable, Callable
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
     from harness.client import Client
 
@@ -160,3 +162,37 @@ class Watch:
         self.silent = False
         self.on_change(None)
         self._arm(self.after)
+
+
+async def unless_silent(client: Client, work: Awaitable[T], where: str) -> T:
+    """Await ``work`` (requests on ``client``) unless the daemon stops answering first (no
+    frame, and no answer to a ping: :class:`Watch`); then raise DaemonUnavailable, saying so.
+    For the asyncio one-shot commands (``harness alerts``, ``silence``): a request never waits
+    silently for ever, as the blocking ones do not (harness/cli/oneshot.py). A daemon that is
+    slow but running answers the pings and is waited for."""
+    import asyncio
+
+    from harness.client import DaemonUnavailable
+
+    task = asyncio.ensure_future(work)
+    silent: list[float] = []
+
+    def on_change(last_heard: float | None) -> None:
+        if last_heard is not None and not task.done():
+            silent.append(time.time() - last_heard)
+            task.cancel()
+
+    after, timeout = intervals()
+    watch = Watch(client, on_change, after=after, timeout=timeout)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if silent:
+            raise DaemonUnavailable(
+                f"{not_responding(silent[0])}; gave up waiting at {where}"
+            ) from None
+        raise
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()

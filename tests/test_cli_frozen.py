@@ -110,3 +110,50 @@ async def test_a_request_to_a_daemon_that_stops_answering_exits_3(
     assert "Traceback" not in text
     # The daemon carries on once it runs again: the change it was making is made.
     await daemon.wait_ready()
+
+
+async def test_an_asyncio_command_to_a_daemon_that_stops_answering_exits_3(
+    spawn_daemon: SpawnDaemon, state_dir: Path
+) -> None:
+    """`harness alerts test` (the asyncio client, as `silence`): the daemon is sending the test
+    notice to a receiver that takes the request and never answers; stopped meanwhile, the
+    daemon answers neither the command nor a ping: exit 3, saying why."""
+    arrived = asyncio.Event()
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # read, never answered
+        arrived.set()
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(65536):
+                pass
+
+    receiver = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = receiver.sockets[0].getsockname()[1]
+    config = write_config(state_dir)
+    config.write_text(
+        config.read_text()
+        + f'\n[alerts]\ntargets = {{ ops = "json://127.0.0.1:{port}/hook" }}\n'
+        + 'send_timeout = "60s"\n'
+    )
+    daemon = await spawn_daemon(config)
+    env = subprocess_env(state_dir, **{liveness.ENV_INTERVAL: "0.3"})
+    try:
+        async with cli("alerts", "test", "ops", "--config", str(config), env=env) as child:
+            async with asyncio.timeout(30):
+                await arrived.wait()  # the daemon is in the middle of the request
+            with stopped(daemon.pid):
+                assert child.proc.stdout is not None and child.proc.stderr is not None
+                out, err = await asyncio.wait_for(
+                    asyncio.gather(child.proc.stdout.read(), child.proc.stderr.read()), 60
+                )
+                rc = await asyncio.wait_for(child.proc.wait(), 30)
+    finally:
+        for writer in held:
+            writer.close()
+        receiver.close()
+        await receiver.wait_closed()
+    text = err.decode()
+    assert rc == 3, (rc, out, text)
+    assert "not responding" in text and "gave up waiting" in text, text
+    assert "Traceback" not in text
