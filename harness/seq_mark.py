@@ -146,6 +146,16 @@ class SeqMark:
         past it). ``first``/``since``/``cause``: the current failure's, for the next start."""
         if seq <= self.mark:
             return
+        # A range still outstanding (the previous daemon's, not yet on record; or this
+        # failure's) keeps its start: the record must cover all of it.
+        for held in (self._failure, self._found[1:] if self._found else None):
+            if held is not None:
+                held_first, held_since, held_cause = held
+                if held_first:
+                    first = min(first, held_first)
+                if held_since:
+                    since = min(since, held_since) if since else held_since
+                cause = cause or held_cause or None
         self._write(seq + STEP - 1, first, since, cause)
 
     def settle(self, last: int) -> None:

@@ -148,3 +148,28 @@ def test_one_write_per_reservation_and_the_file_never_grows(tmp_path: Path) -> N
         assert reopened.lost(10 + 2 * STEP) is None  # the database has it all: nothing lost
     finally:
         reopened.close()
+
+
+def test_a_failure_before_the_last_range_is_on_record_keeps_that_range_whole(
+    tmp_path: Path,
+) -> None:
+    """The start's own gap record not stored (storage fails again at once): the mark goes on
+    covering from the previous daemon's first unstored seq, not from the new failure's."""
+    db = tmp_path / "state.db"
+    mark = SeqMark.open(db)
+    mark.cover(11, 11, 100.0, "disk full")  # the previous daemon: 11.. unstored
+    mark.close()
+    mark = SeqMark.open(db)
+    try:
+        lost = mark.lost(10)
+        assert lost is not None and (lost.first, lost.last) == (11, 10 + STEP)
+        mark.cover(lost.last + 1, lost.last + 1, 200.0, "I/O error")  # its gap record
+    finally:
+        mark.close()
+    mark = SeqMark.open(db)
+    try:
+        again = mark.lost(10)
+        assert again is not None and (again.first, again.last) == (11, 10 + 2 * STEP)
+        assert again.failed_since == 100.0
+    finally:
+        mark.close()
