@@ -12,11 +12,26 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from harness import liveness
 from tests import ext_plugins, stored_history
-from tests.conftest import REPO_ROOT, SpawnDaemon, subprocess_env, write_config
+from tests.conftest import (
+    REPO_ROOT,
+    DaemonProcess,
+    SpawnDaemon,
+    subprocess_env,
+    write_config,
+)
 from tests.test_cli_liveness import Follower, stopped
+
+
+async def started(spawn_daemon: SpawnDaemon, config: Path, **options: Any) -> DaemonProcess:
+    """A `harness run` child, waited for up to 60 s: the fixture's 15 s were not enough for a
+    daemon importing apprise on a machine loaded 10 times over (seen)."""
+    daemon = await spawn_daemon(config, ready=False, **options)
+    await daemon.wait_ready(60)
+    return daemon
 
 
 @contextlib.asynccontextmanager
@@ -52,15 +67,15 @@ async def test_a_replay_without_follow_warns_about_a_stopped_daemon_and_finishes
     last = await stored_history.seed(
         state_dir / "state" / "state.db", stored_history.padded(3000, 2000)
     )
-    daemon = await spawn_daemon(write_config(state_dir))
+    daemon = await started(spawn_daemon, write_config(state_dir))
     env = subprocess_env(state_dir, **{liveness.ENV_INTERVAL: "0.3"})
     socket = str(state_dir / "run" / "harness.sock")
     async with cli("events", "--socket", socket, "--since", "0", "--json", env=env) as child:
-        await child.out('"seq":1,')
+        await child.out('"seq":1,', timeout=60)
         with stopped(daemon.pid):
             to_the_end = asyncio.create_task(child.out(f'"seq":{last},', timeout=60.0))
             try:
-                said = await child.stderr("not responding")
+                said = await child.stderr("not responding", timeout=60)
                 assert "still waiting for the replay" in said and "Ctrl-C" in said
                 assert child.proc.returncode is None  # it waits
                 assert not to_the_end.done()  # stopped in the middle of the replay
@@ -69,7 +84,7 @@ async def test_a_replay_without_follow_warns_about_a_stopped_daemon_and_finishes
                 with contextlib.suppress(BaseException):
                     await to_the_end
                 raise
-        assert "responding again; replaying" in await child.stderr("responding again")
+        assert "responding again; replaying" in await child.stderr("responding again", timeout=60)
         await to_the_end
         assert child.proc.stdout is not None
         await child.proc.stdout.read()  # and then it ends, as a one-shot replay does
@@ -87,7 +102,7 @@ async def test_a_request_to_a_daemon_that_stops_answering_exits_3(
     slow = state_dir / "slow"
     slow.mkdir()
     env = subprocess_env(state_dir, PYTHONPATH=f"{site}{os.pathsep}{REPO_ROOT}", SLOW_DIR=str(slow))
-    daemon = await spawn_daemon(write_config(state_dir), env=env)
+    daemon = await started(spawn_daemon, write_config(state_dir), env=env)
     socket = str(state_dir / "run" / "harness.sock")
     env = subprocess_env(state_dir, **{liveness.ENV_INTERVAL: "0.3"})
     try:
@@ -109,7 +124,7 @@ async def test_a_request_to_a_daemon_that_stops_answering_exits_3(
     assert "may still be made" in text, text
     assert "Traceback" not in text
     # The daemon carries on once it runs again: the change it was making is made.
-    await daemon.wait_ready()
+    await daemon.wait_ready(60)
 
 
 async def test_an_asyncio_command_to_a_daemon_that_stops_answering_exits_3(
@@ -136,7 +151,7 @@ async def test_an_asyncio_command_to_a_daemon_that_stops_answering_exits_3(
         + f'\n[alerts]\ntargets = {{ ops = "json://127.0.0.1:{port}/hook" }}\n'
         + 'send_timeout = "60s"\n'
     )
-    daemon = await spawn_daemon(config)
+    daemon = await started(spawn_daemon, config)
     env = subprocess_env(state_dir, **{liveness.ENV_INTERVAL: "0.3"})
     try:
         async with cli("alerts", "test", "ops", "--config", str(config), env=env) as child:
