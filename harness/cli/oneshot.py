@@ -10,6 +10,7 @@ needs and reads the server's by their ``type``. Each frame is bounded by
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import socket
 from pathlib import Path
@@ -101,7 +102,7 @@ class Pinger:
 
 # Requests that only read: given up on, they changed nothing. Any other may still take effect.
 _READS = frozenset(
-    ("status", "plugins.list", "plugins.get", "events.history", "connections.snapshot", "ping")
+    ("status", "plugins.list", "plugins.get", "events.history", "connections.snapshot", "subscribe")
 )
 
 
@@ -112,7 +113,7 @@ def _request_pinger(path: str, method: str) -> Pinger:
 
     def give_up(seconds: float) -> None:
         text = f"{liveness.not_responding(seconds)}; gave up waiting at {path}"
-        if method and method not in _READS and method != "subscribe":
+        if method and method not in _READS:
             text += f" for the answer to {method}: the change may still be made once it answers"
         raise NoDaemon(text)
 
@@ -351,6 +352,8 @@ class Connection:
             return self._answer_lines(frame_id)
         finally:
             self._pinger = None
+            with contextlib.suppress(OSError):  # closed meanwhile
+                self._sock.settimeout(None)  # as after the welcome: the pinger's is over
 
     def _answer_lines(self, frame_id: int) -> dict[str, Any]:
         for line in self.lines():
