@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from rich.text import Text
 from textual._compositor import Compositor
 from textual.css.stylesheet import Stylesheet
 from textual.widgets import DataTable
@@ -212,8 +213,6 @@ async def test_plugin_cells_are_shown_as_written_not_read_as_markup(config: Conf
     from harness.protocol import Connection
     from tui.state import PluginState
 
-    from .conftest import screen_text
-
     app = make_app(config, stream=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: bool(app.screen.query(KeysFooter)))
@@ -221,6 +220,10 @@ async def test_plugin_cells_are_shown_as_written_not_read_as_markup(config: Conf
         app.plugins = {"echo": PluginState(name="echo", status="running", connection=conn)}
         table = app.screen.query_one(DataTable)
         await until(pilot, lambda: table.row_count == 1)
-        # Drawn once laid out with the row's widths: a frame or several later on a loaded
-        # machine (one pause was not always enough on CI). Markup parsed, it never shows.
-        await until(pilot, lambda: "○ disconnected  [bold]refused[/bold]" in screen_text(app))
+        # The cell as the table holds it: Text, whole. Not the screen: under load the row is
+        # sometimes drawn cut to the header's widths ("○ disconne") and stays so until its
+        # next change (a defect of its own, not fixed here; it failed this test on CI-like
+        # runs whether it read the screen after one pause or waited for the text).
+        cell = table.get_row("echo")[-1]
+        assert isinstance(cell, Text) and cell.plain == "○ disconnected  [bold]refused[/bold]"
+        assert not cell.spans  # no style parsed out of the brackets
