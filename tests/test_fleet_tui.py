@@ -223,7 +223,8 @@ async def test_fleet_overview_live_killed_and_slow(
         assert isinstance(screen, FleetScreen)
         members = screen.members
         # The slow one hangs in its handshake; the others are live regardless.
-        await until(pilot, lambda: members["live"].online and members["doomed"].online, 10)
+        # Hang guards only: a 1 s handshake may time out on a loaded machine, and is retried.
+        await until(pilot, lambda: members["live"].online and members["doomed"].online)
         assert not members["slow"].online
         await until(pilot, lambda: "echo" in members["live"].connections)
         text = screen_text(app)
@@ -231,16 +232,15 @@ async def test_fleet_overview_live_killed_and_slow(
         # Killed: offline, with the reason and the last known state kept.
         known = dict(members["doomed"].connections)
         doomed.proc.send_signal(signal.SIGKILL)
-        await until(pilot, lambda: not members["doomed"].online, timeout=5)
+        await until(pilot, lambda: not members["doomed"].online)
         assert members["doomed"].connections == known
         assert members["doomed"].reason
-        await until(pilot, lambda: not members["slow"].online and members["slow"].changed_at, 5)
+        await until(pilot, lambda: not members["slow"].online and members["slow"].changed_at)
         assert "timed out" in members["slow"].reason
         # The rows are painted after the members change: wait for the frame, do not race it.
         await until(
             pilot,
             lambda: all(s in screen_text(app) for s in ("▼ doomed", "▼ slow", "timed out")),
-            timeout=5,
         )
         assert members["live"].online
         # A change on the live daemon reaches its row.
