@@ -68,6 +68,11 @@ def config(state_dir: Path) -> Config:
 # loudly, not hang the suite (pytest-timeout, set in pyproject.toml, is only the last resort).
 TEARDOWN_TIMEOUT = 30.0
 
+# The deadline of a wait whose condition is expected to come: it only guards a hang, so it is
+# generous. At load average 14 on 2 cores, `python -m harness run` with a bad config took 14 s
+# of wall time for 0.7 s of CPU; 5 s and 15 s deadlines failed tests that would have passed.
+HANG_GUARD = 60.0
+
 
 @contextlib.asynccontextmanager
 async def deadline(what: str, seconds: float = TEARDOWN_TIMEOUT) -> AsyncIterator[None]:
@@ -118,7 +123,7 @@ async def connect(config: Config) -> AsyncIterator[Callable[..., Awaitable[Clien
 
 
 async def wait_until(
-    predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.005
+    predicate: Callable[[], bool], timeout: float = HANG_GUARD, interval: float = 0.005
 ) -> None:
     """Wait for a condition that has no event to await (state in another process or thread)."""
     async with asyncio.timeout(timeout):
@@ -128,7 +133,7 @@ async def wait_until(
 
 
 async def next_matching(
-    client: Client, predicate: Callable[[Event], bool], timeout: float = 5.0
+    client: Client, predicate: Callable[[Event], bool], timeout: float = HANG_GUARD
 ) -> Event:
     async with asyncio.timeout(timeout):
         while True:
@@ -137,7 +142,7 @@ async def next_matching(
                 return event
 
 
-async def collect(client: Client, count: int, timeout: float = 5.0) -> list[Event]:
+async def collect(client: Client, count: int, timeout: float = HANG_GUARD) -> list[Event]:
     async with asyncio.timeout(timeout):
         return [await client.next_event() for _ in range(count)]
 
@@ -161,7 +166,7 @@ class RawConnection:
         self.writer.write(data)
         await self.writer.drain()
 
-    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+    async def recv(self, timeout: float = HANG_GUARD) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
             line = await self.reader.readline()
         if not line:
@@ -170,7 +175,7 @@ class RawConnection:
         assert isinstance(value, dict), line
         return value
 
-    async def recv_type(self, type_: str, timeout: float = 5.0) -> dict[str, Any]:
+    async def recv_type(self, type_: str, timeout: float = HANG_GUARD) -> dict[str, Any]:
         """The next frame of ``type_``, skipping events (a subscription may be live)."""
         async with asyncio.timeout(timeout):
             while (frame := await self.recv()).get("type") != type_:
@@ -185,7 +190,7 @@ class RawConnection:
 
     async def request(self, id: int, method: str, **params: Any) -> dict[str, Any]:
         await self.send({"type": "request", "id": id, "method": method, "params": params})
-        async with asyncio.timeout(5.0):
+        async with asyncio.timeout(HANG_GUARD):
             while True:
                 frame = await self.recv()
                 if frame.get("id") == id and frame["type"] in ("response", "error"):
@@ -285,7 +290,7 @@ class DaemonProcess:
     def pid(self) -> int:
         return self.proc.pid
 
-    async def wait_ready(self, timeout: float = 15.0) -> None:
+    async def wait_ready(self, timeout: float = HANG_GUARD) -> None:
         """Until a client completes the handshake (or the process dies: then fail with why)."""
         async with asyncio.timeout(timeout):
             while True:
@@ -295,14 +300,15 @@ class DaemonProcess:
                         f"daemon exited with {self.proc.returncode}:\n{self.stderr}"
                     )
                 try:
-                    client = await Client.connect(self.socket_path, client="probe", timeout=1.0)
+                    # Listening but slow to answer (a loaded machine): wait, do not give up.
+                    client = await Client.connect(self.socket_path, client="probe", timeout=10.0)
                 except DaemonUnavailable:
                     await asyncio.sleep(0.02)
                     continue
                 await client.close()
                 return
 
-    async def wait(self, timeout: float = 15.0) -> int:
+    async def wait(self, timeout: float = HANG_GUARD) -> int:
         async with asyncio.timeout(timeout):
             rc = await self.proc.wait()
             await self._reader
@@ -368,7 +374,7 @@ async def run_cli(
     *args: str,
     input: str | None = None,
     env: dict[str, str] | None = None,
-    timeout: float = 15.0,
+    timeout: float = HANG_GUARD,
 ) -> CliResult:
     """Run ``python -m harness ARGS`` to completion without blocking the event loop (an
     in-process daemon keeps serving meanwhile)."""

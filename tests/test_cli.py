@@ -20,6 +20,7 @@ from harness.client import Client
 from harness.config import Config
 from harness.daemon import Daemon
 from tests.conftest import (
+    HANG_GUARD,
     REPO_ROOT,
     CliResult,
     StartDaemon,
@@ -414,16 +415,16 @@ async def test_events_follow_prints_live_events_until_interrupted(
     )
     try:
         assert proc.stdout is not None and proc.stderr is not None
-        backlog = await asyncio.wait_for(proc.stdout.readline(), 10)
+        backlog = await asyncio.wait_for(proc.stdout.readline(), HANG_GUARD)
         assert int(backlog.split()[0]) == head
         # The client's subscription, and the daemon's own (harness/live_health.py).
         await wait_until(lambda: daemon.bus.subscriber_count == 2)  # type: ignore[union-attr]
         live = await daemon.recorder.record("live:event", {"hello": "world"})
-        line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        line = (await asyncio.wait_for(proc.stdout.readline(), HANG_GUARD)).decode()
         assert line.split()[0] == str(live.seq) and "live:event" in line
         assert "hello=world" in line
         proc.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(proc.wait(), 10) == 130
+        assert await asyncio.wait_for(proc.wait(), HANG_GUARD) == 130
         assert b"Traceback" not in await proc.stderr.read()
     finally:
         if proc.returncode is None:
@@ -454,7 +455,7 @@ async def test_events_follow_exits_3_when_the_daemon_goes_away(
         assert bus is not None
         await wait_until(lambda: bus.subscriber_count == 2, timeout=10)  # it, and LiveHealth
         await daemon.stop()
-        _, err = await asyncio.wait_for(proc.communicate(), 10)
+        _, err = await asyncio.wait_for(proc.communicate(), HANG_GUARD)
         assert proc.returncode == 3, err
         assert b"closed the connection" in err or b"cut off" in err or b"lost" in err
     finally:

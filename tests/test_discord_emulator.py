@@ -22,6 +22,7 @@ import pytest_asyncio
 import yarl
 
 from harness.discord_emulator import LocalDiscordGateway
+from tests.conftest import HANG_GUARD
 
 pytestmark = pytest.mark.asyncio
 
@@ -385,7 +386,7 @@ async def test_process_mode(
     )
     try:
         assert process.stdout is not None and process.stderr is not None
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(HANG_GUARD):
             line = (await process.stdout.readline()).decode().strip()
         assert line.startswith("listening on http://127.0.0.1:")
         base = line.removeprefix("listening on ")
@@ -436,7 +437,7 @@ async def test_process_mode(
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(HANG_GUARD):
             _, stderr = await process.communicate()
     assert process.returncode == 0
     logs = stderr.decode()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import sqlite3
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -332,9 +331,11 @@ async def test_a_stop_that_hangs_is_bounded_and_marked_error(
     await start_daemon(plugins={"stuck": Stuck}, cfg=cfg)
     client = await connect()
     assert (await client.request("plugins.get", name="stuck"))["status"] == "running"
-    started = time.monotonic()
-    info = await client.request("plugins.set_enabled", name="stuck", enabled=False)
-    assert time.monotonic() - started < 2.0
+    # Its stop never returns: without the bound this request would never be answered. The
+    # reason below says the bound cut it short; the deadline only guards a hang (no wall-clock
+    # bound here: a loaded machine may take seconds over 0.2 s of waiting).
+    async with asyncio.timeout(30):
+        info = await client.request("plugins.set_enabled", name="stuck", enabled=False)
     assert info["enabled"] is False and info["status"] == "error"
     assert info["reason"] == "did not stop within 0.2 s; its tasks were cancelled"
     # It can be started again.
@@ -347,9 +348,8 @@ async def test_a_daemon_stop_is_bounded_by_a_hanging_plugin(
 ) -> None:
     cfg = with_plugins(config, stop_timeout=0.2, echo={"token": SECRET})
     daemon = await start_daemon(plugins={"stuck": Stuck, "echo": Echo}, cfg=cfg)
-    started = time.monotonic()
-    await daemon.stop()
-    assert time.monotonic() - started < 2.0
+    async with asyncio.timeout(30):  # it would never end unbounded: see the reason below
+        await daemon.stop()
     statuses = [d for _, n, d in db_events(cfg) if n == "plugin:status"]
     assert {
         "plugin": "stuck",

@@ -12,7 +12,7 @@ import pytest
 
 from harness.config import Config
 from harness.daemon import Daemon
-from tests.conftest import REPO_ROOT, StartDaemon, run_cli, subprocess_env
+from tests.conftest import HANG_GUARD, REPO_ROOT, StartDaemon, run_cli, subprocess_env
 from tests.sample_plugins import Echo
 
 
@@ -46,7 +46,7 @@ async def test_output_into_a_closed_pipe_exits_quietly(
         )
     finally:
         os.close(write)
-    async with asyncio.timeout(15):
+    async with asyncio.timeout(HANG_GUARD):
         _, err = await proc.communicate()
     assert "Traceback" not in err.decode(), err.decode()
     assert proc.returncode == 0, err.decode()

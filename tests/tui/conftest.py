@@ -12,6 +12,7 @@ import pytest
 from textual.pilot import Pilot
 
 from harness.config import Config
+from tests.conftest import HANG_GUARD
 from tui.app import HarnessApp
 from tui.screens.settings import SettingsScreen
 from tui.widgets.connection_status import ConnectionStatus
@@ -33,8 +34,11 @@ def make_app(config: Config, **kwargs: Any) -> HarnessApp:
     return HarnessApp(config, **kwargs)
 
 
-async def until(pilot: Pilot[Any], predicate: Callable[[], object], timeout: float = 5.0) -> None:
-    """Let the app run until ``predicate()`` holds; fail after ``timeout`` seconds."""
+async def until(
+    pilot: Pilot[Any], predicate: Callable[[], object], timeout: float = HANG_GUARD
+) -> None:
+    """Let the app run until ``predicate()`` holds; fail after ``timeout`` seconds (a hang
+    guard: generous, for a loaded machine)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
