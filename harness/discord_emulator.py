@@ -204,6 +204,7 @@ class LocalDiscordGateway:
         self.gateway_http_status: int | None = None
         self.rest_status: int | None = None
         self._rate_limit_until = 0.0
+        self._rate_limit_pending: float | None = None  # seconds from the next REST request
         self._rate_limit_global = False
         self._rate_limit_headers = True
         self.rest_429_count = 0
@@ -460,18 +461,27 @@ class LocalDiscordGateway:
         self._changed()
 
     def rate_limit_rest(
-        self, seconds: float, *, global_: bool = False, discord_headers: bool = True
+        self,
+        seconds: float,
+        *,
+        global_: bool = False,
+        discord_headers: bool = True,
+        from_next_request: bool = False,
     ) -> None:
         """Answer REST with 429 for ``seconds``. With Discord's headers: ``retry_after`` (body)
         and ``Retry-After``/``X-RateLimit-*`` (headers), ``global`` as asked. Without them: a
-        bare 429 as Cloudflare sends when it has banned the IP."""
+        bare 429 as Cloudflare sends when it has banned the IP. ``from_next_request``: the
+        ``seconds`` start at the next REST request, not now (a test that starts a bot after
+        arming the limit then gets the whole window, however long the start takes)."""
         log.info(
-            "control: REST rate limited for %.2fs (global=%s, discord headers=%s)",
+            "control: REST rate limited for %.2fs%s (global=%s, discord headers=%s)",
             seconds,
+            " from the next request" if from_next_request else "",
             global_,
             discord_headers,
         )
-        self._rate_limit_until = time.monotonic() + seconds
+        self._rate_limit_pending = seconds if from_next_request else None
+        self._rate_limit_until = 0.0 if from_next_request else time.monotonic() + seconds
         self._rate_limit_global = global_
         self._rate_limit_headers = discord_headers
         self._changed()
@@ -551,7 +561,8 @@ class LocalDiscordGateway:
             "require_privileged_intents": self.require_privileged_intents,
             "gateway_http_status": self.gateway_http_status,
             "rest_status": self.rest_status,
-            "rest_rate_limited": self._rate_limit_until > time.monotonic(),
+            "rest_rate_limited": self._rate_limit_pending is not None
+            or self._rate_limit_until > time.monotonic(),
             "rest_429_count": self.rest_429_count,
         }
 
@@ -590,6 +601,9 @@ class LocalDiscordGateway:
         if request.path == f"{API_PREFIX}/users/@me":
             self.login_count += 1  # counted here too: a refused login is still an attempt
             self._changed()
+        if self._rate_limit_pending is not None:
+            self._rate_limit_until = time.monotonic() + self._rate_limit_pending
+            self._rate_limit_pending = None
         remaining = self._rate_limit_until - time.monotonic()
         if remaining > 0:
             self.rest_429_count += 1

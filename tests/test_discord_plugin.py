@@ -27,7 +27,7 @@ from harness.daemon import Daemon
 from harness.discord_emulator import LocalDiscordGateway
 from harness.plugins.discord import DiscordPlugin
 from harness.protocol import Event
-from tests.conftest import wait_until
+from tests.conftest import HANG_GUARD, wait_until
 
 TOKEN = "test-token-Zm9vYmFyYmF6cXV4-0123456789"  # looks real enough to be caught if leaked
 BOT = "HarnessBot#1234"
@@ -80,9 +80,10 @@ class Watcher:
         self.events.clear()
 
     async def until(
-        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = HANG_GUARD
     ) -> dict[str, Any]:
-        """Read events until one whose data satisfies ``predicate``; return its data."""
+        """Read events until one whose data satisfies ``predicate``; return its data. The
+        default timeout is a hang guard (a loaded machine takes its time), not an expectation."""
         async with asyncio.timeout(timeout):
             while True:
                 event = await self.client.next_event()
@@ -90,7 +91,7 @@ class Watcher:
                 if predicate(event.data):
                     return event.data
 
-    async def state(self, state: str, timeout: float = 10.0) -> dict[str, Any]:
+    async def state(self, state: str, timeout: float = HANG_GUARD) -> dict[str, Any]:
         return await self.until(lambda d: d["state"] == state, timeout)
 
     def states(self) -> list[str]:
