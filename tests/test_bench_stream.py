@@ -108,8 +108,6 @@ def test_the_server_and_its_readers_run_on_cpus_of_their_own_and_the_server_is_l
         ]
         assert reader_pins == [(placed.readers, {frozenset(placed.readers)})]
         tasks = os.listdir(f"/proc/{server.proc.pid}/task")
-        assert {frozenset(os.sched_getaffinity(int(t))) for t in tasks} == {
-            frozenset(everywhere)
-        }
+        assert {frozenset(os.sched_getaffinity(int(t))) for t in tasks} == {frozenset(everywhere)}
     finally:
         server.stop()
