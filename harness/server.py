@@ -268,6 +268,16 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         else:
             self._write(joined, frames)
 
+    def count_backlog(self) -> None:
+        """Count the frames of the backlog's buffers that were queued uncounted: the frame
+        bound binds from now on (Server.max_queued_frames)."""
+        if any(frames < 0 for _, frames in self._backlog):
+            self._backlog = collections.deque(
+                (data, data.count(b"\n") if frames < 0 else frames)
+                for data, frames in self._backlog
+            )
+            self._backlog_frames = sum(frames for _, frames in self._backlog)
+
     def _lagged(self) -> None:
         """Cut off a client that cannot keep up, so it never slows the bus or grows memory."""
         if self._closed or self.transport is None:
@@ -567,6 +577,7 @@ class Server:
     @max_queued_frames.setter
     def max_queued_frames(self, value: int) -> None:
         self._max_queued_frames = value
+        counting = self.bus.count_frames
         # A backlog within MAX_QUEUED_BYTES holds at most MAX_QUEUED_BYTES // 3 frames, so
         # from that bound up the frame bound never binds before the byte bound: the bus need
         # not count the frames of each buffer for paused clients (as a raw server, which
@@ -574,6 +585,9 @@ class Server:
         # uncounted frames are counted for the ``lagged`` frame when it is cut off, and a
         # replay's held frames are always counted (they have no byte bound).
         self.bus.count_frames = value < MAX_QUEUED_BYTES // _MIN_FRAME_BYTES
+        if self.bus.count_frames and not counting:  # a lower bound set while clients wait
+            for client in getattr(self, "clients", ()):
+                client.count_backlog()
 
     async def start(self) -> None:
         prepare_socket_path(self.path, own_dir=self.own_dir)
