@@ -232,7 +232,7 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
                 self._backlog_frames += frames
             self._backlog_bytes += len(data)
             if (
-                self._backlog_frames > self.server.max_queued_frames
+                self._backlog_frames > self.server._max_queued_frames
                 or self._backlog_bytes > MAX_QUEUED_BYTES
             ):
                 self._lagged()
@@ -263,7 +263,7 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
             self._held.append(joined)
             # Held frames have a frame bound only: always counted.
             self._held_frames += frames if frames >= 0 else joined.count(b"\n")
-            if self._held_frames > self.server.max_queued_frames:
+            if self._held_frames > self.server._max_queued_frames:
                 self._lagged()
         else:
             self._write(joined, frames)
@@ -571,7 +571,8 @@ class Server:
     @property
     def max_queued_frames(self) -> int:
         """A client's bound in frames (events held during its replay; frames waiting while
-        its transport is paused, beside MAX_QUEUED_BYTES)."""
+        its transport is paused, beside MAX_QUEUED_BYTES). Clients read ``_max_queued_frames``
+        on their slow path: a property is a Python call there."""
         return self._max_queued_frames
 
     @max_queued_frames.setter
