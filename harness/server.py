@@ -36,6 +36,7 @@ DEFAULT_MAX_QUEUED_FRAMES = 10_000
 MAX_QUEUED_BYTES = 16 * 1024 * 1024
 REPLAY_PAGE = 500
 _WRITE_HIGH = 1024 * 1024  # a transport buffer above this pauses writing
+_MIN_FRAME_BYTES = 3  # `{}` and its newline: no frame is shorter
 _LAGGED_GRACE = 1.0  # seconds a lagged client gets to read its "lagged" frame before the abort
 # Seconds a new connection gets to complete its hello line. A connection that says nothing (or
 # a byte now and then) would otherwise hold one of max_clients for ever: enough of them and
@@ -144,7 +145,8 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         backlog, transport = self._backlog, self.transport
         while backlog and not self._paused and not self._closed and transport is not None:
             data, frames = backlog.popleft()
-            self._backlog_frames -= frames
+            if frames > 0:
+                self._backlog_frames -= frames
             self._backlog_bytes -= len(data)
             transport.write(data)
         self.server.bus.redirect(self)  # straight to the transport again, if all was written
@@ -226,10 +228,11 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         assert self.transport is not None
         if self._paused or self._backlog:
             self._backlog.append((data, frames))
-            self._backlog_frames += frames
+            if frames > 0:  # -1: not counted (see Server.max_queued_frames)
+                self._backlog_frames += frames
             self._backlog_bytes += len(data)
             if (
-                self._backlog_frames > self.server.max_queued_frames
+                self._backlog_frames > self.server._max_queued_frames
                 or self._backlog_bytes > MAX_QUEUED_BYTES
             ):
                 self._lagged()
@@ -258,11 +261,22 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
             return
         if self._replaying:
             self._held.append(joined)
-            self._held_frames += frames
-            if self._held_frames > self.server.max_queued_frames:
+            # Held frames have a frame bound only: always counted.
+            self._held_frames += frames if frames >= 0 else joined.count(b"\n")
+            if self._held_frames > self.server._max_queued_frames:
                 self._lagged()
         else:
             self._write(joined, frames)
+
+    def count_backlog(self) -> None:
+        """Count the frames of the backlog's buffers that were queued uncounted: the frame
+        bound binds from now on (Server.max_queued_frames)."""
+        if any(frames < 0 for _, frames in self._backlog):
+            self._backlog = collections.deque(
+                (data, data.count(b"\n") if frames < 0 else frames)
+                for data, frames in self._backlog
+            )
+            self._backlog_frames = sum(frames for _, frames in self._backlog)
 
     def _lagged(self) -> None:
         """Cut off a client that cannot keep up, so it never slows the bus or grows memory."""
@@ -270,6 +284,7 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
             return
         # Not delivered: what is held for after a replay and what waits for the transport.
         dropped = self._held_frames + self._backlog_frames
+        dropped += sum(data.count(b"\n") for data, frames in self._backlog if frames < 0)
         log.warning("client %s fell %d frames behind; disconnecting it", self.peer, dropped)
         self._closed = True
         self._held.clear()
@@ -532,7 +547,7 @@ class Server:
         self.bus = bus
         self.store = store
         self.handlers = handlers
-        self.max_queued_frames = max_queued_frames
+        self.max_queued_frames = max_queued_frames  # tells the bus whether to count frames
         self.max_clients = max_clients
         self.clients: set[ClientConnection] = set()
         self._requests: set[asyncio.Task[None]] = set()
@@ -552,6 +567,28 @@ class Server:
         # (a regular file, another listener) must leave that path alone on the way out.
         self._bound = False
         self._inode = 0
+
+    @property
+    def max_queued_frames(self) -> int:
+        """A client's bound in frames (events held during its replay; frames waiting while
+        its transport is paused, beside MAX_QUEUED_BYTES). Clients read ``_max_queued_frames``
+        on their slow path: a property is a Python call there."""
+        return self._max_queued_frames
+
+    @max_queued_frames.setter
+    def max_queued_frames(self, value: int) -> None:
+        self._max_queued_frames = value
+        counting = self.bus.count_frames
+        # A backlog within MAX_QUEUED_BYTES holds at most MAX_QUEUED_BYTES // 3 frames, so
+        # from that bound up the frame bound never binds before the byte bound: the bus need
+        # not count the frames of each buffer for paused clients (as a raw server, which
+        # bounds bytes only, does not). Cut-offs happen exactly where they did; a backlog's
+        # uncounted frames are counted for the ``lagged`` frame when it is cut off, and a
+        # replay's held frames are always counted (they have no byte bound).
+        self.bus.count_frames = value < MAX_QUEUED_BYTES // _MIN_FRAME_BYTES
+        if self.bus.count_frames and not counting:  # a lower bound set while clients wait
+            for client in getattr(self, "clients", ()):
+                client.count_backlog()
 
     async def start(self) -> None:
         prepare_socket_path(self.path, own_dir=self.own_dir)

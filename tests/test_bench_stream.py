@@ -3,6 +3,7 @@ started with the same hashing and allocator settings (harness/bench/stream.py)."
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,9 @@ def test_a_run_whose_subscriber_was_cut_off_under_load_is_made_again(
     try:
         calls: list[int] = []
 
-        def flaky(s: ServerProcess, subscribers: int, count: int, rate: int) -> dict[str, Any]:
+        def flaky(
+            s: ServerProcess, subscribers: int, count: int, rate: int, **kw: Any
+        ) -> dict[str, Any]:
             calls.append(count)
             if len(calls) == 1:
                 raise stream.CutOff("raw: a subscriber missed events: [5]")
@@ -58,11 +61,53 @@ def test_a_run_whose_subscriber_was_cut_off_under_load_is_made_again(
         assert calls == [10, 10]
         assert "cut off under load; made again" in capsys.readouterr().out
 
-        def always(s: ServerProcess, subscribers: int, count: int, rate: int) -> dict[str, Any]:
+        def always(
+            s: ServerProcess, subscribers: int, count: int, rate: int, **kw: Any
+        ) -> dict[str, Any]:
             raise stream.CutOff("raw: a subscriber missed events: [5]")
 
         monkeypatch.setattr(stream, "measure", always)
         with pytest.raises(stream.CutOff):
             stream.measure_kept_up(server, 1, 10)
+    finally:
+        server.stop()
+
+
+def test_the_server_and_its_readers_run_on_cpus_of_their_own_and_the_server_is_let_go_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every thread of the server (the fan-out server has its store's thread) on one CPU, the
+    reader process on the others, for the run only: the same placement for raw and daemon."""
+    placed = stream.placement()
+    if placed is None:
+        pytest.skip("one CPU: nothing to pin")
+    everywhere = placed.server | placed.readers
+    assert not placed.server & placed.readers
+    assert everywhere == os.sched_getaffinity(0)
+    server = ServerProcess("fanout", tmp_path)
+    server.start()
+    try:
+        assert len(os.listdir(f"/proc/{server.proc.pid}/task")) >= 2  # the store's thread
+        pinned: list[tuple[int, set[int], set[set[int]]]] = []
+        real_pin = stream.pin
+
+        def watched(pid: int, cpus: set[int]) -> None:
+            real_pin(pid, cpus)
+            tasks = os.listdir(f"/proc/{pid}/task")
+            seen = {frozenset(os.sched_getaffinity(int(t))) for t in tasks}
+            pinned.append((pid, cpus, seen))  # type: ignore[arg-type]
+
+        monkeypatch.setattr(stream, "pin", watched)
+        out = stream.measure(server, 2, 50, 0, placed=placed)
+        assert out["counts"] == [50, 50]
+        server_pins = [(cpus, seen) for pid, cpus, seen in pinned if pid == server.proc.pid]
+        reader_pins = [(cpus, seen) for pid, cpus, seen in pinned if pid != server.proc.pid]
+        assert server_pins == [
+            (placed.server, {frozenset(placed.server)}),
+            (everywhere, {frozenset(everywhere)}),
+        ]
+        assert reader_pins == [(placed.readers, {frozenset(placed.readers)})]
+        tasks = os.listdir(f"/proc/{server.proc.pid}/task")
+        assert {frozenset(os.sched_getaffinity(int(t))) for t in tasks} == {frozenset(everywhere)}
     finally:
         server.stop()

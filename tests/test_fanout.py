@@ -480,3 +480,103 @@ async def test_a_bad_seq_on_the_hot_lane_drops_its_iteration_rather_than_send_a_
     await asyncio.sleep(0)
     assert sub.everything() == encode(ev(3))
     assert "could not be encoded and its frame not be found" in caplog.text
+
+
+# -- the slow path's frame count: skipped where the frame bound cannot bind ---------------------
+
+
+@pytest.mark.parametrize("queue_frames", [8, 10_000_000])
+async def test_a_client_cut_off_is_told_exactly_how_many_events_it_lost_counted_or_not(
+    start_daemon: StartDaemon,
+    config: Config,
+    monkeypatch: pytest.MonkeyPatch,
+    queue_frames: int,
+) -> None:
+    """A client that stops reading is cut off by its frame bound (8 frames) or, where that
+    bound is so high that it cannot bind before the byte bound (10,000,000 frames: the bus
+    then counts no frames for paused clients), by its 16 MiB byte bound. Either way its
+    ``lagged`` frame counts exactly the events it lost: every event published up to the
+    cut-off that did not reach it, and it got an unbroken prefix."""
+    from harness import server as server_module
+    from harness.server import ClientConnection
+
+    monkeypatch.setattr(server_module, "_LAGGED_GRACE", 30.0)  # closed by the flush, not aborted
+    cfg = msgspec.structs.replace(
+        config,
+        daemon=msgspec.structs.replace(config.daemon, client_queue_frames=queue_frames),
+    )
+    daemon = await start_daemon(cfg=cfg)
+    bus = daemon.bus
+    assert bus is not None
+    assert bus.count_frames is (queue_frames == 8)
+    published_at_cut: list[int] = []
+    real_lagged = ClientConnection._lagged
+
+    def lagged(self: ClientConnection) -> None:
+        published_at_cut.append(bus.published_seq)
+        real_lagged(self)
+
+    monkeypatch.setattr(ClientConnection, "_lagged", lagged)
+    stuck = await _silent_subscriber(cfg.socket_path)
+    try:
+        before = bus.subscriber_count
+        pad = "x" * 100_000
+        async with asyncio.timeout(30):
+            while bus.subscriber_count == before:
+                bus.publish(Event(seq=bus.next_seq(), ts=1.0, event="flood:blob", data={"p": pad}))
+                await asyncio.sleep(0)  # the flush: the transport fills, pauses, the backlog grows
+        data = bytearray(stuck.buf)
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(10):
+            while chunk := await loop.sock_recv(stuck.sock, 1 << 20):
+                data += chunk
+    finally:
+        stuck.close()
+    frames = [msgspec.json.decode(line) for line in bytes(data).splitlines()]
+    assert frames[-1]["type"] == "lagged"
+    seqs = [f["seq"] for f in frames[:-1] if f["type"] == "event"]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # an unbroken prefix
+    assert len(published_at_cut) == 1
+    assert frames[-1]["dropped"] == published_at_cut[0] - seqs[-1] > 0
+
+
+async def test_a_frame_bound_lowered_while_a_client_waits_counts_what_it_holds(
+    start_daemon: StartDaemon, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Buffers queued uncounted (the frame bound could not bind) are counted when the bound is
+    lowered to one that can: the next buffer cuts the client off, with the exact count."""
+    from harness import server as server_module
+
+    monkeypatch.setattr(server_module, "_LAGGED_GRACE", 30.0)
+    cfg = msgspec.structs.replace(
+        config, daemon=msgspec.structs.replace(config.daemon, client_queue_frames=10_000_000)
+    )
+    daemon = await start_daemon(cfg=cfg)
+    bus, srv = daemon.bus, daemon.server
+    assert bus is not None and srv is not None
+    stuck = await _silent_subscriber(cfg.socket_path)
+    try:
+        (client,) = [c for c in srv.clients if c.peer.startswith("silent")]
+        pad = "x" * 100_000
+        async with asyncio.timeout(30):
+            while len(client._backlog) < 3:  # paused, and buffers wait uncounted
+                bus.publish(Event(seq=bus.next_seq(), ts=1.0, event="flood:blob", data={"p": pad}))
+                await asyncio.sleep(0)
+        assert client._backlog_frames == 0 and not bus.count_frames
+        srv.max_queued_frames = len(client._backlog)  # one frame per buffer here
+        assert bus.count_frames and client._backlog_frames == len(client._backlog)
+        assert not client._closed
+        bus.publish(Event(seq=bus.next_seq(), ts=1.0, event="flood:blob", data={"p": pad}))
+        last = bus.published_seq
+        await wait_until(lambda: client._closed)
+        data = bytearray(stuck.buf)
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(10):
+            while chunk := await loop.sock_recv(stuck.sock, 1 << 20):
+                data += chunk
+    finally:
+        stuck.close()
+    frames = [msgspec.json.decode(line) for line in bytes(data).splitlines()]
+    assert frames[-1]["type"] == "lagged"
+    seqs = [f["seq"] for f in frames[:-1] if f["type"] == "event"]
+    assert frames[-1]["dropped"] == last - seqs[-1] > 0

@@ -32,13 +32,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import msgspec
 
 from harness import protocol
 from harness.bench import heading, percentile, row
 from harness.bench.flood import PAYLOAD, daemon_command, daemon_env
+from harness.bench.stream_pairs import Paired, paired_row
 from harness.protocol import Event
 
 EVENT = "flood:tick"
@@ -535,12 +536,47 @@ class ServerProcess:
             self.proc.wait()
 
 
+def placement() -> Placement | None:
+    """The fan-out runs' placement: the server on one CPU, its reader process on the others,
+    the same for raw and daemon; None with fewer than two CPUs.
+
+    Unpinned, the scheduler decides afresh in every run whether the server shares a CPU with
+    its reader, and that decides how often the server is preempted, how large its writes are
+    and whether the reader keeps up: the same code's CPU per event moved by a third from one
+    run to the next (see harness.bench.stream_pairs and docs/benchmarks.md)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return Placement(server={cpus[0]}, readers=set(cpus[1:]))
+
+
+class Placement(NamedTuple):
+    server: set[int]
+    readers: set[int]
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of process ``pid`` on ``cpus`` (a daemon's store has a thread of its own)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(task), cpus)
+        except (OSError, ValueError):  # a thread that ended meanwhile
+            pass
+
+
 def measure(
-    server: ServerProcess, subscribers: int, count: int, rate: int, *, client: str = "asyncio"
+    server: ServerProcess,
+    subscribers: int,
+    count: int,
+    rate: int,
+    *,
+    client: str = "asyncio",
+    placed: Placement | None = None,
 ) -> dict[str, Any]:
     """Subscribers in a child process (``client``: ``asyncio``, a task per subscriber, or
     ``select``, one selectors loop); ``count`` events at ``rate``; what they measured, the
-    wall time and the server's CPU seconds from go to the last decode."""
+    wall time and the server's CPU seconds from go to the last decode. ``placed``: the server
+    and the reader process pinned there for this run (the server unpinned again after)."""
     child = subprocess.Popen(
         [
             sys.executable,
@@ -555,6 +591,9 @@ def measure(
         text=True,
     )
     try:
+        if placed is not None:
+            pin(child.pid, placed.readers)  # before it has threads or connections
+            pin(server.proc.pid, placed.server)
         assert child.stdout is not None
         if child.stdout.readline().strip() != "ready":
             raise RuntimeError("subscribers failed to start")
@@ -569,6 +608,8 @@ def measure(
         if child.poll() is None:
             child.kill()
             child.wait()
+        if placed is not None:
+            pin(server.proc.pid, placed.server | placed.readers)
     if not all(c == count for c in out["counts"]):
         raise CutOff(f"{server.kind}: a subscriber missed events: {out['counts']}")
     return out
@@ -579,7 +620,9 @@ class CutOff(RuntimeError):
     must one that falls 16 MiB behind."""
 
 
-def measure_kept_up(server: ServerProcess, subscribers: int, count: int) -> dict[str, Any]:
+def measure_kept_up(
+    server: ServerProcess, subscribers: int, count: int, placed: Placement | None = None
+) -> dict[str, Any]:
     """:func:`measure` as fast as the server goes, made again (up to twice) when a subscriber
     was cut off: on a loaded machine the one reader process can starve for long enough to
     fall 16 MiB behind either server. Such a run measures the load, not the server; the
@@ -587,7 +630,7 @@ def measure_kept_up(server: ServerProcess, subscribers: int, count: int) -> dict
     their own events."""
     for attempt in range(3):
         try:
-            return measure(server, subscribers, count, 0)
+            return measure(server, subscribers, count, 0, placed=placed)
         except CutOff as exc:
             if attempt == 2:
                 raise
@@ -703,53 +746,59 @@ def _have_uvloop() -> bool:
     return True
 
 
+# Pairs per figure in a full run, by subscribers (2 each with --quick). Fewer at 100 and 1000:
+# each of those runs starts that many connections, their ev/s has no target (1000) or is
+# limited by the reader process, and fewer pairs keep the whole benchmark near 6 minutes.
+PAIRS = {1: 8, 10: 8, 100: 6, 1000: 4}
+
+
 def _report_fanout(servers: dict[str, ServerProcess], loops: list[str], quick: bool) -> None:
-    """Each figure is the best of ``rounds`` runs, raw and daemon taking turns at going first
-    (:func:`turns`): on a shared machine other processes only ever add CPU time and take
-    throughput away, so the best run is the closest to what each server costs, and both sides
-    get the same treatment. Each server first serves one untimed run at each size, so that no
-    timed run is a process's first at that size (code paths, buffers, the heap)."""
+    """Each figure is measured in interleaved pairs (``PAIRS``), raw and daemon back to back
+    and taking turns at going first (:func:`turns`); the ratio is taken inside each pair and
+    the figure is the median of those ratios, printed with their spread
+    (:mod:`harness.bench.stream_pairs` says why not the best run of each side). The server
+    runs on one CPU and the reader process on the others (:func:`placement`), the same for
+    both sides. Each server first serves one untimed run at each size, so that no timed run is
+    a process's first at that size (code paths, buffers, the heap)."""
     scale = 10 if quick else 1
-    rounds = 1 if quick else 4
+    placed = placement()
+    where = (
+        f"server on CPU {sorted(placed.server)}, readers on {sorted(placed.readers)}"
+        if placed is not None
+        else "one CPU: not pinned"
+    )
     for loop in loops:
         suffix = "" if loop == "asyncio" else "-uvloop"
         raw, fanout = servers["raw" + suffix], servers["fanout" + suffix]
         heading(
             f"Fan-out on {loop}, no persistence: raw batched server vs the daemon's Bus+Server, "
-            f"both on this loop, best of {rounds} alternating runs "
+            "both on this loop; interleaved pairs, medians, the ratio the median of the pairs' "
+            f"ratios; {where} "
             "(delivered = publish -> decoded by every subscriber)"
         )
         for subs, per_sub in ((1, 200_000), (10, 50_000), (100, 5_000), (1000, 500)):
             n = max(100, per_sub // scale)
+            rounds = 2 if quick else PAIRS[subs]
             runs: dict[str, list[tuple[float, float]]] = {"raw": [], "daemon": []}
             sides = {"raw": raw, "daemon": fanout}
             for server in sides.values():
-                measure_kept_up(server, subs, max(100, n // 10))  # untimed: the warm-up
+                measure_kept_up(server, subs, max(100, n // 10), placed)  # untimed: the warm-up
             for order in turns(rounds):
                 for name in order:
-                    m = measure_kept_up(sides[name], subs, n)
+                    m = measure_kept_up(sides[name], subs, n, placed)
                     rate = subs * n / (m["end"] - m["start"])
                     runs[name].append((rate, m["cpu"] / (subs * n) * 1e6))
-            r_rate = max(rate for rate, _ in runs["raw"])
-            f_rate = max(rate for rate, _ in runs["daemon"])
-            r_cpu = min(cpu for _, cpu in runs["raw"])
-            f_cpu = min(cpu for _, cpu in runs["daemon"])
-            row(f"raw,    {subs} subscriber(s)", r_rate, "ev/s")
-            row(
+            rates = Paired.of([r for r, _ in runs["daemon"]], [r for r, _ in runs["raw"]])
+            cpus = Paired.of([c for _, c in runs["daemon"]], [c for _, c in runs["raw"]])
+            row(f"raw,    {subs} subscriber(s)", rates.raw, "ev/s")
+            paired_row(
                 f"daemon, {subs} subscriber(s)",
-                f_rate,
+                rates,
                 "ev/s",
-                baseline=r_rate,
-                target=">= 1.0x" if subs <= 100 else "",
+                at_least=1.0 if subs <= 100 else None,
             )
-            row(f"raw    server CPU per delivered event, {subs}", r_cpu, "us")
-            row(
-                f"daemon server CPU per delivered event, {subs}",
-                f_cpu,
-                "us",
-                baseline=r_cpu,
-                target="<= 1.1x",
-            )
+            row(f"raw    server CPU per delivered event, {subs}", cpus.raw, "us")
+            paired_row(f"daemon server CPU per delivered event, {subs}", cpus, "us", at_most=1.1)
 
 
 def _report_daemon(servers: dict[str, ServerProcess], loops: list[str], quick: bool) -> None:
