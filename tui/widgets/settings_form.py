@@ -97,6 +97,16 @@ class SettingsForm(Vertical):
                 changes[name] = value
         return changes, errors
 
+    def changed_labels(self) -> list[str]:
+        """The labels of the fields whose shown value differs from the one last loaded (an
+        unusable value included), in the form's order. Names only: never a value."""
+        changes, errors = self.collect()
+        return [
+            row.field.label or name
+            for name, row in self.rows.items()
+            if name in changes or name in errors
+        ]
+
     @property
     def dirty(self) -> bool:
         changes, errors = self.collect()
