@@ -60,7 +60,13 @@ class SettingsForm(Vertical):
         for field in basic:
             yield SettingRow(field, self.values.get(field.name), label_width=width)
         if advanced:
-            with Collapsible(title=f"Advanced settings ({len(advanced)})", collapsed=True):
+            # Born with the class Collapsible gives itself only when mounted: without it the
+            # first layout counted the folded rows (the demo's form was 16 rows taller at
+            # 100x30), and the first frame showed a scrollbar thumb for 50-380 ms until the
+            # restyle after the mount laid the body out again.
+            with Collapsible(
+                title=f"Advanced settings ({len(advanced)})", collapsed=True, classes="-collapsed"
+            ):
                 for field in advanced:
                     yield SettingRow(field, self.values.get(field.name), label_width=width)
 
