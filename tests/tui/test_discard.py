@@ -90,13 +90,31 @@ async def test_escape_asks_keep_editing_keeps_the_edit_and_discard_leaves(
         await until(pilot, lambda: app.screen is screen)
         assert prefix.value == "EchoZed"
 
+        # Another plugin's screen (the command palette's "Open plugin X") asks too.
+        assert app.open_settings("other") is screen
+        await prompt_shown(pilot, app)
+        assert "then open other" in screen_text(app)
+        await pilot.click("#keep")
+        await until(pilot, lambda: app.screen is screen)
+        assert prefix.value == "EchoZed"
+
+        # Another client saves another field meanwhile: the edit stays, and so does the form's
+        # baseline (the values it loaded); the prompt still names only this edit.
+        greeting = field(app, screen, "greeting")
+        await other.request("plugins.update_settings", name="echo", settings={"greeting": "yo"})
+        info_now = lambda: app.plugins["echo"].info  # noqa: E731
+        await until(pilot, lambda: (info := info_now()) and info.settings["greeting"] == "yo")
+        assert (prefix.value, greeting.value) == ("EchoZed", "hi")
+
         # `p` (focus off the input, where it would be typed) asks too; a click discards.
         screen.set_focus(None)
         await pilot.press("p")
         await prompt_shown(pilot, app)
+        assert "Changed: prefix." in screen_text(app)
         await pilot.click("#discard")
         await until(pilot, lambda: isinstance(app.screen, PluginsScreen))
-        assert prefix.value == "Echo"  # the form has the values last loaded again
+        # The form shows the daemon's settings as last heard: the edit gone, theirs in.
+        assert (prefix.value, greeting.value) == ("Echo", "yo")
         info = await other.request("plugins.get", name="echo")
         assert info["settings"]["prefix"] == "Echo"  # nothing was sent
 

@@ -210,9 +210,13 @@ class SettingsScreen(Screen[None]):
         return None
 
     def discard_edits(self) -> None:
-        """Put the values last loaded back, a typed secret emptied, errors cleared."""
-        if self.form is not None:
-            self.form.load(self.form.values)
+        """Drop the edits: the form shows the daemon's settings as last heard (newer than the
+        ones it loaded, if another client saved meanwhile), a typed secret emptied, errors
+        cleared."""
+        if self.form is None:
+            return
+        state = self.state
+        self.form.load(state.info.settings if state and state.info else self.form.values)
 
     @on(Button.Pressed, "#save")
     def _save_pressed(self) -> None:
