@@ -50,6 +50,17 @@ def record_frames(app: HarnessApp) -> list[dict[str, Any]]:
     return frames
 
 
+@pytest.fixture
+def no_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the daemon's state (and the form) end the hold: under heavy load (CI) building the
+    screen took longer than FIRST_PAINT_WAIT, the deadline let a frame through first, and a
+    test about what ends the hold failed (test_the_settings_screens_first_frame_has_its_form
+    failed 3 of 3 runs at load 20, on main's code as on this branch's). The deadline has its
+    own test below."""
+    monkeypatch.setattr("tui.app.FIRST_PAINT_WAIT", 120.0)
+
+
+@pytest.mark.usefixtures("no_deadline")
 async def test_the_first_frame_shows_the_daemons_state_whole(
     start_daemon: StartDaemon, configured: Config
 ) -> None:
@@ -66,6 +77,7 @@ async def test_the_first_frame_shows_the_daemons_state_whole(
         assert first["kind"] == "LayoutUpdate", first
 
 
+@pytest.mark.usefixtures("no_deadline")
 async def test_nothing_is_rendered_while_the_first_frame_is_held(
     start_daemon: StartDaemon, configured: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -90,6 +102,7 @@ async def test_nothing_is_rendered_while_the_first_frame_is_held(
         assert frames[0]["online"] and frames[0]["kind"] == "LayoutUpdate", frames[0]
 
 
+@pytest.mark.usefixtures("no_deadline")
 async def test_the_settings_screens_first_frame_has_its_form(
     start_daemon: StartDaemon, configured: Config
 ) -> None:
