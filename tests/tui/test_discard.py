@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,12 +18,18 @@ from harness import hangup
 from harness.client import Client
 from harness.config import Config
 from tests.conftest import StartDaemon
-from tests.tui.conftest import TOKEN, make_app, screen_text, until
+from tests.tui.conftest import TOKEN, make_app, screen_text
+from tests.tui.conftest import until as until_within
 from tui.app import HarnessApp, leave_on_signals
 from tui.screens.discard import DiscardScreen
 from tui.screens.plugins import PluginsScreen
 from tui.screens.settings import SettingsScreen
 from tui.widgets.setting_field import SettingRow
+
+
+async def until(pilot: Pilot[Any], predicate: Callable[[], object]) -> None:
+    """conftest's wait with a deadline for a loaded CI machine (5 s was met late at load 20)."""
+    await until_within(pilot, predicate, timeout=60.0)
 
 
 def field(app: HarnessApp, screen: SettingsScreen, name: str) -> Input:

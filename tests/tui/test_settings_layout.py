@@ -4,15 +4,25 @@ a scrollbar for a frame while its rows mounted, and every box shifted a column w
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from textual.containers import VerticalScroll
 from textual.events import Mount
+from textual.pilot import Pilot
 from textual.widgets import Collapsible
 
 from harness.config import Config
 from tests.conftest import StartDaemon
-from tests.tui.conftest import make_app, open_settings, screen_text, until
+from tests.tui.conftest import make_app, open_settings, screen_text
+from tests.tui.conftest import until as until_within
 from tui.widgets.connection_status import ConnectionStatus
+
+
+async def until(pilot: Pilot[Any], predicate: Callable[[], object]) -> None:
+    """conftest's wait with a deadline for a loaded CI machine (5 s was met late at load 20)."""
+    await until_within(pilot, predicate, timeout=60.0)
 
 
 async def test_boxes_keep_their_width_whether_or_not_the_body_scrolls(

@@ -4,6 +4,7 @@ a prepared database, the daemon down, a frozen clock, states through the Stream'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,13 +12,19 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
 from harness.config import Config
-from tests.tui.conftest import TOKEN, screen_text, until
+from tests.tui.conftest import TOKEN, screen_text
+from tests.tui.conftest import until as until_within
 from tests.tui.test_snapshots import echo_info, live, prepare_database, snapshot_app
 from tui.app import HarnessApp
 from tui.screens.discard import DiscardScreen
 from tui.widgets.setting_field import SettingRow
 
 SIZES = [pytest.param((100, 30), id="100x30"), pytest.param((80, 24), id="80x24")]
+
+
+async def until(pilot: Pilot[Any], predicate: Callable[[], object]) -> None:
+    """conftest's wait with a deadline for a loaded CI machine (5 s was met late at load 20)."""
+    await until_within(pilot, predicate, timeout=60.0)
 
 
 @pytest.fixture
