@@ -13,8 +13,10 @@ connection column takes the rest of the width, and its text gives way in order o
 
 The state ("● connected") and the latency or the retry countdown stay longest. The version
 column, the least useful, is left out when keeping it would squeeze the connection under
-``CONNECTION_ROOM`` cells (a 60-column terminal). Below about 50 columns the table still
-scrolls sideways rather than cut the other columns: nothing is lost, only out of view.
+``CONNECTION_ROOM`` cells (a 60-column terminal). The connection never gets under
+``CONNECTION_MIN`` cells: narrower than that (about 40 columns with the demo's short names)
+the table scrolls sideways rather than cut the other columns: nothing is lost, only out of
+view.
 """
 
 from __future__ import annotations
