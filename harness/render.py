@@ -226,39 +226,62 @@ def long(
     return lines
 
 
+class ShortPieces(msgspec.Struct, frozen=True):
+    """A table cell's pieces (``short`` joins them), so a narrow table can drop or elide the
+    least important first (tui/plugins_columns.py): ``state`` "● connected", ``since`` the
+    clock time, ``who`` the account connected as, ``health`` "42 ms" and an overdue ACK, or
+    the retry countdown, ``note`` the attempt, ``detail`` the reason."""
+
+    state: str
+    since: str = ""
+    who: str = ""
+    health: str = ""
+    note: str = ""
+    detail: str = ""
+
+
+def short_pieces(
+    conn: Connection | None, now: float, tz: dt.tzinfo | None, health: Health | None = None
+) -> ShortPieces:
+    """``short``'s text, in pieces."""
+    if conn is None:
+        return ShortPieces(f"{UNKNOWN_GLYPH} no connection reported")
+    state = f"{glyph(conn.state)} {state_word(conn.state)}"
+    since = clock_time(conn.since, tz) if conn.since else ""
+    if conn.state == "connected":
+        latency = _latency(conn, health)
+        live = [f"{latency:.0f} ms"] if latency is not None else []
+        if overdue := _overdue(conn, health, now):
+            live.append(overdue)
+        return ShortPieces(state, since, conn.username or "", " · ".join(live))
+    if overdue := _overdue(conn, health, now):  # degraded: before the reason, which is long
+        return ShortPieces(state, since, health=overdue, detail=conn.reason or "")
+    if conn.state == "disconnected":
+        if conn.retry_at is not None or conn.attempt:  # _retry's "retrying in 3 s · attempt 2"
+            retry, _, attempt = (_retry(conn, now) or "").partition(" · ")
+            return ShortPieces(state, since, health=retry, note=attempt)
+        return ShortPieces(state, since, detail=conn.reason or "")
+    return ShortPieces(state, since, detail=conn.reason or "")
+
+
+def join_short(p: ShortPieces, *, since_word: bool = True) -> str:
+    """The cell's text from its pieces: "● connected  since 12:03  Bot#1 · 42 ms"."""
+    parts = [p.state]
+    if p.since:
+        parts.append(f"since {p.since}" if since_word else p.since)
+    if p.who or p.health or p.note:
+        parts.append(" · ".join(x for x in (p.who, p.health, p.note) if x))
+    if p.detail:
+        parts.append(p.detail)
+    return "  ".join(parts)
+
+
 def short(
     conn: Connection | None, now: float, tz: dt.tzinfo | None, health: Health | None = None
 ) -> str:
     """One table cell: "● connected  since 12:03  Bot#1 · 42 ms". The time comes before the
     detail so that, in a narrow terminal, a long reason is what gets cut."""
-    if conn is None:
-        return f"{UNKNOWN_GLYPH} no connection reported"
-    parts = [f"{glyph(conn.state)} {state_word(conn.state)}"]
-    if conn.since:
-        parts.append(f"since {clock_time(conn.since, tz)}")
-    if conn.state == "connected":
-        detail = conn.username or ""
-        latency = _latency(conn, health)
-        if latency is not None:
-            detail += f" · {latency:.0f} ms"
-        overdue = _overdue(conn, health, now)
-        if overdue:
-            detail += f" · {overdue}"
-        if detail:
-            parts.append(detail.removeprefix(" · "))
-    elif overdue := _overdue(conn, health, now):  # degraded: before the reason, which is long
-        parts.append(overdue)
-        if conn.reason:
-            parts.append(conn.reason)
-    elif conn.state == "disconnected":
-        retry = _retry(conn, now)
-        if retry:
-            parts.append(retry)
-        elif conn.reason:
-            parts.append(conn.reason)
-    elif conn.reason:
-        parts.append(conn.reason)
-    return "  ".join(parts)
+    return join_short(short_pieces(conn, now, tz, health))
 
 
 def line(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -310,6 +311,8 @@ class HarnessApp(App[None]):
         """Watch another daemon: a new stream, a clean slate, the plugins screen."""
         if target == self.target:
             return
+        if self._asks_first(functools.partial(self.switch_context, target), f"watch {target.name}"):
+            return
         self.target = target
         self.stream = self._new_stream()  # the old stream's leftovers are ignored from now
         self.plugins = {}
@@ -381,10 +384,14 @@ class HarnessApp(App[None]):
         return next((s for s in self.silences if s.covers(plugin, now)), None)
 
     def action_show_alerts(self) -> None:
+        if self._asks_first(self.action_show_alerts, "show the alerts"):
+            return
         self.switch_mode("alerts")
 
     def silence_plugin(self, plugin: str) -> None:
         """Open the silence dialog for ``plugin`` (from the command palette)."""
+        if self._asks_first(functools.partial(self.silence_plugin, plugin), "show the alerts"):
+            return
         self.switch_mode("alerts")
         from tui.screens.alerts import AlertsScreen
 
@@ -414,8 +421,12 @@ class HarnessApp(App[None]):
 
     def open_settings(self, name: str) -> SettingsScreen:
         """Show the settings screen of ``name`` (on the plugins stack)."""
+        from tui.screens.discard import unsaved
         from tui.screens.settings import SettingsScreen
 
+        if (kept := unsaved(self, staying=name)) is not None:
+            self._asks_first(functools.partial(self.open_settings, name), f"open {name}")
+            return kept  # still there, under the prompt
         if self.current_mode != "plugins":
             self.switch_mode("plugins")
         if isinstance(self.screen, SettingsScreen) and self.screen.plugin == name:
@@ -427,6 +438,8 @@ class HarnessApp(App[None]):
         return screen
 
     def toggle_plugin(self, name: str) -> None:
+        if self._asks_first(functools.partial(self.toggle_plugin, name), f"open {name}", name):
+            return
         screen = self.open_settings(name)
         self.call_after_refresh(screen.action_toggle_enabled)
 
@@ -439,7 +452,25 @@ class HarnessApp(App[None]):
         except OSError as exc:
             self.notify(f"Theme not kept for next time: {exc}", severity="warning")
 
+    def _asks_first(self, then: Callable[[], object], words: str, staying: str = "") -> bool:
+        """Leaving would lose a settings screen's unsaved edits: True while a prompt asks
+        first, and ``then`` is called once they are saved or discarded (tui/screens/discard.py).
+        ``staying``: the plugin whose settings screen the caller keeps."""
+        if "tui.screens.settings" not in sys.modules:
+            return False  # no settings screen was ever opened
+        from tui.screens.discard import ask_first
+
+        return ask_first(self, then, words=words, staying=staying or None)
+
+    async def action_quit(self) -> None:
+        # q and ctrl+q. SIGTERM and SIGHUP exit directly (leave_on_signals): never a prompt.
+        if self._asks_first(self.exit, "quit"):
+            return
+        self.exit()
+
     def action_show_plugins(self) -> None:
+        if self._asks_first(self.action_show_plugins, "show the plugins"):
+            return
         if self.current_mode != "plugins":
             self.switch_mode("plugins")
         # From a settings screen the plugins list is below it on the same stack.
@@ -456,6 +487,8 @@ class HarnessApp(App[None]):
             self.action_show_help_panel()
 
     def action_show_events(self) -> None:
+        if self._asks_first(self.action_show_events, "show the events"):
+            return
         self.switch_mode("events")
 
     # -- demo controls ---------------------------------------------------------------------

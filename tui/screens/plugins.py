@@ -9,10 +9,12 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.events import Resize
 from textual.timer import Timer
 from textual.widgets import DataTable, Static
 
 from harness import render
+from tui import plugins_columns
 from tui.screens.held import HeldScreen
 from tui.state import LinkState, PluginState
 from tui.widgets.footer import KeysFooter
@@ -21,13 +23,7 @@ from tui.widgets.link_status import LinkStatus
 if TYPE_CHECKING:
     from tui.app import HarnessApp
 
-COLUMNS = (
-    ("name", "Plugin"),
-    ("version", "Version"),
-    ("enabled", "Enabled"),
-    ("status", "Status"),
-    ("connection", "Connection"),
-)
+COLUMNS = plugins_columns.COLUMNS  # which are shown, and how wide: tui/plugins_columns.py
 
 
 def enabled_cell(enabled: bool) -> str:
@@ -56,28 +52,85 @@ class PluginsScreen(HeldScreen):
     _note: str | None = None  # the note last shown
     _behind = False  # plugins changed while another screen was shown
 
+    _layout: plugins_columns.Layout | None = None
+
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for key, label in COLUMNS:
-            table.add_column(Text(label), key=key)
+        self._layout = self._fit(self.harness.plugins)
+        self._add_columns(table)
         self.watch(self.app, "plugins", self._on_plugins)
         self.watch(self.app, "link", self._on_link)
         table.focus()
+
+    # -- columns that fit the width (tui/plugins_columns.py) ----------------------------------
+
+    @staticmethod
+    def _fixed_cells(state: PluginState) -> tuple[str, str, str, str]:
+        """Every cell but the connection, in full."""
+        return (
+            state.name,
+            state.version or "—",
+            enabled_cell(state.enabled),
+            state.status or "—",
+        )
+
+    def _fit(self, plugins: Mapping[str, PluginState]) -> plugins_columns.Layout:
+        """The columns for the screen's width and these plugins."""
+        width, height = self.app.size
+        # Rows the table shows without scrolling: the screen less the link bar, the table's
+        # header and the footer (a note under the table takes a line more; it is short).
+        overflow = len(plugins) > height - 3
+        rows = [self._fixed_cells(state) for state in plugins.values()]
+        return plugins_columns.layout(width, rows, scrollbar=overflow)
+
+    def _add_columns(self, table: DataTable[Text]) -> None:
+        assert self._layout is not None
+        labels = dict(COLUMNS)
+        for key, width in zip(self._layout.keys, self._layout.widths, strict=True):
+            table.add_column(Text(labels[key]), width=width, key=key)
+
+    def _relaid(self, plugins: Mapping[str, PluginState]) -> bool:
+        """The width, or the names and versions, call for other columns: rebuild the table
+        with every row (rare: a resize, a new plugin) and say so."""
+        fitted = self._fit(plugins)
+        if fitted == self._layout:
+            return False
+        self._layout = fitted
+        table = self.query_one(DataTable)
+        selected = table.cursor_row
+        table.clear(columns=True)
+        self._add_columns(table)
+        for name in sorted(plugins):
+            table.add_row(*self._row(plugins[name]), key=name)
+        if table.row_count:
+            table.move_cursor(row=min(selected, table.row_count - 1))
+        return True
+
+    def on_resize(self, event: Resize) -> None:
+        if self.app.screen is self:
+            self._on_plugins(self.harness.plugins)
+        else:
+            self._behind = True  # redrawn for the new width when shown again
 
     def _row(self, state: PluginState) -> tuple[Text, ...]:
         # Text, not str: DataTable reads a str cell as Rich markup, so a name or a reason with
         # "[...]" in it lost that part, and parsing markup (and loading Rich's emoji table for
         # it) cost the first frame time.
-        return tuple(
-            Text(cell, end="")
-            for cell in (
-                state.name,
-                state.version or "—",
-                enabled_cell(state.enabled),
-                state.status or "—",
-                render.short(state.connection, self.harness.clock(), self.harness.tz, state.health),
-            )
+        layout = self._layout
+        assert layout is not None
+        fixed = dict(
+            zip(("name", "version", "enabled", "status"), self._fixed_cells(state), strict=True)
         )
+        pieces = render.short_pieces(
+            state.connection, self.harness.clock(), self.harness.tz, state.health
+        )
+        cells = {
+            key: plugins_columns.elide(fixed[key], layout.width(key))
+            if key != "connection"
+            else plugins_columns.fit_connection(pieces, layout.width(key))
+            for key in layout.keys
+        }
+        return tuple(Text(cells[key], end="") for key in layout.keys)
 
     def on_screen_resume(self) -> None:
         if self._behind:
@@ -91,11 +144,16 @@ class PluginsScreen(HeldScreen):
             return
         self._behind = False
         table = self.query_one(DataTable)
+        if self._relaid(plugins):
+            self._update_note()
+            self._schedule_tick(plugins)
+            return
+        assert self._layout is not None
         present = {str(key.value) for key in table.rows}
         for name in sorted(plugins):
             cells = self._row(plugins[name])
             if name in present:
-                for (key, _), value in zip(COLUMNS, cells, strict=True):
+                for key, value in zip(self._layout.keys, cells, strict=True):
                     # Only what changed: each update re-renders the table and may resize it.
                     if table.get_cell(name, key) != value:
                         table.update_cell(name, key, value, update_width=True)

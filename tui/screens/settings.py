@@ -185,7 +185,38 @@ class SettingsScreen(Screen[None]):
     # -- actions ------------------------------------------------------------------------------
 
     def action_back(self) -> None:
+        from tui.screens.discard import ask_first
+
+        if ask_first(self.harness, self.action_back, words="go back"):
+            return  # unsaved edits: the prompt decides (tui/screens/discard.py)
         self.app.pop_screen()
+
+    # -- unsaved edits (asked about on leaving: tui/screens/discard.py) ------------------------
+
+    def unsaved_labels(self) -> list[str]:
+        """The labels of the fields edited and not saved (never a value); empty when the form
+        shows the values last loaded or saved."""
+        form = self.form
+        if form is None or not form.ready:
+            return []
+        return form.changed_labels()
+
+    def cannot_save(self) -> str | None:
+        """Why a save cannot be sent now (offline, a read-only context), or None."""
+        if self.harness.target.read_only:
+            return "this context is read-only"
+        if not self.harness.link.online:
+            return f"the daemon is {_away(self.harness.link)}"
+        return None
+
+    def discard_edits(self) -> None:
+        """Drop the edits: the form shows the daemon's settings as last heard (newer than the
+        ones it loaded, if another client saved meanwhile), a typed secret emptied, errors
+        cleared."""
+        if self.form is None:
+            return
+        state = self.state
+        self.form.load(state.info.settings if state and state.info else self.form.values)
 
     @on(Button.Pressed, "#save")
     def _save_pressed(self) -> None:
@@ -207,21 +238,26 @@ class SettingsScreen(Screen[None]):
 
     @work(exclusive=True, group="settings-save", exit_on_error=False)
     async def action_save(self) -> None:
+        await self.save()
+
+    async def save(self) -> bool:
+        """Send the changed fields; True when nothing is left unsaved (stored, or nothing to
+        store). Every outcome is notified."""
         form = self.form
         if self._refused_read_only():
-            return
+            return False
         if form is None or not self.harness.link.online:
             away = _away(self.harness.link)
             self.notify(f"The daemon is {away}: nothing was saved.", severity="warning")
-            return
+            return False
         changes, errors = form.collect()
         form.show_errors(errors)
         if errors:
             self.notify(f"Not saved: {len(errors)} field(s) need fixing.", severity="error")
-            return
+            return False
         if not changes:
             self.notify("Nothing to save: no field was changed.")
-            return
+            return True
         state = self.state
         before = dict(state.info.settings) if state and state.info else {}
         try:
@@ -240,10 +276,10 @@ class SettingsScreen(Screen[None]):
                 )
             else:
                 self.notify(f"Not saved: {exc.message}", severity="error")
-            return
+            return False
         except DaemonUnavailable as exc:
             self.notify(f"Not saved: {exc}", severity="error")
-            return
+            return False
         info = msgspec.convert(result, PluginInfo)
         form.load(info.settings)
         self.harness.stream.apply_infos([info])
@@ -253,20 +289,21 @@ class SettingsScreen(Screen[None]):
         changed = really_changed(changes, before, info.settings, secrets)
         if not changed:  # an emptied field already at its default: nothing to restart or apply
             self.notify(unchanged_message(self.plugin, changes))
-            return
+            return True
         saved = f"Saved {self.plugin}: {', '.join(changed)}."
         if info.status == "error":
             self.notify(
                 f"{saved} But the plugin is in error: {info.reason or 'see the log'}",
                 severity="error",
             )
-            return
+            return True
         conn = to_connection(info.metadata.get("connection"))
         if conn is not None and conn.state in ("disconnected", "connecting"):
             now = render.headline(conn, self.harness.clock())
             self.notify(f"{saved} Connection now: {now} (a live setting applies once connected).")
-            return
+            return True
         self.notify(saved)
+        return True
 
     @work(exclusive=True, group="settings-toggle", exit_on_error=False)
     async def action_toggle_enabled(self) -> None:

@@ -210,7 +210,10 @@ class SettingRow(Widget):
             problem = integer_problem(f, typed)
             if problem:
                 raise ValueError(problem)
-            return int(typed.strip())
+            number = int(typed.strip())
+            # "03" or " 3" for a stored 3 is the same value: not a change (nothing to save,
+            # nothing to lose on leaving).
+            return UNCHANGED if number == self.value else number
         return typed
 
     def show_error(self, message: str | None) -> None:

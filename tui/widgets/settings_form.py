@@ -60,7 +60,13 @@ class SettingsForm(Vertical):
         for field in basic:
             yield SettingRow(field, self.values.get(field.name), label_width=width)
         if advanced:
-            with Collapsible(title=f"Advanced settings ({len(advanced)})", collapsed=True):
+            # Born with the class Collapsible gives itself only when mounted: without it the
+            # first layout counted the folded rows (the demo's form was 16 rows taller at
+            # 100x30), and the first frame showed a scrollbar thumb for 50-380 ms until the
+            # restyle after the mount laid the body out again.
+            with Collapsible(
+                title=f"Advanced settings ({len(advanced)})", collapsed=True, classes="-collapsed"
+            ):
                 for field in advanced:
                     yield SettingRow(field, self.values.get(field.name), label_width=width)
 
@@ -96,6 +102,16 @@ class SettingsForm(Vertical):
             if value is not UNCHANGED:
                 changes[name] = value
         return changes, errors
+
+    def changed_labels(self) -> list[str]:
+        """The labels of the fields whose shown value differs from the one last loaded (an
+        unusable value included), in the form's order. Names only: never a value."""
+        changes, errors = self.collect()
+        return [
+            row.field.label or name
+            for name, row in self.rows.items()
+            if name in changes or name in errors
+        ]
 
     @property
     def dirty(self) -> bool:
