@@ -226,6 +226,27 @@ def _first_seq(conn: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
+def _fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """Runs in the connection's thread: one query to its end, its cursor closed here.
+
+    Why no read on the daemon's connection may go through an aiosqlite cursor: a SELECT's
+    statement stays active (a read transaction open, its snapshot fixed) from its first step
+    until it is fetched to the end, closed or reset. ``await conn.execute(...)`` returns after
+    the first step; if its awaiting task is cancelled then (a client gone in the middle of a
+    replay), nobody fetches or closes that cursor, and aiosqlite's worker thread still holds
+    it as the last result it produced until its next call succeeds. Any write on the
+    connection meanwhile (a settings change, a batch) runs inside that stale read
+    transaction: if another connection has committed since, SQLite refuses it at once with
+    SQLITE_BUSY_SNAPSHOT ("database is locked", no busy wait, no retry), and a failed write
+    does not replace the held result, so the next write fails the same way.
+    tests/test_store_reads.py reproduces it."""
+    cur = conn.execute(sql, params)
+    try:
+        return cur.fetchall()
+    finally:
+        cur.close()
+
+
 def _seq_before(conn: sqlite3.Connection, ts: float) -> int:
     # One seek in the ts index (named: without ANALYZE, SQLite would rather walk the rowids
     # down from the newest, through every event it keeps). Clocks that step back make ts and
@@ -427,9 +448,22 @@ class Store:
             raise
         return store
 
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of one query, read in ONE hop to the connection's thread, where the
+        statement runs to its end and is closed before the hop returns, even if the caller is
+        cancelled meanwhile. Every read on this connection goes through here (or
+        :meth:`fetch_one`), never through an aiosqlite cursor: see :func:`_fetch_all`."""
+        rows: list[Any] = await self._conn._execute(_fetch_all, self._conn._conn, sql, params)
+        return rows
+
+    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first row of one query (None if none), as :meth:`fetch_all` reads it: give the
+        query a ``LIMIT 1`` when it could return more."""
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
     async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with self._conn.execute(sql, params) as cur:
-            row = await cur.fetchone()
+        row = await self.fetch_one(sql, params)
         return None if row is None else row[0]
 
     async def _check_version(self) -> int:
@@ -457,15 +491,15 @@ class Store:
     async def _prepare(self) -> None:
         version = await self._check_version()
         try:
-            await self._conn.execute("PRAGMA busy_timeout = 5000")
+            await self._scalar("PRAGMA busy_timeout = 5000")
             mode = await self._scalar("PRAGMA journal_mode = WAL")
             if mode != "wal":
                 raise StoreError(f"{self.path}: cannot switch the database to WAL mode ({mode})")
             # NORMAL is durable across application crashes in WAL mode; only an OS crash can
             # lose the newest commits, never corrupt the file.
             await self._conn.execute("PRAGMA synchronous = NORMAL")
-            await self._conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
-            await self._conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+            await self._scalar(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+            await self._scalar(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
             if pages := os.environ.get(MAX_PAGES_ENV):
                 await self.limit_pages(int(pages))
             await self._conn.execute("PRAGMA foreign_keys = ON")
@@ -531,16 +565,14 @@ class Store:
             )
 
     async def list_plugins(self) -> list[PluginRow]:
-        async with self._conn.execute(_PLUGIN_ROWS) as cur:
-            return [_row(r) for r in await cur.fetchall()]
+        return [_row(r) for r in await self.fetch_all(_PLUGIN_ROWS)]
 
     async def get_plugin(self, name: str) -> PluginRow | None:
-        async with self._conn.execute(
+        r = await self.fetch_one(
             "SELECT name, enabled, settings, metadata, updated_at FROM plugin_config "
             "WHERE name = ?",
             (name,),
-        ) as cur:
-            r = await cur.fetchone()
+        )
         return None if r is None else _row(r)
 
     async def set_enabled(self, name: str, enabled: bool) -> None:
@@ -691,24 +723,22 @@ class Store:
         self, since: int, upto: int | None = None, *, limit: int = 1000
     ) -> list[Event]:
         """Stored events with ``since < seq <= upto``, oldest first, at most ``limit``."""
-        async with self._conn.execute(
+        rows = await self.fetch_all(
             "SELECT seq, ts, name, data FROM events WHERE seq > ? AND seq <= ? "
             "ORDER BY seq LIMIT ?",
             (since, upto if upto is not None else 2**62, limit),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [Event(seq=r[0], ts=r[1], event=r[2], data=_json_decode(r[3])) for r in rows]
 
     async def recent_events(
         self, name: str, *, limit: int = 50, since_ts: float = 0.0
     ) -> list[Event]:
         """The newest events called ``name`` (newest first), not older than ``since_ts``."""
-        async with self._conn.execute(
+        rows = await self.fetch_all(
             "SELECT seq, ts, name, data FROM events WHERE name = ? AND ts >= ? "
             "ORDER BY seq DESC LIMIT ?",
             (name, since_ts, limit),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [Event(seq=r[0], ts=r[1], event=r[2], data=_json_decode(r[3])) for r in rows]
 
     async def first_seq(self) -> int:
