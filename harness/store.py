@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import time
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
+from harness import loop_commit
 from harness.protocol import Event
 from harness.wal_flush import WalFlusher
 
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
     import aiosqlite
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x48524E53  # "HRNS": tells a harness database from any other SQLite file
 SCHEMA_VERSION = 3
@@ -394,6 +398,11 @@ class Store:
         self._tx_lock = asyncio.Lock()
         self._waiting: set[asyncio.Task[None]] = set()  # submits waiting for a transaction
         self._flusher: WalFlusher | None = None  # the daemon's store only (harness/wal_flush.py)
+        # The daemon's store only: a second connection for commits on the loop's own thread
+        # (harness/loop_commit.py), and the WAL's frame count that tells when to leave the
+        # next commit, and its checkpoint, to the database thread.
+        self._writer: sqlite3.Connection | None = None
+        self._wal_frames: loop_commit.WalFrames | None = None
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -426,6 +435,17 @@ class Store:
             raise
         store._flusher = WalFlusher(path)
         store._flusher.start()
+        try:
+            pages = os.environ.get(MAX_PAGES_ENV)
+            store._writer = await asyncio.to_thread(
+                loop_commit.open_writer,
+                path,
+                journal_size_limit=JOURNAL_SIZE_LIMIT,
+                max_pages=int(pages) if pages else None,
+            )
+            store._wal_frames = loop_commit.WalFrames(path)
+        except sqlite3.Error as exc:  # every commit goes through the database thread instead
+            log.warning("%s: committing on the event loop's thread is off: %s", path, exc)
         return store
 
     @classmethod
@@ -522,12 +542,17 @@ class Store:
         """Cap the database at ``pages`` pages (``PRAGMA max_page_count``; never below its
         current size): past it every write fails with SQLITE_FULL, as on a full disk. A test
         hook (also :data:`MAX_PAGES_ENV`); returns the cap SQLite applied."""
+        if self._writer is not None:  # a per-connection setting: the loop's writer too
+            self._writer.execute(f"PRAGMA max_page_count = {int(pages)}")
         return int(await self._scalar(f"PRAGMA max_page_count = {int(pages)}"))
 
     async def page_count(self) -> int:
         return int(await self._scalar("PRAGMA page_count"))
 
     async def close(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await asyncio.to_thread(writer.close)
         if self._flusher is not None:
             await asyncio.to_thread(self._flusher.stop)
             self._flusher = None
@@ -535,6 +560,9 @@ class Store:
             with contextlib.suppress(sqlite3.Error):
                 await self._conn.execute("PRAGMA optimize")
         await self._conn.close()
+        if self._wal_frames is not None:  # last: closing it drops this process's shm locks
+            self._wal_frames.close()
+            self._wal_frames = None
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
@@ -662,6 +690,41 @@ class Store:
         if self._flusher is not None:
             self._flusher.poke()
         return result
+
+    def write_batch_now(
+        self,
+        rows: Sequence[BatchRow],
+        prune_below: int = 0,
+    ) -> tuple[int, float] | None:
+        """:meth:`write_batch_here`'s transaction on the calling thread (the event loop's),
+        on the loop's own connection, or None when it is better done in the database thread:
+        another transaction is open or holds the write lock (this connection never waits for
+        it), the WAL is due a checkpoint, or the write failed (rolled back; the database
+        thread's attempt decides what the caller is told). See harness/loop_commit.py."""
+        writer = self._writer
+        if writer is None or self._tx_lock.locked() or self._checkpoint_due():
+            return None
+        try:
+            result = _write_batch(writer, rows, (), prune_below)
+        except Exception as exc:  # rolled back; the thread's attempt reports a bug as a bug
+            log.debug("commit on the loop's thread declined: %s", exc)
+            return None
+        if self._flusher is not None:
+            self._flusher.poke()
+        return result
+
+    def _checkpoint_due(self) -> bool:
+        """The next commit would sync: leave it to the database thread. Either the WAL is due
+        a checkpoint (SQLite's own rule for its automatic one, on the frames every connection
+        wrote and no checkpoint copied yet), or a checkpoint copied every frame and the next
+        writer starts the WAL over, which syncs its new header and, cutting the file to
+        journal_size_limit, the directory (harness/loop_commit.py). Unreadable counts as due,
+        so the WAL is never left to grow."""
+        state = self._wal_frames.state() if self._wal_frames is not None else None
+        if state is None:
+            return True
+        frames, copied = state
+        return frames == copied or frames - copied >= WAL_AUTOCHECKPOINT
 
     def first_seq_here(self, conn: sqlite3.Connection) -> int:
         """:meth:`first_seq` on the connection's thread (inside a :meth:`submit` function)."""
