@@ -249,9 +249,7 @@ def test_no_module_reads_through_an_aiosqlite_cursor() -> None:
     for path in sorted(root.rglob("*.py")):
         for line in _awaited_cursor_uses(ast.parse(path.read_text(), str(path))):
             found.append(f"{path.relative_to(root.parent)}:{line}")
-    assert not found, "reads through an aiosqlite cursor (use Store.fetch_all): " + ", ".join(
-        found
-    )
+    assert not found, "reads through an aiosqlite cursor (use Store.fetch_all): " + ", ".join(found)
 
 
 def test_the_cursor_check_sees_each_old_form() -> None:
