@@ -27,11 +27,14 @@ from harness.orchestrator import (
 )
 from harness.plugin import Plugin
 from harness.recorder import Recorder, Retention
+from harness.seq_mark import Lost, SeqMark
 from harness.server import RequestError, Server, acquire_lock, ensure_private_dir
 from harness.store import Store, StoreError, describe_error, is_storage_error
 from harness.systemd import Notifier, StatusLine
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from harness.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,7 @@ class Daemon:
         self.live_health = LiveHealth()
         self.started = time.time()
         self._lock_fds: list[int] = []
+        self._seq_mark: SeqMark | None = None
         self.metrics: Metrics | None = None
 
     @contextlib.asynccontextmanager
@@ -86,7 +90,9 @@ class Daemon:
             if db_path.parent != socket_path.parent:
                 self._lock_fds.append(acquire_lock(db_path.with_name(db_path.name + ".lock")))
             self.store = await Store.open(db_path)
-            self.bus = Bus(await self.store.last_seq())
+            stored = await self.store.last_seq()
+            lost = self._open_seq_mark(db_path, stored)
+            self.bus = Bus(max(stored, lost.last if lost else 0))
             self.bus.subscribe(self.live_health)  # requests answer with the latest health
             if self.metrics is not None:
                 # Subscribed before the plugins start, so it sees every connection change.
@@ -101,9 +107,12 @@ class Daemon:
                     max_age_days=cfg.daemon.event_retention_days,
                 ),
             )
+            self.recorder.seq_mark = self._seq_mark
             self.orchestrator = Orchestrator(self.store, self.recorder, cfg, self._plugins)
             self.recorder.quiet = True
             try:
+                if lost is not None:
+                    await self._record_lost(lost)
                 await self._prune()
                 await self.orchestrator.boot()
             except Exception as exc:
@@ -181,12 +190,44 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.close()
             self.metrics = None
+        if self._seq_mark is not None:
+            if self.bus is not None and self.recorder is not None and not self.recorder.health.ok:
+                self._seq_mark.settle(self.bus.last_seq)  # the exact end, not the reservation's
+            self._seq_mark.close()
+            self._seq_mark = None
         for fd in self._lock_fds:
             os.close(fd)
         self._lock_fds.clear()
         self.orchestrator = self.server = self.store = self.recorder = self.alerts = None
         if failure is not None:
             raise failure
+
+    def _open_seq_mark(self, db_path: Path, stored: int) -> Lost | None:
+        """The seq high-water mark beside the database (harness/seq_mark.py): the seqs a
+        previous daemon published without storing, which this one must not hand out again."""
+        try:
+            self._seq_mark = SeqMark.open(db_path)
+        except OSError as exc:
+            raise StoreError(
+                self._cannot_write(exc.strerror or type(exc).__name__, str(exc))
+            ) from exc
+        lost = self._seq_mark.lost(stored)
+        if lost is not None:
+            log.warning(
+                "the previous daemon stopped while storage was failing: seqs %d to %d may have "
+                "been published without being stored; starting after them",
+                lost.first,
+                lost.last,
+            )
+        return lost
+
+    async def _record_lost(self, lost: Lost) -> None:
+        """The gap record, as a live recovery writes it; the mark is cleared once it is
+        stored (not stored: the start fails on storage and the mark still says it)."""
+        assert self.recorder is not None and self._seq_mark is not None
+        event = await self.recorder.record(protocol.STORAGE_EVENT, lost.gap_data(time.time()))
+        if event.persisted:
+            self._seq_mark.clear()
 
     async def _prune(self) -> None:
         assert self.store is not None

@@ -33,6 +33,17 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _stop_children(procs: list[subprocess.Popen[bytes] | subprocess.Popen[str]]) -> None:
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def _start_gateway(log: Path) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [
@@ -137,7 +148,15 @@ def run_demo(*, keep: bool = False, flap_every: float = 20.0) -> int:
             return hangup.signalled  # the clean-up below still runs
         if flap_every > 0:
             threading.Thread(target=_flapper, args=(url, flap_every, stop), daemon=True).start()
+        from tui import leaving
         from tui.app import main as tui_main
+
+        def forced() -> None:  # a wedged TUI forced out (tui/leaving.py): clean up all the same
+            _stop_children(procs)
+            if not keep:
+                shutil.rmtree(state, ignore_errors=True)
+
+        leaving.before_forced_exit(forced)
 
         # The TUI leaves on a SIGTERM or SIGHUP recorded before it started, too.
         code = tui_main(["--config", str(config), "--plugin", "discord", "--demo-control", url])
@@ -148,14 +167,7 @@ def run_demo(*, keep: bool = False, flap_every: float = 20.0) -> int:
         code = 130
     finally:
         stop.set()
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop_children(procs)
         if keep:
             _say(f"kept {state} (config, database, logs)")
         else:

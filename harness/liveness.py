@@ -17,16 +17,24 @@ Used by every client: the TUI's stream (harness.client.Client, local or over ssh
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
+# typing, collections.abc and math not at run time: the one-shot commands (`harness status`)
+# import this module for intervals() and the wording, and pay for every import.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Awaitable, Callable
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
     from harness.client import Client
+
+    # Called with the wall-clock time the daemon was last heard when it stops answering, and
+    # with None when it answers again.
+    OnChange = Callable[[float | None], None]
 
 ENV_INTERVAL = "HARNESS_PING_INTERVAL"
 PING_AFTER = 5.0  # seconds of silence before asking
@@ -43,7 +51,7 @@ def intervals() -> tuple[float, float]:
             value = float(raw)
         except ValueError:
             value = 0.0
-        if value >= MIN_INTERVAL and math.isfinite(value):
+        if MIN_INTERVAL <= value < float("inf"):  # (not NaN either)
             return value, value
     return PING_AFTER, PING_TIMEOUT
 
@@ -54,11 +62,6 @@ def not_responding(silent_for: float) -> str:
         f"the daemon is not responding (nothing heard for {silent_for:.0f} s, and no answer "
         "to a ping): it may be stopped (SIGSTOP, a debugger) or its event loop blocked"
     )
-
-
-# Called with the wall-clock time the daemon was last heard when it stops answering, and with
-# None when it answers again.
-OnChange = Callable[[float | None], None]
 
 
 class Watch:
@@ -93,7 +96,7 @@ class Watch:
         self._slack = after / 10
         self.silent = False
         self._loop = asyncio.get_running_loop()
-        self._sent = -math.inf  # monotonic time the ping still out was written
+        self._sent = float("-inf")  # monotonic time the ping still out was written
         self._ping_id = 0  # its request id; 0: none out
         self._timer: asyncio.TimerHandle | None = self._loop.call_later(after, self._tick)
         self._over = False
@@ -159,3 +162,37 @@ class Watch:
         self.silent = False
         self.on_change(None)
         self._arm(self.after)
+
+
+async def unless_silent(client: Client, work: Awaitable[T], where: str) -> T:
+    """Await ``work`` (requests on ``client``) unless the daemon stops answering first (no
+    frame, and no answer to a ping: :class:`Watch`); then raise DaemonUnavailable, saying so.
+    For the asyncio one-shot commands (``harness alerts``, ``silence``): a request never waits
+    silently for ever, as the blocking ones do not (harness/cli/oneshot.py). A daemon that is
+    slow but running answers the pings and is waited for."""
+    import asyncio
+
+    from harness.client import DaemonUnavailable
+
+    task = asyncio.ensure_future(work)
+    silent: list[float] = []
+
+    def on_change(last_heard: float | None) -> None:
+        if last_heard is not None and not task.done():
+            silent.append(time.time() - last_heard)
+            task.cancel()
+
+    after, timeout = intervals()
+    watch = Watch(client, on_change, after=after, timeout=timeout)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if silent:
+            raise DaemonUnavailable(
+                f"{not_responding(silent[0])}; gave up waiting at {where}"
+            ) from None
+        raise
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()

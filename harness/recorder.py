@@ -39,6 +39,7 @@ import msgspec
 
 from harness.bus import Bus
 from harness.protocol import STORAGE_EVENT, Event, StorageHealth, check_event_size
+from harness.seq_mark import SeqMark
 from harness.store import BatchRow, Store, describe_error, is_storage_error
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,9 @@ class Recorder:
         # While the daemon boots, a storage failure ends the start with one message of the
         # daemon's own; the recorder's log line would only repeat it.
         self.quiet = False
+        # Covers each seq published unstored, so no later daemon hands it out again
+        # (harness/seq_mark.py); the daemon sets it.
+        self.seq_mark: SeqMark | None = None
 
     async def record(
         self,
@@ -334,6 +338,8 @@ class Recorder:
                 return
             first_failure = self.health.ok
             self._failed(exc, batch)
+            if batch:
+                self._cover(batch[-1][1].seq)
             self._publish(batch, persisted=False)
             if first_failure:
                 self._announce_failure()
@@ -348,6 +354,8 @@ class Recorder:
             log.debug("retention removed %d events below seq %d", removed, prune_below)
         if gap is not None:
             self._recovered(gap)
+            if self.seq_mark is not None:
+                self.seq_mark.clear()  # the gap is on record: nothing unstored is outstanding
         self._publish(batch, persisted=True)
         if gap is not None:
             seq = self.bus.next_seq()
@@ -427,6 +435,7 @@ class Recorder:
         if h.first_unpersisted is None:
             h.first_unpersisted = seq
         h.unpersisted += 1
+        self._cover(seq)
         self.bus.publish(
             Event(
                 seq=seq,
@@ -436,6 +445,11 @@ class Recorder:
                 persisted=False,
             )
         )
+
+    def _cover(self, seq: int) -> None:
+        if self.seq_mark is not None:
+            h = self.health
+            self.seq_mark.cover(seq, h.first_unpersisted or seq, h.since, h.cause)
 
     def _gap_data(self) -> dict[str, Any]:
         h = self.health

@@ -67,3 +67,60 @@ class Beat(Plugin):
 
     async def stop(self, ctx: PluginContext) -> None:
         await ctx.set_connection("stopped")
+
+
+class Fill(Plugin):
+    """Fills storage when the file named by ``$FILL_TRIGGER`` appears (the daemon runs with
+    ``HARNESS_DB_MAX_PAGES``, so the cap is what fills), as a busy plugin on a full disk would:
+    events of ever smaller size until one is no longer stored, then ``$FILL_PULSES`` (default 5)
+    ``test:pulse`` events, all published unstored; then ``<trigger>.done`` holds the last
+    pulse's seq. A daemon started again without the cap has room again."""
+
+    name = "fill"
+    version = "0.1"
+
+    async def start(self, ctx: PluginContext) -> None:
+        if trigger := os.environ.get("FILL_TRIGGER"):
+            ctx.create_task(self._watch(ctx, Path(trigger)), name="watch")
+        await ctx.set_connection("connected", username="Fill#1")
+
+    async def _watch(self, ctx: PluginContext, trigger: Path) -> None:
+        while not trigger.exists():  # noqa: ASYNC110 - a file, not an event, is the trigger
+            await asyncio.sleep(0.02)
+        recorder = ctx._recorder  # the event itself says whether it was stored
+        full = False
+        for size in (4000, 1000, 250, 60, 1):
+            for _ in range(1000):
+                if not (await recorder.record("test:filler", {"x": "f" * size})).persisted:
+                    full = True
+                    break
+            if full:
+                break
+        last = 0
+        for n in range(int(os.environ.get("FILL_PULSES", "5"))):
+            event = await recorder.record("test:pulse", {"n": n})
+            assert not event.persisted, "the cap did not hold"
+            last = event.seq
+        Path(f"{trigger}.done").write_text(str(last))
+
+    async def stop(self, ctx: PluginContext) -> None:
+        await ctx.set_connection("stopped")
+
+
+class Slow(Plugin):
+    """Takes as long to stop as the test wants, with the event loop running all along: its
+    stop writes ``$SLOW_DIR/stopping`` and waits (asleep, not blocking) for
+    ``$SLOW_DIR/release``."""
+
+    name = "slow"
+    version = "0.1"
+
+    async def start(self, ctx: PluginContext) -> None:
+        await ctx.set_connection("connected", username="Slow#1")
+
+    async def stop(self, ctx: PluginContext) -> None:
+        where = Path(os.environ["SLOW_DIR"])
+        (where / "stopping").write_text("")
+        while not (where / "release").exists():  # noqa: ASYNC110 - a file is the trigger
+            await asyncio.sleep(0.02)
+        await ctx.set_connection("stopped")

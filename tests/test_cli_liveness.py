@@ -161,7 +161,7 @@ async def test_follow_warns_about_a_daemon_stopped_during_the_replay(
     env = subprocess_env(state_dir, **{liveness.ENV_INTERVAL: "0.3"})
     socket = str(state_dir / "run" / "harness.sock")
     async with following("--socket", socket, "--since", "0", "--json", env=env) as follower:
-        await follower.out('"seq":1,'); await asyncio.sleep(1.0)  # replaying: now stop the daemon in the middle of it
+        await follower.out('"seq":1,')  # replaying: now stop the daemon in the middle of it
         with stopped(daemon.pid):
             to_the_end = asyncio.create_task(follower.out(f'"seq":{last},', timeout=60.0))
             try:

@@ -7,7 +7,7 @@ import datetime as dt
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -28,7 +28,7 @@ from harness.client_config import load
 from harness.config_paths import ConfigError
 from harness.protocol import Event
 from harness.transport import Target
-from tui import collector, demo, quick_args
+from tui import collector, demo, leaving, quick_args
 from tui.commands import HarnessCommands
 from tui.screens.plugins import PluginsScreen
 from tui.state import KEPT, Clock, EventBatch, LinkState, PluginState
@@ -547,7 +547,14 @@ def leave_on_signals(app: HarnessApp) -> contextlib.AbstractContextManager[None]
             return  # not started yet: on_load sees hangup.signalled
         loop.call_soon_threadsafe(app.exit, None, code)
 
-    return hangup.recording(leave)
+    @contextlib.contextmanager
+    def for_sure() -> Iterator[None]:
+        # A wedged loop never runs `leave`: a second signal, or GRACE seconds, end the
+        # process anyway (tui/leaving.py).
+        with leaving.leaving(leave) as listener, hangup.recording(listener):
+            yield
+
+    return for_sure()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -565,7 +572,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if no_terminal := refusal("harness-tui"):
         print(no_terminal, file=sys.stderr)
         return 2
-    app = HarnessApp(
+    from tui.wedge_hook import wedgeable
+
+    app = wedgeable(HarnessApp)(
         config,
         plugin=args.plugin,
         demo_control=args.demo_control,

@@ -86,7 +86,8 @@ def build_parser(*, eager: bool = False) -> argparse.ArgumentParser:
         prog="harness",
         description="A plugin-hosting daemon with a Unix-socket event stream.",
         epilog=(
-            "exit codes: 0 ok, 1 failed, 2 usage or config error, 3 no daemon running; "
+            "exit codes: 0 ok, 1 failed, 2 usage or config error, 3 no daemon running (or "
+            "it stopped answering: a request gives up 5-10 s after its last word); "
             "a socket that is not trusted (another user's) is a config error: 2"
         ),
     )

@@ -194,7 +194,8 @@ COMMANDS: tuple[Command, ...] = (
         "harness.cli.status:cmd_status",
         help="daemon and plugin status",
         description="The running daemon (pid, start time, socket, database) and each plugin's "
-        "status and connection. Exit 3 when no daemon answers.",
+        "status and connection. Exit 3 when no daemon answers (a daemon that stops "
+        "answering, SIGSTOP'd or its loop blocked, is given up on after 5-10 s).",
         args=(_JSON,),
     ),
     Command(
@@ -203,7 +204,8 @@ COMMANDS: tuple[Command, ...] = (
         help="show (and follow) events",
         description="Stored events, then (with -f) live ones. --since and --until take a "
         "seq (1042), a duration ago (30s, 10m, 2h, 1d) or a local time "
-        "(2026-11-25T10:00, 10:00 today).",
+        "(2026-11-25T10:00, 10:00 today). A daemon that stops answering during the replay or "
+        "while following is said on stderr after 5-10 s and waited for (Ctrl-C to stop).",
         args=(
             Arg(
                 "patterns",
@@ -240,7 +242,9 @@ COMMANDS: tuple[Command, ...] = (
         "plugins",
         "harness.cli.plugins:cmd_plugins",
         help="list, inspect, enable, disable, configure plugins",
-        description="List, inspect, enable, disable and configure plugins; changes apply live.",
+        description="List, inspect, enable, disable and configure plugins; changes apply live. "
+        "Exit 3 when no daemon answers, or it stops answering for 5-10 s (a change asked for "
+        "may still be made when it runs again).",
         actions=(
             Command("list", help="all plugins", args=(Arg("--json", action="store_true"),)),
             Command(

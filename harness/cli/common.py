@@ -264,7 +264,7 @@ def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]])
     ``body(client)``, and map failures to exit codes with a message saying what to do."""
     import asyncio
 
-    from harness import __version__, contexts, transport
+    from harness import __version__, contexts, liveness, transport
     from harness.client import ClientError
 
     target = _resolve_target(args)
@@ -276,7 +276,8 @@ def with_client(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]])
         if target.read_only:
             client.read_only = contexts.read_only_message(target)
         try:
-            return await body(client)
+            # A daemon that stops answering ends the command (exit 3), never a silent wait.
+            return await liveness.unless_silent(client, body(client), target.where)
         finally:
             await client.close()
 

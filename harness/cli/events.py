@@ -60,9 +60,10 @@ EVENT_PREFIX = b'{"type":"event"'
 
 
 def _pinger(where: str, doing: list[str]) -> Any:
-    """Following, a daemon that stops answering (SIGSTOP, a blocked loop) is said on stderr,
-    once, and waited for, as ``tail -f`` waits for a file; its return is said too. From the
-    subscription on: frozen before following starts (during the replay) is said the same way.
+    """A daemon that stops answering (SIGSTOP, a blocked loop) is said on stderr, once, and
+    waited for, as ``tail -f`` waits for a file; its return is said too. From the subscription
+    on, with or without ``-f``: a replay is a stream too, partly printed already (one-shot
+    requests give up instead: harness/cli/oneshot.py, ``_request_pinger``).
     ``doing[0]`` is what the command is at: "replaying", then "following"."""
     from harness import liveness
     from harness.cli.common import err
@@ -168,8 +169,9 @@ def cmd_events(args: argparse.Namespace) -> int:
         else:
             start = 0  # the stream is addressed by seq: replay all, keep those after the time
         doing = ["replaying"]
-        if args.follow:  # a ping's answer is a frame like any other: skipped below
-            conn.keepalive(_pinger(conn.path, doing))
+        # Replaying or following, a frozen daemon is said on stderr and waited for (a ping's
+        # answer is a frame like any other: skipped below).
+        conn.keepalive(_pinger(conn.path, doing))
         conn.subscribe(patterns, since=start)
         # Output is flushed whenever we would wait for the daemon: frames show as they come.
         lines = conn.lines(before_wait=out.flush)

@@ -10,6 +10,7 @@ needs and reads the server's by their ``type``. Each frame is bounded by
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import socket
 from pathlib import Path
@@ -97,6 +98,27 @@ class Pinger:
         if self.silent:
             self.silent = False
             self.on_back()
+
+
+# Requests that only read: given up on, they changed nothing. Any other may still take effect.
+_READS = frozenset(
+    ("status", "plugins.list", "plugins.get", "events.history", "connections.snapshot", "subscribe")
+)
+
+
+def _request_pinger(path: str, method: str) -> Pinger:
+    """The liveness check (harness/liveness.py, same intervals and words as everywhere) for a
+    one-shot request: not responding ends the command (NoDaemon: exit 3), saying so."""
+    from harness import liveness
+
+    def give_up(seconds: float) -> None:
+        text = f"{liveness.not_responding(seconds)}; gave up waiting at {path}"
+        if method and method not in _READS:
+            text += f" for the answer to {method}: the change may still be made once it answers"
+        raise NoDaemon(text)
+
+    after, timeout = liveness.intervals()
+    return Pinger(after, timeout, give_up, lambda: None)
 
 
 class Connection:
@@ -318,7 +340,22 @@ class Connection:
                 if line:
                     write(line + b"\n")
 
-    def _answer(self, frame_id: int) -> dict[str, Any]:
+    def _answer(self, frame_id: int, method: str = "") -> dict[str, Any]:
+        """The answer to request ``frame_id``. Without a keepalive of the caller's own, the
+        wait is bounded as the welcome's is: a daemon that then answers neither the request
+        nor a ping is not responding (NoDaemon, exit 3), never waited for silently for ever;
+        a live daemon that takes long (a plugin stopping) answers the pings and is waited for."""
+        if self._pinger is not None:
+            return self._answer_lines(frame_id)
+        self._pinger = _request_pinger(self.path, method)
+        try:
+            return self._answer_lines(frame_id)
+        finally:
+            self._pinger = None
+            with contextlib.suppress(OSError):  # closed meanwhile
+                self._sock.settimeout(None)  # as after the welcome: the pinger's is over
+
+    def _answer_lines(self, frame_id: int) -> dict[str, Any]:
         for line in self.lines():
             frame = self._frame(line)
             kind = frame.get("type")
@@ -332,7 +369,7 @@ class Connection:
         self._ids += 1
         self._send_early({"type": "request", "id": self._ids, "method": method, "params": params})
         self.welcome  # noqa: B018 - checked before the answer is read
-        return self._answer(self._ids)["result"]
+        return self._answer(self._ids, method)["result"]
 
     def subscribe(self, events: list[str], since: int | None = None) -> int:
         """Subscribe; returns the head seq. Then read :meth:`lines`: replayed events, a
@@ -340,4 +377,4 @@ class Connection:
         self._ids += 1
         self._send_early({"type": "subscribe", "id": self._ids, "events": events, "since": since})
         self.welcome  # noqa: B018 - checked before the answer is read
-        return int(self._answer(self._ids)["seq"])
+        return int(self._answer(self._ids, "subscribe")["seq"])

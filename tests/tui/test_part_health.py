@@ -6,6 +6,7 @@ connects (health is never stored) and ordered against the stream by its place in
 # ruff: noqa: F811  (pytest fixtures imported from test_discord_shards are parameters here)
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, ClassVar
 
@@ -105,7 +106,9 @@ async def test_an_overdue_ack_already_late_when_the_tui_connects_is_on_that_part
         table = screen.query_one(PartsTable)
         await until(pilot, lambda: table.row_count == 4 and details(table)[2] != "")
         row = details(table)
-        assert row[2].startswith("no heartbeat reply: 1"), row  # 14 s, or 15 under load
+        # 14 s, or more under load (22 s seen with the machine loaded 17 times over).
+        late = re.fullmatch(r"no heartbeat reply: (\d+) s", row[2])
+        assert late and int(late[1]) >= 14, row
         assert row[0] == row[1] == row[3] == ""
         assert table.get_row("2")[1] == "● connected"  # the state is the part's own
         status = screen.query_one(ConnectionStatus)

@@ -1,0 +1,159 @@
+"""Leaving on SIGTERM/SIGHUP for sure, even when the app's event loop is wedged.
+
+The first SIGTERM or SIGHUP asks the running loop to exit the app as ``q`` does (clean: the
+terminal restored by Textual, exit 128 + the signal, ``harness demo`` cleans up after it;
+harness/hangup.py says why the signal is recorded rather than raised). A loop that is wedged
+(a bug blocking it, a terminal that stopped reading our output) never runs that request, and
+`kill` alone then did nothing: only SIGKILL ended the monitor, leaving the terminal in the
+alternate screen with the mouse captured.
+
+So the first signal also starts a deadline (:data:`GRACE` seconds; ``$HARNESS_TUI_LEAVE_GRACE``
+sets another), and a second signal ends it at once: either way, if the app has not left by
+itself, the process restores the terminal as best it can without the loop (the termios
+settings from before the app started; the escape sequences that leave the alternate screen,
+show the cursor, stop mouse and paste reporting), then ends with the same status, 128 + the
+first signal, through ``os._exit`` (nothing else can leave a process whose main thread does
+not return). The restore is written from a thread
+given :data:`WRITE_WAIT` seconds: a terminal that no longer reads must not hold the exit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+GRACE = 5.0  # seconds a signalled app has to leave by itself
+GRACE_ENV = "HARNESS_TUI_LEAVE_GRACE"  # seconds, instead of GRACE
+
+
+def grace() -> float:
+    """:data:`GRACE`, or ``$HARNESS_TUI_LEAVE_GRACE`` seconds when that is a number > 0."""
+    try:
+        value = float(os.environ.get(GRACE_ENV, ""))
+    except ValueError:
+        return GRACE
+    return value if 0 < value < float("inf") else GRACE
+
+
+WRITE_WAIT = 1.0  # seconds the forced exit waits for the terminal to take the restore
+# What Textual's driver writes when it stops (textual/drivers/linux_driver.py): mouse and
+# bracketed paste off, line wrap on, Kitty keyboard protocol popped, alternate screen left,
+# cursor shown, focus reporting off.
+_before_forced: list[Callable[[], object]] = []
+
+
+def before_forced_exit(clean_up: Callable[[], object]) -> None:
+    """Run ``clean_up`` (quick, blocking nothing) before a forced exit: `harness demo` removes
+    its state directory (its children end with it: they die with their parent)."""
+    _before_forced.append(clean_up)
+
+
+RESTORE = (
+    b"\x1b[?1000l\x1b[?1003l\x1b[?1015l\x1b[?1006l\x1b[?2004l\x1b[?7h"
+    b"\x1b[<u\x1b[?1049l\x1b[?25h\x1b[?1004l"
+)
+
+
+class Leaving:
+    """The signal listener of a running app (see the module docstring). ``ask(code)`` asks the
+    loop to exit the app (from the signal handler: keep it to ``call_soon_threadsafe``);
+    :meth:`done` once the app has returned; ``exit`` is ``os._exit`` but in tests."""
+
+    def __init__(
+        self,
+        ask: Callable[[int], None],
+        *,
+        deadline: float | None = None,
+        exit: Callable[[int], object] = os._exit,
+    ) -> None:
+        self._ask = ask
+        self._grace = grace() if deadline is None else deadline
+        self._exit = exit
+        self._left = threading.Event()
+        self._code = 0
+        self._terminal = _saved_terminal()
+
+    def __call__(self, code: int) -> None:
+        if self._code:
+            self._force()  # a second signal: now
+            return
+        self._code = code
+        self._ask(code)
+        threading.Thread(target=self._watch, name="leave-deadline", daemon=True).start()
+
+    def done(self) -> None:
+        self._left.set()
+
+    def _watch(self) -> None:
+        if not self._left.wait(self._grace):
+            self._force()
+
+    def _force(self) -> None:
+        if self._left.is_set():
+            return  # the app left by itself meanwhile: its own exit goes on
+        self._restore()
+        for clean_up in _before_forced:
+            with contextlib.suppress(Exception):
+                clean_up()
+        self._exit(self._code)
+
+    def _restore(self) -> None:
+        fd, attrs = self._terminal
+        if fd < 0:
+            return
+        if attrs is not None:
+            import termios
+
+            with contextlib.suppress(Exception):
+                termios.tcsetattr(fd, termios.TCSANOW, attrs)
+        out = _output_fd()
+        if out < 0:
+            return
+        writer = threading.Thread(target=_write_all, args=(out, RESTORE), daemon=True)
+        writer.start()
+        writer.join(WRITE_WAIT)
+
+
+def _saved_terminal() -> tuple[int, list[Any] | None]:
+    """stdin's descriptor and termios settings now, before Textual changes them."""
+    try:
+        fd = sys.__stdin__.fileno() if sys.__stdin__ is not None else -1
+    except (OSError, ValueError):
+        return -1, None
+    if fd < 0 or not os.isatty(fd):
+        return -1, None
+    try:
+        import termios
+
+        return fd, termios.tcgetattr(fd)
+    except Exception:
+        return fd, None
+
+
+def _output_fd() -> int:
+    """Where Textual draws (its driver writes to ``sys.__stderr__``)."""
+    stream = sys.__stderr__
+    try:
+        fd = stream.fileno() if stream is not None else -1
+    except (OSError, ValueError):
+        return -1
+    return fd if fd >= 0 and os.isatty(fd) else -1
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        while data:
+            data = data[os.write(fd, data) :]
+
+
+@contextlib.contextmanager
+def leaving(ask: Callable[[int], None]) -> Iterator[Leaving]:
+    """A :class:`Leaving` whose :meth:`~Leaving.done` is called when the block ends."""
+    leave = Leaving(ask)
+    try:
+        yield leave
+    finally:
+        leave.done()
