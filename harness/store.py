@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import time
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
+from harness import loop_commit
 from harness.protocol import Event
 from harness.wal_flush import WalFlusher
 
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
     import aiosqlite
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x48524E53  # "HRNS": tells a harness database from any other SQLite file
 SCHEMA_VERSION = 3
@@ -226,6 +230,27 @@ def _first_seq(conn: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
+def _fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """Runs in the connection's thread: one query to its end, its cursor closed here.
+
+    Why no read on the daemon's connection may go through an aiosqlite cursor: a SELECT's
+    statement stays active (a read transaction open, its snapshot fixed) from its first step
+    until it is fetched to the end, closed or reset. ``await conn.execute(...)`` returns after
+    the first step; if its awaiting task is cancelled then (a client gone in the middle of a
+    replay), nobody fetches or closes that cursor, and aiosqlite's worker thread still holds
+    it as the last result it produced until its next call succeeds. Any write on the
+    connection meanwhile (a settings change, a batch) runs inside that stale read
+    transaction: if another connection has committed since, SQLite refuses it at once with
+    SQLITE_BUSY_SNAPSHOT ("database is locked", no busy wait, no retry), and a failed write
+    does not replace the held result, so the next write fails the same way.
+    tests/test_store_reads.py reproduces it."""
+    cur = conn.execute(sql, params)
+    try:
+        return cur.fetchall()
+    finally:
+        cur.close()
+
+
 def _seq_before(conn: sqlite3.Connection, ts: float) -> int:
     # One seek in the ts index (named: without ANALYZE, SQLite would rather walk the rowids
     # down from the newest, through every event it keeps). Clocks that step back make ts and
@@ -373,6 +398,11 @@ class Store:
         self._tx_lock = asyncio.Lock()
         self._waiting: set[asyncio.Task[None]] = set()  # submits waiting for a transaction
         self._flusher: WalFlusher | None = None  # the daemon's store only (harness/wal_flush.py)
+        # The daemon's store only: a second connection for commits on the loop's own thread
+        # (harness/loop_commit.py), and the WAL's frame count that tells when to leave the
+        # next commit, and its checkpoint, to the database thread.
+        self._writer: sqlite3.Connection | None = None
+        self._wal_frames: loop_commit.WalFrames | None = None
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -405,6 +435,17 @@ class Store:
             raise
         store._flusher = WalFlusher(path)
         store._flusher.start()
+        try:
+            pages = os.environ.get(MAX_PAGES_ENV)
+            store._writer = await asyncio.to_thread(
+                loop_commit.open_writer,
+                path,
+                journal_size_limit=JOURNAL_SIZE_LIMIT,
+                max_pages=int(pages) if pages else None,
+            )
+            store._wal_frames = loop_commit.WalFrames(path)
+        except sqlite3.Error as exc:  # every commit goes through the database thread instead
+            log.warning("%s: committing on the event loop's thread is off: %s", path, exc)
         return store
 
     @classmethod
@@ -427,9 +468,22 @@ class Store:
             raise
         return store
 
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of one query, read in ONE hop to the connection's thread, where the
+        statement runs to its end and is closed before the hop returns, even if the caller is
+        cancelled meanwhile. Every read on this connection goes through here (or
+        :meth:`fetch_one`), never through an aiosqlite cursor: see :func:`_fetch_all`."""
+        rows: list[Any] = await self._conn._execute(_fetch_all, self._conn._conn, sql, params)
+        return rows
+
+    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first row of one query (None if none), as :meth:`fetch_all` reads it: give the
+        query a ``LIMIT 1`` when it could return more."""
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
     async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with self._conn.execute(sql, params) as cur:
-            row = await cur.fetchone()
+        row = await self.fetch_one(sql, params)
         return None if row is None else row[0]
 
     async def _check_version(self) -> int:
@@ -457,15 +511,15 @@ class Store:
     async def _prepare(self) -> None:
         version = await self._check_version()
         try:
-            await self._conn.execute("PRAGMA busy_timeout = 5000")
+            await self._scalar("PRAGMA busy_timeout = 5000")
             mode = await self._scalar("PRAGMA journal_mode = WAL")
             if mode != "wal":
                 raise StoreError(f"{self.path}: cannot switch the database to WAL mode ({mode})")
             # NORMAL is durable across application crashes in WAL mode; only an OS crash can
             # lose the newest commits, never corrupt the file.
             await self._conn.execute("PRAGMA synchronous = NORMAL")
-            await self._conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
-            await self._conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+            await self._scalar(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+            await self._scalar(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
             if pages := os.environ.get(MAX_PAGES_ENV):
                 await self.limit_pages(int(pages))
             await self._conn.execute("PRAGMA foreign_keys = ON")
@@ -488,12 +542,17 @@ class Store:
         """Cap the database at ``pages`` pages (``PRAGMA max_page_count``; never below its
         current size): past it every write fails with SQLITE_FULL, as on a full disk. A test
         hook (also :data:`MAX_PAGES_ENV`); returns the cap SQLite applied."""
+        if self._writer is not None:  # a per-connection setting: the loop's writer too
+            self._writer.execute(f"PRAGMA max_page_count = {int(pages)}")
         return int(await self._scalar(f"PRAGMA max_page_count = {int(pages)}"))
 
     async def page_count(self) -> int:
         return int(await self._scalar("PRAGMA page_count"))
 
     async def close(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await asyncio.to_thread(writer.close)
         if self._flusher is not None:
             await asyncio.to_thread(self._flusher.stop)
             self._flusher = None
@@ -501,6 +560,9 @@ class Store:
             with contextlib.suppress(sqlite3.Error):
                 await self._conn.execute("PRAGMA optimize")
         await self._conn.close()
+        if self._wal_frames is not None:  # last: closing it drops this process's shm locks
+            self._wal_frames.close()
+            self._wal_frames = None
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
@@ -531,16 +593,14 @@ class Store:
             )
 
     async def list_plugins(self) -> list[PluginRow]:
-        async with self._conn.execute(_PLUGIN_ROWS) as cur:
-            return [_row(r) for r in await cur.fetchall()]
+        return [_row(r) for r in await self.fetch_all(_PLUGIN_ROWS)]
 
     async def get_plugin(self, name: str) -> PluginRow | None:
-        async with self._conn.execute(
+        r = await self.fetch_one(
             "SELECT name, enabled, settings, metadata, updated_at FROM plugin_config "
             "WHERE name = ?",
             (name,),
-        ) as cur:
-            r = await cur.fetchone()
+        )
         return None if r is None else _row(r)
 
     async def set_enabled(self, name: str, enabled: bool) -> None:
@@ -631,6 +691,41 @@ class Store:
             self._flusher.poke()
         return result
 
+    def write_batch_now(
+        self,
+        rows: Sequence[BatchRow],
+        prune_below: int = 0,
+    ) -> tuple[int, float] | None:
+        """:meth:`write_batch_here`'s transaction on the calling thread (the event loop's),
+        on the loop's own connection, or None when it is better done in the database thread:
+        another transaction is open or holds the write lock (this connection never waits for
+        it), the WAL is due a checkpoint, or the write failed (rolled back; the database
+        thread's attempt decides what the caller is told). See harness/loop_commit.py."""
+        writer = self._writer
+        if writer is None or self._tx_lock.locked() or self._checkpoint_due():
+            return None
+        try:
+            result = _write_batch(writer, rows, (), prune_below)
+        except Exception as exc:  # rolled back; the thread's attempt reports a bug as a bug
+            log.debug("commit on the loop's thread declined: %s", exc)
+            return None
+        if self._flusher is not None:
+            self._flusher.poke()
+        return result
+
+    def _checkpoint_due(self) -> bool:
+        """The next commit would sync: leave it to the database thread. Either the WAL is due
+        a checkpoint (SQLite's own rule for its automatic one, on the frames every connection
+        wrote and no checkpoint copied yet), or a checkpoint copied every frame and the next
+        writer starts the WAL over, which syncs its new header and, cutting the file to
+        journal_size_limit, the directory (harness/loop_commit.py). Unreadable counts as due,
+        so the WAL is never left to grow."""
+        state = self._wal_frames.state() if self._wal_frames is not None else None
+        if state is None:
+            return True
+        frames, copied = state
+        return frames == copied or frames - copied >= WAL_AUTOCHECKPOINT
+
     def first_seq_here(self, conn: sqlite3.Connection) -> int:
         """:meth:`first_seq` on the connection's thread (inside a :meth:`submit` function)."""
         return _first_seq(conn)
@@ -691,24 +786,22 @@ class Store:
         self, since: int, upto: int | None = None, *, limit: int = 1000
     ) -> list[Event]:
         """Stored events with ``since < seq <= upto``, oldest first, at most ``limit``."""
-        async with self._conn.execute(
+        rows = await self.fetch_all(
             "SELECT seq, ts, name, data FROM events WHERE seq > ? AND seq <= ? "
             "ORDER BY seq LIMIT ?",
             (since, upto if upto is not None else 2**62, limit),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [Event(seq=r[0], ts=r[1], event=r[2], data=_json_decode(r[3])) for r in rows]
 
     async def recent_events(
         self, name: str, *, limit: int = 50, since_ts: float = 0.0
     ) -> list[Event]:
         """The newest events called ``name`` (newest first), not older than ``since_ts``."""
-        async with self._conn.execute(
+        rows = await self.fetch_all(
             "SELECT seq, ts, name, data FROM events WHERE name = ? AND ts >= ? "
             "ORDER BY seq DESC LIMIT ?",
             (name, since_ts, limit),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [Event(seq=r[0], ts=r[1], event=r[2], data=_json_decode(r[3])) for r in rows]
 
     async def first_seq(self) -> int:

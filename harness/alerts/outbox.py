@@ -175,11 +175,10 @@ async def pending(store: Store, target: str, limit: int) -> list[Queued]:
     """The oldest ``limit`` pending notifications of ``target``, oldest first. Delivery sends
     them lane by lane (one rule and one plugin), each lane in order, so a resolve never
     overtakes its firing."""
-    async with store.conn.execute(
+    rows = await store.fetch_all(
         f"SELECT {_COLUMNS} FROM alert_outbox WHERE target = ? AND status = ? ORDER BY id LIMIT ?",
         (target, PENDING, limit),
-    ) as cur:
-        rows = await cur.fetchall()
+    )
     return [_queued(r) for r in rows]
 
 
@@ -200,8 +199,7 @@ async def mark_failed(store: Store, id: int, error: str, next_try: float) -> int
             "WHERE id = ?",
             (error, next_try, id),
         )
-    async with store.conn.execute("SELECT attempts FROM alert_outbox WHERE id = ?", (id,)) as cur:
-        row = await cur.fetchone()
+    row = await store.fetch_one("SELECT attempts FROM alert_outbox WHERE id = ?", (id,))
     return int(row[0]) if row else 0
 
 
@@ -220,45 +218,44 @@ async def drop_unknown_targets(store: Store, targets: Sequence[str]) -> int:
 async def history(store: Store, *, limit: int = 50, target: str | None = None) -> list[Queued]:
     """The newest notifications first, whatever their status."""
     where, params = ("WHERE target = ?", [target]) if target else ("", [])
-    async with store.conn.execute(
+    rows = await store.fetch_all(
         f"SELECT {_COLUMNS} FROM alert_outbox {where} ORDER BY id DESC LIMIT ?",
         (*params, limit),
-    ) as cur:
-        return [_queued(r) for r in await cur.fetchall()]
+    )
+    return [_queued(r) for r in rows]
 
 
 async def target_summary(store: Store) -> dict[str, dict[str, Any]]:
     """Per target: pending count, the oldest pending's attempts and error, the last sent."""
     out: dict[str, dict[str, Any]] = {}
-    async with store.conn.execute(
+    rows = await store.fetch_all(
         "SELECT target, count(*), max(attempts), min(id) FROM alert_outbox WHERE status = ? "
         "GROUP BY target",
         (PENDING,),
-    ) as cur:
-        for target, count, attempts, first in await cur.fetchall():
-            out[target] = {"pending": count, "attempts": attempts, "oldest": first}
-    async with store.conn.execute(
+    )
+    for target, count, attempts, first in rows:
+        out[target] = {"pending": count, "attempts": attempts, "oldest": first}
+    rows = await store.fetch_all(
         "SELECT target, max(sent_at) FROM alert_outbox WHERE status = ? GROUP BY target", (SENT,)
-    ) as cur:
-        for target, sent_at in await cur.fetchall():
-            out.setdefault(target, {})["last_sent"] = sent_at
-    async with store.conn.execute(
+    )
+    for target, sent_at in rows:
+        out.setdefault(target, {})["last_sent"] = sent_at
+    rows = await store.fetch_all(
         "SELECT target, last_error, next_try FROM alert_outbox WHERE id IN "
         "(SELECT min(id) FROM alert_outbox WHERE status = ? GROUP BY target) "
         "AND last_error IS NOT NULL",
         (PENDING,),
-    ) as cur:
-        for target, error, next_try in await cur.fetchall():
-            out.setdefault(target, {}).update(last_error=error, next_try=next_try)
+    )
+    for target, error, next_try in rows:
+        out.setdefault(target, {}).update(last_error=error, next_try=next_try)
     return out
 
 
 async def load_active(store: Store) -> list[Active]:
-    async with store.conn.execute(
+    rows = await store.fetch_all(
         "SELECT rule, plugin, key, fired_at, state, reason, since, reminders, notified "
         "FROM alert_active"
-    ) as cur:
-        rows = await cur.fetchall()
+    )
     return [
         Active(
             rule=r[0],

@@ -51,12 +51,12 @@ class Silences:
         self.current: dict[int, Silence] = {}
 
     async def load(self) -> None:
-        async with self.store.conn.execute(
+        rows = await self.store.fetch_all(
             "SELECT id, plugin, starts, ends, reason, ended FROM alert_silences WHERE ends > ? "
             "ORDER BY id",
             (time.time(),),
-        ) as cur:
-            self.current = {r[0]: _silence(r) for r in await cur.fetchall()}
+        )
+        self.current = {r[0]: _silence(r) for r in rows}
 
     async def add(self, plugin: str, duration: float, reason: str) -> Silence:
         if not plugin or len(plugin) > 100:
@@ -111,12 +111,12 @@ class Silences:
 
     async def recent(self, since: float) -> list[Silence]:
         """Every silence that overlaps ``[since, now]`` (ended ones too): for the uptime."""
-        async with self.store.conn.execute(
+        rows = await self.store.fetch_all(
             "SELECT id, plugin, starts, ends, reason, ended FROM alert_silences WHERE ends > ? "
             "ORDER BY id",
             (since,),
-        ) as cur:
-            return [_silence(r) for r in await cur.fetchall()]
+        )
+        return [_silence(r) for r in rows]
 
 
 def describe_all(silences: Iterable[Silence], now: float) -> list[dict[str, Any]]:

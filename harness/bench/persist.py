@@ -335,8 +335,8 @@ def _timed_commits() -> Iterator[list[float]]:
 
 @contextlib.contextmanager
 def _traced_stages() -> Iterator[dict[int, list[float]]]:
-    """For each stamped event, by seq: ``[recorded, handed to the db thread, transaction
-    started, transaction ended, published]`` (``time.monotonic``): where record -> decoded
+    """For each stamped event, by seq: ``[recorded, taken into a batch, transaction started,
+    transaction ended, published]`` (``time.monotonic``): where record -> decoded
     goes, hop by hop. The subscriber's decode time closes the chain."""
     stages: dict[int, list[float]] = {}
     take, publish = Recorder._take, Recorder._publish
@@ -446,10 +446,10 @@ def _report_stages(decoded: list[tuple[int, float]], stages: dict[int, list[floa
     row("of which record -> published in the daemon, p50", percentile(daemon, 50), "ms")
     row("of which record -> published in the daemon, p99", percentile(daemon, 99), "ms")
     names = (
-        "record -> handed to the db thread",
-        "handed over -> transaction started (hop)",
+        "record -> taken into a batch",
+        "taken -> transaction started (a hop, if in the db thread)",
         "the transaction",
-        "transaction ended -> published (hop back)",
+        "transaction ended -> published (the hop back, if any)",
         "published -> decoded by the subscriber",
     )
     for name, values in zip(names, hops, strict=True):
@@ -643,8 +643,12 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
             row("max", max(lat) if lat else float("nan"), "ms")
             _report_stages(decoded, stages)
             if commits:
-                row("of which the transaction in the db thread, p99", percentile(commits, 99), "ms")
-                row("of which the transaction in the db thread, max", max(commits), "ms")
+                row(
+                    "of which the transaction (loop or db thread), p99",
+                    percentile(commits, 99),
+                    "ms",
+                )
+                row("of which the transaction (loop or db thread), max", max(commits), "ms")
         if "flood" in parts:
             heading(
                 f"flood through 10 plugins for {flood:.0f} s: without retention, then with "
@@ -668,7 +672,7 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
             # without is printed too, but it is a difference of two maxima that the disk's
             # fsyncs set (see the raw row above), so it moves by tens of ms run to run.
             row(
-                "  longest prune chunk (its DELETE, in the db thread)",
+                "  longest prune chunk (its DELETE, timed in its commit)",
                 f["prune_ms"],
                 "ms",
                 target="<= 20 ms",
