@@ -59,10 +59,21 @@ class AgeTimer:
 
 
 def shown(widget: Widget) -> bool:
-    """Whether ``widget``'s screen is in view: on the current mode's stack (another mode, the
-    events screen, hides it; a dialog over it leaves it in view). A timed redraw of a widget
+    """Whether ``widget``'s screen is in view: on the current mode's stack with nothing but
+    dialogs (modal screens) above it. Another mode (the events screen) or a full screen pushed
+    over it (the settings screen over the plugins screen) hides it. A timed redraw of a widget
     not shown is skipped and made when its screen is shown again."""
-    return widget.is_mounted and widget.screen in widget.app.screen_stack
+    from textual.screen import ModalScreen
+
+    if not widget.is_mounted:
+        return False
+    screen = widget.screen
+    for above in reversed(widget.app.screen_stack):
+        if above is screen:
+            return True
+        if not isinstance(above, ModalScreen):
+            return False
+    return False
 
 
 _PRECISION = 0.001  # seconds: how close to the change the search lands (then _EPSILON past)
