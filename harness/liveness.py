@@ -2,18 +2,22 @@
 
 A daemon that is stopped (SIGSTOP), wedged (a plugin blocking its event loop) or cut off
 behind a hung ssh keeps its socket open: nothing ever says it is gone, and a client that only
-listens would show "online" forever. So a client that has heard nothing for ``after`` seconds
-asks (a ``ping`` request; any answer, even an ``unknown_method`` error from an older daemon,
-proves the loop runs) and calls the daemon *not responding* when no answer comes within
-``timeout``. It keeps the connection and waits: a daemon that resumes answers the ping, and
-that ends the episode by itself. A daemon that is busy streaming is never asked.
+listens would show "online" forever. So a client asks the daemon, with one ``ping`` carrying
+``{"every": after}``, to say every ``after`` seconds that it runs (harness.ticks), and calls
+it *not responding* when nothing at all (a tick or any other frame) came for ``after +
+timeout`` seconds. It keeps the connection and waits: a daemon that resumes ticks again, and
+that ends the episode by itself. A daemon from before ticks refuses the ``every``
+(``invalid_params``, an answer too) and is asked instead: a plain ``ping`` after ``after``
+seconds of silence, "not responding" when no frame came ``timeout`` seconds later (any answer,
+even an ``unknown_method`` error from a daemon older still, proves the loop runs).
 
 With the defaults a frozen daemon is noticed 5-10 s after its last frame; an idle client costs
-one small request per 5 s of silence. ``$HARNESS_PING_INTERVAL`` (seconds) sets both.
+one tiny frame from the daemon per 5 s (one wake-up). ``$HARNESS_PING_INTERVAL`` (seconds)
+sets both.
 
-Used by every client: the TUI's stream (harness.client.Client, local or over ssh) through
-:class:`Watch`, and ``harness events --follow`` (the blocking one-shot connection,
-``harness.cli.oneshot.Connection.keepalive``) with the same intervals and words."""
+Used by the TUI's stream (harness.client.Client, local or over ssh) and its fleet screen
+through :class:`Watch`; ``harness events --follow`` (the blocking one-shot connection,
+``harness.cli.oneshot.Connection.keepalive``) asks, with the same intervals and words."""
 
 from __future__ import annotations
 
