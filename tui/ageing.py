@@ -77,7 +77,7 @@ def shown(widget: Widget) -> bool:
 
 
 _PRECISION = 0.001  # seconds: how close to the change the search lands (then _EPSILON past)
-_MAX_PIECES = 64  # pieces looked at before giving up and checking again at the last one
+_MAX_PIECES = 16  # stretches looked at before giving up and looking again at the last one
 
 
 def next_text_change(

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+import pytest
+
 from harness.client import Client
 from harness.config import Config
 from harness.protocol import Event
 from tests.conftest import StartDaemon
 from tests.tui.conftest import make_app, open_settings, until
+from tui.ageing import next_text_change
+from tui.widgets import history as history_mod
 from tui.widgets.history import WINDOW, ConnectionHistory, uptime
 
 
@@ -60,8 +66,6 @@ async def test_history_loads_stored_transitions_then_appends_live_ones(
 
 
 def test_the_next_change_is_found_to_the_millisecond() -> None:
-    from tui.ageing import next_text_change
-
     # A figure rounded to a tenth that falls after 7.2 s, a step at a break, none at all.
     def falling(t: float) -> str:
         return f"{3600 / (7200 + t) * 100:.1f}"
@@ -72,7 +76,7 @@ def test_the_next_change_is_found_to_the_millisecond() -> None:
 
 
 async def test_the_uptime_text_books_one_timer_for_the_moment_it_changes(
-    start_daemon: StartDaemon, configured: Config
+    start_daemon: StartDaemon, configured: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Instead of a 10 s check: connected an hour of the two recorded, the figure reads
     "50.0 %" until 3600 / (7200 + t) rounds to 49.9 (t = 7.207 s); the clock is injected."""
@@ -91,6 +95,27 @@ async def test_the_uptime_text_books_one_timer_for_the_moment_it_changes(
         assert "uptime 50.0 %" in history._text(now[0]).plain
         assert abs((history.next_change(now[0]) or 0) - 7.2072) < 0.002
         assert "uptime 49.9 %" in history._text(now[0] + 7.21).plain
+        # A flapping plugin (500 transitions): the moment is the one an exact search finds,
+        # from a few passes over the transitions, not one per moment looked at.
+        history.transitions.clear()
+        history.transitions.extend(
+            (i, now[0] - WINDOW + 60 + i * 170.3, "connected" if i % 2 else "disconnected", "")
+            for i in range(500)
+        )
+        exact = next_text_change(
+            lambda t: (history._figure(t, []), dt.datetime.fromtimestamp(t, dt.UTC).date()),
+            now[0],
+            [ts + WINDOW for _, ts, _, _ in history.transitions] + [(now[0] // 86400 + 1) * 86400],
+        )
+        passes = []
+        real = history_mod.uptime
+        monkeypatch.setattr(
+            history_mod, "uptime", lambda *a, **k: passes.append(1) or real(*a, **k)
+        )
+        fast = history.next_change(now[0])
+        assert exact is not None and fast is not None and abs(fast - exact) < 0.002
+        assert len(passes) <= 8, len(passes)
+        monkeypatch.undo()
         # Always connected over the whole window: nothing moves until midnight (the stamps).
         history.transitions.clear()
         history.transitions.append((3, now[0] - 2 * WINDOW, "connected", "x"))
