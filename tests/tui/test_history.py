@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -107,11 +108,14 @@ async def test_the_uptime_text_books_one_timer_for_the_moment_it_changes(
             now[0],
             [ts + WINDOW for _, ts, _, _ in history.transitions] + [(now[0] // 86400 + 1) * 86400],
         )
-        passes = []
+        passes: list[float] = []
         real = history_mod.uptime
-        monkeypatch.setattr(
-            history_mod, "uptime", lambda *a, **k: passes.append(1) or real(*a, **k)
-        )
+
+        def counted(*args: Any, **kwargs: Any) -> tuple[float, float] | None:
+            passes.append(args[1])
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(history_mod, "uptime", counted)
         fast = history.next_change(now[0])
         assert exact is not None and fast is not None and abs(fast - exact) < 0.002
         assert len(passes) <= 8, len(passes)
