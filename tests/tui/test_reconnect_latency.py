@@ -8,10 +8,11 @@ The real bot (discord.py) against the local gateway, a real daemon, the app thro
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.config import Config
 from harness.discord_emulator import LocalDiscordGateway
+from harness.plugin import Plugin, PluginContext
 from harness.plugins.discord import DiscordPlugin
 from harness.protocol import Health
 from tests.conftest import StartDaemon
@@ -25,6 +26,11 @@ from tui.app import HarnessApp
 from tui.widgets.connection_status import ConnectionStatus
 
 LATENCY = re.compile(r"HarnessBot#\d+ · \d+ ms")
+
+
+def _latency(app: HarnessApp) -> float | None:
+    health = app.plugins["discord"].health
+    return health.latency_ms if health is not None else None
 
 
 def latency_shown(app: HarnessApp) -> bool:
@@ -79,5 +85,50 @@ async def test_the_bots_own_reconnect_shows_its_latency_at_once(
         await gateway.drop(4000)
         await until(pilot, lambda: "reconnected" in status.text, timeout=20)
         await until(pilot, lambda: LATENCY.search(status.text) is not None, timeout=20)
-        health = app.plugins["discord"].health
-        assert health is not None and health.latency_ms is not None
+        # The live health too (the plugins table's latency): the first heartbeat's health
+        # may come before READY, while the bot is still connecting; it is kept for then.
+        await until(pilot, lambda: _latency(app) is not None, timeout=20)
+
+
+class Linking(Plugin):
+    """Connects when told; the test drives its connection and its health."""
+
+    name = "linking"
+    instance: ClassVar[Linking | None] = None
+
+    def __init__(self) -> None:
+        self.ctx: PluginContext | None = None
+        Linking.instance = self
+
+    async def start(self, ctx: PluginContext) -> None:
+        self.ctx = ctx
+        await ctx.set_connection("connecting")
+
+
+async def test_a_health_heard_before_connected_is_shown_once_connected(
+    start_daemon: StartDaemon, config: Config
+) -> None:
+    """As the daemon keeps it (harness.live_health): a heartbeat's health published while the
+    link is still connecting shows once it is connected; a later non-connected state ends
+    it. Before, the TUI dropped it, and a bot whose first heartbeat came before READY showed
+    no latency until the next heartbeat (a whole interval)."""
+    await start_daemon(plugins={"linking": Linking}, cfg=config)
+    plugin = Linking.instance
+    assert plugin is not None and plugin.ctx is not None
+    ctx = plugin.ctx
+    app = make_app(config)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.link.online and "linking" in app.plugins)
+        ctx.publish_health(Health(latency_ms=7.0))
+        await ctx.set_connection("connected", username="Link#1")
+        await until(pilot, lambda: "Link#1 · 7 ms" in screen_text(app))
+        health = app.plugins["linking"].health
+        assert health is not None and health.latency_ms == 7.0
+        # Heard before a drop: ended by it, not shown when connected again.
+        ctx.publish_health(Health(latency_ms=9.0))
+        await ctx.set_connection("disconnected", reason="x")
+        await ctx.set_connection("connected", username="Link#2")
+        await until(pilot, lambda: "Link#2" in screen_text(app))
+        await pilot.pause()
+        assert app.plugins["linking"].health is None
+        assert "ms" not in screen_text(app).split("Link#2")[1].split("\n")[0]
