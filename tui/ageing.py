@@ -7,6 +7,8 @@ not age sleeps: no wake-ups, no redraws."""
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Hashable, Iterable
 
 from textual.timer import Timer
@@ -14,6 +16,16 @@ from textual.widget import Widget
 
 _STEPS = ((60, 1), (3600, 60), (86400, 3600))
 _EPSILON = 0.01  # land just past the boundary, so the new text is the one drawn
+# Redraws are booked on a grid of this many seconds (of the monotonic clock, Textual's): two
+# texts that change within the same tenth of a second (the indicator's "(2 min)" and the
+# history's "2 min recorded", a few milliseconds apart) are redrawn in one wake-up, not two.
+_GRID = 0.1
+
+
+def _on_grid(delay: float) -> float:
+    """``delay`` stretched to the next point of the grid (at most _GRID later)."""
+    now = time.monotonic()
+    return math.ceil((now + delay) / _GRID) * _GRID - now
 
 
 def next_change(age: float) -> float:
@@ -46,7 +58,7 @@ class AgeTimer:
             return  # already set for that moment
         self.cancel()
         self._due = due
-        self._timer = self.widget.set_timer(due - now, self._fire, name="age")
+        self._timer = self.widget.set_timer(_on_grid(due - now), self._fire, name="age")
 
     def _fire(self) -> None:
         self._timer = None
@@ -135,7 +147,7 @@ class TextTimer:
             return  # already set for that moment
         self.cancel()
         self._due = due
-        self._timer = self.widget.set_timer(due - now, self._fire, name="text-change")
+        self._timer = self.widget.set_timer(_on_grid(due - now), self._fire, name="text-change")
 
     def _fire(self) -> None:
         self._timer = None
