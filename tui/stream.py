@@ -122,6 +122,9 @@ class Stream:
         # before its READY): kept, as the daemon keeps it (harness.live_health), and shown
         # once connected; a later state other than connected ends it.
         self._held_health: dict[str, Health] = {}
+        # Plugins whose health a pending connection state ended, though a later one in the
+        # same flush keeps health (disconnected then connected: the old link's is not true).
+        self._ended_health: set[str] = set()
         self._pending_status: dict[str, tuple[Mapping[str, Any], float]] = {}
         self._pending_events: deque[Event] = deque(maxlen=EVENT_BUFFER)
         self._dropped = 0
@@ -245,6 +248,7 @@ class Stream:
         (While offline the last one stays, shown as last known.)"""
         self._pending_health.clear()
         self._held_health.clear()
+        self._ended_health.clear()
         plugins = self.app.plugins
         if any(state.health is not None for state in plugins.values()):
             self.app.plugins = {
@@ -399,6 +403,7 @@ class Stream:
                 if not health_applies(conn):  # ends any health heard before it
                     self._pending_health.pop(plugin, None)
                     self._held_health.pop(plugin, None)
+                    self._ended_health.add(plugin)
         elif name == "plugin:status" and isinstance(event.data.get("plugin"), str):
             self._pending_status[event.data["plugin"]] = (event.data, event.ts)
         elif name == STORAGE_EVENT:
@@ -452,9 +457,12 @@ class Stream:
             for name, (conn, ts) in self._pending_conn.items():
                 prev = plugins.get(name) or PluginState(name=name, epoch=self._epoch)
                 plugins[name] = prev.with_connection(conn, ts)
+                if name in self._ended_health and plugins[name].health is not None:
+                    plugins[name] = msgspec.structs.replace(plugins[name], health=None)
                 held_health = self._held_health.pop(name, None)
                 if held_health is not None and health_applies(conn):
                     plugins[name] = msgspec.structs.replace(plugins[name], health=held_health)
+            self._ended_health.clear()
             for name, health in self._pending_health.items():
                 prev = plugins.get(name) or PluginState(name=name, epoch=self._epoch)
                 if health_applies(prev.connection):
