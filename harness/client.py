@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +78,10 @@ class Client:
         # Monotonic time of the last frame read: how long the daemon has been quiet
         # (harness.liveness asks a quiet daemon whether it is still there).
         self.last_heard = time.monotonic()
+        # The id of a ping answered again every few seconds (harness.ticks), and who is told
+        # of each such answer (True) or of its refusal by a daemon too old for it (False).
+        self.tick_id = 0
+        self.on_tick: Callable[[bool], None] | None = None
         # Events read off the socket so far, and for a request_marked() the count when its
         # answer was read (by request id): what came before an answer is older than it.
         self.events_read = 0
@@ -189,12 +193,18 @@ class Client:
                     self.events_read += isinstance(frame, Event)
                     await self._events.put(frame)
                 elif isinstance(frame, (Response, Ack)):
+                    if frame.id == self.tick_id and self.on_tick is not None:
+                        self.on_tick(True)
+                        continue
                     if frame.id in self._marks:
                         self._marks[frame.id] = self.events_read
                     fut = self._pending.pop(frame.id, None)
                     if fut and not fut.done():
                         fut.set_result(frame)
                 elif isinstance(frame, Error):
+                    if frame.id == self.tick_id and self.on_tick is not None:
+                        self.on_tick(False)
+                        continue
                     fut = self._pending.pop(frame.id, None) if frame.id is not None else None
                     if fut and not fut.done():
                         fut.set_exception(ClientError(frame))
@@ -232,14 +242,19 @@ class Client:
         self._writer.write(protocol.encode(frame_for_id(frame_id)))
         return fut
 
-    def send_ping(self) -> int:
+    def send_ping(self, every: float | None = None) -> int:
         """Write a ``ping`` and return its id, with no future waiting for it: its answer, as
         any frame, moves :attr:`last_heard`, which is all harness.liveness reads while the
-        daemon answers (the cheapest idle cycle there is). :meth:`expect` waits for it."""
+        daemon answers (the cheapest idle cycle there is). :meth:`expect` waits for it.
+        ``every``: ask the daemon to answer it again every so many seconds (harness.ticks);
+        set :attr:`tick_id` and :attr:`on_tick` to hear those answers."""
         if self.closed.is_set():
             raise DaemonUnavailable("the connection to the daemon is closed")
         frame_id = next(self._ids)
-        self._writer.write(protocol.encode(protocol.Request(id=frame_id, method="ping")))
+        params = {} if every is None else {"every": every}
+        self._writer.write(
+            protocol.encode(protocol.Request(id=frame_id, method="ping", params=params))
+        )
         return frame_id
 
     def expect(self, frame_id: int) -> asyncio.Future[Any]:

@@ -2,18 +2,22 @@
 
 A daemon that is stopped (SIGSTOP), wedged (a plugin blocking its event loop) or cut off
 behind a hung ssh keeps its socket open: nothing ever says it is gone, and a client that only
-listens would show "online" forever. So a client that has heard nothing for ``after`` seconds
-asks (a ``ping`` request; any answer, even an ``unknown_method`` error from an older daemon,
-proves the loop runs) and calls the daemon *not responding* when no answer comes within
-``timeout``. It keeps the connection and waits: a daemon that resumes answers the ping, and
-that ends the episode by itself. A daemon that is busy streaming is never asked.
+listens would show "online" forever. So a client asks the daemon, with one ``ping`` carrying
+``{"every": after}``, to say every ``after`` seconds that it runs (harness.ticks), and calls
+it *not responding* when nothing at all (a tick or any other frame) came for ``after +
+timeout`` seconds. It keeps the connection and waits: a daemon that resumes ticks again, and
+that ends the episode by itself. A daemon from before ticks refuses the ``every``
+(``invalid_params``, an answer too) and is asked instead: a plain ``ping`` after ``after``
+seconds of silence, "not responding" when no frame came ``timeout`` seconds later (any answer,
+even an ``unknown_method`` error from a daemon older still, proves the loop runs).
 
 With the defaults a frozen daemon is noticed 5-10 s after its last frame; an idle client costs
-one small request per 5 s of silence. ``$HARNESS_PING_INTERVAL`` (seconds) sets both.
+one tiny frame from the daemon per 5 s (one wake-up). ``$HARNESS_PING_INTERVAL`` (seconds)
+sets both.
 
-Used by every client: the TUI's stream (harness.client.Client, local or over ssh) through
-:class:`Watch`, and ``harness events --follow`` (the blocking one-shot connection,
-``harness.cli.oneshot.Connection.keepalive``) with the same intervals and words."""
+Used by the TUI's stream (harness.client.Client, local or over ssh) and its fleet screen
+through :class:`Watch`; ``harness events --follow`` (the blocking one-shot connection,
+``harness.cli.oneshot.Connection.keepalive``) asks, with the same intervals and words."""
 
 from __future__ import annotations
 
@@ -65,18 +69,20 @@ def not_responding(silent_for: float) -> str:
 
 
 class Watch:
-    """Watch ``client``'s connection until it closes or :meth:`cancel`: after ``after``
-    seconds without a frame, ping; no answer within ``timeout``: ``on_change(last heard, wall
-    clock)``; the answer at last: ``on_change(None)``. The connection's own end is not
-    reported here: the reader of its events sees that.
+    """Watch ``client``'s connection until it closes or :meth:`cancel`; nothing heard for
+    ``after + timeout`` seconds: ``on_change(last heard, wall clock)``; heard again:
+    ``on_change(None)``. The connection's own end is not reported here: the reader of its
+    events sees that.
 
     Made to cost as little as it can while idle (the idle-CPU target, issue 10), since an idle
-    TUI does nothing else: one timer per cycle, never cancelled; the ping is written without a
-    future or a callback, because its answer, like any frame, moves ``client.last_heard``, and
-    the timer that fires ``timeout`` later reads that. An idle cycle is thus one timer wake-up
-    and one write here, and one read in the client's reader task; nothing reaches Textual
-    unless the answer changes what is shown. Only a ping found late is given a future, so
-    that a daemon that resumes is shown as answering the moment it does."""
+    TUI does nothing else. It asks the daemon once for ticks (a ``ping`` with ``every``:
+    harness.ticks): the daemon answers that ping again every ``after`` seconds, so an idle
+    cycle is one wake-up here, to read the tick, whose handling moves one timer (the deadline,
+    ``after + timeout`` on) and reaches nothing in Textual. A daemon too old for ticks refuses
+    the ping (``invalid_params``, an answer too) and is asked instead (:meth:`_tick`): after
+    ``after`` seconds without a frame, a ping; no frame within ``timeout``: not responding.
+    Either way a frozen daemon is noticed ``after`` to ``after + timeout`` seconds after its
+    last frame."""
 
     def __init__(
         self,
@@ -85,6 +91,7 @@ class Watch:
         *,
         after: float = PING_AFTER,
         timeout: float = PING_TIMEOUT,
+        ticks: bool = True,
     ) -> None:
         import asyncio
 
@@ -95,17 +102,70 @@ class Watch:
         # after + timeout of the daemon's last frame).
         self._slack = after / 10
         self.silent = False
+        self.ticked = False  # the daemon sends ticks (else: asked by pings)
+        self.ticks = 0  # ticks read (tests)
         self._loop = asyncio.get_running_loop()
         self._sent = float("-inf")  # monotonic time the ping still out was written
         self._ping_id = 0  # its request id; 0: none out
-        self._timer: asyncio.TimerHandle | None = self._loop.call_later(after, self._tick)
+        self._timer: asyncio.TimerHandle | None = None
         self._over = False
+        if ticks:
+            from harness.client import DaemonUnavailable
+
+            try:
+                client.tick_id = client.send_ping(every=after)
+            except DaemonUnavailable:
+                return  # closed: the stream reports it
+            client.on_tick = self._on_tick
+            self.ticked = True
+            self._timer = self._loop.call_later(after + timeout, self._expired)
+        else:
+            self._timer = self._loop.call_later(after, self._tick)
 
     def cancel(self) -> None:
         self._over = True  # a late ping's future is left to end; its answer is dropped
+        if self.client.on_tick == self._on_tick:
+            self.client.on_tick = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    # -- ticks: the daemon says it runs every ``after`` seconds ------------------------------
+
+    def _on_tick(self, ok: bool) -> None:
+        if self._over:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        if not ok:  # a daemon from before ticks: ask it instead, as it expects
+            self.client.on_tick = None
+            self.ticked = False
+            self._timer = self._loop.call_later(self.after, self._tick)
+            return
+        self.ticks += 1
+        # Moved, not left to fire and re-arm itself: an idle cycle then has one wake-up
+        # (this tick's read), not two. A cancelled handle costs no system call.
+        self._timer = self._loop.call_later(self.after + self.timeout, self._expired)
+        if self.silent:
+            self.silent = False
+            self.on_change(None)
+
+    def _expired(self) -> None:
+        self._timer = None
+        client = self.client
+        if client.closed.is_set():
+            return
+        now = time.monotonic()
+        heard = client.last_heard
+        wait = heard + self.after + self.timeout - now
+        if wait > self._slack:  # other frames came meanwhile: any frame proves the loop runs
+            self._timer = self._loop.call_later(wait, self._expired)
+            return
+        # No re-arm: the next tick, whenever the daemon runs again, ends the episode.
+        self.silent = True
+        self.on_change(time.time() - (now - heard))
+
+    # -- pings: a daemon without ticks is asked after each quiet spell -------------------------
 
     def _tick(self) -> None:
         self._timer = None

@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import msgspec
 
-from harness import __version__, oversized, protocol
+from harness import __version__, oversized, protocol, ticks
 from harness.bus import Bus, Patterns, StreamSubscriber, Write
 from harness.protocol import Ack, Error, Lagged, Replayed, Response, Welcome
 from harness.reads import read_in_heap
@@ -163,6 +163,7 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
             self._abort_timer = None
         self.server.clients.discard(self)
         self.server.bus.unsubscribe(self)
+        self.server.ticker.remove(self)
         self._can_write.set()
         # Requests are left to finish: one that changes a plugin must not stop half-way
         # because its client went away (their answers are simply dropped). A replay is moot.
@@ -337,15 +338,24 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
             self.server.track(self._on_request(frame))
 
     def _ping(self, frame: protocol.Request) -> None:
-        """The liveness check (harness.liveness) every idle client sends every few seconds:
-        the cheapest answer there is, in this step, with no task or handler. A client that
-        hears it knows the loop is running."""
+        """The liveness check (harness.liveness): the cheapest answer there is, in this step,
+        with no task or handler. A client that hears it knows the loop is running. With
+        ``{"every": N}`` the same answer is written again every N seconds (harness.ticks)."""
+        every = None
         if frame.params:
-            self.send_error(
-                protocol.E_BAD_PARAMS, "invalid params for ping: it takes none", frame.id
-            )
-            return
+            every = ticks.valid_every(frame.params.get("every"))
+            if every is None or len(frame.params) != 1:
+                self.send_error(
+                    protocol.E_BAD_PARAMS,
+                    "invalid params for ping: none, or only every (seconds, "
+                    f"{ticks.MIN_EVERY:g} to {ticks.MAX_EVERY:g})",
+                    frame.id,
+                )
+                return
         self.send_frame(Response(id=frame.id, result={"seq": self.server.bus.published_seq}))
+        if every is not None:
+            tick = protocol.encode(Response(id=frame.id, result={}))
+            self.server.ticker.add(self, every, tick)
 
     def _on_hello(self, frame: protocol.Hello) -> None:
         if self._hello:
@@ -550,6 +560,7 @@ class Server:
         self.max_queued_frames = max_queued_frames  # tells the bus whether to count frames
         self.max_clients = max_clients
         self.clients: set[ClientConnection] = set()
+        self.ticker = ticks.Ticker()  # clients that asked for liveness ticks
         self._requests: set[asyncio.Task[None]] = set()
         self._starting: set[asyncio.Task[None]] = set()  # accepted, being set up
         # Accepted and not yet in ``clients`` (connection_made has not run). Not
@@ -740,6 +751,7 @@ class Server:
             task.cancel()
         if self._starting:
             await asyncio.gather(*self._starting, return_exceptions=True)
+        self.ticker.close()
         for client in list(self.clients):
             if client.transport is not None:
                 client.transport.abort()

@@ -243,6 +243,10 @@ async def test_fleet_overview_live_killed_and_slow(
             lambda: all(s in screen_text(app) for s in ("▼ doomed", "▼ slow", "timed out")),
         )
         assert members["live"].online
+        # "offline just now" ages by a timer booked for the moment it reads "offline 5 s";
+        # the live row books none (no fixed 5 s interval wakes an idle fleet screen).
+        assert screen.rows["doomed"]._ages._timer is not None
+        assert screen.rows["live"]._ages._timer is None
         # A change on the live daemon reaches its row.
         assert daemon.orchestrator is not None
         await daemon.orchestrator.set_enabled("echo", False)

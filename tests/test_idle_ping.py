@@ -1,31 +1,40 @@
-"""An idle client's liveness ping (harness.liveness) costs as little as it can: issue 10's
-idle-CPU target counts every wake-up of an idle TUI, and the ping is all an idle TUI does.
+"""An idle client's liveness check (harness.liveness) costs as little as it can: issue 10's
+idle-CPU target counts every wake-up of an idle TUI, and the check is all an idle TUI does.
 
-One idle cycle is one timer wake-up (the ping is written), one read (its answer) and the client's
-reader task taking it: three turns of the event loop. It used to be four, with a future, a
-done-callback and a second timer created and cancelled per ping. Counted on a real event loop
-whose selector counts its waits, against a real `harness run` subprocess."""
+With ticks (harness.ticks: one ``ping`` with ``every``, answered again by the daemon every
+``every`` seconds) an idle cycle is one wake-up: the tick's read. Asking instead (a daemon from
+before ticks) is two: the timer that writes the ping, then its answer. Counted on a real event
+loop whose selector counts its waits, against a real `harness run` subprocess; the daemon too
+old for ticks is a stand-in that refuses ``every`` as such a daemon does (``invalid_params``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import selectors
 from pathlib import Path
 
-from harness import liveness
-from harness.client import Client
-from tests.conftest import SpawnDaemon, write_config
+import msgspec
 
-PINGS = 20
-INTERVAL = 0.2  # seconds of silence before a ping, and the answer's deadline
+from harness import liveness, protocol
+from harness.client import Client, ClientError
+from harness.config import Config
+from harness.daemon import Daemon
+from tests.conftest import SpawnDaemon, StartDaemon, wait_until, write_config
+
+CYCLES = 20
+INTERVAL = 0.2  # seconds between ticks (or of silence before a ping)
+# The answer's deadline: long, so that a loaded machine delaying a tick is never taken for a
+# frozen daemon (this counts wake-ups; detection is tests/tui/test_liveness.py's).
+TIMEOUT = 10.0
 
 
 class CountingSelector(selectors.EpollSelector):
-    """Counts the loop's waits, and the waits that found something to read."""
+    """Counts the loop's sleeps (waits that may block) and the waits that found a read."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.waits = 0
+        self.sleeps = 0
         self.reads = 0
         self.counting = False
         self.enough: asyncio.Future[None] | None = None
@@ -33,32 +42,41 @@ class CountingSelector(selectors.EpollSelector):
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         ready = super().select(timeout)
         if self.counting:
-            self.waits += 1
+            self.sleeps += timeout is None or timeout > 0
             self.reads += bool(ready)
-            if self.reads >= PINGS and self.enough is not None and not self.enough.done():
+            if self.reads >= CYCLES and self.enough is not None and not self.enough.done():
                 self.enough.set_result(None)
         return ready
 
 
-def idle_cycles(socket_path: Path) -> tuple[CountingSelector, list[float | None]]:
-    """Watch an idle daemon over one connection until ``PINGS`` answers were read; its own
+def idle_cycles(
+    socket_path: Path, *, ticks: bool
+) -> tuple[CountingSelector, list[float | None], bool]:
+    """Watch an idle daemon over one connection until ``CYCLES`` frames were read; its own
     event loop, in this thread, so that only the client's wake-ups are counted."""
     selector = CountingSelector()
     loop = asyncio.SelectorEventLoop(selector)
     changes: list[float | None] = []
+    ticked = [False]
 
     async def watch() -> None:
         client = await Client.connect(socket_path)
         try:
             await client.subscribe(["*"])  # as the TUI does: idle, nothing comes
             selector.enough = loop.create_future()
-            watch = liveness.Watch(client, changes.append, after=INTERVAL, timeout=INTERVAL)
+            # Asking, the next ping follows ``timeout`` after the last (its deadline): the
+            # usual interval there, where a loaded machine may take an answer for late.
+            timeout = TIMEOUT if ticks else INTERVAL
+            watch = liveness.Watch(
+                client, changes.append, after=INTERVAL, timeout=timeout, ticks=ticks
+            )
             selector.counting = True
             try:
                 async with asyncio.timeout(60):
                     await selector.enough
             finally:
                 selector.counting = False
+                ticked[0] = watch.ticked
                 watch.cancel()
         finally:
             await client.close()
@@ -67,17 +85,129 @@ def idle_cycles(socket_path: Path) -> tuple[CountingSelector, list[float | None]
         loop.run_until_complete(watch())
     finally:
         loop.close()
-    return selector, changes
+    return selector, changes, ticked[0]
 
 
-async def test_an_idle_ping_cycle_is_three_turns_of_the_loop(
+async def test_an_idle_cycle_with_ticks_is_one_wake_up(
     spawn_daemon: SpawnDaemon, state_dir: Path
 ) -> None:
     daemon = await spawn_daemon(write_config(state_dir))
-    selector, changes = await asyncio.to_thread(idle_cycles, daemon.socket_path)
-    assert changes == []  # every ping was answered in time: never "not responding"
-    assert selector.reads >= PINGS
-    # 3 per cycle; a little over when a loaded machine delays an answer past the timer's slack
-    # (the old cycle was 4, every time).
-    per_ping = selector.waits / selector.reads
-    assert per_ping <= 3.5, f"{selector.waits} waits for {selector.reads} answers"
+    selector, changes, ticked = await asyncio.to_thread(idle_cycles, daemon.socket_path, ticks=True)
+    assert ticked and changes == []  # ticks came in time: never "not responding"
+    assert selector.reads >= CYCLES
+    # One sleep per tick (its read); asking cost two (the timer, then the answer).
+    assert selector.sleeps <= selector.reads * 1.25, (selector.sleeps, selector.reads)
+
+
+async def test_an_idle_cycle_asking_is_two_wake_ups(
+    spawn_daemon: SpawnDaemon, state_dir: Path
+) -> None:
+    daemon = await spawn_daemon(write_config(state_dir))
+    selector, _, ticked = await asyncio.to_thread(idle_cycles, daemon.socket_path, ticks=False)
+    assert not ticked  # (changes not checked: a loaded machine may delay an answer 0.2 s)
+    assert selector.reads >= CYCLES
+    # The timer's sleep and the answer's: at most two per answer read.
+    assert selector.sleeps <= selector.reads * 2.25, (selector.sleeps, selector.reads)
+
+
+async def test_one_daemon_timer_ticks_every_client_and_goes_with_the_last(
+    start_daemon: StartDaemon, config: Config
+) -> None:
+    """Three clients asking for ticks at one interval share the daemon's one timer; each
+    hears its own ping's id again and again; a client gone leaves the ticker, the last one
+    takes the timer with it."""
+    daemon: Daemon = await start_daemon()
+    server = daemon.server
+    assert server is not None
+    clients = [await Client.connect(config.socket_path) for _ in range(3)]
+    heard: list[list[bool]] = [[] for _ in clients]
+    try:
+        for client, got in zip(clients, heard, strict=True):
+            client.tick_id = client.send_ping(every=INTERVAL)
+            client.on_tick = got.append
+        await wait_until(lambda: all(len(got) >= 3 for got in heard), timeout=30)
+        assert all(all(got) for got in heard)  # answers, never refusals
+        assert len(server.ticker) == 3 and len(server.ticker._groups) == 1
+        await clients[0].close()
+        await wait_until(lambda: len(server.ticker) == 2, timeout=30)
+    finally:
+        for client in clients:
+            await client.close()
+    await wait_until(lambda: not len(server.ticker) and not server.ticker._groups, timeout=30)
+
+
+async def test_every_out_of_bounds_is_refused_and_ticks_nothing(
+    start_daemon: StartDaemon, config: Config
+) -> None:
+    daemon: Daemon = await start_daemon()
+    assert daemon.server is not None
+    async with await Client.connect(config.socket_path) as client:
+        for bad in (0.0, -1, 1e9, float("nan"), "5", True, None):
+            raw = msgspec.json.encode(
+                {"type": "request", "id": 99, "method": "ping", "params": {"every": bad}}
+            ).replace(b"NaN", b"1e999")  # JSON has no NaN; an overflow decodes to inf
+            future = client.expect(99)
+            client._writer.write(raw + b"\n")
+            async with asyncio.timeout(30):
+                with contextlib.suppress(ClientError):
+                    await future
+            assert isinstance(future.exception(), ClientError), bad
+        assert len(daemon.server.ticker) == 0
+
+
+async def test_a_daemon_from_before_ticks_is_asked_instead(tmp_path: Path) -> None:
+    """A stand-in for an older daemon: it answers a plain ping and refuses one with params
+    (``invalid_params``, as such a daemon did). The watch falls back to asking, and notices
+    when the stand-in stops answering, then hears it again."""
+    path = tmp_path / "old.sock"
+    answering = asyncio.Event()
+    answering.set()
+    pings: list[dict[str, object]] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()  # hello
+        writer.write(
+            protocol.encode(
+                protocol.Welcome(protocol=protocol.PROTOCOL_VERSION, server="old", seq=0, pid=1)
+            )
+        )
+        while line := await reader.readline():
+            frame = msgspec.json.decode(line)
+            if frame.get("type") == "subscribe":
+                writer.write(protocol.encode(protocol.Ack(id=frame["id"], seq=0)))
+            elif frame.get("method") == "ping":
+                pings.append(frame.get("params") or {})
+                await answering.wait()
+                if frame.get("params"):
+                    writer.write(
+                        protocol.encode(
+                            protocol.Error(
+                                code=protocol.E_BAD_PARAMS, message="takes none", id=frame["id"]
+                            )
+                        )
+                    )
+                else:
+                    writer.write(
+                        protocol.encode(protocol.Response(id=frame["id"], result={"seq": 0}))
+                    )
+        writer.close()
+
+    server = await asyncio.start_unix_server(serve, path=str(path))
+    changes: list[float | None] = []
+    try:
+        client = await Client.connect(path)
+        try:
+            await client.subscribe(["*"])
+            watch = liveness.Watch(client, changes.append, after=0.1, timeout=0.3)
+            await wait_until(lambda: len(pings) >= 3, timeout=30)
+            assert not watch.ticked and pings[0] == {"every": 0.1} and pings[1] == {}
+            answering.clear()  # frozen: the next ping goes unanswered
+            await wait_until(lambda: bool(changes), timeout=30)
+            assert changes[0] is not None
+            answering.set()
+            await wait_until(lambda: changes[-1] is None, timeout=30)
+            watch.cancel()
+        finally:
+            await client.close()
+    finally:
+        server.close()

@@ -118,6 +118,13 @@ class Stream:
         self._pending_conn: dict[str, tuple[Connection, float]] = {}
         # Live heartbeat health per plugin ({plugin}:health): latest wins, never stored.
         self._pending_health: dict[str, Health] = {}
+        # Health heard while its plugin was not connected (a bot's first heartbeat, timed
+        # before its READY): kept, as the daemon keeps it (harness.live_health), and shown
+        # once connected; a later state other than connected ends it.
+        self._held_health: dict[str, Health] = {}
+        # Plugins whose health a pending connection state ended, though a later one in the
+        # same flush keeps health (disconnected then connected: the old link's is not true).
+        self._ended_health: set[str] = set()
         self._pending_status: dict[str, tuple[Mapping[str, Any], float]] = {}
         self._pending_events: deque[Event] = deque(maxlen=EVENT_BUFFER)
         self._dropped = 0
@@ -240,6 +247,8 @@ class Stream:
         as on the first connection; live health is never stored, so there is nothing to seed.
         (While offline the last one stays, shown as last known.)"""
         self._pending_health.clear()
+        self._held_health.clear()
+        self._ended_health.clear()
         plugins = self.app.plugins
         if any(state.health is not None for state in plugins.values()):
             self.app.plugins = {
@@ -353,6 +362,7 @@ class Stream:
                 except msgspec.ValidationError:
                     pass  # a health shape we do not know: nothing to show
             self._pending_health.pop(prev.name, None)
+            self._held_health.pop(prev.name, None)
             if health != prev.health:
                 plugins[prev.name] = msgspec.structs.replace(prev, health=health)
         if plugins != self.app.plugins:
@@ -390,6 +400,10 @@ class Stream:
                 self.stale_ignored += 1  # older than the seed or a newer event: keep ours
             else:
                 self._pending_conn[plugin] = (conn, event.ts)
+                if not health_applies(conn):  # ends any health heard before it
+                    self._pending_health.pop(plugin, None)
+                    self._held_health.pop(plugin, None)
+                    self._ended_health.add(plugin)
         elif name == "plugin:status" and isinstance(event.data.get("plugin"), str):
             self._pending_status[event.data["plugin"]] = (event.data, event.ts)
         elif name == STORAGE_EVENT:
@@ -443,10 +457,18 @@ class Stream:
             for name, (conn, ts) in self._pending_conn.items():
                 prev = plugins.get(name) or PluginState(name=name, epoch=self._epoch)
                 plugins[name] = prev.with_connection(conn, ts)
+                if name in self._ended_health and plugins[name].health is not None:
+                    plugins[name] = msgspec.structs.replace(plugins[name], health=None)
+                held_health = self._held_health.pop(name, None)
+                if held_health is not None and health_applies(conn):
+                    plugins[name] = msgspec.structs.replace(plugins[name], health=held_health)
+            self._ended_health.clear()
             for name, health in self._pending_health.items():
                 prev = plugins.get(name) or PluginState(name=name, epoch=self._epoch)
                 if health_applies(prev.connection):
                     plugins[name] = msgspec.structs.replace(prev, health=health)
+                else:
+                    self._held_health[name] = health
             self._pending_health.clear()
             for name, (data, ts) in self._pending_status.items():
                 prev = plugins.get(name) or PluginState(name=name, epoch=self._epoch)

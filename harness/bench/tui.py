@@ -26,6 +26,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import msgspec
+
 from harness.bench import heading, median, paint, percentile, row
 from harness.client import Client, DaemonUnavailable
 from harness.config import Config, DaemonConfig
@@ -496,13 +498,45 @@ Idle().run(headless=True)
 """
 
 
-def idle_cpu(code: str, seconds: float) -> float:
-    """CPU % of an app process over ``seconds`` once it has settled (read from /proc)."""
-    from harness.bench.stream import cpu_seconds
+class Idle(msgspec.Struct, frozen=True):
+    """What an idle app process did over a window: CPU time of all its threads (nanosecond
+    resolution, ``/proc/PID/task/*/schedstat``) and its wake-ups (voluntary context switches:
+    each time a thread blocked and was woken, summed over threads)."""
 
+    cpu_ns: int
+    wall: float
+    wakeups: int
+    involuntary: int
+
+    @property
+    def percent(self) -> float:
+        return self.cpu_ns / 1e9 / self.wall * 100
+
+
+def _threads(pid: int) -> tuple[int, int, int]:
+    """(CPU ns, voluntary, involuntary context switches), summed over ``pid``'s threads."""
+    cpu = voluntary = involuntary = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                cpu += int(f.read().split()[0])
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        voluntary += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        involuntary += int(line.split()[1])
+        except FileNotFoundError:
+            continue  # a thread that ended meanwhile (an idle app starts none)
+    return cpu, voluntary, involuntary
+
+
+def idle_cpu(code: str, seconds: float, python: str | None = None) -> Idle:
+    """What an app process does over ``seconds`` once it has settled (read from /proc).
+    ``python``: another checkout's interpreter (``--against``)."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [python or sys.executable, "-c", textwrap.dedent(code)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -512,13 +546,21 @@ def idle_cpu(code: str, seconds: float) -> float:
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError("the idle app did not start")
-        cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
+        cpu0, vol0, inv0 = _threads(proc.pid)
+        wall0 = time.monotonic()
         time.sleep(seconds)
-        cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - wall0
+        cpu1, vol1, inv1 = _threads(proc.pid)
+        wall = time.monotonic() - wall0
     finally:
         proc.kill()
         proc.wait()
-    return cpu / wall * 100
+    return Idle(cpu1 - cpu0, wall, vol1 - vol0, inv1 - inv0)
+
+
+def _idle_rows(label: str, idle: Idle, base: Idle, target: str = "") -> None:
+    row(f"idle CPU, {label}", idle.percent, "%", baseline=base.percent, target=target)
+    row("  its CPU time over the window", idle.cpu_ns / 1e6, "ms", baseline=base.cpu_ns / 1e6)
+    row("  its wake-ups (voluntary context switches)", idle.wakeups, "", baseline=base.wakeups)
 
 
 def live_daemon_figures(
@@ -546,18 +588,25 @@ def live_daemon_figures(
                 live_first_paint(daemon._request("plugins.list"), config, runs, against)
             if not idle:
                 return
-            heading(f"tui: idle CPU over {idle_seconds:g} s (live daemon, nothing changing)")
+            heading(
+                f"tui: idle CPU over {idle_seconds:g} s (live daemon, nothing changing; CPU of "
+                "all threads in ns from /proc/PID/task/*/schedstat, wake-ups = voluntary "
+                "context switches)"
+            )
             settle = 3.0
-            base_cpu = idle_cpu(_CHILD_IDLE_BASELINE.format(settle=settle), idle_seconds)
+            base = idle_cpu(_CHILD_IDLE_BASELINE.format(settle=settle), idle_seconds)
             for label, plugin in (("plugins screen", None), ("settings screen", "flood")):
-                cpu = idle_cpu(
-                    _CHILD_IDLE_TUI.format(
-                        settle=settle, socket=socket_path, database=database, plugin=plugin
-                    ),
-                    idle_seconds,
+                code = _CHILD_IDLE_TUI.format(
+                    settle=settle, socket=socket_path, database=database, plugin=plugin
                 )
-                row(f"idle CPU, {label}", cpu, "%", baseline=base_cpu, target="<= 1.5x")
-            row("baseline idle CPU (minimal app)", base_cpu, "%")
+                _idle_rows(label, idle_cpu(code, idle_seconds), base, target="<= 1.5x")
+                if against is not None:
+                    # The other checkout's TUI, right after this one's (same daemon, same
+                    # minute): its tree first on the path, as for first paint.
+                    other = f"import sys; sys.path.insert(0, {str(against)!r})\n" + code
+                    python = str(against / ".venv" / "bin" / "python")
+                    _idle_rows(f"--against: {label}", idle_cpu(other, idle_seconds, python), base)
+            _idle_rows("baseline (minimal app)", base, base)
         finally:
             daemon.stop()
 
@@ -637,8 +686,8 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
         "--against",
         type=Path,
         metavar="CHECKOUT",
-        help="first paint: also time the TUI of another checkout (with its own .venv), "
-        "interleaved with this one's",
+        help="first paint and idle CPU: also measure the TUI of another checkout "
+        "(with its own .venv), interleaved with this one's",
     )
     args = parser.parse_args(argv or [])
     only = set(args.only or PARTS)

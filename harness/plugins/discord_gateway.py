@@ -142,6 +142,15 @@ class GatewaySocket(DiscordWebSocket):
         self.beat_sent = time.perf_counter()
         await super().send_heartbeat(data)
 
+    async def send_as_json(self, data: Any) -> None:
+        # discord.py sends two heartbeats this way, not through send_heartbeat: the one right
+        # after HELLO and the one the gateway asks for (op 1). Unstamped, a (re)connected
+        # link had no latency until the keep-alive thread's first beat, up to a whole interval
+        # (41 s on Discord) later: the TUI showed none after every reconnect.
+        if isinstance(data, dict) and data.get("op") == 1:
+            self.beat_sent = time.perf_counter()
+        await super().send_as_json(data)
+
     def round_trip(self) -> float | None:
         """The last heartbeat's round trip in seconds, by the loop's clock (None: none yet)."""
         if self.beat_sent is None or self.beat_acked is None or self.beat_acked < self.beat_sent:

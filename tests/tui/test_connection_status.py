@@ -166,3 +166,32 @@ async def test_a_short_drop_stays_visible_and_the_countdown_ticks(config: Config
         assert "retrying in 3 s · attempt 2" in status.text
         now[0] += 1.0
         await until(pilot, lambda: "retrying in 2 s · attempt 2" in screen_text(app))
+
+
+async def test_the_countdown_does_not_tick_while_its_screen_is_hidden(config: Config) -> None:
+    """The retry countdown's timer finds the events screen in front: it books nothing more
+    (no wake-ups while hidden); shown again, the indicator catches up at once and ticks on."""
+    now = [1_700_000_006.0]
+    app = make_app(config, stream=False, clock=lambda: now[0])
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.stream.set_online(0)
+        screen = await open_settings(pilot, "echo")
+        status = screen.query_one(ConnectionStatus)
+        timer = status._tick
+        assert timer is not None
+        down = _conn(2, "disconnected", attempt=2, retry_at=now[0] + 30, reason="4000 x")
+        assert status.apply(down)
+        await until(pilot, lambda: "retrying in 30 s" in status._drawn)
+        await pilot.press("e")
+        await until(pilot, lambda: app.screen is not screen)
+        now[0] += 1.0
+        await until(pilot, lambda: timer.asleep, timeout=10)  # it fired once, found it hidden
+        fired = timer.fired
+        now[0] += 5.0
+        app.switch_mode("plugins")
+        await until(pilot, lambda: app.screen is screen and not timer.asleep)
+        await until(pilot, lambda: "retrying in 24 s" in screen_text(app))
+        assert timer.fired == fired
+        now[0] += 1.0
+        await until(pilot, lambda: "retrying in 23 s" in screen_text(app))  # ticking again
+        assert timer.fired > fired

@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
+from textual.timer import Timer
 from textual.widgets import Button, DataTable, Input, Label, Static
 
 from harness.alerts.rules import format_duration as _seconds
@@ -106,9 +107,20 @@ class AlertsScreen(Screen[None]):
         self.harness.events_signal.subscribe(self, self._on_batch)
         self.watch(self.app, "link", lambda link: self.reload() if link.online else None)
         self.watch(self.app, "silences", lambda _: self._show_silences())
-        # A delivery (pending -> sent) publishes no event; retries count up: refresh now and then.
-        self.set_interval(REFRESH_EVERY, self._refresh_if_shown)
+        # A delivery (pending -> sent) publishes no event; retries count up: refresh now and then,
+        # while shown only: paused, a Textual timer wakes nothing (another mode in front).
+        self._refresher = self.set_interval(REFRESH_EVERY, self._refresh_if_shown)
         silences.focus()
+
+    _refresher: Timer | None = None
+
+    def on_screen_suspend(self) -> None:
+        if self._refresher is not None:
+            self._refresher.pause()
+
+    def on_screen_resume(self) -> None:
+        if self._refresher is not None:
+            self._refresher.resume()
 
     def _refresh_if_shown(self) -> None:
         if self.is_current and self.harness.link.online:

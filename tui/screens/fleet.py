@@ -31,6 +31,7 @@ from harness.protocol import (
     to_connection,
 )
 from harness.transport import Target
+from tui.ageing import AgeTimer
 from tui.state import ago, connection_seq
 from tui.stream import CLIENT_NAME, backoff
 from tui.widgets.footer import KeysFooter
@@ -189,6 +190,7 @@ class FleetRow(Widget):
     def __init__(self, member: Member) -> None:
         super().__init__()
         self.member = member
+        self._ages = AgeTimer(self)  # "offline 3 min" redrawn when it would read differently
 
     @property
     def harness(self) -> HarnessApp:
@@ -214,6 +216,7 @@ class FleetRow(Widget):
             head, words = "?", f"not responding {ago(now - m.changed_at).removesuffix(' ago')}"
         else:
             head, words = "▼", f"offline {ago(now - m.changed_at).removesuffix(' ago')}"
+        self._ages.drawn(now, [now - m.changed_at] if not m.online and m.changed_at else [])
         text.append(f"{current}{head} ")
         text.append(m.target.name, style="bold")
         text.append(f"  {words}")
@@ -315,12 +318,6 @@ class FleetScreen(Screen[None]):
         current = self.rows.get(self.harness.target.name)
         self.select(current or next(iter(self.rows.values())))
         self.query_one(FleetList).focus()
-        self.set_interval(5.0, self._age)  # "offline 3 min" ages with the clock
-
-    def _age(self) -> None:
-        for row in self.rows.values():
-            if not row.member.online:
-                row.refresh()
 
     @property
     def selected(self) -> FleetRow | None:

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, cast
 from rich.cells import cell_len
 from rich.text import Text
 from textual.message import Message
-from textual.timer import Timer
 from textual.widget import Widget
 
 from harness import render
 from harness.protocol import Connection, Health
+from tui.ageing import TextTimer
 from tui.state import GLYPHS, LinkState, PluginState, ago
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class ConnectionStatus(Widget):
         self.connection: Connection | None = None
         self.health: Health | None = None
         self.seq = 0
-        self._tick: Timer | None = None
+        self._tick: TextTimer | None = None
         self._epoch = -1
         self._link = LinkState()
         self._updated_at = 0.0
@@ -76,6 +76,9 @@ class ConnectionStatus(Widget):
         return cast("HarnessApp", self.app)
 
     def on_mount(self) -> None:
+        # Countdowns and ages are redrawn when their text changes, not while the screen is
+        # hidden (then once, when it is shown again).
+        self._tick = TextTimer(self, self._redraw)
         self.watch(self.app, "link", self._on_link)
         self.watch(self.app, "plugins", self._on_plugins)
 
@@ -165,8 +168,10 @@ class ConnectionStatus(Widget):
             # Not the truth of now: the last known value, said so in words, not only dimmed.
             lines[0] = render.last_known(lines[0])
         text = Text("\n".join(lines))
-        if schedule:
-            self._schedule_tick(render.next_change(conn, now, health))
+        if schedule and self._tick is not None:
+            # No fixed timer: the next redraw is booked for the moment the text would change
+            # by itself (a countdown, an age), and none while it would not.
+            self._tick.book(now, render.next_change(conn, now, health))
         if offline:
             known = self._link.changed_at if self._link.ever_online else self._updated_at
             when = ago(now - known) if known else "at an unknown time"
@@ -174,12 +179,3 @@ class ConnectionStatus(Widget):
             glyph = "▼" if self._link.responding else "?"
             text.append(f"\n{glyph} {why} — last known {when}", style="italic")
         return text
-
-    def _schedule_tick(self, delay: float | None) -> None:
-        # No fixed timer: the next redraw is booked for the moment the text would change by
-        # itself (a countdown, an age), and none while it would not.
-        if self._tick is not None:
-            self._tick.stop()
-            self._tick = None
-        if delay is not None:
-            self._tick = self.set_timer(delay, self._redraw)  # a fading line may go

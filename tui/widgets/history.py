@@ -7,6 +7,7 @@ so no transition is lost to the latest-value coalescing the indicator uses.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import fnmatch
 from collections import deque
@@ -21,9 +22,11 @@ from textual.widget import Widget
 from harness.client import ClientError, DaemonUnavailable
 from harness.protocol import Event, connection_event
 from harness.store import Store, StoreError
+from tui.ageing import TextTimer, next_text_change
 from tui.state import GLYPHS, UNKNOWN_GLYPH, EventBatch, LinkState, state_word
 
 if TYPE_CHECKING:
+    from harness.alerts.silences import Silence
     from tui.app import HarnessApp
 
 WINDOW = 24 * 3600.0  # seconds the uptime figure covers
@@ -71,6 +74,16 @@ def uptime(
     return connected / covered, covered
 
 
+def _figure_text(figure: tuple[float, float] | None, silenced: bool) -> tuple[str, str]:
+    """The uptime line: its bold figure and the rest, from ``uptime``'s answer."""
+    if figure is None:
+        return "", "uptime: no transitions recorded in the last 24 h"
+    fraction, covered = figure
+    over = "the last 24 h" if covered >= WINDOW - 60 else duration(covered) + " recorded"
+    rest = f" connected over {over}" + (", maintenance excluded" if silenced else "")
+    return f"uptime {fraction * 100:.1f} %", rest
+
+
 def duration(seconds: float) -> str:
     s = int(seconds)
     if s < 60:
@@ -102,6 +115,7 @@ class ConnectionHistory(Widget):
         self._note = ""
         self.border_title = "history"
         self._drawn = ""
+        self._timer: TextTimer | None = None
 
     @property
     def harness(self) -> HarnessApp:
@@ -111,9 +125,10 @@ class ConnectionHistory(Widget):
         self.harness.events_signal.subscribe(self, self._on_batch)
         self.watch(self.app, "link", self._on_link, init=False)
         self.watch(self.app, "silences", self._on_silences, init=False)
-        # The uptime figure and the day of the stamps move with the clock, slowly: check every
-        # 10 s, and redraw only when the text would read differently.
-        self.set_interval(10.0, self._if_changed)
+        # The uptime figure, the maintenance line and the day of the stamps move with the clock:
+        # one timer for the moment the text will read differently (render books it), none
+        # while it would not, and none while the screen is hidden.
+        self._timer = TextTimer(self, self._if_changed)
         self.reload()
 
     def _on_silences(self) -> None:
@@ -196,12 +211,15 @@ class ConnectionHistory(Widget):
             # Painted in the frame after the one that shows the change above (the indicator,
             # the parts): Textual repaints the band of the screen spanning every widget dirty
             # in a frame, and with this one, at the bottom, that band was the whole form.
-            self.call_after_refresh(lambda: self._redraw(self._text().plain))
+            self.call_after_refresh(lambda: self._redraw(self._text(self.harness.clock()).plain))
 
     def _if_changed(self) -> None:
-        text = self._text().plain
+        now = self.harness.clock()
+        text = self._text(now).plain
         if text != self._drawn:
-            self._redraw(text)
+            self._redraw(text)  # render books the next change
+        elif self._timer is not None:
+            self._timer.book(now, self.next_change(now))  # early, or shown again unchanged
 
     def _redraw(self, text: str) -> None:
         # Only SHOWN transitions are listed: once that many are, the height stays put and a
@@ -209,34 +227,94 @@ class ConnectionHistory(Widget):
         self.refresh(layout=text.count("\n") != self._drawn.count("\n"))
 
     def render(self) -> Text:
-        text = self._text()
+        now = self.harness.clock()
+        text = self._text(now)
         self._drawn = text.plain
+        if self._timer is not None:
+            self._timer.book(now, self.next_change(now))
         return text
 
-    def _text(self) -> Text:
-        app = self.harness
-        now = app.clock()
-        text = Text()
-        silences = [s for s in app.silences if fnmatch.fnmatchcase(self.plugin, s.plugin)]
+    def _silences(self) -> list[Silence]:
+        return [s for s in self.harness.silences if fnmatch.fnmatchcase(self.plugin, s.plugin)]
+
+    def _figure(self, now: float, silences: Sequence[Silence]) -> tuple[str, str]:
+        """The uptime line's bold figure and the rest of it, at ``now``."""
         figure = uptime(
             [(ts, state) for _, ts, state, _ in self.transitions],
             now,
             excluded=[(s.starts, s.ends) for s in silences],
         )
+        return _figure_text(figure, bool(silences))
+
+    def next_change(self, now: float) -> float | None:
+        """Seconds until the text reads differently by the clock alone (the uptime figure, the
+        maintenance line, the day of the stamps); None: not by itself."""
+        app = self.harness
+        silences = self._silences()
+        shown = bool(self.transitions)
+        pairs = [(ts, state) for _, ts, state, _ in self.transitions]
+        excluded = [(s.starts, s.ends) for s in silences]
+        # Where the figure's slope may change: a transition or a silence's edge entering or
+        # leaving the 24 h window; and midnight, for the stamps' day.
+        breaks = [ts + WINDOW for ts, _ in pairs]
+        for s in silences:
+            breaks += (s.starts, s.ends, s.starts + WINDOW, s.ends + WINDOW)
+        if shown:
+            today = dt.datetime.fromtimestamp(now, app.tz)
+            midnight = dt.datetime.combine(today.date(), dt.time(), today.tzinfo)
+            breaks.append((midnight + dt.timedelta(days=1)).timestamp())
+        edges = sorted({b for b in breaks if b > now})
+        # Between two edges the time covered and the time connected are linear in the clock:
+        # each stretch's figure is drawn from its two ends (one pass over the transitions
+        # each), not recomputed for every moment the search looks at (500 transitions: ~1 ms
+        # a pass, and a search looks at some thirty moments).
+        lines: dict[int, tuple[float, float, float, float, float]] = {}
+
+        def figure(t: float) -> tuple[float, float] | None:
+            i = bisect.bisect_right(edges, t)
+            line = lines.get(i)
+            if line is None:
+                start = now if i == 0 else edges[i - 1]
+                stop = edges[i] - 0.001 if i < len(edges) else start + WINDOW
+                a = uptime(pairs, start, excluded=excluded)
+                b = uptime(pairs, stop, excluded=excluded)
+                if a is None or b is None or stop <= start:
+                    return uptime(pairs, t, excluded=excluded)  # rare: nothing covered yet
+                connected_a, connected_b = a[0] * a[1], b[0] * b[1]
+                span = stop - start
+                line = (
+                    start,
+                    connected_a,
+                    a[1],
+                    (connected_b - connected_a) / span,
+                    (b[1] - a[1]) / span,
+                )
+                lines[i] = line
+            start, connected, covered, d_connected, d_covered = line
+            covered += d_covered * (t - start)
+            if covered <= 0:
+                return None
+            return (connected + d_connected * (t - start)) / covered, covered
+
+        def key(t: float) -> tuple[object, ...]:
+            current = next((s.id for s in silences if s.active(t)), None)
+            day = dt.datetime.fromtimestamp(t, app.tz).date() if shown else None
+            return _figure_text(figure(t), bool(silences)), current, day
+
+        return next_text_change(key, now, edges)
+
+    def _text(self, now: float) -> Text:
+        app = self.harness
+        text = Text()
+        silences = self._silences()
         current = next((s for s in silences if s.active(now)), None)
         if current is not None:
             until = dt.datetime.fromtimestamp(current.ends, app.tz).strftime("%H:%M")
             reason = f": {current.reason}" if current.reason else ""
             text.append(f"⚒ maintenance until {until}{reason} (alerts silenced)\n", style="bold")
-        if figure is None:
-            text.append("uptime: no transitions recorded in the last 24 h")
-        else:
-            fraction, covered = figure
-            text.append(f"uptime {fraction * 100:.1f} %", style="bold")
-            over = "the last 24 h" if covered >= WINDOW - 60 else duration(covered) + " recorded"
-            text.append(f" connected over {over}")
-            if silences:
-                text.append(", maintenance excluded")
+        figure, rest = self._figure(now, silences)
+        text.append(figure, style="bold")
+        text.append(rest)
         if self._note:
             text.append(f"\n{self._note}")
         shown = list(self.transitions)[-SHOWN:]
