@@ -132,6 +132,8 @@ class KeysFooter(Widget, can_focus=False):
     def _bindings_changed(self, screen: Screen[object]) -> None:
         if not screen.app.app_focus:
             return  # as Textual's Footer: the terminal lost focus; it signals again on focus
+        if self._shown is None:
+            return  # nothing drawn yet: the first draw reads the keys
         if self.is_attached and screen is self.screen and self._keys() != self._shown:
             self.refresh()
 
