@@ -86,8 +86,10 @@ async def test_the_first_frame_is_not_left_to_the_update_timer(
             ticking.pop()
 
     monkeypatch.setattr(Timer, "_tick", named_tick)
-    # However slow the machine, the hold ends with the daemon's state, not its deadline.
+    # However slow the machine, the hold ends with the daemon's state, not its deadline; and
+    # the update timer never ticks within the test, so a frame drawn at all was drawn without it.
     monkeypatch.setattr("tui.app.FIRST_PAINT_WAIT", 60.0)
+    monkeypatch.setattr("textual.screen.UPDATE_PERIOD", 120.0)
     await start_daemon(cfg=configured)
 
     built = asyncio.Event()
