@@ -31,6 +31,7 @@ from harness.protocol import Event
 from harness.transport import Target
 from tui import collector, demo, leaving, quick_args
 from tui.commands import HarnessCommands
+from tui.screens.held import draw_when_idle
 from tui.screens.plugins import PluginsScreen
 from tui.state import KEPT, Clock, EventBatch, LinkState, PluginState
 from tui.stream import BeforeSeed, Stream
@@ -262,6 +263,7 @@ class HarnessApp(App[None]):
             compositor = screen._compositor
             compositor._dirty_regions.add(compositor.size.region)
             screen.refresh()  # as App.delay_update ends its batch
+            draw_when_idle(self)  # not at the update timer's first tick (tui/screens/held.py)
         self._freeze()
         if self._silences_after_paint:
             self._silences_after_paint = False

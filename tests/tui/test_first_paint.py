@@ -6,6 +6,7 @@ these tests pin what the speed relies on and what the operator must see.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from rich.text import Text
 from textual._compositor import Compositor
 from textual.css.stylesheet import Stylesheet
+from textual.timer import Timer
 from textual.widgets import DataTable
 
 import tui.app
@@ -76,6 +78,67 @@ async def test_the_first_frame_shows_the_daemons_state_whole(
         assert first["rows"] == {"echo": "running"}, first
         # The whole screen, not the regions changed since a frame rendered while held.
         assert first["kind"] == "LayoutUpdate", first
+
+
+async def test_the_first_frame_is_not_left_to_the_update_timer(
+    start_daemon: StartDaemon, configured: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the hold ends, the frame is drawn once the widgets have handled the daemon's state
+    (tui/screens/held.py, draw_when_idle), not by the screen's update timer, whose first tick
+    comes a whole period after it starts; and the table's rows are measured by then (the
+    status column shows "running" whole, not cut to its header's width)."""
+    ticking: list[str] = []
+    tick = Timer._tick
+
+    async def named_tick(self: Timer, *, next_timer: float, count: int) -> None:
+        ticking.append(self.name)
+        try:
+            await tick(self, next_timer=next_timer, count=count)
+        finally:
+            ticking.pop()
+
+    monkeypatch.setattr(Timer, "_tick", named_tick)
+    # However slow the machine, the hold ends with the daemon's state, not its deadline; and
+    # the update timer never ticks within the test, so a frame drawn at all was drawn without it.
+    monkeypatch.setattr("tui.app.FIRST_PAINT_WAIT", 60.0)
+    monkeypatch.setattr("textual.screen.UPDATE_PERIOD", 120.0)
+    await start_daemon(cfg=configured)
+
+    built = asyncio.Event()
+    first_screen_ready = HarnessApp._first_screen_ready
+
+    def noted(self: HarnessApp) -> None:
+        first_screen_ready(self)
+        built.set()
+
+    monkeypatch.setattr(HarnessApp, "_first_screen_ready", noted)
+
+    async def after_the_screen_is_built() -> None:
+        # The daemon's state comes after the first screen is built, so the hold ends from the
+        # stream, not as the screen's own layouts run.
+        async with asyncio.timeout(30):
+            await built.wait()
+
+    app = make_app(configured, before_seed=after_the_screen_is_built)
+    drawn: list[tuple[list[str], str]] = []
+    first_drawn = asyncio.Event()
+    display = app._display
+
+    def recorded(screen: Any, renderable: Any) -> None:
+        if renderable is not None and not app._batch_count and not drawn:
+            text = "\n".join(strip.text for strip in screen._compositor.render_strips())
+            drawn.append((list(ticking), text))
+            first_drawn.set()
+        display(screen, renderable)
+
+    app._display = recorded  # type: ignore[method-assign]
+    async with app.run_test(size=(100, 30)):
+        # Not Pilot.pause(), which draws the screen's pending update itself.
+        async with asyncio.timeout(30):
+            await first_drawn.wait()
+        timers, text = drawn[0]
+        assert "screen_update" not in timers, timers
+        assert any("echo" in line and "running" in line for line in text.splitlines()), text
 
 
 @pytest.mark.usefixtures("patient_first_paint")
