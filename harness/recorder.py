@@ -109,6 +109,9 @@ class Recorder:
         self.health = StorageHealth()
         self._queue: collections.deque[_Pending] = collections.deque()
         self._busy = False  # a batch is in the database thread (or waiting for its turn)
+        # A write beside the batches failed while a batch (lower seqs) was in the database
+        # thread: the failure is announced once that batch is published (write_failed).
+        self._announce_after_batch = False
         # A _collect is scheduled: callers queue behind it and their events leave together
         # (the callers a publish woke, or those of the turn in which an idle writer was found).
         self._collecting = False
@@ -251,12 +254,15 @@ class Recorder:
     ) -> None:
         """On the loop, when the batch's transaction is over: publish, then the next batch."""
         self._busy = False
+        announce, self._announce_after_batch = self._announce_after_batch, False
         try:
             self._finish(batch, gap, result, exc)
         except Exception as bug:  # a bug here must not stop every later record
             log.exception("recorder: writing a batch failed unexpectedly")
             for p, _, _ in batch:
                 _fail(p.future, bug)
+        if announce:
+            self._announce_failure()
         if self.health.ok and (not self._closing or self._queue):
             # The callers this batch just woke run in the loop's next iteration, before this
             # callback (a loop runs its callbacks in order): their next events join what is
@@ -394,7 +400,14 @@ class Recorder:
         failure left the health "ok" until the next event happened to fail too."""
         if self.health.ok:
             self._failed(exc, [])
-            self._announce_failure()
+            if self._busy:
+                # The batch in the database thread holds lower seqs, not yet published: the
+                # announcement's seq must come after them (seq order), so it waits for _done.
+                # (Announced at once, it reached subscribers before that batch's events, and
+                # published_seq went back when they followed.)
+                self._announce_after_batch = True
+            else:
+                self._announce_failure()
         if not self._busy and self._retry is None and not self._closing:
             self._retry = asyncio.get_running_loop().call_later(RETRY_INTERVAL, self._try_again)
 
