@@ -9,53 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from harness import liveness
 from tests import ext_plugins, stored_history
 from tests.conftest import (
     REPO_ROOT,
-    DaemonProcess,
     SpawnDaemon,
     subprocess_env,
     write_config,
 )
-from tests.test_cli_liveness import Follower, stopped
-
-
-async def started(spawn_daemon: SpawnDaemon, config: Path, **options: Any) -> DaemonProcess:
-    """A `harness run` child, waited for up to 60 s: the fixture's 15 s were not enough for a
-    daemon importing apprise on a machine loaded 10 times over (seen)."""
-    daemon = await spawn_daemon(config, ready=False, **options)
-    await daemon.wait_ready(60)
-    return daemon
-
-
-@contextlib.asynccontextmanager
-async def cli(*args: str, env: dict[str, str]) -> AsyncIterator[Follower]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "harness",
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=REPO_ROOT,
-        env=env,
-    )
-    try:
-        yield Follower(proc)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        for stream in (proc.stdout, proc.stderr):  # to the end: wait() waits for the pipes
-            assert stream is not None
-            await stream.read()
-        await proc.wait()
+from tests.test_cli_liveness import cli, stopped
 
 
 async def test_a_replay_without_follow_warns_about_a_stopped_daemon_and_finishes(
@@ -67,7 +31,7 @@ async def test_a_replay_without_follow_warns_about_a_stopped_daemon_and_finishes
     last = await stored_history.seed(
         state_dir / "state" / "state.db", stored_history.padded(3000, 2000)
     )
-    daemon = await started(spawn_daemon, write_config(state_dir))
+    daemon = await spawn_daemon(write_config(state_dir))
     env = subprocess_env(state_dir, **{liveness.ENV_INTERVAL: "0.3"})
     socket = str(state_dir / "run" / "harness.sock")
     async with cli("events", "--socket", socket, "--since", "0", "--json", env=env) as child:
@@ -102,7 +66,7 @@ async def test_a_request_to_a_daemon_that_stops_answering_exits_3(
     slow = state_dir / "slow"
     slow.mkdir()
     env = subprocess_env(state_dir, PYTHONPATH=f"{site}{os.pathsep}{REPO_ROOT}", SLOW_DIR=str(slow))
-    daemon = await started(spawn_daemon, write_config(state_dir), env=env)
+    daemon = await spawn_daemon(write_config(state_dir), env=env)
     socket = str(state_dir / "run" / "harness.sock")
     env = subprocess_env(state_dir, **{liveness.ENV_INTERVAL: "0.3"})
     try:
@@ -151,7 +115,7 @@ async def test_an_asyncio_command_to_a_daemon_that_stops_answering_exits_3(
         + f'\n[alerts]\ntargets = {{ ops = "json://127.0.0.1:{port}/hook" }}\n'
         + 'send_timeout = "60s"\n'
     )
-    daemon = await started(spawn_daemon, config)
+    daemon = await spawn_daemon(config)
     env = subprocess_env(state_dir, **{liveness.ENV_INTERVAL: "0.3"})
     try:
         async with cli("alerts", "test", "ops", "--config", str(config), env=env) as child:

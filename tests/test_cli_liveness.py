@@ -53,13 +53,12 @@ class Follower:
 
 
 @contextlib.asynccontextmanager
-async def following(*args: str, env: dict[str, str]) -> AsyncIterator[Follower]:
+async def cli(*args: str, env: dict[str, str]) -> AsyncIterator[Follower]:
+    """``harness ARGS`` as a child whose stdout and stderr are read to the end on the way out."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "harness",
-        "events",
-        "-f",
         *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
@@ -78,6 +77,10 @@ async def following(*args: str, env: dict[str, str]) -> AsyncIterator[Follower]:
             assert stream is not None
             await stream.read()
         await proc.wait()
+
+
+def following(*args: str, env: dict[str, str]) -> contextlib.AbstractAsyncContextManager[Follower]:
+    return cli("events", "-f", *args, env=env)
 
 
 @contextlib.contextmanager
