@@ -19,7 +19,6 @@ from harness.seq_mark import STEP, SeqMark, path_for
 from harness.store import MAX_PAGES_ENV
 from tests import ext_plugins
 from tests.conftest import REPO_ROOT, SpawnDaemon, run_cli, subprocess_env, write_config
-from tests.test_cli_frozen import started
 
 
 def stored_seqs(db: Path) -> list[tuple[int, str, dict[str, object]]]:
@@ -46,7 +45,7 @@ async def fill_then_stop(
     trigger = state_dir / "fill"
     env = subprocess_env(state_dir, PYTHONPATH=f"{site}{os.pathsep}{REPO_ROOT}")
     full = dict(env, FILL_TRIGGER=str(trigger), **{MAX_PAGES_ENV: "64"})
-    first = await started(spawn_daemon, config, env=full)
+    first = await spawn_daemon(config, env=full)
     trigger.write_text("go")
     last_pulse = int(await wait_for_file(Path(f"{trigger}.done")))
     # The pulses were published (a client could have seen them) and not stored.
@@ -62,7 +61,7 @@ async def test_a_daemon_killed_while_storage_fails_never_hands_its_seqs_out_agai
     config, db, env, last_pulse = await fill_then_stop(spawn_daemon, state_dir, signal.SIGKILL)
     stored_before = max(s for s, _, _ in stored_seqs(db))
 
-    await started(spawn_daemon, config, env=env)  # room again: no cap
+    await spawn_daemon(config, env=env)  # room again: no cap
     # A client that saw the last pulse live resumes after it: it must get what the new daemon
     # did since (its start, the plugin's connection), with seqs after the pulse, and the gap.
     resumed = await run_cli(
@@ -91,7 +90,7 @@ async def test_a_clean_stop_while_storage_fails_records_the_exact_gap(
 ) -> None:
     config, db, env, last_pulse = await fill_then_stop(spawn_daemon, state_dir, signal.SIGTERM)
     stored_before = max(s for s, _, _ in stored_seqs(db))
-    await started(spawn_daemon, config, env=env)
+    await spawn_daemon(config, env=env)
     resumed = await run_cli(
         "events", "daemon:storage", "--since", str(last_pulse), "--json", "--config",
         str(config), env=env, timeout=60,
