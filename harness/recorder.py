@@ -411,6 +411,16 @@ class Recorder:
         if not self._busy and self._retry is None and not self._closing:
             self._retry = asyncio.get_running_loop().call_later(RETRY_INTERVAL, self._try_again)
 
+    def unstored_metadata(self, plugin: str) -> dict[str, Any]:
+        """The metadata of ``plugin`` published but not stored while storage fails: the newest
+        value of each key (None: deleted). Answers overlay it on the stored row, so ``status``
+        and ``plugins.*`` tell the live state, as the stream does, not the last one stored."""
+        if not self._unstored:
+            return {}
+        return {
+            k: msgspec.json.decode(v) for (p, k), (v, _) in self._unstored.items() if p == plugin
+        }
+
     def metadata_stored(self, plugin: str, keys: Iterable[str]) -> None:
         """Those keys were just written: a value kept from before must not overwrite them."""
         if self._unstored:

@@ -1,0 +1,48 @@
+"""What an operator saw from outside (the sixth outsider's pass), each through the public
+interface: a real daemon on a real SQLite file and the real socket."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from harness.client import Client
+from harness.protocol import STORAGE_EVENT
+from tests.conftest import StartDaemon, next_matching
+from tests.test_storage_faults import Link, fill_up
+
+Connect = Callable[..., Awaitable[Client]]
+
+
+async def test_answers_tell_the_live_connection_while_storage_fails(
+    start_daemon: StartDaemon, connect: Connect
+) -> None:
+    """Seen in tmux: with the database's disk full and the gateway killed, the TUI said
+    "○ Disconnected" but `harness status` and `plugins show` said "● connected ... since" the
+    last state that was stored: the request answers read metadata.connection from the file.
+    They must tell what was published (the plugin's current state), as the stream does; and
+    once space is back, the same."""
+    Link.contexts.clear()
+    daemon = await start_daemon(plugins={"link": Link})
+    (ctx,) = Link.contexts
+    await fill_up(daemon)  # failing from here on (it asserts so)
+    client: Client = await connect()
+    await client.subscribe([STORAGE_EVENT])  # from now: the filling's own flaps are behind
+
+    live = msgspec.to_builtins(await ctx.set_connection("disconnected", reason="gateway gone"))
+    status = await client.request("status")
+    assert status["storage"]["ok"] is False
+    (plugin,) = [p for p in status["plugins"] if p["name"] == "link"]
+    assert plugin["connection"] == live
+    (listed,) = [p for p in await client.request("plugins.list") if p["name"] == "link"]
+    assert listed["metadata"]["connection"] == live
+    got = await client.request("plugins.get", name="link")
+    assert got["metadata"]["connection"] == live
+
+    # Space comes back: the stored state catches up, and the answers say the same.
+    assert daemon.store is not None
+    await daemon.store.limit_pages(1_000_000)
+    await next_matching(client, lambda e: e.data.get("state") == "recovered", timeout=10)
+    got = await client.request("plugins.get", name="link")
+    assert got["metadata"]["connection"] == live
