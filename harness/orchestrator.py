@@ -414,12 +414,6 @@ class Orchestrator:
     def _info(self, slot: _Slot, row: Any) -> PluginInfo:
         p = slot.plugin
         values = slot.ctx.settings if slot.ctx else {}
-        metadata = row.metadata
-        unstored = self.recorder.unstored_metadata(p.name)
-        if unstored:  # storage is failing: what was published, not the stale row
-            metadata = {**metadata, **unstored}
-            for key in [k for k, v in unstored.items() if v is None]:
-                del metadata[key]
         return PluginInfo(
             name=p.name,
             version=p.version,
@@ -428,7 +422,7 @@ class Orchestrator:
             status=slot.status,
             reason=slot.reason,
             settings=settings.public(p.settings_schema, values),
-            metadata=metadata,
+            metadata=self.recorder.live_metadata(p.name, row.metadata),
             schema=list(p.settings_schema),
             updated_at=row.updated_at,
         )

@@ -39,6 +39,10 @@ async def test_answers_tell_the_live_connection_while_storage_fails(
     assert listed["metadata"]["connection"] == live
     got = await client.request("plugins.get", name="link")
     assert got["metadata"]["connection"] == live
+    # What a remote TUI and the fleet read first (they have no database of their own).
+    snapshot = await client.request("connections.snapshot")
+    (snapped,) = [p for p in snapshot["plugins"] if p["name"] == "link"]
+    assert snapped["metadata"]["connection"] == live
 
     # Space comes back: the stored state catches up, and the answers say the same.
     assert daemon.store is not None
