@@ -4,15 +4,21 @@ interface: a real daemon on a real SQLite file and the real socket."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Awaitable, Callable
+from typing import ClassVar
 
 import msgspec
 
 from harness import render
 from harness.client import Client
+from harness.config import Config
+from harness.plugin import Plugin, PluginContext
 from harness.protocol import STORAGE_EVENT, Connection, Health
 from tests.conftest import StartDaemon, next_matching
 from tests.test_storage_faults import Link, fill_up
+from tests.tui.conftest import make_app, screen_text, until
+from tui.screens.fleet import FleetScreen
 
 Connect = Callable[..., Awaitable[Client]]
 
@@ -70,3 +76,54 @@ def test_an_overdue_heartbeat_does_not_bring_back_the_latency_of_the_connect() -
     # Without live health (a daemon that publishes none) the stored figure is all there is.
     assert render.headline(conn, now).endswith("· 12 ms")
     assert render.headline(conn, now, Health(latency_ms=1.0)).endswith("· 1 ms")
+
+
+class Beat(Plugin):
+    """Connected with the round trip of its first beat; the test publishes its live health."""
+
+    name = "beat"
+    version = "0.1"
+    contexts: ClassVar[list[PluginContext]] = []
+
+    async def start(self, ctx: PluginContext) -> None:
+        Beat.contexts.append(ctx)
+        await ctx.set_connection("connected", username="Beat#0001", latency_ms=12.0)
+
+    async def stop(self, ctx: PluginContext) -> None:
+        await ctx.set_connection("stopped")
+
+
+async def test_fleet_rows_follow_the_live_health_and_count_down(
+    start_daemon: StartDaemon, config: Config
+) -> None:
+    """Seen in tmux on `harness-tui --fleet`: the watched context's indicator said "· 1 ms",
+    then "no heartbeat reply for 4 s", while its fleet row kept "· 12 ms" (the round trip of
+    the first beat, minutes old) and said nothing until the link was dropped; and a fleet row's
+    "retrying in 5 s" stood still for the whole five seconds (the indicator counted down)."""
+    Beat.contexts.clear()
+    await start_daemon(plugins={"beat": Beat})
+    (ctx,) = Beat.contexts
+    cfg = msgspec.structs.replace(config, contexts={"live": {"socket": str(config.socket_path)}})
+    app = make_app(cfg, fleet=True)
+    # 100 columns: at 80 the overdue words of a connected row are cut (a known defect).
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, FleetScreen))
+        screen = app.screen
+        assert isinstance(screen, FleetScreen)
+        await until(pilot, lambda: "beat" in screen.members["live"].connections)
+        await until(pilot, lambda: "Beat#0001 · 12 ms" in screen_text(app))
+
+        ctx.publish_health(Health(latency_ms=1.0, heartbeat_interval=5.0))
+        await until(pilot, lambda: "Beat#0001 · 1 ms" in screen_text(app))
+
+        ctx.publish_health(Health(ack_overdue_since=time.time() - 3, heartbeat_interval=5.0))
+        await until(pilot, lambda: "no heartbeat reply for" in screen_text(app))
+        assert "12 ms" not in screen_text(app)
+
+        # Dropped: the health ends with the link, and the countdown ticks on its own.
+        await ctx.set_connection(
+            "disconnected", reason="gone", attempt=2, retry_at=time.time() + 30
+        )
+        await until(pilot, lambda: "retrying in 30 s" in screen_text(app))
+        assert "heartbeat" not in screen_text(app)
+        await until(pilot, lambda: "retrying in 29 s" in screen_text(app))
