@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 import msgspec
+from textual.widgets import Input
 
 from harness import render
 from harness.client import Client
@@ -19,6 +20,8 @@ from tests.conftest import StartDaemon, next_matching
 from tests.test_storage_faults import Link, fill_up
 from tests.tui.conftest import make_app, screen_text, until
 from tui.screens.fleet import FleetScreen
+from tui.screens.settings import SettingsScreen
+from tui.widgets.setting_field import SettingRow
 
 Connect = Callable[..., Awaitable[Client]]
 
@@ -127,3 +130,38 @@ async def test_fleet_rows_follow_the_live_health_and_count_down(
         await until(pilot, lambda: "retrying in 30 s" in screen_text(app))
         assert "heartbeat" not in screen_text(app)
         await until(pilot, lambda: "retrying in 29 s" in screen_text(app))
+
+
+async def test_a_refused_field_is_named_and_brought_into_view_at_80x24(
+    start_daemon: StartDaemon, config: Config
+) -> None:
+    """Seen in tmux at 80x24: a value the daemon refused in the advanced group ("Max retry
+    delay" -5, a 5,000-character status) gave a toast "Not saved: 1 field(s) need fixing." (or
+    "the daemon rejected 1 field(s).") while the field's error line sat below the fold: which
+    field, and why, took scrolling to find. The toast names the field and the reason, and the
+    first field in error is scrolled into view."""
+    cfg = msgspec.structs.replace(config, plugins={"echo": {"token": "tok-outsider6"}})
+    await start_daemon(cfg=cfg)
+    app = make_app(cfg, plugin="echo")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.link.online)
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        await until(pilot, lambda: screen.form is not None and screen.form.ready)
+        greeting = screen.query_one("#field-greeting", SettingRow).query_one(Input)
+        greeting.value = "g" * 5000  # over the daemon's 4 KiB bound for text
+        await pilot.press("ctrl+s")
+
+        def toasts() -> list[str]:
+            return [str(n.message) for n in app._notifications]
+
+        await until(pilot, lambda: any("greeting: too long" in t for t in toasts()))
+        await until(pilot, lambda: "✖ too long" in screen_text(app))
+
+        # The client's own check: the same words, before anything is sent.
+        greeting.value = "hi"
+        retries = screen.query_one("#field-retries", SettingRow).query_one(Input)
+        retries.value = "many"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: any("retries: " in t for t in toasts()))
+        await until(pilot, lambda: "✖ " in screen_text(app))
