@@ -4,6 +4,7 @@ interface: a real daemon on a real SQLite file and the real socket."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import ClassVar
@@ -165,3 +166,24 @@ async def test_a_refused_field_is_named_and_brought_into_view_at_80x24(
         await pilot.press("ctrl+s")
         await until(pilot, lambda: any("retries: " in t for t in toasts()))
         await until(pilot, lambda: "✖ " in screen_text(app))
+
+
+async def test_the_storage_warning_keeps_its_time_at_80_columns(
+    start_daemon: StartDaemon, config: Config
+) -> None:
+    """Seen in tmux at 80x24 on a plugin's settings screen with the disk full: the header read
+    "harness > Plugins > discord ▲ online · ⚠ storage failing: disk full since" and the time
+    was cut off (worse in the demo, whose header also names its keys). The warning is read
+    whole; the breadcrumb's extras give way."""
+    cfg = msgspec.structs.replace(config, plugins={"echo": {"token": "tok-outsider6"}})
+    daemon = await start_daemon(cfg=cfg)
+    app = make_app(cfg, plugin="echo", demo_control="http://127.0.0.1:9/")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.link.online)
+        await fill_up(daemon)
+        await until(pilot, lambda: "storage failing" in screen_text(app))
+        await until(
+            pilot,
+            lambda: re.search(r"disk full since \d\d:\d\d", screen_text(app).splitlines()[0]),
+        )
+        assert "Plugins > echo" in screen_text(app).splitlines()[0]
