@@ -9,10 +9,12 @@ So the handler only records the exit status (128 + the signal) and calls whoever
 of it; code that blocks looks at :data:`signalled` at the points where leaving is safe.
 
 Nothing that can block runs in the handler: it runs in the main thread between two of its
-bytecodes, and so possibly while the main thread holds a lock (starting a thread takes one). A
-handler that then took the same lock (starting a thread of its own, joining one, waiting for a
-child) would wait for ever on its own thread. Listeners only record and wake: the loop with
-``call_soon_threadsafe``, a thread of theirs with a byte down a pipe (tui/leaving.py)."""
+bytecodes, and so possibly while the main thread holds a lock (starting a thread takes one,
+and a thread started while it is held cannot run until it is let go). Work there that needs
+another thread to get on (starting a thread and waiting for it, joining one, waiting for a
+child to end) can end up waiting on the very thread it interrupted. Listeners only record and
+wake: the loop with ``call_soon_threadsafe``, a thread of theirs with a byte down a pipe
+(tui/leaving.py)."""
 
 from __future__ import annotations
 
