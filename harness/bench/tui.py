@@ -470,11 +470,23 @@ async def flood_keys(seconds: float, presses: int, *, baseline: bool) -> dict[st
 
 # Idle: say "ready" once settled, then sit until killed; the parent reads our CPU time. On
 # SIGUSR1, say how many liveness ticks were read so far (-1: a checkout that does not keep its
-# watcher where this looks, as --against's may not).
+# watcher where this looks, as --against's may not) and how often each Textual timer fired
+# (by name: "text-change" and "age" are redraws because an age on screen changed,
+# "screen_update" a repaint).
 _CHILD_IDLE_TUI = """
-import signal, sys
+import collections, signal, sys
+from textual.timer import Timer
 from harness.config import Config, DaemonConfig
 from tui.app import HarnessApp
+
+fired = collections.Counter()
+_tick = Timer._tick
+
+async def _counted(self, **kwargs):
+    fired[self.name] += 1
+    await _tick(self, **kwargs)
+
+Timer._tick = _counted
 
 class Idle(HarnessApp):
     def on_ready(self) -> None:
@@ -483,7 +495,8 @@ class Idle(HarnessApp):
 
     def _report(self, *_) -> None:
         watcher = getattr(self.stream, "watcher", None)
-        sys.__stdout__.write(f"ticks {{watcher.ticks if watcher else -1}}\\n")
+        timers = ",".join(f"{{name}}:{{n}}" for name, n in fired.items())
+        sys.__stdout__.write(f"ticks {{watcher.ticks if watcher else -1}} {{timers}}\\n")
         sys.__stdout__.flush()
 
 config = Config(daemon=DaemonConfig(socket={socket!r}, database={database!r}))
@@ -517,6 +530,7 @@ class Idle(msgspec.Struct, frozen=True):
     wakeups: int
     involuntary: int
     ticks: int | None = None
+    timers: dict[str, int] = {}  # Textual timers that fired in the window, by name (the TUI)
 
     @property
     def percent(self) -> float:
@@ -541,8 +555,9 @@ def _threads(pid: int) -> tuple[int, int, int]:
     return cpu, voluntary, involuntary
 
 
-def _ticks_read(proc: subprocess.Popen[str], timeout: float = 30.0) -> int:
-    """Ask an idle child how many liveness ticks it has read (SIGUSR1, one line back)."""
+def _ticks_read(proc: subprocess.Popen[str], timeout: float = 30.0) -> tuple[int, dict[str, int]]:
+    """Ask an idle child how many liveness ticks it has read and, if it counts them, how often
+    each Textual timer fired (SIGUSR1, one line back: ``ticks N [name:count,...]``)."""
     import select
     import signal
 
@@ -552,7 +567,9 @@ def _ticks_read(proc: subprocess.Popen[str], timeout: float = 30.0) -> int:
     line = proc.stdout.readline() if ready else ""
     if not line.startswith("ticks "):
         raise RuntimeError(f"the idle app did not say its ticks: {line!r}")
-    return int(line.split()[1])
+    words = line.split()
+    timers = dict(item.rsplit(":", 1) for item in words[2].split(",")) if len(words) > 2 else {}
+    return int(words[1]), {name: int(n) for name, n in timers.items()}
 
 
 def idle_cpu(code: str, seconds: float, python: str | None = None, *, ticks: bool = False) -> Idle:
@@ -573,23 +590,28 @@ def idle_cpu(code: str, seconds: float, python: str | None = None, *, ticks: boo
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError("the idle app did not start")
-        ticks0 = 0
+        ticks0, timers0 = 0, dict[str, int]()
         if ticks:
-            ticks0 = _ticks_read(proc)
+            ticks0, timers0 = _ticks_read(proc)
             time.sleep(0.1)  # the signal's own wake-up, if any, stays out of the window
         cpu0, vol0, inv0 = _threads(proc.pid)
         wall0 = time.monotonic()
         time.sleep(seconds)
         cpu1, vol1, inv1 = _threads(proc.pid)
         wall = time.monotonic() - wall0
-        read = None
+        read, timers = None, {}
         if ticks:
-            after = _ticks_read(proc)
+            after, timers1 = _ticks_read(proc)
             read = -1 if min(ticks0, after) < 0 else after - ticks0
+            timers = {
+                name: n - timers0.get(name, 0)
+                for name, n in timers1.items()
+                if n > timers0.get(name, 0)
+            }
     finally:
         proc.kill()
         proc.wait()
-    return Idle(cpu1 - cpu0, wall, vol1 - vol0, inv1 - inv0, read)
+    return Idle(cpu1 - cpu0, wall, vol1 - vol0, inv1 - inv0, read, timers)
 
 
 def _idle_rows(
@@ -615,6 +637,13 @@ def _idle_rows(
         )
     if idle.ticks is not None:
         row("  liveness ticks it read in the window", idle.ticks, "")
+    if idle.timers:
+        # What else woke it: a redraw because an age on screen changed ("text-change", "age"),
+        # the repaint that follows ("screen_update"). The settings screen's ages change every
+        # second in the plugin's first minute, then every minute: a 30 s window holds one
+        # such change or none, depending on when it starts.
+        fired = ", ".join(f"{name} {n}" for name, n in sorted(idle.timers.items()))
+        print(f"    Textual timers fired in the window: {fired}", flush=True)
 
 
 def live_daemon_figures(
