@@ -635,8 +635,10 @@ def _idle_rows(
             "",
             baseline=same_work.wakeups,
         )
-    if idle.ticks is not None:
+    if idle.ticks is not None and idle.ticks >= 0:
         row("  liveness ticks it read in the window", idle.ticks, "")
+    elif idle.ticks is not None:
+        print("    liveness ticks: not counted (that checkout's TUI does not say)", flush=True)
     if idle.timers:
         # What else woke it: a redraw because an age on screen changed ("text-change", "age"),
         # the repaint that follows ("screen_update"). The settings screen's ages change every
