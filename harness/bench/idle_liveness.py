@@ -9,9 +9,9 @@ be judged against what the work itself costs:
 - the minimal app (one ``Static``), plus one ``Static`` for the daemon's state;
 - one Unix-socket connection to the same daemon: ``hello``, then the same ``ping`` with
   ``{"every": N}`` the TUI sends (harness.ticks: the daemon answers it again every N s);
-- per frame read, the frame decoded (msgspec, the protocol's own decoder: a client must know
-  what it read) and, for a tick, the deadline (N + timeout s on) moved: the same timer
-  handling as harness.liveness.Watch;
+- per frame read: a tick is known by its bytes (the daemon writes the same line every time,
+  harness.ticks), anything else is decoded (msgspec, the protocol's own decoder); a tick moves
+  the deadline (N + timeout s on): the same timer handling as harness.liveness.Watch;
 - drawn only on a change: "not responding" when the deadline passes, "online" when a tick
   comes again. A tick that changes nothing touches nothing in Textual.
 
@@ -21,7 +21,8 @@ tick is handled in the callback that read it: one turn of the event loop per tic
 
 Run as ``python -m harness.bench.idle_liveness SOCKET SETTLE``: it prints ``ready`` once
 settled and its first answer has come, then sits until killed; on SIGUSR1 it prints
-``ticks N`` (ticks read so far), so the benchmark can check it did the work it is timed for.
+``ticks N`` (ticks read so far), so the benchmark can check it did the work it is timed for,
+and on SIGUSR2 ``silent 0|1`` (whether it holds the daemon for not responding: tests).
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class TickReader(asyncio.BufferedProtocol):
         self.silent = False
         self._loop = asyncio.get_running_loop()
         self._deadline: asyncio.TimerHandle | None = None
+        # A tick's line, newline excluded: compared, not decoded (the strongest plain client).
+        self._tick = protocol.encode(protocol.Response(id=PING_ID, result={}))[:-1]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.WriteTransport)
@@ -76,7 +79,11 @@ class TickReader(asyncio.BufferedProtocol):
         end = self._used + nbytes
         start = 0
         while (newline := self._buffer.find(b"\n", start, end)) >= 0:
-            self._frame(DECODER.decode(self._view[start:newline]))
+            line = self._view[start:newline]
+            if line == self._tick:
+                self._ticked()
+            else:
+                self._frame(DECODER.decode(line))
             start = newline + 1
         if start:
             self._buffer[: end - start] = self._buffer[start:end]
@@ -86,14 +93,17 @@ class TickReader(asyncio.BufferedProtocol):
 
     def _frame(self, frame: Any) -> None:
         if isinstance(frame, protocol.Response) and frame.id == PING_ID:
-            self.ticks += 1
-            self._arm()
-            if not self.answered:
-                self.answered = True
-                self.app.ready_if_settled()
-            if self.silent:
-                self.silent = False
-                self.app.show("daemon online")
+            self._ticked()  # the first answer, which carries the head seq
+
+    def _ticked(self) -> None:
+        self.ticks += 1
+        self._arm()
+        if not self.answered:
+            self.answered = True
+            self.app.ready_if_settled()
+        if self.silent:
+            self.silent = False
+            self.app.show("daemon online")
 
     def _arm(self) -> None:
         if self._deadline is not None:
@@ -130,6 +140,7 @@ class IdleLiveness(App[None]):
             lambda: TickReader(self, after, timeout), self.socket
         )
         signal.signal(signal.SIGUSR1, self._report)
+        signal.signal(signal.SIGUSR2, self._report_silent)
 
     def on_ready(self) -> None:
         self.set_timer(self.settle, self._settled)
@@ -146,6 +157,9 @@ class IdleLiveness(App[None]):
 
     def show(self, text: str) -> None:
         self.query_one("#link", Static).update(text)
+
+    def _report_silent(self, *_: object) -> None:
+        _say(f"silent {int(self.reader is not None and self.reader.silent)}")
 
     def _report(self, *_: object) -> None:
         ticks = self.reader.ticks if self.reader is not None else 0
