@@ -142,7 +142,7 @@ async def test_storage_full_during_an_outage_is_told_live_and_caught_up_after(
     # history says which seqs were published but never stored.
     assert daemon.store is not None
     await daemon.store.limit_pages(1_000_000)
-    recovered = await next_matching(client, lambda e: e.event == STORAGE_EVENT, timeout=5)
+    recovered = await next_matching(client, lambda e: e.event == STORAGE_EVENT)
     assert recovered.persisted and recovered.data["state"] == "recovered"
     assert recovered.data["cause"] == "disk full"
     first, last = recovered.data["first_unpersisted"], recovered.data["last_unpersisted"]
@@ -377,9 +377,7 @@ async def test_recovered_at_is_when_storage_took_writes_again_not_when_the_retry
         other.execute("ROLLBACK")
     finally:
         other.close()
-    recovered = await next_matching(
-        client, lambda e: e.data.get("state") == "recovered", timeout=15
-    )
+    recovered = await next_matching(client, lambda e: e.data.get("state") == "recovered")
     assert recovered.data["recovered_at"] >= released
     assert recovered.ts >= released
     assert recovered.data["failed_since"] < released
