@@ -167,7 +167,7 @@ async def test_sharded_client_uses_gateway_bot_and_gets_shard_echoed(
     client = ProbeShardedClient()
     task = asyncio.create_task(client.start(TOKEN))
     try:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(HANG_GUARD):
             await client.ready.wait()
         assert client.shard_count == 1
         assert client.user is not None and client.user.name == "HarnessBot"

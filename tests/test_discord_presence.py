@@ -123,4 +123,4 @@ async def test_presence_storm_leaves_control_responsive_and_sigterm_prompt(
         finally:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait(5)
+                proc.wait(HANG_GUARD)

@@ -499,7 +499,7 @@ async def test_each_shards_latency_is_live_in_health_events(
     conn: dict[str, Any] = {}
 
     async def until(pred: Any) -> Any:
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(HANG_GUARD):
             while True:
                 e = await client.next_event()
                 if e.event == "discord:connection":
@@ -561,7 +561,7 @@ async def test_one_shards_overdue_ack_is_its_own_in_health_status_and_plugins_sh
         return [p["id"] for p in h.get("parts") or [] if "ack_overdue_since" in p]
 
     async def next_late() -> dict[str, Any]:
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(HANG_GUARD):
             while True:
                 e = await live.next_event()
                 if e.event == "discord:health" and late(e.data):
@@ -596,7 +596,7 @@ async def test_one_shards_overdue_ack_is_its_own_in_health_status_and_plugins_sh
     # withdrawn as the link is dropped, before the shard is reported down (not at the next
     # ACK of another shard, or of shard 2's next link).
     cleared: dict[str, Any] | None = None
-    async with asyncio.timeout(20):
+    async with asyncio.timeout(HANG_GUARD):
         while True:
             e = await live.next_event()
             if e.event == "discord:health" and "2" not in late(e.data):

@@ -20,7 +20,7 @@ from harness import liveness, protocol
 from harness.client import Client, ClientError
 from harness.config import Config
 from harness.daemon import Daemon
-from tests.conftest import SpawnDaemon, StartDaemon, wait_until, write_config
+from tests.conftest import HANG_GUARD, SpawnDaemon, StartDaemon, wait_until, write_config
 
 CYCLES = 20
 INTERVAL = 0.2  # seconds between ticks (or of silence before a ping)
@@ -148,7 +148,7 @@ async def test_every_out_of_bounds_is_refused_and_ticks_nothing(
             ).replace(b"NaN", b"1e999")  # JSON has no NaN; an overflow decodes to inf
             future = client.expect(99)
             client._writer.write(raw + b"\n")
-            async with asyncio.timeout(30):
+            async with asyncio.timeout(HANG_GUARD):
                 with contextlib.suppress(ClientError):
                     await future
             assert isinstance(future.exception(), ClientError), bad

@@ -20,7 +20,7 @@ from harness.loop_commit import WalFrames, open_writer
 from harness.protocol import Event
 from harness.recorder import Recorder
 from harness.store import JOURNAL_SIZE_LIMIT, WAL_AUTOCHECKPOINT, Store
-from tests.conftest import wait_until
+from tests.conftest import HANG_GUARD, wait_until
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def stored(path: Path) -> list[tuple[int, str, dict[str, object]]]:
 def block_the_database_thread(store: Store) -> threading.Event:
     """Occupy the database thread (as a long read would) until the returned event is set."""
     release = threading.Event()
-    store.submit(lambda conn: release.wait(30), lambda result, exc: None)
+    store.submit(lambda conn: release.wait(HANG_GUARD), lambda result, exc: None)
     return release
 
 

@@ -26,6 +26,7 @@ from harness.protocol import STORAGE_EVENT, Event, SettingField
 from harness.recorder import RETRY_INTERVAL
 from harness.store import MAX_PAGES_ENV, Store
 from tests.conftest import (
+    HANG_GUARD,
     REPO_ROOT,
     StartDaemon,
     next_matching,
@@ -164,7 +165,7 @@ async def test_storage_full_during_an_outage_is_told_live_and_caught_up_after(
     assert stored(config.database_path)[0] == after.data
 
     seen: list[int] = []
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(HANG_GUARD):
         while not seen or seen[-1] < after.seq:
             seen.append((await watcher.next_event()).seq)
     assert seen == sorted(set(seen))  # every event, failing or not, in seq order
