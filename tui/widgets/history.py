@@ -160,8 +160,9 @@ class ConnectionHistory(Widget):
             events = await store.recent_events(self.event_name, limit=LOADED)
         finally:
             await store.close()
+        self.transitions.clear()
         self._note = ""
-        self._replace(events)
+        self.add(reversed(events))
         self.loaded = True
 
     async def _load_from_daemon(self) -> None:
@@ -176,24 +177,11 @@ class ConnectionHistory(Widget):
             self.loaded = True
             self.refresh(layout=True)
             return
+        self.transitions.clear()
         self._note = ""
-        self._replace(events)
+        self.add(reversed(events))
         self.loaded = True
         self.refresh(layout=True)
-
-    def _replace(self, events: list[Event]) -> None:
-        """The history read (newest first), then every transition that came live while it was
-        read and is newer than all of it. A plain clear() lost those: a live event delivered
-        between the read and its answer (the reload when the link comes online races the
-        stream) vanished from the history until the next reload; a snapshot test under load
-        caught it as a history one row longer or shorter by the order of the two."""
-        newest = max((e.seq for e in events), default=0)
-        live = [t for t in self.transitions if t[0] > newest]
-        self.transitions.clear()
-        self.add(reversed(events))
-        for t in live:
-            if not self.transitions or t[2] != self.transitions[-1][2]:
-                self.transitions.append(t)
 
     def _on_batch(self, batch: EventBatch) -> None:
         self.add(e for e in batch.events if e.event == self.event_name)
