@@ -194,7 +194,7 @@ async def test_fatal_close_code_is_an_error_that_says_what_to_do(
     assert err["code"] == code and "attempt" not in err and "retry_at" not in err
     meaning = CLOSE_CODES[code]
     assert err["reason"] == f"{meaning.meaning} ({code}): {meaning.fatal}"
-    await gateway.wait_for(lambda g: g.active_sessions == 0)
+    await gateway.wait_for(lambda g: g.active_sessions == 0, timeout=HANG_GUARD)
     assert gateway.connection_count == 1, "no retry after a fatal close"
     check_history(w, cfg)
 
@@ -257,7 +257,7 @@ async def test_server_heartbeat_request_is_answered_without_a_state_change(
     await connected(start_daemon, watcher, cfg)
     before = gateway.heartbeat_count
     await gateway.request_heartbeat()
-    await gateway.wait_for(lambda g: g.heartbeat_count > before)
+    await gateway.wait_for(lambda g: g.heartbeat_count > before, timeout=HANG_GUARD)
     assert gateway.active_sessions == 1 and gateway.connection_count == 1
     assert stored_connection(cfg)["state"] == "connected"
 
