@@ -21,7 +21,7 @@ from harness.client import Client, ClientError
 from harness.config import Config
 from harness.daemon import Daemon
 from harness.tick_reader import TickReader
-from tests.conftest import SpawnDaemon, StartDaemon, wait_until, write_config
+from tests.conftest import HANG_GUARD, SpawnDaemon, StartDaemon, wait_until, write_config
 
 CYCLES = 20
 INTERVAL = 0.2  # seconds between ticks (or of silence before a ping)
@@ -149,15 +149,15 @@ async def test_one_daemon_timer_ticks_every_client_and_goes_with_the_last(
         for client, got in zip(clients, heard, strict=True):
             client.tick_id = client.send_ping(every=INTERVAL)
             client.on_tick = got.append
-        await wait_until(lambda: all(len(got) >= 3 for got in heard), timeout=30)
+        await wait_until(lambda: all(len(got) >= 3 for got in heard))
         assert all(all(got) for got in heard)  # answers, never refusals
         assert len(server.ticker) == 3 and len(server.ticker._groups) == 1
         await clients[0].close()
-        await wait_until(lambda: len(server.ticker) == 2, timeout=30)
+        await wait_until(lambda: len(server.ticker) == 2)
     finally:
         for client in clients:
             await client.close()
-    await wait_until(lambda: not len(server.ticker) and not server.ticker._groups, timeout=30)
+    await wait_until(lambda: not len(server.ticker) and not server.ticker._groups)
 
 
 async def test_every_out_of_bounds_is_refused_and_ticks_nothing(
@@ -172,7 +172,7 @@ async def test_every_out_of_bounds_is_refused_and_ticks_nothing(
             ).replace(b"NaN", b"1e999")  # JSON has no NaN; an overflow decodes to inf
             future = client.expect(99)
             client._writer.write(raw + b"\n")
-            async with asyncio.timeout(30):
+            async with asyncio.timeout(HANG_GUARD):
                 with contextlib.suppress(ClientError):
                     await future
             assert isinstance(future.exception(), ClientError), bad
@@ -223,13 +223,13 @@ async def test_a_daemon_from_before_ticks_is_asked_instead(tmp_path: Path) -> No
         try:
             await client.subscribe(["*"])
             watch = liveness.Watch(client, changes.append, after=0.1, timeout=0.3)
-            await wait_until(lambda: len(pings) >= 3, timeout=30)
+            await wait_until(lambda: len(pings) >= 3)
             assert not watch.ticked and pings[0] == {"every": 0.1} and pings[1] == {}
             answering.clear()  # frozen: the next ping goes unanswered
-            await wait_until(lambda: bool(changes), timeout=30)
+            await wait_until(lambda: bool(changes))
             assert changes[0] is not None
             answering.set()
-            await wait_until(lambda: changes[-1] is None, timeout=30)
+            await wait_until(lambda: changes[-1] is None)
             watch.cancel()
         finally:
             await client.close()
