@@ -227,23 +227,6 @@ async def test_no_stylesheet_is_parsed_again_while_the_first_screen_is_built(
         await until(pilot, lambda: bool(reparsed))
 
 
-async def test_the_footer_is_built_once_and_follows_a_change_of_keys(config: Config) -> None:
-    app = make_app(config, stream=False)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: bool(app.screen.query(KeysFooter)))
-        footer = app.screen.query_one(KeysFooter)
-        await until(pilot, lambda: len(footer.children) > 1)
-        keys = list(footer.children)
-        app.refresh_bindings()  # bindings signalled, nothing shown changed: no rebuild
-        await pilot.pause()
-        await pilot.pause()
-        assert list(footer.children) == keys
-        app.demo_control = "http://127.0.0.1:1"  # the demo keys appear
-        app.refresh_bindings()
-        await until(pilot, lambda: "f" in {getattr(k, "key", None) for k in footer.children})
-        assert list(footer.children) != keys
-
-
 def test_the_first_screen_imports_no_other_screen(config: Config, state_dir: Path) -> None:
     """The events, alerts, settings and fleet screens, and the key panel (with its Markdown
     parser), are imported when first opened, not before the first frame; nor are aiosqlite
