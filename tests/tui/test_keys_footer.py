@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import CommandPalette
 from textual.pilot import Pilot
+from textual.widget import Widget
+from textual.widgets import Footer, HelpPanel, Static
 
 from harness.config import Config
 from tui.screens.events import EventsScreen
@@ -132,7 +135,8 @@ async def test_a_disabled_key_is_dim_and_only_rings_the_bell() -> None:
         footer = await footer_ready(pilot, "x Go", "y Off")
         # Textual draws dim text in a colour nearer the background (its DimFilter).
         colour = {
-            seg.text.strip(): seg.style.color for seg in app.screen._compositor.render_strips()[-1]
+            seg.text.strip(): seg.style and seg.style.color
+            for seg in app.screen._compositor.render_strips()[-1]
         }
         assert colour["y"] != colour["x"] and colour["Off"] != colour["Go"]
         await pilot.click(footer, offset=(footer_line(app).index("y Off") + 1, 0))
@@ -140,3 +144,79 @@ async def test_a_disabled_key_is_dim_and_only_rings_the_bell() -> None:
         await pilot.click(footer, offset=(footer_line(app).index("x Go") + 1, 0))
         await until(pilot, lambda: app.done == ["go"])
         assert app.bells == 1
+
+
+class SameKeys(App[None]):
+    """The same keys under one footer or the other: Textual's ``Footer`` or ``KeysFooter``."""
+
+    BINDINGS = [
+        Binding("x", "go", "Go"),
+        Binding("y", "off", "Off"),  # disabled: drawn dim
+        Binding("enter", "go", "Settings"),  # a second key for an action: not shown
+        Binding("s", "settings", "Settings"),
+        Binding("question_mark", "keys", "Keys"),
+    ]
+
+    def __init__(self, footer: Widget) -> None:
+        super().__init__()
+        self.footer = footer
+
+    def compose(self) -> ComposeResult:
+        yield Static("above")
+        yield self.footer
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return None if action == "off" else True
+
+
+Cells = list[tuple[str, str]]
+
+
+async def footer_cells(footer: Widget, width: int, hover: str | None) -> tuple[str, Cells]:
+    """The footer's line as drawn, cell by cell (character and style), with the mouse over
+    the key whose text is ``hover``."""
+    app = SameKeys(footer)
+    async with app.run_test(size=(width, 5)) as pilot:
+        await until(pilot, lambda: "Go" in footer_line(app))
+        if hover is not None:
+            await pilot.hover(offset=(footer_line(app).index(hover), 4))
+        await pilot.pause()
+        await pilot.pause()
+        strip = app.screen._compositor.render_strips()[-1]
+        return strip.text, [(ch, str(seg.style)) for seg in strip for ch in seg.text]
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["regular", "compact"])
+@pytest.mark.parametrize(("width", "hover"), [(80, None), (80, "Go"), (80, "palette"), (30, None)])
+async def test_drawn_cell_for_cell_as_textuals_footer(
+    compact: bool, width: int, hover: str | None
+) -> None:
+    """Every cell (character, colours, bold, dim) as Textual's Footer draws the same keys: in
+    both styles, at a width where they fit and one where they are cut, with the mouse over a
+    key or the palette key."""
+    ours = await footer_cells(KeysFooter(compact=compact), width, hover)
+    textuals = await footer_cells(Footer(compact=compact), width, hover)
+    assert ours == textuals
+    if hover is not None:  # the mouse was over a key: the line is not the one without it
+        assert ours != await footer_cells(KeysFooter(compact=compact), width, None)
+
+
+async def test_compact_is_a_reactive_and_clicks_still_press_keys(config: Config) -> None:
+    app = make_app(config, stream=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        footer = await footer_ready(pilot, " ⏎ Settings  q Quit  e Events ")
+        footer.compact = True  # as Textual's Footer.compact: redrawn, less room round keys
+        await until(pilot, lambda: footer_line(app).startswith("⏎ Settings q Quit e Events "))
+        await pilot.click(footer, offset=(footer_line(app).index("e Events"), 0))
+        await until(pilot, lambda: isinstance(app.screen, EventsScreen))
+
+
+async def test_the_keys_entry_opens_and_closes_the_key_panel(config: Config) -> None:
+    app = make_app(config, stream=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        footer = await footer_ready(pilot, "? Keys")
+        at = footer_line(app).index("? Keys") + 2
+        await pilot.click(footer, offset=(at, 0))
+        await until(pilot, lambda: bool(app.screen.query(HelpPanel)))
+        await pilot.click(footer, offset=(at, 0))
+        await until(pilot, lambda: not app.screen.query(HelpPanel))

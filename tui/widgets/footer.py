@@ -12,7 +12,9 @@ palette's key on the right behind the same thin rule.
 What the keys did as widgets, it does by position: a press of the mouse on a key presses that
 key (a bell if the key is disabled), the key under the mouse is highlighted with the theme's
 hover colour and shows its tooltip, and the mouse wheel scrolls keys that do not fit. A change of
-the keys (a screen's bindings changing) repaints the line; nothing is mounted or removed.
+the keys (a screen's bindings changing) repaints the line; nothing is mounted or removed. Like
+Textual's Footer it has a ``compact`` style (less room round each key);
+tests/tui/test_keys_footer.py compares both styles with Textual's Footer cell by cell.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.color import Color
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.strip import Strip
 from textual.widget import Widget
@@ -47,23 +50,28 @@ class Keys(NamedTuple):
 class Colours(NamedTuple):
     """The footer's colours in the current theme, resolved over its background."""
 
-    background: Color
+    background: Color  # the footer's own: the room right of the keys, a compact key's margin
+    item: Color  # behind a key
     hover: Color  # a key under the mouse
     key: Style
     description: Style
     rule: Color  # the thin rule before the palette key
 
 
-# Widths around a key's text, as Textual's Footer draws them: a key has a cell of padding on
-# each side and its description one after; the palette key (compact) has none round the key,
-# one before its description, and one after the whole key; its rule takes one cell.
+# Room round a key's text, as Textual's Footer draws it. A key with a description has a cell of
+# padding on each side of the key and one after its description; compact, none round the key, one
+# before its description, and a cell of margin (the footer's background) after the whole key. A
+# key without a description is its key alone (plus the margin, compact). The palette key is
+# always drawn compact, with one cell after it (its padding; compact, its margin) and its rule,
+# one cell, before it.
 KEY_PAD = 1
 PALETTE_RULE = "▏"
 
 
-def _key_width(key: Key) -> int:
-    described = cell_len(key.description) + 1 if key.description else 0
-    return 2 * KEY_PAD + cell_len(key.display) + described
+def _key_width(key: Key, compact: bool) -> int:
+    if not key.description:
+        return cell_len(key.display) + (1 if compact else 0)
+    return cell_len(key.display) + cell_len(key.description) + (2 if compact else 3)
 
 
 def _palette_width(key: Key) -> int:
@@ -82,8 +90,12 @@ class KeysFooter(Widget, can_focus=False):
     }
     """
 
-    def __init__(self) -> None:
+    compact = reactive(False)
+    """Draw the keys in compact style (less room round each), as Textual's Footer.compact."""
+
+    def __init__(self, *, compact: bool = False) -> None:
         super().__init__()
+        self.set_reactive(KeysFooter.compact, compact)
         self._shown: Keys | None = None  # the keys on the last line drawn
         self._scroll = 0  # cells of the key list scrolled off to the left
         self._room = 0  # cells for the keys left of the palette key, when last drawn
@@ -155,7 +167,8 @@ class KeysFooter(Widget, can_focus=False):
             over(item, "footer-description-background"),
         )
         colours = Colours(
-            background=item,
+            background=background,
+            item=item,
             hover=over(background, "block-hover-background"),
             key=Style(
                 bold=True,
@@ -179,11 +192,21 @@ class KeysFooter(Widget, can_focus=False):
         if not key.enabled:
             dim = Style(dim=True)
             key_style, description_style = dim + key_style, dim + description_style
-        pad = "" if palette else " " * KEY_PAD
-        segments = [Segment(pad + key.display + pad, key_style)]
-        if key.description:
-            text = f" {key.description}" if palette else f"{key.description} "
-            segments.append(Segment(text, description_style))
+        if not key.description:
+            segments = [Segment(key.display, key_style)]
+        elif palette or self.compact:
+            segments = [
+                Segment(key.display, key_style),
+                Segment(f" {key.description}", description_style),
+            ]
+        else:
+            pad = " " * KEY_PAD
+            segments = [
+                Segment(pad + key.display + pad, key_style),
+                Segment(f"{key.description} ", description_style),
+            ]
+        if self.compact and not palette:
+            segments.append(Segment(" ", Style(bgcolor=colours.background.rich_color)))
         return segments
 
     def render_line(self, y: int) -> Strip:
@@ -192,19 +215,21 @@ class KeysFooter(Widget, can_focus=False):
         self._shown = keys
         colours = self._theme_colours()
         blank = Style(bgcolor=colours.background.rich_color)
+        compact = self.compact
         palette = keys.palette
         palette_width = _palette_width(palette) if palette is not None else 0
         room = self._room = max(0, width - palette_width)  # for the other keys, scrolled
-        total = sum(_key_width(key) for key in keys.keys)
+        total = sum(_key_width(key, compact) for key in keys.keys)
         self._scroll = max(0, min(self._scroll, total - room))
 
         self._spans = []
         segments: list[Segment] = []
+        margin = 1 if compact else 0  # a compact key's last cell is its margin: not the key's
         x = -self._scroll
         for key in keys.keys:
-            end = x + _key_width(key)
-            if end > 0 and x < room:
-                self._spans.append((max(x, 0), min(end, room), key))
+            end = x + _key_width(key, compact)
+            if end - margin > 0 and x < room:
+                self._spans.append((max(x, 0), min(end - margin, room), key))
             segments.extend(self._key_segments(key, colours, palette=False))
             x = end
         left = Strip(segments).crop(self._scroll, self._scroll + room)
@@ -212,13 +237,14 @@ class KeysFooter(Widget, can_focus=False):
             left = Strip([*left, Segment(" " * (room - left.cell_length), blank)])
         if palette is None:
             return left
-        self._spans.append((room, width, palette))
-        behind = colours.hover if palette == self._hover else colours.background
+        self._spans.append((room, width - margin, palette))
+        behind = colours.hover if palette == self._hover else colours.item
         on = Style(bgcolor=behind.rich_color)
+        after = colours.background if compact else behind  # compact: its margin, not padding
         right = [
             Segment(PALETTE_RULE, Style(color=colours.rule.rich_color) + on),
             *self._key_segments(palette, colours, palette=True),
-            Segment(" ", on),
+            Segment(" ", Style(bgcolor=after.rich_color)),
         ]
         return Strip([*left, *right]).crop(0, width)
 
@@ -260,7 +286,7 @@ class KeysFooter(Widget, can_focus=False):
         starts, x = [], 0
         for key in self._shown.keys if self._shown else ():
             starts.append(x)
-            x += _key_width(key)
+            x += _key_width(key, self.compact)
         furthest = max(0, x - self._room)  # the last key's end at the right edge
         if forward:
             target = min(next((s for s in starts if s > self._scroll), furthest), furthest)
