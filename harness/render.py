@@ -107,12 +107,14 @@ def _latency(conn: Connection, health: Health | None) -> float | None:
     return conn.latency_ms
 
 
-def _retry(conn: Connection, now: float) -> str | None:
-    """ "retrying in 12 s · attempt 3" while a retry is scheduled."""
+def _retry(conn: Connection, now: float, *, brief: bool = False) -> str | None:
+    """ "retrying in 12 s · attempt 3" while a retry is scheduled; ``brief``: "retry in 12 s
+    · attempt 3", for a narrow table."""
     if conn.retry_at is None:
         return f"attempt {conn.attempt}" if conn.attempt else None
     left = conn.retry_at - now
-    when = f"retrying in {span(left)}" if left > 0.5 else "retrying now"
+    verb = "retry" if brief else "retrying"
+    when = f"{verb} in {span(left)}" if left > 0.5 else f"{verb} now"
     return f"{when} · attempt {conn.attempt}" if conn.attempt else when
 
 
@@ -139,13 +141,17 @@ def _overdue_since(conn: Connection, health: Health | None) -> tuple[float, list
     return health.ack_overdue_since, []
 
 
-def _overdue(conn: Connection, health: Health | None, now: float) -> str | None:
-    """ "no heartbeat reply for 14 s", and for a connection of parts which: "(part 2)"."""
+def _overdue(
+    conn: Connection, health: Health | None, now: float, *, brief: bool = False
+) -> str | None:
+    """ "no heartbeat reply for 14 s", and for a connection of parts which: "(part 2)";
+    ``brief``: "no ACK 14 s (part 2)", for a narrow table."""
     found = _overdue_since(conn, health)
     if found is None:
         return None
     since, ids = found
-    text = f"no heartbeat reply for {span(now - since)}"
+    late = span(now - since)
+    text = f"no ACK {late}" if brief else f"no heartbeat reply for {late}"
     if ids:
         named = ", ".join(ids[:3]) + (f" +{len(ids) - 3}" if len(ids) > 3 else "")
         text += f" ({'part' if len(ids) == 1 else 'parts'} {named})"
@@ -230,7 +236,9 @@ class ShortPieces(msgspec.Struct, frozen=True):
     """A table cell's pieces (``short`` joins them), so a narrow table can drop or elide the
     least important first (tui/plugins_columns.py): ``state`` "● connected", ``since`` the
     clock time, ``who`` the account connected as, ``health`` "42 ms" and an overdue ACK, or
-    the retry countdown, ``note`` the attempt, ``detail`` the reason."""
+    the retry countdown, ``note`` the attempt, ``detail`` the reason. ``brief_health``: the
+    health in fewer words ("no ACK 14 s", "retry in 12 s") for a table too narrow for them
+    whole, or "" when there are none fewer."""
 
     state: str
     since: str = ""
@@ -238,6 +246,7 @@ class ShortPieces(msgspec.Struct, frozen=True):
     health: str = ""
     note: str = ""
     detail: str = ""
+    brief_health: str = ""
 
 
 def short_pieces(
@@ -252,14 +261,24 @@ def short_pieces(
         latency = _latency(conn, health)
         live = [f"{latency:.0f} ms"] if latency is not None else []
         if overdue := _overdue(conn, health, now):
+            brief = " · ".join([*live, _overdue(conn, health, now, brief=True) or ""])
             live.append(overdue)
+            return ShortPieces(
+                state, since, conn.username or "", " · ".join(live), brief_health=brief
+            )
         return ShortPieces(state, since, conn.username or "", " · ".join(live))
     if overdue := _overdue(conn, health, now):  # degraded: before the reason, which is long
-        return ShortPieces(state, since, health=overdue, detail=conn.reason or "")
+        brief = _overdue(conn, health, now, brief=True) or ""
+        return ShortPieces(
+            state, since, health=overdue, detail=conn.reason or "", brief_health=brief
+        )
     if conn.state == "disconnected":
         if conn.retry_at is not None or conn.attempt:  # _retry's "retrying in 3 s · attempt 2"
             retry, _, attempt = (_retry(conn, now) or "").partition(" · ")
-            return ShortPieces(state, since, health=retry, note=attempt)
+            brief = (_retry(conn, now, brief=True) or "").partition(" · ")[0]
+            return ShortPieces(
+                state, since, health=retry, note=attempt, brief_health=brief * (brief != retry)
+            )
         return ShortPieces(state, since, detail=conn.reason or "")
     return ShortPieces(state, since, detail=conn.reason or "")
 

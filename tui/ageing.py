@@ -130,8 +130,14 @@ class TextTimer:
     (:func:`next_text_change`), none while its screen is hidden: the redraw then waits for
     the screen to be shown again. Call :meth:`book` after drawing, with the delay."""
 
-    def __init__(self, widget: Widget, redraw: Callable[[], None]) -> None:
+    def __init__(
+        self, widget: Widget, redraw: Callable[[], None], *, at_most_every: float = 0.0
+    ) -> None:
         self.widget, self.redraw = widget, redraw
+        # A text that drifts by itself (a share rounded to a tenth of a percent over a few
+        # seconds recorded) can change many times a second; a widget that is not a countdown
+        # asks to be redrawn by the clock at most this often.
+        self.at_most_every = at_most_every
         self._timer: Timer | None = None
         self._due = 0.0
         self.asleep = False  # the timer found the screen hidden: nothing booked since
@@ -142,7 +148,7 @@ class TextTimer:
         if delay is None:
             self.cancel()
             return
-        due = now + delay + _EPSILON
+        due = now + max(delay, self.at_most_every) + _EPSILON
         if self._timer is not None and abs(due - self._due) < _EPSILON:
             return  # already set for that moment
         self.cancel()

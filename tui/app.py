@@ -584,8 +584,8 @@ def leave_on_signals(app: HarnessApp) -> contextlib.AbstractContextManager[None]
 
     @contextlib.contextmanager
     def for_sure() -> Iterator[None]:
-        # A wedged loop never runs `leave`: a second signal, or GRACE seconds, end the
-        # process anyway (tui/leaving.py).
+        # A wedged loop never runs `leave`: a second SIGTERM, or GRACE seconds, end the
+        # process anyway; a repeated SIGHUP does not (tui/leaving.py).
         with leaving.leaving(leave) as listener, hangup.recording(listener):
             yield
 

@@ -8,20 +8,35 @@ harness/hangup.py says why the signal is recorded rather than raised). A loop th
 alternate screen with the mouse captured.
 
 So the first signal also starts a deadline (:data:`GRACE` seconds; ``$HARNESS_TUI_LEAVE_GRACE``
-sets another), and a second signal ends it at once: either way, if the app has not left by
-itself, the process restores the terminal as best it can without the loop (the termios
-settings from before the app started; the escape sequences that leave the alternate screen,
-show the cursor, stop mouse and paste reporting), then ends with the same status, 128 + the
-first signal, through ``os._exit`` (nothing else can leave a process whose main thread does
-not return). The restore is written from a thread
-given :data:`WRITE_WAIT` seconds: a terminal that no longer reads must not hold the exit."""
+sets another), and a SIGTERM after it ends it at once (someone sent `kill` again: they mean
+it). A SIGHUP after it does not: a terminal that closes often sends SIGHUP twice (the shell
+passes its own on), and that repeat must not cut short an exit that is going well; a wedged
+loop still ends at the deadline. Either way, if the app has not left by itself, the process
+restores the terminal as best it can without the loop (the termios settings from before the
+app started; the escape sequences that leave the alternate screen, show the cursor, stop mouse
+and paste reporting), then ends with the same status, 128 + the first signal, through
+``os._exit`` (nothing else can leave a process whose main thread does not return). The restore
+is written from a thread given :data:`WRITE_WAIT` seconds: a terminal that no longer reads
+must not hold the exit.
+
+None of this runs in the signal handler (harness/hangup.py says why): the handler asks the loop
+to exit (``call_soon_threadsafe``) and writes the signal's number down a pipe to a thread that
+was started with the app; that thread keeps the deadline, tells a repeat from an insistence,
+and forces the exit (the demo's clean-up of its children included). Both threads, the watcher
+and the restore's writer, are started before the app runs: a new thread must take a lock of
+the threading module before it runs anything, and a main thread wedged while holding it (it
+holds it while it starts a thread) would keep a thread started then from ever running."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import select
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -60,7 +75,8 @@ RESTORE = (
 class Leaving:
     """The signal listener of a running app (see the module docstring). ``ask(code)`` asks the
     loop to exit the app (from the signal handler: keep it to ``call_soon_threadsafe``);
-    :meth:`done` once the app has returned; ``exit`` is ``os._exit`` but in tests."""
+    :meth:`start` before the app runs, :meth:`done` once it has returned; ``exit`` is
+    ``os._exit`` but in tests."""
 
     def __init__(
         self,
@@ -75,21 +91,59 @@ class Leaving:
         self._left = threading.Event()
         self._code = 0
         self._terminal = _saved_terminal()
+        # The handler's only way to the watcher: one byte per signal (its number; 0 = done).
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._watcher = threading.Thread(target=self._watch, name="leave-watch", daemon=True)
+        self._go = threading.Event()  # the writer's: write the restore (or, once left, end)
+        self._written = threading.Event()
+        self._writer = threading.Thread(target=self._write, name="leave-restore", daemon=True)
 
-    def __call__(self, code: int) -> None:
-        if self._code:
-            self._force()  # a second signal: now
-            return
-        self._code = code
-        self._ask(code)
-        threading.Thread(target=self._watch, name="leave-deadline", daemon=True).start()
+    def start(self) -> None:
+        self._watcher.start()
+        self._writer.start()
+
+    def __call__(self, code: int, signum: int) -> None:
+        # In the signal handler: record, ask the loop, wake the watcher; nothing that blocks.
+        if not self._code:
+            self._code = code
+            self._ask(code)
+        self._wake(signum)
 
     def done(self) -> None:
         self._left.set()
+        self._go.set()  # the writer ends: nothing to restore
+        self._wake(0)
+        if self._watcher.is_alive():
+            self._watcher.join()  # it only reads the pipe until it sees the 0: at once
+        os.close(self._wake_w)
+        os.close(self._wake_r)
+
+    def _wake(self, byte: int) -> None:
+        # A full pipe (thousands of signals unread) loses nothing the watcher needs: any byte
+        # wakes it, and it has the first signal's code already.
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, bytes((byte,)))
 
     def _watch(self) -> None:
-        if not self._left.wait(self._grace):
-            self._force()
+        """The watcher thread: the first signal starts the deadline, a later SIGTERM or the
+        deadline forces the exit, a later SIGHUP changes nothing; a 0 (:meth:`done`) ends it."""
+        until: float | None = None
+        poll = select.poll()  # not select(): a descriptor over 1023 is fine
+        poll.register(self._wake_r, select.POLLIN)
+        while True:
+            wait = None if until is None else max(0, math.ceil((until - time.monotonic()) * 1000))
+            if not poll.poll(wait):
+                self._force()  # the grace is over
+                return
+            for signum in os.read(self._wake_r, 512):
+                if signum == 0 or self._left.is_set():
+                    return
+                if until is None:
+                    until = time.monotonic() + self._grace
+                elif signum == signal.SIGTERM:
+                    self._force()  # `kill` again: now
+                    return
 
     def _force(self) -> None:
         if self._left.is_set():
@@ -109,12 +163,21 @@ class Leaving:
 
             with contextlib.suppress(Exception):
                 termios.tcsetattr(fd, termios.TCSANOW, attrs)
-        out = _output_fd()
-        if out < 0:
+        self._want_restore = True
+        self._go.set()
+        self._written.wait(WRITE_WAIT)
+
+    _want_restore = False
+
+    def _write(self) -> None:
+        """The writer thread: the escape sequences, when :meth:`_restore` asks for them."""
+        self._go.wait()
+        if not self._want_restore:
             return
-        writer = threading.Thread(target=_write_all, args=(out, RESTORE), daemon=True)
-        writer.start()
-        writer.join(WRITE_WAIT)
+        out = _output_fd()
+        if out >= 0:
+            _write_all(out, RESTORE)
+        self._written.set()
 
 
 def _saved_terminal() -> tuple[int, list[Any] | None]:
@@ -151,8 +214,9 @@ def _write_all(fd: int, data: bytes) -> None:
 
 @contextlib.contextmanager
 def leaving(ask: Callable[[int], None]) -> Iterator[Leaving]:
-    """A :class:`Leaving` whose :meth:`~Leaving.done` is called when the block ends."""
+    """A started :class:`Leaving` whose :meth:`~Leaving.done` is called when the block ends."""
     leave = Leaving(ask)
+    leave.start()
     try:
         yield leave
     finally:

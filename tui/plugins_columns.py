@@ -9,7 +9,12 @@ connection column takes the rest of the width, and its text gives way in order o
 1. the account name is elided ("HarnessB…"), then left out (the settings screen shows it);
 2. a long reason is elided (kept to 10 cells);
 3. "since 12:03" becomes "12:03", then the time goes;
-4. the reason goes; last, the whole cell is cut with "…".
+4. the reason goes;
+5. then, rather than cut the latency, an overdue heartbeat ACK or the retry countdown, they are
+   said in fewer words ("no heartbeat reply for 14 s" becomes "no ACK 14 s", "retrying in
+   12 s" becomes "retry in 12 s"), and the steps above are taken again from the start with
+   them (so the time may come back: "● connected  12:03  1 ms · no ACK 14 s" at 80 columns);
+6. last, the whole cell is cut with "…".
 
 The state ("● connected") and the latency or the retry countdown stay longest. The version
 column, the least useful, is left out when keeping it would squeeze the connection under
@@ -107,7 +112,23 @@ STAGES: tuple[dict[str, object], ...] = (
 def fit_connection(pieces: ShortPieces, width: int) -> str:
     """The connection cell in at most ``width`` cells, the least important text going first
     (see the module's docstring). The full text when it fits: the same as ``render.short``."""
-    text = join_short(pieces)
+    fitted = _fit(pieces, width)
+    if fitted is None and pieces.brief_health:
+        fitted = _fit(replace(pieces, health=pieces.brief_health, brief_health=""), width)
+        pieces = replace(pieces, health=pieces.brief_health)
+    if fitted is None:
+        fitted = elide(_fit_last(pieces), width)
+    return fitted
+
+
+def _fit_last(pieces: ShortPieces) -> str:
+    """What the last stage leaves of ``pieces``: the state and the health."""
+    dropped = {k: "" for k, keep in STAGES[-1].items() if keep is False}
+    return join_short(replace(pieces, **dropped))
+
+
+def _fit(pieces: ShortPieces, width: int) -> str | None:
+    """The first stage's text that fits ``width``, the health whole; None when none does."""
     for stage in STAGES:
         dropped = {k: "" for k, keep in stage.items() if keep is False and k != "since_word"}
         p = replace(pieces, **dropped)
@@ -125,5 +146,4 @@ def fit_connection(pieces: ShortPieces, width: int) -> str:
         if cell_len(least) <= width:
             room = min(cell_len(full), cell_len(shortest) + width - cell_len(least))
             return join_short(replace(p, **{elastic: elide(full, room)}), since_word=since_word)
-        text = least
-    return elide(text, width)
+    return None

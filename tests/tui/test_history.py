@@ -127,6 +127,32 @@ async def test_the_uptime_text_books_one_timer_for_the_moment_it_changes(
         assert history.next_change(now[0]) == midnight - now[0]
 
 
+async def test_a_figure_drifting_by_itself_is_redrawn_at_most_once_a_second(
+    start_daemon: StartDaemon, configured: Config
+) -> None:
+    """Five seconds recorded, half of them connected: the figure reads differently every few
+    milliseconds. The clock redraws it at most once a second (at ten a second, on the grid,
+    its frames got in front of the indicator's often enough to show in the indicator's p99)."""
+    await start_daemon(cfg=configured)
+    now = [2_000_000_000.0]
+    app = make_app(configured, clock=lambda: now[0])
+    async with app.run_test(size=(100, 40)) as pilot:
+        await until(pilot, lambda: app.link.online)
+        screen = await open_settings(pilot, "echo")
+        history = screen.query_one(ConnectionHistory)
+        await until(pilot, lambda: history.loaded)
+        history.transitions.clear()
+        history.transitions.extend(
+            [(1, now[0] - 5, "connected", "x"), (2, now[0] - 2.5, "disconnected", "y")]
+        )
+        drift = history.next_change(now[0])
+        assert drift is not None and drift < 0.05, drift  # the text itself moves that fast
+        history.render()  # books the clock's redraw
+        timer = history._timer
+        assert timer is not None and timer._timer is not None
+        assert timer._due - now[0] >= 1.0  # at most once a second
+
+
 async def test_the_uptime_timer_sleeps_while_its_screen_is_hidden(
     start_daemon: StartDaemon, configured: Config
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.cells import cell_len
 
 from harness import render
-from harness.protocol import Connection
+from harness.protocol import Connection, Health
 from harness.render import ShortPieces
 from tests.tui.conftest import UTC
 from tui.plugins_columns import CONNECTION_MIN, fit_connection, layout
@@ -49,3 +49,23 @@ def test_never_wider_than_its_room() -> None:
             assert cell_len(fit_connection(pieces, width)) <= width, (width, pieces)
     for width in (20, 30, 45):
         assert layout(width, [DEMO_ROW]).width("connection") >= CONNECTION_MIN
+
+
+def test_an_overdue_ack_and_a_countdown_are_said_in_fewer_words_rather_than_cut() -> None:
+    """Long words give way to fewer before anything is cut; the full text where it fits."""
+    conn = Connection(state="connected", since=NOW - 60, username="HarnessBot#1234", latency_ms=1)
+    late = Health(latency_ms=1, ack_overdue_since=NOW - 14)
+    pieces = render.short_pieces(conn, NOW, UTC, late)
+    assert fit_connection(pieces, 200) == render.short(conn, NOW, UTC, late)
+    assert render.short(conn, NOW, UTC, late).endswith("1 ms · no heartbeat reply for 14 s")
+    at_80 = layout(80, [DEMO_ROW]).width("connection")
+    assert fit_connection(pieces, at_80) == "● connected  08:59  1 ms · no ACK 14 s"
+    at_60 = layout(60, [DEMO_ROW]).width("connection")
+    assert fit_connection(pieces, at_60) == "● connected  1 ms · no ACK 14 s"
+    retry = Connection(state="disconnected", since=NOW, retry_at=NOW + 12, attempt=2)
+    assert fit_connection(render.short_pieces(retry, NOW, UTC), at_60) == (
+        "○ disconnected  retry in 12 s"
+    )
+    for width in range(1, 90):
+        for p in (pieces, render.short_pieces(retry, NOW, UTC)):
+            assert cell_len(fit_connection(p, width)) <= width, (width, p)
