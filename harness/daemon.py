@@ -263,14 +263,18 @@ class Daemon:
     async def _connections_snapshot(self, _: protocol.NoParams) -> Any:
         """The stored rows, for a client with no database of its own (a remote TUI). Read
         after the client subscribed, so with "apply newer only" nothing is missed."""
-        assert self.store and self.bus
+        assert self.store and self.bus and self.recorder
         head = self.bus.published_seq  # before the read: the rows are at least this new
         rows = await self.store.list_plugins()
+        live = self.recorder.live_metadata  # while storage fails, the rows alone are older
         return protocol.ConnectionsSnapshot(
             seq=head,
             plugins=[
                 protocol.StoredPlugin(
-                    name=r.name, enabled=r.enabled, metadata=r.metadata, updated_at=r.updated_at
+                    name=r.name,
+                    enabled=r.enabled,
+                    metadata=live(r.name, r.metadata),
+                    updated_at=r.updated_at,
                 )
                 for r in rows
             ],

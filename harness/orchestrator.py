@@ -422,7 +422,7 @@ class Orchestrator:
             status=slot.status,
             reason=slot.reason,
             settings=settings.public(p.settings_schema, values),
-            metadata=row.metadata,
+            metadata=self.recorder.live_metadata(p.name, row.metadata),
             schema=list(p.settings_schema),
             updated_at=row.updated_at,
         )

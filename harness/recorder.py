@@ -411,6 +411,24 @@ class Recorder:
         if not self._busy and self._retry is None and not self._closing:
             self._retry = asyncio.get_running_loop().call_later(RETRY_INTERVAL, self._try_again)
 
+    def live_metadata(self, plugin: str, stored: dict[str, Any]) -> dict[str, Any]:
+        """``plugin``'s metadata as published: the stored row with, while storage fails, the
+        newest value of each key published but not stored laid over it (one kept as None was
+        deleted). Answers (``status``, ``plugins.*``, ``connections.snapshot``) read through
+        it, so a client that asks sees what one that listens sees, not the last row stored."""
+        if not self._unstored:
+            return stored
+        merged = dict(stored)
+        for (p, key), (value, _) in self._unstored.items():
+            if p != plugin:
+                continue
+            decoded = msgspec.json.decode(value)
+            if decoded is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = decoded
+        return merged
+
     def metadata_stored(self, plugin: str, keys: Iterable[str]) -> None:
         """Those keys were just written: a value kept from before must not overwrite them."""
         if self._unstored:

@@ -104,6 +104,10 @@ def drop_span(ms: float) -> str:
 def _latency(conn: Connection, health: Health | None) -> float | None:
     if health is not None and health.latency_ms is not None:
         return health.latency_ms
+    if health is not None and health.ack_overdue_since is not None:
+        # A beat unanswered: no round trip now. The one stored with the state (measured when
+        # the link came up) is not shown as current; the overdue words say what is.
+        return None
     return conn.latency_ms
 
 

@@ -4,6 +4,7 @@ started with the same hashing and allocator settings (harness/bench/stream.py)."
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -109,5 +110,60 @@ def test_the_server_and_its_readers_run_on_cpus_of_their_own_and_the_server_is_l
         assert reader_pins == [(placed.readers, {frozenset(placed.readers)})]
         tasks = os.listdir(f"/proc/{server.proc.pid}/task")
         assert {frozenset(os.sched_getaffinity(int(t))) for t in tasks} == {frozenset(everywhere)}
+    finally:
+        server.stop()
+
+
+def _sockets(pid: int) -> int:
+    """How many sockets process ``pid`` holds open (0 once it has exited)."""
+    count = 0
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    for fd in fds:
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return count
+
+
+@pytest.mark.parametrize("client", ["asyncio", "select"])
+def test_the_subscribers_disconnect_only_after_the_servers_cpu_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: str
+) -> None:
+    """Disconnecting is not delivering: every subscriber is still connected when the server's
+    CPU is read at the end of the window (a reader done early too), and with ``closing`` the
+    server's CPU for their disconnecting is measured after it, apart."""
+    server = ServerProcess("raw", tmp_path)
+    server.start()
+    children: list[subprocess.Popen[str]] = []
+    real_popen = subprocess.Popen
+
+    def popen(*args: Any, **kwargs: Any) -> subprocess.Popen[str]:
+        child: subprocess.Popen[str] = real_popen(*args, **kwargs)
+        children.append(child)
+        return child
+
+    held: list[int] = []  # the reader process's sockets at each read of the server's CPU
+    real_cpu = stream.cpu_seconds
+
+    def cpu(pid: int) -> float:
+        if children:
+            held.append(_sockets(children[-1].pid))
+        return real_cpu(pid)
+
+    try:
+        monkeypatch.setattr(stream.subprocess, "Popen", popen)
+        monkeypatch.setattr(stream, "cpu_seconds", cpu)
+        out = stream.measure(server, 3, 50, 0, client=client, closing=True)
+        monkeypatch.undo()
+        assert out["counts"] == [50, 50, 50]
+        # At go and at the end of the window: the three subscribers' sockets at least (the
+        # asyncio reader has its loop's self-pipe pair besides), the same at both reads.
+        assert len(held) >= 2 and held[0] >= 3 and held[1] == held[0]
+        assert children[-1].returncode == 0  # it then closed them and exited by itself
+        assert out["close_cpu"] > 0  # the server's work of taking three connections down
     finally:
         server.stop()

@@ -116,7 +116,18 @@ async def _subscriber(
     out.setdefault("counts", []).append(got)
     out.setdefault("latencies", []).extend(latencies)
     out["end"] = max(out.get("end", 0.0), time.monotonic())
-    writer.close()
+    # Not closed here: see _hold_until_told. A subscriber done early stays connected until
+    # every other one is done too, and the server has no disconnect to handle meanwhile.
+
+
+def _hold_until_told() -> None:
+    """Keep the connections until the parent closes our stdin: it reads the server's CPU
+    first. Disconnecting is not delivering: closed as each reader finished, a part of the
+    server's work of tearing down N connections fell inside the measured window, how much of
+    it depending on how soon the parent read the CPU after the last decode (at 1000
+    subscribers 45-100 % of ~20-35 us per connection, a fifth or more of the figure). The
+    parent measures that work on its own (``measure(..., closing=True)``)."""
+    sys.stdin.read()
 
 
 def _subscribers_main(path: str, count: int, expect: int) -> None:
@@ -127,6 +138,7 @@ def _subscribers_main(path: str, count: int, expect: int) -> None:
         out: dict[str, Any] = {"subscribers": count}
         ready = asyncio.Event()
         tasks = []
+        writers: list[asyncio.StreamWriter] = []
         for _ in range(count):
             # A blocking connect waits for room in the listen backlog; asyncio's non-blocking
             # one takes EAGAIN on AF_UNIX for success and is left unconnected (EINVAL later).
@@ -135,6 +147,7 @@ def _subscribers_main(path: str, count: int, expect: int) -> None:
             connection = await asyncio.open_unix_connection(
                 sock=sock, limit=4 * protocol.MAX_FRAME_BYTES
             )
+            writers.append(connection[1])
             tasks.append(asyncio.create_task(_subscriber(connection, expect, out, ready)))
         await ready.wait()
         cpu0 = time.process_time()
@@ -142,6 +155,9 @@ def _subscribers_main(path: str, count: int, expect: int) -> None:
         await asyncio.gather(*tasks)
         out["client_cpu"] = time.process_time() - cpu0
         print(json.dumps(out), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, _hold_until_told)
+        for writer in writers:
+            writer.close()
 
     asyncio.run(go())
 
@@ -201,6 +217,9 @@ def _select_subscribers_main(path: str, count: int, expect: int) -> None:
     out["end"] = end
     out["client_cpu"] = time.process_time() - cpu0  # from ready on: not the imports
     print(json.dumps(out), flush=True)
+    _hold_until_told()
+    for key in list(sel.get_map().values()):
+        key.fileobj.close()  # type: ignore[union-attr]
 
 
 # -- the two in-memory servers (each run as its own process) ---------------------------------------
@@ -572,11 +591,14 @@ def measure(
     *,
     client: str = "asyncio",
     placed: Placement | None = None,
+    closing: bool = False,
 ) -> dict[str, Any]:
     """Subscribers in a child process (``client``: ``asyncio``, a task per subscriber, or
     ``select``, one selectors loop); ``count`` events at ``rate``; what they measured, the
-    wall time and the server's CPU seconds from go to the last decode. ``placed``: the server
-    and the reader process pinned there for this run (the server unpinned again after)."""
+    wall time and the server's CPU seconds from go to the last decode (``cpu``), the
+    subscribers all still connected. ``placed``: the server and the reader process pinned
+    there for this run (the server unpinned again after). ``closing``: also the server's CPU
+    seconds from the moment they all disconnect until it is idle again (``close_cpu``)."""
     child = subprocess.Popen(
         [
             sys.executable,
@@ -587,6 +609,7 @@ def measure(
             str(subscribers),
             str(count),
         ],
+        stdin=subprocess.PIPE,  # closed once the server's CPU is read: they disconnect then
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -601,9 +624,15 @@ def measure(
         start = time.monotonic()
         server.go(count, rate)
         out: dict[str, Any] = json.loads(child.stdout.readline())
-        out["cpu"] = cpu_seconds(server.proc.pid) - cpu0
+        cpu1 = cpu_seconds(server.proc.pid)
+        out["cpu"] = cpu1 - cpu0
         out["start"] = start
+        assert child.stdin is not None
+        child.stdin.close()  # now they disconnect
         child.wait(30)
+        if closing:
+            _wait_idle(server)
+            out["close_cpu"] = cpu_seconds(server.proc.pid) - cpu1
     finally:
         if child.poll() is None:
             child.kill()
@@ -621,7 +650,12 @@ class CutOff(RuntimeError):
 
 
 def measure_kept_up(
-    server: ServerProcess, subscribers: int, count: int, placed: Placement | None = None
+    server: ServerProcess,
+    subscribers: int,
+    count: int,
+    placed: Placement | None = None,
+    *,
+    closing: bool = False,
 ) -> dict[str, Any]:
     """:func:`measure` as fast as the server goes, made again (up to twice) when a subscriber
     was cut off: on a loaded machine the one reader process can starve for long enough to
@@ -630,7 +664,7 @@ def measure_kept_up(
     their own events."""
     for attempt in range(3):
         try:
-            return measure(server, subscribers, count, 0, placed=placed)
+            return measure(server, subscribers, count, 0, placed=placed, closing=closing)
         except CutOff as exc:
             if attempt == 2:
                 raise
@@ -750,6 +784,10 @@ def _have_uvloop() -> bool:
 # each of those runs starts that many connections, their ev/s has no target (1000) or is
 # limited by the reader process, and fewer pairs keep the whole benchmark near 6 minutes.
 PAIRS = {1: 8, 10: 8, 100: 6, 1000: 4}
+# From this many subscribers on, the server's CPU for their disconnecting is measured too and
+# printed as a figure of its own (no target; outside the delivery window: see
+# _hold_until_told). Each such run then waits for the server to be idle (0.3 s or more).
+CLOSING_FROM = 100
 
 
 def _report_fanout(servers: dict[str, ServerProcess], loops: list[str], quick: bool) -> None:
@@ -759,7 +797,9 @@ def _report_fanout(servers: dict[str, ServerProcess], loops: list[str], quick: b
     (:mod:`harness.bench.stream_pairs` says why not the best run of each side). The server
     runs on one CPU and the reader process on the others (:func:`placement`), the same for
     both sides. Each server first serves one untimed run at each size, so that no timed run is
-    a process's first at that size (code paths, buffers, the heap)."""
+    a process's first at that size (code paths, buffers, the heap). The subscribers disconnect
+    only after the server's CPU is read (:func:`_hold_until_told`); from ``CLOSING_FROM`` on,
+    the CPU their disconnecting costs the server is a figure of its own."""
     scale = 10 if quick else 1
     placed = placement()
     where = (
@@ -774,20 +814,25 @@ def _report_fanout(servers: dict[str, ServerProcess], loops: list[str], quick: b
             f"Fan-out on {loop}, no persistence: raw batched server vs the daemon's Bus+Server, "
             "both on this loop; interleaved pairs, medians, the ratio the median of the pairs' "
             f"ratios; {where} "
-            "(delivered = publish -> decoded by every subscriber)"
+            "(delivered = publish -> decoded by every subscriber, all of them still "
+            f"connected; from {CLOSING_FROM} subscribers their disconnecting measured apart)"
         )
         for subs, per_sub in ((1, 200_000), (10, 50_000), (100, 5_000), (1000, 500)):
             n = max(100, per_sub // scale)
             rounds = 2 if quick else PAIRS[subs]
             runs: dict[str, list[tuple[float, float]]] = {"raw": [], "daemon": []}
+            closes: dict[str, list[float]] = {"raw": [], "daemon": []}
+            closing = subs >= CLOSING_FROM
             sides = {"raw": raw, "daemon": fanout}
             for server in sides.values():
                 measure_kept_up(server, subs, max(100, n // 10), placed)  # untimed: the warm-up
             for order in turns(rounds):
                 for name in order:
-                    m = measure_kept_up(sides[name], subs, n, placed)
+                    m = measure_kept_up(sides[name], subs, n, placed, closing=closing)
                     rate = subs * n / (m["end"] - m["start"])
                     runs[name].append((rate, m["cpu"] / (subs * n) * 1e6))
+                    if closing:
+                        closes[name].append(m["close_cpu"] / subs * 1e6)
             rates = Paired.of([r for r, _ in runs["daemon"]], [r for r, _ in runs["raw"]])
             cpus = Paired.of([c for _, c in runs["daemon"]], [c for _, c in runs["raw"]])
             row(f"raw,    {subs} subscriber(s)", rates.raw, "ev/s")
@@ -799,6 +844,10 @@ def _report_fanout(servers: dict[str, ServerProcess], loops: list[str], quick: b
             )
             row(f"raw    server CPU per delivered event, {subs}", cpus.raw, "us")
             paired_row(f"daemon server CPU per delivered event, {subs}", cpus, "us", at_most=1.1)
+            if closing:
+                ends = Paired.of(closes["daemon"], closes["raw"])
+                row(f"raw    server CPU per subscriber closed, {subs}", ends.raw, "us")
+                paired_row(f"daemon server CPU per subscriber closed, {subs}", ends, "us")
 
 
 def _report_daemon(servers: dict[str, ServerProcess], loops: list[str], quick: bool) -> None:

@@ -27,11 +27,14 @@ from harness.client import Client, ClientError, DaemonUnavailable
 from harness.protocol import (
     Connection,
     ConnectionsSnapshot,
+    Health,
+    keeps_health,
     plugin_of_connection_event,
+    plugin_of_health_event,
     to_connection,
 )
 from harness.transport import Target
-from tui.ageing import AgeTimer
+from tui.ageing import AgeTimer, TextTimer
 from tui.state import ago, connection_seq
 from tui.stream import CLIENT_NAME, backoff
 from tui.widgets.footer import KeysFooter
@@ -40,7 +43,9 @@ from tui.widgets.link_status import LinkStatus
 if TYPE_CHECKING:
     from tui.app import HarnessApp
 
-FLEET_EVENTS = ["*:connection", "plugin:status"]
+# With the live health: without it a row kept the round trip measured when the link came up
+# and never said that a heartbeat went unanswered.
+FLEET_EVENTS = ["*:connection", "*:health", "plugin:status"]
 HANDSHAKE_TIMEOUT = 5.0  # a context that accepts but never answers is offline after this
 
 
@@ -57,6 +62,7 @@ class Member:
     responding: bool = True
     server: str = ""
     connections: dict[str, Connection] = field(default_factory=dict)
+    health: dict[str, Health] = field(default_factory=dict)  # live only, by the same rule
     status: dict[str, str] = field(default_factory=dict)
     changes: int = 0  # events applied; read by the benchmark
 
@@ -105,6 +111,7 @@ class FleetLink:
             await client.request("connections.snapshot"), ConnectionsSnapshot
         )
         m = self.member
+        m.health = {}  # the last link's health says nothing of this one; the next beat brings it
         m.connections = {
             p.name: conn
             for p in snapshot.plugins
@@ -143,7 +150,16 @@ class FleetLink:
             event = await client.next_event()
             plugin = plugin_of_connection_event(event.event)
             new_line = False
-            if plugin is not None:
+            if (healthy := plugin_of_health_event(event.event)) is not None:
+                current = m.connections.get(healthy)
+                try:
+                    health = msgspec.convert(event.data, Health)
+                except msgspec.ValidationError:
+                    continue  # not a health this client understands
+                if current is None or not _keeps_health(current):
+                    continue  # for a link that is gone already
+                m.health[healthy] = health
+            elif plugin is not None:
                 conn = to_connection(event.data)
                 if conn is None:
                     continue  # not a connection object this client understands
@@ -153,6 +169,8 @@ class FleetLink:
                     continue  # older than the snapshot: ours is newer
                 new_line = plugin not in m.connections
                 m.connections[plugin] = conn
+                if not _keeps_health(conn):
+                    m.health.pop(plugin, None)
             elif isinstance(name := event.data.get("plugin"), str):
                 m.status[name] = str(event.data.get("status", ""))
             m.changes += 1
@@ -191,6 +209,15 @@ class FleetRow(Widget):
         super().__init__()
         self.member = member
         self._ages = AgeTimer(self)  # "offline 3 min" redrawn when it would read differently
+        # A live row's countdowns ("retrying in 12 s") and overdue heartbeats, redrawn when
+        # they would read differently (none is booked while nothing on the row ticks).
+        self._ticks: TextTimer | None = None
+
+    def on_mount(self) -> None:
+        self._ticks = TextTimer(self, self._redraw)
+
+    def _redraw(self) -> None:
+        self.refresh()
 
     @property
     def harness(self) -> HarnessApp:
@@ -230,17 +257,35 @@ class FleetRow(Widget):
         if not m.connections and m.online:
             text.append("\n      no plugins", style="dim")
         stale = not m.online
+        changes: list[float] = []
         for name, conn in sorted(m.connections.items()):
+            health = None if stale else m.health.get(name)
             text.append("\n      ")
-            text.append(_plugin_line(name, conn, m.status.get(name, ""), now, app.tz, stale))
+            text.append(
+                _plugin_line(name, conn, m.status.get(name, ""), now, app.tz, stale, health)
+            )
+            if not stale and (w := render.next_change(conn, now, health, short_form=True)):
+                changes.append(w)
+        if self._ticks is not None:
+            self._ticks.book(now, min(changes) if changes else None)
         return text
 
 
+def _keeps_health(conn: Connection) -> bool:
+    return keeps_health(conn.state, (p.state for p in conn.parts))
+
+
 def _plugin_line(
-    name: str, conn: Connection, status: str, now: float, tz: Any, stale: bool
+    name: str,
+    conn: Connection,
+    status: str,
+    now: float,
+    tz: Any,
+    stale: bool,
+    health: Health | None = None,
 ) -> Text:
     # The same words as the plugins table and the indicator (harness.render).
-    parts = [f"{name:<12} {render.short(conn, now, tz)}"]
+    parts = [f"{name:<12} {render.short(conn, now, tz, health)}"]
     if status == "disabled":
         parts.append("disabled")
     if stale:

@@ -290,7 +290,7 @@ class SettingsScreen(Screen[None]):
         changes, errors = form.collect()
         form.show_errors(errors)
         if errors:
-            self.notify(f"Not saved: {len(errors)} field(s) need fixing.", severity="error")
+            self.notify(f"Not saved: {form.described(errors)}.", severity="error")
             return False
         if not changes:
             self.notify("Nothing to save: no field was changed.")
@@ -304,12 +304,9 @@ class SettingsScreen(Screen[None]):
         except ClientError as exc:
             if exc.code == E_INVALID_SETTINGS:
                 fields = exc.details.get("fields") or {}
-                other = form.show_errors(fields)
-                extra = "; ".join(f"{k}: {v}" for k, v in other.items())
+                form.show_errors(fields)
                 self.notify(
-                    f"Not saved: the daemon rejected {len(fields)} field(s)."
-                    + (f" {extra}" if extra else ""),
-                    severity="error",
+                    f"Not saved: the daemon refused {form.described(fields)}.", severity="error"
                 )
             else:
                 self.notify(f"Not saved: {exc.message}", severity="error")

@@ -116,6 +116,14 @@ class LinkStatus(Widget):
                 left = Text.assemble(("harness", "bold"), " > ", self.where)
             if left.cell_len + 1 + len(status) + len(_HINT) <= width:
                 status += _HINT
+        elif self._link.online and self._link.storage is not None:
+            # "⚠ storage failing: disk full since 12:03" is read whole too: it lost its time
+            # at 80 columns beside a plugin's breadcrumb. The extras give way, then the brand.
+            width = self.size.width
+            if left.cell_len + 1 + len(status) > width:
+                left = Text.assemble(("harness", "bold"), " > ", self.where)
+            if left.cell_len + 1 + len(status) > width:
+                left = Text(self.where)
         right = Text(status, style="bold")
         gap = max(1, self.size.width - left.cell_len - right.cell_len)
         return Text.assemble(left, " " * gap, right)

@@ -128,7 +128,25 @@ class SettingsForm(Vertical):
             if name in rows and rows[name].field.advanced:
                 for collapsible in self.query(Collapsible):
                     collapsible.collapsed = False
+        # The first field in error is brought into view: at 80x24 it was often below the fold,
+        # with only a toast counting "1 field(s)" to say something was wrong.
+        first = next((row for name, row in rows.items() if errors.get(name)), None)
+        if first is not None:
+            # At the top of the view: its error line is its last, and the scroll's bottom
+            # line can sit under the footer, where "just visible" would leave it.
+            self.call_after_refresh(first.scroll_visible, animate=False, top=True)
         return {k: v for k, v in errors.items() if k not in rows}
+
+    def described(self, errors: Mapping[str, str], most: int = 3) -> str:
+        """The errors for a notification, each with its field's label, in the form's order:
+        "Max retry delay (s): must be at least 1". Messages only: never a value."""
+        rows = self.rows
+        ordered = [n for n in rows if n in errors] + [n for n in errors if n not in rows]
+        said = [
+            f"{rows[n].field.label or n if n in rows else n}: {errors[n]}" for n in ordered[:most]
+        ]
+        more = len(ordered) - most
+        return "; ".join(said) + (f"; and {more} more" if more > 0 else "")
 
     def load(self, values: Mapping[str, Any]) -> None:
         """Show new saved values, dropping edits."""
