@@ -20,6 +20,7 @@ from harness import liveness, protocol
 from harness.client import Client, ClientError
 from harness.config import Config
 from harness.daemon import Daemon
+from harness.tick_reader import TickReader
 from tests.conftest import SpawnDaemon, StartDaemon, wait_until, write_config
 
 CYCLES = 20
@@ -30,12 +31,15 @@ TIMEOUT = 10.0
 
 
 class CountingSelector(selectors.EpollSelector):
-    """Counts the loop's sleeps (waits that may block) and the waits that found a read."""
+    """Counts the loop's sleeps (waits that may block), the waits that found a read, and the
+    loop's turns (every wait, blocking or not: one per pass of the loop)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.sleeps = 0
         self.reads = 0
+        self.turns = 0
+        self.fast_ticks = 0  # ticks taken in the read callback while counting (tick_reader)
         self.counting = False
         self.enough: asyncio.Future[None] | None = None
 
@@ -43,6 +47,7 @@ class CountingSelector(selectors.EpollSelector):
         ready = super().select(timeout)
         if self.counting:
             self.sleeps += timeout is None or timeout > 0
+            self.turns += 1
             self.reads += bool(ready)
             if self.reads >= CYCLES and self.enough is not None and not self.enough.done():
                 self.enough.set_result(None)
@@ -70,12 +75,16 @@ def idle_cycles(
             watch = liveness.Watch(
                 client, changes.append, after=INTERVAL, timeout=timeout, ticks=ticks
             )
+            reader = client._reader
+            fast = reader.fast_ticks if isinstance(reader, TickReader) else 0
             selector.counting = True
             try:
                 async with asyncio.timeout(60):
                     await selector.enough
             finally:
                 selector.counting = False
+                if isinstance(reader, TickReader):
+                    selector.fast_ticks = reader.fast_ticks - fast
                 ticked[0] = watch.ticked
                 watch.cancel()
         finally:
@@ -97,6 +106,21 @@ async def test_an_idle_cycle_with_ticks_is_one_wake_up(
     assert selector.reads >= CYCLES
     # One sleep per tick (its read); asking cost two (the timer, then the answer).
     assert selector.sleeps <= selector.reads * 1.25, (selector.sleeps, selector.reads)
+
+
+async def test_a_tick_is_one_turn_of_the_loop(spawn_daemon: SpawnDaemon, state_dir: Path) -> None:
+    """A tick read alone is taken in the read callback (harness.tick_reader): no second turn
+    to wake the reader task, which read each tick through a plain StreamReader."""
+    daemon = await spawn_daemon(write_config(state_dir))
+    selector, changes, ticked = await asyncio.to_thread(idle_cycles, daemon.socket_path, ticks=True)
+    assert ticked and changes == []
+    assert selector.reads >= CYCLES
+    # One turn per tick taken in the read callback; a read the reader task must take (two
+    # ticks read at once, when the loop was held up) costs a second. Through the reader task
+    # every tick took two turns, and none was taken in the read callback.
+    slow = selector.reads - selector.fast_ticks
+    assert selector.fast_ticks >= 1, (selector.fast_ticks, selector.reads)
+    assert selector.turns <= selector.reads + slow + 2, (selector.turns, selector.reads, slow)
 
 
 async def test_an_idle_cycle_asking_is_two_wake_ups(
