@@ -168,6 +168,29 @@ async def test_a_short_drop_stays_visible_and_the_countdown_ticks(config: Config
         await until(pilot, lambda: "retrying in 2 s · attempt 2" in screen_text(app))
 
 
+async def test_the_last_known_age_ticks_with_the_headers(config: Config) -> None:
+    """Offline, "last known 17 s ago" is an age of its own: its redraw is booked for the moment
+    it reads differently, as the header's "(17 s)" is (it stood still while the header went on
+    to 18 s: the booking looked only at the connection's own countdowns and ages)."""
+    now = [1_700_000_006.0]
+    app = make_app(config, stream=False, clock=lambda: now[0])
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.stream.set_online(0)
+        screen = await open_settings(pilot, "echo")
+        status = screen.query_one(ConnectionStatus)
+        # Connected an hour ago: its own age ("(1 h)") moves once a minute, not in step.
+        hour = Connection(state="connected", seq=1, since=now[0] - 3600.5, username="Bot#1")
+        assert status.apply(hour)
+        await pilot.pause()
+        app.stream.set_offline("connection lost")
+        now[0] += 17.0
+        await until(pilot, lambda: "last known 17 s ago" in screen_text(app))
+        await until(pilot, lambda: "(17 s)" in screen_text(app))
+        now[0] += 1.0
+        await until(pilot, lambda: "(18 s)" in screen_text(app))
+        await until(pilot, lambda: "last known 18 s ago" in screen_text(app))
+
+
 async def test_the_countdown_does_not_tick_while_its_screen_is_hidden(config: Config) -> None:
     """The retry countdown's timer finds the events screen in front: it books nothing more
     (no wake-ups while hidden); shown again, the indicator catches up at once and ticks on."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 import pytest
@@ -188,3 +189,42 @@ async def test_the_uptime_timer_sleeps_while_its_screen_is_hidden(
         await until(pilot, lambda: history._drawn != drawn, timeout=10)
         assert timer.fired == fired  # the catch-up came from being shown, not from a tick
         await until(pilot, lambda: timer.fired > fired, timeout=10)  # and it ticks again
+
+
+async def test_a_stretch_storage_failed_is_listed_and_counts_neither_way(
+    start_daemon: StartDaemon, config: Config
+) -> None:
+    """Transitions published while the disk was full are not in the store: the history lists
+    the stretch as not recorded (from the daemon's "recovered" event, live and stored) and
+    leaves it out of the uptime, instead of counting it as the state stored before it."""
+    from tests.test_storage_faults import Link, fill_up
+
+    Link.contexts.clear()
+    daemon = await start_daemon(plugins={"link": Link})
+    (ctx,) = Link.contexts
+    app = make_app(config)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await until(pilot, lambda: app.link.online)
+        screen = await open_settings(pilot, "link")
+        history = screen.query_one(ConnectionHistory)
+        await until(pilot, lambda: history.loaded and len(history.transitions) >= 1)
+        await fill_up(daemon)  # (its fillers may fail and recover more than once)
+        lost = time.time()
+        await ctx.set_connection("disconnected", reason="gateway went away")
+        await ctx.set_connection("connected", username="Link#0001")
+        assert daemon.store is not None
+        await daemon.store.limit_pages(1_000_000)
+
+        def covers_the_loss() -> bool:
+            return any(lo <= lost <= hi and cause == "disk full" for lo, hi, cause in history.gaps)
+
+        await until(pilot, covers_the_loss)
+        text = history._text(app.clock()).plain
+        assert "unrecorded time excluded" in text, text
+        assert "not recorded" in text and "storage: disk full" in text, text
+        # What a new screen reads from the store says the same.
+        live = list(history.gaps)
+        history.gaps.clear()
+        history.reload()
+        await until(pilot, covers_the_loss)
+        assert list(history.gaps) == live

@@ -20,7 +20,7 @@ from textual.widget import Widget
 
 from harness import render
 from harness.protocol import Connection, Health
-from tui.ageing import TextTimer
+from tui.ageing import TextTimer, next_change
 from tui.state import GLYPHS, LinkState, PluginState, ago
 
 if TYPE_CHECKING:
@@ -168,12 +168,18 @@ class ConnectionStatus(Widget):
             # Not the truth of now: the last known value, said so in words, not only dimmed.
             lines[0] = render.last_known(lines[0])
         text = Text("\n".join(lines))
-        if schedule and self._tick is not None:
-            # No fixed timer: the next redraw is booked for the moment the text would change
-            # by itself (a countdown, an age), and none while it would not.
-            self._tick.book(now, render.next_change(conn, now, health))
+        known = 0.0
         if offline:
             known = self._link.changed_at if self._link.ever_online else self._updated_at
+        if schedule and self._tick is not None:
+            # No fixed timer: the next redraw is booked for the moment the text would change
+            # by itself (a countdown, an age, "last known 17 s ago"), and none while it would not.
+            delay = render.next_change(conn, now, health)
+            if known:
+                aged = next_change(now - known)
+                delay = aged if delay is None else min(delay, aged)
+            self._tick.book(now, delay)
+        if offline:
             when = ago(now - known) if known else "at an unknown time"
             why = "daemon offline" if self._link.responding else "daemon not responding"
             glyph = "▼" if self._link.responding else "?"

@@ -20,7 +20,7 @@ from textual import work
 from textual.widget import Widget
 
 from harness.client import ClientError, DaemonUnavailable
-from harness.protocol import Event, connection_event
+from harness.protocol import STORAGE_EVENT, Event, connection_event
 from harness.store import Store, StoreError
 from tui.ageing import TextTimer, next_text_change
 from tui.state import GLYPHS, UNKNOWN_GLYPH, EventBatch, LinkState, state_word
@@ -33,6 +33,19 @@ WINDOW = 24 * 3600.0  # seconds the uptime figure covers
 SHOWN = 8  # transitions listed
 CLOCK_REDRAW_EVERY = 1.0  # seconds: the clock redraws the figure at most this often
 LOADED = 500  # stored transitions read to compute the uptime
+GAPS = 16  # stretches the daemon could not record (storage failing) kept
+
+
+def storage_gap(e: Event) -> tuple[float, float, str] | None:
+    """``(failed since, recovered at, cause)`` from a ``daemon:storage`` "recovered" event:
+    a stretch in which transitions may have happened and were not stored."""
+    d = e.data
+    lo, hi = d.get("failed_since"), d.get("recovered_at")
+    if d.get("state") != "recovered" or not isinstance(lo, int | float):
+        return None
+    if not isinstance(hi, int | float) or hi <= lo:
+        return None
+    return float(lo), float(hi), str(d.get("cause") or "cause unknown")
 
 
 def _merged(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -75,13 +88,16 @@ def uptime(
     return connected / covered, covered
 
 
-def _figure_text(figure: tuple[float, float] | None, silenced: bool) -> tuple[str, str]:
+def _figure_text(
+    figure: tuple[float, float] | None, silenced: bool, unrecorded: bool = False
+) -> tuple[str, str]:
     """The uptime line: its bold figure and the rest, from ``uptime``'s answer."""
     if figure is None:
         return "", "uptime: no transitions recorded in the last 24 h"
     fraction, covered = figure
     over = "the last 24 h" if covered >= WINDOW - 60 else duration(covered) + " recorded"
     rest = f" connected over {over}" + (", maintenance excluded" if silenced else "")
+    rest += ", unrecorded time excluded" if unrecorded else ""
     return f"uptime {fraction * 100:.1f} %", rest
 
 
@@ -112,6 +128,9 @@ class ConnectionHistory(Widget):
         self.event_name = connection_event(plugin)
         # Bounded: a flapping plugin cannot grow this without limit.
         self.transitions: deque[tuple[int, float, str, str]] = deque(maxlen=LOADED)
+        # While storage failed the daemon published transitions it could not store: what the
+        # store holds skips them. Those stretches count neither way and are listed as such.
+        self.gaps: deque[tuple[float, float, str]] = deque(maxlen=GAPS)
         self.loaded = False
         self._note = ""
         self.border_title = "history"
@@ -162,11 +181,14 @@ class ConnectionHistory(Widget):
             return
         try:
             events = await store.recent_events(self.event_name, limit=LOADED)
+            gaps = await store.recent_events(STORAGE_EVENT, limit=2 * GAPS)
         finally:
             await store.close()
         self.transitions.clear()
+        self.gaps.clear()
         self._note = ""
         self.add(reversed(events))
+        self.add_gaps(reversed(gaps))
         self.loaded = True
 
     async def _load_from_daemon(self) -> None:
@@ -175,6 +197,10 @@ class ConnectionHistory(Widget):
                 "events.history", name=self.event_name, limit=LOADED
             )
             events = msgspec.convert(result["events"], list[Event])
+            result = await self.harness.stream.request(
+                "events.history", name=STORAGE_EVENT, limit=2 * GAPS
+            )
+            gaps = msgspec.convert(result["events"], list[Event])
         except (DaemonUnavailable, ClientError, msgspec.ValidationError, KeyError, TypeError):
             # Offline: what this session saw stays; it reloads when the stream is back.
             self._note = "" if self.transitions else "history: waiting for the daemon"
@@ -182,13 +208,28 @@ class ConnectionHistory(Widget):
             self.refresh(layout=True)
             return
         self.transitions.clear()
+        self.gaps.clear()
         self._note = ""
         self.add(reversed(events))
+        self.add_gaps(reversed(gaps))
         self.loaded = True
         self.refresh(layout=True)
 
     def _on_batch(self, batch: EventBatch) -> None:
         self.add(e for e in batch.events if e.event == self.event_name)
+        self.add_gaps(e for e in batch.events if e.event == STORAGE_EVENT)
+
+    def add_gaps(self, events: Iterable[Event]) -> None:
+        """Keep the stretches storage failed, from ``daemon:storage`` "recovered" events
+        (oldest first; repeats skipped)."""
+        changed = False
+        for e in events:
+            gap = storage_gap(e)
+            if gap is not None and gap not in self.gaps:
+                self.gaps.append(gap)
+                changed = True
+        if changed:
+            self.refresh(layout=True)
 
     def add(self, events: Iterable[Event]) -> None:
         """Append transitions (oldest first); repeats and older seqs are skipped."""
@@ -241,14 +282,20 @@ class ConnectionHistory(Widget):
     def _silences(self) -> list[Silence]:
         return [s for s in self.harness.silences if fnmatch.fnmatchcase(self.plugin, s.plugin)]
 
+    def _excluded(self, silences: Sequence[Silence]) -> list[tuple[float, float]]:
+        return [(s.starts, s.ends) for s in silences] + [(lo, hi) for lo, hi, _ in self.gaps]
+
+    def _unrecorded(self, now: float) -> bool:
+        return any(hi > now - WINDOW for _, hi, _ in self.gaps)
+
     def _figure(self, now: float, silences: Sequence[Silence]) -> tuple[str, str]:
         """The uptime line's bold figure and the rest of it, at ``now``."""
         figure = uptime(
             [(ts, state) for _, ts, state, _ in self.transitions],
             now,
-            excluded=[(s.starts, s.ends) for s in silences],
+            excluded=self._excluded(silences),
         )
-        return _figure_text(figure, bool(silences))
+        return _figure_text(figure, bool(silences), self._unrecorded(now))
 
     def next_change(self, now: float) -> float | None:
         """Seconds until the text reads differently by the clock alone (the uptime figure, the
@@ -257,12 +304,12 @@ class ConnectionHistory(Widget):
         silences = self._silences()
         shown = bool(self.transitions)
         pairs = [(ts, state) for _, ts, state, _ in self.transitions]
-        excluded = [(s.starts, s.ends) for s in silences]
-        # Where the figure's slope may change: a transition or a silence's edge entering or
-        # leaving the 24 h window; and midnight, for the stamps' day.
+        excluded = self._excluded(silences)
+        # Where the figure's slope may change: a transition or a silence's or storage gap's
+        # edge entering or leaving the 24 h window; and midnight, for the stamps' day.
         breaks = [ts + WINDOW for ts, _ in pairs]
-        for s in silences:
-            breaks += (s.starts, s.ends, s.starts + WINDOW, s.ends + WINDOW)
+        for lo, hi in excluded:
+            breaks += (lo, hi, lo + WINDOW, hi + WINDOW)
         if shown:
             today = dt.datetime.fromtimestamp(now, app.tz)
             midnight = dt.datetime.combine(today.date(), dt.time(), today.tzinfo)
@@ -303,7 +350,8 @@ class ConnectionHistory(Widget):
         def key(t: float) -> tuple[object, ...]:
             current = next((s.id for s in silences if s.active(t)), None)
             day = dt.datetime.fromtimestamp(t, app.tz).date() if shown else None
-            return _figure_text(figure(t), bool(silences)), current, day
+            unrecorded = self._unrecorded(t)
+            return _figure_text(figure(t), bool(silences), unrecorded), current, day
 
         return next_text_change(key, now, edges)
 
@@ -323,9 +371,28 @@ class ConnectionHistory(Widget):
             text.append(f"\n{self._note}")
         shown = list(self.transitions)[-SHOWN:]
         today = dt.datetime.fromtimestamp(now, app.tz).date()
-        for _, ts, state, detail in reversed(shown):
+
+        def stamp(ts: float) -> str:
             when = dt.datetime.fromtimestamp(ts, app.tz)
-            stamp = when.strftime("%H:%M:%S" if when.date() == today else "%m-%d %H:%M")
-            glyph = GLYPHS.get(state, UNKNOWN_GLYPH)
-            text.append(f"\n{stamp}  {glyph} {state_word(state):<14} {detail}".rstrip())
+            return when.strftime("%H:%M:%S" if when.date() == today else "%m-%d %H:%M")
+
+        rows = [
+            (
+                ts,
+                f"{stamp(ts)}  {GLYPHS.get(state, UNKNOWN_GLYPH)} {state_word(state):<14} {detail}",
+            )
+            for _, ts, state, detail in shown
+        ]
+        # A stretch storage failed, among the transitions shown: they may not be all there was.
+        oldest = shown[0][1] if len(shown) == SHOWN else 0.0
+        rows += [
+            (
+                lo,
+                f"{stamp(lo)}  ⚠ {'not recorded':<14} {duration(hi - lo)}, storage: {cause}",
+            )
+            for lo, hi, cause in self.gaps
+            if hi >= oldest
+        ]
+        for _, line in sorted(rows, key=lambda r: r[0], reverse=True):
+            text.append(f"\n{line}".rstrip())
         return text
