@@ -30,6 +30,7 @@ from harness.socket_trust import (
     verify_socket_path,
     why_unreachable,
 )
+from harness.tick_reader import TickReader
 
 if TYPE_CHECKING:
     from harness.transport import SshLink
@@ -80,8 +81,10 @@ class Client:
         self.last_heard = time.monotonic()
         # The id of a ping answered again every few seconds (harness.ticks), and who is told
         # of each such answer (True) or of its refusal by a daemon too old for it (False).
-        self.tick_id = 0
+        self._tick_id = 0
         self.on_tick: Callable[[bool], None] | None = None
+        if isinstance(reader, TickReader):  # ticks taken in the read callback: see there
+            reader.on_tick_line = self._tick_read
         # Events read off the socket so far, and for a request_marked() the count when its
         # answer was read (by request id): what came before an answer is older than it.
         self.events_read = 0
@@ -100,7 +103,7 @@ class Client:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can lose a cancel that
             # lands as the connect completes (the connection then leaks; see plugin.py).
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_unix_connection(str(path), limit=READ_LIMIT)
+                reader, writer = await _open_unix(str(path))
         except (OSError, TimeoutError) as exc:
             raise DaemonUnavailable(
                 f"no daemon at {path}: {why_unreachable(exc)}",
@@ -181,6 +184,26 @@ class Client:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def tick_id(self) -> int:
+        return self._tick_id
+
+    @tick_id.setter
+    def tick_id(self, value: int) -> None:
+        self._tick_id = value
+        if isinstance(self._reader, TickReader):
+            # The daemon writes each tick as this same line (harness.ticks: the ping's
+            # answer, encoded once); the first answer carries the head seq and is read below.
+            self._reader.tick_line = (
+                protocol.encode(Response(id=value, result={})) if value else b""
+            )
+
+    def _tick_read(self) -> None:
+        """A tick taken by the TickReader, as the read loop would take it."""
+        self.last_heard = time.monotonic()
+        if self.on_tick is not None:
+            self.on_tick(True)
 
     async def _read_loop(self) -> None:
         failure: BaseException = DaemonUnavailable("the daemon closed the connection")
@@ -319,3 +342,12 @@ class Client:
     async def events(self) -> AsyncIterator[Event]:
         while True:
             yield await self.next_event()
+
+
+async def _open_unix(path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """``asyncio.open_unix_connection``, with a TickReader as the reader."""
+    loop = asyncio.get_running_loop()
+    reader = TickReader(READ_LIMIT, loop)
+    reading = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await loop.create_unix_connection(lambda: reading, path)
+    return reader, asyncio.StreamWriter(transport, reading, reader, loop)

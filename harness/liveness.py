@@ -78,11 +78,12 @@ class Watch:
     TUI does nothing else. It asks the daemon once for ticks (a ``ping`` with ``every``:
     harness.ticks): the daemon answers that ping again every ``after`` seconds, so an idle
     cycle is one wake-up here, to read the tick, whose handling moves one timer (the deadline,
-    ``after + timeout`` on) and reaches nothing in Textual. A daemon too old for ticks refuses
-    the ping (``invalid_params``, an answer too) and is asked instead (:meth:`_tick`): after
-    ``after`` seconds without a frame, a ping; no frame within ``timeout``: not responding.
-    Either way a frozen daemon is noticed ``after`` to ``after + timeout`` seconds after its
-    last frame."""
+    ``after + timeout`` on) and reaches nothing in Textual. Over a Unix socket the tick is
+    taken in the read callback itself (harness.tick_reader): one turn of the event loop. A
+    daemon too old for ticks refuses the ping (``invalid_params``, an answer too) and is asked
+    instead (:meth:`_tick`): after ``after`` seconds without a frame, a ping; no frame within
+    ``timeout``: not responding. Either way a frozen daemon is noticed ``after`` to
+    ``after + timeout`` seconds after its last frame."""
 
     def __init__(
         self,

@@ -361,7 +361,7 @@ async def spawn_daemon(state_dir: Path) -> AsyncIterator[SpawnDaemon]:
         for daemon in procs:
             daemon.kill()
             with contextlib.suppress(Exception):
-                await daemon.wait(5.0)
+                await daemon.wait(HANG_GUARD)
 
 
 class CliResult(msgspec.Struct):

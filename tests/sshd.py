@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import HANG_GUARD
+
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -154,7 +156,7 @@ LogLevel ERROR
         )
         server = Sshd(base, port, proc, user, client_config, base / "user_key", authorized)
         server.authorize()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + HANG_GUARD
         while True:
             if proc.poll() is not None:
                 log = (base / "sshd.log").read_text(errors="replace")
@@ -163,7 +165,7 @@ LogLevel ERROR
                 break
             if time.monotonic() > deadline:
                 proc.kill()
-                pytest.skip("sshd did not listen within 10 s")
+                pytest.skip(f"sshd did not listen within {HANG_GUARD:g} s")
             time.sleep(0.02)
         try:
             yield server

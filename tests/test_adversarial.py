@@ -35,6 +35,7 @@ from harness.bus import Patterns
 from harness.plugin import Plugin, PluginContext
 from harness.protocol import SettingField
 from tests.conftest import (
+    HANG_GUARD,
     REPO_ROOT,
     StartDaemon,
     run_cli,
@@ -133,7 +134,7 @@ class Watcher:
             assert answer["type"] == "response", answer
         finally:
             poke.close()
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(HANG_GUARD):
             while True:
                 f = await self.wire.frame()
                 assert f["type"] == "event", f"the bystander got {f}"
@@ -144,7 +145,7 @@ class Watcher:
 async def admitted(path: Path) -> Wire:
     """A connection that got its welcome: a place freed by a client that left is free once the
     daemon has seen it go, which the leaver cannot wait for."""
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_GUARD):
         while True:
             wire = await Wire.open(path, hello=False)
             with contextlib.suppress(ConnectionError, EOFError):
@@ -363,7 +364,7 @@ async def test_an_answer_over_the_frame_limit_fails_clearly_and_the_connection_s
     assert (await wire.request("plugins.get", name="roomy"))["type"] == "response"
     assert daemon.recorder is not None
     await daemon.recorder.record("x:after", {})
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_GUARD):
         while not ((f := await watch.frame())["event"] == "x:after" and f["seq"] > head):
             pass
 
@@ -659,14 +660,14 @@ async def test_a_listener_running_as_another_user_gets_no_token(
     sock.close()
     try:
         assert child.stdout is not None
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(HANG_GUARD):
             assert await child.stdout.readline() == b"listening\n"
         result = await run_cli(
             "plugins", "set", "discord", "bot_token=-", "--socket", str(path), input=TOKEN
         )
         assert result.rc == 2, result
         assert f"uid {NOBODY}" in result.err and str(path) in result.err
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(HANG_GUARD):
             out, err = await child.communicate()
         assert out.strip() == b"b''", (out, err)  # it was connected to, then sent not one byte
     finally:
@@ -778,7 +779,7 @@ async def test_events_follow_into_head_exits_quietly_with_status_0(
     waiting = asyncio.ensure_future(proc.communicate())
     poke = await Wire.open(shared.socket)
     try:
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(HANG_GUARD):
             while not waiting.done():  # events for `harness` to write into the closed pipe
                 await poke.request(
                     "plugins.update_settings",
@@ -828,7 +829,7 @@ async def test_a_secret_typed_on_a_terminal_is_not_echoed(
     seen = bytearray()
 
     def read_until(needle: bytes) -> None:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + HANG_GUARD
         while needle not in seen and (left := deadline - time.monotonic()) > 0:
             if not select.select([master], [], [], left)[0]:
                 return
@@ -845,7 +846,7 @@ async def test_a_secret_typed_on_a_terminal_is_not_echoed(
         assert b"bot_token" in seen, seen
         os.write(master, token.encode() + b"\n")
         await asyncio.to_thread(read_until, b"saved")
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(HANG_GUARD):
             rc = await proc.wait()
         await asyncio.to_thread(read_until, b"\0")  # whatever is left, up to EOF
     finally:

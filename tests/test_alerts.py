@@ -19,7 +19,7 @@ from harness.config import Config
 from harness.daemon import Daemon
 from harness.plugin import PluginContext
 from tests.alerts_receiver import Receiver
-from tests.conftest import StartDaemon, next_matching, wait_until
+from tests.conftest import HANG_GUARD, StartDaemon, next_matching, wait_until
 from tests.sample_plugins import Manual
 
 Connect = Callable[..., Awaitable[Client]]
@@ -148,7 +148,7 @@ async def test_reminders_while_it_stays_broken(
     since = fired.data["since"]
     assert first.ts - since >= 0.3 - 0.01 and second.ts - since >= 0.6 - 0.01
     await ctx.set_connection("connected")
-    await wait_until(lambda: receiver.kinds()[-1:] == ["resolved"], 10)
+    await wait_until(lambda: receiver.kinds()[-1:] == ["resolved"])
     assert receiver.kinds().count("fired") == 1
 
 
@@ -171,7 +171,7 @@ async def test_a_receiver_that_is_down_gets_it_once_when_back_and_blocks_no_othe
     assert failed.data["target"] == "flaky" and failed.data["kind"] == "fired"
     assert failed.data["error"]
     # It keeps retrying (reported once on the stream: tests/test_alerts_delivery.py).
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_GUARD):
         while True:
             listing = await client.request("alerts.list")
             flaky = next(t for t in listing["targets"] if t["name"] == "flaky")

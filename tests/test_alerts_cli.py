@@ -170,7 +170,7 @@ async def test_a_notification_recorded_before_a_sigkill_is_delivered_once_after_
     )
     db = state_dir / "state" / "state.db"
     daemon = await spawn_daemon(path)
-    await wait_until(lambda: db.exists() and outbox_attempts(db) >= 2, 15)
+    await wait_until(lambda: db.exists() and outbox_attempts(db) >= 2)
     assert outbox(db) == [("fired", "pending")]  # recorded, never sent
     daemon.proc.send_signal(signal.SIGKILL)
     await daemon.wait()
@@ -178,7 +178,7 @@ async def test_a_notification_recorded_before_a_sigkill_is_delivered_once_after_
     await down.start()
     try:
         again = await spawn_daemon(path)
-        await wait_until(lambda: outbox(db) == [("fired", "sent")], 15)
+        await wait_until(lambda: outbox(db) == [("fired", "sent")])
         again.proc.send_signal(signal.SIGTERM)
         assert await again.wait() == 0, again.stderr
         # Once: the restart neither re-fired (the firing was stored open) nor resent.

@@ -16,7 +16,7 @@ from aiohttp import web
 from harness.alerts.delivery import SEND_CONCURRENCY
 from harness.config import Config, MetricsConfig
 from tests.alerts_receiver import Receiver, fields, free_port
-from tests.conftest import StartDaemon, wait_until
+from tests.conftest import HANG_GUARD, StartDaemon, wait_until
 from tests.test_alerts import Connect, alerts_config, rule, start_manual
 from tests.test_metrics import scrape, value
 
@@ -24,8 +24,12 @@ LANES = 6  # rules on one plugin: one firing each, to the same target
 
 
 class Gathering:
-    """A receiver that holds each request until ``want`` are open at once (or a deadline):
-    sends made one after another never get there."""
+    """A receiver that holds each request until ``want`` are open at once: sends made one
+    after another never get there (and the test waiting for it fails at its hang guard).
+
+    No deadline of its own: with one (3 s, under apprise's 4 s read timeout) a loaded machine
+    that started the sends more than 3 s apart let the first ones go before the last came,
+    and side-by-side sends looked sequential. The sends are told to wait as long (``url``)."""
 
     def __init__(self, want: int) -> None:
         self.want = want
@@ -42,14 +46,14 @@ class Gathering:
             self.open += 1
             self.most_open = max(self.most_open, self.open)
             self._changed.notify_all()
-            try:
-                async with asyncio.timeout(3):
-                    await self._changed.wait_for(lambda: self.most_open >= self.want)
-            except TimeoutError:
-                pass
+            await self._changed.wait_for(lambda: self.most_open >= self.want)
             self.open -= 1
         self.posts.append(fields(payload.get("message", "")))
         return web.json_response({"ok": True})
+
+    def url(self) -> str:
+        # apprise's read timeout (4 s) raised to the hang guard: a held send must not give up.
+        return f"json://127.0.0.1:{self.port}/hook?rto={HANG_GUARD:g}"
 
     async def __aenter__(self) -> Gathering:
         app = web.Application()
@@ -74,13 +78,15 @@ async def test_the_outbox_sends_side_by_side_and_each_lane_in_order(
     start_daemon: StartDaemon, config: Config, gathering: Gathering
 ) -> None:
     rules = {f"r{n}": rule(**{"for": 0}) for n in range(LANES)}
-    cfg = alerts_config(config, targets=[f"json://127.0.0.1:{gathering.port}/hook"], rules=rules)
+    cfg = alerts_config(
+        config, targets=[gathering.url()], rules=rules, send_timeout=f"{HANG_GUARD:g}s"
+    )
     _, ctx = await start_manual(start_daemon, cfg)
     await ctx.set_connection("disconnected", reason="outage")
-    await wait_until(lambda: gathering.most_open >= gathering.want, 10)
-    await wait_until(lambda: len(gathering.posts) == LANES, 10)
+    await wait_until(lambda: gathering.most_open >= gathering.want)
+    await wait_until(lambda: len(gathering.posts) == LANES)
     await ctx.set_connection("connected")
-    await wait_until(lambda: len(gathering.posts) == 2 * LANES, 10)
+    await wait_until(lambda: len(gathering.posts) == 2 * LANES)
     assert gathering.most_open <= SEND_CONCURRENCY
     for name in rules:  # within a lane: the firing, then its resolve
         kinds = [p["kind"] for p in gathering.posts if p["rule"] == name]
@@ -105,7 +111,7 @@ async def test_a_failing_notification_is_reported_once_and_its_retries_logged_an
         listing = await client.request("alerts.list")
         return int(next(t for t in listing["targets"] if t["name"] == "flaky")["attempts"] or 0)
 
-    async with asyncio.timeout(15):
+    async with asyncio.timeout(HANG_GUARD):
         while True:
             if await attempts() >= 4:
                 break

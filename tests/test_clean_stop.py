@@ -8,7 +8,7 @@ import json
 import signal
 from pathlib import Path
 
-from tests.conftest import SpawnDaemon, write_config
+from tests.conftest import HANG_GUARD, SpawnDaemon, write_config
 
 
 async def test_a_clean_stop_sends_stopped_then_end_of_stream(
@@ -24,7 +24,7 @@ async def test_a_clean_stop_sends_stopped_then_end_of_stream(
         assert json.loads(await reader.readline())["type"] == "ack"
         daemon.proc.send_signal(signal.SIGTERM)
         frames = []
-        async with asyncio.timeout(15):
+        async with asyncio.timeout(HANG_GUARD):
             while line := await reader.readline():  # b"": the end of the stream
                 frames.append(json.loads(line))
     finally:

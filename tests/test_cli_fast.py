@@ -13,7 +13,14 @@ import pytest
 
 from harness import protocol
 from harness.config import Config, DaemonConfig
-from tests.conftest import REPO_ROOT, SpawnDaemon, StartDaemon, subprocess_env, write_config
+from tests.conftest import (
+    HANG_GUARD,
+    REPO_ROOT,
+    SpawnDaemon,
+    StartDaemon,
+    subprocess_env,
+    write_config,
+)
 from tests.sample_plugins import Echo
 
 HEAVY = ("asyncio", "textual", "discord", "aiosqlite")
@@ -57,7 +64,7 @@ async def probe(*args: str, env: dict[str, str]) -> tuple[int, str, list[str]]:
         cwd=REPO_ROOT,
         env=env,
     )
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(HANG_GUARD):
         out, err = await proc.communicate()
     heavy = [line for line in err.decode().splitlines() if line.startswith("HEAVY=")]
     assert heavy, err.decode()
@@ -183,7 +190,7 @@ async def test_host_and_dial_stdio_import_nothing_they_do_not_need(
         env=env,
     )
     hello = b'{"type":"hello","protocol":1,"client":"t"}\n'
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(HANG_GUARD):
         answer, err = await proc.communicate(hello)
     assert proc.returncode == 0 and b'"welcome"' in answer, err
     assert "HEAVY=argparse\n" in err.decode()  # nothing else watched imported
@@ -250,7 +257,7 @@ async def test_events_since_prints_each_frame_before_the_replay_ends(
     )
     try:
         assert proc.stdout is not None
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(HANG_GUARD):
             first = await proc.stdout.readline()
             assert msgspec.json.decode(first)["seq"] == 1
             printed.set()

@@ -14,6 +14,7 @@ from pathlib import Path
 from harness import liveness
 from tests import ext_plugins, stored_history
 from tests.conftest import (
+    HANG_GUARD,
     REPO_ROOT,
     SpawnDaemon,
     subprocess_env,
@@ -71,7 +72,7 @@ async def test_a_request_to_a_daemon_that_stops_answering_exits_3(
     env = subprocess_env(state_dir, **{liveness.ENV_INTERVAL: "0.3"})
     try:
         async with cli("plugins", "disable", "slow", "--socket", socket, env=env) as child:
-            async with asyncio.timeout(30):
+            async with asyncio.timeout(HANG_GUARD):
                 while not (slow / "stopping").exists():  # noqa: ASYNC110 - a file, not an event
                     await asyncio.sleep(0.02)
             with stopped(daemon.pid):
@@ -119,7 +120,7 @@ async def test_an_asyncio_command_to_a_daemon_that_stops_answering_exits_3(
     env = subprocess_env(state_dir, **{liveness.ENV_INTERVAL: "0.3"})
     try:
         async with cli("alerts", "test", "ops", "--config", str(config), env=env) as child:
-            async with asyncio.timeout(30):
+            async with asyncio.timeout(HANG_GUARD):
                 await arrived.wait()  # the daemon is in the middle of the request
             with stopped(daemon.pid):
                 assert child.proc.stdout is not None and child.proc.stderr is not None

@@ -14,7 +14,7 @@ import pytest
 
 from harness.config import Config
 from harness.discord_emulator import LocalDiscordGateway
-from tests.conftest import run_cli, subprocess_env
+from tests.conftest import HANG_GUARD, run_cli, subprocess_env
 from tests.test_discord_plugin import (  # noqa: F401  (fixtures used by name)
     TOKEN,
     _restore_discord_urls,
@@ -56,7 +56,7 @@ async def test_an_overdue_heartbeat_ack_is_shown_by_status_and_plugins_show(
     # Each unanswered beat warns, then ends in a resume; ask during a warning. Under load a
     # CLI can be slower than one warning lasts, so the next warning is another chance.
     for _ in range(4):
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(HANG_GUARD):
             while "ack_overdue_since" not in (await health.next_event()).data:
                 pass
         shown, table = await asyncio.gather(

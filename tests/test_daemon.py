@@ -19,6 +19,7 @@ from harness.client import Client
 from harness.config import Config
 from harness.protocol import Event, Replayed
 from tests.conftest import (
+    HANG_GUARD,
     SpawnDaemon,
     StartDaemon,
     file_digest,
@@ -107,7 +108,7 @@ async def test_the_secret_never_reaches_the_daemons_log_output(
         "plugins.update_settings", name="discord", settings={"bot_token": TOKEN}
     )
     assert info["settings"]["bot_token"] == {"set": True}
-    async with asyncio.timeout(10):  # the attempt was made, and failed
+    async with asyncio.timeout(HANG_GUARD):  # the attempt was made, and failed
         while (await client.next_event()).data["state"] != "disconnected":
             pass
     await client.close()
@@ -286,7 +287,7 @@ async def test_seq_keeps_rising_across_restarts(
     assert client.welcome.seq > old_max
     await client.subscribe(["*"], since=0)
     events: list[Event] = []
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(HANG_GUARD):
         while not isinstance(frame := await client.next_frame(), Replayed):
             events.append(frame)
     new = [e.seq for e in events if e.seq > old_max]
@@ -319,7 +320,7 @@ async def test_boot_never_shows_the_previous_runs_connected(
     assert first_event.data["state"] == "stopped"
     assert first_event.data["reason"] == "daemon restarted"
     states = []
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(HANG_GUARD):
         while not isinstance(frame := await client.next_frame(), Replayed):
             if frame.event == "echo:connection":
                 states.append(frame.data["state"])

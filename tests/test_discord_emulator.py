@@ -167,7 +167,7 @@ async def test_sharded_client_uses_gateway_bot_and_gets_shard_echoed(
     client = ProbeShardedClient()
     task = asyncio.create_task(client.start(TOKEN))
     try:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(HANG_GUARD):
             await client.ready.wait()
         assert client.shard_count == 1
         assert client.user is not None and client.user.name == "HarnessBot"
@@ -199,7 +199,7 @@ async def test_disruption_is_resumed(
     assert client.ready_count == 1
     assert client.user is not None and client.user.name == "HarnessBot"
     assert (gateway.identify_count, gateway.resume_count, gateway.connection_count) == (1, 1, 2)
-    await gateway.wait_for(lambda gw: gw.active_sessions == 1)
+    await gateway.wait_for(lambda gw: gw.active_sessions == 1, timeout=HANG_GUARD)
 
 
 async def test_non_resumable_invalid_session_identifies_again(
@@ -312,7 +312,7 @@ async def test_missing_acks_alone_do_not_trigger_reconnect(
     client = await ready_client(make_client)
     await gateway.pause_heartbeat_acks()
     beats = gateway.heartbeat_count
-    await gateway.wait_for(lambda gw: gw.heartbeat_count >= beats + 4)
+    await gateway.wait_for(lambda gw: gw.heartbeat_count >= beats + 4, timeout=HANG_GUARD)
     assert client.disconnect_count == 0
     assert gateway.connection_count == 1
 

@@ -202,10 +202,10 @@ async def test_zombie_connection_is_closed_and_resumed(
     cfg = discord_config(config, gateway)
     _, w = await connected(start_daemon, watcher, cfg)
     await gateway.pause_heartbeat_acks(True)
-    down = await w.state("disconnected", timeout=10)
+    down = await w.state("disconnected")
     assert down["reason"] == "no heartbeat acknowledged" and down["attempt"] == 1
     await gateway.pause_heartbeat_acks(False)
-    up = await w.state("connected", timeout=10)
+    up = await w.state("connected")
     assert up["username"] == BOT and gateway.resume_count >= 1
     assert stored_connection(cfg) == up
 
@@ -232,7 +232,7 @@ async def test_gateway_refusing_for_two_seconds(
     _, w = await connected(start_daemon, watcher, cfg)
     await gateway.refuse_connections(2.0)
     await gateway.drop(4000)
-    up = await w.state("connected", timeout=40)
+    up = await w.state("connected")
     downs = [e.data for e in w.events if e.data["state"] == "disconnected"]
     assert [d["attempt"] for d in downs] == list(range(1, len(downs) + 1))
     assert len(downs) >= 2, "a 2 s refusal spans more than one attempt"
@@ -254,7 +254,7 @@ async def test_first_connection_failing_is_retried_by_the_supervisor(
     cfg = discord_config(config, gateway)
     await start(start_daemon, cfg)
     w = await watcher(cfg)
-    up = await w.state("connected", timeout=20)
+    up = await w.state("connected")
     states = w.states()
     assert states[:2] == ["connecting", "disconnected"] and states[-1] == "connected"
     downs = [e.data for e in w.events if e.data["state"] == "disconnected"]
@@ -370,13 +370,13 @@ async def test_new_token_reconnects_and_disable_stops(
         "plugins.update_settings", name="discord", settings={"status_text": "watching the harness"}
     )
     assert info["status"] == "running" and gateway.identify_count == 2
-    await gateway.wait_for(lambda g: g.presence_updates[-1:] != [])
+    await gateway.wait_for(lambda g: g.presence_updates[-1:] != [], timeout=HANG_GUARD)
     assert gateway.presence_updates[-1]["activities"][0]["name"] == "watching the harness"
     await w.client.request("plugins.set_enabled", name="discord", enabled=False)
     stopped = await w.state("stopped")
     assert w.states()[-1] == "stopped" and gateway.identify_count == 2
     assert stored_connection(cfg) == stopped
-    await gateway.wait_for(lambda g: g.active_sessions == 0)
+    await gateway.wait_for(lambda g: g.active_sessions == 0, timeout=HANG_GUARD)
 
 
 async def test_a_stop_ends_the_session_with_a_normal_close_and_a_drop_does_not(
@@ -389,13 +389,13 @@ async def test_a_stop_ends_the_session_with_a_normal_close_and_a_drop_does_not(
     cfg = discord_config(config, gateway)
     _, w = await connected(start_daemon, watcher, cfg)
     await gateway.pause_heartbeat_acks(True)
-    await w.state("disconnected", timeout=10)  # the plugin closed the zombie, to resume
+    await w.state("disconnected")  # the plugin closed the zombie, to resume
     await gateway.pause_heartbeat_acks(False)
-    await w.state("connected", timeout=10)
+    await w.state("connected")
     assert gateway.client_close_codes == [4000] and gateway.resume_count == 1
     await w.client.request("plugins.set_enabled", name="discord", enabled=False)
     await w.state("stopped")
-    await gateway.wait_for(lambda g: len(g.client_close_codes) == 2)
+    await gateway.wait_for(lambda g: len(g.client_close_codes) == 2, timeout=HANG_GUARD)
     assert gateway.client_close_codes == [4000, 1000]
     assert gateway.active_sessions == 0
 
@@ -413,8 +413,10 @@ async def test_two_hundred_flaps_leave_stored_equal_to_published(
         )
     for n in range(1, 201):
         await gateway.drop(4000)
-        await gateway.wait_for(lambda g, n=n: g.resume_count >= n and g.active_sessions == 1)
-    await w.until(lambda d: len(w.events) >= 400, timeout=30)
+        await gateway.wait_for(
+            lambda g, n=n: g.resume_count >= n and g.active_sessions == 1, timeout=HANG_GUARD
+        )
+    await w.until(lambda d: len(w.events) >= 400)
     assert w.states() == ["disconnected", "connected"] * 200
     assert_seqs_increase(w.events)
     with sqlite3.connect(cfg.database_path) as db:
@@ -461,9 +463,9 @@ async def test_sigterm_records_stopped_and_restart_never_shows_old_connected(
     )
     proc = spawn(path)
     try:
-        await wait_until(lambda: stored_connection(cfg).get("state") == "connected", timeout=20)
+        await wait_until(lambda: stored_connection(cfg).get("state") == "connected")
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
+        assert proc.wait(timeout=HANG_GUARD) == 0
         assert stored_connection(cfg)["state"] == "stopped"
         assert not cfg.socket_path.exists()
         output = proc.stdout.read().decode() if proc.stdout else ""
@@ -475,18 +477,16 @@ async def test_sigterm_records_stopped_and_restart_never_shows_old_connected(
             lambda: (
                 gateway.identify_count == 2 and stored_connection(cfg).get("state") == "connected"
             ),
-            timeout=20,
         )
         before_crash = stored_connection(cfg)["seq"]
         proc.kill()
-        proc.wait(timeout=10)
+        proc.wait(timeout=HANG_GUARD)
         assert stored_connection(cfg)["state"] == "connected"  # what a crash leaves behind
         proc = spawn(path)
         await wait_until(
             lambda: (
                 gateway.identify_count == 3 and stored_connection(cfg).get("state") == "connected"
             ),
-            timeout=20,
         )
         with sqlite3.connect(cfg.database_path) as db:
             after = [
@@ -503,4 +503,4 @@ async def test_sigterm_records_stopped_and_restart_never_shows_old_connected(
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait(timeout=10)
+            proc.wait(timeout=HANG_GUARD)

@@ -5,19 +5,28 @@ finishes with ``stopped`` recorded. A real daemon process, the real discord.py, 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from harness.client import Client, DaemonUnavailable
 from harness.config import Config, DaemonConfig
 from harness.discord_emulator import LocalDiscordGateway
-from tests.conftest import wait_until
+from tests.conftest import HANG_GUARD, wait_until
 from tests.test_discord_plugin import TOKEN, stored_connection
 
 STOP_TIMEOUT = 3.0
+
+
+def last_status(cfg: Config) -> dict[str, object]:
+    """The discord plugin's last recorded ``plugin:status`` event."""
+    with sqlite3.connect(cfg.database_path) as db:
+        rows = db.execute("SELECT data FROM events WHERE name = 'plugin:status'").fetchall()
+    statuses = [json.loads(r[0]) for r in rows]
+    return [d for d in statuses if d["plugin"] == "discord"][-1]
 
 
 async def test_presence_storm_leaves_control_responsive_and_sigterm_prompt(
@@ -47,7 +56,7 @@ async def test_presence_storm_leaves_control_responsive_and_sigterm_prompt(
             stderr=(state_dir / "daemon.log").open("w"),
         )
         try:
-            await wait_until(lambda: stored_connection(cfg).get("state") == "connected", 20)
+            await wait_until(lambda: stored_connection(cfg).get("state") == "connected")
             client = await Client.connect(cfg.socket_path, client="storm")
 
             def storm(tag: str) -> asyncio.Future[list[object]]:
@@ -63,20 +72,23 @@ async def test_presence_storm_leaves_control_responsive_and_sigterm_prompt(
                     return_exceptions=True,
                 )
 
-            # 1. During a storm, set_enabled answers (generous deadline: a loaded machine).
+            # 1. During a storm, set_enabled answers, and nothing it waited for was Discord's
+            # send budget: few presence updates went out before its answer (by cause, not a
+            # deadline: one update sent per save had this wait on discord.py's 110 a minute).
+            before = len(gw.presence_updates)
             saves = storm("first")
             await asyncio.sleep(0)  # the storm's frames are written first
-            info = await asyncio.wait_for(
-                client.request("plugins.set_enabled", name="discord", enabled=False), 10
-            )
+            async with asyncio.timeout(HANG_GUARD):
+                info = await client.request("plugins.set_enabled", name="discord", enabled=False)
+            assert len(gw.presence_updates) - before < 10, "control waited on presence updates"
             assert info["enabled"] is False and info["status"] == "disabled"
             results = await saves
             assert not [r for r in results if isinstance(r, BaseException)]
-            await wait_until(lambda: stored_connection(cfg).get("state") == "stopped", 10)
+            await wait_until(lambda: stored_connection(cfg).get("state") == "stopped")
 
             # 2. Back on: the last value wins, and far fewer updates reach Discord than saves.
             await client.request("plugins.set_enabled", name="discord", enabled=True)
-            await wait_until(lambda: stored_connection(cfg).get("state") == "connected", 20)
+            await wait_until(lambda: stored_connection(cfg).get("state") == "connected")
             before = len(gw.presence_updates)
             await storm("second")
             await gw.wait_for(
@@ -84,22 +96,23 @@ async def test_presence_storm_leaves_control_responsive_and_sigterm_prompt(
                     bool(g.presence_updates)
                     and g.presence_updates[-1]["activities"][0]["name"] == "second 129"
                 ),
-                timeout=10,
+                timeout=HANG_GUARD,
             )
             assert len(gw.presence_updates) - before < 10, "saves in a burst coalesce"
 
-            # 3. SIGTERM in the middle of a storm: out within stop_timeout + 1 s (plus slack
-            # for a loaded machine), with `stopped` recorded.
+            # 3. SIGTERM in the middle of a storm: the plugin stops by itself, with `stopped`
+            # recorded. Prompt by cause, not by wall time (a loaded machine's seconds mean
+            # nothing): a stop held up by the storm runs into stop_timeout, and the daemon
+            # then records the plugin as "error: did not stop within 3 s".
             saves = storm("third")
             await asyncio.sleep(0)
-            sent = time.monotonic()
             proc.send_signal(signal.SIGTERM)
-            code = await asyncio.to_thread(proc.wait, STOP_TIMEOUT + 6)
-            took = time.monotonic() - sent
+            code = await asyncio.to_thread(proc.wait, HANG_GUARD)
             await asyncio.gather(saves, return_exceptions=True)
             assert code == 0
-            assert took < STOP_TIMEOUT + 6, took
             assert stored_connection(cfg)["state"] == "stopped"
+            status = last_status(cfg)
+            assert (status["status"], status["reason"]) == ("stopped", None), status
             try:
                 await client.close()
             except DaemonUnavailable:
@@ -110,4 +123,4 @@ async def test_presence_storm_leaves_control_responsive_and_sigterm_prompt(
         finally:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait(5)
+                proc.wait(HANG_GUARD)

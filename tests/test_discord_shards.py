@@ -22,7 +22,7 @@ from harness.plugins.discord import DiscordPlugin
 from harness.plugins.discord_shards import MAX_SHARDS, IdentifyGate, parse_shards
 from harness.protocol import Connection, Health, Part, aggregate_parts, to_connection
 from harness.settings import check_value
-from tests.conftest import run_cli, subprocess_env
+from tests.conftest import HANG_GUARD, run_cli, subprocess_env
 from tests.test_discord_plugin import (  # noqa: F401  (fixtures used by name)
     BOT,
     IDENTIFY_WINDOW,
@@ -79,7 +79,7 @@ async def test_four_shards_connect_then_one_drop_is_degraded_and_resumed(
     cfg = discord_config(config, gateway, shards="4")
     await start(start_daemon, cfg)
     w: Watcher = await watcher(cfg)
-    up = await w.until(all_up(4), timeout=20)
+    up = await w.until(all_up(4))
     assert up["username"] == BOT
     assert [p["id"] for p in up["parts"]] == ["0", "1", "2", "3"]
     # The emulator routes 40 guilds as (id >> 22) % 4: ten per shard, each shard counted.
@@ -131,12 +131,12 @@ async def test_sharding_required_with_auto_reshards_by_itself(
     cfg = discord_config(config, gateway, shards="auto")
     await start(start_daemon, cfg)
     w: Watcher = await watcher(cfg)
-    await w.until(all_up(1), timeout=20)
+    await w.until(all_up(1))
     w.reset()
     # The bot grows past one shard's limit; its next IDENTIFY is refused with 4011.
     gateway.guilds = 30
     await gateway.drop(4009)  # session timed out: a new IDENTIFY follows
-    up = await w.until(all_up(3), timeout=20)
+    up = await w.until(all_up(3))
     assert [p["guilds"] for p in up["parts"]] == [10, 10, 10]
     assert "error" not in w.states(), [e.data for e in w.events]
     assert gateway.shard_connections() == {0: 1, 1: 1, 2: 1}
@@ -148,7 +148,7 @@ async def test_fixed_shard_count_too_small_says_which_setting_to_change(
     cfg = discord_config(config, gateway, shards="2")  # 40 guilds need 4
     await start(start_daemon, cfg)
     w: Watcher = await watcher(cfg)
-    err = await w.state("error", timeout=20)
+    err = await w.state("error")
     assert err["code"] == 4011
     assert "2 shard(s) are too few" in err["reason"]
     assert "shards=auto" in err["reason"]
@@ -160,14 +160,16 @@ async def test_shards_changed_live_reshards_without_a_daemon_restart(
     cfg = discord_config(config, gateway, shards="4")
     await start(start_daemon, cfg)
     w: Watcher = await watcher(cfg)
-    await w.until(all_up(4), timeout=20)
+    await w.until(all_up(4))
     info = await w.client.request(
         "plugins.update_settings", name="discord", settings={"shards": "8"}
     )
     assert info["settings"]["shards"] == "8"
-    up = await w.until(all_up(8), timeout=20)
+    up = await w.until(all_up(8))
     assert [p["guilds"] for p in up["parts"]] == [5] * 8
-    await gateway.wait_for(lambda g: g.shard_connections() == {n: 1 for n in range(8)})
+    await gateway.wait_for(
+        lambda g: g.shard_connections() == {n: 1 for n in range(8)}, timeout=HANG_GUARD
+    )
 
 
 async def test_bad_shards_value_is_refused_at_save_and_the_bot_carries_on(
@@ -183,7 +185,7 @@ async def test_bad_shards_value_is_refused_at_save_and_the_bot_carries_on(
     cfg = discord_config(config, gateway, shards="4")
     await start(start_daemon, cfg)
     w: Watcher = await watcher(cfg)
-    up = await w.until(all_up(4), timeout=20)
+    up = await w.until(all_up(4))
     identifies = gateway.identify_count
     # Through the request API: refused with the field named, nothing stored.
     with pytest.raises(ClientError) as refused:
@@ -220,7 +222,7 @@ async def test_bad_shards_value_is_refused_at_save_and_the_bot_carries_on(
     )
     assert ok["settings"]["shards"] == "AUTO"
     await w.until(lambda d: d["state"] != "connected")
-    await w.until(all_up(4), timeout=20)
+    await w.until(all_up(4))
 
 
 async def test_identify_budget_at_its_floor_stops_identifying_but_resumes_go_on(
@@ -241,7 +243,7 @@ async def test_identify_budget_at_its_floor_stops_identifying_but_resumes_go_on(
             and all("identify budget at its floor" in (p.get("reason") or "") for p in parts[1:])
         )
 
-    low = await w.until(held, timeout=20)
+    low = await w.until(held)
     assert low["state"] == "connecting" and low["reason"].startswith("degraded: 1/4 shards")
     reason = low["parts"][1]["reason"]
     assert "5/100 left (floor 5, identify_floor=5%)" in reason and "resumes go on" in reason
@@ -257,7 +259,7 @@ async def test_identify_budget_at_its_floor_stops_identifying_but_resumes_go_on(
     assert gateway.resume_count == 1 and gateway.identify_count == 1
     # Discord resets the budget: the waiting shards identify.
     gateway.reset_session_starts()
-    up = await w.until(all_up(4), timeout=20)
+    up = await w.until(all_up(4))
     assert up["extra"]["identify_budget"]["remaining"] == 97
     assert gateway.identify_count == 4
 
@@ -382,7 +384,7 @@ async def test_bucketed_start_never_trips_the_gateways_concurrency_rule(
         cfg = discord_config(config, gw, shards="4")
         await start_daemon(plugins={"discord": PacedShards}, cfg=cfg)
         w: Watcher = await watcher(cfg)
-        up = await w.until(all_up(4), timeout=20)
+        up = await w.until(all_up(4))
         assert up["extra"]["identify_budget"]["max_concurrency"] == 2
         assert gw.identify_rate_limited == []
         # Buckets in order: shards 0 and 1 (keys 0 and 1) before 2 and 3, each key once per
@@ -448,7 +450,7 @@ async def test_unsharded_bot_reads_the_budget_and_holds_at_its_floor(
     cfg = discord_config(config, gateway)  # shards = off
     await start(start_daemon, cfg)
     w: Watcher = await watcher(cfg)
-    up = await w.state("connected", timeout=20)
+    up = await w.state("connected")
     assert "parts" not in up
     assert up["extra"]["identify_budget"]["remaining"] == 5
     assert up["extra"]["identify_budget"]["total"] == 100
@@ -478,7 +480,7 @@ async def test_unsharded_bot_reads_the_budget_and_holds_at_its_floor(
     assert gateway.identify_count == 1
     # Discord resets the budget: the plugin reads it again and identifies.
     gateway.reset_session_starts()
-    up = await w.state("connected", timeout=20)
+    up = await w.state("connected")
     assert up["extra"]["identify_budget"]["remaining"] == 99
     assert gateway.identify_count == 2
 
@@ -497,7 +499,7 @@ async def test_each_shards_latency_is_live_in_health_events(
     conn: dict[str, Any] = {}
 
     async def until(pred: Any) -> Any:
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(HANG_GUARD):
             while True:
                 e = await client.next_event()
                 if e.event == "discord:connection":
@@ -550,7 +552,7 @@ async def test_one_shards_overdue_ack_is_its_own_in_health_status_and_plugins_sh
     cfg = discord_config(config, gateway, shards="4")
     await start(start_daemon, cfg)
     w: Watcher = await watcher(cfg)
-    await w.until(all_up(4), timeout=20)
+    await w.until(all_up(4))
     live = await connect(cfg)
     await live.subscribe(["discord:health", "discord:connection"])
     await gateway.pause_heartbeat_acks(True, shard=2)
@@ -559,7 +561,7 @@ async def test_one_shards_overdue_ack_is_its_own_in_health_status_and_plugins_sh
         return [p["id"] for p in h.get("parts") or [] if "ack_overdue_since" in p]
 
     async def next_late() -> dict[str, Any]:
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(HANG_GUARD):
             while True:
                 e = await live.next_event()
                 if e.event == "discord:health" and late(e.data):
@@ -594,7 +596,7 @@ async def test_one_shards_overdue_ack_is_its_own_in_health_status_and_plugins_sh
     # withdrawn as the link is dropped, before the shard is reported down (not at the next
     # ACK of another shard, or of shard 2's next link).
     cleared: dict[str, Any] | None = None
-    async with asyncio.timeout(20):
+    async with asyncio.timeout(HANG_GUARD):
         while True:
             e = await live.next_event()
             if e.event == "discord:health" and "2" not in late(e.data):
@@ -615,7 +617,7 @@ async def test_guild_counts_follow_joins_and_leaves_without_a_guild_cache(
     cfg = discord_config(config, gateway, shards="4")
     daemon = await start(start_daemon, cfg)
     w: Watcher = await watcher(cfg)
-    up = await w.until(all_up(4), timeout=20)
+    up = await w.until(all_up(4))
     assert [p["guilds"] for p in up["parts"]] == [10, 10, 10, 10]
     # The plugin keeps ids, not discord.py's Guild objects (the memory a big bot would spend).
     assert daemon.orchestrator is not None
@@ -625,16 +627,12 @@ async def test_guild_counts_follow_joins_and_leaves_without_a_guild_cache(
     joined = await gateway.join_guild()
     shard = (int(joined) >> 22) % 4
     await gateway.drop_shard(shard, 4000)
-    back = await w.until(
-        lambda d: d["state"] == "connected" and d["parts"][shard]["guilds"] == 11, timeout=20
-    )
+    back = await w.until(lambda d: d["state"] == "connected" and d["parts"][shard]["guilds"] == 11)
     assert [p["guilds"] for p in back["parts"]].count(10) == 3
     assert len(plugin._client.guilds) == 0  # type: ignore[attr-defined]
     await gateway.leave_guild()
     await gateway.drop_shard(shard, 4000)
-    await w.until(
-        lambda d: d["state"] == "connected" and d["parts"][shard]["guilds"] == 10, timeout=20
-    )
+    await w.until(lambda d: d["state"] == "connected" and d["parts"][shard]["guilds"] == 10)
     assert gateway.identify_count == 4  # resumes only: no guild was re-sent
 
 
@@ -646,7 +644,7 @@ async def test_guilds_that_stay_unavailable_end_the_wait_after_the_ready_timeout
     cfg = discord_config(config, gateway)
     await start(start_daemon, cfg)
     w: Watcher = await watcher(cfg)
-    up = await w.state("connected", timeout=20)
+    up = await w.state("connected")
     assert w.states() == ["connecting", "connecting", "connected"]
     assert w.events[1].data["reason"] == "receiving 5 guild(s) from Discord"
     assert up["username"] == BOT
@@ -675,10 +673,10 @@ async def test_tui_form_shows_the_daemons_refusal_of_a_bad_shards_value(
     other = await connect(cfg)
     app = make_app(cfg, plugin="discord")
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: app.link.online, timeout=10)
+        await until(pilot, lambda: app.link.online)
         screen = app.screen
         assert isinstance(screen, SettingsScreen)
-        await until(pilot, lambda: screen.form is not None and screen.form.ready, timeout=10)
+        await until(pilot, lambda: screen.form is not None and screen.form.ready)
         row = screen.query_one("#field-shards", SettingRow)
         row.query_one(Input).value = "lots"
         await pilot.press("ctrl+s")
@@ -688,6 +686,6 @@ async def test_tui_form_shows_the_daemons_refusal_of_a_bad_shards_value(
             return str(shown.render()) if shown.has_class("-shown") else ""
 
         expected = f"must be off, auto or a whole number from 1 to {MAX_SHARDS}; got 'lots'"
-        await until(pilot, lambda: expected in error(), timeout=10)
+        await until(pilot, lambda: expected in error())
     info = await other.request("plugins.get", name="discord")
     assert info["settings"]["shards"] == "off" and info["status"] == "running"

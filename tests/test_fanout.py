@@ -16,7 +16,7 @@ from harness.bus import Bus, Patterns, QueueSubscriber, StreamSubscriber
 from harness.client import Client
 from harness.config import Config
 from harness.protocol import PROTOCOL_VERSION, Event, encode
-from tests.conftest import StartDaemon, collect, wait_until
+from tests.conftest import HANG_GUARD, StartDaemon, collect, wait_until
 
 Connect = Callable[..., Awaitable[Client]]
 
@@ -250,7 +250,7 @@ async def test_a_paused_client_in_a_shared_group_catches_up_in_order_then_goes_d
         assert group is not None and len(group.members) == 2  # one group, shared
         pad = "x" * 100_000
         last = first - 1
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(HANG_GUARD):
             while group.members[client] is not None or last - first < 3:  # until it pauses
                 last = (await daemon.recorder.record("flood:blob", {"pad": pad})).seq
         for _ in range(5):  # more while paused: these wait in its backlog
@@ -300,7 +300,7 @@ async def _silent_subscriber(path: Path) -> _Silent:
         sock, msgspec.json.encode(hello) + b"\n" + msgspec.json.encode(subscribe) + b"\n"
     )
     silent = _Silent(sock)
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(HANG_GUARD):
         while not any(f["type"] == "ack" for f in await silent.frames()):
             pass
     return silent
@@ -309,7 +309,7 @@ async def _silent_subscriber(path: Path) -> _Silent:
 async def _read_events(silent: _Silent, first: int, last: int) -> list[int]:
     """The seqs of the events from ``first`` to ``last`` as they arrive, others skipped."""
     seqs: list[int] = []
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_GUARD):
         while not seqs or seqs[-1] < last:
             for frame in await silent.frames():
                 assert frame["type"] == "event", frame  # never lagged, never an error
@@ -321,7 +321,7 @@ async def _read_events(silent: _Silent, first: int, last: int) -> list[int]:
 
 
 async def _assert_got_everything(client: Client, first: int, last: int) -> None:
-    seqs = [e.seq for e in await collect(client, last - first + 1, timeout=10)]
+    seqs = [e.seq for e in await collect(client, last - first + 1)]
     assert seqs == list(range(first, last + 1))
 
 
@@ -521,13 +521,13 @@ async def test_a_client_cut_off_is_told_exactly_how_many_events_it_lost_counted_
     try:
         before = bus.subscriber_count
         pad = "x" * 100_000
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(HANG_GUARD):
             while bus.subscriber_count == before:
                 bus.publish(Event(seq=bus.next_seq(), ts=1.0, event="flood:blob", data={"p": pad}))
                 await asyncio.sleep(0)  # the flush: the transport fills, pauses, the backlog grows
         data = bytearray(stuck.buf)
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(HANG_GUARD):
             while chunk := await loop.sock_recv(stuck.sock, 1 << 20):
                 data += chunk
     finally:
@@ -558,7 +558,7 @@ async def test_a_frame_bound_lowered_while_a_client_waits_counts_what_it_holds(
     try:
         (client,) = [c for c in srv.clients if c.peer.startswith("silent")]
         pad = "x" * 100_000
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(HANG_GUARD):
             while len(client._backlog) < 3:  # paused, and buffers wait uncounted
                 bus.publish(Event(seq=bus.next_seq(), ts=1.0, event="flood:blob", data={"p": pad}))
                 await asyncio.sleep(0)
@@ -571,7 +571,7 @@ async def test_a_frame_bound_lowered_while_a_client_waits_counts_what_it_holds(
         await wait_until(lambda: client._closed)
         data = bytearray(stuck.buf)
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(HANG_GUARD):
             while chunk := await loop.sock_recv(stuck.sock, 1 << 20):
                 data += chunk
     finally:

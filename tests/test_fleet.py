@@ -20,6 +20,7 @@ from harness.config import Config, ConfigError
 from harness.daemon import Daemon
 from harness.protocol import ConnectionsSnapshot, Event
 from tests.conftest import (
+    HANG_GUARD,
     REPO_ROOT,
     StartDaemon,
     next_matching,
@@ -342,7 +343,7 @@ async def test_killing_the_client_leaves_no_ssh(
         env=env_for(state_dir, remote),
     )
     assert proc.stdout is not None
-    async with asyncio.timeout(15):
+    async with asyncio.timeout(HANG_GUARD):
         ssh_pid = int(await proc.stdout.readline())
     assert _alive(ssh_pid)
     proc.send_signal(signal.SIGKILL)

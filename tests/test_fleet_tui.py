@@ -93,7 +93,7 @@ async def test_tui_over_ssh_seeds_and_reads_history_from_the_daemon(
     target = contexts.resolve(local, host=remote.url)
     app = make_app(local, target=target)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.link.online, timeout=15)
+        await until(pilot, lambda: app.link.online)
         assert app.stream.history_from_daemon and app.stream.seeds == 1
         assert not Path(local.database_path).exists()  # seeded over ssh, no file read
         await until(pilot, lambda: "echo" in app.plugins and app.plugins["echo"].seq > 0)

@@ -20,7 +20,8 @@ from harness import liveness, protocol
 from harness.client import Client, ClientError
 from harness.config import Config
 from harness.daemon import Daemon
-from tests.conftest import SpawnDaemon, StartDaemon, wait_until, write_config
+from harness.tick_reader import TickReader
+from tests.conftest import HANG_GUARD, SpawnDaemon, StartDaemon, wait_until, write_config
 
 CYCLES = 20
 INTERVAL = 0.2  # seconds between ticks (or of silence before a ping)
@@ -30,12 +31,15 @@ TIMEOUT = 10.0
 
 
 class CountingSelector(selectors.EpollSelector):
-    """Counts the loop's sleeps (waits that may block) and the waits that found a read."""
+    """Counts the loop's sleeps (waits that may block), the waits that found a read, and the
+    loop's turns (every wait, blocking or not: one per pass of the loop)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.sleeps = 0
         self.reads = 0
+        self.turns = 0
+        self.fast_ticks = 0  # ticks taken in the read callback while counting (tick_reader)
         self.counting = False
         self.enough: asyncio.Future[None] | None = None
 
@@ -43,6 +47,7 @@ class CountingSelector(selectors.EpollSelector):
         ready = super().select(timeout)
         if self.counting:
             self.sleeps += timeout is None or timeout > 0
+            self.turns += 1
             self.reads += bool(ready)
             if self.reads >= CYCLES and self.enough is not None and not self.enough.done():
                 self.enough.set_result(None)
@@ -70,12 +75,16 @@ def idle_cycles(
             watch = liveness.Watch(
                 client, changes.append, after=INTERVAL, timeout=timeout, ticks=ticks
             )
+            reader = client._reader
+            fast = reader.fast_ticks if isinstance(reader, TickReader) else 0
             selector.counting = True
             try:
                 async with asyncio.timeout(60):
                     await selector.enough
             finally:
                 selector.counting = False
+                if isinstance(reader, TickReader):
+                    selector.fast_ticks = reader.fast_ticks - fast
                 ticked[0] = watch.ticked
                 watch.cancel()
         finally:
@@ -97,6 +106,21 @@ async def test_an_idle_cycle_with_ticks_is_one_wake_up(
     assert selector.reads >= CYCLES
     # One sleep per tick (its read); asking cost two (the timer, then the answer).
     assert selector.sleeps <= selector.reads * 1.25, (selector.sleeps, selector.reads)
+
+
+async def test_a_tick_is_one_turn_of_the_loop(spawn_daemon: SpawnDaemon, state_dir: Path) -> None:
+    """A tick read alone is taken in the read callback (harness.tick_reader): no second turn
+    to wake the reader task, which read each tick through a plain StreamReader."""
+    daemon = await spawn_daemon(write_config(state_dir))
+    selector, changes, ticked = await asyncio.to_thread(idle_cycles, daemon.socket_path, ticks=True)
+    assert ticked and changes == []
+    assert selector.reads >= CYCLES
+    # One turn per tick taken in the read callback; a read the reader task must take (two
+    # ticks read at once, when the loop was held up) costs a second. Through the reader task
+    # every tick took two turns, and none was taken in the read callback.
+    slow = selector.reads - selector.fast_ticks
+    assert selector.fast_ticks >= 1, (selector.fast_ticks, selector.reads)
+    assert selector.turns <= selector.reads + slow + 2, (selector.turns, selector.reads, slow)
 
 
 async def test_an_idle_cycle_asking_is_two_wake_ups(
@@ -125,15 +149,15 @@ async def test_one_daemon_timer_ticks_every_client_and_goes_with_the_last(
         for client, got in zip(clients, heard, strict=True):
             client.tick_id = client.send_ping(every=INTERVAL)
             client.on_tick = got.append
-        await wait_until(lambda: all(len(got) >= 3 for got in heard), timeout=30)
+        await wait_until(lambda: all(len(got) >= 3 for got in heard))
         assert all(all(got) for got in heard)  # answers, never refusals
         assert len(server.ticker) == 3 and len(server.ticker._groups) == 1
         await clients[0].close()
-        await wait_until(lambda: len(server.ticker) == 2, timeout=30)
+        await wait_until(lambda: len(server.ticker) == 2)
     finally:
         for client in clients:
             await client.close()
-    await wait_until(lambda: not len(server.ticker) and not server.ticker._groups, timeout=30)
+    await wait_until(lambda: not len(server.ticker) and not server.ticker._groups)
 
 
 async def test_every_out_of_bounds_is_refused_and_ticks_nothing(
@@ -148,7 +172,7 @@ async def test_every_out_of_bounds_is_refused_and_ticks_nothing(
             ).replace(b"NaN", b"1e999")  # JSON has no NaN; an overflow decodes to inf
             future = client.expect(99)
             client._writer.write(raw + b"\n")
-            async with asyncio.timeout(30):
+            async with asyncio.timeout(HANG_GUARD):
                 with contextlib.suppress(ClientError):
                     await future
             assert isinstance(future.exception(), ClientError), bad
@@ -199,13 +223,13 @@ async def test_a_daemon_from_before_ticks_is_asked_instead(tmp_path: Path) -> No
         try:
             await client.subscribe(["*"])
             watch = liveness.Watch(client, changes.append, after=0.1, timeout=0.3)
-            await wait_until(lambda: len(pings) >= 3, timeout=30)
+            await wait_until(lambda: len(pings) >= 3)
             assert not watch.ticked and pings[0] == {"every": 0.1} and pings[1] == {}
             answering.clear()  # frozen: the next ping goes unanswered
-            await wait_until(lambda: bool(changes), timeout=30)
+            await wait_until(lambda: bool(changes))
             assert changes[0] is not None
             answering.set()
-            await wait_until(lambda: changes[-1] is None, timeout=30)
+            await wait_until(lambda: changes[-1] is None)
             watch.cancel()
         finally:
             await client.close()

@@ -20,7 +20,7 @@ from harness.loop_commit import WalFrames, open_writer
 from harness.protocol import Event
 from harness.recorder import Recorder
 from harness.store import JOURNAL_SIZE_LIMIT, WAL_AUTOCHECKPOINT, Store
-from tests.conftest import wait_until
+from tests.conftest import HANG_GUARD, wait_until
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def stored(path: Path) -> list[tuple[int, str, dict[str, object]]]:
 def block_the_database_thread(store: Store) -> threading.Event:
     """Occupy the database thread (as a long read would) until the returned event is set."""
     release = threading.Event()
-    store.submit(lambda conn: release.wait(30), lambda result, exc: None)
+    store.submit(lambda conn: release.wait(HANG_GUARD), lambda result, exc: None)
     return release
 
 
@@ -117,7 +117,7 @@ async def test_checkpoints_are_left_to_the_database_thread(
     release = block_the_database_thread(store)
     task = asyncio.get_running_loop().create_task(caller())
     try:
-        await wait_until(lambda: (frames.count() or 0) >= WAL_AUTOCHECKPOINT, timeout=30)
+        await wait_until(lambda: (frames.count() or 0) >= WAL_AUTOCHECKPOINT)
         for _ in range(50):  # committing on the loop would go on, one event per turn
             await asyncio.sleep(0)
         stuck = count
@@ -246,7 +246,7 @@ async def test_each_commit_on_the_loop_is_synced_in_the_background(
         for n in range(3):
             before = flusher.syncs
             await asyncio.wait_for(recorder.record("p:tick", {"n": n}), 10)
-            await wait_until(lambda: flusher.syncs > before, timeout=10)  # noqa: B023
+            await wait_until(lambda: flusher.syncs > before)  # noqa: B023
     finally:
         release.set()
 

@@ -61,9 +61,7 @@ async def test_update_metadata_on_a_full_disk_returns_and_is_stored_after(
 
         assert daemon.store is not None
         await daemon.store.limit_pages(1_000_000)
-        recovered = await next_matching(
-            client, lambda e: e.data.get("state") == "recovered", timeout=10
-        )
+        recovered = await next_matching(client, lambda e: e.data.get("state") == "recovered")
         assert recovered.persisted
         after = stored_metadata(config.database_path)
         assert after["region"] == "us" and after["added"] == {"n": BIG}
@@ -86,7 +84,7 @@ async def test_a_newer_stored_value_is_not_overwritten_by_an_older_unstored_one(
         assert daemon.store is not None
         await daemon.store.limit_pages(1_000_000)
         await ctx.update_metadata(region="newer")  # may succeed before the recorder retries
-        await next_matching(client, lambda e: e.data.get("state") == "recovered", timeout=10)
+        await next_matching(client, lambda e: e.data.get("state") == "recovered")
         assert stored_metadata(config.database_path)["region"] == "newer"
 
 
@@ -107,7 +105,7 @@ async def test_a_metadata_write_that_meets_the_fault_first_tells_it(
         status = await client.request("status")
         assert status["storage"]["ok"] is False
         await daemon.store.limit_pages(1_000_000)
-        recovered = await next_matching(client, lambda e: e.event == STORAGE_EVENT, timeout=10)
+        recovered = await next_matching(client, lambda e: e.event == STORAGE_EVENT)
         assert recovered.data["state"] == "recovered"
         assert stored_metadata(config.database_path)["added"] == BIG
         assert (await client.request("status"))["storage"]["ok"] is True

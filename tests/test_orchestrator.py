@@ -17,7 +17,7 @@ from harness.client import Client, ClientError
 from harness.config import Config
 from harness.plugin import PluginContext
 from harness.protocol import Event
-from tests.conftest import StartDaemon, collect, conn_states, next_matching, wait_until
+from tests.conftest import HANG_GUARD, StartDaemon, collect, conn_states, next_matching, wait_until
 from tests.sample_plugins import Crashy, EarlyFail, Echo, Forgetful, Leaky, Manual, Stuck
 
 Connect = Callable[..., Awaitable[Client]]
@@ -63,7 +63,7 @@ async def until_event(client: Client, name: str, **data: Any) -> Event:
 async def events_until(client: Client, name: str, **data: Any) -> list[Event]:
     """Every event up to and including the first ``name`` event with these values."""
     got: list[Event] = []
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(HANG_GUARD):
         while True:
             e = await client.next_event()
             got.append(e)
@@ -261,7 +261,7 @@ async def test_a_secret_is_write_only_and_never_travels(
     assert info["settings"]["token"] == {"set": False}
     assert info["metadata"]["connection"]["state"] == "not_configured"
     last = daemon.bus.published_seq  # type: ignore[union-attr]
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(HANG_GUARD):
         while True:
             e = await client.next_event()
             wire.append(msgspec.json.encode(e))
@@ -334,7 +334,7 @@ async def test_a_stop_that_hangs_is_bounded_and_marked_error(
     # Its stop never returns: without the bound this request would never be answered. The
     # reason below says the bound cut it short; the deadline only guards a hang (no wall-clock
     # bound here: a loaded machine may take seconds over 0.2 s of waiting).
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(HANG_GUARD):
         info = await client.request("plugins.set_enabled", name="stuck", enabled=False)
     assert info["enabled"] is False and info["status"] == "error"
     assert info["reason"] == "did not stop within 0.2 s; its tasks were cancelled"
@@ -348,7 +348,7 @@ async def test_a_daemon_stop_is_bounded_by_a_hanging_plugin(
 ) -> None:
     cfg = with_plugins(config, stop_timeout=0.2, echo={"token": SECRET})
     daemon = await start_daemon(plugins={"stuck": Stuck, "echo": Echo}, cfg=cfg)
-    async with asyncio.timeout(30):  # it would never end unbounded: see the reason below
+    async with asyncio.timeout(HANG_GUARD):  # it would never end unbounded: see the reason below
         await daemon.stop()
     statuses = [d for _, n, d in db_events(cfg) if n == "plugin:status"]
     assert {

@@ -15,6 +15,7 @@ import msgspec
 from harness.client import Client
 from harness.config import Config
 from tests.conftest import (
+    HANG_GUARD,
     REPO_ROOT,
     DaemonProcess,
     StartDaemon,
@@ -55,7 +56,7 @@ async def test_harness_tui_without_a_terminal_says_so_and_exits_2(state_dir: Pat
         env=subprocess_env(state_dir),
     )
     try:
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(HANG_GUARD):
             out, err = await proc.communicate()
     finally:
         if proc.returncode is None:
@@ -87,7 +88,7 @@ async def test_on_a_terminal_the_check_lets_the_monitor_start(state_dir: Path) -
         slave = -1
         seen = bytearray()
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(HANG_GUARD):
             while b"None" not in seen and proc.returncode is None:
                 try:
                     chunk = await loop.run_in_executor(None, os.read, master, 4096)
@@ -210,7 +211,7 @@ async def test_plugins_set_that_changes_nothing_says_so(
         result = await run_cli("plugins", "set", "echo", "retries=", "--socket", sock, env=env)
         assert result.rc == 0, result
         assert result.out.strip() == "Nothing changed for echo: retries already had that value."
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(HANG_GUARD):
             event = await watcher.next_event()
         assert event.data["changed"] == [], event
         # Only what really changed is named as saved.

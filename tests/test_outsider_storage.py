@@ -36,7 +36,7 @@ async def test_a_settings_write_on_a_full_disk_is_told_as_storage_failing(
         assert status["storage"]["cause"] == "disk full", status["storage"]
 
         await daemon.store.limit_pages(1_000_000)
-        recovered = await next_matching(client, lambda e: e.event == STORAGE_EVENT, timeout=10)
+        recovered = await next_matching(client, lambda e: e.event == STORAGE_EVENT)
         assert recovered.data["state"] == "recovered" and recovered.persisted
         assert (await client.request("status"))["storage"]["ok"] is True
         # The refused change was not kept behind the operator's back.

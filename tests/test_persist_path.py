@@ -97,7 +97,7 @@ async def test_the_daemon_runs_and_persists_on_the_loop_chosen(
     cfg = write_config(state_dir, log_level="debug")
     daemon = await spawn_daemon(cfg, args=("--loop", choice))
     expected = loop_factory(choice)[0]
-    await wait_until(lambda: f"event loop: {expected}" in daemon.stderr, timeout=10)
+    await wait_until(lambda: f"event loop: {expected}" in daemon.stderr)
     from harness.client import Client
 
     client = await Client.connect(daemon.socket_path, client="test", timeout=5)

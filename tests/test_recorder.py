@@ -16,7 +16,7 @@ from harness.client import Client
 from harness.config import Config
 from harness.plugin import Plugin, PluginContext
 from harness.protocol import Event, Replayed
-from tests.conftest import StartDaemon, next_matching
+from tests.conftest import HANG_GUARD, StartDaemon, next_matching
 
 Connect = Callable[..., Awaitable[Client]]
 PRODUCERS = 10
@@ -73,7 +73,7 @@ async def test_ten_producers_at_once_keep_seq_order_and_stored_equals_published(
     results = await asyncio.gather(*(produce(c) for c in CONTEXTS.values()))
     expected = PRODUCERS * rounds * 2
     got: list[Event] = []
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_GUARD):
         while len(got) < expected:
             got.append(await client.next_event())
 
@@ -182,7 +182,7 @@ async def test_retention_holds_its_bound_under_a_flood(
     client = await connect()
     await client.subscribe(["*"], since=0)
     seqs = []
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_GUARD):
         while not isinstance(frame := await client.next_frame(), Replayed):
             seqs.append(frame.seq)
     assert seqs[0] == oldest and seqs == list(range(oldest, oldest + len(seqs)))

@@ -18,7 +18,7 @@ import pytest
 from harness.seq_mark import STEP, SeqMark, path_for
 from harness.store import MAX_PAGES_ENV
 from tests import ext_plugins
-from tests.conftest import REPO_ROOT, SpawnDaemon, run_cli, subprocess_env, write_config
+from tests.conftest import HANG_GUARD, REPO_ROOT, SpawnDaemon, run_cli, subprocess_env, write_config
 
 
 def stored_seqs(db: Path) -> list[tuple[int, str, dict[str, object]]]:
@@ -51,7 +51,7 @@ async def fill_then_stop(
     # The pulses were published (a client could have seen them) and not stored.
     assert last_pulse > max(s for s, _, _ in stored_seqs(db))
     first.proc.send_signal(how)
-    await first.wait(30)
+    await first.wait(HANG_GUARD)
     return config, db, env, last_pulse
 
 

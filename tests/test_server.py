@@ -21,7 +21,14 @@ from harness.daemon import Daemon
 from harness.plugin import Plugin, PluginContext
 from harness.protocol import MAX_FRAME_BYTES, PROTOCOL_VERSION, Event, Replayed
 from harness.server import AlreadyRunning, _peer_uid
-from tests.conftest import RawConnection, StartDaemon, collect, next_matching, wait_until
+from tests.conftest import (
+    HANG_GUARD,
+    RawConnection,
+    StartDaemon,
+    collect,
+    next_matching,
+    wait_until,
+)
 from tests.sample_plugins import Echo
 
 Connect = Callable[..., Awaitable[Client]]
@@ -334,7 +341,7 @@ async def test_replay_during_a_burst_has_no_gap_and_no_duplicate(
         await wait_until(lambda: bus.published_seq >= 300)
         client = await connect()
         head = await client.subscribe(["*"], since=0)
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(HANG_GUARD):
             while sum(isinstance(f, Event) and f.seq > head for f in frames) < 100:
                 frames.append(await client.next_frame())
         running = False
@@ -342,7 +349,7 @@ async def test_replay_during_a_burst_has_no_gap_and_no_duplicate(
     finally:
         task.cancel()
     final = bus.published_seq
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_GUARD):
         while not (isinstance(f := frames[-1], Event) and f.seq == final):
             frames.append(await client.next_frame())
     seqs = [f.seq for f in frames if isinstance(f, Event)]
@@ -523,7 +530,7 @@ async def _stuck_subscriber(path: Path) -> socket.socket:
         sock, msgspec.json.encode(hello) + b"\n" + msgspec.json.encode(subscribe) + b"\n"
     )
     got = b""
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(HANG_GUARD):
         while b'"ack"' not in got:
             got += await loop.sock_recv(sock, 65536)
     return sock
@@ -532,7 +539,7 @@ async def _stuck_subscriber(path: Path) -> socket.socket:
 async def _read_to_end(sock: socket.socket) -> bytes:
     loop = asyncio.get_running_loop()
     data = bytearray()
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_GUARD):
         while True:
             try:
                 chunk = await loop.sock_recv(sock, 1 << 20)
@@ -557,14 +564,14 @@ async def _flood_until_cut_off(daemon: Daemon, subscribers: int) -> int:
     assert daemon.bus is not None
     subscribers += 1
     pad = "x" * 40_000
-    async with asyncio.timeout(20):
+    async with asyncio.timeout(HANG_GUARD):
         while daemon.bus.subscriber_count == subscribers:
             last = await publish(daemon, "flood:blob", pad=pad)
     return last.seq
 
 
 async def _assert_got_everything(client: Client, first: int, last: int) -> None:
-    seqs = [e.seq for e in await collect(client, last - first + 1, timeout=10)]
+    seqs = [e.seq for e in await collect(client, last - first + 1)]
     assert seqs == list(range(first, last + 1))
 
 

@@ -26,6 +26,7 @@ from harness.protocol import STORAGE_EVENT, Event, SettingField
 from harness.recorder import RETRY_INTERVAL
 from harness.store import MAX_PAGES_ENV, Store
 from tests.conftest import (
+    HANG_GUARD,
     REPO_ROOT,
     StartDaemon,
     next_matching,
@@ -142,7 +143,7 @@ async def test_storage_full_during_an_outage_is_told_live_and_caught_up_after(
     # history says which seqs were published but never stored.
     assert daemon.store is not None
     await daemon.store.limit_pages(1_000_000)
-    recovered = await next_matching(client, lambda e: e.event == STORAGE_EVENT, timeout=5)
+    recovered = await next_matching(client, lambda e: e.event == STORAGE_EVENT)
     assert recovered.persisted and recovered.data["state"] == "recovered"
     assert recovered.data["cause"] == "disk full"
     first, last = recovered.data["first_unpersisted"], recovered.data["last_unpersisted"]
@@ -164,7 +165,7 @@ async def test_storage_full_during_an_outage_is_told_live_and_caught_up_after(
     assert stored(config.database_path)[0] == after.data
 
     seen: list[int] = []
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(HANG_GUARD):
         while not seen or seen[-1] < after.seq:
             seen.append((await watcher.next_event()).seq)
     assert seen == sorted(set(seen))  # every event, failing or not, in seq order
@@ -377,9 +378,7 @@ async def test_recovered_at_is_when_storage_took_writes_again_not_when_the_retry
         other.execute("ROLLBACK")
     finally:
         other.close()
-    recovered = await next_matching(
-        client, lambda e: e.data.get("state") == "recovered", timeout=15
-    )
+    recovered = await next_matching(client, lambda e: e.data.get("state") == "recovered")
     assert recovered.data["recovered_at"] >= released
     assert recovered.ts >= released
     assert recovered.data["failed_since"] < released

@@ -21,7 +21,7 @@ from harness import logs, service
 from harness.client import Client
 from harness.systemd import Notifier, watchdog_interval
 from tests import ext_plugins
-from tests.conftest import REPO_ROOT, SpawnDaemon, run_cli, subprocess_env, write_config
+from tests.conftest import HANG_GUARD, REPO_ROOT, SpawnDaemon, run_cli, subprocess_env, write_config
 
 
 class NotifySocket:
@@ -116,7 +116,7 @@ async def test_a_hung_event_loop_stops_the_watchdog_pings(
     await notify.wait_for("WATCHDOG=1")
     trigger.write_text("2.0")
     blocked = Path(f"{trigger}.blocked")
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + HANG_GUARD
     while not blocked.exists() or not blocked.read_text():
         assert time.monotonic() < deadline, "the plugin never blocked"
         await asyncio.sleep(0.02)

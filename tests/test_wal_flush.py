@@ -20,7 +20,7 @@ async def test_commits_are_synced_in_the_background_and_close_stops_the_thread(
     assert flusher is not None and flusher._thread.is_alive()
     before = flusher.syncs
     await store.write_batch([BatchRow(1, 1.0, "p:tick", '{"n":1}')])
-    await wait_until(lambda: flusher.syncs > before, timeout=10)
+    await wait_until(lambda: flusher.syncs > before)
     assert flusher._fd is not None
     assert os.fstat(flusher._fd).st_ino == os.stat(tmp_path / "state.db-wal").st_ino
     await store.close()

@@ -134,6 +134,7 @@ class Stream:
         # Liveness (harness.liveness): ask a daemon quiet this long, and call it not responding
         # when the answer takes longer than the timeout.
         self.ping_after, self.ping_timeout = liveness.intervals()
+        self.watcher: liveness.Watch | None = None  # the connection's, while one is served
 
     # -- the worker body ---------------------------------------------------------------------
 
@@ -201,7 +202,7 @@ class Stream:
                     pending.cancel()
                 elif not pending.cancelled():
                     pending.exception()  # retrieved: the one raised above says it already
-        watcher = liveness.Watch(
+        watcher = self.watcher = liveness.Watch(
             client, self._on_liveness, after=self.ping_after, timeout=self.ping_timeout
         )
         try:
@@ -217,6 +218,7 @@ class Stream:
                     await asyncio.sleep(0)
         finally:
             watcher.cancel()
+            self.watcher = None
 
     def _on_liveness(self, last_heard: float | None) -> None:
         if self.app.stream is not self:

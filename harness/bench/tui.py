@@ -468,15 +468,36 @@ async def flood_keys(seconds: float, presses: int, *, baseline: bool) -> dict[st
 
 # -- part 3: first paint (harness/bench/paint.py) ------------------------------------------
 
-# Idle: say "ready" once settled, then sit until killed; the parent reads our CPU time.
+# Idle: say "ready" once settled, then sit until killed; the parent reads our CPU time. On
+# SIGUSR1, say how many liveness ticks were read so far (-1: a checkout that does not keep its
+# watcher where this looks, as --against's may not) and how often each Textual timer fired
+# (by name: "text-change" and "age" are redraws because an age on screen changed,
+# "screen_update" a repaint).
 _CHILD_IDLE_TUI = """
-import sys
+import collections, signal, sys
+from textual.timer import Timer
 from harness.config import Config, DaemonConfig
 from tui.app import HarnessApp
+
+fired = collections.Counter()
+_tick = Timer._tick
+
+async def _counted(self, **kwargs):
+    fired[self.name] += 1
+    await _tick(self, **kwargs)
+
+Timer._tick = _counted
 
 class Idle(HarnessApp):
     def on_ready(self) -> None:
         self.set_timer({settle}, lambda: (sys.__stdout__.write("ready\\n"), sys.__stdout__.flush()))
+        signal.signal(signal.SIGUSR1, self._report)
+
+    def _report(self, *_) -> None:
+        watcher = getattr(self.stream, "watcher", None)
+        timers = ",".join(f"{{name}}:{{n}}" for name, n in fired.items())
+        sys.__stdout__.write(f"ticks {{watcher.ticks if watcher else -1}} {{timers}}\\n")
+        sys.__stdout__.flush()
 
 config = Config(daemon=DaemonConfig(socket={socket!r}, database={database!r}))
 Idle(config, plugin={plugin!r}).run(headless=True)
@@ -501,12 +522,15 @@ Idle().run(headless=True)
 class Idle(msgspec.Struct, frozen=True):
     """What an idle app process did over a window: CPU time of all its threads (nanosecond
     resolution, ``/proc/PID/task/*/schedstat``) and its wake-ups (voluntary context switches:
-    each time a thread blocked and was woken, summed over threads)."""
+    each time a thread blocked and was woken, summed over threads); for an app that does the
+    liveness work, the ticks it read in the window (None: not asked; -1: it could not say)."""
 
     cpu_ns: int
     wall: float
     wakeups: int
     involuntary: int
+    ticks: int | None = None
+    timers: dict[str, int] = {}  # Textual timers that fired in the window, by name (the TUI)
 
     @property
     def percent(self) -> float:
@@ -531,12 +555,32 @@ def _threads(pid: int) -> tuple[int, int, int]:
     return cpu, voluntary, involuntary
 
 
-def idle_cpu(code: str, seconds: float, python: str | None = None) -> Idle:
+def _ticks_read(proc: subprocess.Popen[str], timeout: float = 30.0) -> tuple[int, dict[str, int]]:
+    """Ask an idle child how many liveness ticks it has read and, if it counts them, how often
+    each Textual timer fired (SIGUSR1, one line back: ``ticks N [name:count,...]``)."""
+    import select
+    import signal
+
+    assert proc.stdout is not None
+    proc.send_signal(signal.SIGUSR1)
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
+    if not line.startswith("ticks "):
+        raise RuntimeError(f"the idle app did not say its ticks: {line!r}")
+    words = line.split()
+    timers = dict(item.rsplit(":", 1) for item in words[2].split(",")) if len(words) > 2 else {}
+    return int(words[1]), {name: int(n) for name, n in timers.items()}
+
+
+def idle_cpu(code: str, seconds: float, python: str | None = None, *, ticks: bool = False) -> Idle:
     """What an app process does over ``seconds`` once it has settled (read from /proc).
-    ``python``: another checkout's interpreter (``--against``)."""
+    ``code``: the child's Python source, or ``-m module args...``; ``python``: another
+    checkout's interpreter (``--against``); ``ticks``: ask the child (SIGUSR1) for the
+    liveness ticks it read, before and after the window (each asked outside it)."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    args = code.split() if code.startswith("-m ") else ["-c", textwrap.dedent(code)]
     proc = subprocess.Popen(
-        [python or sys.executable, "-c", textwrap.dedent(code)],
+        [python or sys.executable, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -546,21 +590,62 @@ def idle_cpu(code: str, seconds: float, python: str | None = None) -> Idle:
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError("the idle app did not start")
+        ticks0, timers0 = 0, dict[str, int]()
+        if ticks:
+            ticks0, timers0 = _ticks_read(proc)
+            time.sleep(0.1)  # the signal's own wake-up, if any, stays out of the window
         cpu0, vol0, inv0 = _threads(proc.pid)
         wall0 = time.monotonic()
         time.sleep(seconds)
         cpu1, vol1, inv1 = _threads(proc.pid)
         wall = time.monotonic() - wall0
+        read, timers = None, {}
+        if ticks:
+            after, timers1 = _ticks_read(proc)
+            read = -1 if min(ticks0, after) < 0 else after - ticks0
+            timers = {
+                name: n - timers0.get(name, 0)
+                for name, n in timers1.items()
+                if n > timers0.get(name, 0)
+            }
     finally:
         proc.kill()
         proc.wait()
-    return Idle(cpu1 - cpu0, wall, vol1 - vol0, inv1 - inv0)
+    return Idle(cpu1 - cpu0, wall, vol1 - vol0, inv1 - inv0, read, timers)
 
 
-def _idle_rows(label: str, idle: Idle, base: Idle, target: str = "") -> None:
+def _idle_rows(
+    label: str, idle: Idle, base: Idle, same_work: Idle | None = None, target: str = ""
+) -> None:
+    """An idle app's figures, each against the minimal app (the target's baseline); with
+    ``same_work``, its CPU time and wake-ups against that baseline too."""
     row(f"idle CPU, {label}", idle.percent, "%", baseline=base.percent, target=target)
     row("  its CPU time over the window", idle.cpu_ns / 1e6, "ms", baseline=base.cpu_ns / 1e6)
     row("  its wake-ups (voluntary context switches)", idle.wakeups, "", baseline=base.wakeups)
+    if same_work is not None:
+        row(
+            "  its CPU time, vs the same-work baseline",
+            idle.cpu_ns / 1e6,
+            "ms",
+            baseline=same_work.cpu_ns / 1e6,
+        )
+        row(
+            "  its wake-ups, vs the same-work baseline",
+            idle.wakeups,
+            "",
+            baseline=same_work.wakeups,
+        )
+    if idle.ticks is not None and idle.ticks >= 0:
+        row("  liveness ticks it read in the window", idle.ticks, "")
+    elif idle.ticks is not None:
+        print("    liveness ticks: not counted (that checkout's TUI does not say)", flush=True)
+    if idle.timers:
+        # What else woke it: a redraw because an age on screen changed ("text-change", "age"),
+        # the repaint that follows ("screen_update"). The settings screen's ages change every
+        # second in the plugin's first minute, then every minute: a 30 s window holds one
+        # such change or none, depending on when it starts.
+        fired = ", ".join(f"{name} {n}" for name, n in sorted(idle.timers.items()))
+        print(f"    Textual timers fired in the window: {fired}", flush=True)
 
 
 def live_daemon_figures(
@@ -588,27 +673,40 @@ def live_daemon_figures(
                 live_first_paint(daemon._request("plugins.list"), config, runs, against)
             if not idle:
                 return
-            heading(
-                f"tui: idle CPU over {idle_seconds:g} s (live daemon, nothing changing; CPU of "
-                "all threads in ns from /proc/PID/task/*/schedstat, wake-ups = voluntary "
-                "context switches)"
-            )
-            settle = 3.0
-            base = idle_cpu(_CHILD_IDLE_BASELINE.format(settle=settle), idle_seconds)
-            for label, plugin in (("plugins screen", None), ("settings screen", "flood")):
-                code = _CHILD_IDLE_TUI.format(
-                    settle=settle, socket=socket_path, database=database, plugin=plugin
-                )
-                _idle_rows(label, idle_cpu(code, idle_seconds), base, target="<= 1.5x")
-                if against is not None:
-                    # The other checkout's TUI, right after this one's (same daemon, same
-                    # minute): its tree first on the path, as for first paint.
-                    other = f"import sys; sys.path.insert(0, {str(against)!r})\n" + code
-                    python = str(against / ".venv" / "bin" / "python")
-                    _idle_rows(f"--against: {label}", idle_cpu(other, idle_seconds, python), base)
-            _idle_rows("baseline (minimal app)", base, base)
+            idle_figures(socket_path, database, idle_seconds, against)
         finally:
             daemon.stop()
+
+
+def idle_figures(socket_path: str, database: str, seconds: float, against: Path | None) -> None:
+    heading(
+        f"tui: idle CPU over {seconds:g} s (live daemon, nothing changing; CPU of "
+        "all threads in ns from /proc/PID/task/*/schedstat, wake-ups = voluntary "
+        "context switches)"
+    )
+    print(
+        "  baselines: the minimal app (the target's); the same-work baseline = the minimal app "
+        "plus the TUI's liveness, raw (harness/bench/idle_liveness.py: one connection, the "
+        "same ping every=5 ticks, a deadline moved per tick, nothing drawn unless it changes)",
+        flush=True,
+    )
+    settle = 3.0
+    base = idle_cpu(_CHILD_IDLE_BASELINE.format(settle=settle), seconds)
+    same = idle_cpu(f"-m harness.bench.idle_liveness {socket_path} {settle}", seconds, ticks=True)
+    for label, plugin in (("plugins screen", None), ("settings screen", "flood")):
+        code = _CHILD_IDLE_TUI.format(
+            settle=settle, socket=socket_path, database=database, plugin=plugin
+        )
+        _idle_rows(label, idle_cpu(code, seconds, ticks=True), base, same, target="<= 1.5x")
+        if against is not None:
+            # The other checkout's TUI, right after this one's (same daemon, same
+            # minute): its tree first on the path, as for first paint.
+            other = f"import sys; sys.path.insert(0, {str(against)!r})\n" + code
+            python = str(against / ".venv" / "bin" / "python")
+            figures = idle_cpu(other, seconds, python, ticks=True)
+            _idle_rows(f"--against: {label}", figures, base, same)
+    _idle_rows("baseline (minimal app)", base, base)
+    _idle_rows("same-work baseline", same, base, same)
 
 
 def live_first_paint(

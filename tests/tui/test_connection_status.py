@@ -208,7 +208,7 @@ async def test_the_countdown_does_not_tick_while_its_screen_is_hidden(config: Co
         await pilot.press("e")
         await until(pilot, lambda: app.screen is not screen)
         now[0] += 1.0
-        await until(pilot, lambda: timer.asleep, timeout=10)  # it fired once, found it hidden
+        await until(pilot, lambda: timer.asleep)  # it fired once, found it hidden
         fired = timer.fired
         now[0] += 5.0
         app.switch_mode("plugins")

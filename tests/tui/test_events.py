@@ -88,14 +88,14 @@ async def test_flood_is_bounded_and_keys_stay_responsive(
                 await asyncio.sleep(0.01)  # ~10,000 events/s, paced like a busy daemon
 
         task = asyncio.create_task(flood())
-        await until(pilot, lambda: screen.received > 1000, timeout=30.0)
+        await until(pilot, lambda: screen.received > 1000)
         await pilot.press("space")
         # The flood never ends by itself before ``stop``: a key starved by it times out here.
-        await until(pilot, lambda: "⏸ paused" in screen_text(app), timeout=30.0)
+        await until(pilot, lambda: "⏸ paused" in screen_text(app))
         stop.set()
         await pilot.press("space")
         await task
-        await until(pilot, lambda: app.stream.events_received >= sent, timeout=30.0)
+        await until(pilot, lambda: app.stream.events_received >= sent)
         await until(pilot, lambda: "▶ live" in screen_text(app))
         assert len(screen.kept) <= KEPT
         assert len(log_lines(app)) <= KEPT

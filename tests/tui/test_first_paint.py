@@ -116,7 +116,7 @@ async def test_the_first_frame_is_not_left_to_the_update_timer(
     async def after_the_screen_is_built() -> None:
         # The daemon's state comes after the first screen is built, so the hold ends from the
         # stream, not as the screen's own layouts run.
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(HANG_GUARD):
             await built.wait()
 
     app = make_app(configured, before_seed=after_the_screen_is_built)
@@ -134,7 +134,7 @@ async def test_the_first_frame_is_not_left_to_the_update_timer(
     app._display = recorded  # type: ignore[method-assign]
     async with app.run_test(size=(100, 30)):
         # Not Pilot.pause(), which draws the screen's pending update itself.
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(HANG_GUARD):
             await first_drawn.wait()
         timers, text = drawn[0]
         assert "screen_update" not in timers, timers

@@ -180,15 +180,15 @@ async def test_the_uptime_timer_sleeps_while_its_screen_is_hidden(
         timer = history._timer
         assert timer is not None
         fired = timer.fired
-        await until(pilot, lambda: timer.fired >= fired + 2, timeout=10)  # each second
+        await until(pilot, lambda: timer.fired >= fired + 2)  # each second
         await pilot.press("e")
-        await until(pilot, lambda: timer.asleep, timeout=10)
+        await until(pilot, lambda: timer.asleep)
         fired, drawn = timer.fired, history._drawn
         app.switch_mode("plugins")
         await until(pilot, lambda: app.screen is screen and not timer.asleep)
-        await until(pilot, lambda: history._drawn != drawn, timeout=10)
+        await until(pilot, lambda: history._drawn != drawn)
         assert timer.fired == fired  # the catch-up came from being shown, not from a tick
-        await until(pilot, lambda: timer.fired > fired, timeout=10)  # and it ticks again
+        await until(pilot, lambda: timer.fired > fired)  # and it ticks again
 
 
 async def test_a_stretch_storage_failed_is_listed_and_counts_neither_way(

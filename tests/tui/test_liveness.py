@@ -61,12 +61,12 @@ async def test_stopped_daemon_is_shown_as_not_responding_then_recovers(
     config = config_mod.load(config_path)
     app = make_app(config, plugin="echo")
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.link.online, timeout=15)
+        await until(pilot, lambda: app.link.online)
         indicator = app.screen.query_one(ConnectionStatus)
         await until(pilot, lambda: indicator.text.startswith("● Connected as EchoBot"))
 
         with stopped(daemon):
-            await until(pilot, lambda: not app.link.responding, timeout=10)
+            await until(pilot, lambda: not app.link.responding)
             await until(pilot, lambda: "daemon not responding" in screen_text(app))
             assert "daemon online" not in screen_text(app)
             assert not app.link.online  # so nothing offers to change settings meanwhile
@@ -85,7 +85,7 @@ async def test_stopped_daemon_is_shown_as_not_responding_then_recovers(
                 await Client.connect(config.socket_path, timeout=0.3)
 
         # SIGCONT: the same connection answers again, and is live (a change arrives).
-        await until(pilot, lambda: app.link.online and app.link.responding, timeout=10)
+        await until(pilot, lambda: app.link.online and app.link.responding)
         await until(pilot, lambda: "daemon online" in screen_text(app))
         assert indicator.text.startswith("● Connected as EchoBot")
         client = await Client.connect(config.socket_path)
@@ -93,7 +93,7 @@ async def test_stopped_daemon_is_shown_as_not_responding_then_recovers(
             await client.request("plugins.update_settings", name="echo", settings={"prefix": "Re"})
         finally:
             await client.close()
-        await until(pilot, lambda: indicator.text.startswith("● Connected as ReBot"), timeout=10)
+        await until(pilot, lambda: indicator.text.startswith("● Connected as ReBot"))
 
 
 async def test_stopped_then_killed_daemon_goes_offline_and_a_new_one_is_picked_up(
@@ -106,16 +106,16 @@ async def test_stopped_then_killed_daemon_goes_offline_and_a_new_one_is_picked_u
     daemon = await spawn_daemon(config_path, env=daemon_env)
     app = make_app(config_mod.load(config_path))
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.link.online, timeout=15)
+        await until(pilot, lambda: app.link.online)
         with stopped(daemon):
-            await until(pilot, lambda: not app.link.responding, timeout=10)
+            await until(pilot, lambda: not app.link.responding)
             daemon.kill()  # SIGKILL reaches a stopped process
             await daemon.wait()
         # The connection closes: an ordinary outage from here, aged from the last word heard.
-        await until(pilot, lambda: app.link.responding and not app.link.online, timeout=10)
+        await until(pilot, lambda: app.link.responding and not app.link.online)
         await until(pilot, lambda: "daemon offline" in screen_text(app))
         await spawn_daemon(config_path, env=daemon_env)
-        await until(pilot, lambda: app.link.online, timeout=15)
+        await until(pilot, lambda: app.link.online)
         await until(pilot, lambda: "daemon online" in screen_text(app))
 
 
@@ -145,14 +145,14 @@ async def test_over_ssh_a_stopped_daemon_is_not_responding_then_recovers(
     )
     app = make_app(local, target=contexts.resolve(local, host=sshd.url), plugin="echo")
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.link.online, timeout=20)
+        await until(pilot, lambda: app.link.online)
         indicator = app.screen.query_one(ConnectionStatus)
         await until(pilot, lambda: indicator.text.startswith("● Connected as EchoBot"))
         with stopped(daemon):
-            await until(pilot, lambda: not app.link.responding, timeout=10)
+            await until(pilot, lambda: not app.link.responding)
             await until(pilot, lambda: "daemon not responding" in screen_text(app))
             assert indicator.text.startswith("? last known: ● Connected as EchoBot")
-        await until(pilot, lambda: app.link.online and app.link.responding, timeout=10)
+        await until(pilot, lambda: app.link.online and app.link.responding)
         await until(pilot, lambda: "daemon online" in screen_text(app))
 
 
@@ -176,8 +176,8 @@ async def test_fleet_shows_a_stopped_daemon_as_not_responding_then_live(
         member = screen.members["frozen"]
         await until(pilot, lambda: member.online and "echo" in member.connections, 15)
         with stopped(daemon):
-            await until(pilot, lambda: not member.responding, timeout=10)
+            await until(pilot, lambda: not member.responding)
             await until(pilot, lambda: "? frozen  not responding" in screen_text(app))
             assert "not responding" in member.reason and not member.online
-        await until(pilot, lambda: member.online and member.responding, timeout=10)
+        await until(pilot, lambda: member.online and member.responding)
         await until(pilot, lambda: "▲ frozen  online" in screen_text(app))

@@ -115,7 +115,7 @@ async def test_an_overdue_ack_already_late_when_the_tui_connects_is_on_that_part
         assert "no heartbeat reply for " in status.text and "(part 2)" in status.text
         # The age grows with no event: a redraw is booked for the second it reads differently.
         first = row[2]
-        await until(pilot, lambda: details(table)[2] != first, timeout=5)
+        await until(pilot, lambda: details(table)[2] != first)
         assert details(table)[2].startswith("no heartbeat reply: ")
         await until(pilot, lambda: "no heartbeat reply: " in screen_text(app))
 
@@ -209,19 +209,19 @@ async def test_the_identify_budgets_reset_counts_down_only_while_sessions_wait_f
         assert title.startswith("identifies left: 5/100, resets in ")
         assert title.endswith(("resets in 60 s", "resets in 59 s", "resets in 58 s")), title
         # Counting down with no event: redrawn the moment the shown second changes.
-        await until(pilot, lambda: str(table.border_subtitle) != title, timeout=5)
+        await until(pilot, lambda: str(table.border_subtitle) != title)
         assert "resets in 5" in str(table.border_subtitle)
         await until(pilot, lambda: "resets in" in screen_text(app))
         # Another screen in front (the events screen): the next timed redraw finds the table
         # hidden and books none, so nothing wakes the app for it; back, it catches up.
         await pilot.press("e")
-        await until(pilot, lambda: table._asleep, timeout=5)
+        await until(pilot, lambda: table._asleep)
         assert table._tick is None
         ticks, shown = table.ticks, str(table.border_subtitle)
         app.switch_mode("plugins")
         await until(pilot, lambda: app.screen is screen and table._tick is not None)
-        await until(pilot, lambda: str(table.border_subtitle) != shown, timeout=5)
-        await until(pilot, lambda: table.ticks > ticks, timeout=5)  # counting down again
+        await until(pilot, lambda: str(table.border_subtitle) != shown)
+        await until(pilot, lambda: table.ticks > ticks)  # counting down again
         assert "resets in" in screen_text(app)
         # Back above the floor: the countdown goes, and its timer with it.
         async with await Client.connect(config.socket_path) as other:
@@ -244,7 +244,7 @@ async def test_the_real_bots_late_shard_is_shown_on_its_row(
         screen = await open_settings(pilot, "discord")
         table = screen.query_one(PartsTable)
         up = "4/4 parts connected"
-        await until(pilot, lambda: table.border_title == up, timeout=20)
+        await until(pilot, lambda: table.border_title == up)
         assert str(table.border_subtitle).startswith("identifies left: ")
         await gateway.pause_heartbeat_acks(True, shard=1)
         await until(pilot, lambda: details(table)[1].startswith("no heartbeat reply: "), 20)

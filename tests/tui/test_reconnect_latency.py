@@ -47,7 +47,7 @@ async def test_a_plain_reconnect_shows_the_current_latency_at_once(
     await start_daemon(plugins={"discord": DiscordPlugin}, cfg=cfg)
     app = make_app(cfg)
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: app.link.online and latency_shown(app), timeout=20)
+        await until(pilot, lambda: app.link.online and latency_shown(app))
         stream = app.stream
         at_online: list[object] = []
         set_online = stream.set_online
@@ -60,7 +60,7 @@ async def test_a_plain_reconnect_shows_the_current_latency_at_once(
         client = stream.client
         assert client is not None
         await client.close()  # the connection drops; the daemon runs on, not restarted
-        await until(pilot, lambda: bool(at_online) and app.link.online, timeout=20)
+        await until(pilot, lambda: bool(at_online) and app.link.online)
         health = at_online[0]
         assert isinstance(health, Health) and health.latency_ms is not None, at_online
         await pilot.pause()
@@ -81,13 +81,13 @@ async def test_the_bots_own_reconnect_shows_its_latency_at_once(
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await open_settings(pilot, "discord")
         status = screen.query_one(ConnectionStatus)
-        await until(pilot, lambda: LATENCY.search(status.text) is not None, timeout=20)
+        await until(pilot, lambda: LATENCY.search(status.text) is not None)
         await gateway.drop(4000)
-        await until(pilot, lambda: "reconnected" in status.text, timeout=20)
-        await until(pilot, lambda: LATENCY.search(status.text) is not None, timeout=20)
+        await until(pilot, lambda: "reconnected" in status.text)
+        await until(pilot, lambda: LATENCY.search(status.text) is not None)
         # The live health too (the plugins table's latency): the first heartbeat's health
         # may come before READY, while the bot is still connecting; it is kept for then.
-        await until(pilot, lambda: _latency(app) is not None, timeout=20)
+        await until(pilot, lambda: _latency(app) is not None)
 
 
 class Linking(Plugin):

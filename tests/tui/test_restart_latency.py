@@ -33,15 +33,15 @@ async def test_a_latency_from_before_a_restart_is_not_shown_as_current(
     )
     app = make_app(config_mod.load(path))
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: app.link.online and connected_seq(app) > 0, timeout=15)
-        await until(pilot, lambda: "42 ms" in screen_text(app), timeout=15)
+        await until(pilot, lambda: app.link.online and connected_seq(app) > 0)
+        await until(pilot, lambda: "42 ms" in screen_text(app))
         before = connected_seq(app)
 
         first.kill()
         await first.wait()
-        await until(pilot, lambda: not app.link.online, timeout=15)
+        await until(pilot, lambda: not app.link.online)
         await spawn_daemon(path, env=subprocess_env(state_dir, PYTHONPATH=pythonpath))
-        await until(pilot, lambda: app.link.online and connected_seq(app) > before, timeout=15)
+        await until(pilot, lambda: app.link.online and connected_seq(app) > before)
         await pilot.pause()
         assert "42 ms" not in screen_text(app), screen_text(app)
         assert app.plugins["beat"].health is None

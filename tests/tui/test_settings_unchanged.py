@@ -10,7 +10,7 @@ from textual.widgets import Input
 
 from harness.client import Client
 from harness.config import Config
-from tests.conftest import StartDaemon
+from tests.conftest import HANG_GUARD, StartDaemon
 from tests.tui.conftest import make_app, until
 from tests.tui.test_settings import ready_form, row
 
@@ -33,7 +33,7 @@ async def test_emptying_a_field_at_its_default_says_nothing_changed(
         retries.value = ""
         assert screen.form.collect() == ({"retries": None}, {})
         await pilot.press("ctrl+s")
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(HANG_GUARD):
             event = await other.next_event()
         assert event.event == "plugin:settings" and event.data["changed"] == [], event
 
