@@ -227,21 +227,36 @@ async def test_no_stylesheet_is_parsed_again_while_the_first_screen_is_built(
         await until(pilot, lambda: bool(reparsed))
 
 
-async def test_the_footer_is_built_once_and_follows_a_change_of_keys(config: Config) -> None:
+async def test_other_screens_rules_are_parsed_when_first_opened(config: Config) -> None:
+    """app.tcss holds only the first screen's rules; every other screen carries its own in its
+    DEFAULT_CSS, which Textual parses when the screen is first used (not before the first
+    frame, and without re-parsing every stylesheet). Each still applies once opened."""
+    from tui.screens.alerts import SilenceDialog
+    from tui.screens.confirm import ConfirmScreen
+
+    def sources() -> set[str]:
+        return {name for _, name in app.stylesheet.source}
+
+    later = ("SettingsScreen", "EventsScreen", "AlertsScreen", "ConfirmScreen", "SilenceDialog")
     app = make_app(config, stream=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: bool(app.screen.query(KeysFooter)))
-        footer = app.screen.query_one(KeysFooter)
-        await until(pilot, lambda: len(footer.children) > 1)
-        keys = list(footer.children)
-        app.refresh_bindings()  # bindings signalled, nothing shown changed: no rebuild
-        await pilot.pause()
-        await pilot.pause()
-        assert list(footer.children) == keys
-        app.demo_control = "http://127.0.0.1:1"  # the demo keys appear
-        app.refresh_bindings()
-        await until(pilot, lambda: "f" in {getattr(k, "key", None) for k in footer.children})
-        assert list(footer.children) != keys
+        assert not {f"{name}.DEFAULT_CSS" for name in later} & sources()
+        await pilot.press("e")
+        await until(pilot, lambda: bool(app.screen.query("#event-detail")))
+        assert app.screen.query_one("#event-detail").styles.height.value == 4  # type: ignore[union-attr]
+        await pilot.press("a")
+        await until(pilot, lambda: bool(app.screen.query("#alerts-history")))
+        assert app.screen.query_one("#alerts-history").styles.border_top[0] == "round"
+        app.push_screen(ConfirmScreen("Sure?"))
+        await until(pilot, lambda: bool(app.screen.query("#confirm-dialog")))
+        assert app.screen.query_one("#confirm-dialog").styles.width.value == 60  # type: ignore[union-attr]
+        await pilot.press("n")
+        await until(pilot, lambda: not app.screen.query("#confirm-dialog"))
+        app.push_screen(SilenceDialog())
+        await until(pilot, lambda: bool(app.screen.query("#silence-dialog")))
+        assert app.screen.query_one("#silence-dialog").styles.width.value == 60  # type: ignore[union-attr]
+        assert {f"{name}.DEFAULT_CSS" for name in later[1:]} <= sources()
 
 
 def test_the_first_screen_imports_no_other_screen(config: Config, state_dir: Path) -> None:

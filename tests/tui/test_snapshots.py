@@ -118,6 +118,24 @@ async def settled(pilot: Pilot[Any]) -> None:
         await until(pilot, lambda: history.loaded)
         if app.link.online or (app.plugins.get("echo") and app.plugins["echo"].info):
             await until(pilot, lambda: screen.form is not None and screen.form.ready)
+
+        def still() -> bool:
+            # The reload that going online starts has ended, the history has drawn what it
+            # holds, and no layout or repaint is pending (a snapshot taken between the
+            # history's repaint and the layout it asks for drew the scrollbar's thumb a row
+            # off, under load).
+            loading = any(w.node is history and not w.is_finished for w in app.workers)
+            return (
+                not loading
+                and history._drawn == history._text(app.clock()).plain
+                and history.size.height == history._drawn.count("\n") + 1
+                and not screen._layout_required
+                and not screen._dirty_widgets
+                and not history._layout_required
+                and not history._repaint_required
+            )
+
+        await until(pilot, still)
     await pilot.pause()
 
 

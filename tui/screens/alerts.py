@@ -31,6 +31,24 @@ REFRESH_EVERY = 5.0  # seconds between reloads while the screen is shown
 class SilenceDialog(ModalScreen[tuple[str, str, str] | None]):
     """Ask for plugin, duration and reason; dismisses with them, or None."""
 
+    DEFAULT_CSS = """
+    SilenceDialog {
+        align: center middle;
+    }
+
+    #silence-dialog {
+        width: 60;
+        height: auto;
+        border: thick $warning;
+        background: $surface;
+        padding: 1 2;
+    }
+
+    #silence-buttons {
+        height: auto;
+    }
+    """
+
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="silence.cancel")]
 
     def __init__(self, plugin: str = "") -> None:
@@ -74,6 +92,27 @@ class SilenceDialog(ModalScreen[tuple[str, str, str] | None]):
 
 
 class AlertsScreen(Screen[None]):
+    DEFAULT_CSS = """
+    #alerts-summary {
+        height: auto;
+        max-height: 10;
+        padding: 0 1;
+    }
+
+    #alerts-silences {
+        height: auto;
+        max-height: 5;
+        border: round $warning;
+        border-title-color: $text-warning;
+    }
+
+    #alerts-history {
+        height: 1fr;
+        border: round $panel-lighten-2;
+        border-title-color: $text-muted;
+    }
+    """
+
     BINDINGS = [
         Binding("s", "silence", "Silence", id="alerts.silence"),
         Binding("x", "end_silence", "End silence", id="alerts.end_silence"),

@@ -13,6 +13,38 @@ from textual.widgets import Button, Static
 class ConfirmScreen(ModalScreen[bool]):
     """``await app.push_screen_wait(ConfirmScreen("Disable echo?", "It will stop."))``"""
 
+    DEFAULT_CSS = """
+    ConfirmScreen {
+        align: center middle;
+    }
+
+    #confirm-dialog {
+        width: 60;
+        max-width: 100%;
+        height: auto;
+        padding: 1 2;
+        border: thick $warning;
+        background: $surface;
+    }
+
+    #confirm-question {
+        text-style: bold;
+    }
+
+    #confirm-detail {
+        margin: 1 0;
+    }
+
+    #confirm-buttons {
+        height: auto;
+        align: right middle;
+    }
+
+    #confirm-buttons Button {
+        margin: 0 0 0 2;
+    }
+    """
+
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", id="confirm.yes"),
         Binding("n,escape", "answer(False)", "No", id="confirm.no"),

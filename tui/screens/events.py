@@ -144,6 +144,40 @@ class EventsScreen(Screen[None]):
     """Live tail with a filter; space pauses and resumes; the detail pane shows the selected
     event whole (the newest until k/j move the selection); ctrl+e exports what is shown."""
 
+    DEFAULT_CSS = """
+    #events-bar {
+        height: 1;
+        padding: 0 1;
+    }
+
+    #filter {
+        width: 1fr;
+    }
+
+    #events-state {
+        width: auto;
+        padding: 0 0 0 2;
+    }
+
+    #events-header {
+        padding: 0 1;
+        background: $panel;
+        text-style: bold;
+    }
+
+    #events-log {
+        height: 1fr;
+        padding: 0 1;
+    }
+
+    #event-detail {
+        /* Fixed: a pane that changed height with each event would re-lay-out the screen. */
+        height: 4;
+        padding: 0 1;
+        border-top: solid $panel-lighten-2;
+    }
+    """
+
     BINDINGS = [
         Binding("space", "toggle_pause", "Pause/Resume", id="events.pause"),
         Binding("slash", "focus_filter", "Filter", id="events.filter"),

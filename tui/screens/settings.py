@@ -38,6 +38,43 @@ if TYPE_CHECKING:
 class SettingsScreen(Screen[None]):
     """Settings and live status of the plugin called ``plugin``."""
 
+    DEFAULT_CSS = """
+    #settings-body {
+        height: 1fr;
+        padding: 0 0 0 1;
+        scrollbar-size-vertical: 1;
+        /* The scrollbar's column is kept whether it shows or not: a form that fits the screen
+           almost exactly (the demo's, at 100x30) would otherwise get a scrollbar for a frame
+           while its rows mount, and every box would shift by a column when it went. */
+        scrollbar-gutter: stable;
+    }
+
+    #plugin-title {
+        padding: 0 1;
+        text-style: bold;
+    }
+
+    #form-box {
+        height: auto;
+        border: round $panel-lighten-2;
+        border-title-color: $text-muted;
+    }
+
+    #form-note {
+        padding: 0 1;
+        color: $text-muted;
+    }
+
+    #actions {
+        height: auto;
+        padding: 0 1;
+    }
+
+    #actions Button {
+        margin: 0 2 0 0;
+    }
+    """
+
     BINDINGS = [
         Binding("escape", "back", "Back", id="settings.back"),
         Binding("ctrl+s", "save", "Save", id="settings.save"),

@@ -1,73 +1,310 @@
-"""KeysFooter: Textual's Footer, rebuilt only when the keys it shows change.
+"""KeysFooter: the screen's keys on one line, drawn by one widget.
 
-Textual's Footer starts empty and rebuilds all its keys (a recompose: every key widget removed,
-created, styled and laid out again) each time the screen says its bindings may have changed:
-focus moving, a reactive with ``bindings=True``, the App refreshing its bindings. While the first
-screen is built that happened three times, about 20 ms each on this machine class, before the
-first frame (``python -m harness.bench tui``, first paint). This one composes its keys at once,
-coalesces the signals into at most one check per refresh, and rebuilds only when what it would
-show differs from what it shows. Its keys are made in their final state (see ``compose``). What
-it draws is Textual's Footer's, unchanged (the snapshots in tests/tui).
+Textual's Footer is a container of one ``FooterKey`` widget per key. Each key is a node of its
+own to style, with two component classes Textual styles as nodes of their own too, and its own
+mount, layout and render: on the plugins screen six keys were 21 of the 85 style applications
+before the first frame, and the app's CPU from set-up to the first frame fell from 99 to 75 ms
+without them (``python -m harness.bench tui``, first paint; docs/benchmarks.md). This widget
+draws the same line itself: the keys Textual's Footer would show, in its order, with the same
+characters and colours (the snapshots in tests/tui compare them cell by cell), the command
+palette's key on the right behind the same thin rule.
+
+What the keys did as widgets, it does by position: a press of the mouse on a key presses that
+key (a bell if the key is disabled), the key under the mouse is highlighted with the theme's
+hover colour and shows its tooltip, and the mouse wheel scrolls keys that do not fit. A change of
+the keys (a screen's bindings changing) repaints the line; nothing is mounted or removed. Like
+Textual's Footer it has a ``compact`` style (less room round each key);
+tests/tui/test_keys_footer.py compares both styles with Textual's Footer cell by cell.
 """
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
+from typing import NamedTuple
+
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.color import Color
+from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer
-from textual.widgets._footer import FooterKey
-
-Shown = tuple[tuple[object, ...], ...]
+from textual.strip import Strip
+from textual.widget import Widget
 
 
-class KeysFooter(Footer):
-    def __init__(self) -> None:
+class Key(NamedTuple):
+    """One key as shown: what to press, how it is written, and what it does."""
+
+    key: str  # the binding's key, pressed on a click (as Textual's FooterKey does)
+    display: str  # as written (App.get_key_display): "⏎", "^p", "space"
+    description: str
+    enabled: bool  # a disabled key is drawn dim and rings the bell when clicked
+    tooltip: str
+
+
+class Keys(NamedTuple):
+    keys: tuple[Key, ...]
+    palette: Key | None  # the command palette's key, drawn on the right
+
+
+class Colours(NamedTuple):
+    """The footer's colours in the current theme, resolved over its background."""
+
+    background: Color  # the footer's own: the room right of the keys, a compact key's margin
+    item: Color  # behind a key
+    hover: Color  # a key under the mouse
+    key: Style
+    description: Style
+    rule: Color  # the thin rule before the palette key
+
+
+# Room round a key's text, as Textual's Footer draws it. A key with a description has a cell of
+# padding on each side of the key and one after its description; compact, none round the key, one
+# before its description, and a cell of margin (the footer's background) after the whole key. A
+# key without a description is its key alone (plus the margin, compact). The palette key is
+# always drawn compact, with one cell after it (its padding; compact, its margin) and its rule,
+# one cell, before it.
+KEY_PAD = 1
+PALETTE_RULE = "▏"
+
+
+def _key_width(key: Key, compact: bool) -> int:
+    if not key.description:
+        return cell_len(key.display) + (1 if compact else 0)
+    return cell_len(key.display) + cell_len(key.description) + (2 if compact else 3)
+
+
+def _palette_width(key: Key) -> int:
+    described = 1 + cell_len(key.description) if key.description else 0
+    return 1 + cell_len(key.display) + described + 1
+
+
+class KeysFooter(Widget, can_focus=False):
+    ALLOW_SELECT = False
+    DEFAULT_CSS = """
+    KeysFooter {
+        dock: bottom;
+        height: 1;
+        color: $footer-foreground;
+        background: $footer-background;
+    }
+    """
+
+    compact = reactive(False)
+    """Draw the keys in compact style (less room round each), as Textual's Footer.compact."""
+
+    def __init__(self, *, compact: bool = False) -> None:
         super().__init__()
-        self._shown: Shown | None = None
-        self._check_pending = False
-        # The keys are known when the footer is composed: Textual's Footer waits for the first
-        # bindings signal and composes again then.
-        self.set_reactive(Footer._bindings_ready, True)
+        self.set_reactive(KeysFooter.compact, compact)
+        self._shown: Keys | None = None  # the keys on the last line drawn
+        self._scroll = 0  # cells of the key list scrolled off to the left
+        self._room = 0  # cells for the keys left of the palette key, when last drawn
+        self._hover: Key | None = None
+        self._colours: tuple[object, Colours] | None = None  # keyed by the theme's variables
+        # Where each key was drawn, for the mouse: (first cell, end cell, key).
+        self._spans: list[tuple[int, int, Key]] = []
 
-    def _keys(self) -> Shown:
-        # What compose() draws: each shown binding (key, label, action, group, tooltip, and
-        # whether it is enabled), and the command palette's key; hidden bindings (a focused
-        # table's cursor keys) change nothing on screen.
+    # -- what is shown -----------------------------------------------------------------------
+
+    def _keys(self) -> Keys:
+        """The keys Textual's Footer would show: each action's first shown binding, in the
+        screen's order, and the command palette's key."""
+        app = self.app
         active = self.screen.active_bindings
-        palette = active.get(self.app.COMMAND_PALETTE_BINDING)
-        return (
-            (self.show_command_palette, self.compact, palette and palette[1:]),
-            *(
-                (binding, enabled, tooltip)
-                for (_, binding, enabled, tooltip) in active.values()
-                if binding.show
-            ),
-        )
+        by_action: dict[str, Key] = {}
+        for _, binding, enabled, tooltip in active.values():
+            if binding.show and binding.action not in by_action:
+                by_action[binding.action] = Key(
+                    binding.key,
+                    app.get_key_display(binding),
+                    binding.description,
+                    enabled,
+                    tooltip,
+                )
+        palette = None
+        if app.ENABLE_COMMAND_PALETTE and (found := active.get(app.COMMAND_PALETTE_BINDING)):
+            _, binding, enabled, _ = found
+            palette = Key(
+                binding.key,
+                app.get_key_display(binding),
+                binding.description,
+                enabled,
+                binding.tooltip or binding.description,
+            )
+        return Keys(tuple(by_action.values()), palette)
 
-    def compose(self) -> ComposeResult:
-        self._shown = self._keys()
-        for widget in super().compose():
-            if isinstance(widget, FooterKey):
-                if "compact" in (widget._reactive_connect or {}):
-                    # A key bound to the footer's compact (all but the palette key) starts
-                    # compact (FooterKey's default) and is then set to the footer's (False):
-                    # two class changes, each restyling it, before it is shown. Made as it
-                    # will be, it is styled once.
-                    widget.set_reactive(FooterKey.compact, self.compact)
-                # The class its compact watcher sets when mounted (the palette key's too,
-                # which is not bound to the footer), so that watcher changes nothing and the
-                # key is not restyled before the first frame.
-                widget.set_class(widget.compact, "-compact", update=False)
-            yield widget
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
+        self.app.theme_changed_signal.subscribe(self, lambda _: self.refresh())
 
-    def bindings_changed(self, screen: Screen[object]) -> None:
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+        self.app.theme_changed_signal.unsubscribe(self)
+
+    def _bindings_changed(self, screen: Screen[object]) -> None:
         if not screen.app.app_focus:
-            return  # as Textual's: the terminal lost focus; it signals again on focus
-        if self.is_attached and screen is self.screen and not self._check_pending:
-            self._check_pending = True
-            self.call_after_refresh(self._recompose_if_changed)
+            return  # as Textual's Footer: the terminal lost focus; it signals again on focus
+        if self._shown is None:
+            return  # nothing drawn yet: the first draw reads the keys
+        if self.is_attached and screen is self.screen and self._keys() != self._shown:
+            self.refresh()
 
-    async def _recompose_if_changed(self) -> None:
-        self._check_pending = False
-        if self.is_attached and self._keys() != self._shown:
-            await self.recompose()
+    # -- drawing ---------------------------------------------------------------------------
+
+    def _theme_colours(self) -> Colours:
+        variables = self.app.theme_variables
+        _, background = self.background_colors
+        cached = self._colours
+        if cached is not None and cached[0] is variables and cached[1].background == background:
+            return cached[1]
+
+        def over(base: Color, name: str) -> Color:
+            return base + Color.parse(variables.get(name, "transparent"))
+
+        item = over(background, "footer-item-background")
+        key_bg, description_bg = (
+            over(item, "footer-key-background"),
+            over(item, "footer-description-background"),
+        )
+        colours = Colours(
+            background=background,
+            item=item,
+            hover=over(background, "block-hover-background"),
+            key=Style(
+                bold=True,
+                color=over(key_bg, "footer-key-foreground").rich_color,
+                bgcolor=key_bg.rich_color,
+            ),
+            description=Style(
+                color=over(description_bg, "footer-description-foreground").rich_color,
+                bgcolor=description_bg.rich_color,
+            ),
+            rule=background + Color.parse(variables.get("foreground", "white")).multiply_alpha(0.2),
+        )
+        self._colours = (variables, colours)
+        return colours
+
+    def _key_segments(self, key: Key, colours: Colours, palette: bool) -> list[Segment]:
+        key_style, description_style = colours.key, colours.description
+        if key == self._hover:
+            on_hover = Style(bgcolor=colours.hover.rich_color)
+            key_style, description_style = key_style + on_hover, description_style + on_hover
+        if not key.enabled:
+            dim = Style(dim=True)
+            key_style, description_style = dim + key_style, dim + description_style
+        if not key.description:
+            segments = [Segment(key.display, key_style)]
+        elif palette or self.compact:
+            segments = [
+                Segment(key.display, key_style),
+                Segment(f" {key.description}", description_style),
+            ]
+        else:
+            pad = " " * KEY_PAD
+            segments = [
+                Segment(pad + key.display + pad, key_style),
+                Segment(f"{key.description} ", description_style),
+            ]
+        if self.compact and not palette:
+            segments.append(Segment(" ", Style(bgcolor=colours.background.rich_color)))
+        return segments
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        keys = self._keys()
+        self._shown = keys
+        colours = self._theme_colours()
+        blank = Style(bgcolor=colours.background.rich_color)
+        compact = self.compact
+        palette = keys.palette
+        palette_width = _palette_width(palette) if palette is not None else 0
+        room = self._room = max(0, width - palette_width)  # for the other keys, scrolled
+        total = sum(_key_width(key, compact) for key in keys.keys)
+        self._scroll = max(0, min(self._scroll, total - room))
+
+        self._spans = []
+        segments: list[Segment] = []
+        margin = 1 if compact else 0  # a compact key's last cell is its margin: not the key's
+        x = -self._scroll
+        for key in keys.keys:
+            end = x + _key_width(key, compact)
+            if end - margin > 0 and x < room:
+                self._spans.append((max(x, 0), min(end - margin, room), key))
+            segments.extend(self._key_segments(key, colours, palette=False))
+            x = end
+        left = Strip(segments).crop(self._scroll, self._scroll + room)
+        if left.cell_length < room:
+            left = Strip([*left, Segment(" " * (room - left.cell_length), blank)])
+        if palette is None:
+            return left
+        self._spans.append((room, width - margin, palette))
+        behind = colours.hover if palette == self._hover else colours.item
+        on = Style(bgcolor=behind.rich_color)
+        after = colours.background if compact else behind  # compact: its margin, not padding
+        right = [
+            Segment(PALETTE_RULE, Style(color=colours.rule.rich_color) + on),
+            *self._key_segments(palette, colours, palette=True),
+            Segment(" ", Style(bgcolor=after.rich_color)),
+        ]
+        return Strip([*left, *right]).crop(0, width)
+
+    # -- the mouse -------------------------------------------------------------------------
+
+    def _key_at(self, x: int) -> Key | None:
+        for start, end, key in self._spans:
+            if start <= x < end:
+                return key
+        return None
+
+    def on_mouse_down(self, event: events.MouseDown) -> None:
+        key = self._key_at(event.x)
+        if key is None:
+            return
+        event.stop()
+        if key.enabled:
+            self.app.simulate_key(key.key)
+        else:
+            self.app.bell()
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        self._set_hover(self._key_at(event.x))
+
+    def on_leave(self, _: events.Leave) -> None:
+        self._set_hover(None)
+
+    def _set_hover(self, key: Key | None) -> None:
+        if key == self._hover:
+            return
+        self._hover = key
+        self.tooltip = (key.tooltip or None) if key is not None else None
+        self.styles.pointer = "default" if key is None else "pointer"
+        self.screen.update_pointer_shape()
+        self.refresh()
+
+    def _scroll_by_key(self, forward: bool) -> bool:
+        """Scroll the keys by one key; whether they moved."""
+        starts, x = [], 0
+        for key in self._shown.keys if self._shown else ():
+            starts.append(x)
+            x += _key_width(key, self.compact)
+        furthest = max(0, x - self._room)  # the last key's end at the right edge
+        if forward:
+            target = min(next((s for s in starts if s > self._scroll), furthest), furthest)
+        else:
+            target = next((s for s in reversed(starts) if s < self._scroll), 0)
+        if target == self._scroll:
+            return False
+        self._scroll = target
+        self.refresh()
+        return True
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        if self._scroll_by_key(forward=True):
+            event.stop()
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        if self._scroll_by_key(forward=False):
+            event.stop()
+
+    on_mouse_scroll_right = on_mouse_scroll_down  # type: ignore[assignment]
+    on_mouse_scroll_left = on_mouse_scroll_up  # type: ignore[assignment]

@@ -184,10 +184,9 @@ class ConnectionHistory(Widget):
             gaps = await store.recent_events(STORAGE_EVENT, limit=2 * GAPS)
         finally:
             await store.close()
-        self.transitions.clear()
         self.gaps.clear()
         self._note = ""
-        self.add(reversed(events))
+        self._replace(events)
         self.add_gaps(reversed(gaps))
         self.loaded = True
 
@@ -207,13 +206,23 @@ class ConnectionHistory(Widget):
             self.loaded = True
             self.refresh(layout=True)
             return
-        self.transitions.clear()
         self.gaps.clear()
         self._note = ""
-        self.add(reversed(events))
+        self._replace(events)
         self.add_gaps(reversed(gaps))
         self.loaded = True
         self.refresh(layout=True)
+
+    def _replace(self, events: list[Event]) -> None:
+        """The history read (newest first), then every transition that came live while it was
+        read and is newer than all of it. A plain clear() lost those: a live event delivered
+        between the read and its answer (the reload when the link comes online races the
+        stream) vanished from the history until the next reload."""
+        newest = max((e.seq for e in events), default=0)
+        live = [t for t in self.transitions if t[0] > newest]
+        self.transitions.clear()
+        self.add(reversed(events))
+        self.transitions.extend(live)
 
     def _on_batch(self, batch: EventBatch) -> None:
         self.add(e for e in batch.events if e.event == self.event_name)
@@ -268,8 +277,11 @@ class ConnectionHistory(Widget):
 
     def _redraw(self, text: str) -> None:
         # Only SHOWN transitions are listed: once that many are, the height stays put and a
-        # repaint will do. Ask for a layout of the screen (far dearer) only when it does not.
-        self.refresh(layout=text.count("\n") != self._drawn.count("\n"))
+        # repaint will do. Ask for a layout of the screen (far dearer) only when it does not:
+        # when the text needs another height than the one laid out. (Not compared with the
+        # text last drawn: a repaint meanwhile drew the new text into the old height, cropped,
+        # and no layout was asked for.)
+        self.refresh(layout=text.count("\n") + 1 != self.size.height)
 
     def render(self) -> Text:
         now = self.harness.clock()
