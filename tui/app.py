@@ -214,13 +214,25 @@ class HarnessApp(App[None]):
         self.events_signal.subscribe(self, self._on_alert_events)
         self.watch(self, "link", self._fetch_silences, init=False)
         if hangup.signalled:
-            self.exit(None, hangup.signalled)  # a signal came while the app was being set up
+            self.exit_on_signal(hangup.signalled)  # a signal came while the app was being set up
         if self.start_stream:
             self._hold_first_paint()
             self.run_stream()
 
     _paint_held: contextlib.ExitStack | None = None
     _first_screen_built = False
+    _exit_on_signal = 0  # 128 + a signal that came before the first screen was built
+
+    def exit_on_signal(self, code: int) -> None:
+        """Exit as ``q`` does with ``code`` (128 + SIGTERM or SIGHUP), from the loop. Not before
+        the first screen is built: Textual cannot leave while it composes it (seen with a `kill`
+        during `harness demo`'s start: MountError or NoMatches from a screen's on_mount, a
+        traceback and exit 1 instead of 143); then, once it is."""
+        if self._first_screen_built:
+            self.exit(None, code)
+        elif not self._exit_on_signal:
+            self._exit_on_signal = code
+
     _silences_after_paint = False
 
     @property
@@ -280,6 +292,9 @@ class HarnessApp(App[None]):
 
     def _first_screen_ready(self) -> None:
         self._first_screen_built = True
+        if self._exit_on_signal:
+            self.exit(None, self._exit_on_signal)
+            return
         if self._paint_held is not None:
             self.set_timer(FIRST_PAINT_WAIT, self._release_paint)
         self._paint_when_ready()
@@ -580,7 +595,7 @@ def leave_on_signals(app: HarnessApp) -> contextlib.AbstractContextManager[None]
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # not started yet: on_load sees hangup.signalled
-        loop.call_soon_threadsafe(app.exit, None, code)
+        loop.call_soon_threadsafe(app.exit_on_signal, code)
 
     @contextlib.contextmanager
     def for_sure() -> Iterator[None]:

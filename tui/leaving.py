@@ -53,6 +53,7 @@ def grace() -> float:
     return value if 0 < value < float("inf") else GRACE
 
 
+_POLL_MAX_MS = 2**31 - 1  # the longest timeout poll() takes (a C int of milliseconds)
 WRITE_WAIT = 1.0  # seconds the forced exit waits for the terminal to take the restore
 # What Textual's driver writes when it stops (textual/drivers/linux_driver.py): mouse and
 # bracketed paste off, line wrap on, Kitty keyboard protocol popped, alternate screen left,
@@ -133,6 +134,8 @@ class Leaving:
         poll.register(self._wake_r, select.POLLIN)
         while True:
             wait = None if until is None else max(0, math.ceil((until - time.monotonic()) * 1000))
+            if wait is not None:
+                wait = min(wait, _POLL_MAX_MS)  # poll() takes an int: a grace of weeks overflows
             if not poll.poll(wait):
                 self._force()  # the grace is over
                 return
