@@ -29,3 +29,28 @@ async def test_a_transition_streamed_during_a_reload_is_kept(
         await until(pilot, lambda: app.plugins["echo"].seq == 6)
         await settled(pilot)
         assert [t[0] for t in history.transitions] == [1, 2, 3, 4, 5, 6]
+
+
+async def test_a_reload_from_a_database_with_lower_seqs_does_not_freeze_the_history(
+    prepared: Config,  # noqa: F811
+) -> None:
+    """A daemon on a fresh database starts its seqs again: transitions held from before (seqs
+    110, 120) are not kept past a reload that reads 1..5, or add() would skip every new one."""
+    app = snapshot_app(prepared, plugin="echo")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.stream.seed()
+        app.stream.apply_infos([echo_info()])
+        history = app.screen.query_one(ConnectionHistory)
+        await until(pilot, lambda: history.loaded)
+        await settled(pilot)
+        history.transitions.clear()
+        history.transitions.extend(
+            [(110, NOW - 120, "connected", "Old#1"), (120, NOW - 60, "disconnected", "")]
+        )
+        history.loaded = False
+        history.reload()
+        await until(pilot, lambda: history.loaded)
+        assert [t[0] for t in history.transitions] == [1, 2, 3, 4, 5]
+        conn = {"state": "connected", "username": "New#1", "seq": 6, "since": NOW}
+        history.add([Event(seq=6, ts=NOW, event="echo:connection", data=conn)])
+        assert [t[0] for t in history.transitions][-1] == 6

@@ -136,6 +136,7 @@ class ConnectionHistory(Widget):
         self.border_title = "history"
         self._drawn = ""
         self._timer: TextTimer | None = None
+        self._asked_at = 0  # see reload()
 
     @property
     def harness(self) -> HarnessApp:
@@ -162,6 +163,9 @@ class ConnectionHistory(Widget):
             self.reload()  # transitions that happened while we were away are in the store
 
     def reload(self) -> None:
+        # The newest transition held when the read is asked for: only ones after it can come
+        # live while it is read (add() takes only seqs above the last).
+        self._asked_at = self.transitions[-1][0] if self.transitions else 0
         self._load()
 
     # A worker made by @work from the method, not from a coroutine made beforehand: a load
@@ -169,8 +173,9 @@ class ConnectionHistory(Widget):
     @work(exclusive=True, group="history", exit_on_error=False)
     async def _load(self) -> None:
         stream = self.harness.stream
+        before = self._asked_at
         if stream.history_from_daemon:
-            await self._load_from_daemon()
+            await self._load_from_daemon(before)
             return
         try:
             store = await Store.open_readonly(self.harness.config.database_path)
@@ -186,11 +191,11 @@ class ConnectionHistory(Widget):
             await store.close()
         self.gaps.clear()
         self._note = ""
-        self._replace(events)
+        self._replace(events, before)
         self.add_gaps(reversed(gaps))
         self.loaded = True
 
-    async def _load_from_daemon(self) -> None:
+    async def _load_from_daemon(self, before: int) -> None:
         try:
             result = await self.harness.stream.request(
                 "events.history", name=self.event_name, limit=LOADED
@@ -208,18 +213,21 @@ class ConnectionHistory(Widget):
             return
         self.gaps.clear()
         self._note = ""
-        self._replace(events)
+        self._replace(events, before)
         self.add_gaps(reversed(gaps))
         self.loaded = True
         self.refresh(layout=True)
 
-    def _replace(self, events: list[Event]) -> None:
+    def _replace(self, events: list[Event], before: int) -> None:
         """The history read (newest first), then every transition that came live while it was
-        read and is newer than all of it. A plain clear() lost those: a live event delivered
-        between the read and its answer (the reload when the link comes online races the
-        stream) vanished from the history until the next reload."""
+        read (newer than ``before``, the newest held when it was asked for) and is newer than
+        all of it. A plain clear() lost those: a live event delivered between the read and
+        its answer (the reload when the link comes online races the stream) vanished from the
+        history until the next reload. Transitions held from before the read are not kept:
+        a daemon on a fresh database starts its seqs again, and an old seq 120 kept as the
+        newest would have made add() skip every new one."""
         newest = max((e.seq for e in events), default=0)
-        live = [t for t in self.transitions if t[0] > newest]
+        live = [t for t in self.transitions if t[0] > max(newest, before)]
         self.transitions.clear()
         self.add(reversed(events))
         self.transitions.extend(live)
