@@ -173,9 +173,8 @@ class ConnectionHistory(Widget):
     @work(exclusive=True, group="history", exit_on_error=False)
     async def _load(self) -> None:
         stream = self.harness.stream
-        before = self._asked_at
         if stream.history_from_daemon:
-            await self._load_from_daemon(before)
+            await self._load_from_daemon()
             return
         try:
             store = await Store.open_readonly(self.harness.config.database_path)
@@ -191,11 +190,11 @@ class ConnectionHistory(Widget):
             await store.close()
         self.gaps.clear()
         self._note = ""
-        self._replace(events, before)
+        self._replace(events)
         self.add_gaps(reversed(gaps))
         self.loaded = True
 
-    async def _load_from_daemon(self, before: int) -> None:
+    async def _load_from_daemon(self) -> None:
         try:
             result = await self.harness.stream.request(
                 "events.history", name=self.event_name, limit=LOADED
@@ -213,21 +212,21 @@ class ConnectionHistory(Widget):
             return
         self.gaps.clear()
         self._note = ""
-        self._replace(events, before)
+        self._replace(events)
         self.add_gaps(reversed(gaps))
         self.loaded = True
         self.refresh(layout=True)
 
-    def _replace(self, events: list[Event], before: int) -> None:
+    def _replace(self, events: list[Event]) -> None:
         """The history read (newest first), then every transition that came live while it was
-        read (newer than ``before``, the newest held when it was asked for) and is newer than
+        read (newer than ``_asked_at``, the newest held when it was asked for) and is newer than
         all of it. A plain clear() lost those: a live event delivered between the read and
         its answer (the reload when the link comes online races the stream) vanished from the
         history until the next reload. Transitions held from before the read are not kept:
         a daemon on a fresh database starts its seqs again, and an old seq 120 kept as the
         newest would have made add() skip every new one."""
         newest = max((e.seq for e in events), default=0)
-        live = [t for t in self.transitions if t[0] > max(newest, before)]
+        live = [t for t in self.transitions if t[0] > max(newest, self._asked_at)]
         self.transitions.clear()
         self.add(reversed(events))
         self.transitions.extend(live)
