@@ -82,6 +82,7 @@ class Daemon:
             self._plugins = discover()
         # A bad plugin table is refused before anything exists on disk (no lock, no database).
         check_plugin_tables(cfg, self._plugins)
+        preflight.check_socket_path(socket_path)
         lock_path = socket_path.with_name(socket_path.name + ".lock")
         if cfg.metrics.listen and (pid := preflight.running_pid(lock_path)) is not None:
             # Said before the metrics port is bound: a second `harness run` finds that port

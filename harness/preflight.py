@@ -6,7 +6,31 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sys
 from pathlib import Path
+
+from harness.config_paths import ConfigError
+
+# sun_path's size: the longest path bind() and connect() take (Linux 108 bytes, BSDs 104).
+SOCKET_PATH_MAX = 108 if sys.platform.startswith("linux") else 104
+
+
+def too_long(path: Path | str) -> str | None:
+    """Why a socket path cannot be used, in words, or None when it fits."""
+    size = len(os.fsencode(path))
+    if size <= SOCKET_PATH_MAX:
+        return None
+    return (
+        f"the socket path {path} is {size} bytes; a Unix socket path can have at most "
+        f"{SOCKET_PATH_MAX} (the kernel's limit). Choose a shorter one: --socket PATH or "
+        "socket in [daemon]"
+    )
+
+
+def check_socket_path(path: Path) -> None:
+    if (why := too_long(path)) is not None:
+        raise ConfigError(f"daemon.socket: {why}")
+
 
 def running_pid(lock: Path) -> str | None:
     """The pid written in ``lock`` when another process holds it (a daemon on this socket),
