@@ -99,10 +99,10 @@ class Daemon:
             ensure_private_dir(socket_path.parent, own=own_dir)
             # One daemon per socket and one writer per database; both locks are released by
             # the kernel however the process ends, so they can never go stale.
-            self._lock_fds.append(acquire_lock(lock_path))
+            self._lock_fds.append(_lock(lock_path))
             db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if db_path.parent != socket_path.parent:
-                self._lock_fds.append(acquire_lock(db_path.with_name(db_path.name + ".lock")))
+                self._lock_fds.append(_lock(db_path.with_name(db_path.name + ".lock")))
             self.store = await Store.open(db_path)
             stored = await self.store.last_seq()
             lost = self._open_seq_mark(db_path, stored)
@@ -404,6 +404,17 @@ def raise_fd_limit() -> None:
             log.debug("could not raise the fd limit from %s to %s: %s", soft, hard, exc)
             return
     log.debug("fd limit: %s", hard)
+
+
+def _lock(path: Path) -> int:
+    """acquire_lock, with the file named when the file system refuses it: writing the pid on
+    a full disk said only "cannot start: No space left on device", not where."""
+    try:
+        return acquire_lock(path)
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
 
 
 async def serve(config: Config) -> int:
