@@ -36,6 +36,9 @@ class _Handler(WSGIRequestHandler):
 class BoundedServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a scrape under way never holds up the daemon's exit
     max_connections = MAX_CONNECTIONS
+    # socketserver's 5 made a burst of connections wait for SYN retries (1 s, 3 s, ...)
+    # before even being turned away.
+    request_queue_size = 64
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._slots = threading.BoundedSemaphore(self.max_connections)
