@@ -129,6 +129,25 @@ def attempt_text(conn: Connection | Part, now: float) -> str:
     return f"{step} ({n}{_attempt_age(conn, now)})"
 
 
+def kept_health(health: Health | None) -> Health | None:
+    """What of a plugin's live health still holds once the daemon is away: the round trip the
+    last heartbeat measured, as last known. An overdue ACK's age counts on a live link only."""
+    if health is None or health.latency_ms is None:
+        return None
+    return Health(latency_ms=health.latency_ms)
+
+
+def _latency_words(conn: Connection, health: Health | None, *, stale: bool) -> str:
+    """ " · 12 ms", or nothing. ``stale`` (the daemon away): a figure with no live health
+    behind it is the one measured when the link came up, and says so (" · 12 ms at connect")
+    beside the last heartbeat's, which needs no label."""
+    latency = _latency(conn, health)
+    if latency is None:
+        return ""
+    measured = health is not None and health.latency_ms is not None
+    return f" · {latency:.0f} ms" + (" at connect" if stale and not measured else "")
+
+
 def _retry(conn: Connection, now: float, *, brief: bool = False) -> str | None:
     """ "retrying in 12 s · attempt 3" while a retry is scheduled, the attempt under way once
     it has begun ("connecting to the gateway (attempt 3, 4 s)"); ``brief``: "retry in 12 s
@@ -204,15 +223,17 @@ def _recent_drop(conn: Connection, now: float) -> str | None:
     return f"reconnected {ago(now - conn.since)} after a {drop_span(conn.drop_ms)} drop"
 
 
-def headline(conn: Connection | None, now: float, health: Health | None = None) -> str:
-    """The indicator's first line: a glyph and words (never colour alone)."""
+def headline(
+    conn: Connection | None, now: float, health: Health | None = None, *, stale: bool = False
+) -> str:
+    """The indicator's first line: a glyph and words (never colour alone). ``stale``: the
+    daemon is away, ``health`` is what was last heard (``kept_health``)."""
     if conn is None:
         return f"{UNKNOWN_GLYPH} No connection reported yet"
     g = glyph(conn.state)
     if conn.state == "connected":
         text = f"{g} Connected as {conn.username}" if conn.username else f"{g} Connected"
-        latency = _latency(conn, health)
-        return text + (f" · {latency:.0f} ms" if latency is not None else "")
+        return text + _latency_words(conn, health, stale=stale)
     if conn.state == "connecting":
         text = f"{g} Connecting"
         if conn.reason:
@@ -238,11 +259,16 @@ def last_known(headline_text: str) -> str:
 
 
 def long(
-    conn: Connection | None, now: float, tz: dt.tzinfo | None, health: Health | None = None
+    conn: Connection | None,
+    now: float,
+    tz: dt.tzinfo | None,
+    health: Health | None = None,
+    *,
+    stale: bool = False,
 ) -> list[str]:
     """The indicator: headline, then what else is true now (the cause, a heartbeat warning, a
-    recent drop), then since when."""
-    lines = [headline(conn, now, health)]
+    recent drop), then since when. ``stale``: as ``headline``'s."""
+    lines = [headline(conn, now, health, stale=stale)]
     if conn is None:
         return lines
     if conn.state == "disconnected" and conn.reason:
