@@ -53,6 +53,7 @@ _LOGIN_TIMEOUT = 15.0
 _BANNED_WAIT = 900.0
 
 _T = TypeVar("_T")
+STATUS_TEXT_MAX = 128  # characters in a bot activity's name (the status text)
 
 
 class _Bot(discord.Client):
@@ -130,7 +131,11 @@ class DiscordPlugin(Plugin):
             "string",
             label="Status text",
             default="",
-            description="Shown under the bot's name as 'Playing …'; empty for none. Live.",
+            # Discord's bound on an activity's name (JDA's MAX_ACTIVITY_NAME_LENGTH, and what
+            # bots such as Red cap it at): a longer one is not shown.
+            max_length=STATUS_TEXT_MAX,
+            description="Shown under the bot's name as 'Playing …'; empty for none; at most "
+            f"{STATUS_TEXT_MAX} characters (Discord's limit). Live.",
         ),
         SettingField(
             "members_intent",
