@@ -101,7 +101,7 @@ async def test_a_hung_attempt_is_said_with_its_age_in_every_client(
 ) -> None:
     cfg = cfg_for(config, emulator)
     await start_daemon(plugins={"discord": Hanging}, cfg=cfg)
-    w = await watcher(cfg)
+    w = await watcher(cfg, attempts=True)
     assert (await w.state("connected"))["username"] == BOT
     app = make_app(cfg)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -161,7 +161,7 @@ async def test_an_abandoned_handshake_says_the_gateway_did_not_answer_within_the
     minute or none), and its reason says where the gateway stopped answering."""
     cfg = cfg_for(config, emulator)
     await start_daemon(plugins={"discord": Abandoning}, cfg=cfg)
-    w = await watcher(cfg)
+    w = await watcher(cfg, attempts=True)
     await w.state("connected")
     with emulator.frozen():
         await w.until(lambda d: d.get("reason") == "no heartbeat acknowledged")
