@@ -787,8 +787,10 @@ class DiscordPlugin(Plugin):
             if not task.done():
                 task.cancel()
                 await asyncio.wait({task})
-                if not task.cancelled():
-                    task.exception()  # retrieved: the attempt was abandoned, its end is moot
+            if not task.cancelled():
+                # Retrieved also when this was cancelled just as the attempt failed: an
+                # abandoned attempt's end is moot, and asyncio would log it as never retrieved.
+                task.exception()
 
     async def _attempting(
         self, ctx: PluginContext, shard: _Shard, step: str, started: float
