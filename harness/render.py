@@ -121,10 +121,14 @@ def _attempt_age(conn: Connection | Part, now: float) -> str:
     return span(now - (conn.attempt_started or now))
 
 
-def attempt_text(conn: Connection | Part, now: float) -> str:
+def attempt_text(conn: Connection | Part, now: float, *, stale: bool = False) -> str:
     """The attempt under way: "connecting to the gateway (attempt 6, 4 s)", the age counting
-    up from its start."""
+    up from its start. ``stale`` (the daemon away): no age, "connecting to the gateway
+    (attempt 6)": nobody reports the attempt, which has ended one way or another since (a
+    handshake times out), so an age still counting up would say what cannot be true."""
     step = conn.attempt_step or "attempting to connect"
+    if stale:
+        return f"{step} (attempt {conn.attempt})" if conn.attempt else step
     n = f"attempt {conn.attempt}, " if conn.attempt else ""
     return f"{step} ({n}{_attempt_age(conn, now)})"
 
@@ -148,12 +152,12 @@ def _latency_words(conn: Connection, health: Health | None, *, stale: bool) -> s
     return f" · {latency:.0f} ms" + (" at connect" if stale and not measured else "")
 
 
-def _retry(conn: Connection, now: float, *, brief: bool = False) -> str | None:
+def _retry(conn: Connection, now: float, *, brief: bool = False, stale: bool = False) -> str | None:
     """ "retrying in 12 s · attempt 3" while a retry is scheduled, the attempt under way once
     it has begun ("connecting to the gateway (attempt 3, 4 s)"); ``brief``: "retry in 12 s
     · attempt 3", for a narrow table."""
     if under_way(conn):
-        return attempt_text(conn, now)
+        return attempt_text(conn, now, stale=stale)
     if conn.retry_at is None:
         return f"attempt {conn.attempt}" if conn.attempt else None
     left = conn.retry_at - now
@@ -238,10 +242,11 @@ def headline(
         text = f"{g} Connecting"
         if conn.reason:
             text += f": {conn.reason}"
-        retry = _retry(conn, now) if conn.retry_at is not None or under_way(conn) else None
+        waiting = conn.retry_at is not None or under_way(conn)
+        retry = _retry(conn, now, stale=stale) if waiting else None
         return text + (f" · {retry}" if retry else "…" if not conn.reason else "")
     if conn.state == "disconnected":
-        retry = _retry(conn, now)
+        retry = _retry(conn, now, stale=stale)
         return f"{g} Disconnected — {retry}" if retry else f"{g} Disconnected"
     if conn.state == "error":
         return f"{g} Error: {conn.reason or 'unknown'}"
@@ -414,10 +419,16 @@ def line(
 
 
 def next_change(
-    conn: Connection | None, now: float, health: Health | None = None, *, short_form: bool = False
+    conn: Connection | None,
+    now: float,
+    health: Health | None = None,
+    *,
+    short_form: bool = False,
+    stale: bool = False,
 ) -> float | None:
     """Seconds until ``long`` (or ``short``) would read differently with no new event (a
-    countdown ticking, an age crossing a unit, a recent drop fading); None if it is final."""
+    countdown ticking, an age crossing a unit, a recent drop fading); None if it is final.
+    ``stale``: as ``long``'s (an attempt under way has no age then)."""
     if conn is None:
         return None
     times: list[float] = []
@@ -429,7 +440,7 @@ def next_change(
                 times.append(fade)
     if conn.retry_at is not None and conn.retry_at > now:
         times.append(_countdown_change(conn.retry_at - now))
-    if under_way(conn) and conn.state in ("disconnected", "connecting"):
+    if under_way(conn) and conn.state in ("disconnected", "connecting") and not stale:
         times.append(_attempt_change(conn, now))
     overdue = _overdue_since(conn, health)
     if overdue is not None:
