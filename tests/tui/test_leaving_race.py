@@ -49,6 +49,8 @@ def test_done_racing_the_forced_deadline_still_has_the_restore_written(
         finishing.start()
         racing.set()
         assert decided.wait(HANG_GUARD)
+        if leave._go.is_set():  # done() told the writer to end: let it take that in first
+            leave._writer.join(HANG_GUARD)
         restore()
 
     leave._restore = restore_after_done_decided  # type: ignore[method-assign]
