@@ -49,7 +49,15 @@ class SilenceDialog(ModalScreen[tuple[str, str, str] | None]):
     }
     """
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="silence.cancel")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="silence.cancel"),
+        # Textual's own Tab (the Screen's) is looked at only after the key went to the field
+        # and bubbled back to the app: keys typed right behind it (one burst: tmux send-keys,
+        # a slow machine catching up) had gone to the old field by then. A priority binding
+        # moves the focus before the next key is handed to anyone.
+        Binding("tab", "app.focus_next", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", show=False, priority=True),
+    ]
 
     def __init__(self, plugin: str = "") -> None:
         super().__init__()
