@@ -162,8 +162,11 @@ class SettingsScreen(Screen[None]):
         self._update_form(state.info)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("save", "toggle_enabled") and not self.harness.link.online:
-            return None  # shown greyed out in the footer: nothing to send them to
+        if action in ("save", "toggle_enabled"):
+            if self.harness.target.read_only:
+                return False  # a read-only context refuses them: not offered in the footer
+            if not self.harness.link.online:
+                return None  # shown greyed out in the footer: nothing to send them to
         return True
 
     def _on_link(self, link: LinkState) -> None:
@@ -177,13 +180,16 @@ class SettingsScreen(Screen[None]):
 
     def _update_form(self, info: PluginInfo | None) -> None:
         link = self.harness.link
-        read_only = not link.online
+        offline = not link.online
+        # A read-only context refuses saving and enable/disable: nothing here offers them.
+        refused = self.harness.target.read_only
+        read_only = offline or refused
         note = self.query_one("#form-note", Static)
         for button in self.query("#actions Button"):
             button.disabled = read_only or info is None
         self.query_one("#actions").display = info is not None
         if info is None:
-            if read_only:
+            if offline:
                 note.update(
                     "The daemon is offline and this session has not seen this plugin's "
                     "settings schema yet; the form appears once the daemon is reachable."
@@ -204,8 +210,13 @@ class SettingsScreen(Screen[None]):
             self.form.set_read_only(read_only)
             if not self.form.dirty and info.settings != self.form.values:
                 self.form.load(info.settings)  # changed elsewhere; no edit here to lose
-        if read_only:
+        if offline:
             note.update(f"Read-only: the daemon is {_away(link)}. Values are the last ones seen.")
+        elif refused:
+            note.update(
+                f"Read-only: context {self.harness.target.name!r} refuses saving and"
+                " enable/disable (read_only = true)."
+            )
         elif not info.schema:
             note.update("This plugin has no settings.")
         else:
