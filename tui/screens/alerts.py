@@ -100,6 +100,11 @@ class SilenceDialog(ModalScreen[tuple[str, str, str] | None]):
 
 
 class AlertsScreen(Screen[None]):
+    @staticmethod
+    def short_descriptions() -> dict[str, str]:
+        """Shorter words for the footer when the full ones do not fit (tui/widgets/footer.py)."""
+        return {"alerts.end_silence": "Unsilence", "alerts.refresh": "Reload"}
+
     DEFAULT_CSS = """
     #alerts-summary {
         height: auto;

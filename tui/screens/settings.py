@@ -159,7 +159,16 @@ class SettingsScreen(Screen[None]):
         title.update(f"{head}\n{state.description}" if state.description else head)
         toggle = self.query_one("#toggle", Button)
         toggle.label = "Disable (ctrl+t)" if state.enabled else "Enable (ctrl+t)"
+        self.refresh_bindings()  # the footer's shorter word for ctrl+t follows
         self._update_form(state.info)
+
+    def short_descriptions(self) -> dict[str, str]:
+        """Shorter words for the footer when the full ones do not fit (tui/widgets/footer.py):
+        what ctrl+t does now."""
+        state = self.state
+        if state is None:
+            return {}
+        return {"settings.toggle": "Disable" if state.enabled else "Enable"}
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("save", "toggle_enabled"):
