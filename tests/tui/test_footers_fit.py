@@ -5,13 +5,27 @@ the keys to other screens (and the demo's, which the header names) give way."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from textual.pilot import Pilot
 
 from harness.config import Config
 from tests.tui.conftest import make_app, screen_text, until
 from tui.widgets.footer import KeysFooter, _key_width, _palette_width
 
 SCREENS = ("plugins", "events", "alerts", "fleet", "settings")
+
+
+async def drawn_footer(pilot: Pilot[Any], name: str) -> KeysFooter:
+    """The footer of screen ``name`` once it has drawn its keys."""
+    app = pilot.app
+    await until(pilot, lambda: type(app.screen).__name__.lower().startswith(name))
+    await until(pilot, lambda: bool(app.screen.query(KeysFooter)))
+    footer = app.screen.query_one(KeysFooter)
+    await until(pilot, lambda: footer._shown is not None)
+    await pilot.pause()
+    return footer
 
 
 @pytest.mark.parametrize("demo", [False, True], ids=["plain", "demo"])
@@ -26,11 +40,7 @@ async def test_every_screens_footer_fits(config: Config, size: tuple[int, int], 
                 app.action_show_fleet()
             else:
                 getattr(app, f"action_show_{name}")()
-            await until(pilot, lambda: type(app.screen).__name__.lower().startswith(name))
-            await until(pilot, lambda: bool(app.screen.query(KeysFooter)))
-            footer = app.screen.query_one(KeysFooter)
-            await until(pilot, lambda: footer._shown is not None)
-            await pilot.pause()
+            footer = await drawn_footer(pilot, name)
             line = screen_text(app).splitlines()[-1]
             shown = footer._shown
             assert shown is not None and shown.palette is not None

@@ -50,7 +50,7 @@ async def test_a_terminal_closed_without_a_sighup_ends_the_monitor(state_dir: Pa
         stderr=slave,
         cwd=REPO_ROOT,
         env=env,
-        start_new_session=True,  # a session of its own, for the leader to take the pty as its terminal
+        start_new_session=True,  # a session of its own: the leader takes the pty as its terminal
     )
     os.close(slave)
     terminal = Terminal(master)
