@@ -37,7 +37,7 @@ async def test_a_read_only_context_offers_no_save_or_toggle(
 
         note = screen.query_one("#form-note", Static)
         if read_only:
-            await until(pilot, lambda: "refuses" in str(note.render()))
+            await until(pilot, lambda: "refused" in str(note.render()))
             keys = {key.display for key in footer._keys().keys}
             assert "^s" not in keys and "^t" not in keys
             assert "^s" not in shown() and "^t" not in shown()

@@ -222,10 +222,8 @@ class SettingsScreen(Screen[None]):
         if offline:
             note.update(f"Read-only: the daemon is {_away(link)}. Values are the last ones seen.")
         elif refused:
-            note.update(
-                f"Read-only: context {self.harness.target.name!r} refuses saving and"
-                " enable/disable (read_only = true)."
-            )
+            name = self.harness.target.name
+            note.update(f"Read-only context {name!r}: saving and enable/disable are refused.")
         elif not info.schema:
             note.update("This plugin has no settings.")
         else:
