@@ -7,11 +7,14 @@ posts them: all at once."""
 
 from __future__ import annotations
 
+import msgspec
 from textual import events
 from textual.widgets import Input
 
 from harness.config import Config
-from tests.tui.conftest import make_app, until
+from tests.conftest import StartDaemon
+from tests.sample_plugins import Echo
+from tests.tui.conftest import make_app, open_settings, until
 from tui.screens.alerts import SilenceDialog
 
 
@@ -37,3 +40,25 @@ async def test_a_burst_with_tabs_fills_each_field_in_turn(config: Config) -> Non
         await until(pilot, lambda: sum(len(field.value) for field in fields) >= 11)
         await until(pilot, lambda: app.focused is duration)  # back a field (shift+tab)
         assert (plugin.value, duration.value, reason.value) == ("abc", "2h", "deploy")
+
+
+async def test_a_burst_with_a_tab_on_the_settings_form(
+    start_daemon: StartDaemon, config: Config
+) -> None:
+    """The same on the settings form: the characters after Tab belong to the next field."""
+    cfg = msgspec.structs.replace(config, plugins={"echo": {"token": "burst-t0ken"}})
+    await start_daemon(plugins={"echo": Echo}, cfg=cfg)
+    app = make_app(cfg)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.link.online and "echo" in app.plugins)
+        screen = await open_settings(pilot, "echo")
+        await until(pilot, lambda: screen.form is not None and screen.form.ready)
+        prefix = screen.query_one("#field-prefix #control", Input)
+        retries = screen.query_one("#field-retries #control", Input)
+        prefix.focus()
+        await until(pilot, lambda: app.focused is prefix)
+        prefix.value, retries.value = "", ""
+        burst(app, *"Ab", "tab", *"7")
+        await until(pilot, lambda: len(prefix.value) + len(retries.value) >= 3)
+        await until(pilot, lambda: app.focused is retries)
+        assert (prefix.value, retries.value) == ("Ab", "7")

@@ -17,6 +17,7 @@ from textual.widgets import Button, DataTable, Input, Label, Static
 
 from harness.alerts.rules import format_duration as _seconds
 from harness.client import ClientError, DaemonUnavailable
+from tui.focus_keys import FOCUS_KEYS
 from tui.state import EventBatch
 from tui.widgets.footer import KeysFooter
 from tui.widgets.link_status import LinkStatus
@@ -51,12 +52,7 @@ class SilenceDialog(ModalScreen[tuple[str, str, str] | None]):
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="silence.cancel"),
-        # Textual's own Tab (the Screen's) is looked at only after the key went to the field
-        # and bubbled back to the app: keys typed right behind it (one burst: tmux send-keys,
-        # a slow machine catching up) had gone to the old field by then. A priority binding
-        # moves the focus before the next key is handed to anyone.
-        Binding("tab", "app.focus_next", show=False, priority=True),
-        Binding("shift+tab", "app.focus_previous", show=False, priority=True),
+        *FOCUS_KEYS,  # keys typed in one burst land in the field they were typed for
     ]
 
     def __init__(self, plugin: str = "") -> None:

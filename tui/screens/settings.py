@@ -22,6 +22,7 @@ from harness import render
 from harness.client import ClientError, DaemonUnavailable
 from harness.protocol import E_INVALID_SETTINGS, PluginInfo, to_connection
 from harness.settings_saved import really_changed, unchanged_message
+from tui.focus_keys import FOCUS_KEYS
 from tui.screens.confirm import ConfirmScreen
 from tui.state import LinkState, PluginState
 from tui.widgets.connection_status import ConnectionStatus
@@ -79,6 +80,7 @@ class SettingsScreen(Screen[None]):
         Binding("escape", "back", "Back", id="settings.back"),
         Binding("ctrl+s", "save", "Save", id="settings.save"),
         Binding("ctrl+t", "toggle_enabled", "Enable/Disable", id="settings.toggle"),
+        *FOCUS_KEYS,  # keys typed in one burst land in the field they were typed for
     ]
 
     def __init__(self, plugin: str) -> None:
