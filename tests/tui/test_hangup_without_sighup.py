@@ -15,6 +15,8 @@ import sys
 import termios
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import HANG_GUARD, REPO_ROOT, subprocess_env, write_config
 from tests.tui.test_wedged_exit import Terminal
 
@@ -30,21 +32,44 @@ sys.exit(child.wait())
 """
 
 
-async def test_a_terminal_closed_without_a_sighup_ends_the_monitor(state_dir: Path) -> None:
+def processes_using(directory: Path) -> list[int]:
+    """pids of the other processes with ``directory`` on their command line or a file in it
+    open (the demo's daemon has its config there, its gateway its log)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            named = str(directory).encode() in (entry / "cmdline").read_bytes()
+            held = any(
+                os.readlink(fd).startswith(str(directory)) for fd in (entry / "fd").iterdir()
+            )
+        except OSError:  # gone meanwhile, or not ours to look at
+            continue
+        if named or held:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("program", ["harness-tui", "harness demo"])
+async def test_a_terminal_closed_without_a_sighup_ends_the_monitor(
+    state_dir: Path, program: str
+) -> None:
     leader = state_dir / "leader.py"
     leader.write_text(LEADER)
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    # The demo makes its state directory (its daemon's config, socket, database) in TMPDIR.
     env = subprocess_env(state_dir, TERM="xterm-256color", TMPDIR=str(state_dir))
-    config = write_config(state_dir)  # no daemon: the monitor opens all the same
+    if program == "harness demo":
+        argv = ("-m", "harness", "demo", "--flap-every", "0")
+    else:  # no daemon: the monitor opens all the same
+        argv = ("-m", "tui.app", "--config", str(write_config(state_dir)))
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(leader),
         sys.executable,
-        "-m",
-        "tui.app",
-        "--config",
-        str(config),
+        *argv,
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -69,3 +94,7 @@ async def test_a_terminal_closed_without_a_sighup_ends_the_monitor(state_dir: Pa
             await proc.wait()
     # The monitor's own status, passed on by the leader: it left as a SIGHUP makes it leave.
     assert rc == 128 + signal.SIGHUP
+    # The demo cleaned up after itself: its state directory is gone, and so are its daemon
+    # and gateway.
+    assert not list(state_dir.glob("harness-demo-*"))
+    assert not processes_using(state_dir)
