@@ -136,7 +136,7 @@ class LinkStatus(Widget):
         status = self.status_text()
         if self.link_gist() is not None:
             # Why the link failed is read whole, or not at all: the breadcrumb's extras give
-            # way first, then the why (the tooltip keeps ssh's whole sentence).
+            # way first, then "· retrying", then the why (the tooltip keeps ssh's sentence).
             width = self.size.width
             if left.cell_len + 1 + len(status) > width:
                 left = Text.assemble(("harness", "bold"), " > ", self.where)
