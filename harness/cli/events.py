@@ -152,8 +152,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 
     def show(line: bytes, event: Any) -> None:
         if args.json:
-            out.write(line)
-            out.write(b"\n")
+            out.write(line + b"\n")
             return
         event = event or decode(line)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.ts))
@@ -161,18 +160,19 @@ def cmd_events(args: argparse.Namespace) -> int:
         out.write(text.encode())
 
     def body(conn: Any) -> int:
-        head = conn.welcome["seq"]
         if since is None:
-            start = max(0, head - args.scan)
+            # The newest --scan events: the head seq comes with the welcome (a round trip
+            # before the subscribe, which --since does not wait for).
+            start = max(0, conn.welcome["seq"] - args.scan)
         elif since.seq is not None:
             start = since.seq
         else:
             start = 0  # the stream is addressed by seq: replay all, keep those after the time
         doing = ["replaying"]
         # Replaying or following, a frozen daemon is said on stderr and waited for (a ping's
-        # answer is a frame like any other: skipped below).
-        conn.keepalive(_pinger(conn.path, doing))
-        conn.subscribe(patterns, since=start)
+        # answer is a frame like any other: skipped below). The pinger is made while the
+        # daemon starts the replay.
+        conn.subscribe(patterns, since=start, keepalive=lambda: _pinger(conn.path, doing))
         # Output is flushed whenever we would wait for the daemon: frames show as they come.
         lines = conn.lines(before_wait=out.flush)
         # With --since each replayed event is printed as it arrives (constant memory);
@@ -198,8 +198,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 
         for line in replay():
             if passthrough and line.startswith(EVENT_PREFIX):
-                write(line)
-                write(b"\n")
+                write(line + b"\n")  # one write: stdout may be unbuffered (python -u)
                 continue
             kind = kind_of(line)
             if kind == "replayed":
