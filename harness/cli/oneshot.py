@@ -382,11 +382,10 @@ class Connection:
             # A block with another frame in it: the event lines before that frame in one
             # write, the rest left for lines().
             *lines, _ = data[:end].split(b"\n")
-            for at, line in enumerate(lines):
-                if line and not line.startswith(prefix):
-                    break
-            else:
-                at = len(lines)
+            at = next(
+                (i for i, line in enumerate(lines) if line and not line.startswith(prefix)),
+                len(lines),
+            )
             if events := [line for line in lines[:at] if line]:
                 events.append(b"")
                 write(b"\n".join(events))
