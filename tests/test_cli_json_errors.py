@@ -9,11 +9,14 @@ import asyncio
 import json
 import os
 import signal
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 from harness import liveness
+from tests import stored_history
 from tests.conftest import HANG_GUARD, SpawnDaemon, run_cli, subprocess_env, write_config
 from tests.test_cli_liveness import cli, stopped
 
@@ -131,3 +134,34 @@ async def test_follow_ended_by_a_crash_says_the_since_to_resume_from(
     again = f"harness --socket {socket} events --since {last} -f" + (" --json" if as_json else "")
     assert again in err_text, err_text
     assert "Traceback" not in err_text
+
+
+async def test_a_json_replay_is_the_daemons_lines_byte_for_byte(
+    spawn_daemon: SpawnDaemon, state_dir: Path
+) -> None:
+    """`events --since 0 --json` passes the event lines on as received, in blocks (issue 10):
+    its stdout is exactly what a plain stdlib client (the benchmark's baseline) passes on."""
+    from harness.bench.cli import STDLIB_EVENTS
+
+    last = await stored_history.seed(
+        state_dir / "state" / "state.db", stored_history.padded(3000, 300)
+    )
+    await spawn_daemon(write_config(state_dir))
+    socket = str(state_dir / "run" / "harness.sock")
+    env = subprocess_env(state_dir)
+    harness = await run_cli("--socket", socket, "events", "--since", "0", "--json", env=env)
+    assert harness.rc == 0, harness.err
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        textwrap.dedent(STDLIB_EVENTS),
+        socket,
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    async with asyncio.timeout(HANG_GUARD):
+        plain, _ = await proc.communicate()
+    assert proc.returncode == 0
+    # The replay ends where the stored history and the daemon's own start events end.
+    assert f'"seq":{last},'.encode() in plain
+    assert harness.out.encode() == plain
