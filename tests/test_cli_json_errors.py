@@ -165,3 +165,28 @@ async def test_a_json_replay_is_the_daemons_lines_byte_for_byte(
     # The replay ends where the stored history and the daemon's own start events end.
     assert f'"seq":{last},'.encode() in plain
     assert harness.out.encode() == plain
+
+
+async def test_pipes_and_bad_values_found_in_a_pass_over_every_command(
+    spawn_daemon: SpawnDaemon, state_dir: Path
+) -> None:
+    """`plugins list | head -1` read an empty line (the table began with one, meant to set it
+    apart under `status`'s lines); `alerts history --limit 0` was sent, refused by the daemon
+    with msgspec's words, exit 1 (a usage error: 2); a silence too long was refused as "at
+    most 2.592e+06 s"."""
+    await spawn_daemon(write_config(state_dir))
+    env = subprocess_env(state_dir)
+    socket = ("--socket", str(state_dir / "run" / "harness.sock"))
+    listed = await run_cli(*socket, "plugins", "list", env=env)
+    assert listed.rc == 0 and listed.out.splitlines()[0].startswith("PLUGIN"), listed
+    status = await run_cli(*socket, "status", env=env)
+    assert status.rc == 0 and "\n\nPLUGIN " in status.out, status  # still apart there
+
+    for bad in ("0", "1001", "x"):
+        limit = await run_cli(*socket, "alerts", "history", "--limit", bad, env=env)
+        assert limit.rc == 2, limit
+        assert "--limit" in limit.err, limit
+        assert "1 to 1000" in limit.err or bad == "x", limit
+
+    long = await run_cli(*socket, "silence", "add", "discord", "40d", env=env)
+    assert long.rc == 1 and "at most 30 days" in long.err, long

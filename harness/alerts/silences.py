@@ -62,7 +62,9 @@ class Silences:
         if not plugin or len(plugin) > 100:
             raise ValueError("plugin: expected a plugin name or glob of 1 to 100 characters")
         if not 0 < duration <= MAX_SILENCE:
-            raise ValueError(f"duration: expected more than 0 and at most {MAX_SILENCE:g} s")
+            raise ValueError(
+                f"duration: expected more than 0 and at most {MAX_SILENCE / 86400:g} days"
+            )
         if len(reason) > MAX_REASON:
             raise ValueError(f"reason: at most {MAX_REASON} characters")
         now = time.time()

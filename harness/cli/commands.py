@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 from harness.cli import quick_parse
-from harness.cli.common import count
+from harness.cli.common import count, history_limit
 
 # typing and collections.abc only for the type checker: a one-shot command pays for each import.
 TYPE_CHECKING = False
@@ -276,7 +276,12 @@ COMMANDS: tuple[Command, ...] = (
                 "history",
                 help="notifications, newest first",
                 args=(
-                    Arg("--limit", type=int, default=30, help="how many (1-1000, default 30)"),
+                    Arg(
+                        "--limit",
+                        type=history_limit,
+                        default=30,
+                        help="how many (1-1000, default 30)",
+                    ),
                     Arg("--target", help="only this target's"),
                     _JSON_AFTER,
                 ),

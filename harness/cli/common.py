@@ -77,6 +77,15 @@ def count(text: str) -> int:
     return value
 
 
+def history_limit(text: str) -> int:
+    """argparse type of ``alerts history --limit``: 1 to 1000, as the daemon accepts (said
+    as a usage error, exit 2, not the daemon's refusal of a request, exit 1)."""
+    value = count(text)
+    if not 1 <= value <= 1000:
+        raise _type_error(f"expected 1 to 1000, got {value}")
+    return value
+
+
 def seq(text: str) -> int:
     """argparse type: an event seq, 0 .. 2**63-1 (what the daemon accepts as ``since``)."""
     value = count(text)
