@@ -36,7 +36,7 @@ def fail(
 ) -> int:
     """Say a failure and return ``exit_code``: in words on stderr (``message``, then
     ``hint``: what to do), and, with ``--json``, also on stdout as one line, so that a
-    consumer in a pipe reads why instead of nothing (docs/cli.md, "Errors with --json"):
+    consumer in a pipe reads why instead of nothing (docs/operations.md, "Errors with --json"):
     ``{"error": {"code": ..., "message": ..., "exit_code": ..., "details"?: {...}}}``.
     ``words``: what stderr says instead of ``message`` + ``hint``.
 
