@@ -190,3 +190,14 @@ async def test_pipes_and_bad_values_found_in_a_pass_over_every_command(
 
     long = await run_cli(*socket, "silence", "add", "discord", "40d", env=env)
     assert long.rc == 1 and "at most 30 days" in long.err, long
+
+
+def test_the_resume_point_is_the_last_lines_own_seq() -> None:
+    """An event's data may hold an object that looks like an event line's start: the seq
+    to resume from is the last line's own, read at the line's start."""
+    from harness.cli.events import last_seq
+
+    nested = b'{"type":"event","seq":13,"data":{"x":{"type":"event","seq":99}}}'
+    assert last_seq(b'{"type":"event","seq":12,"data":{}}\n' + nested + b"\n") == 13
+    assert last_seq(nested) == 13  # one line as shown, without its newline
+    assert last_seq(b"") is None and last_seq(b'{"type":"ack","id":1}\n') is None

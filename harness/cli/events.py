@@ -268,11 +268,13 @@ _SEQ_AT = EVENT_PREFIX + b',"seq":'
 
 def last_seq(written: bytes) -> int | None:
     """The seq of the last event line in ``written`` (lines as the daemon sends them: the
-    seq right after the type), or None."""
-    at = written.rfind(_SEQ_AT)
-    if at < 0:
+    seq right after the type; the line's start, since an event's data may hold the same
+    bytes), or None."""
+    end = len(written.rstrip(b"\n"))
+    line = written[written.rfind(b"\n", 0, end) + 1 : end]
+    if not line.startswith(_SEQ_AT):
         return None
-    digits = written[at + len(_SEQ_AT) : at + len(_SEQ_AT) + 20].split(b",", 1)[0]
+    digits = line[len(_SEQ_AT) : len(_SEQ_AT) + 20].split(b",", 1)[0]
     return int(digits) if digits.isdigit() else None
 
 
