@@ -271,9 +271,16 @@ def _report(daemon: ServerProcess, py: str, env: dict[str, str], runs: int, even
     for argv in clients.values():
         warm(argv, env)
     samples: dict[str, list[tuple[float, float, float]]] = {k: [] for k in clients}
-    for _ in range(max(3, runs // 3)):  # interleaved
-        for label, argv in clients.items():
-            samples[label].append(timed(argv, env))
+    order = list(clients)
+    # Interleaved, each round starting with the next client (in a fixed order harness always
+    # ran right after the baseline). No carry-over was found (the daemon spends no CPU in the
+    # second after a replay's client leaves); the rotation only rules it out. Nine rounds,
+    # not five: the time is mostly the daemon's (about 300 ms of its CPU per replay here),
+    # which swings with the machine's load.
+    for round_ in range(max(3, runs * 3 // 5)):
+        turn = round_ % len(order)
+        for label in order[turn:] + order[:turn]:
+            samples[label].append(timed(clients[label], env))
 
     def figure(label: str, index: int) -> float:
         return median([s[index] for s in samples[label]])
