@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from harness.cli.common import EXIT_OK, EXIT_USAGE, err, print_json
+from harness.cli.common import EXIT_OK, EXIT_USAGE, fail, print_json
 
 # Where a value came from, in the words of `harness config` ("state": chosen with
 # `harness context use`, kept in the user state directory).
@@ -116,8 +116,13 @@ def cmd_config(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as exc:
         # The same --config, or `harness config` would check another file than the one named.
         again = "harness config" + (f" --config {args.config}" if args.config else "")
-        err(f"{exc}\n  fix the file, then check again: {again}")
-        return EXIT_USAGE
+        return fail(
+            args,
+            EXIT_USAGE,
+            "config",
+            str(exc),
+            hint=f"\n  fix the file, then check again: {again}",
+        )
     if args.json:
         print_json(report)
         return EXIT_OK
