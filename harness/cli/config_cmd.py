@@ -46,6 +46,33 @@ def explain(
         for key, value in msgspec.to_builtins(getattr(cfg, section)).items():
             put(f"{section}.{key}", value, FILE if key in table else DEFAULT)
 
+    # [alerts]: a target's URL and the heartbeat URL hold the receiver's token, so they are
+    # shown as `harness alerts` shows them (scheme and server name only), never whole.
+    alerts_raw = raw.get("alerts") or {}
+    alerts = cfg.alerts
+    for key, value in msgspec.to_builtins(alerts).items():
+        if key in ("targets", "rules"):
+            continue
+        if key == "heartbeat_url" and value:
+            from urllib.parse import urlsplit
+
+            split = urlsplit(value)
+            value = f"{split.scheme}://{split.hostname or ''}/…"
+        put(f"alerts.{key}", value, FILE if key in alerts_raw else DEFAULT)
+    if alerts.target_urls:
+        from harness.alerts.targets import redact
+
+        for name, url in alerts.target_urls.items():
+            put(f"alerts.targets.{name}", redact(url), FILE)
+    for rule_name, rule in alerts.rules.items():
+        rule_raw = (alerts_raw.get("rules") or {}).get(rule_name) or {}
+        for key, value in msgspec.to_builtins(rule).items():
+            put(
+                f"alerts.rules.{rule_name}.{key}",
+                value,
+                FILE if key in rule_raw else DEFAULT,
+            )
+
     # The two paths everything depends on, resolved, with what decided them.
     if socket_arg:
         put("socket_path", socket_arg, FLAG, "--socket")
