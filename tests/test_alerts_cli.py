@@ -83,7 +83,7 @@ async def test_cli_lists_tests_and_silences_without_showing_a_secret(
     silences = await run_cli("silence", "list", "--json", env=env)
     assert [s["active"] for s in msgspec.json.decode(silences.out)] == [True]
     bad = await run_cli("silence", "add", "manual", "soon", env=env)
-    assert bad.rc == 1 and "duration" in bad.err
+    assert bad.rc == 2 and "duration" in bad.err  # a usage error, before sending
     ended = await run_cli("silence", "end", "1", env=env)
     assert ended.rc == 0 and "ended early" in ended.out
     again = await run_cli("silence", "end", "1", env=env)

@@ -41,6 +41,17 @@ def test_precedence_flag_then_env_then_user_file_then_defaults(
     assert config_mod.locate(flag_file) == (flag_file, "flag")
 
 
+def test_log_level_is_read_in_any_case(state_dir: Path) -> None:
+    path = state_dir / "upper.toml"
+    path.write_text('[daemon]\nlog_level = "DEBUG"\n')
+    assert config_mod.load(path).daemon.log_level == "debug"
+    path.write_text('[daemon]\nlog_level = "LOUD"\n')
+    with pytest.raises(
+        config_mod.ConfigError, match="expected one of debug, error, info, warning, got 'LOUD'"
+    ):
+        config_mod.load(path)
+
+
 def test_metrics_listen_is_checked(state_dir: Path) -> None:
     bad = state_dir / "bad.toml"
     bad.write_text('[metrics]\nlisten = "9464"\n')
@@ -90,6 +101,37 @@ def test_harness_config_says_where_each_value_came_from(
     row = next(line for line in human.splitlines() if line.startswith("daemon.log_level"))
     assert row.split() == ["daemon.log_level", "debug", "file"]
     assert "cfg-Secret-Tok3n" not in human and "(set)" in human
+
+
+def test_harness_config_lists_alerts_with_their_urls_redacted(
+    xdg: Path, state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README and docs/operations.md say `harness config` lists every key: [alerts] was left
+    out. Targets and the heartbeat URL carry the receiver's token, so they are redacted."""
+    user = xdg / "harness" / "config.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text(
+        "[alerts]\n"
+        'targets = {hook = "json://127.0.0.1:19000/hook?token=Hook-Secret-1",'
+        ' tg = "tgram://123456:Tg-Secret-2/987"}\n'
+        'heartbeat_url = "https://hc-ping.com/Beat-Secret-3"\n'
+        'send_timeout = "10s"\n\n'
+        '[alerts.rules.down]\nfor = "30s"\ntargets = ["hook"]\n'
+    )
+    rc, out, _ = harness_cli(capsys, "config", "--json")
+    assert rc == 0
+    values = msgspec.json.decode(out)["values"]
+    assert values["alerts.send_timeout"] == {"value": "10s", "source": "file"}
+    assert values["alerts.retry_max"] == {"value": "5m", "source": "default"}
+    assert values["alerts.targets.hook"] == {"value": "json://127.0.0.1/…", "source": "file"}
+    assert values["alerts.targets.tg"] == {"value": "tgram://…", "source": "file"}
+    assert values["alerts.heartbeat_url"] == {"value": "https://hc-ping.com/…", "source": "file"}
+    assert values["alerts.rules.down.for"] == {"value": "30s", "source": "file"}
+    assert values["alerts.rules.down.send_resolved"] == {"value": True, "source": "default"}
+    rc, human, _ = harness_cli(capsys, "config")
+    assert rc == 0 and "alerts.rules.down.targets" in human
+    for secret in ("Hook-Secret-1", "Tg-Secret-2", "Beat-Secret-3"):
+        assert secret not in out and secret not in human
 
 
 async def test_a_bad_plugin_table_is_refused_before_anything_is_created(

@@ -40,7 +40,7 @@ class Silence(msgspec.Struct, kw_only=True):
         return data
 
 
-def _unprintable(text: str) -> str | None:
+def unprintable(text: str) -> str | None:
     """A reason is shown as it is in terminals (`harness silence list`, `harness alerts`, the
     TUI): an escape sequence in it would be run by the terminal, not shown, and a tab or a
     newline would break the one-line listings. Names the character and where."""
@@ -81,7 +81,7 @@ class Silences:
             )
         if len(reason) > MAX_REASON:
             raise ValueError(f"reason: at most {MAX_REASON} characters")
-        if (problem := _unprintable(reason)) is not None:
+        if (problem := unprintable(reason)) is not None:
             raise ValueError(f"reason: {problem}")
         now = time.time()
         async with self.store.transaction():
