@@ -308,9 +308,15 @@ class ShortPieces(msgspec.Struct, frozen=True):
 
 
 def short_pieces(
-    conn: Connection | None, now: float, tz: dt.tzinfo | None, health: Health | None = None
+    conn: Connection | None,
+    now: float,
+    tz: dt.tzinfo | None,
+    health: Health | None = None,
+    *,
+    stale: bool = False,
 ) -> ShortPieces:
-    """``short``'s text, in pieces."""
+    """``short``'s text, in pieces. ``stale``: the daemon is away (an attempt under way is
+    said without an age, as ``attempt_text`` says why)."""
     if conn is None:
         return ShortPieces(f"{UNKNOWN_GLYPH} no connection reported")
     state = f"{glyph(conn.state)} {state_word(conn.state)}"
@@ -337,10 +343,10 @@ def short_pieces(
         return ShortPieces(
             state,
             since,
-            health=f"{step} ({age})",
+            health=step if stale else f"{step} ({age})",
             note=f"attempt {conn.attempt}" if conn.attempt else "",
             detail=(conn.reason or "") if conn.state == "connecting" else "",
-            brief_health=f"trying {age}",
+            brief_health="trying" if stale else f"trying {age}",
         )
     if conn.state == "disconnected":
         if conn.retry_at is not None or conn.attempt:  # _retry's "retrying in 3 s · attempt 2"

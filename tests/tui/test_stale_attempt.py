@@ -11,7 +11,7 @@ import time
 from harness.config import Config
 from harness.protocol import Event
 from harness.store import Store
-from tests.tui.conftest import make_app, until
+from tests.tui.conftest import make_app, screen_text, until
 from tui.widgets.connection_status import ConnectionStatus
 
 
@@ -68,3 +68,13 @@ def test_a_stale_attempt_books_no_redraw_of_its_own() -> None:
     )
     assert render.next_change(conn, t, short_form=True) is not None  # live: the age ticks
     assert render.next_change(conn, t, short_form=True, stale=True) is None
+
+
+async def test_the_plugins_table_says_a_last_known_attempt_without_an_age(config: Config) -> None:
+    await _killed_mid_attempt(config, time.time() - 3 * 3600)
+    app = make_app(config)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: "connecting to the gateway" in screen_text(app))
+        row = next(line for line in screen_text(app).splitlines() if "echo" in line)
+        # Before: "○ disconnected  since 15:37  connecting to the gateway (4 h)".
+        assert "connecting to the gateway" in row and " h)" not in row, row
