@@ -39,6 +39,14 @@ def why_unreachable(exc: BaseException) -> str:
         return "nothing is listening (the daemon is not running)"
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, OSError) and exc.errno is None and "too long" in str(exc):
+        # Python's own refusal ("AF_UNIX path too long"), before any system call.
+        from harness.preflight import SOCKET_PATH_MAX
+
+        return (
+            f"the path is longer than the {SOCKET_PATH_MAX} bytes a Unix socket path can have, "
+            "so no daemon can listen there; use a shorter --socket PATH (or socket in [daemon])"
+        )
     return str(exc) or type(exc).__name__
 
 
