@@ -500,7 +500,10 @@ async def test_sigterm_records_stopped_and_restart_never_shows_old_connected(
     try:
         await wait_until(lambda: stored_connection(cfg).get("state") == "connected")
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=HANG_GUARD) == 0
+        # Waited for in a thread: the gateway runs on this loop, and a daemon stopping closes
+        # its connection there (blocked, the loop answered no close: each stop took the
+        # plugin's close timeout).
+        assert await asyncio.to_thread(proc.wait, HANG_GUARD) == 0
         assert stored_connection(cfg)["state"] == "stopped"
         assert not cfg.socket_path.exists()
         output = proc.stdout.read().decode() if proc.stdout else ""
@@ -515,7 +518,7 @@ async def test_sigterm_records_stopped_and_restart_never_shows_old_connected(
         )
         before_crash = stored_connection(cfg)["seq"]
         proc.kill()
-        proc.wait(timeout=HANG_GUARD)
+        await asyncio.to_thread(proc.wait, HANG_GUARD)
         assert stored_connection(cfg)["state"] == "connected"  # what a crash leaves behind
         proc = spawn(path)
         await wait_until(
