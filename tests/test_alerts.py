@@ -56,7 +56,7 @@ async def start_manual(start_daemon: StartDaemon, cfg: Config) -> tuple[Daemon, 
     return daemon, Manual.ctx
 
 
-async def received(r: Receiver, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+async def received(r: Receiver, count: int, timeout: float = HANG_GUARD) -> list[dict[str, Any]]:
     await wait_until(lambda: len(r.posts) >= count, timeout)
     return r.posts
 
@@ -425,6 +425,35 @@ async def test_a_firing_held_by_a_silence_is_still_owed_after_a_restart(
     post = (await received(receiver, 1))[0]
     assert post["fields"]["alert"].endswith("#fired-after-silence")
     assert post["fields"]["reason"] == "still broken"
+
+
+async def test_a_reminder_due_just_after_a_silence_ended_sends_the_firing_it_held_back(
+    start_daemon: StartDaemon, config: Config, receiver: Receiver, connect: Connect
+) -> None:
+    # Found through the test above failing under load: `silences.end` awaits the store and the
+    # event before it queues the engine's check that releases held firings, and a reminder
+    # already queued runs first; it went out as "reminder n" of a firing the receiver never
+    # got, and the firing itself never. Here the silence ends without the check being queued
+    # at all, so the next reminder is the one that must release the firing.
+    cfg = alerts_config(
+        config,
+        targets=[receiver.url()],
+        rules={"down": rule(**{"for": 0, "remind_every": "0.1s"})},
+    )
+    daemon, ctx = await start_manual(start_daemon, cfg)
+    client = await connect()
+    await client.subscribe(["alert:fired", "alert:reminder"])
+    silence = await client.request("silences.add", plugin="manual", duration="1h")
+    await ctx.set_connection("error", reason="broken in maintenance")
+    await next_matching(client, lambda e: e.event == "alert:fired")
+    assert daemon.alerts is not None
+    assert await daemon.alerts.silences.end(silence["id"]) is not None
+    posts = await received(receiver, 2)
+    assert posts[0]["fields"]["alert"].endswith("#fired-after-silence")
+    assert posts[0]["fields"]["reason"] == "broken in maintenance"
+    # Later reminders are reminders again, of the firing now sent.
+    assert posts[1]["fields"]["kind"] == "reminder"
+    assert receiver.kinds().count("fired") == 1
 
 
 async def test_notifications_for_a_removed_target_are_kept_as_dropped(

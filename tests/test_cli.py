@@ -398,21 +398,29 @@ async def test_events_follow_prints_live_events_until_interrupted(
 ) -> None:
     assert daemon.bus is not None and daemon.recorder is not None
     head = daemon.bus.published_seq
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "harness",
-        "events",
-        "--follow",
-        "--since",
-        str(head - 1),
-        "--socket",
-        str(config.socket_path),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=REPO_ROOT,
-        env=subprocess_env(state_dir),
-    )
+    # A child inherits an ignored SIGINT (the suite run as a background job, under nohup):
+    # Python then installs no KeyboardInterrupt handler, rightly for a background job, and the
+    # SIGINT below did nothing (seen: a full run in the background failed here after 60 s).
+    # A handler set here is reset to the default in the child.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "harness",
+            "events",
+            "--follow",
+            "--since",
+            str(head - 1),
+            "--socket",
+            str(config.socket_path),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=REPO_ROOT,
+            env=subprocess_env(state_dir),
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         assert proc.stdout is not None and proc.stderr is not None
         backlog = await asyncio.wait_for(proc.stdout.readline(), HANG_GUARD)

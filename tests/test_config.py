@@ -196,9 +196,20 @@ def _paths(state_dir: Path) -> str:
     return f'[daemon]\nsocket = "{state_dir}/run/h.sock"\ndatabase = "{state_dir}/state/state.db"\n'
 
 
-@pytest.mark.parametrize("via", ["option", "env"])
+# Every error through --config; through $HARNESS_CONFIG one per stage (finding the file,
+# reading it, the plugins' checks): either way config_paths.locate names the file and the same
+# code loads and checks it, and each case is a `harness run` process of its own.
+THROUGH_ENV = {"missing file", "invalid toml", "unknown plugin setting"}
+
+
 @pytest.mark.parametrize(
-    ("text", "words"), [(t, w) for _, t, w in RUN_ERRORS], ids=[r[0] for r in RUN_ERRORS]
+    ("text", "words", "via"),
+    [
+        pytest.param(t, w, via, id=f"{name}-{via}")
+        for name, t, w in RUN_ERRORS
+        for via in ("option", "env")
+        if via == "option" or name in THROUGH_ENV
+    ],
 )
 async def test_run_with_a_bad_config_exits_2_with_the_message(
     state_dir: Path, text: str | None, words: list[str], via: str

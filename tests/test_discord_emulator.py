@@ -457,11 +457,11 @@ async def test_client_missing_its_heartbeat_is_closed() -> None:
     ):
         url = f"{gw.gateway_url}?v=10&encoding=json&compress=zlib-stream"
         async with http.ws_connect(url) as ws:
-            hello = await ws.receive(timeout=5)
+            hello = await ws.receive(timeout=HANG_GUARD)
             assert hello.type is aiohttp.WSMsgType.BINARY
             inflate = zlib.decompressobj()
             assert json.loads(inflate.decompress(hello.data))["op"] == 10
-            closed = await ws.receive(timeout=5)
+            closed = await ws.receive(timeout=HANG_GUARD)
             assert closed.type is aiohttp.WSMsgType.CLOSE and closed.data == 4009
         assert gw.compressed_connections == 1
 

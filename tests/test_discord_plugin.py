@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -216,6 +217,32 @@ async def test_zombie_connection_is_closed_and_resumed(
     up = await w.state("connected")
     assert up["username"] == BOT and gateway.resume_count >= 1
     assert stored_connection(cfg) == up
+
+
+async def test_a_close_by_discord_pys_keep_alive_thread_is_named_as_ours(
+    config: Config, gateway: LocalDiscordGateway, start_daemon: Any, watcher: Any
+) -> None:
+    """discord.py's keep-alive thread closes a silent link itself (``ws.close(4000)`` from its
+    thread) when its heartbeat_timeout runs out, racing the supervisor's zombie check. When it
+    won, the cause read was aiohttp's close code: "1006 gateway closed the connection, resuming"
+    for a gateway that had closed nothing (seen with a SIGSTOP'd gateway and three shards)."""
+    cfg = discord_config(config, gateway)
+    daemon, w = await connected(start_daemon, watcher, cfg)
+    assert daemon.orchestrator is not None
+    plugin = daemon.orchestrator._slots["discord"].plugin
+    assert isinstance(plugin, DiscordPlugin)
+    ws = plugin._main.ws
+    assert ws is not None
+    loop = asyncio.get_running_loop()
+    # Exactly what KeepAliveHandler.run does when `_last_recv + heartbeat_timeout` has passed.
+    closing = threading.Thread(
+        target=lambda: asyncio.run_coroutine_threadsafe(ws.close(4000), loop).result(HANG_GUARD)
+    )
+    closing.start()
+    down = await w.state("disconnected")
+    await asyncio.to_thread(closing.join, HANG_GUARD)
+    assert down["reason"] == "no heartbeat acknowledged", down
+    assert (await w.state("connected"))["username"] == BOT
 
 
 async def test_non_resumable_session_identifies_again(
@@ -473,7 +500,10 @@ async def test_sigterm_records_stopped_and_restart_never_shows_old_connected(
     try:
         await wait_until(lambda: stored_connection(cfg).get("state") == "connected")
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=HANG_GUARD) == 0
+        # Waited for in a thread: the gateway runs on this loop, and a daemon stopping closes
+        # its connection there (blocked, the loop answered no close: each stop took the
+        # plugin's close timeout).
+        assert await asyncio.to_thread(proc.wait, HANG_GUARD) == 0
         assert stored_connection(cfg)["state"] == "stopped"
         assert not cfg.socket_path.exists()
         output = proc.stdout.read().decode() if proc.stdout else ""
@@ -488,7 +518,7 @@ async def test_sigterm_records_stopped_and_restart_never_shows_old_connected(
         )
         before_crash = stored_connection(cfg)["seq"]
         proc.kill()
-        proc.wait(timeout=HANG_GUARD)
+        await asyncio.to_thread(proc.wait, HANG_GUARD)
         assert stored_connection(cfg)["state"] == "connected"  # what a crash leaves behind
         proc = spawn(path)
         await wait_until(

@@ -424,7 +424,6 @@ async def test_a_client_identifying_too_fast_gets_invalid_session(
                 "session invalidated (op 9)" in (p.get("reason") or "")
                 for p in d.get("parts") or []
             ),
-            timeout=20,
         )
         assert gw.identify_rate_limited, "the gateway refused nothing"
         # One IDENTIFY on the only key was accepted; the others were refused, not counted.

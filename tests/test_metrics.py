@@ -18,7 +18,14 @@ from harness.daemon import Daemon
 from harness.metrics import Metrics, MetricsError
 from harness.plugin import Plugin, PluginContext
 from harness.protocol import STORAGE_EVENT, Event
-from tests.conftest import StartDaemon, run_cli, subprocess_env, wait_until, write_config
+from tests.conftest import (
+    HANG_GUARD,
+    StartDaemon,
+    run_cli,
+    subprocess_env,
+    wait_until,
+    write_config,
+)
 
 
 class Flip(Plugin):
@@ -38,7 +45,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def scrape(port: int) -> Samples:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=HANG_GUARD) as response:
         assert response.status == 200
         text = response.read().decode()
     return {

@@ -59,7 +59,7 @@ async def test_answers_tell_the_live_connection_while_storage_fails(
     # Space comes back: the stored state catches up, and the answers say the same.
     assert daemon.store is not None
     await daemon.store.limit_pages(1_000_000)
-    await next_matching(client, lambda e: e.data.get("state") == "recovered", timeout=10)
+    await next_matching(client, lambda e: e.data.get("state") == "recovered")
     got = await client.request("plugins.get", name="link")
     assert got["metadata"]["connection"] == live
 

@@ -15,7 +15,7 @@ from harness.bus import Bus, QueueSubscriber
 from harness.cli.run import loop_factory
 from harness.recorder import Recorder, Retention
 from harness.store import Store
-from tests.conftest import SpawnDaemon, wait_until, write_config
+from tests.conftest import HANG_GUARD, SpawnDaemon, wait_until, write_config
 
 
 async def test_the_writer_never_commits_inside_another_callers_transaction(
@@ -100,7 +100,7 @@ async def test_the_daemon_runs_and_persists_on_the_loop_chosen(
     await wait_until(lambda: f"event loop: {expected}" in daemon.stderr)
     from harness.client import Client
 
-    client = await Client.connect(daemon.socket_path, client="test", timeout=5)
+    client = await Client.connect(daemon.socket_path, client="test", timeout=HANG_GUARD)
     try:
         plugins = await client.request("plugins.list")
     finally:

@@ -81,7 +81,7 @@ async def test_run_reports_ready_status_watchdog_and_stopping(
     daemon = await spawn_daemon(cfg, ready=False, env=env)
     ready = await notify.wait_for("READY=1")
     # READY only once the socket serves: a client connects at once.
-    client = await Client.connect(daemon.socket_path, client="after-ready", timeout=5)
+    client = await Client.connect(daemon.socket_path, client="after-ready", timeout=HANG_GUARD)
     await client.close()
     assert f"MAINPID={daemon.pid}" in ready.splitlines()
     status = next(line for line in ready.splitlines() if line.startswith("STATUS="))

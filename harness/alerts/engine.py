@@ -380,7 +380,12 @@ class Engine:
         n = t.firing.reminders + 1
         t.firing.reminders = n
         silence = self.silences.covering(plugin)
-        if silence is None and not t.flapping:
+        if silence is None and not t.flapping and not t.firing.notified:
+            # The firing began during a silence that has ended, and this reminder came before
+            # the silences check that releases it: what the receiver is owed is the firing,
+            # not a reminder of one it never got.
+            await self._release(name, plugin, t)
+        elif silence is None and not t.flapping:
             notices = self._notices(
                 name,
                 rule,
@@ -534,18 +539,24 @@ class Engine:
             f = t.firing
             if f is None or f.notified or self.silences.covering(plugin) is not None:
                 continue
-            notices = self._notices(
-                name,
-                self.rules[name],
-                plugin,
-                "fired",
-                f.key,
-                t,
-                since=f.since,
-                suffix="-after-silence",
-            )
-            await self._queue_notices(notices, reminders=(name, plugin, f.reminders, True))
-            f.notified = True
+            await self._release(name, plugin, t)
+
+    async def _release(self, name: str, plugin: str, t: Track) -> None:
+        """Send the firing nobody was told about, now that no silence holds it back."""
+        f = t.firing
+        assert f is not None
+        notices = self._notices(
+            name,
+            self.rules[name],
+            plugin,
+            "fired",
+            f.key,
+            t,
+            since=f.since,
+            suffix="-after-silence",
+        )
+        await self._queue_notices(notices, reminders=(name, plugin, f.reminders, True))
+        f.notified = True
 
     # -- for requests ----------------------------------------------------------------------
 

@@ -183,6 +183,16 @@ class GatewaySocket(DiscordWebSocket):
         self.beat_sent = time.perf_counter()
         await super().send_heartbeat(data)
 
+    async def close(self, code: int = 4000) -> None:
+        # discord.py's keep-alive thread closes with 4000 when nothing came for its
+        # heartbeat_timeout, racing the supervisor's own zombie check. Its close left no cause:
+        # the code read afterwards was aiohttp's (1006 after any receive timeout), reported as
+        # "1006 gateway closed the connection" while the gateway had closed nothing (frozen).
+        # The op 7 / op 9 closes also pass here; their cause is read from the op instead.
+        if self.closed_by_us is None and code == 4000:
+            self.closed_by_us = "no heartbeat acknowledged"
+        await super().close(code)
+
     async def send_as_json(self, data: Any) -> None:
         # discord.py sends two heartbeats this way, not through send_heartbeat: the one right
         # after HELLO and the one the gateway asks for (op 1). Unstamped, a (re)connected
