@@ -255,6 +255,11 @@ def cmd_events(args: argparse.Namespace) -> int:
                     show(line, event)
                 elif kind == "lagged":
                     raise NoDaemon("cut off by the daemon: this terminal could not keep up")
+                elif _reader_gone(out):
+                    # A ping's answer: nothing was printed for a while. A reader that left
+                    # (`| head -1`) is otherwise noticed only at the next event's write, and
+                    # a quiet daemon then kept this (and the shell's pipeline) waiting.
+                    raise BrokenPipeError
             else:
                 raise NoDaemon("the daemon closed the connection")
         out.flush()
@@ -308,6 +313,19 @@ def resume_hint(args: argparse.Namespace, seq: int | None, start: int) -> str:
     words += args.patterns or []
     said = f"the last event shown was seq {seq}" if seq is not None else "no event was shown"
     return f"\n  {said}; to carry on from there: {shlex.join(words)}"
+
+
+def _reader_gone(out: Any) -> bool:
+    """Whether nobody reads ``out`` any more: a pipe whose reading end is closed (poll says
+    POLLERR for it; a terminal or a file never says so unless it failed)."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(out.fileno(), 0)  # no events asked: errors and hang-ups only
+        return bool(poll.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def _point_word(point: Since) -> str:
