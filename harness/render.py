@@ -501,14 +501,19 @@ PART_COLUMNS = ("part", "state", "since", "latency", "guilds", "detail")
 
 
 def part_row(
-    part: Part, now: float, tz: dt.tzinfo | None, overdue_since: float | None = None
+    part: Part,
+    now: float,
+    tz: dt.tzinfo | None,
+    overdue_since: float | None = None,
+    *,
+    stale: bool = False,
 ) -> tuple[str, ...]:
     """One part as table cells (PART_COLUMNS): glyph and word, never colour alone.
     ``overdue_since``: when the heartbeat this connected part still waits an ACK for was sent
     (``parts_overdue``); the detail then says so, with its age ("no heartbeat reply: 14 s")."""
     detail = ""
     if part.state in ("disconnected", "connecting") and under_way(part):
-        detail = attempt_text(part, now)
+        detail = attempt_text(part, now, stale=stale)  # stale: no age (the daemon is away)
     elif part.state in ("disconnected", "connecting") and part.retry_at is not None:
         left = part.retry_at - now
         detail = f"retrying in {span(left)}" if left > 0.5 else "retrying now"
@@ -531,11 +536,13 @@ def part_row(
     )
 
 
-def part_next_change(part: Part, now: float, overdue_since: float | None = None) -> float | None:
-    """Seconds until ``part_row`` would read differently with no new event (its countdown or
-    its overdue ACK's age); None if it is final."""
+def part_next_change(
+    part: Part, now: float, overdue_since: float | None = None, *, stale: bool = False
+) -> float | None:
+    """Seconds until ``part_row`` would read differently with no new event (its countdown,
+    its attempt's age or its overdue ACK's age); None if it is final."""
     times = []
-    if part.state in ("disconnected", "connecting") and under_way(part):
+    if part.state in ("disconnected", "connecting") and under_way(part) and not stale:
         times.append(_attempt_change(part, now))
     if part.state in ("disconnected", "connecting") and part.retry_at is not None:
         if part.retry_at - now > 0.5:
