@@ -157,10 +157,20 @@ def resolve(
     targets = all_targets(config)
     if name not in targets:
         known = ", ".join(targets)
-        how = "--context" if context else f"the current context (${ENV_CONTEXT} or {state_file()})"
+        # Name what chose it, and a way out that works for that source: `context use` does
+        # not help while $HARNESS_CONTEXT (which wins over it) is set.
+        if context:
+            how, undo = "--context", "or give another --context"
+        elif os.environ.get(ENV_CONTEXT):
+            how, undo = f"${ENV_CONTEXT}", f"or unset {ENV_CONTEXT}"
+        else:
+            how, undo = (
+                f"`harness context use`, in {state_file()}",
+                "or `harness context use default`",
+            )
         raise ConfigError(
-            f"no context named {name!r} ({how}); known: {known}. "
-            "Add [contexts.NAME] to the config, or `harness context use default`"
+            f"no context named {name!r} (from {how}); known: {known}. "
+            f"Add [contexts.NAME] to the config, {undo}"
         )
     target = targets[name]
     if remote_harness and target.ssh is not None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from harness import __version__, oversized, protocol, settings
+from harness import __version__, oversized, preflight, protocol, settings
 from harness.alerts.service import Alerts
 from harness.bus import Bus
 from harness.config import Config
@@ -28,7 +28,13 @@ from harness.orchestrator import (
 from harness.plugin import Plugin
 from harness.recorder import Recorder, Retention
 from harness.seq_mark import Lost, SeqMark
-from harness.server import RequestError, Server, acquire_lock, ensure_private_dir
+from harness.server import (
+    AlreadyRunning,
+    RequestError,
+    Server,
+    acquire_lock,
+    ensure_private_dir,
+)
 from harness.store import Store, StoreError, describe_error, is_storage_error
 from harness.systemd import Notifier, StatusLine
 
@@ -76,6 +82,14 @@ class Daemon:
             self._plugins = discover()
         # A bad plugin table is refused before anything exists on disk (no lock, no database).
         check_plugin_tables(cfg, self._plugins)
+        preflight.check_socket_path(socket_path)
+        lock_path = socket_path.with_name(socket_path.name + ".lock")
+        if cfg.metrics.listen and (pid := preflight.running_pid(lock_path)) is not None:
+            # Said before the metrics port is bound: a second `harness run` finds that port
+            # busy too, and the daemon already running is the news, not the port.
+            raise AlreadyRunning(
+                f"a harness daemon is already running (pid {pid}; lock {lock_path})"
+            )
         if cfg.metrics.listen:
             # So is a busy metrics port: the port is bound before anything exists on disk.
             self.metrics = self._metrics(cfg.metrics.listen)
@@ -85,10 +99,10 @@ class Daemon:
             ensure_private_dir(socket_path.parent, own=own_dir)
             # One daemon per socket and one writer per database; both locks are released by
             # the kernel however the process ends, so they can never go stale.
-            self._lock_fds.append(acquire_lock(socket_path.with_name(socket_path.name + ".lock")))
+            self._lock_fds.append(_lock(lock_path))
             db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if db_path.parent != socket_path.parent:
-                self._lock_fds.append(acquire_lock(db_path.with_name(db_path.name + ".lock")))
+                self._lock_fds.append(_lock(db_path.with_name(db_path.name + ".lock")))
             self.store = await Store.open(db_path)
             stored = await self.store.last_seq()
             lost = self._open_seq_mark(db_path, stored)
@@ -390,6 +404,17 @@ def raise_fd_limit() -> None:
             log.debug("could not raise the fd limit from %s to %s: %s", soft, hard, exc)
             return
     log.debug("fd limit: %s", hard)
+
+
+def _lock(path: Path) -> int:
+    """acquire_lock, with the file named when the file system refuses it: writing the pid on
+    a full disk said only "cannot start: No space left on device", not where."""
+    try:
+        return acquire_lock(path)
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
 
 
 async def serve(config: Config) -> int:

@@ -168,10 +168,10 @@ class Metrics:
     def serve(self, host: str, port: int) -> None:
         """Open the endpoint in a background thread (prometheus_client's WSGI server): a scrape
         never waits on the event loop, and a busy loop never delays a scrape."""
-        from prometheus_client import start_http_server
+        from harness import metrics_http
 
         try:
-            self._httpd, self._thread = start_http_server(port, addr=host, registry=self.registry)
+            self._httpd, self._thread = metrics_http.start(host, port, self.registry)
         except OSError as exc:
             where = _host_port(host, port)
             what = f"metrics.listen: cannot listen on {where}: {exc.strerror or exc}"

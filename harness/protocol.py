@@ -489,6 +489,8 @@ class Part(msgspec.Struct, omit_defaults=True, kw_only=True):
     retry_at: float | None = None
     latency_ms: float | None = None
     guilds: int | None = None
+    attempt_started: float | None = None  # as in Connection
+    attempt_step: str | None = None
 
 
 def aggregate_parts(parts: Sequence[Part], noun: str = "parts") -> tuple[str, str | None]:
@@ -536,6 +538,11 @@ class Connection(msgspec.Struct, omit_defaults=True, kw_only=True):
     retry_at: float | None = None  # while waiting: epoch s of the next attempt
     latency_ms: float | None = None  # connected: heartbeat round-trip when the state began
     drop_ms: float | None = None  # connected after a drop: how long the drop lasted
+    # While an attempt is under way (the wait before it over, no answer yet): epoch s when it
+    # began and what it is doing, in words ("connecting to the gateway"); ``attempt`` is its
+    # number. Without them a hung attempt read "retrying now" until its timeout.
+    attempt_started: float | None = None
+    attempt_step: str | None = None
     parts: list[Part] = []  # a connection of several parts (shards): each one's own state
     extra: dict[str, Any] = {}
 

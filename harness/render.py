@@ -111,9 +111,49 @@ def _latency(conn: Connection, health: Health | None) -> float | None:
     return conn.latency_ms
 
 
+def under_way(conn: Connection | Part) -> bool:
+    """Whether an attempt is under way (its wait over, no outcome yet): ``attempt_started``
+    and no retry scheduled."""
+    return conn.attempt_started is not None and conn.retry_at is None
+
+
+def _attempt_age(conn: Connection | Part, now: float) -> str:
+    return span(now - (conn.attempt_started or now))
+
+
+def attempt_text(conn: Connection | Part, now: float) -> str:
+    """The attempt under way: "connecting to the gateway (attempt 6, 4 s)", the age counting
+    up from its start."""
+    step = conn.attempt_step or "attempting to connect"
+    n = f"attempt {conn.attempt}, " if conn.attempt else ""
+    return f"{step} ({n}{_attempt_age(conn, now)})"
+
+
+def kept_health(health: Health | None) -> Health | None:
+    """What of a plugin's live health still holds once the daemon is away: the round trip the
+    last heartbeat measured, as last known. An overdue ACK's age counts on a live link only."""
+    if health is None or health.latency_ms is None:
+        return None
+    return Health(latency_ms=health.latency_ms)
+
+
+def _latency_words(conn: Connection, health: Health | None, *, stale: bool) -> str:
+    """ " · 12 ms", or nothing. ``stale`` (the daemon away): a figure with no live health
+    behind it is the one measured when the link came up, and says so (" · 12 ms at connect")
+    beside the last heartbeat's, which needs no label."""
+    latency = _latency(conn, health)
+    if latency is None:
+        return ""
+    measured = health is not None and health.latency_ms is not None
+    return f" · {latency:.0f} ms" + (" at connect" if stale and not measured else "")
+
+
 def _retry(conn: Connection, now: float, *, brief: bool = False) -> str | None:
-    """ "retrying in 12 s · attempt 3" while a retry is scheduled; ``brief``: "retry in 12 s
+    """ "retrying in 12 s · attempt 3" while a retry is scheduled, the attempt under way once
+    it has begun ("connecting to the gateway (attempt 3, 4 s)"); ``brief``: "retry in 12 s
     · attempt 3", for a narrow table."""
+    if under_way(conn):
+        return attempt_text(conn, now)
     if conn.retry_at is None:
         return f"attempt {conn.attempt}" if conn.attempt else None
     left = conn.retry_at - now
@@ -183,20 +223,22 @@ def _recent_drop(conn: Connection, now: float) -> str | None:
     return f"reconnected {ago(now - conn.since)} after a {drop_span(conn.drop_ms)} drop"
 
 
-def headline(conn: Connection | None, now: float, health: Health | None = None) -> str:
-    """The indicator's first line: a glyph and words (never colour alone)."""
+def headline(
+    conn: Connection | None, now: float, health: Health | None = None, *, stale: bool = False
+) -> str:
+    """The indicator's first line: a glyph and words (never colour alone). ``stale``: the
+    daemon is away, ``health`` is what was last heard (``kept_health``)."""
     if conn is None:
         return f"{UNKNOWN_GLYPH} No connection reported yet"
     g = glyph(conn.state)
     if conn.state == "connected":
         text = f"{g} Connected as {conn.username}" if conn.username else f"{g} Connected"
-        latency = _latency(conn, health)
-        return text + (f" · {latency:.0f} ms" if latency is not None else "")
+        return text + _latency_words(conn, health, stale=stale)
     if conn.state == "connecting":
         text = f"{g} Connecting"
         if conn.reason:
             text += f": {conn.reason}"
-        retry = _retry(conn, now) if conn.retry_at is not None else None
+        retry = _retry(conn, now) if conn.retry_at is not None or under_way(conn) else None
         return text + (f" · {retry}" if retry else "…" if not conn.reason else "")
     if conn.state == "disconnected":
         retry = _retry(conn, now)
@@ -217,15 +259,22 @@ def last_known(headline_text: str) -> str:
 
 
 def long(
-    conn: Connection | None, now: float, tz: dt.tzinfo | None, health: Health | None = None
+    conn: Connection | None,
+    now: float,
+    tz: dt.tzinfo | None,
+    health: Health | None = None,
+    *,
+    stale: bool = False,
 ) -> list[str]:
     """The indicator: headline, then what else is true now (the cause, a heartbeat warning, a
-    recent drop), then since when."""
-    lines = [headline(conn, now, health)]
+    recent drop), then since when. ``stale``: as ``headline``'s."""
+    lines = [headline(conn, now, health, stale=stale)]
     if conn is None:
         return lines
     if conn.state == "disconnected" and conn.reason:
-        lines.append(with_code(conn.reason, conn.code))
+        cause = with_code(conn.reason, conn.code)
+        # While an attempt is under way the cause is the one before it, not news of it.
+        lines.append(f"last failure: {cause}" if under_way(conn) else cause)
     # An overdue ACK also while a connection of parts is degraded: the parts still up have it.
     for extra in (_overdue(conn, health, now), _recent_drop(conn, now)):
         if extra:
@@ -275,6 +324,18 @@ def short_pieces(
         brief = _overdue(conn, health, now, brief=True) or ""
         return ShortPieces(
             state, since, health=overdue, detail=conn.reason or "", brief_health=brief
+        )
+    if conn.state in ("disconnected", "connecting") and under_way(conn):
+        # "connecting to the gateway (4 s) · attempt 6"; narrow: "trying 4 s · attempt 6"
+        step = conn.attempt_step or "attempting to connect"
+        age = _attempt_age(conn, now)
+        return ShortPieces(
+            state,
+            since,
+            health=f"{step} ({age})",
+            note=f"attempt {conn.attempt}" if conn.attempt else "",
+            detail=(conn.reason or "") if conn.state == "connecting" else "",
+            brief_health=f"trying {age}",
         )
     if conn.state == "disconnected":
         if conn.retry_at is not None or conn.attempt:  # _retry's "retrying in 3 s · attempt 2"
@@ -344,6 +405,8 @@ def line(
         text += f" · {retry}"
         if conn.retry_at is not None:
             text += f" (at {clock_time(conn.retry_at, tz, seconds=True)})"
+        elif under_way(conn) and conn.attempt_started is not None:
+            text += f" (started {clock_time(conn.attempt_started, tz, seconds=True)})"
     if conn.since and show_since:
         when = dt.datetime.fromtimestamp(conn.since, tz).strftime("%Y-%m-%d %H:%M:%S")
         text += f" since {when}"
@@ -366,10 +429,17 @@ def next_change(
                 times.append(fade)
     if conn.retry_at is not None and conn.retry_at > now:
         times.append(_countdown_change(conn.retry_at - now))
+    if under_way(conn) and conn.state in ("disconnected", "connecting"):
+        times.append(_attempt_change(conn, now))
     overdue = _overdue_since(conn, health)
     if overdue is not None:
         times.append(span_change(now - overdue[0], growing=True) or 1.0)
     return max(0.05, min(times)) if times else None
+
+
+def _attempt_change(conn: Connection | Part, now: float) -> float:
+    """Seconds until the age of the attempt under way reads differently."""
+    return span_change(now - (conn.attempt_started or now), growing=True) or 1.0
 
 
 def _countdown_change(left: float) -> float:
@@ -420,7 +490,9 @@ def part_row(
     ``overdue_since``: when the heartbeat this connected part still waits an ACK for was sent
     (``parts_overdue``); the detail then says so, with its age ("no heartbeat reply: 14 s")."""
     detail = ""
-    if part.state in ("disconnected", "connecting") and part.retry_at is not None:
+    if part.state in ("disconnected", "connecting") and under_way(part):
+        detail = attempt_text(part, now)
+    elif part.state in ("disconnected", "connecting") and part.retry_at is not None:
         left = part.retry_at - now
         detail = f"retrying in {span(left)}" if left > 0.5 else "retrying now"
         if part.attempt:
@@ -446,6 +518,8 @@ def part_next_change(part: Part, now: float, overdue_since: float | None = None)
     """Seconds until ``part_row`` would read differently with no new event (its countdown or
     its overdue ACK's age); None if it is final."""
     times = []
+    if part.state in ("disconnected", "connecting") and under_way(part):
+        times.append(_attempt_change(part, now))
     if part.state in ("disconnected", "connecting") and part.retry_at is not None:
         if part.retry_at - now > 0.5:
             times.append(_countdown_change(part.retry_at - now))

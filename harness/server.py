@@ -322,11 +322,17 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         elif isinstance(frame, protocol.Subscribe):
             # One subscription per connection: a new one replaces the old, replay included.
             previous = self._subscription
-            if previous is not None:
-                previous.cancel()
-            self._subscription = asyncio.get_running_loop().create_task(
-                self._on_subscribe(frame, previous)
-            )
+            if frame.since is None and (previous is None or previous.done()):
+                # Live only, nothing before it still running: it has nothing to wait for, so
+                # it is made in this step, with no task to create now and tear down at close.
+                self._subscription = None
+                self._begin_subscription(frame)
+            else:
+                if previous is not None:
+                    previous.cancel()
+                self._subscription = asyncio.get_running_loop().create_task(
+                    self._on_subscribe(frame, previous)
+                )
         elif isinstance(frame, protocol.Unsubscribe):
             if self._subscription is not None:
                 self._subscription.cancel()
@@ -382,16 +388,14 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
             )
         )
 
-    async def _on_subscribe(
-        self, frame: protocol.Subscribe, previous: asyncio.Task[None] | None
-    ) -> None:
+    def _begin_subscription(self, frame: protocol.Subscribe) -> int | None:
+        """Replace the subscription with ``frame``'s and acknowledge it: the head (the seq
+        a replay runs up to), or None when the frame was refused."""
         bus = self.server.bus
-        if previous is not None:
-            await asyncio.wait([previous])  # its clean-up first; it must not touch ours
         bus.unsubscribe(self)
         if (problem := _subscribe_problem(frame)) is not None:
             self.send_error(protocol.E_BAD_PARAMS, problem, frame.id)
-            return
+            return None
         self.patterns = Patterns(frame.events)
         # Registering and reading the head happen in the same loop step: every event with a
         # seq above the head reaches us live, every one at or below it is already committed.
@@ -399,7 +403,16 @@ class ClientConnection(asyncio.Protocol, StreamSubscriber):
         self._replaying = frame.since is not None
         bus.subscribe(self)
         self.send_frame(Ack(id=frame.id, seq=head))
-        if frame.since is None:
+        return head
+
+    async def _on_subscribe(
+        self, frame: protocol.Subscribe, previous: asyncio.Task[None] | None
+    ) -> None:
+        bus = self.server.bus
+        if previous is not None:
+            await asyncio.wait([previous])  # its clean-up first; it must not touch ours
+        head = self._begin_subscription(frame)
+        if head is None or frame.since is None:
             return
         replayed = 0
         try:

@@ -5,10 +5,9 @@ as :class:`harness.client.Client` does without importing asyncio or msgspec."""
 from __future__ import annotations
 
 import os
-import pwd
 import socket
 import stat
-import struct
+import sys
 from pathlib import Path
 
 
@@ -39,6 +38,14 @@ def why_unreachable(exc: BaseException) -> str:
         return "nothing is listening (the daemon is not running)"
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, OSError) and exc.errno is None and "too long" in str(exc):
+        # Python's own refusal ("AF_UNIX path too long"), before any system call.
+        from harness.preflight import SOCKET_PATH_MAX
+
+        return (
+            f"the path is longer than the {SOCKET_PATH_MAX} bytes a Unix socket path can have, "
+            "so no daemon can listen there; use a shorter --socket PATH (or socket in [daemon])"
+        )
     return str(exc) or type(exc).__name__
 
 
@@ -51,6 +58,8 @@ def too_large_message(limit: int) -> str:
 
 
 def _owner(uid: int) -> str:
+    import pwd  # only to name another user, which the common path never does
+
     try:
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
     except KeyError:
@@ -111,8 +120,11 @@ def verify_peer(sock: socket.socket | None, path: Path | str) -> None:
     checks only say earlier, and more precisely, what is wrong."""
     if sock is None or not hasattr(socket, "SO_PEERCRED"):
         return  # not Linux: the private directory alone has to do
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, _gid = struct.unpack("3i", creds)
+    # struct ucred: three C ints (pid, uid, gid), native order. Read without the struct
+    # module, whose extension every one-shot command would load for these two numbers.
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    pid = int.from_bytes(creds[0:4], sys.byteorder, signed=True)
+    uid = int.from_bytes(creds[4:8], sys.byteorder, signed=True)
     if not _trusted(uid):
         raise UntrustedSocket(
             f"refusing to talk to {path}: the process listening there (pid {pid}) runs as "

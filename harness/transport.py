@@ -177,9 +177,63 @@ def explain_ssh_failure(ssh: SshHost, returncode: int | None, stderr: list[str])
         return f"on {ssh.display}: {last.removeprefix('harness: ')}"
     if returncode == 255:
         return f"ssh to {ssh.display} failed: {last or 'exit 255'}"
+    if returncode is not None and returncode < 0:  # ssh itself was killed: the link went
+        import signal
+
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"ssh to {ssh.display} failed: ssh was killed ({name})"
     if last:
         return f"{ssh.display}: {last}"
     return f"ssh to {ssh.display} ended (exit {returncode})"
+
+
+# ssh's own last words -> a few of ours, for a header at 80 columns (the whole sentence is the
+# header's tooltip). Matched case-insensitively, in this order.
+_LINK_GISTS = (
+    ("closed by remote host", "closed by the server"),
+    ("connection refused", "connection refused"),
+    ("not responding", "server not responding"),
+    ("could not resolve hostname", "host not found"),
+    ("name or service not known", "host not found"),
+    ("no route to host", "no route to host"),
+    ("network is unreachable", "network unreachable"),
+    ("timed out", "timed out"),
+    ("connection reset", "connection reset"),
+    ("broken pipe", "connection reset"),
+    ("ssh was killed", "ssh was killed"),
+)
+_GIST_MAX = 28  # characters of ssh's own words when none of the above match
+
+
+def link_failure_gist(detail: str) -> str | None:
+    """When ``detail`` (a connection's failure, as :func:`explain_ssh_failure` and
+    :func:`connect` word it) says the ssh link itself failed, a few words naming why
+    ("connection refused", "closed by the server", "permission denied"); None when the link
+    is not what failed (no daemon on the server, harness not installed there, a problem in
+    its config) or the failure is not an ssh one at all."""
+    if detail.startswith("ssh: Permission denied"):
+        return "permission denied"
+    if detail.startswith("ssh: host key changed"):
+        return "host key changed"
+    if detail.startswith("ssh: host key of"):
+        return "host key not verified"
+    if detail.startswith("cannot run "):  # the ssh command itself (connect)
+        return "cannot run ssh"
+    if detail.startswith("handshake with ssh://"):  # ssh never got as far as the daemon
+        said = detail.split(" failed: ", 1)[-1]
+    elif detail.startswith("ssh to ") and " failed: " in detail:
+        said = detail.split(" failed: ", 1)[1]
+    else:
+        return None
+    lowered = said.lower()
+    for words, gist in _LINK_GISTS:
+        if words in lowered:
+            return gist
+    said = said.removeprefix("ssh: ").rstrip(".")
+    return said if len(said) <= _GIST_MAX else said[: _GIST_MAX - 1] + "…"
 
 
 class SshLink:

@@ -47,14 +47,18 @@ def install(site: Path, **plugins: str) -> Path:
 
 
 class Beat(Plugin):
-    """Connects at once and, when ``$BEAT_MS`` is set, publishes live heartbeat health with
-    that latency every 0.1 s, as a gateway plugin does with each heartbeat ACK."""
+    """Connects at once (with the round trip ``$CONNECT_MS`` measured at connect, when set)
+    and, when ``$BEAT_MS`` is set, publishes live heartbeat health with that latency every
+    0.1 s, as a gateway plugin does with each heartbeat ACK."""
 
     name = "beat"
     version = "0.1"
 
     async def start(self, ctx: PluginContext) -> None:
-        await ctx.set_connection("connected", username="Beat#1")
+        at_connect = os.environ.get("CONNECT_MS")
+        await ctx.set_connection(
+            "connected", username="Beat#1", latency_ms=float(at_connect) if at_connect else None
+        )
         if latency := os.environ.get("BEAT_MS"):
             ctx.create_task(self._beat(ctx, float(latency)), name="beat")
 

@@ -49,8 +49,13 @@ async def test_a_mistake_in_the_daemons_sections_does_not_stop_a_client(
     # `harness config` checks the whole file as `harness run` does: exit 2, and it says what.
     for args in ((), ("--json",)):
         checked = await run_cli("--config", str(path), "config", *args, env=env)
-        assert checked.rc == 2 and checked.out == "", checked
+        assert checked.rc == 2, checked
         assert f"{path}: " in checked.err and "fix the file" in checked.err, checked
+        if args:  # --json: the error object on stdout too (docs/operations.md)
+            error = msgspec.json.decode(checked.out)["error"]
+            assert error["code"] == "config" and error["exit_code"] == 2, checked
+        else:
+            assert checked.out == "", checked
 
 
 # Files with one problem in a client's part: the client says what the daemon's loader says.

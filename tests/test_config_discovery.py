@@ -92,6 +92,37 @@ def test_harness_config_says_where_each_value_came_from(
     assert "cfg-Secret-Tok3n" not in human and "(set)" in human
 
 
+def test_harness_config_lists_alerts_with_their_urls_redacted(
+    xdg: Path, state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README and docs/operations.md say `harness config` lists every key: [alerts] was left
+    out. Targets and the heartbeat URL carry the receiver's token, so they are redacted."""
+    user = xdg / "harness" / "config.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text(
+        "[alerts]\n"
+        'targets = {hook = "json://127.0.0.1:19000/hook?token=Hook-Secret-1",'
+        ' tg = "tgram://123456:Tg-Secret-2/987"}\n'
+        'heartbeat_url = "https://hc-ping.com/Beat-Secret-3"\n'
+        'send_timeout = "10s"\n\n'
+        '[alerts.rules.down]\nfor = "30s"\ntargets = ["hook"]\n'
+    )
+    rc, out, _ = harness_cli(capsys, "config", "--json")
+    assert rc == 0
+    values = msgspec.json.decode(out)["values"]
+    assert values["alerts.send_timeout"] == {"value": "10s", "source": "file"}
+    assert values["alerts.retry_max"] == {"value": "5m", "source": "default"}
+    assert values["alerts.targets.hook"] == {"value": "json://127.0.0.1/…", "source": "file"}
+    assert values["alerts.targets.tg"] == {"value": "tgram://…", "source": "file"}
+    assert values["alerts.heartbeat_url"] == {"value": "https://hc-ping.com/…", "source": "file"}
+    assert values["alerts.rules.down.for"] == {"value": "30s", "source": "file"}
+    assert values["alerts.rules.down.send_resolved"] == {"value": True, "source": "default"}
+    rc, human, _ = harness_cli(capsys, "config")
+    assert rc == 0 and "alerts.rules.down.targets" in human
+    for secret in ("Hook-Secret-1", "Tg-Secret-2", "Beat-Secret-3"):
+        assert secret not in out and secret not in human
+
+
 async def test_a_bad_plugin_table_is_refused_before_anything_is_created(
     state_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -129,7 +129,11 @@ async def test_read_only_context_refuses_in_the_tui(daemon: Daemon, configured: 
         await until(pilot, lambda: screen.is_mounted and app.plugins.get("echo") is not None)
         notes: list[str] = []
         app.notify = lambda message, **kw: notes.append(str(message))  # type: ignore[method-assign]
+        # Not offered (tests/tui/test_read_only_footer.py): a key or the palette runs nothing.
         await screen.run_action("toggle_enabled")
+        assert screen.check_action("toggle_enabled", ()) is False
+        # Reached some other way, it is refused all the same.
+        screen.action_toggle_enabled()
         await until(pilot, lambda: bool(notes))
         assert "read-only" in notes[0] and "prod" in notes[0]
         assert app.screen is screen  # refused before the confirmation dialog

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import msgspec
+import pytest
 
 from harness import render
 from harness.protocol import Connection, Health, Part, PartHealth
@@ -151,3 +152,52 @@ def test_the_identify_budgets_reset_is_counted_down_while_new_sessions_wait() ->
     assert not render.budget_held(
         msgspec.structs.replace(conn, extra={"identify_budget": {**old, "remaining": 1}}), T
     )
+
+
+def test_an_attempt_under_way_is_said_with_its_age_in_every_form() -> None:
+    """Once the wait is over and an attempt has begun, what it does and for how long, counting
+    up (not "retrying now" for as long as it hangs); the cause before it stays, as such."""
+    conn = Connection(
+        state="disconnected",
+        seq=9,
+        since=T,
+        reason="cannot reach the gateway: connection refused",
+        attempt=6,
+        attempt_started=T + 30,
+        attempt_step="connecting to the gateway",
+    )
+    assert render.long(conn, T + 33.5, UTC) == [
+        "○ Disconnected — connecting to the gateway (attempt 6, 4 s)",
+        "last failure: cannot reach the gateway: connection refused",
+        "since 22:13 (33 s)",
+    ]
+    assert render.short(conn, T + 33.5, UTC) == (
+        "○ disconnected  since 22:13  connecting to the gateway (4 s) · attempt 6"
+    )
+    assert render.short_pieces(conn, T + 33.5, UTC).brief_health == "trying 4 s"
+    assert render.line(conn, T + 33.5, UTC).endswith(
+        "· connecting to the gateway (attempt 6, 4 s) (started 22:13:50) since 2023-11-14 22:13:20"
+    )
+    # The age's next change is booked (4 s -> 5 s), not a countdown's "retrying now" recheck.
+    assert render.next_change(conn, T + 33.5, short_form=True) == pytest.approx(0.5 + STEP)
+    # A retry scheduled again (the attempt failed) ends it: the countdown is back.
+    waiting = msgspec.structs.replace(conn, retry_at=T + 40, attempt=7)
+    assert render.headline(waiting, T + 35) == "○ Disconnected — retrying in 5 s · attempt 7"
+    part = Part(id="2", state="connecting", since=T, attempt=3, attempt_started=T + 30)
+    part = msgspec.structs.replace(part, attempt_step="connecting to the gateway")
+    assert render.part_row(part, T + 31.2, UTC)[-1] == "connecting to the gateway (attempt 3, 2 s)"
+    assert render.part_next_change(part, T + 31.2) == pytest.approx(0.8 + STEP)
+
+
+def test_last_known_latency_is_the_last_heartbeats_or_says_it_is_the_connects() -> None:
+    conn = Connection(state="connected", seq=4, since=T, username="Bot#1", latency_ms=12.0)
+    beat = Health(latency_ms=40.0, ack_overdue_since=T + 50, heartbeat_interval=41.0)
+    kept = render.kept_health(beat)
+    assert kept == Health(latency_ms=40.0)  # an overdue ACK's age is of a live link only
+    assert render.headline(conn, T + 60, kept, stale=True) == "● Connected as Bot#1 · 40 ms"
+    assert render.headline(conn, T + 60, None, stale=True) == (
+        "● Connected as Bot#1 · 12 ms at connect"
+    )
+    assert render.kept_health(Health(ack_overdue_since=T)) is None
+    # Live, the stored figure is the fresh one of a link just up: no label.
+    assert render.headline(conn, T + 1) == "● Connected as Bot#1 · 12 ms"

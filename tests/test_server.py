@@ -828,3 +828,45 @@ async def test_a_new_subscribe_replaces_one_still_replaying(
     assert seqs == list(range(1, head + 1))
     after = await conn.recv()
     assert (after["type"], after["seq"]) == ("event", live.seq)
+
+
+async def test_a_live_subscribe_replaces_one_still_replaying_and_no_history_follows_its_ack(
+    start_daemon: StartDaemon, raw: Raw, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live subscribe (no ``since``) arriving while a replay pages through history waits for
+    that replay to stop, as a replaying one does: after its ack, only live events."""
+    monkeypatch.setattr(server, "REPLAY_PAGE", 10)
+    daemon = await start_daemon()
+    for i in range(200):
+        await publish(daemon, "history:tick", i=i)
+    conn = await raw()
+    await conn.hello()
+    await conn.send(
+        msgspec.json.encode({"type": "subscribe", "id": 1, "events": ["*"], "since": 0})
+        + b"\n"
+        + msgspec.json.encode({"type": "subscribe", "id": 2, "events": ["*"]})
+        + b"\n"
+    )
+    while (frame := await conn.recv())["type"] != "ack" or frame["id"] != 2:
+        assert frame["type"] in ("ack", "event"), frame
+    live = await publish(daemon, "live:tick")
+    after = await conn.recv()
+    assert (after["type"], after["seq"]) == ("event", live.seq)
+
+
+async def test_a_live_subscribe_is_made_without_a_task(
+    start_daemon: StartDaemon, connect: Connect
+) -> None:
+    """Live only, nothing to wait for: made in the step that reads it (a task per connection
+    cost the daemon its creation and, at close, its teardown). A replay still has one."""
+    daemon = await start_daemon()
+    old = await publish(daemon, "x:old")
+    live, replaying = await connect(), await connect()
+    await live.subscribe(["x:*"])
+    await replaying.subscribe(["x:*"], since=0)
+    assert (await asyncio.wait_for(replaying.next_event(), 5)).seq == old.seq
+    assert daemon.server is not None
+    tasks = sorted(c._subscription is not None for c in daemon.server.clients)
+    assert tasks == [False, True]
+    new = await publish(daemon, "x:new")
+    assert (await asyncio.wait_for(live.next_event(), 5)).seq == new.seq

@@ -37,9 +37,28 @@ async def post(base_url: str, path_and_query: str, *, timeout: float = TIMEOUT) 
             finally:
                 writer.close()
     except TimeoutError:
-        raise ControlError(f"{base_url}: no answer within {timeout:g} s") from None
+        raise ControlError(
+            f"the demo's gateway at {base_url} did not answer within {timeout:g} s: it may be "
+            "stopped (SIGSTOP) or overloaded; nothing was injected. Press the key again later, "
+            "or quit (q) and start `harness demo` again"
+        ) from None
     except OSError as exc:
-        raise ControlError(f"{base_url}: {exc.strerror or exc}") from None
+        # Refused: the demo's gateway process is gone (crashed, killed). Say so and what to
+        # do, not only the socket's error.
+        why = exc.strerror or str(exc)
+        gone = isinstance(exc, ConnectionRefusedError)
+        raise ControlError(
+            (
+                f"the demo's gateway at {base_url} is not running ({why}): it has stopped or "
+                "crashed, so there is nothing to inject a fault into. Quit (q) and start "
+                "`harness demo` again for a new gateway"
+            )
+            if gone
+            else (
+                f"cannot reach the demo's gateway at {base_url} ({why}); nothing was injected. "
+                "Quit (q) and start `harness demo` again if it persists"
+            )
+        ) from None
     head, _, body = raw.partition(b"\r\n\r\n")
     status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
     parts = status_line.split(" ", 2)

@@ -19,6 +19,11 @@ and paste reporting), then ends with the same status, 128 + the first signal, th
 is written from a thread given :data:`WRITE_WAIT` seconds: a terminal that no longer reads
 must not hold the exit.
 
+A terminal that hangs up without a SIGHUP reaching us (the kernel sends it to the session
+leader only; one that ignores it passes nothing on) is noticed by the same watcher thread,
+which polls the terminal for the hang-up alone, and sends the process the SIGHUP it missed:
+Textual itself never notices, and its input thread spun on the hung-up terminal for good.
+
 None of this runs in the signal handler (harness/hangup.py says why): the handler asks the loop
 to exit (``call_soon_threadsafe``) and writes the signal's number down a pipe to a thread that
 was started with the app; that thread keeps the deadline, tells a repeat from an insistence,
@@ -90,6 +95,10 @@ class Leaving:
         self._grace = grace() if deadline is None else deadline
         self._exit = exit
         self._left = threading.Event()
+        # Taken by done() and by a forced exit as each decides: the one that comes second sees
+        # the first's decision (see _force).
+        self._deciding = threading.Lock()
+        self._forcing = False
         self._code = 0
         self._terminal = _saved_terminal()
         # The handler's only way to the watcher: one byte per signal (its number; 0 = done).
@@ -112,8 +121,14 @@ class Leaving:
         self._wake(signum)
 
     def done(self) -> None:
-        self._left.set()
-        self._go.set()  # the writer ends: nothing to restore
+        with self._deciding:
+            self._left.set()
+            forcing = self._forcing
+        if not forcing:
+            # The writer ends: nothing to restore. Not when a forced exit decided first: it
+            # has the writer write the restore, and ends the process (it waits for nothing
+            # else: the app's own exit had restored the terminal already, which is harmless).
+            self._go.set()
         self._wake(0)
         if self._watcher.is_alive():
             self._watcher.join()  # it only reads the pipe until it sees the 0: at once
@@ -132,13 +147,25 @@ class Leaving:
         until: float | None = None
         poll = select.poll()  # not select(): a descriptor over 1023 is fine
         poll.register(self._wake_r, select.POLLIN)
+        terminal = self._terminal[0]
+        if terminal >= 0:
+            # No events asked for: poll() reports a hang-up (and errors) whatever is asked, and
+            # nothing else. Keys stay unread for Textual's input thread.
+            poll.register(terminal, 0)
         while True:
             wait = None if until is None else max(0, math.ceil((until - time.monotonic()) * 1000))
             if wait is not None:
                 wait = min(wait, _POLL_MAX_MS)  # poll() takes an int: a grace of weeks overflows
-            if not poll.poll(wait):
+            ready = poll.poll(wait)
+            if not ready:
                 self._force()  # the grace is over
                 return
+            if any(fd == terminal for fd, _ in ready):
+                poll.unregister(terminal)  # a hang-up stays reported: once is enough
+                if any(fd == terminal and mask & _HUNG_UP for fd, mask in ready):
+                    _hung_up()
+                if all(fd == terminal for fd, _ in ready):
+                    continue
             for signum in os.read(self._wake_r, 512):
                 if signum == 0 or self._left.is_set():
                     return
@@ -149,8 +176,13 @@ class Leaving:
                     return
 
     def _force(self) -> None:
-        if self._left.is_set():
-            return  # the app left by itself meanwhile: its own exit goes on
+        with self._deciding:
+            if self._left.is_set():
+                return  # the app left by itself meanwhile: its own exit goes on
+            # Decided under the lock done() takes: a done() racing this no longer ends the
+            # writer before the restore is asked of it (the forced exit then waited out
+            # WRITE_WAIT and ended without writing it).
+            self._forcing = True
         self._restore()
         for clean_up in _before_forced:
             with contextlib.suppress(Exception):
@@ -181,6 +213,21 @@ class Leaving:
         if out >= 0:
             _write_all(out, RESTORE)
         self._written.set()
+
+
+_HUNG_UP = select.POLLHUP | select.POLLERR
+
+
+def _hung_up() -> None:
+    """The terminal hung up (its other side closed) and no SIGHUP came: the session leader
+    that the kernel sends it to ignores it, or passes nothing on (a `nohup` wrapper, a shell
+    started with SIGHUP ignored). Textual's input thread does not notice: it reads the
+    hung-up terminal's end of input again and again (~60 % of a core, for good). So the
+    process sends itself the SIGHUP it missed: the handler (harness/hangup.py) runs in the
+    main thread beside the running loop, and the exit is the one a real SIGHUP starts (the
+    terminal restored as far as it still can be, `harness demo`'s clean-up, the deadline)."""
+    with contextlib.suppress(OSError):
+        os.kill(os.getpid(), signal.SIGHUP)
 
 
 def _saved_terminal() -> tuple[int, list[Any] | None]:

@@ -37,6 +37,7 @@ class Track:
     state: str | None = None
     reason: str | None = None
     bad_since: float = 0.0
+    state_since: float = 0.0  # when the current state began (the connection's `since`)
     pending: asyncio.TimerHandle | None = None  # the `for` timer
     token: int = 0  # invalidates a `for` timer that already queued its item
     firing: outbox.Active | None = None
@@ -136,6 +137,7 @@ class Engine:
                 active.reason,
                 active.since,
             )
+            t.state_since = active.since
             self._schedule_reminder(active.rule, active.plugin, t)
         connections: dict[str, Any] = {}
         if self.rules:  # nothing to judge otherwise: stay off the bus
@@ -236,6 +238,8 @@ class Engine:
             changed = t.state is not None and state != t.state
             was_bad = t.state is not None and rule.matches_state(t.state)
             bad = rule.matches_state(state)
+            if changed or t.state is None:
+                t.state_since = since
             t.state, t.reason = state, reason
             if bad and not was_bad:
                 t.bad_since = since
@@ -555,7 +559,11 @@ class Engine:
                         "plugin": plugin,
                         "state": t.state,
                         "reason": t.reason,
-                        "since": t.bad_since,
+                        # Flapping, it may be fine right now: "connected since" must be
+                        # when it came back, not when it last broke.
+                        "since": t.bad_since
+                        if t.state is not None and self.rules[name].matches_state(t.state)
+                        else t.state_since,
                         "status": "flapping"
                         if t.flapping
                         else ("firing" if t.firing is not None else "pending"),

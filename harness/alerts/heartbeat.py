@@ -56,15 +56,31 @@ class Heartbeat:
                     async with session.get(self.url) as response:
                         await response.read()
                         if response.status >= 400:
-                            raise RuntimeError(f"HTTP {response.status}")
+                            raise _Refused(response.status, response.reason)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     # Never the URL: it is the check's secret. aiohttp's messages name it.
-                    self.last_error = f"{type(exc).__name__}: {exc}".replace(self.url, self.shown)
+                    why = _why(exc, timeout.total or self.timeout)
+                    self.last_error = why.replace(self.url, self.shown)
                     log.warning("alerts: heartbeat to %s failed: %s", self.shown, self.last_error)
                 else:
                     self.pings += 1
                     self.last_ok = time.time()
                     self.last_error = None
                 await asyncio.sleep(max(0.0, self.every - (time.monotonic() - started)))
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str | None) -> None:
+        super().__init__(f"the server answered HTTP {status}" + (f" {reason}" if reason else ""))
+
+
+def _why(exc: Exception, timeout: float) -> str:
+    """A failed ping in words for `harness alerts` and the log (it showed "TimeoutError: " with
+    nothing after it, and "RuntimeError: HTTP 500")."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect: {exc.os_error.strerror or exc.os_error}"
+    return str(exc) or type(exc).__name__

@@ -48,13 +48,23 @@ def format_duration(value: float) -> str:
     return f"{value:g}s"
 
 
-def _check(field: str, value: Duration, *, positive: bool = False) -> None:
+# The shortest period for what repeats by itself (reminders, heartbeat pings): "1ms" for "1m"
+# would otherwise send a thousand notifications (or pings) a second.
+MIN_PERIOD = 0.1
+
+
+def _check(field: str, value: Duration, *, positive: bool = False, period: bool = False) -> None:
     try:
         s = seconds(value)
     except ValueError as exc:
         raise ValueError(f"{field}: {exc}") from None
     if positive and s <= 0:
         raise ValueError(f"{field}: expected a duration greater than 0, got {value!r}")
+    if period and 0 < s < MIN_PERIOD:
+        never = "" if positive else "0 (never) or "
+        raise ValueError(
+            f"{field}: expected {never}at least {MIN_PERIOD:g}s (it repeats), got {value!r}"
+        )
 
 
 class AlertRule(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -76,7 +86,7 @@ class AlertRule(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     def __post_init__(self) -> None:
         _check("for", self.for_)
-        _check("remind_every", self.remind_every)
+        _check("remind_every", self.remind_every, period=True)
         _check("flap_window", self.flap_window, positive=True)
         _check("flap_quiet", self.flap_quiet, positive=True)
         if self.flap_changes < 0:
@@ -135,7 +145,7 @@ class AlertsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         _check("send_timeout", self.send_timeout, positive=True)
         _check("retry_initial", self.retry_initial, positive=True)
         _check("retry_max", self.retry_max, positive=True)
-        _check("heartbeat_every", self.heartbeat_every, positive=True)
+        _check("heartbeat_every", self.heartbeat_every, positive=True, period=True)
         if self.history_max < 1:
             raise ValueError(f"history_max: expected 1 or more, got {self.history_max}")
         if self.heartbeat_url and not re.match(r"^https?://[^/\s]+", self.heartbeat_url):

@@ -39,7 +39,10 @@ class Alerts:
         self.recorder = recorder
         urls = config.target_urls
         self.targets = {
-            name: Target(name, url, workers=SEND_CONCURRENCY) for name, url in urls.items()
+            name: Target(
+                name, url, workers=SEND_CONCURRENCY, read_timeout=seconds(config.send_timeout)
+            )
+            for name, url in urls.items()
         }
         # Before anything can log a URL: from here on the log filter masks every secret part.
         for target in self.targets.values():

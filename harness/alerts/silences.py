@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,6 +40,19 @@ class Silence(msgspec.Struct, kw_only=True):
         return data
 
 
+def _unprintable(text: str) -> str | None:
+    """A reason is shown as it is in terminals (`harness silence list`, `harness alerts`, the
+    TUI): an escape sequence in it would be run by the terminal, not shown, and a tab or a
+    newline would break the one-line listings. Names the character and where."""
+    for i, ch in enumerate(text):
+        if unicodedata.category(ch) == "Cc":  # C0 and C1 controls: ESC, CSI, BEL, CR, tab
+            return (
+                f"contains an unprintable character (U+{ord(ch):04X}) at position {i + 1}; "
+                "use plain text"
+            )
+    return None
+
+
 def _silence(r: Any) -> Silence:
     return Silence(id=r[0], plugin=r[1], starts=r[2], ends=r[3], reason=r[4], ended=r[5])
 
@@ -62,9 +76,13 @@ class Silences:
         if not plugin or len(plugin) > 100:
             raise ValueError("plugin: expected a plugin name or glob of 1 to 100 characters")
         if not 0 < duration <= MAX_SILENCE:
-            raise ValueError(f"duration: expected more than 0 and at most {MAX_SILENCE:g} s")
+            raise ValueError(
+                f"duration: expected more than 0 and at most {MAX_SILENCE / 86400:g} days (30d)"
+            )
         if len(reason) > MAX_REASON:
             raise ValueError(f"reason: at most {MAX_REASON} characters")
+        if (problem := _unprintable(reason)) is not None:
+            raise ValueError(f"reason: {problem}")
         now = time.time()
         async with self.store.transaction():
             cur = await self.store.conn.execute(

@@ -118,8 +118,15 @@ def _why(result: Any) -> str:
 class Target:
     """One configured target: its name, the redacted URL shown everywhere, and a sender."""
 
-    def __init__(self, name: str, url: str, workers: int = 1) -> None:
+    def __init__(
+        self, name: str, url: str, workers: int = 1, read_timeout: float | None = None
+    ) -> None:
         self.name = name
+        # apprise waits 4 s for an answer by default: a receiver that takes longer got every
+        # notification, yet each counted as failed and was sent again, for ever. So a send
+        # waits as long as `send_timeout` says, unless the URL sets apprise's own `rto`.
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query) if "?" in url else {}
+        self._read_timeout = None if "rto" in query else read_timeout
         self.shown = redact(url)
         self._url = url
         self._secrets = secrets_of(url)
@@ -145,6 +152,9 @@ class Target:
         if sender is None:
             sender = self._local.apprise = _apprise().Apprise()
             sender.add(self._url)
+            if self._read_timeout is not None:
+                for server in sender:
+                    server.socket_read_timeout = self._read_timeout
         try:
             result = sender.notify(
                 body=body, title=title, notify_type=NOTIFY_TYPES.get(kind, "info")

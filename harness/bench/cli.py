@@ -14,7 +14,8 @@ request, in the same run, against one real ``harness run`` process.
   first bytes, as harness does; other frames decoded) until the ``replayed`` marker. The
   baseline passes on each received block of event lines in one write, as harness does (a
   newline never occurs inside a frame, so a block is all events when each of its line starts
-  is an event's); the line-by-line client the figures were first measured against is timed
+  is an event's), and each run of event lines in a block with other frames in one write too;
+  the line-by-line client the figures were first measured against is timed
   beside it, for scale.
 
 Byte code: the children run with ``PYTHONPYCACHEPREFIX`` in the temporary directory and may
@@ -64,7 +65,10 @@ os._exit(0)
 
 # Event lines are known by their first bytes (the daemon writes ``type`` first), as harness
 # events does; only the other frames are decoded. A received block whose every line is an
-# event goes out in one write (the strongest plain client: what harness events does too).
+# event goes out in one write (the strongest plain client: what harness events does too); in
+# a block with other frames (the welcome and ack, the replayed marker), each run of event
+# lines goes out in one write (until the seventh session, line by line: about 400 writes
+# with an unbuffered stdout, ``PYTHONUNBUFFERED``, which harness did too).
 STDLIB_EVENTS = """
 import json, os, socket, sys
 s = socket.socket(socket.AF_UNIX)
@@ -86,12 +90,21 @@ while not done:
     if block.startswith(prefix) and block.count(inner) == block.count(b"\\n") - 1:
         out.write(block)
         continue
+    run = []
     for line in block.split(b"\\n")[:-1]:
         if line.startswith(prefix):
-            out.write(line + b"\\n")
-        elif json.loads(line)["type"] == "replayed":
+            run.append(line)
+            continue
+        if run:
+            run.append(b"")
+            out.write(b"\\n".join(run))
+            run = []
+        if json.loads(line)["type"] == "replayed":
             done = True
             break
+    if run:
+        run.append(b"")
+        out.write(b"\\n".join(run))
 out.flush()
 os._exit(0)
 """
@@ -258,9 +271,16 @@ def _report(daemon: ServerProcess, py: str, env: dict[str, str], runs: int, even
     for argv in clients.values():
         warm(argv, env)
     samples: dict[str, list[tuple[float, float, float]]] = {k: [] for k in clients}
-    for _ in range(max(3, runs // 3)):  # interleaved
-        for label, argv in clients.items():
-            samples[label].append(timed(argv, env))
+    order = list(clients)
+    # Interleaved, each round starting with the next client (in a fixed order harness always
+    # ran right after the baseline). No carry-over was found (the daemon spends no CPU in the
+    # second after a replay's client leaves); the rotation only rules it out. Nine rounds,
+    # not five: the time is mostly the daemon's (about 300 ms of its CPU per replay here),
+    # which swings with the machine's load.
+    for round_ in range(max(3, runs * 3 // 5)):
+        turn = round_ % len(order)
+        for label in order[turn:] + order[:turn]:
+            samples[label].append(timed(clients[label], env))
 
     def figure(label: str, index: int) -> float:
         return median([s[index] for s in samples[label]])

@@ -126,9 +126,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     which also prints help and usage errors (exit 2) as always."""
     from harness.cli import quick_parse
 
-    quick = quick_parse.parse(sys.argv[1:] if argv is None else argv)
+    words = sys.argv[1:] if argv is None else argv
+    quick = quick_parse.parse(words)
     if quick is not None:
         return quick  # type: ignore[return-value]  # the same attributes
+    from harness.cli.commands import LazyParser
+
+    LazyParser.json_wanted = "--json" in words
     return build_parser().parse_args(argv)
 
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 
 from harness.cli import quick_parse
-from harness.cli.common import count
+from harness.cli.common import count, history_limit
 
 # typing and collections.abc only for the type checker: a one-shot command pays for each import.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from typing import Any
+    from typing import Any, NoReturn
 
 SUPPRESS = argparse.SUPPRESS
 COMMON, CLIENT = "common", "client"  # the shared option groups, see ``parent_args``
@@ -276,7 +276,12 @@ COMMANDS: tuple[Command, ...] = (
                 "history",
                 help="notifications, newest first",
                 args=(
-                    Arg("--limit", type=int, default=30, help="how many (1-1000, default 30)"),
+                    Arg(
+                        "--limit",
+                        type=history_limit,
+                        default=30,
+                        help="how many (1-1000, default 30)",
+                    ),
                     Arg("--target", help="only this target's"),
                     _JSON_AFTER,
                 ),
@@ -433,6 +438,17 @@ class LazyParser(argparse.ArgumentParser):
         formatter = kwargs.pop("formatter_class", argparse.HelpFormatter)
         super().__init__(formatter_class=Unmeasured, **kwargs)  # adds -h
         self.formatter_class = formatter
+
+    # Whether the command line being parsed asks for --json (set by harness.cli.parse_args):
+    # a usage error is then also said on stdout, as every --json failure is.
+    json_wanted = False
+
+    def error(self, message: str) -> NoReturn:
+        if LazyParser.json_wanted:
+            from harness.cli.common import EXIT_USAGE, print_json_error
+
+            print_json_error(EXIT_USAGE, "usage", f"{self.prog}: {message}")
+        super().error(message)  # usage and message on stderr, exit 2
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None

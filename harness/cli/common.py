@@ -24,6 +24,48 @@ def err(message: str) -> None:
     print(f"harness: {message}", file=sys.stderr)
 
 
+def fail(
+    args: argparse.Namespace,
+    exit_code: int,
+    code: str,
+    message: str,
+    *,
+    hint: str = "",
+    words: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> int:
+    """Say a failure and return ``exit_code``: in words on stderr (``message``, then
+    ``hint``: what to do), and, with ``--json``, also on stdout as one line, so that a
+    consumer in a pipe reads why instead of nothing (docs/operations.md, "Errors with --json"):
+    ``{"error": {"code": ..., "message": ..., "exit_code": ..., "details"?: {...}}}``.
+    ``words``: what stderr says instead of ``message`` + ``hint``.
+
+    Not once a command's stdout has become a stream of events (``args.stdout_streaming``,
+    set by ``harness events`` once subscribed): what follows stays events only, and the
+    failure is said on stderr."""
+    # A command that can be carried on from where it stopped says how (harness events).
+    err((message + hint if words is None else words) + getattr(args, "resume_hint", ""))
+    if getattr(args, "json", False) and not getattr(args, "stdout_streaming", False):
+        print_json_error(exit_code, code, message, details)
+    return exit_code
+
+
+def print_json_error(
+    exit_code: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> None:
+    """The error object of :func:`fail`, one line on stdout."""
+    import json
+
+    error: dict[str, Any] = {"code": code, "message": message, "exit_code": exit_code}
+    if details:
+        error["details"] = details
+    try:
+        sys.stdout.write(json.dumps({"error": error}, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        quiet_broken_pipe()
+
+
 def count(text: str) -> int:
     """argparse type: a whole number >= 0 (a negative count is a usage error, exit 2)."""
     try:
@@ -32,6 +74,15 @@ def count(text: str) -> int:
         raise _type_error(f"expected a whole number, got {text!r}") from None
     if value < 0:
         raise _type_error(f"must be 0 or more, got {value}")
+    return value
+
+
+def history_limit(text: str) -> int:
+    """argparse type of ``alerts history --limit``: 1 to 1000, as the daemon accepts (said
+    as a usage error, exit 2, not the daemon's refusal of a request, exit 1)."""
+    value = count(text)
+    if not 1 <= value <= 1000:
+        raise _type_error(f"expected 1 to 1000, got {value}")
     return value
 
 
@@ -171,7 +222,7 @@ def _resolve_target(args: argparse.Namespace) -> Any:
 
         if not isinstance(exc, ConfigError):
             raise
-        err(str(exc))
+        fail(args, EXIT_USAGE, "config", str(exc))
         return None
 
 
@@ -254,7 +305,7 @@ def socket_path(args: argparse.Namespace) -> Path | None:
         # in it is for `harness config` and `harness run` to report.
         cfg = client_config.load(args.config)
     except ConfigError as exc:
-        err(str(exc))
+        fail(args, EXIT_USAGE, "config", str(exc))
         return None
     return Path(args.socket).expanduser() if args.socket else cfg.socket_path
 
@@ -297,22 +348,27 @@ def _reporting(
     except BrokenPipeError:
         return quiet_broken_pipe()
     except UntrustedSocket as exc:
-        err(str(exc))
-        return EXIT_UNTRUSTED
+        return fail(args, EXIT_UNTRUSTED, "untrusted_socket", str(exc))
     except FrameTooLarge as exc:
-        err(str(exc))
-        return EXIT_FAILED
+        return fail(args, EXIT_FAILED, "frame_too_large", str(exc))
     except DaemonUnavailable as exc:
         if exc.not_running:
             command = getattr(args, "command", "") or ""
-            err(
-                f"{exc}\n  start it: harness run   (as a service: systemctl --user start harness)"
+            hint = (
+                "\n  start it: harness run   (as a service: systemctl --user start harness)"
                 f"\n  or point at it: harness --socket PATH {command}".rstrip()
                 + "\n  a socket forwarded over ssh -L? the tunnel may be down: start it again"
             )
         else:
-            err(str(exc))  # it is running (or was): saying "start it" would mislead
-        return EXIT_NO_DAEMON
+            hint = ""  # it is running (or was): saying "start it" would mislead
+        return fail(
+            args,
+            EXIT_NO_DAEMON,
+            "no_daemon",
+            str(exc),
+            hint=hint,
+            details={"not_running": exc.not_running},
+        )
     except refused as exc:
         fields = exc.details.get("fields", {})  # type: ignore[attr-defined]
         message = exc.message  # type: ignore[attr-defined]
@@ -320,9 +376,14 @@ def _reporting(
         joined = "; ".join(f"{k}: {v}" for k, v in fields.items())
         if fields and message.endswith(joined):
             message = message[: -len(joined)].rstrip(": ") + ":"
-        err(message)
-        for field, problem in fields.items():
-            print(f"  {field}: {problem}", file=sys.stderr)
-        return EXIT_FAILED
+        listed = "".join(f"\n  {field}: {problem}" for field, problem in fields.items())
+        return fail(
+            args,
+            EXIT_FAILED,
+            exc.code or "refused",  # type: ignore[attr-defined]
+            exc.message,  # type: ignore[attr-defined]
+            words=message + listed,
+            details=exc.details,  # type: ignore[attr-defined]
+        )
     except KeyboardInterrupt:
         return 130

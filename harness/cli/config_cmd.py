@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from harness.cli.common import EXIT_OK, EXIT_USAGE, err, print_json
+from harness.cli.common import EXIT_OK, EXIT_USAGE, fail, print_json
 
 # Where a value came from, in the words of `harness config` ("state": chosen with
 # `harness context use`, kept in the user state directory).
@@ -45,6 +45,33 @@ def explain(
         table = raw.get(section) or {}
         for key, value in msgspec.to_builtins(getattr(cfg, section)).items():
             put(f"{section}.{key}", value, FILE if key in table else DEFAULT)
+
+    # [alerts]: a target's URL and the heartbeat URL hold the receiver's token, so they are
+    # shown as `harness alerts` shows them (scheme and server name only), never whole.
+    alerts_raw = raw.get("alerts") or {}
+    alerts = cfg.alerts
+    for key, value in msgspec.to_builtins(alerts).items():
+        if key in ("targets", "rules"):
+            continue
+        if key == "heartbeat_url" and value:
+            from urllib.parse import urlsplit
+
+            split = urlsplit(value)
+            value = f"{split.scheme}://{split.hostname or ''}/…"
+        put(f"alerts.{key}", value, FILE if key in alerts_raw else DEFAULT)
+    if alerts.target_urls:
+        from harness.alerts.targets import redact
+
+        for name, url in alerts.target_urls.items():
+            put(f"alerts.targets.{name}", redact(url), FILE)
+    for rule_name, rule in alerts.rules.items():
+        rule_raw = (alerts_raw.get("rules") or {}).get(rule_name) or {}
+        for key, value in msgspec.to_builtins(rule).items():
+            put(
+                f"alerts.rules.{rule_name}.{key}",
+                value,
+                FILE if key in rule_raw else DEFAULT,
+            )
 
     # The two paths everything depends on, resolved, with what decided them.
     if socket_arg:
@@ -116,8 +143,13 @@ def cmd_config(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as exc:
         # The same --config, or `harness config` would check another file than the one named.
         again = "harness config" + (f" --config {args.config}" if args.config else "")
-        err(f"{exc}\n  fix the file, then check again: {again}")
-        return EXIT_USAGE
+        return fail(
+            args,
+            EXIT_USAGE,
+            "config",
+            str(exc),
+            hint=f"\n  fix the file, then check again: {again}",
+        )
     if args.json:
         print_json(report)
         return EXIT_OK

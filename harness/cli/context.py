@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli.common import EXIT_OK, EXIT_USAGE, err, print_json
+from harness.cli.common import EXIT_OK, EXIT_USAGE, err, fail, print_json
 
 
 def cmd_context(args: argparse.Namespace) -> int:
@@ -17,8 +17,7 @@ def cmd_context(args: argparse.Namespace) -> int:
         cfg = client_config.load(args.config)
         targets = contexts.all_targets(cfg)
     except ConfigError as exc:
-        err(str(exc))
-        return EXIT_USAGE
+        return fail(args, EXIT_USAGE, "config", str(exc))
     current = contexts.current_name()
     if args.action == "list":
         rows = [{**contexts.describe(t), "current": n == current} for n, t in targets.items()]
@@ -35,8 +34,8 @@ def cmd_context(args: argparse.Namespace) -> int:
         return EXIT_OK
     name = args.name if args.action == "use" else (args.name or current)
     if name not in targets:
-        err(f"no context named {name!r}; known: {', '.join(targets)}")
-        return EXIT_USAGE
+        known = ", ".join(targets)
+        return fail(args, EXIT_USAGE, "usage", f"no context named {name!r}; known: {known}")
     if args.action == "use":
         path = contexts.set_current(name)
         if args.json:

@@ -114,7 +114,7 @@ def empty_range(since: Since | None, until: Since | None) -> str | None:
 def cmd_events(args: argparse.Namespace) -> int:
     import json
 
-    from harness.cli.common import EXIT_USAGE, err
+    from harness.cli.common import EXIT_USAGE, fail
     from harness.cli.oneshot import NoDaemon, Refused
 
     patterns = args.patterns or ["*"]
@@ -122,8 +122,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     until: Since | None = args.until
     # Both parsers (harness/cli/quick_parse.py and argparse) come here: checked once for both.
     if (empty := empty_range(since, until)) is not None:
-        err(empty)
-        return EXIT_USAGE
+        return fail(args, EXIT_USAGE, "usage", empty)
     out = sys.stdout.buffer
     # --json without a time filter prints each event line as the daemon sent it (the same
     # bytes ``msgspec.json.encode(event)`` gives), without decoding it: then msgspec, the
@@ -150,29 +149,48 @@ def cmd_events(args: argparse.Namespace) -> int:
             return bool(event.seq > until.seq)
         return bool(event.ts > (until.ts or 0))
 
+    # The last event line (or block of them) written: where a resume starts (resume_hint).
+    shown = [b""]
+
     def show(line: bytes, event: Any) -> None:
+        shown[0] = line
         if args.json:
-            out.write(line)
-            out.write(b"\n")
+            out.write(line + b"\n")
             return
         event = event or decode(line)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.ts))
         text = f"{event.seq:>8} {stamp} {event.event:<24} {event_text(event.data, event.seq)}\n"
         out.write(text.encode())
 
+    started_at = [0]  # the seq the subscription replays after
+
     def body(conn: Any) -> int:
-        head = conn.welcome["seq"]
+        try:
+            return stream(conn)
+        except NoDaemon:
+            if getattr(args, "stdout_streaming", False):
+                # The stream ended under us (daemon stopped or crashed, link dropped): say
+                # where to carry on from, after the failure's words (harness.cli.common.fail).
+                args.resume_hint = resume_hint(args, last_seq(shown[0]), started_at[0])
+            raise
+
+    def stream(conn: Any) -> int:
         if since is None:
-            start = max(0, head - args.scan)
+            # The newest --scan events: the head seq comes with the welcome (a round trip
+            # before the subscribe, which --since does not wait for).
+            start = max(0, conn.welcome["seq"] - args.scan)
         elif since.seq is not None:
             start = since.seq
         else:
             start = 0  # the stream is addressed by seq: replay all, keep those after the time
         doing = ["replaying"]
         # Replaying or following, a frozen daemon is said on stderr and waited for (a ping's
-        # answer is a frame like any other: skipped below).
-        conn.keepalive(_pinger(conn.path, doing))
-        conn.subscribe(patterns, since=start)
+        # answer is a frame like any other: skipped below). The pinger is made while the
+        # daemon starts the replay.
+        started_at[0] = start
+        conn.subscribe(patterns, since=start, keepalive=lambda: _pinger(conn.path, doing))
+        # From here stdout is a stream of events: a failure is said on stderr only.
+        args.stdout_streaming = True
         # Output is flushed whenever we would wait for the daemon: frames show as they come.
         lines = conn.lines(before_wait=out.flush)
         # With --since each replayed event is printed as it arrives (constant memory);
@@ -183,7 +201,10 @@ def cmd_events(args: argparse.Namespace) -> int:
         # --json --since without a time filter: an event line goes straight out (what the
         # general path below does with it too, minus two calls per event).
         passthrough = args.json and not by_time and backlog is None
-        write = out.write
+
+        def write(block: bytes) -> None:
+            out.write(block)
+            shown[0] = block
 
         def replay() -> Iterator[bytes]:
             # With passthrough, runs of event lines are copied out by the connection in
@@ -198,8 +219,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 
         for line in replay():
             if passthrough and line.startswith(EVENT_PREFIX):
-                write(line)
-                write(b"\n")
+                write(line + b"\n")  # one write: stdout may be unbuffered (python -u)
                 continue
             kind = kind_of(line)
             if kind == "replayed":
@@ -241,3 +261,38 @@ def cmd_events(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return with_connection(args, body)
+
+
+_SEQ_AT = EVENT_PREFIX + b',"seq":'
+
+
+def last_seq(written: bytes) -> int | None:
+    """The seq of the last event line in ``written`` (lines as the daemon sends them: the
+    seq right after the type; the line's start, since an event's data may hold the same
+    bytes), or None."""
+    end = len(written.rstrip(b"\n"))
+    line = written[written.rfind(b"\n", 0, end) + 1 : end]
+    if not line.startswith(_SEQ_AT):
+        return None
+    digits = line[len(_SEQ_AT) : len(_SEQ_AT) + 20].split(b",", 1)[0]
+    return int(digits) if digits.isdigit() else None
+
+
+def resume_hint(args: argparse.Namespace, seq: int | None, start: int) -> str:
+    """Where to carry on after the stream ended: the last event shown, or, none shown,
+    where this one started; the same command from there (its connection options too)."""
+    import shlex
+
+    point = seq if seq is not None else start
+    words = ["harness"]
+    for option in ("config", "socket", "host", "context"):
+        if value := getattr(args, option, None):
+            words += [f"--{option}", str(value)]
+    words += ["events", "--since", str(point)]
+    if args.follow:
+        words.append("-f")
+    if args.json:
+        words.append("--json")
+    words += args.patterns or []
+    said = f"the last event shown was seq {seq}" if seq is not None else "no event was shown"
+    return f"\n  {said}; to carry on from there: {shlex.join(words)}"

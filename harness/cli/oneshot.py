@@ -83,6 +83,16 @@ class Pinger:
         )
         return max(0.01, due - self._now())
 
+    def limit(self) -> float | None:
+        """How long one read may block, measured from its start (None: for ever). While no
+        ping is out, the whole ``after``: it differs from :meth:`wait` only by the time taken
+        to pass the last read on, and staying the same it costs a blocking read nothing to
+        set (``Connection._limit_reads``). A read that waited on our own stdout (a paused
+        pager) does not count against the daemon."""
+        if self.pinged_at is None and not self.silent:
+            return self.after
+        return self.wait()
+
     def quiet(self, send: Callable[[], None]) -> None:
         """The read timed out: ping, or, if the ping went unanswered, say so."""
         if self.pinged_at is None:
@@ -125,8 +135,8 @@ class Connection:
     """One blocking connection: ``Connection(path)``, then :meth:`request` or
     :meth:`subscribe` and :meth:`lines`.
 
-    The hello is sent at once and the first request right behind it, before the welcome is
-    read (the daemon handles a connection's frames in order): one round trip fewer, which over
+    The hello goes out with the first request, in one write, before the welcome is read (the
+    daemon handles a connection's frames in order): one round trip fewer, which over
     ``--host`` is a trip through ssh, sshd and ``dial-stdio``. The welcome is read and checked
     before any answer is (:attr:`welcome`)."""
 
@@ -147,6 +157,7 @@ class Connection:
         self._partial = b""  # the start of a frame whose newline has not come yet
         self._ids = 0
         self._pinger: Pinger | None = None
+        self._read_limit: float | None = None  # SO_RCVTIMEO, see _limit_reads
         try:
             self._sock.settimeout(timeout)
             if sock is None:
@@ -164,7 +175,8 @@ class Connection:
             self._sock.close()
             raise
         self._welcome: dict[str, Any] | None = None
-        self._send_early({"type": "hello", "protocol": PROTOCOL_VERSION, "client": client})
+        # Sent with the first request, in one write (or before the welcome is read).
+        self._hello = self._line({"type": "hello", "protocol": PROTOCOL_VERSION, "client": client})
 
     @property
     def welcome(self) -> dict[str, Any]:
@@ -172,6 +184,8 @@ class Connection:
         if self._welcome is not None:
             return self._welcome
         try:
+            if self._hello:
+                self._send_lines(b"")
             frame = self._frame(next(self.lines(), None))
         except (OSError, ValueError) as exc:
             self._sock.close()
@@ -210,8 +224,18 @@ class Connection:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @staticmethod
+    def _line(frame: dict[str, Any]) -> bytes:
+        return json.dumps(frame, separators=(",", ":")).encode() + b"\n"
+
     def _send(self, frame: dict[str, Any]) -> None:
-        self._sock.sendall(json.dumps(frame, separators=(",", ":")).encode() + b"\n")
+        self._send_lines(self._line(frame))
+
+    def _send_lines(self, data: bytes) -> None:
+        """Send ``data``, behind the hello if that has not gone yet."""
+        if self._hello:
+            data, self._hello = self._hello + data, b""
+        self._sock.sendall(data)
 
     def _frame(self, line: bytes | None) -> dict[str, Any]:
         if line is None:
@@ -256,23 +280,40 @@ class Connection:
         waited long enough pings, or says the daemon is not responding: None, read again."""
         pinger = self._pinger
         try:
-            if pinger is not None:
-                self._sock.settimeout(pinger.wait())
+            if pinger is not None and (limit := pinger.limit()) != self._read_limit:
+                self._limit_reads(limit)
             chunk = self._sock.recv(_READ)
-        except TimeoutError:
-            if pinger is None:  # the welcome, late: the daemon is there but frozen
-                raise NoDaemon(
-                    f"the daemon at {self.path} is not responding (no answer within "
-                    f"{self._sock.gettimeout() or 0:g} s): it may be stopped (SIGSTOP, a "
-                    "debugger) or its event loop blocked"
-                ) from None
+        except BlockingIOError:
+            # The read limit ran out with nothing read (SO_RCVTIMEO: the kernel's timeout on
+            # a blocking socket; a socket timeout would poll before every read of a replay).
+            if pinger is None:
+                raise NoDaemon(f"the daemon at {self.path} sent nothing in time") from None
             pinger.quiet(self._ping)
             return None
+        except TimeoutError:
+            # Only the welcome is read with a socket timeout: the daemon is there but frozen.
+            raise NoDaemon(
+                f"the daemon at {self.path} is not responding (no answer within "
+                f"{self._sock.gettimeout() or 0:g} s): it may be stopped (SIGSTOP, a "
+                "debugger) or its event loop blocked"
+            ) from None
         except OSError as exc:
             raise NoDaemon(f"connection to the daemon lost: {why_unreachable(exc)}") from exc
         if pinger is not None:
             pinger.heard()
         return chunk
+
+    def _limit_reads(self, seconds: float | None) -> None:
+        """Let a blocking read wait at most ``seconds`` (None: for ever), then fail with
+        EAGAIN. Set only when the limit changes: a replay's reads pay nothing for it."""
+        import struct
+
+        whole = 0 if seconds is None else max(int(seconds), 0)
+        micro = 0 if seconds is None else max(int((seconds - whole) * 1e6), 1 if not whole else 0)
+        self._sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, micro)
+        )
+        self._read_limit = seconds
 
     def keepalive(self, pinger: Pinger) -> None:
         """From now on, :meth:`lines` and :meth:`copy_lines` ask a quiet daemon whether it is
@@ -303,13 +344,19 @@ class Connection:
         lines that start with ``prefix`` are the block's start plus each ``\\n`` + prefix.
         Memory as :meth:`lines`: one read plus one partial frame."""
         ready = self._ready
-        while ready:  # lines already split off by lines()
+        run: list[bytes] = []  # lines already split off by lines(): passed on in one write
+        while ready:
             line = ready[0]
             if line and not line.startswith(prefix):
-                return
+                break
             ready.popleft()
             if line:
-                write(line + b"\n")
+                run.append(line)
+        if run:
+            run.append(b"")
+            write(b"\n".join(run))
+        if ready:
+            return
         inner = b"\n" + prefix
         while True:
             if before_wait is not None:
@@ -332,13 +379,19 @@ class Connection:
             if data.startswith(prefix) and data.count(inner, 0, end) == lines_in - 1:
                 write(data[:end] if end < len(data) else data)  # every line an event
                 continue
+            # A block with another frame in it: the event lines before that frame in one
+            # write, the rest left for lines().
             *lines, _ = data[:end].split(b"\n")
-            for at, line in enumerate(lines):
-                if line and not line.startswith(prefix):
-                    ready.extend(lines[at:])
-                    return
-                if line:
-                    write(line + b"\n")
+            at = next(
+                (i for i, line in enumerate(lines) if line and not line.startswith(prefix)),
+                len(lines),
+            )
+            if events := [line for line in lines[:at] if line]:
+                events.append(b"")
+                write(b"\n".join(events))
+            if at < len(lines):
+                ready.extend(lines[at:])
+                return
 
     def _answer(self, frame_id: int, method: str = "") -> dict[str, Any]:
         """The answer to request ``frame_id``. Without a keepalive of the caller's own, the
@@ -352,8 +405,9 @@ class Connection:
             return self._answer_lines(frame_id)
         finally:
             self._pinger = None
-            with contextlib.suppress(OSError):  # closed meanwhile
-                self._sock.settimeout(None)  # as after the welcome: the pinger's is over
+            if self._read_limit is not None:
+                with contextlib.suppress(OSError):  # closed meanwhile
+                    self._limit_reads(None)  # as after the welcome: reads wait for ever
 
     def _answer_lines(self, frame_id: int) -> dict[str, Any]:
         for line in self.lines():
@@ -371,10 +425,22 @@ class Connection:
         self.welcome  # noqa: B018 - checked before the answer is read
         return self._answer(self._ids, method)["result"]
 
-    def subscribe(self, events: list[str], since: int | None = None) -> int:
+    def subscribe(
+        self,
+        events: list[str],
+        since: int | None = None,
+        keepalive: Callable[[], Pinger] | None = None,
+    ) -> int:
         """Subscribe; returns the head seq. Then read :meth:`lines`: replayed events, a
-        ``replayed`` frame (when ``since`` was given), live events."""
+        ``replayed`` frame (when ``since`` was given), live events.
+
+        ``keepalive``: makes the :meth:`keepalive` pinger, called once the subscribe is sent
+        (its imports then overlap the daemon's first work, not delay it) and installed once
+        the welcome is read (a daemon frozen at the handshake still ends the command)."""
         self._ids += 1
         self._send_early({"type": "subscribe", "id": self._ids, "events": events, "since": since})
+        pinger = keepalive() if keepalive is not None else None
         self.welcome  # noqa: B018 - checked before the answer is read
+        if pinger is not None:
+            self.keepalive(pinger)
         return int(self._answer(self._ids, "subscribe")["seq"])

@@ -143,7 +143,6 @@ def plugin_table(plugins: list[dict[str, Any]]) -> None:
         conn = p.get("connection") or p.get("metadata", {}).get("connection")
         shown = describe_connection(conn, p.get("health"))
         rows.append([p["name"], "yes" if p["enabled"] else "no", status, shown])
-    print()
     table(["PLUGIN", "ENABLED", "STATUS", "CONNECTION"], rows)
 
 

@@ -28,6 +28,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  socket    {st['socket']}\n  database  {st['database']}")
         # "storage   failing: disk full since 12:03 (5 events not stored)"
         print(f"  storage   {storage_line(st.get('storage')).removeprefix('storage ')}")
+        print()  # the table apart from the daemon's lines (`plugins list` starts with it)
         plugin_table(st["plugins"])
         if any((p.get("connection") or {}).get("state") == "not_configured" for p in st["plugins"]):
             # The status answer has no schemas; the list has them, to name the missing keys.

@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import random
 import time
-from typing import Any, ClassVar
+from collections.abc import Awaitable
+from typing import Any, ClassVar, TypeVar
 
 import aiohttp
 import discord
@@ -26,6 +27,7 @@ from harness.plugins.discord_gateway import (
     Cause,
     GatewaySocket,
     GuildCounts,
+    Handshake,
     HeartbeatWatch,
     ReconnectWebSocket,
     close_cause,
@@ -49,6 +51,9 @@ _LOGIN_TIMEOUT = 15.0
 # A 429 without Discord's rate-limit headers comes from Cloudflare: the IP may be banned, and
 # every further invalid request makes it worse. Never sooner than this.
 _BANNED_WAIT = 900.0
+
+_T = TypeVar("_T")
+STATUS_TEXT_MAX = 128  # characters in a bot activity's name (the status text)
 
 
 class _Bot(discord.Client):
@@ -92,6 +97,10 @@ class _Shard:
         self.awaiting_ready = False  # READY came with guilds: connected once they streamed in
         self.ws: GatewaySocket | None = None
         self.health = Health()
+        # The last failure and the state it was reported in: an attempt that starts after it
+        # is published with them (the state and cause hold until the attempt says otherwise).
+        self.cause: Cause | None = None
+        self.waiting_state = "disconnected"
         self.part = Part(
             id=str(shard_id), state="connecting", since=time.time(), reason="waiting to identify"
         )
@@ -122,7 +131,11 @@ class DiscordPlugin(Plugin):
             "string",
             label="Status text",
             default="",
-            description="Shown under the bot's name as 'Playing …'; empty for none. Live.",
+            # Discord's bound on an activity's name (JDA's MAX_ACTIVITY_NAME_LENGTH, and what
+            # bots such as Red cap it at): a longer one is not shown.
+            max_length=STATUS_TEXT_MAX,
+            description="Shown under the bot's name as 'Playing …'; empty for none; at most "
+            f"{STATUS_TEXT_MAX} characters (Discord's limit). Live.",
         ),
         SettingField(
             "members_intent",
@@ -217,7 +230,10 @@ class DiscordPlugin(Plugin):
     guild_ready_timeout: ClassVar[float] = 2.0
     identify_wait: ClassVar[tuple[float, float]] = (1.0, 5.0)  # after op 9 d=false (Discord: 1-5 s)
     ack_warn_after: ClassVar[float] = 5.0  # an ACK this late is shown as overdue
-    connect_timeout: ClassVar[float] = 30.0  # one gateway handshake (HELLO + IDENTIFY/RESUME)
+    # One gateway handshake (upgrade, HELLO, IDENTIFY/RESUME sent): @discordjs/ws's default too.
+    connect_timeout: ClassVar[float] = 30.0
+    # An attempt still under way after this long is published as such (_attempt).
+    attempt_grace: ClassVar[float] = 0.5
     # The backoff: attempt n waits min(max_backoff, backoff_base * 2**(n-1)) x U(0.5, 1), so the
     # first retry comes within 0.25 s (a resume after a drop is near-immediate, as discord.py's
     # was) and the wait doubles to the cap.
@@ -386,7 +402,12 @@ class DiscordPlugin(Plugin):
         while True:
             try:
                 async with asyncio.timeout(_LOGIN_TIMEOUT):
-                    recommended, _url, limit = await client.http.get_bot_gateway()
+                    recommended, _url, limit = await self._attempt(
+                        ctx,
+                        self._main,
+                        "asking Discord's API for the gateway",
+                        client.http.get_bot_gateway(),
+                    )
                 break
             except asyncio.CancelledError:
                 raise
@@ -412,19 +433,29 @@ class DiscordPlugin(Plugin):
     async def _login(self, ctx: PluginContext, client: discord.Client) -> None:
         token = ctx.settings["bot_token"]
         while True:
-            cause = await self._probe_rest(ctx, token)
+            step = "logging in to Discord's API"
+            cause = await self._attempt(ctx, self._main, step, self._login_once(ctx, client, token))
             if cause is None:
-                try:
-                    async with asyncio.timeout(_LOGIN_TIMEOUT):
-                        await client.login(token)
-                    return
-                except discord.LoginFailure:
-                    cause = _token_rejected(401)
-                except Exception as exc:
-                    cause = connect_cause(exc, "Discord's API")
-                    if cause.reason.startswith("unexpected"):
-                        ctx.logger.exception("discord: login failed unexpectedly")
+                return
             await self._retry(ctx, self._main, cause)
+
+    async def _login_once(
+        self, ctx: PluginContext, client: discord.Client, token: str
+    ) -> Cause | None:
+        cause = await self._probe_rest(ctx, token)
+        if cause is not None:
+            return cause
+        try:
+            async with asyncio.timeout(_LOGIN_TIMEOUT):
+                await client.login(token)
+            return None
+        except discord.LoginFailure:
+            return _token_rejected(401)
+        except Exception as exc:
+            cause = connect_cause(exc, "Discord's API")
+            if cause.reason.startswith("unexpected"):
+                ctx.logger.exception("discord: login failed unexpectedly")
+            return cause
 
     async def _probe_rest(self, ctx: PluginContext, token: str) -> Cause | None:
         """One GET /users/@me of our own before discord.py's login, which would retry 5xx and
@@ -462,24 +493,39 @@ class DiscordPlugin(Plugin):
                     # Discord's concurrency rule: one IDENTIFY per bucket per identify_interval;
                     # the booking here orders the start, _before_identify holds the send.
                     await self._gate.wait(shard.id)
+            step = "connecting to the gateway" + (" to resume" if resume else "")
+            progress = Handshake()
+            # Ours, not discord.py's: its own waits for the upgrade and HELLO are a minute or
+            # none. A gateway that takes the TCP connection and then says nothing (stopped,
+            # overloaded) is abandoned after connect_timeout, with where it stopped answering.
+            deadline = asyncio.timeout(self.connect_timeout)
             try:
                 # asyncio.timeout, never wait_for, in this plugin: on Python 3.11 wait_for loses a
                 # cancellation that lands as the awaited call completes, and this loop then ran
                 # on after a stop, forever (a stop that never ends; docs/plugins.md).
-                async with asyncio.timeout(self.connect_timeout):
-                    ws = await GatewaySocket.from_client(
-                        client,
-                        initial=initial,
-                        gateway=gateway if resume else None,
-                        shard_id=shard.id,
-                        session=session,
-                        sequence=sequence,
-                        resume=resume,
+                async with deadline:
+                    ws = await self._attempt(
+                        ctx,
+                        shard,
+                        step,
+                        GatewaySocket.from_client(
+                            client,
+                            progress=progress,
+                            initial=initial,
+                            gateway=gateway if resume else None,
+                            shard_id=shard.id,
+                            session=session,
+                            sequence=sequence,
+                            resume=resume,
+                        ),
                     )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                cause = connect_cause(exc)
+                if isinstance(exc, TimeoutError) and deadline.expired():
+                    cause = progress.timed_out(self.connect_timeout)
+                else:
+                    cause = connect_cause(exc)
                 if cause.reason.startswith("unexpected"):
                     ctx.logger.exception("discord: gateway connect failed unexpectedly")
                 if not cause.resume:
@@ -705,6 +751,7 @@ class DiscordPlugin(Plugin):
             delay,
         )
         state = "connecting" if cause.identify_again else "disconnected"
+        shard.cause, shard.waiting_state = cause, state
         await self._set(
             ctx,
             shard,
@@ -717,6 +764,52 @@ class DiscordPlugin(Plugin):
             drop_ms=None,
         )
         return delay
+
+    async def _attempt(
+        self, ctx: PluginContext, shard: _Shard, step: str, work: Awaitable[_T]
+    ) -> _T:
+        """Run one attempt of ``shard``'s outage (``work``) and return what it returns. One
+        still under way after ``attempt_grace`` is said, with its number, start and ``step``
+        (what it does): until it ends that is the truth, where the countdown to it, run out,
+        said "retrying now" for as long as the attempt hung (up to its timeout). A quick one
+        says nothing: "retrying now" was true, and a flapping link adds no events. The attempt
+        runs in a task of its own so that this is said in order, between the wait's report
+        and the attempt's outcome, from the supervisor itself."""
+        started = time.time()
+        task = asyncio.ensure_future(work)
+        try:
+            if shard.outage_started is not None and shard.cause is not None:
+                done, _ = await asyncio.wait({task}, timeout=self.attempt_grace)
+                if not done:
+                    await self._attempting(ctx, shard, step, started)
+            return await task
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+            if not task.cancelled():
+                # Retrieved also when this was cancelled just as the attempt failed: an
+                # abandoned attempt's end is moot, and asyncio would log it as never retrieved.
+                task.exception()
+
+    async def _attempting(
+        self, ctx: PluginContext, shard: _Shard, step: str, started: float
+    ) -> None:
+        cause = shard.cause
+        assert cause is not None
+        await self._set(
+            ctx,
+            shard,
+            shard.waiting_state,
+            reason=cause.reason,
+            code=cause.code,
+            attempt=shard.attempt + 1,
+            retry_at=None,
+            latency_ms=None,
+            drop_ms=None,
+            attempt_started=round(started, 3),
+            attempt_step=step,
+        )
 
     def _next_attempt(self, shard: _Shard) -> int | None:
         return shard.attempt + 1 if shard.outage_started is not None else None
@@ -731,6 +824,7 @@ class DiscordPlugin(Plugin):
             drop_ms = round((time.monotonic() - shard.outage_started) * 1000, 1)
         shard.outage_started = None
         shard.attempt = 0
+        shard.cause = None
         latency = self._latency_ms(shard)
         fields: dict[str, Any] = {
             "reason": None,
@@ -770,6 +864,8 @@ class DiscordPlugin(Plugin):
             retry_at=fields.get("retry_at"),
             latency_ms=fields.get("latency_ms"),
             guilds=guilds if guilds is not None else shard.part.guilds,
+            attempt_started=fields.get("attempt_started"),
+            attempt_step=fields.get("attempt_step"),
         )
         identity = {"username": fields["username"]} if "username" in fields else {}
         await self._publish_parts(ctx, identity)
@@ -780,12 +876,20 @@ class DiscordPlugin(Plugin):
             state, reason = aggregate_parts(parts, "shards")
             waiting = [p for p in parts if p.retry_at is not None]
             first = min(waiting, key=lambda p: p.retry_at or 0.0) if waiting else None
+            # With none waiting: the attempt under way that began first, for the headline.
+            trying = [p for p in parts if p.attempt_started is not None]
+            oldest = min(trying, key=lambda p: p.attempt_started or 0.0) if trying else None
+            under_way = oldest if first is None else None
             latencies = [p.latency_ms for p in parts if p.latency_ms is not None]
             await ctx.set_connection(
                 state,
                 reason=reason,
                 retry_at=first.retry_at if first is not None else None,
-                attempt=first.attempt if first is not None else None,
+                attempt=first.attempt
+                if first is not None
+                else (under_way.attempt if under_way is not None else None),
+                attempt_started=under_way.attempt_started if under_way is not None else None,
+                attempt_step=under_way.attempt_step if under_way is not None else None,
                 latency_ms=round(sum(latencies) / len(latencies), 1) if latencies else None,
                 **(identity or {}),
                 **self._parts_fields(),

@@ -9,8 +9,9 @@ import errno
 import json
 import os
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import discord
@@ -125,6 +126,28 @@ def connect_cause(exc: BaseException, what: str = "the gateway") -> Cause:
     return Cause("unexpected failure in the Discord plugin (details in the daemon log)")
 
 
+class Handshake:
+    """How far one gateway handshake got (websocket open, HELLO read), so that an attempt the
+    plugin abandons at its timeout says where the gateway stopped answering."""
+
+    def __init__(self) -> None:
+        self.opened = False  # the HTTP upgrade was answered: a websocket is open
+        self.hello = False  # the gateway's HELLO (op 10) was read
+
+    def timed_out(self, seconds: float) -> Cause:
+        within = f"within {seconds:g} s"
+        if not self.opened:
+            return Cause(f"the gateway did not answer the handshake {within}")
+        if not self.hello:
+            return Cause(f"the gateway opened the websocket but sent no HELLO {within}")
+        return Cause(f"the gateway handshake did not finish {within} (after HELLO)")
+
+
+# The handshake under way in this task: discord.py builds the socket inside from_client, so
+# this is how the new socket finds the progress object of the attempt that opened it.
+_HANDSHAKE: ContextVar[Handshake | None] = ContextVar("discord_handshake", default=None)
+
+
 class GatewaySocket(DiscordWebSocket):
     """discord.py's gateway websocket, noting the last small payload's op so the supervisor can
     name why a connection ended (op 7 and op 9 otherwise look alike from outside)."""
@@ -137,6 +160,24 @@ class GatewaySocket(DiscordWebSocket):
     # then looks unanswered (a false zombie) and its latency spans the whole interval.
     beat_sent: float | None = None  # perf_counter just before the last heartbeat went out
     beat_acked: float | None = None  # perf_counter of the last HEARTBEAT_ACK read
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._handshake = _HANDSHAKE.get()
+        if self._handshake is not None:
+            self._handshake.opened = True  # discord.py makes the socket once the upgrade is in
+
+    @classmethod
+    async def from_client(  # type: ignore[override]
+        cls, client: Any, *, progress: Handshake | None = None, **kwargs: Any
+    ) -> Self:
+        """discord.py's own (open, read HELLO, IDENTIFY or RESUME), noting in ``progress``
+        how far it got."""
+        token = _HANDSHAKE.set(progress)
+        try:
+            return await super().from_client(client, **kwargs)
+        finally:
+            _HANDSHAKE.reset(token)
 
     async def send_heartbeat(self, data: Any) -> None:
         self.beat_sent = time.perf_counter()
@@ -171,6 +212,8 @@ class GatewaySocket(DiscordWebSocket):
                 self.last_data = payload.get("d")
                 if self.last_op == 11:
                     self.beat_acked = time.perf_counter()
+                elif self.last_op == 10 and self._handshake is not None:
+                    self._handshake.hello = True
         else:
             self.last_op = 0
 

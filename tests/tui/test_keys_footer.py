@@ -55,7 +55,7 @@ async def test_the_footer_is_one_widget_and_follows_a_change_of_keys(config: Con
         app.refresh_bindings()
         await until(pilot, lambda: "f Flap connection" in footer_line(app))
         await pilot.press("e")  # another screen, its own keys
-        await until(pilot, lambda: "space Pause/Resume" in footer_line(app))
+        await until(pilot, lambda: "space Pause" in footer_line(app))
 
 
 async def test_a_click_on_a_key_presses_it(config: Config) -> None:
@@ -87,11 +87,13 @@ async def test_the_key_under_the_mouse_is_highlighted_with_its_tooltip(config: C
 
 async def test_keys_that_do_not_fit_scroll_into_view(config: Config) -> None:
     app = make_app(config, stream=False)
-    async with app.run_test(size=(80, 24)) as pilot:
+    # 60 columns: the events screen's keys do not fit even in their shorter words, with the
+    # keys to other screens left out (at 80 they now do: test_footers_fit).
+    async with app.run_test(size=(60, 24)) as pilot:
         await pilot.press("e")
         await until(pilot, lambda: isinstance(app.screen, EventsScreen))
-        footer = await footer_ready(pilot, "space Pause/Resume")
-        assert "? Keys" not in footer_line(app)  # 80 columns: past the palette key's rule
+        footer = await footer_ready(pilot, "space Pause")
+        assert "? Keys" not in footer_line(app)  # past the palette key's rule
         for _ in range(8):
             if "? Keys" in footer_line(app):
                 break

@@ -17,6 +17,7 @@ from textual.widgets import Button, DataTable, Input, Label, Static
 
 from harness.alerts.rules import format_duration as _seconds
 from harness.client import ClientError, DaemonUnavailable
+from tui.focus_keys import FOCUS_KEYS
 from tui.state import EventBatch
 from tui.widgets.footer import KeysFooter
 from tui.widgets.link_status import LinkStatus
@@ -49,7 +50,10 @@ class SilenceDialog(ModalScreen[tuple[str, str, str] | None]):
     }
     """
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="silence.cancel")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="silence.cancel"),
+        *FOCUS_KEYS,  # keys typed in one burst land in the field they were typed for
+    ]
 
     def __init__(self, plugin: str = "") -> None:
         super().__init__()
@@ -92,6 +96,11 @@ class SilenceDialog(ModalScreen[tuple[str, str, str] | None]):
 
 
 class AlertsScreen(Screen[None]):
+    @staticmethod
+    def short_descriptions() -> dict[str, str]:
+        """Shorter words for the footer when the full ones do not fit (tui/widgets/footer.py)."""
+        return {"alerts.end_silence": "Unsilence", "alerts.refresh": "Reload"}
+
     DEFAULT_CSS = """
     #alerts-summary {
         height: auto;

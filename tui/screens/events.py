@@ -311,8 +311,14 @@ class EventsScreen(Screen[None]):
     def _filter_submitted(self) -> None:
         self.query_one(Log).focus()
 
+    def short_descriptions(self) -> dict[str, str]:
+        """Shorter words for the footer when the full ones do not fit (tui/widgets/footer.py):
+        what space does now."""
+        return {"events.pause": "Resume" if self.paused else "Pause"}
+
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
+        self.refresh_bindings()  # the footer's shorter word for space follows
         if not self.paused:
             self.held_while_paused = 0
             self._rewrite()

@@ -22,6 +22,7 @@ from harness import render
 from harness.client import ClientError, DaemonUnavailable
 from harness.protocol import E_INVALID_SETTINGS, PluginInfo, to_connection
 from harness.settings_saved import really_changed, unchanged_message
+from tui.focus_keys import FOCUS_KEYS
 from tui.screens.confirm import ConfirmScreen
 from tui.state import LinkState, PluginState
 from tui.widgets.connection_status import ConnectionStatus
@@ -79,6 +80,7 @@ class SettingsScreen(Screen[None]):
         Binding("escape", "back", "Back", id="settings.back"),
         Binding("ctrl+s", "save", "Save", id="settings.save"),
         Binding("ctrl+t", "toggle_enabled", "Enable/Disable", id="settings.toggle"),
+        *FOCUS_KEYS,  # keys typed in one burst land in the field they were typed for
     ]
 
     def __init__(self, plugin: str) -> None:
@@ -159,11 +161,23 @@ class SettingsScreen(Screen[None]):
         title.update(f"{head}\n{state.description}" if state.description else head)
         toggle = self.query_one("#toggle", Button)
         toggle.label = "Disable (ctrl+t)" if state.enabled else "Enable (ctrl+t)"
+        self.refresh_bindings()  # the footer's shorter word for ctrl+t follows
         self._update_form(state.info)
 
+    def short_descriptions(self) -> dict[str, str]:
+        """Shorter words for the footer when the full ones do not fit (tui/widgets/footer.py):
+        what ctrl+t does now."""
+        state = self.state
+        if state is None:
+            return {}
+        return {"settings.toggle": "Disable" if state.enabled else "Enable"}
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("save", "toggle_enabled") and not self.harness.link.online:
-            return None  # shown greyed out in the footer: nothing to send them to
+        if action in ("save", "toggle_enabled"):
+            if self.harness.target.read_only:
+                return False  # a read-only context refuses them: not offered in the footer
+            if not self.harness.link.online:
+                return None  # shown greyed out in the footer: nothing to send them to
         return True
 
     def _on_link(self, link: LinkState) -> None:
@@ -177,13 +191,16 @@ class SettingsScreen(Screen[None]):
 
     def _update_form(self, info: PluginInfo | None) -> None:
         link = self.harness.link
-        read_only = not link.online
+        offline = not link.online
+        # A read-only context refuses saving and enable/disable: nothing here offers them.
+        refused = self.harness.target.read_only
+        read_only = offline or refused
         note = self.query_one("#form-note", Static)
         for button in self.query("#actions Button"):
             button.disabled = read_only or info is None
         self.query_one("#actions").display = info is not None
         if info is None:
-            if read_only:
+            if offline:
                 note.update(
                     "The daemon is offline and this session has not seen this plugin's "
                     "settings schema yet; the form appears once the daemon is reachable."
@@ -204,8 +221,11 @@ class SettingsScreen(Screen[None]):
             self.form.set_read_only(read_only)
             if not self.form.dirty and info.settings != self.form.values:
                 self.form.load(info.settings)  # changed elsewhere; no edit here to lose
-        if read_only:
+        if offline:
             note.update(f"Read-only: the daemon is {_away(link)}. Values are the last ones seen.")
+        elif refused:
+            name = self.harness.target.name
+            note.update(f"Read-only context {name!r}: saving and enable/disable are refused.")
         elif not info.schema:
             note.update("This plugin has no settings.")
         else:

@@ -161,9 +161,10 @@ class ConnectionStatus(Widget):
         now = app.clock()
         conn = self.connection
         offline = not self._link.online and self._link.changed_at > 0
-        # Health is live-only: while the daemon is away it says nothing about now.
-        health = None if offline else self.health
-        lines = render.long(conn, now, tz, health)
+        # Health is live-only: while the daemon is away it says nothing about now, and only
+        # the last heartbeat's round trip is kept, as last known (render.kept_health).
+        health = render.kept_health(self.health) if offline else self.health
+        lines = render.long(conn, now, tz, health, stale=offline)
         if offline and conn is not None:
             # Not the truth of now: the last known value, said so in words, not only dimmed.
             lines[0] = render.last_known(lines[0])

@@ -40,6 +40,15 @@ class Key(NamedTuple):
     description: str
     enabled: bool  # a disabled key is drawn dim and rings the bell when clicked
     tooltip: str
+    id: str | None = None  # the binding's id: what SHORTER and GIVE_WAY name
+
+
+GIVE_WAY = ("demo.outage", "demo.flap", "fleet", "alerts", "events", "plugins")
+"""Keys (binding ids) left out, in this order, while a screen's keys do not fit its width even
+in their shorter words (a screen's ``short_descriptions()``): the demo's keys first (the header
+names them), then the keys to other screens, the last one first. A screen's own keys, ``q``
+and ``?`` (which lists every key, these included) stay. Keys without one of these ids are never
+left out: what does not fit then scrolls, as in Textual's Footer."""
 
 
 class Keys(NamedTuple):
@@ -120,6 +129,7 @@ class KeysFooter(Widget, can_focus=False):
                     binding.description,
                     enabled,
                     tooltip,
+                    binding.id,
                 )
         palette = None
         if app.ENABLE_COMMAND_PALETTE and (found := active.get(app.COMMAND_PALETTE_BINDING)):
@@ -131,7 +141,37 @@ class KeysFooter(Widget, can_focus=False):
                 enabled,
                 binding.tooltip or binding.description,
             )
-        return Keys(tuple(by_action.values()), palette)
+        return self._fitted(Keys(tuple(by_action.values()), palette))
+
+    def _fitted(self, keys: Keys) -> Keys:
+        """``keys`` made to fit the footer's width (80 columns cut the events screen's keys in
+        the middle of "Plugins"): first the screen's shorter words, then the keys of
+        :data:`GIVE_WAY` left out in its order. What still does not fit scrolls."""
+        width = self.size.width
+        if width <= 0:
+            return keys
+        room = width - (_palette_width(keys.palette) if keys.palette is not None else 0)
+
+        def fits(candidate: tuple[Key, ...]) -> bool:
+            return sum(_key_width(key, self.compact) for key in candidate) <= room
+
+        shown = keys.keys
+        if fits(shown):
+            return keys
+        short = getattr(self.screen, "short_descriptions", None)
+        words: dict[str, str] = short() if callable(short) else {}
+        if words:
+            shown = tuple(
+                key._replace(description=words[key.id], tooltip=key.tooltip or key.description)
+                if key.id in words
+                else key
+                for key in shown
+            )
+        for leaving in GIVE_WAY:
+            if fits(shown):
+                break
+            shown = tuple(key for key in shown if key.id != leaving)
+        return keys._replace(keys=shown)
 
     def on_mount(self) -> None:
         self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)

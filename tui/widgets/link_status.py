@@ -3,7 +3,8 @@
 Online/offline is a glyph and a word, never colour alone. When the link is down for a reason a
 retry will not fix (a socket another user could control, a frame over the protocol's limit), the
 cause is said here too, with the command that gives the whole story: the link's full detail is
-also the bar's tooltip.
+also the bar's tooltip. Over ``--host ssh://…`` a failed ssh link is told from a daemon that is
+down: "ssh link down: connection refused (12 s) · retrying", not "daemon offline".
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, cast
 from rich.text import Text
 from textual.widget import Widget
 
+from harness.transport import link_failure_gist
 from tui.ageing import AgeTimer
 from tui.state import LinkState, ago
 
@@ -71,7 +73,17 @@ class LinkStatus(Widget):
         self.tooltip = None if link.online else link.detail
         self.refresh()
 
-    def status_text(self) -> str:
+    def link_gist(self) -> str | None:
+        """Over ssh, when it is the ssh link that failed (not the daemon behind it): why, in a
+        few words (harness.transport.link_failure_gist); else None."""
+        link = self._link
+        if link.online or not link.responding or not self.harness.target.remote:
+            return None
+        return link_failure_gist(link.detail)
+
+    def status_text(self, gist: bool = True, retrying: bool = True) -> str:
+        """The right-hand text. When the ssh link is what failed, ``gist`` adds why in a few
+        words and ``retrying`` says so (render() leaves them out where they do not fit)."""
         link = self._link
         if link.online or not link.ever_online:
             self._ages.cancel()  # nothing shown here ages
@@ -82,10 +94,23 @@ class LinkStatus(Widget):
         if link.changed_at == 0.0:
             return "◌ connecting to the daemon…"
         if not link.responding:
-            # Connected, but nothing answers: the age is how long ago it was last heard.
+            # Connected, but nothing answers: the age is how long ago it was last heard. Over
+            # ssh the silence may be the link's as much as the daemon's: nothing tells which.
             now = self.harness.clock()
             self._ages.drawn(now, [now - link.changed_at])
-            return f"? daemon not responding ({ago(now - link.changed_at).removesuffix(' ago')})"
+            silent = ago(now - link.changed_at).removesuffix(" ago")
+            if self.harness.target.remote:
+                return f"? no answer over ssh ({silent})"
+            return f"? daemon not responding ({silent})"
+        link_gist = self.link_gist()
+        if link_gist is not None:
+            # The ssh link failed, not (as far as anyone can tell) the daemon: say so, and why.
+            text = "▼ ssh link down" + (f": {link_gist}" if gist else "")
+            if link.ever_online:
+                now = self.harness.clock()
+                text += f" ({ago(now - link.changed_at).removesuffix(' ago')})"
+                self._ages.drawn(now, [now - link.changed_at])
+            return text + (" · retrying" if retrying else "")
         cause = offline_cause(link.detail)
         if cause is not None:
             self._ages.cancel()  # the cause, not the age, is what matters: it will not pass
@@ -109,7 +134,17 @@ class LinkStatus(Widget):
             # The footer cannot fit the demo keys beside a screen's own at 80 columns.
             left.append("  · demo keys: f flap, o outage", style="italic")
         status = self.status_text()
-        if not self._link.online and offline_cause(self._link.detail) is not None:
+        if self.link_gist() is not None:
+            # Why the link failed is read whole, or not at all: the breadcrumb's extras give
+            # way first, then "· retrying", then the why (the tooltip keeps ssh's sentence).
+            width = self.size.width
+            if left.cell_len + 1 + len(status) > width:
+                left = Text.assemble(("harness", "bold"), " > ", self.where)
+            if left.cell_len + 1 + len(status) > width:
+                status = self.status_text(retrying=False)
+            if left.cell_len + 1 + len(status) > width:
+                status = self.status_text(gist=False)
+        elif not self._link.online and offline_cause(self._link.detail) is not None:
             # The cause must be read whole: the breadcrumb's extras give way first, then the hint.
             width = self.size.width
             if left.cell_len + 1 + len(status) + len(_HINT) > width:
