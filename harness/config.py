@@ -144,6 +144,15 @@ def _load_file(file: Path) -> Config:
         problems = check_section(data["alerts"], str(file))
         if problems:
             raise ConfigError("\n".join(problems))
+    daemon = data.get("daemon")
+    level = daemon.get("log_level") if isinstance(daemon, dict) else None
+    if (
+        isinstance(daemon, dict)
+        and isinstance(level, str)
+        and level.lower() in (_choices("daemon.log_level") or ())
+    ):
+        # "DEBUG" is how Python's logging and most daemons spell it: the same level.
+        daemon["log_level"] = level.lower()
     try:
         config = msgspec.convert(data, Config)
     except msgspec.ValidationError as exc:

@@ -41,6 +41,17 @@ def test_precedence_flag_then_env_then_user_file_then_defaults(
     assert config_mod.locate(flag_file) == (flag_file, "flag")
 
 
+def test_log_level_is_read_in_any_case(state_dir: Path) -> None:
+    path = state_dir / "upper.toml"
+    path.write_text('[daemon]\nlog_level = "DEBUG"\n')
+    assert config_mod.load(path).daemon.log_level == "debug"
+    path.write_text('[daemon]\nlog_level = "LOUD"\n')
+    with pytest.raises(
+        config_mod.ConfigError, match="expected one of debug, error, info, warning, got 'LOUD'"
+    ):
+        config_mod.load(path)
+
+
 def test_metrics_listen_is_checked(state_dir: Path) -> None:
     bad = state_dir / "bad.toml"
     bad.write_text('[metrics]\nlisten = "9464"\n')
