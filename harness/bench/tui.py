@@ -471,13 +471,15 @@ async def flood_keys(seconds: float, presses: int, *, baseline: bool) -> dict[st
 # Idle: say "ready" once settled, then sit until killed; the parent reads our CPU time. On
 # SIGUSR1, say how many liveness ticks were read so far (-1: a checkout that does not keep its
 # watcher where this looks, as --against's may not) and how often each Textual timer fired
-# (by name: "text-change" and "age" are redraws because an age on screen changed,
-# "screen_update" a repaint).
+# (by name: "screen_update" is a repaint; "text-change" and "age" were redraws because an age
+# on screen changed, before the screen's one clock for ageing texts, which is counted as
+# "ageing-clock": it is the event loop's timer, not a Textual one).
 _CHILD_IDLE_TUI = """
 import collections, signal, sys
 from textual.timer import Timer
 from harness.config import Config, DaemonConfig
 from tui.app import HarnessApp
+import tui.ageing as ageing
 
 fired = collections.Counter()
 _tick = Timer._tick
@@ -495,6 +497,9 @@ class Idle(HarnessApp):
 
     def _report(self, *_) -> None:
         watcher = getattr(self.stream, "watcher", None)
+        clock = getattr(ageing, "ScreenClock", None)
+        if clock is not None and clock.fires:
+            fired["ageing-clock"] = clock.fires
         timers = ",".join(f"{{name}}:{{n}}" for name, n in fired.items())
         sys.__stdout__.write(f"ticks {{watcher.ticks if watcher else -1}} {{timers}}\\n")
         sys.__stdout__.flush()
@@ -640,10 +645,11 @@ def _idle_rows(
     elif idle.ticks is not None:
         print("    liveness ticks: not counted (that checkout's TUI does not say)", flush=True)
     if idle.timers:
-        # What else woke it: a redraw because an age on screen changed ("text-change", "age"),
-        # the repaint that follows ("screen_update"). The settings screen's ages change every
-        # second in the plugin's first minute, then every minute: a 30 s window holds one
-        # such change or none, depending on when it starts.
+        # What else woke it: a redraw because an age on screen changed ("ageing-clock"; in
+        # older checkouts "text-change", "age"), the repaint that follows ("screen_update").
+        # The settings screen's ages change every second in the plugin's first minute, then
+        # every minute: a 30 s window holds one such change or none, depending on when it
+        # starts.
         fired = ", ".join(f"{name} {n}" for name, n in sorted(idle.timers.items()))
         print(f"    Textual timers fired in the window: {fired}", flush=True)
 
