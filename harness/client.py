@@ -151,8 +151,8 @@ class Client:
             # Connected, but no welcome: a daemon that is there and answers nothing.
             # The cause first: a fleet row or a tooltip may show only the start.
             raise DaemonUnavailable(
-                f"no welcome from {path} within {timeout:g} s (timed out): the daemon is not "
-                "responding; it may be stopped (SIGSTOP, a debugger) or its event loop blocked"
+                f"the daemon at {path} is not responding (no welcome within {timeout:g} s): "
+                "it may be stopped (SIGSTOP, a debugger) or its event loop blocked"
             ) from exc
         except OSError as exc:
             writer.close()

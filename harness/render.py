@@ -118,7 +118,12 @@ def under_way(conn: Connection | Part) -> bool:
 
 
 def _attempt_age(conn: Connection | Part, now: float) -> str:
-    return span(now - (conn.attempt_started or now))
+    # Rounded down, as the outage's "since 12:03 (6 s)" beside it (``ago``): rounded up it read
+    # "(attempt 1, 7 s)" above "(6 s)" for an attempt that began after the outage did.
+    age = max(0.0, now - (conn.attempt_started or now))
+    if age < 60:
+        return f"{max(1, int(age))} s"
+    return ago(age).removesuffix(" ago")
 
 
 def attempt_text(conn: Connection | Part, now: float, *, stale: bool = False) -> str:
@@ -455,8 +460,11 @@ def next_change(
 
 
 def _attempt_change(conn: Connection | Part, now: float) -> float:
-    """Seconds until the age of the attempt under way reads differently."""
-    return span_change(now - (conn.attempt_started or now), growing=True) or 1.0
+    """Seconds until the age of the attempt under way (``_attempt_age``) reads differently."""
+    age = max(0.0, now - (conn.attempt_started or now))
+    if age < 60:
+        return max(2.0, math.floor(age) + 1.0) - age + STEP_EPSILON  # "1 s" until 2 s
+    return _age_step(age)
 
 
 def _countdown_change(left: float) -> float:

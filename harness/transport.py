@@ -60,11 +60,14 @@ class SshHost:
 
     @property
     def display(self) -> str:
-        return f"{self.user}@{self.host}" if self.user else self.host
+        """``user@host:port`` as given (a port left out of "ssh to root@127.0.0.1 failed"
+        hid which of two daemons on one server was meant)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        where = f"{host}:{self.port}" if self.port else host
+        return f"{self.user}@{where}" if self.user else where
 
     def __str__(self) -> str:
-        port = f":{self.port}" if self.port else ""
-        return f"ssh://{self.display}{port}"
+        return f"ssh://{self.display}"
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,16 @@ def test_parse_host(url: str, expected: transport.SshHost) -> None:
     assert transport.parse_host(url) == expected
 
 
+def test_an_ssh_failure_names_the_port_it_tried() -> None:
+    """ "ssh to root@127.0.0.1 failed" left out the :1 of ssh://root@127.0.0.1:1: which of two
+    daemons on one server was meant could not be told (outsider7)."""
+    host = transport.parse_host("ssh://root@127.0.0.1:1")
+    said = transport.explain_ssh_failure(host, 255, ["ssh: connect to host 127.0.0.1 port 1: x"])
+    assert said.startswith("ssh to root@127.0.0.1:1 failed: "), said
+    assert str(transport.parse_host("ssh://[::1]:2222")) == "ssh://[::1]:2222"
+    assert str(transport.parse_host("ssh://ops@server")) == "ssh://ops@server"
+
+
 @pytest.mark.parametrize(
     "url",
     ["server", "tcp://server", "ssh://", "ssh://-oProxyCommand=x", "ssh://a:b@c", "ssh://h/p"],

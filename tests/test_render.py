@@ -167,26 +167,33 @@ def test_an_attempt_under_way_is_said_with_its_age_in_every_form() -> None:
         attempt_step="connecting to the gateway",
     )
     assert render.long(conn, T + 33.5, UTC) == [
-        "○ Disconnected — connecting to the gateway (attempt 6, 4 s)",
+        "○ Disconnected — connecting to the gateway (attempt 6, 3 s)",
         "last failure: cannot reach the gateway: connection refused",
         "since 22:13 (33 s)",
     ]
     assert render.short(conn, T + 33.5, UTC) == (
-        "○ disconnected  since 22:13  connecting to the gateway (4 s) · attempt 6"
+        "○ disconnected  since 22:13  connecting to the gateway (3 s) · attempt 6"
     )
-    assert render.short_pieces(conn, T + 33.5, UTC).brief_health == "trying 4 s"
+    assert render.short_pieces(conn, T + 33.5, UTC).brief_health == "trying 3 s"
     assert render.line(conn, T + 33.5, UTC).endswith(
-        "· connecting to the gateway (attempt 6, 4 s) (started 22:13:50) since 2023-11-14 22:13:20"
+        "· connecting to the gateway (attempt 6, 3 s) (started 22:13:50) since 2023-11-14 22:13:20"
     )
-    # The age's next change is booked (4 s -> 5 s), not a countdown's "retrying now" recheck.
+    # The age's next change is booked (3 s -> 4 s, rounded down as "since (33 s)" is),
+    # not a countdown's "retrying now" recheck.
     assert render.next_change(conn, T + 33.5, short_form=True) == pytest.approx(0.5 + STEP)
     # A retry scheduled again (the attempt failed) ends it: the countdown is back.
     waiting = msgspec.structs.replace(conn, retry_at=T + 40, attempt=7)
     assert render.headline(waiting, T + 35) == "○ Disconnected — retrying in 5 s · attempt 7"
     part = Part(id="2", state="connecting", since=T, attempt=3, attempt_started=T + 30)
     part = msgspec.structs.replace(part, attempt_step="connecting to the gateway")
-    assert render.part_row(part, T + 31.2, UTC)[-1] == "connecting to the gateway (attempt 3, 2 s)"
+    assert render.part_row(part, T + 31.2, UTC)[-1] == "connecting to the gateway (attempt 3, 1 s)"
     assert render.part_next_change(part, T + 31.2) == pytest.approx(0.8 + STEP)
+    # Never older than the outage it is part of: the attempt began 0.9 s after the drop.
+    late = msgspec.structs.replace(conn, attempt_started=T + 0.9)
+    assert render.long(late, T + 6.95, UTC)[0].endswith("(attempt 6, 6 s)")
+    assert render.long(late, T + 6.95, UTC)[-1] == "since 22:13 (6 s)"
+    # Under a second it is "1 s" (published after a 0.5 s grace), until 2 s.
+    assert render.next_change(late, T + 1.2, short_form=True) == pytest.approx(1.7 + STEP)
 
 
 def test_last_known_latency_is_the_last_heartbeats_or_says_it_is_the_connects() -> None:

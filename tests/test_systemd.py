@@ -309,3 +309,27 @@ def test_service_install_quotes_odd_paths_for_systemd(state_dir: Path, venv: str
     else:
         expected = [_systemd_word(str(script), executable=True)]
     assert exec_line == "ExecStart=" + " ".join(expected + [_systemd_word(w) for w in words])
+
+
+def test_a_system_unit_with_a_config_it_cannot_see_is_warned_about(state_dir: Path) -> None:
+    """ProtectHome and PrivateTmp hide /home, /root and /tmp from the system unit: a --config
+    there made a unit that failed at every start, with a warning only for the executable."""
+    config = state_dir / "config.toml"
+    config.write_text('[daemon]\nlog_level = "info"\n')
+    assert str(config).startswith(("/tmp/", "/root/", "/home/")), config  # pytest's tmp dir
+    argv = [sys.executable, "-m", "harness", "service", "install", "--system", "--print"]
+    env = subprocess_env(state_dir)
+    done = subprocess.run(
+        [*argv, "--config", str(config)], capture_output=True, text=True, timeout=30, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"the config file {config} is where the system unit cannot see it" in done.stderr
+    assert done.stdout.startswith("# harness as a system service")  # the unit stays clean
+    user = subprocess.run(
+        [*argv[:-2], "--user", "--print", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert user.returncode == 0 and "cannot see it" not in user.stderr, user.stderr

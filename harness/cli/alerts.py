@@ -11,9 +11,20 @@ from harness.cli.common import EXIT_FAILED, EXIT_OK, print_json, with_client
 
 
 def _when(ts: float | None) -> str:
+    """A fixed-width stamp for the history's WHEN column."""
     if not ts:
         return "-"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _moment(ts: float | None) -> str:
+    """A moment in the overview: "17:51:34 (in 12 s)" today ("next 2026-11-26 17:51:34" made
+    the operator work out how far away today's retry was), with the date on another day."""
+    if not ts:
+        return "-"
+    from harness.cli.output import when
+
+    return when(ts)
 
 
 def _seconds(value: float) -> str:
@@ -50,10 +61,10 @@ def print_overview(data: dict[str, Any]) -> None:
         state = f"{t['pending']} pending" if t["pending"] else "nothing pending"
         if t.get("last_error"):
             state += (
-                f", FAILING ({t['attempts']} attempts, next {_when(t.get('next_try'))}): "
+                f", FAILING ({t['attempts']} attempts, next {_moment(t.get('next_try'))}): "
                 f"{t['last_error']}"
             )
-        print(f"  {t['name']}  {t['url']}  {state}; last sent {_when(t.get('last_sent'))}")
+        print(f"  {t['name']}  {t['url']}  {state}; last sent {_moment(t.get('last_sent'))}")
     active = data["active"]
     print("ACTIVE" if active else "no alert firing")
     for a in active:
@@ -61,18 +72,18 @@ def print_overview(data: dict[str, Any]) -> None:
         reason = f": {a['reason']}" if a.get("reason") else ""
         print(
             f"  {a['status'].upper():<8} {a['plugin']} {a['state']}{reason} since "
-            f"{_when(a['since'])} [rule {a['rule']}]{held}"
+            f"{_moment(a['since'])} [rule {a['rule']}]{held}"
         )
     for s in data["silences"]:
         print(
-            f"MAINTENANCE #{s['id']} {s['plugin']} until {_when(s['ends'])}"
+            f"MAINTENANCE #{s['id']} {s['plugin']} until {_moment(s['ends'])}"
             + (f": {s['reason']}" if s["reason"] else "")
         )
     hb = data.get("heartbeat")
     if hb:
         print(
             f"HEARTBEAT {hb['url']} every {_seconds(hb['every'])}: {hb['pings']} ping(s), last ok "
-            f"{_when(hb['last_ok'])}"
+            f"{_moment(hb['last_ok'])}"
             + (f", failing: {hb['last_error']}" if hb["last_error"] else "")
         )
 

@@ -34,6 +34,18 @@ def cmd_service(args: argparse.Namespace) -> int:
             "  PIPX_HOME=/opt/pipx PIPX_BIN_DIR=/usr/local/bin pipx install .\n"
             "  and run that installation's `harness service install --system`"
         )
+    if (
+        system
+        and named is not None
+        and named.startswith(("/home/", "/root/", "/tmp/", "/var/tmp/"))
+    ):
+        # The same hardening hides the config file: the unit would fail at every start with
+        # "no such file" for a file the operator can see.
+        err(
+            f"warning: the config file {named} is where the system unit cannot see it "
+            "(ProtectHome=yes, PrivateTmp=yes); move it, e.g. to /etc/harness/config.toml "
+            "(found there without --config), then install again"
+        )
     if args.print:
         sys.stdout.write(text)
         return EXIT_OK

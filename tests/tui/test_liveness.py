@@ -80,7 +80,7 @@ async def test_stopped_daemon_is_shown_as_not_responding_then_recovers(
             await until(pilot, lambda: "daemon is not responding" in str(note.render()))
             # A new connection meanwhile is told the same, not "no daemon".
             with pytest.raises(
-                DaemonUnavailable, match=r"no welcome .* the daemon is not responding"
+                DaemonUnavailable, match=r"the daemon at .* is not responding \(no welcome within"
             ):
                 await Client.connect(config.socket_path, timeout=0.3)
 
