@@ -377,11 +377,17 @@ def join_short(p: ShortPieces, *, since_word: bool = True) -> str:
 
 
 def short(
-    conn: Connection | None, now: float, tz: dt.tzinfo | None, health: Health | None = None
+    conn: Connection | None,
+    now: float,
+    tz: dt.tzinfo | None,
+    health: Health | None = None,
+    *,
+    stale: bool = False,
 ) -> str:
     """One table cell: "● connected  since 12:03  Bot#1 · 42 ms". The time comes before the
-    detail so that, in a narrow terminal, a long reason is what gets cut."""
-    return join_short(short_pieces(conn, now, tz, health))
+    detail so that, in a narrow terminal, a long reason is what gets cut. ``stale``: as
+    ``short_pieces``'."""
+    return join_short(short_pieces(conn, now, tz, health, stale=stale))
 
 
 def line(

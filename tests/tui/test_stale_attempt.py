@@ -78,3 +78,22 @@ async def test_the_plugins_table_says_a_last_known_attempt_without_an_age(config
         row = next(line for line in screen_text(app).splitlines() if "echo" in line)
         # Before: "○ disconnected  since 15:37  connecting to the gateway (4 h)".
         assert "connecting to the gateway" in row and " h)" not in row, row
+
+
+def test_the_fleets_last_known_attempt_has_no_age() -> None:
+    """The fleet screen's row of a daemon that is away (``(last known)``) is ``render.short``
+    with ``stale``: no attempt age there either (it read "(3 h)" for a stored attempt)."""
+    from harness import render
+    from harness.protocol import Connection
+
+    t = 1_700_000_000.0
+    conn = Connection(
+        state="disconnected",
+        seq=3,
+        since=t - 3 * 3600 - 5,
+        attempt=2,
+        attempt_started=t - 3 * 3600,
+        attempt_step="connecting to the gateway",
+    )
+    assert render.short(conn, t, None).endswith("connecting to the gateway (3 h) · attempt 2")
+    assert render.short(conn, t, None, stale=True).endswith("connecting to the gateway · attempt 2")
