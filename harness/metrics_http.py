@@ -14,13 +14,17 @@ closed at once (a scraper retries at its next interval; Prometheus scrapes one a
 
 from __future__ import annotations
 
+import logging
 import socket
+import sys
 import threading
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
+
+log = logging.getLogger("harness.metrics")
 
 MAX_CONNECTIONS = 32
 IDLE_TIMEOUT = 10.0  # seconds a connection may stay silent while a request is read
@@ -53,6 +57,16 @@ class BoundedServer(ThreadingMixIn, WSGIServer):
         except BaseException:
             self._slots.release()
             raise
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went quiet (``IDLE_TIMEOUT``) or away is its own doing: nothing is
+        said. socketserver's default printed a traceback on stderr, the daemon's log, for every
+        such connection: output without bound, from anyone who can connect. Anything else is
+        logged, once, as the daemon logs."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (TimeoutError, ConnectionError)):
+            return
+        log.warning("metrics endpoint: request from %s failed", client_address, exc_info=True)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:

@@ -126,10 +126,14 @@ def _attempt_age(conn: Connection | Part, now: float) -> str:
     return ago(age).removesuffix(" ago")
 
 
-def attempt_text(conn: Connection | Part, now: float) -> str:
+def attempt_text(conn: Connection | Part, now: float, *, stale: bool = False) -> str:
     """The attempt under way: "connecting to the gateway (attempt 6, 4 s)", the age counting
-    up from its start."""
+    up from its start. ``stale`` (the daemon away): no age, "connecting to the gateway
+    (attempt 6)": nobody reports the attempt, which has ended one way or another since (a
+    handshake times out), so an age still counting up would say what cannot be true."""
     step = conn.attempt_step or "attempting to connect"
+    if stale:
+        return f"{step} (attempt {conn.attempt})" if conn.attempt else step
     n = f"attempt {conn.attempt}, " if conn.attempt else ""
     return f"{step} ({n}{_attempt_age(conn, now)})"
 
@@ -153,12 +157,12 @@ def _latency_words(conn: Connection, health: Health | None, *, stale: bool) -> s
     return f" · {latency:.0f} ms" + (" at connect" if stale and not measured else "")
 
 
-def _retry(conn: Connection, now: float, *, brief: bool = False) -> str | None:
+def _retry(conn: Connection, now: float, *, brief: bool = False, stale: bool = False) -> str | None:
     """ "retrying in 12 s · attempt 3" while a retry is scheduled, the attempt under way once
     it has begun ("connecting to the gateway (attempt 3, 4 s)"); ``brief``: "retry in 12 s
     · attempt 3", for a narrow table."""
     if under_way(conn):
-        return attempt_text(conn, now)
+        return attempt_text(conn, now, stale=stale)
     if conn.retry_at is None:
         return f"attempt {conn.attempt}" if conn.attempt else None
     left = conn.retry_at - now
@@ -243,10 +247,11 @@ def headline(
         text = f"{g} Connecting"
         if conn.reason:
             text += f": {conn.reason}"
-        retry = _retry(conn, now) if conn.retry_at is not None or under_way(conn) else None
+        waiting = conn.retry_at is not None or under_way(conn)
+        retry = _retry(conn, now, stale=stale) if waiting else None
         return text + (f" · {retry}" if retry else "…" if not conn.reason else "")
     if conn.state == "disconnected":
-        retry = _retry(conn, now)
+        retry = _retry(conn, now, stale=stale)
         return f"{g} Disconnected — {retry}" if retry else f"{g} Disconnected"
     if conn.state == "error":
         return f"{g} Error: {conn.reason or 'unknown'}"
@@ -308,9 +313,15 @@ class ShortPieces(msgspec.Struct, frozen=True):
 
 
 def short_pieces(
-    conn: Connection | None, now: float, tz: dt.tzinfo | None, health: Health | None = None
+    conn: Connection | None,
+    now: float,
+    tz: dt.tzinfo | None,
+    health: Health | None = None,
+    *,
+    stale: bool = False,
 ) -> ShortPieces:
-    """``short``'s text, in pieces."""
+    """``short``'s text, in pieces. ``stale``: the daemon is away (an attempt under way is
+    said without an age, as ``attempt_text`` says why)."""
     if conn is None:
         return ShortPieces(f"{UNKNOWN_GLYPH} no connection reported")
     state = f"{glyph(conn.state)} {state_word(conn.state)}"
@@ -337,10 +348,10 @@ def short_pieces(
         return ShortPieces(
             state,
             since,
-            health=f"{step} ({age})",
+            health=step if stale else f"{step} ({age})",
             note=f"attempt {conn.attempt}" if conn.attempt else "",
             detail=(conn.reason or "") if conn.state == "connecting" else "",
-            brief_health=f"trying {age}",
+            brief_health="trying" if stale else f"trying {age}",
         )
     if conn.state == "disconnected":
         if conn.retry_at is not None or conn.attempt:  # _retry's "retrying in 3 s · attempt 2"
@@ -366,11 +377,17 @@ def join_short(p: ShortPieces, *, since_word: bool = True) -> str:
 
 
 def short(
-    conn: Connection | None, now: float, tz: dt.tzinfo | None, health: Health | None = None
+    conn: Connection | None,
+    now: float,
+    tz: dt.tzinfo | None,
+    health: Health | None = None,
+    *,
+    stale: bool = False,
 ) -> str:
     """One table cell: "● connected  since 12:03  Bot#1 · 42 ms". The time comes before the
-    detail so that, in a narrow terminal, a long reason is what gets cut."""
-    return join_short(short_pieces(conn, now, tz, health))
+    detail so that, in a narrow terminal, a long reason is what gets cut. ``stale``: as
+    ``short_pieces``'."""
+    return join_short(short_pieces(conn, now, tz, health, stale=stale))
 
 
 def line(
@@ -419,10 +436,16 @@ def line(
 
 
 def next_change(
-    conn: Connection | None, now: float, health: Health | None = None, *, short_form: bool = False
+    conn: Connection | None,
+    now: float,
+    health: Health | None = None,
+    *,
+    short_form: bool = False,
+    stale: bool = False,
 ) -> float | None:
     """Seconds until ``long`` (or ``short``) would read differently with no new event (a
-    countdown ticking, an age crossing a unit, a recent drop fading); None if it is final."""
+    countdown ticking, an age crossing a unit, a recent drop fading); None if it is final.
+    ``stale``: as ``long``'s (an attempt under way has no age then)."""
     if conn is None:
         return None
     times: list[float] = []
@@ -434,7 +457,7 @@ def next_change(
                 times.append(fade)
     if conn.retry_at is not None and conn.retry_at > now:
         times.append(_countdown_change(conn.retry_at - now))
-    if under_way(conn) and conn.state in ("disconnected", "connecting"):
+    if under_way(conn) and conn.state in ("disconnected", "connecting") and not stale:
         times.append(_attempt_change(conn, now))
     overdue = _overdue_since(conn, health)
     if overdue is not None:
@@ -492,14 +515,19 @@ PART_COLUMNS = ("part", "state", "since", "latency", "guilds", "detail")
 
 
 def part_row(
-    part: Part, now: float, tz: dt.tzinfo | None, overdue_since: float | None = None
+    part: Part,
+    now: float,
+    tz: dt.tzinfo | None,
+    overdue_since: float | None = None,
+    *,
+    stale: bool = False,
 ) -> tuple[str, ...]:
     """One part as table cells (PART_COLUMNS): glyph and word, never colour alone.
     ``overdue_since``: when the heartbeat this connected part still waits an ACK for was sent
     (``parts_overdue``); the detail then says so, with its age ("no heartbeat reply: 14 s")."""
     detail = ""
     if part.state in ("disconnected", "connecting") and under_way(part):
-        detail = attempt_text(part, now)
+        detail = attempt_text(part, now, stale=stale)  # stale: no age (the daemon is away)
     elif part.state in ("disconnected", "connecting") and part.retry_at is not None:
         left = part.retry_at - now
         detail = f"retrying in {span(left)}" if left > 0.5 else "retrying now"
@@ -522,11 +550,13 @@ def part_row(
     )
 
 
-def part_next_change(part: Part, now: float, overdue_since: float | None = None) -> float | None:
-    """Seconds until ``part_row`` would read differently with no new event (its countdown or
-    its overdue ACK's age); None if it is final."""
+def part_next_change(
+    part: Part, now: float, overdue_since: float | None = None, *, stale: bool = False
+) -> float | None:
+    """Seconds until ``part_row`` would read differently with no new event (its countdown,
+    its attempt's age or its overdue ACK's age); None if it is final."""
     times = []
-    if part.state in ("disconnected", "connecting") and under_way(part):
+    if part.state in ("disconnected", "connecting") and under_way(part) and not stale:
         times.append(_attempt_change(part, now))
     if part.state in ("disconnected", "connecting") and part.retry_at is not None:
         if part.retry_at - now > 0.5:

@@ -189,7 +189,7 @@ async def test_pipes_and_bad_values_found_in_a_pass_over_every_command(
         assert "1 to 1000" in limit.err or bad == "x", limit
 
     long = await run_cli(*socket, "silence", "add", "discord", "40d", env=env)
-    assert long.rc == 1 and "at most 30 days" in long.err, long
+    assert long.rc == 2 and "at most 30 days" in long.err, long
 
 
 def test_the_resume_point_is_the_last_lines_own_seq() -> None:

@@ -21,13 +21,19 @@ class HarnessCommands(Provider):
 
     def _commands(self) -> list[tuple[str, Callable[[], object], str]]:
         app = self.harness
+        # A read-only context refuses silences and enable/disable: they are not offered (they
+        # opened a dialog, or asked first, only to be refused).
+        writes = not app.target.read_only
         commands: list[tuple[str, Callable[[], object], str]] = [
             ("Show plugins", app.action_show_plugins, "The plugins overview"),
             ("Show events", app.action_show_events, "The live tail of every event"),
             ("Show alerts", app.action_show_alerts, "Alert rules, targets, history, silences"),
-            ("Silence alerts", partial(app.silence_plugin, ""), "Start a maintenance window"),
             ("Show fleet", app.action_show_fleet, "Every context at once"),
         ]
+        if writes:
+            commands.insert(
+                3, ("Silence alerts", partial(app.silence_plugin, ""), "Start a maintenance window")
+            )
         for name, target in app.targets().items():
             if name != app.target.name:
                 commands.append(
@@ -45,6 +51,8 @@ class HarnessCommands(Provider):
                     f"Settings, connection and history of {name}",
                 )
             )
+            if not writes:
+                continue
             commands.append(
                 (
                     f"Silence plugin {name}",

@@ -255,6 +255,11 @@ def cmd_events(args: argparse.Namespace) -> int:
                     show(line, event)
                 elif kind == "lagged":
                     raise NoDaemon("cut off by the daemon: this terminal could not keep up")
+                elif _reader_gone(out):
+                    # A ping's answer: nothing was printed for a while. A reader that left
+                    # (`| head -1`) is otherwise noticed only at the next event's write, and
+                    # a quiet daemon then kept this (and the shell's pipeline) waiting.
+                    raise BrokenPipeError
             else:
                 raise NoDaemon("the daemon closed the connection")
         out.flush()
@@ -279,16 +284,28 @@ def last_seq(written: bytes) -> int | None:
 
 
 def resume_hint(args: argparse.Namespace, seq: int | None, start: int) -> str:
-    """Where to carry on after the stream ended: the last event shown, or, none shown,
-    where this one started; the same command from there (its connection options too)."""
+    """Where to carry on after the stream ended: the last event shown, or, none shown, where
+    this one started; the same command from there (its connection options, ``--until``, ``-n``
+    and patterns too). ``start``: the seq the subscription replayed after."""
     import shlex
 
-    point = seq if seq is not None else start
+    since: Since | None = getattr(args, "since", None)
+    until: Since | None = getattr(args, "until", None)
     words = ["harness"]
-    for option in ("config", "socket", "host", "context"):
+    for option in ("config", "socket", "host", "context", "remote_harness"):
         if value := getattr(args, option, None):
-            words += [f"--{option}", str(value)]
-    words += ["events", "--since", str(point)]
+            words += ["--" + option.replace("_", "-"), str(value)]
+    words.append("events")
+    if seq is not None:
+        words += ["--since", str(seq)]
+    elif since is not None:
+        # Nothing shown: from the same point, a seq or a time (a time's replay starts at seq 0
+        # and keeps the events after it: "--since 0" would show every stored event).
+        words += ["--since", _point_word(since) if since.seq is None else str(start)]
+    elif getattr(args, "lines", 20) != 20:
+        words += ["-n", str(args.lines)]  # no --since, nothing shown: the newest, again
+    if until is not None:
+        words += ["--until", _point_word(until)]
     if args.follow:
         words.append("-f")
     if args.json:
@@ -296,3 +313,26 @@ def resume_hint(args: argparse.Namespace, seq: int | None, start: int) -> str:
     words += args.patterns or []
     said = f"the last event shown was seq {seq}" if seq is not None else "no event was shown"
     return f"\n  {said}; to carry on from there: {shlex.join(words)}"
+
+
+def _reader_gone(out: Any) -> bool:
+    """Whether nobody reads ``out`` any more: a pipe whose reading end is closed (poll says
+    POLLERR for it; a terminal or a file never says so unless it failed)."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(out.fileno(), 0)  # no events asked: errors and hang-ups only
+        return bool(poll.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+def _point_word(point: Since) -> str:
+    """``point`` as ``--since``/``--until`` read it back: a seq, or the local time to the
+    microsecond (what ``10m`` meant when the command started, not ten minutes before now)."""
+    if point.seq is not None:
+        return str(point.seq)
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(point.ts).isoformat(timespec="microseconds")

@@ -138,6 +138,13 @@ class AlertsScreen(Screen[None]):
     def harness(self) -> HarnessApp:
         return cast("HarnessApp", self.app)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("silence", "end_silence") and self.harness.target.read_only:
+            # A read-only context refuses them: not offered in the footer, and `s` no longer
+            # opens a dialog whose answer would only be refused (as the settings screen's ^s).
+            return False
+        return True
+
     def compose(self) -> ComposeResult:
         yield LinkStatus("Alerts")
         yield Static("loading…", id="alerts-summary", markup=False)

@@ -285,7 +285,7 @@ def _plugin_line(
     health: Health | None = None,
 ) -> Text:
     # The same words as the plugins table and the indicator (harness.render).
-    parts = [f"{name:<12} {render.short(conn, now, tz, health)}"]
+    parts = [f"{name:<12} {render.short(conn, now, tz, health, stale=stale)}"]
     if status == "disabled":
         parts.append("disabled")
     if stale:

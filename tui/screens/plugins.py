@@ -122,7 +122,7 @@ class PluginsScreen(HeldScreen):
             zip(("name", "version", "enabled", "status"), self._fixed_cells(state), strict=True)
         )
         pieces = render.short_pieces(
-            state.connection, self.harness.clock(), self.harness.tz, state.health
+            state.connection, self.harness.clock(), self.harness.tz, state.health, stale=_away(self)
         )
         cells = {
             key: plugins_columns.elide(fixed[key], layout.width(key))
@@ -174,13 +174,23 @@ class PluginsScreen(HeldScreen):
         waits = [
             w
             for s in plugins.values()
-            if (w := render.next_change(s.connection, now, s.health, short_form=True)) is not None
+            if (
+                w := render.next_change(
+                    s.connection, now, s.health, short_form=True, stale=_away(self)
+                )
+            )
+            is not None
         ]
         if waits:
             self._tick = self.set_timer(min(waits), lambda: self._on_plugins(self.harness.plugins))
 
     def _on_link(self, link: LinkState) -> None:
-        self.set_class(not link.online and link.changed_at > 0, "-offline")
+        away = not link.online and link.changed_at > 0
+        changed = away != self.has_class("-offline")
+        self.set_class(away, "-offline")
+        if changed:
+            # An attempt under way is said with its age only while the daemon reports it.
+            self._on_plugins(self.harness.plugins)
         self._update_note()
 
     def _update_note(self) -> None:
@@ -214,3 +224,9 @@ class PluginsScreen(HeldScreen):
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         self.harness.open_settings(str(event.row_key.value))
+
+
+def _away(screen: PluginsScreen) -> bool:
+    """The daemon is away (offline or not responding): what the table shows is last known."""
+    link = screen.harness.link
+    return not link.online and link.changed_at > 0

@@ -175,7 +175,7 @@ class ConnectionStatus(Widget):
         if schedule and self._tick is not None:
             # No fixed timer: the next redraw is booked for the moment the text would change
             # by itself (a countdown, an age, "last known 17 s ago"), and none while it would not.
-            delay = render.next_change(conn, now, health)
+            delay = render.next_change(conn, now, health, stale=offline)
             if known:
                 aged = next_change(now - known)
                 delay = aged if delay is None else min(delay, aged)

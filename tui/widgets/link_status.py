@@ -159,6 +159,12 @@ class LinkStatus(Widget):
                 left = Text.assemble(("harness", "bold"), " > ", self.where)
             if left.cell_len + 1 + len(status) > width:
                 left = Text(self.where)
+        elif not self._link.online:
+            # "? daemon not responding (12 s)", "▼ daemon offline (3 s) · retrying": read whole
+            # as well (beside the demo's keys at 80 columns they were cut to "? daemon not").
+            # The breadcrumb's extras give way.
+            if left.cell_len + 1 + len(status) > self.size.width:
+                left = Text.assemble(("harness", "bold"), " > ", self.where)
         right = Text(status, style="bold")
         gap = max(1, self.size.width - left.cell_len - right.cell_len)
         return Text.assemble(left, " " * gap, right)

@@ -136,6 +136,8 @@ class PartsTable(ScrollView, can_focus=True):
         tz: dt.tzinfo | None = self.harness.tz
         keys = tuple(p.id for p in parts)
         late = render.parts_overdue(self.connection, self.health)
+        link = self.harness.link
+        away = not link.online and link.changed_at > 0  # an attempt's age is not known then
         # A part equal to the one drawn before reads the same, unless a countdown or an age
         # runs in it: of 64 parts, one or two are formatted again, not all.
         before = dict(zip(self._keys, zip(self._drawn_parts, self._rows, strict=True), strict=True))
@@ -145,11 +147,17 @@ class PartsTable(ScrollView, can_focus=True):
             held = before.get(part.id)
             overdue = late.get(part.id)
             drawn = (part, overdue)
-            if held is not None and held[0] == drawn and part.retry_at is None and overdue is None:
+            if (
+                held is not None
+                and held[0] == drawn
+                and part.retry_at is None
+                and overdue is None
+                and not render.under_way(part)  # its age counts up
+            ):
                 rows.append(held[1])
                 continue
-            rows.append(render.part_row(part, now, tz, overdue))
-            step = render.part_next_change(part, now, overdue)
+            rows.append(render.part_row(part, now, tz, overdue, stale=away))
+            step = render.part_next_change(part, now, overdue, stale=away)
             if step is not None:
                 changes.append(step)
         title_step = self._title(now)
