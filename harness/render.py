@@ -534,7 +534,9 @@ def part_row(
         if part.attempt:
             detail += f" · attempt {part.attempt}"
     if part.reason:
-        detail = f"{part.reason}" + (f" · {detail}" if detail else "")
+        # What happens next first, the cause after it: the detail column is cut at the right,
+        # and a reason first hid the countdown at 80 and 100 columns ("4000 unknown error · r").
+        detail = (f"{detail} · " if detail else "") + part.reason
     if part.state == "connected" and overdue_since is not None:
         # Short, with the age in it, so the table's detail column holds it whole at 80
         # columns (an ACK is late for at most one heartbeat interval: "41 s").

@@ -303,7 +303,8 @@ def test_parts_in_words() -> None:
     assert render.parts_summary(conn) == "1/2 parts connected · 1 disconnected"
     row = render.part_row(conn.parts[1], 100.0, None)
     assert row[1] == "○ disconnected"
-    assert row[-1] == "4000 unknown error, resuming · retrying in 12 s · attempt 2"
+    # What happens next first: the column is cut at the right (it hid the countdown at 80).
+    assert row[-1] == "retrying in 12 s · attempt 2 · 4000 unknown error, resuming"
     assert render.part_row(conn.parts[0], 100.0, None)[3:5] == ("42 ms", "10")
     assert render.identify_budget(conn, 100.0) == "identifies left: 988/1000, resets in 5 h"
     assert render.parts_summary(Connection(state="connected")) is None

@@ -112,7 +112,7 @@ def test_a_parts_overdue_ack_is_on_its_row_and_in_every_form() -> None:
     assert render.part_row(parts[1], now, UTC, T + 100)[-1] == "no heartbeat reply: 14 s"
     assert render.part_row(parts[0], now, UTC, None)[-1] == ""
     # A part that is down has no link to be late: its row says why it is down.
-    assert render.part_row(parts[2], now, UTC, T + 90)[-1] == "lost · retrying in 16 s"
+    assert render.part_row(parts[2], now, UTC, T + 90)[-1] == "retrying in 16 s · lost"
     assert render.part_next_change(parts[1], now + 0.25, T + 100) == 0.75 + STEP
     assert render.part_next_change(parts[0], now, None) is None
     # Degraded, the indicator, the table cell and the CLI line name the late part.
