@@ -47,8 +47,24 @@ class _Booking:
     widget: Widget
     _clock: ScreenClock | None = None
 
+    _due = 0.0  # the app-clock moment booked last
+
     def _fire(self) -> None:
         raise NotImplementedError
+
+    def _book_at(self, due: float) -> None:
+        """Book a redraw at ``due`` (the app's clock) on the screen's clock, unless it is
+        already booked for that moment."""
+        if self.booked and abs(due - self._due) < _EPSILON:
+            return
+        self._clock = self._clock or clock_of(self.widget)
+        if self._clock is not None:
+            self._due = due
+            self._clock.book(self, due - _app_clock(self.widget)())
+
+    def cancel(self) -> None:
+        if self._clock is not None:
+            self._clock.cancel(self)
 
     @property
     def booked(self) -> bool:
@@ -181,20 +197,11 @@ class AgeTimer(_Booking):
             self.cancel()
             return
         due = now + min(delays) + _EPSILON
-        if self.booked and abs(due - self._due) < _EPSILON:
-            return  # already booked for that moment
-        self._clock = self._clock or clock_of(self.widget)
-        if self._clock is not None:
-            self._due = due
-            self._clock.book(self, due - _app_clock(self.widget)())
+        self._book_at(due)
 
     def _fire(self) -> None:
         if self.widget.is_mounted and self.widget.is_attached:
             self.widget.refresh()
-
-    def cancel(self) -> None:
-        if self._clock is not None:
-            self._clock.cancel(self)
 
 
 def shown(widget: Widget) -> bool:
@@ -282,12 +289,7 @@ class TextTimer(_Booking):
         if delay < self.at_most_every / 2:
             delay = self.at_most_every
         due = now + delay + _EPSILON
-        if self.booked and abs(due - self._due) < _EPSILON:
-            return  # already booked for that moment
-        self._clock = self._clock or clock_of(self.widget)
-        if self._clock is not None:
-            self._due = due
-            self._clock.book(self, due - _app_clock(self.widget)())
+        self._book_at(due)
 
     def _fire(self) -> None:
         if not shown(self.widget):
@@ -300,7 +302,3 @@ class TextTimer(_Booking):
         if self.asleep and shown(self.widget):
             self.asleep = False
             self.redraw()  # what changed meanwhile, and the next booking
-
-    def cancel(self) -> None:
-        if self._clock is not None:
-            self._clock.cancel(self)
