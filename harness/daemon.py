@@ -87,9 +87,7 @@ class Daemon:
         if cfg.metrics.listen and (pid := preflight.running_pid(lock_path)) is not None:
             # Said before the metrics port is bound: a second `harness run` finds that port
             # busy too, and the daemon already running is the news, not the port.
-            raise AlreadyRunning(
-                f"a harness daemon is already running (pid {pid}; lock {lock_path})"
-            )
+            raise AlreadyRunning.holding(lock_path, pid)
         if cfg.metrics.listen:
             # So is a busy metrics port: the port is bound before anything exists on disk.
             self.metrics = self._metrics(cfg.metrics.listen)

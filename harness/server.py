@@ -54,7 +54,10 @@ class RequestError(Exception):
 
 
 class AlreadyRunning(Exception):
-    pass
+    @classmethod
+    def holding(cls, lock: Path, pid: str) -> AlreadyRunning:
+        """The daemon holding ``lock`` (its pid as written there; empty: not known)."""
+        return cls(f"a harness daemon is already running (pid {pid or '?'}; lock {lock})")
 
 
 def _peer_uid(sock: socket.socket) -> int | None:
@@ -905,9 +908,7 @@ def acquire_lock(path: Path) -> int:
             pid = os.read(fd, 32).decode(errors="replace").strip()
         finally:
             os.close(fd)
-        raise AlreadyRunning(
-            f"a harness daemon is already running (pid {pid or '?'}; lock {path})"
-        ) from None
+        raise AlreadyRunning.holding(path, pid) from None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     return fd
