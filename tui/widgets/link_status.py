@@ -126,7 +126,10 @@ class LinkStatus(Widget):
         return text
 
     def render(self) -> Text:
-        left = Text.assemble(("harness", "bold"), " > ", self.where)
+        # Where the breadcrumb's extras (context, demo keys) give way for a status to be read
+        # whole, this is what is left of it.
+        bare = Text.assemble(("harness", "bold"), " > ", self.where)
+        left = bare.copy()
         target = self.harness.target
         if target.name != "default":  # which daemon: the context's name (or the --host)
             left.append(f"  @ {target.name}" + (" (read-only)" if target.read_only else ""))
@@ -139,7 +142,7 @@ class LinkStatus(Widget):
             # way first, then "· retrying", then the why (the tooltip keeps ssh's sentence).
             width = self.size.width
             if left.cell_len + 1 + len(status) > width:
-                left = Text.assemble(("harness", "bold"), " > ", self.where)
+                left = bare
             if left.cell_len + 1 + len(status) > width:
                 status = self.status_text(retrying=False)
             if left.cell_len + 1 + len(status) > width:
@@ -148,7 +151,7 @@ class LinkStatus(Widget):
             # The cause must be read whole: the breadcrumb's extras give way first, then the hint.
             width = self.size.width
             if left.cell_len + 1 + len(status) + len(_HINT) > width:
-                left = Text.assemble(("harness", "bold"), " > ", self.where)
+                left = bare
             if left.cell_len + 1 + len(status) + len(_HINT) <= width:
                 status += _HINT
         elif self._link.online and self._link.storage is not None:
@@ -156,7 +159,7 @@ class LinkStatus(Widget):
             # at 80 columns beside a plugin's breadcrumb. The extras give way, then the brand.
             width = self.size.width
             if left.cell_len + 1 + len(status) > width:
-                left = Text.assemble(("harness", "bold"), " > ", self.where)
+                left = bare
             if left.cell_len + 1 + len(status) > width:
                 left = Text(self.where)
         elif not self._link.online:
@@ -164,7 +167,7 @@ class LinkStatus(Widget):
             # as well (beside the demo's keys at 80 columns they were cut to "? daemon not").
             # The breadcrumb's extras give way.
             if left.cell_len + 1 + len(status) > self.size.width:
-                left = Text.assemble(("harness", "bold"), " > ", self.where)
+                left = bare
         right = Text(status, style="bold")
         gap = max(1, self.size.width - left.cell_len - right.cell_len)
         return Text.assemble(left, " " * gap, right)
