@@ -164,8 +164,8 @@ def test_the_subscribers_disconnect_only_after_the_servers_cpu_is_read(
         # asyncio reader has its loop's self-pipe pair besides), the same at both reads.
         assert len(held) >= 2 and held[0] >= 3 and held[1] == held[0]
         assert children[-1].returncode == 0  # it then closed them and exited by itself
-        # The closing figure is read apart (not asserted above zero: a server not yet
-        # scheduled to take the three connections down reads 0.0 on a loaded machine; CI did).
-        assert out["close_cpu"] >= 0
+        # The closing figure is read apart and not asserted (above zero it failed: a server not
+        # yet scheduled to take the three connections down reads 0.0 on a loaded machine).
+        assert "close_cpu" in out
     finally:
         server.stop()

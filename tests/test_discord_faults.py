@@ -589,10 +589,11 @@ async def test_acks_that_arrive_before_the_keepalive_thread_wakes_are_not_a_zomb
     # defect; the thread sends its next beat an interval after its late stamp). None is an
     # ACK overdue (half an interval), which a loop stalled under load may show: not judged.
     latencies: list[float] = []
-    while len(latencies) < 3:
-        (health,) = await collect(client, 1)
-        if health.data["latency_ms"] is not None:
-            latencies.append(health.data["latency_ms"])
+    async with asyncio.timeout(HANG_GUARD):  # health events with no figure must not go on for ever
+        while len(latencies) < 3:
+            (health,) = await collect(client, 1)
+            if health.data["latency_ms"] is not None:
+                latencies.append(health.data["latency_ms"])
     assert all(ms < 1000 for ms in latencies), latencies
 
 

@@ -864,9 +864,9 @@ async def test_a_live_subscribe_is_made_without_a_task(
     live, replaying = await connect(), await connect()
     await live.subscribe(["x:*"])
     await replaying.subscribe(["x:*"], since=0)
-    assert (await asyncio.wait_for(replaying.next_event(), 5)).seq == old.seq
+    assert (await asyncio.wait_for(replaying.next_event(), HANG_GUARD)).seq == old.seq
     assert daemon.server is not None
     tasks = sorted(c._subscription is not None for c in daemon.server.clients)
     assert tasks == [False, True]
     new = await publish(daemon, "x:new")
-    assert (await asyncio.wait_for(live.next_event(), 5)).seq == new.seq
+    assert (await asyncio.wait_for(live.next_event(), HANG_GUARD)).seq == new.seq

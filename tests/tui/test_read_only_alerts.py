@@ -48,6 +48,9 @@ async def test_a_read_only_context_offers_no_silence(
         if read_only:
             assert "s Silence" not in footer() and "x End silence" not in footer(), footer()
             assert not isinstance(app.screen, SilenceDialog)  # before: the dialog opened
+            # Not only not yet open one frame later: refused where Textual looks (a press of
+            # `s` runs the action only if the screen's check_action allows it).
+            assert screen.check_action("silence", ()) is not True
             assert app.screen is screen
         else:  # a context that may change things offers both, and s opens the dialog
             assert "s Silence" in footer() and "x End silence" in footer(), footer()
